@@ -1,0 +1,160 @@
+//! The one error type of the core.
+//!
+//! Every message says what failed, where, and what the admin can do about it,
+//! because these messages end up verbatim on an admin's terminal at 3 a.m.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Result alias used across the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// `/etc/os-release` names a distribution none of the families covers.
+    #[error(
+        "cannot tell the OS family: {found}; supported are Astra Linux, Ubuntu, Debian (deb), \
+         RED OS, Rocky and other RHEL-likes (rpm), Alt Server (alt)"
+    )]
+    UnknownOsFamily {
+        /// What the file said (`ID=... ID_LIKE=...`), or why nothing was found.
+        found: String,
+    },
+
+    /// An instance name that could break out of a path or a command line.
+    #[error(
+        "invalid instance name {name:?}: {reason}; use 1-64 ASCII letters, digits, '_' or '-', \
+         not starting with '-'"
+    )]
+    InvalidInstanceName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+
+    /// A path (usually read from a config file) that would leave the target root.
+    #[error("path {path:?} from {origin} {reason}; fix the value or pick another --root")]
+    PathOutsideRoot {
+        /// The path as written.
+        path: String,
+        /// Where the path came from (a directive and file, or "default").
+        origin: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// A file or folder could not be read, listed or changed.
+    #[error("cannot {action} {path}: {source}", path = .path.display())]
+    Io {
+        /// What the tool was doing ("read", "list", "remove", ...).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A config file that does not parse.
+    #[error("{path}{line}: {message}", path = .path.display(), line = .line.map(|l| format!(":{l}")).unwrap_or_default())]
+    ConfigParse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line, when the parser knows it.
+        line: Option<usize>,
+        /// What the parser said.
+        message: String,
+    },
+
+    /// `prune-caches` was pointed at a folder without Ignite node folders.
+    #[error(
+        "no Ignite node folder (a folder holding cacheGroup-* entries) under {target}; \
+         point at the instance's Database folder or an unpacked backup of it",
+        target = .target.display()
+    )]
+    NoIgniteNodeFolder {
+        /// The folder that was searched.
+        target: PathBuf,
+    },
+
+    /// A folder was expected.
+    #[error("{path} is not a folder; {hint}", path = .path.display())]
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+        /// What to pass instead.
+        hint: &'static str,
+    },
+}
+
+/// The kind of an [`Error`], for mapping to exit codes and Python exceptions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::UnknownOsFamily`].
+    UnknownOsFamily,
+    /// [`Error::InvalidInstanceName`].
+    InvalidInstanceName,
+    /// [`Error::PathOutsideRoot`].
+    PathOutsideRoot,
+    /// [`Error::Io`].
+    Io,
+    /// [`Error::ConfigParse`].
+    ConfigParse,
+    /// [`Error::NoIgniteNodeFolder`].
+    NoIgniteNodeFolder,
+    /// [`Error::NotAFolder`].
+    NotAFolder,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::UnknownOsFamily { .. } => ErrorKind::UnknownOsFamily,
+            Error::InvalidInstanceName { .. } => ErrorKind::InvalidInstanceName,
+            Error::PathOutsideRoot { .. } => ErrorKind::PathOutsideRoot,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::ConfigParse { .. } => ErrorKind::ConfigParse,
+            Error::NoIgniteNodeFolder { .. } => ErrorKind::NoIgniteNodeFolder,
+            Error::NotAFolder { .. } => ErrorKind::NotAFolder,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done and to which path.
+    pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl ErrorKind {
+    /// A stable snake_case name, used in JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownOsFamily => "unknown_os_family",
+            ErrorKind::InvalidInstanceName => "invalid_instance_name",
+            ErrorKind::PathOutsideRoot => "path_outside_root",
+            ErrorKind::Io => "io",
+            ErrorKind::ConfigParse => "config_parse",
+            ErrorKind::NoIgniteNodeFolder => "no_ignite_node_folder",
+            ErrorKind::NotAFolder => "not_a_folder",
+        }
+    }
+}
+
+/// Reads a file to a string, mapping "not found" to `None` and everything else to [`Error::Io`].
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::NotADirectory => Ok(None),
+        Err(error) => Err(Error::io("read", path, error)),
+    }
+}

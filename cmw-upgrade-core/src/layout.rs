@@ -1,0 +1,614 @@
+//! Where every part of an instance lives on a server.
+//!
+//! [`InstanceLayout::resolve`] is a pure function from what was read off the
+//! server ([`LayoutSources`]) to paths; [`InstanceLayout::discover`] is the thin
+//! shell that reads those sources from disk. Data paths come from the instance
+//! config when it sets them (under current or old directive names), because an
+//! admin may have moved the database to another disk; the defaults are the
+//! platform's. Every path is placed under the target root and never leaves it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::directives::Directives;
+use crate::error::{read_optional, Error, Result};
+use crate::instance::InstanceName;
+use crate::os::{OsFamily, Owner};
+use crate::paths::{join_default, under_root};
+use crate::systemd::service_owner;
+
+/// Config files in an instance's www folder that every version has.
+pub const WWW_CONFIG_FILES: &[&str] = &[
+    "adapterhost.yml",
+    "apigateway.yml",
+    "Ignite.config",
+    "logs.config",
+];
+
+/// The log folder names the platform has used, newest first.
+pub const LOG_FOLDER_NAMES: &[&str] = &["Logs", "Log"];
+
+/// Where the folder holding the systemd units shipped by the platform is.
+pub const SYSTEMD_UNIT_DIR: &str = "/usr/lib/systemd/system";
+
+/// Where admins' unit overrides and drop-ins live; they win over [`SYSTEMD_UNIT_DIR`].
+pub const SYSTEMD_OVERRIDE_DIR: &str = "/etc/systemd/system";
+
+/// A path together with where it came from, so an admin can see why it is there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayoutPath {
+    /// The path under the target root.
+    pub path: PathBuf,
+    /// `default`, `existing folder`, or `<directive> in <file>`.
+    pub origin: String,
+}
+
+/// A systemd unit of the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnitFile {
+    /// The unit name without `.service`, e.g. `comindwareprod`.
+    pub name: String,
+    /// The unit file under the target root.
+    pub path: PathBuf,
+}
+
+/// What was read off a server to compute a layout. Everything is optional:
+/// a new server has no instance yet, an old one may lack some files.
+#[derive(Debug, Clone, Default)]
+pub struct LayoutSources {
+    /// Text of `/usr/share/comindware/configs/instance/<i>.yml`.
+    pub instance_config: Option<String>,
+    /// Text of `/var/www/<i>/adapterhost.yml`.
+    pub adapterhost_config: Option<String>,
+    /// Text of `comindware<i>.service` followed by its drop-ins, in systemd's order.
+    pub service_units: Vec<String>,
+    /// Which of [`LOG_FOLDER_NAMES`] exist in `/var/log/comindware/<i>/`.
+    pub existing_log_folders: Vec<String>,
+    /// Names of the files in `/var/www/<i>/`.
+    pub www_file_names: Vec<String>,
+    /// Where `/var/lib/comindware/<i>` points, when it is a symlink.
+    pub data_root_link: Option<PathBuf>,
+}
+
+/// Every path of one instance on one server, under a target root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceLayout {
+    /// The target root (`/` on a live server).
+    pub root: PathBuf,
+    /// The instance name.
+    pub instance: InstanceName,
+    /// The server's OS family.
+    pub family: OsFamily,
+    /// The instance config, `/usr/share/comindware/configs/instance/<i>.yml`.
+    pub instance_config: PathBuf,
+    /// `/var/lib/comindware/<i>`.
+    pub data_root: PathBuf,
+    /// Where `data_root` points when it is a symlink (often another disk).
+    pub data_root_link: Option<PathBuf>,
+    /// The database folder (`db.workDir`).
+    pub database: LayoutPath,
+    /// Uploaded files (`userStorage.localDisk.path`).
+    pub streams: LayoutPath,
+    /// Temporary storage (`tempStorage.localDisk.path`).
+    pub temp: LayoutPath,
+    /// Local working folder (`tempWorkingDir`).
+    pub local_temp: LayoutPath,
+    /// The platform's own backup folder (`backup.defaultFolder`), when set.
+    pub backup_folder: Option<LayoutPath>,
+    /// Binaries and service configs, `/var/www/<i>`.
+    pub www: PathBuf,
+    /// The config files in the www folder: the ones every version has, plus
+    /// every `*.config`, `*.yml`, `*.json` found there (`Workers.config` on old versions).
+    pub www_config_files: Vec<PathBuf>,
+    /// `/var/www/<i>/data/Plugins/Agent/Agent.config`.
+    pub agent_config: PathBuf,
+    /// The family's nginx site file.
+    pub nginx_site: PathBuf,
+    /// `/etc/sysconfig/comindware<i>-env`.
+    pub env_file: PathBuf,
+    /// The log folder.
+    pub log_dir: LayoutPath,
+    /// The instance's systemd units.
+    pub units: Vec<UnitFile>,
+    /// Installed platform versions, `/var/www/.cmw_version`.
+    pub versions_dir: PathBuf,
+    /// Who owns the instance's data.
+    pub data_owner: Owner,
+    /// `User=/Group= of comindware<i>.service` or `default for <family>`.
+    pub data_owner_origin: String,
+}
+
+fn instance_config_path(instance: &InstanceName) -> PathBuf {
+    PathBuf::from(format!(
+        "/usr/share/comindware/configs/instance/{instance}.yml"
+    ))
+}
+
+fn data_root_path(instance: &InstanceName) -> PathBuf {
+    PathBuf::from(format!("/var/lib/comindware/{instance}"))
+}
+
+fn www_path(instance: &InstanceName) -> PathBuf {
+    PathBuf::from(format!("/var/www/{instance}"))
+}
+
+fn log_parent_path(instance: &InstanceName) -> PathBuf {
+    PathBuf::from(format!("/var/log/comindware/{instance}"))
+}
+
+/// The instance's unit names: the platform service, the API gateway and the adapter host.
+pub fn unit_names(instance: &InstanceName) -> [String; 3] {
+    [
+        format!("comindware{instance}"),
+        format!("apigateway{instance}"),
+        format!("adapterhost{instance}"),
+    ]
+}
+
+/// The log folder: `log.folder` from adapterhost.yml, else whichever of `Logs/`
+/// or `Log/` exists (current docs' name first), else `Logs/`.
+///
+/// # Errors
+/// [`Error::ConfigParse`] when adapterhost.yml is not YAML; [`Error::PathOutsideRoot`]
+/// when `log.folder` is not an absolute path inside the root.
+pub fn resolve_log_dir(
+    root: &Path,
+    instance: &InstanceName,
+    adapterhost_config: Option<&str>,
+    existing_log_folders: &[String],
+) -> Result<LayoutPath> {
+    let adapterhost_path = www_path(instance).join("adapterhost.yml");
+    if let Some(text) = adapterhost_config {
+        let directives = Directives::parse(text, &adapterhost_path)?;
+        if let Some(folder) = directives.get("log.folder") {
+            let origin = format!("log.folder in {}", adapterhost_path.display());
+            return Ok(LayoutPath {
+                path: under_root(root, &folder, &origin)?,
+                origin,
+            });
+        }
+    }
+    let parent = join_default(root, &log_parent_path(instance));
+    if let Some(name) = LOG_FOLDER_NAMES
+        .iter()
+        .find(|name| existing_log_folders.iter().any(|existing| existing == *name))
+    {
+        return Ok(LayoutPath {
+            path: parent.join(name),
+            origin: "existing folder".to_owned(),
+        });
+    }
+    Ok(LayoutPath {
+        path: parent.join(LOG_FOLDER_NAMES[0]),
+        origin: "default".to_owned(),
+    })
+}
+
+/// Reads what [`resolve_log_dir`] needs from disk and resolves the log folder.
+///
+/// # Errors
+/// As [`resolve_log_dir`], and [`Error::Io`] when adapterhost.yml exists but cannot be read.
+pub fn discover_log_dir(root: &Path, instance: &InstanceName) -> Result<LayoutPath> {
+    let adapterhost =
+        read_optional(&join_default(root, &www_path(instance).join("adapterhost.yml")))?;
+    let existing = existing_log_folders(root, instance);
+    resolve_log_dir(root, instance, adapterhost.as_deref(), &existing)
+}
+
+fn existing_log_folders(root: &Path, instance: &InstanceName) -> Vec<String> {
+    let parent = join_default(root, &log_parent_path(instance));
+    LOG_FOLDER_NAMES
+        .iter()
+        .filter(|name| parent.join(name).is_dir())
+        .map(|name| (*name).to_owned())
+        .collect()
+}
+
+impl InstanceLayout {
+    /// Computes the layout from what was read off the server. Pure: reads nothing.
+    ///
+    /// # Errors
+    /// [`Error::ConfigParse`] for a config that is not YAML, [`Error::PathOutsideRoot`]
+    /// for a configured path that is relative or climbs out of the root.
+    pub fn resolve(
+        root: &Path,
+        instance: &InstanceName,
+        family: OsFamily,
+        sources: &LayoutSources,
+    ) -> Result<Self> {
+        let config_path = instance_config_path(instance);
+        let directives = match &sources.instance_config {
+            Some(text) => Directives::parse(text, &config_path)?,
+            None => Directives::default(),
+        };
+        let data_root = data_root_path(instance);
+        let configured = |current: &str, default: Option<PathBuf>| -> Result<Option<LayoutPath>> {
+            if let Some((value, found_as)) = directives.get_current_or_renamed(current) {
+                let origin = format!("{found_as} in {}", config_path.display());
+                let path = under_root(root, &value, &origin)?;
+                return Ok(Some(LayoutPath { path, origin }));
+            }
+            Ok(default.map(|default| LayoutPath {
+                path: join_default(root, &default),
+                origin: "default".to_owned(),
+            }))
+        };
+        let always = |path: Option<LayoutPath>| path.expect("a default was given");
+
+        let www = www_path(instance);
+        let mut www_config_files: Vec<PathBuf> = WWW_CONFIG_FILES
+            .iter()
+            .map(|name| join_default(root, &www.join(name)))
+            .collect();
+        for name in &sources.www_file_names {
+            let is_config = [".config", ".yml", ".json"]
+                .iter()
+                .any(|extension| name.ends_with(extension));
+            // A file name from a listing is one component; anything else is not ours to join.
+            let is_plain_name = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.contains(['/', '\0']);
+            if is_config && is_plain_name {
+                let path = join_default(root, &www.join(name));
+                if !www_config_files.contains(&path) {
+                    www_config_files.push(path);
+                }
+            }
+        }
+        www_config_files.sort();
+
+        let (data_owner, data_owner_origin) = match service_owner(&sources.service_units) {
+            Some(owner) => (
+                owner,
+                format!("User=/Group= of comindware{instance}.service"),
+            ),
+            None => (family.web_owner(), format!("default for the {family} family")),
+        };
+
+        // A relative link target is relative to the link's own folder, as the kernel reads it.
+        let data_root_link = sources
+            .data_root_link
+            .as_ref()
+            .map(|link| {
+                let origin = format!("symlink {}", data_root.display());
+                let server_target = data_root.parent().unwrap_or(Path::new("/")).join(link);
+                under_root(root, &server_target.to_string_lossy(), &origin)
+            })
+            .transpose()?;
+
+        Ok(InstanceLayout {
+            root: root.to_path_buf(),
+            instance: instance.clone(),
+            family,
+            instance_config: join_default(root, &config_path),
+            database: always(configured("db.workDir", Some(data_root.join("Database")))?),
+            streams: always(configured(
+                "userStorage.localDisk.path",
+                Some(data_root.join("Streams")),
+            )?),
+            temp: always(configured(
+                "tempStorage.localDisk.path",
+                Some(data_root.join("Temp")),
+            )?),
+            local_temp: always(configured("tempWorkingDir", Some(data_root.join("LocalTemp")))?),
+            backup_folder: configured("backup.defaultFolder", None)?,
+            data_root: join_default(root, &data_root),
+            data_root_link,
+            agent_config: join_default(root, &www.join("data/Plugins/Agent/Agent.config")),
+            www: join_default(root, &www),
+            www_config_files,
+            nginx_site: join_default(root, &family.nginx_site_path(instance)),
+            env_file: join_default(
+                root,
+                Path::new(&format!("/etc/sysconfig/comindware{instance}-env")),
+            ),
+            log_dir: resolve_log_dir(
+                root,
+                instance,
+                sources.adapterhost_config.as_deref(),
+                &sources.existing_log_folders,
+            )?,
+            units: unit_names(instance)
+                .into_iter()
+                .map(|name| UnitFile {
+                    path: join_default(
+                        root,
+                        &Path::new(SYSTEMD_UNIT_DIR).join(format!("{name}.service")),
+                    ),
+                    name,
+                })
+                .collect(),
+            versions_dir: join_default(root, Path::new("/var/www/.cmw_version")),
+            data_owner,
+            data_owner_origin,
+        })
+    }
+
+    /// Reads the sources from the server under `root` and computes the layout.
+    ///
+    /// Missing files are normal (a new server has no instance config yet); a file
+    /// that exists but cannot be read is an error.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for unreadable files, and whatever [`InstanceLayout::resolve`] reports.
+    pub fn discover(root: &Path, instance: &InstanceName, family: OsFamily) -> Result<Self> {
+        let sources = read_layout_sources(root, instance)?;
+        InstanceLayout::resolve(root, instance, family, &sources)
+    }
+}
+
+/// Reads everything [`InstanceLayout::resolve`] looks at from the server under `root`.
+///
+/// # Errors
+/// [`Error::Io`] for a file or folder that exists but cannot be read.
+pub fn read_layout_sources(root: &Path, instance: &InstanceName) -> Result<LayoutSources> {
+    let www = join_default(root, &www_path(instance));
+    let service_name = format!("comindware{instance}.service");
+    let override_dir = join_default(root, Path::new(SYSTEMD_OVERRIDE_DIR));
+    let mut service_units = Vec::new();
+    let unit_text = match read_optional(&override_dir.join(&service_name))? {
+        Some(text) => Some(text),
+        None => read_optional(&join_default(
+            root,
+            &Path::new(SYSTEMD_UNIT_DIR).join(&service_name),
+        ))?,
+    };
+    service_units.extend(unit_text);
+    let drop_in_dir = override_dir.join(format!("{service_name}.d"));
+    let mut drop_ins = list_file_names(&drop_in_dir)?;
+    drop_ins.retain(|name| name.ends_with(".conf"));
+    drop_ins.sort();
+    for name in drop_ins {
+        service_units.extend(read_optional(&drop_in_dir.join(name))?);
+    }
+    let data_root = join_default(root, &data_root_path(instance));
+    Ok(LayoutSources {
+        instance_config: read_optional(&join_default(root, &instance_config_path(instance)))?,
+        adapterhost_config: read_optional(&www.join("adapterhost.yml"))?,
+        service_units,
+        existing_log_folders: existing_log_folders(root, instance),
+        www_file_names: list_file_names(&www)?,
+        data_root_link: std::fs::read_link(&data_root).ok(),
+    })
+}
+
+/// Names of the regular files (or links to them) in a folder; a missing folder has none.
+fn list_file_names(folder: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(Error::io("list", folder, error)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| Error::io("list", folder, error))?;
+        if entry.path().is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn prod() -> InstanceName {
+        InstanceName::new("prod").unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_platform_docs() {
+        let layout = InstanceLayout::resolve(
+            Path::new("/"),
+            &prod(),
+            OsFamily::Deb,
+            &LayoutSources::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            layout.instance_config,
+            Path::new("/usr/share/comindware/configs/instance/prod.yml")
+        );
+        assert_eq!(
+            layout.database.path,
+            Path::new("/var/lib/comindware/prod/Database")
+        );
+        assert_eq!(layout.database.origin, "default");
+        assert_eq!(layout.streams.path, Path::new("/var/lib/comindware/prod/Streams"));
+        assert_eq!(layout.temp.path, Path::new("/var/lib/comindware/prod/Temp"));
+        assert_eq!(
+            layout.local_temp.path,
+            Path::new("/var/lib/comindware/prod/LocalTemp")
+        );
+        assert_eq!(layout.backup_folder, None);
+        assert_eq!(
+            layout.agent_config,
+            Path::new("/var/www/prod/data/Plugins/Agent/Agent.config")
+        );
+        assert_eq!(
+            layout.nginx_site,
+            Path::new("/etc/nginx/sites-available/comindwareprod")
+        );
+        assert_eq!(layout.env_file, Path::new("/etc/sysconfig/comindwareprod-env"));
+        assert_eq!(layout.log_dir.path, Path::new("/var/log/comindware/prod/Logs"));
+        assert_eq!(
+            layout.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            ["comindwareprod", "apigatewayprod", "adapterhostprod"]
+        );
+        assert_eq!(
+            layout.units[0].path,
+            Path::new("/usr/lib/systemd/system/comindwareprod.service")
+        );
+        assert_eq!(layout.versions_dir, Path::new("/var/www/.cmw_version"));
+        assert_eq!(layout.data_owner, Owner::new("www-data", "www-data"));
+        assert_eq!(layout.www_config_files.len(), WWW_CONFIG_FILES.len());
+    }
+
+    #[test]
+    fn configured_paths_win_and_old_names_count() {
+        let sources = LayoutSources {
+            instance_config: Some(
+                "# moved to the big disk\ndb.workDir: /data/cmw/db\n#userStorage.localDisk.path: /nope\n\
+                 streamsPath: /data/cmw/streams\nbackup.defaultFolder: /backup\ntempWorkingDir: /tmp/cmw\n"
+                    .to_owned(),
+            ),
+            ..LayoutSources::default()
+        };
+        let layout =
+            InstanceLayout::resolve(Path::new("/mnt/old"), &prod(), OsFamily::Rpm, &sources)
+                .unwrap();
+        assert_eq!(layout.database.path, Path::new("/mnt/old/data/cmw/db"));
+        assert!(layout.database.origin.starts_with("db.workDir in "));
+        assert_eq!(layout.streams.path, Path::new("/mnt/old/data/cmw/streams"));
+        assert!(layout.streams.origin.starts_with("streamsPath in "));
+        assert_eq!(layout.backup_folder.unwrap().path, Path::new("/mnt/old/backup"));
+        assert_eq!(layout.local_temp.path, Path::new("/mnt/old/tmp/cmw"));
+        assert_eq!(
+            layout.nginx_site,
+            Path::new("/mnt/old/etc/nginx/conf.d/comindwareprod")
+        );
+        assert_eq!(layout.data_owner, Owner::new("nginx", "nginx"));
+    }
+
+    #[test]
+    fn the_unit_decides_the_owner() {
+        let sources = LayoutSources {
+            service_units: vec!["[Service]\nUser=cbap\nGroup=cbap\n".to_owned()],
+            ..LayoutSources::default()
+        };
+        let layout =
+            InstanceLayout::resolve(Path::new("/"), &prod(), OsFamily::Alt, &sources).unwrap();
+        assert_eq!(layout.data_owner, Owner::new("cbap", "cbap"));
+        assert!(layout.data_owner_origin.contains("comindwareprod.service"));
+    }
+
+    #[test]
+    fn log_folder_comes_from_adapterhost_then_existing_folders() {
+        let root = Path::new("/r");
+        let from_config = resolve_log_dir(
+            root,
+            &prod(),
+            Some("log.folder: /srv/logs/prod\n"),
+            &["Log".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(from_config.path, Path::new("/r/srv/logs/prod"));
+        let old = resolve_log_dir(root, &prod(), Some("# none\n"), &["Log".to_owned()]).unwrap();
+        assert_eq!(old.path, Path::new("/r/var/log/comindware/prod/Log"));
+        assert_eq!(old.origin, "existing folder");
+        let both =
+            resolve_log_dir(root, &prod(), None, &["Log".to_owned(), "Logs".to_owned()]).unwrap();
+        assert_eq!(both.path, Path::new("/r/var/log/comindware/prod/Logs"));
+    }
+
+    #[test]
+    fn www_listing_adds_config_files_and_ignores_the_rest() {
+        let sources = LayoutSources {
+            www_file_names: vec![
+                "Workers.config".into(),
+                "appsettings.json".into(),
+                "apigateway.yml".into(),
+                "Comindware.dll".into(),
+                "../escape.yml".into(),
+            ],
+            ..LayoutSources::default()
+        };
+        let layout =
+            InstanceLayout::resolve(Path::new("/"), &prod(), OsFamily::Deb, &sources).unwrap();
+        let names: Vec<_> = layout
+            .www_config_files
+            .iter()
+            .map(|path| path.file_name().unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Ignite.config",
+                "Workers.config",
+                "adapterhost.yml",
+                "apigateway.yml",
+                "appsettings.json",
+                "logs.config"
+            ]
+        );
+    }
+
+    #[test]
+    fn escaping_config_values_are_refused() {
+        let sources = LayoutSources {
+            instance_config: Some("db.workDir: /var/../../etc\n".to_owned()),
+            ..LayoutSources::default()
+        };
+        let error = InstanceLayout::resolve(Path::new("/r"), &prod(), OsFamily::Deb, &sources)
+            .unwrap_err();
+        assert!(matches!(error, Error::PathOutsideRoot { .. }));
+        assert!(error.to_string().contains("db.workDir"), "{error}");
+    }
+
+    fn all_paths(layout: &InstanceLayout) -> Vec<&Path> {
+        let mut paths = vec![
+            layout.instance_config.as_path(),
+            &layout.data_root,
+            &layout.database.path,
+            &layout.streams.path,
+            &layout.temp.path,
+            &layout.local_temp.path,
+            &layout.www,
+            &layout.agent_config,
+            &layout.nginx_site,
+            &layout.env_file,
+            &layout.log_dir.path,
+            &layout.versions_dir,
+        ];
+        paths.extend(layout.backup_folder.iter().map(|p| p.path.as_path()));
+        paths.extend(layout.data_root_link.iter().map(PathBuf::as_path));
+        paths.extend(layout.www_config_files.iter().map(PathBuf::as_path));
+        paths.extend(layout.units.iter().map(|u| u.path.as_path()));
+        paths
+    }
+
+    fn server_path() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![Just("..".to_owned()), Just(".".to_owned()), "[a-z]{1,6}"],
+            0..8,
+        )
+        .prop_map(|parts| format!("/{}", parts.join("/")))
+    }
+
+    proptest! {
+        /// Property: no computed path ever leaves the root, whatever the configs say.
+        #[test]
+        fn no_path_leaves_the_root(
+            name in "[a-zA-Z0-9_][a-zA-Z0-9_-]{0,20}",
+            db in server_path(),
+            streams in server_path(),
+            logs in server_path(),
+            link in prop_oneof![server_path(), server_path().prop_map(|p| format!("..{p}"))],
+            www_names in proptest::collection::vec("[a-zA-Z./]{1,12}", 0..5),
+            family_index in 0..3usize,
+        ) {
+            let root = Path::new("/target/root");
+            let sources = LayoutSources {
+                instance_config: Some(format!("db.workDir: '{db}'\nstreamsPath: '{streams}'\n")),
+                adapterhost_config: Some(format!("log.folder: '{logs}'\n")),
+                www_file_names: www_names,
+                data_root_link: Some(PathBuf::from(link)),
+                ..LayoutSources::default()
+            };
+            let instance = InstanceName::new(&name).unwrap();
+            if let Ok(layout) = InstanceLayout::resolve(root, &instance, OsFamily::ALL[family_index], &sources) {
+                for path in all_paths(&layout) {
+                    prop_assert!(path.starts_with(root), "{}", path.display());
+                    prop_assert!(path.components().all(|c| c != std::path::Component::ParentDir), "{}", path.display());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! OS families, told from the text of `/etc/os-release`.
+//!
+//! The platform's procedure differs by family only: where the nginx site file
+//! lives, which tool installs local packages, and which user the web server
+//! (and by default the platform) runs as.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::instance::InstanceName;
+
+/// The three families the platform ships distributions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OsFamily {
+    /// Astra Linux, Ubuntu, Debian.
+    Deb,
+    /// RED OS, Rocky and other RHEL-likes.
+    Rpm,
+    /// Alt Server / Alt Linux: uses apt-get, but on rpm packages and with its own paths.
+    Alt,
+}
+
+/// A user and group pair, as `chown` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Owner {
+    /// User name.
+    pub user: String,
+    /// Group name.
+    pub group: String,
+}
+
+impl Owner {
+    /// Builds an owner from two names.
+    pub fn new(user: impl Into<String>, group: impl Into<String>) -> Self {
+        Owner {
+            user: user.into(),
+            group: group.into(),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.user, self.group)
+    }
+}
+
+/// Distribution ids that decide the family, checked against `ID` first and then
+/// against each word of `ID_LIKE`. Alt is listed first so that nothing else claims it.
+const FAMILY_BY_ID: &[(&str, OsFamily)] = &[
+    ("altlinux", OsFamily::Alt),
+    ("alt", OsFamily::Alt),
+    ("astra", OsFamily::Deb),
+    ("ubuntu", OsFamily::Deb),
+    ("debian", OsFamily::Deb),
+    ("redos", OsFamily::Rpm),
+    ("rocky", OsFamily::Rpm),
+    ("rhel", OsFamily::Rpm),
+    ("centos", OsFamily::Rpm),
+    ("fedora", OsFamily::Rpm),
+    ("almalinux", OsFamily::Rpm),
+    ("ol", OsFamily::Rpm),
+];
+
+impl OsFamily {
+    /// All families, in documentation order.
+    pub const ALL: [OsFamily; 3] = [OsFamily::Deb, OsFamily::Rpm, OsFamily::Alt];
+
+    /// The short lowercase name: `deb`, `rpm` or `alt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OsFamily::Deb => "deb",
+            OsFamily::Rpm => "rpm",
+            OsFamily::Alt => "alt",
+        }
+    }
+
+    /// The folder that holds nginx site files, as an absolute path on the server.
+    pub fn nginx_site_dir(self) -> &'static str {
+        match self {
+            OsFamily::Deb => "/etc/nginx/sites-available",
+            OsFamily::Rpm => "/etc/nginx/conf.d",
+            OsFamily::Alt => "/etc/nginx/sites-available.d",
+        }
+    }
+
+    /// The instance's nginx site file, as an absolute path on the server.
+    pub fn nginx_site_path(self, instance: &InstanceName) -> PathBuf {
+        PathBuf::from(self.nginx_site_dir()).join(format!("comindware{instance}"))
+    }
+
+    /// The argv that installs local package files (`*.deb` or `*.rpm`) on this family.
+    ///
+    /// The files are passed as separate arguments, never through a shell glob.
+    pub fn local_package_install_argv<S: AsRef<str>>(self, package_files: &[S]) -> Vec<String> {
+        let mut argv: Vec<String> = match self {
+            OsFamily::Deb => vec!["dpkg".into(), "-i".into()],
+            OsFamily::Rpm => vec!["rpm".into(), "-i".into()],
+            OsFamily::Alt => vec!["apt-get".into(), "install".into(), "-y".into()],
+        };
+        argv.extend(package_files.iter().map(|file| file.as_ref().to_owned()));
+        argv
+    }
+
+    /// The extension of the local package files this family installs (`deb` or `rpm`).
+    pub fn package_extension(self) -> &'static str {
+        match self {
+            OsFamily::Deb => "deb",
+            OsFamily::Rpm | OsFamily::Alt => "rpm",
+        }
+    }
+
+    /// The web server's user and group, which also owns instance data when the
+    /// systemd unit does not say otherwise.
+    pub fn web_owner(self) -> Owner {
+        match self {
+            OsFamily::Deb => Owner::new("www-data", "www-data"),
+            OsFamily::Rpm => Owner::new("nginx", "nginx"),
+            OsFamily::Alt => Owner::new("_nginx", "_nginx"),
+        }
+    }
+
+    /// The family a distribution id belongs to, if it is a known one.
+    pub fn from_distro_id(id: &str) -> Option<OsFamily> {
+        let id = id.trim().to_ascii_lowercase();
+        FAMILY_BY_ID
+            .iter()
+            .find(|(known, _)| *known == id)
+            .map(|(_, family)| *family)
+    }
+}
+
+impl fmt::Display for OsFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OsFamily {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "deb" => Ok(OsFamily::Deb),
+            "rpm" => Ok(OsFamily::Rpm),
+            "alt" => Ok(OsFamily::Alt),
+            other => Err(format!(
+                "unknown OS family {other:?}; expected deb, rpm or alt"
+            )),
+        }
+    }
+}
+
+/// The fields of `/etc/os-release` the tool uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OsRelease {
+    /// `ID`, lowercased.
+    pub id: String,
+    /// `ID_LIKE`, split on whitespace, lowercased.
+    pub id_like: Vec<String>,
+    /// `PRETTY_NAME`, if present.
+    pub pretty_name: Option<String>,
+    /// `VERSION_ID`, if present.
+    pub version_id: Option<String>,
+}
+
+impl OsRelease {
+    /// Parses the text of an os-release file.
+    ///
+    /// Accepts what the format allows and what real files contain: comments,
+    /// blank lines, CRLF line ends, values in double or single quotes or bare,
+    /// backslash escapes inside double quotes, and stray spaces around `=`.
+    pub fn parse(text: &str) -> Self {
+        let mut release = OsRelease::default();
+        for raw_line in text.lines() {
+            let line = raw_line.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = unquote(value.trim());
+            match key.trim() {
+                "ID" => release.id = value.to_ascii_lowercase(),
+                "ID_LIKE" => {
+                    release.id_like = value
+                        .split_whitespace()
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                }
+                "PRETTY_NAME" => release.pretty_name = Some(value),
+                "VERSION_ID" => release.version_id = Some(value),
+                _ => {}
+            }
+        }
+        release
+    }
+
+    /// The family: `ID` decides when it is known, then the first known word of `ID_LIKE`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOsFamily`] naming what the file said when neither is known.
+    pub fn family(&self) -> Result<OsFamily> {
+        if let Some(family) = OsFamily::from_distro_id(&self.id) {
+            return Ok(family);
+        }
+        if let Some(family) = self
+            .id_like
+            .iter()
+            .find_map(|like| OsFamily::from_distro_id(like))
+        {
+            return Ok(family);
+        }
+        let found = if self.id.is_empty() && self.id_like.is_empty() {
+            "the os-release text has no ID and no ID_LIKE".to_owned()
+        } else {
+            format!("ID={:?} ID_LIKE={:?}", self.id, self.id_like.join(" "))
+        };
+        Err(Error::UnknownOsFamily { found })
+    }
+}
+
+/// Strips one level of shell-style quoting from an os-release value.
+fn unquote(value: &str) -> String {
+    let bytes = value.as_bytes();
+    if bytes.len() >= 2 && bytes[0] == b'\'' && bytes[bytes.len() - 1] == b'\'' {
+        return value[1..value.len() - 1].to_owned();
+    }
+    if bytes.len() >= 2 && bytes[0] == b'"' && bytes[bytes.len() - 1] == b'"' {
+        let inner = &value[1..value.len() - 1];
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                if let Some(escaped) = chars.next() {
+                    out.push(escaped);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return out;
+    }
+    // A bare value ends at an unquoted comment, as in a shell assignment.
+    value
+        .split_once(" #")
+        .map_or(value, |(before, _)| before)
+        .trim()
+        .to_owned()
+}
+
+/// What [`detect_os_family`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OsInfo {
+    /// The family.
+    pub family: OsFamily,
+    /// The distribution id (`ID`).
+    pub distro: String,
+    /// `PRETTY_NAME`, if given.
+    pub pretty_name: Option<String>,
+    /// `VERSION_ID`, if given.
+    pub version_id: Option<String>,
+}
+
+/// Tells the OS family from the text of `/etc/os-release`.
+///
+/// # Errors
+/// [`Error::UnknownOsFamily`] when the text is empty or names no known distribution.
+///
+/// ```
+/// use cmw_upgrade_core::{detect_os_family, OsFamily};
+/// let info = detect_os_family("ID=\"redos\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap();
+/// assert_eq!(info.family, OsFamily::Rpm);
+/// ```
+pub fn detect_os_family(os_release_text: &str) -> Result<OsInfo> {
+    let release = OsRelease::parse(os_release_text);
+    let family = release.family()?;
+    Ok(OsInfo {
+        family,
+        distro: release.id,
+        pretty_name: release.pretty_name,
+        version_id: release.version_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ASTRA: &str = "PRETTY_NAME=\"Astra Linux\"\nNAME=\"Astra Linux\"\nID=astra\nID_LIKE=debian\nVERSION_ID=1.7_x86-64\n";
+    const REDOS: &str = "NAME=\"RED OS\"\nVERSION=\"7.3.4 (MUROM)\"\nID=\"redos\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"7.3.4\"\n";
+    const ALT: &str = "NAME=\"ALT Server\"\nVERSION=\"10.1\"\nID=altlinux\nVERSION_ID=10.1\nPRETTY_NAME=\"ALT Server 10.1 (Mendelevium)\"\n";
+    const ROCKY: &str = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n";
+    const UBUNTU: &str = "ID=ubuntu\nID_LIKE=debian\n";
+
+    #[test]
+    fn known_distributions_map_to_their_families() {
+        assert_eq!(detect_os_family(ASTRA).unwrap().family, OsFamily::Deb);
+        assert_eq!(detect_os_family(UBUNTU).unwrap().family, OsFamily::Deb);
+        assert_eq!(detect_os_family("ID=debian").unwrap().family, OsFamily::Deb);
+        assert_eq!(detect_os_family(REDOS).unwrap().family, OsFamily::Rpm);
+        assert_eq!(detect_os_family(ROCKY).unwrap().family, OsFamily::Rpm);
+        assert_eq!(detect_os_family(ALT).unwrap().family, OsFamily::Alt);
+    }
+
+    #[test]
+    fn unknown_id_falls_back_to_id_like() {
+        let info = detect_os_family("ID=\"linuxmint\"\nID_LIKE=\"ubuntu debian\"").unwrap();
+        assert_eq!(info.family, OsFamily::Deb);
+        assert_eq!(info.distro, "linuxmint");
+        let info = detect_os_family("ID=almalinux-custom\nID_LIKE='rhel centos fedora'").unwrap();
+        assert_eq!(info.family, OsFamily::Rpm);
+    }
+
+    #[test]
+    fn id_decides_before_id_like() {
+        // A made-up file that claims an Alt id but Debian likeness: ID wins.
+        let info = detect_os_family("ID=altlinux\nID_LIKE=debian").unwrap();
+        assert_eq!(info.family, OsFamily::Alt);
+    }
+
+    #[test]
+    fn crlf_comments_blank_lines_and_spaces_are_accepted() {
+        let text = "\u{feff}# generated\r\n\r\n  ID = \"Ubuntu\"  \r\nVERSION_ID=\"22.04\"\r\n";
+        let info = detect_os_family(text).unwrap();
+        assert_eq!(info.family, OsFamily::Deb);
+        assert_eq!(info.distro, "ubuntu");
+        assert_eq!(info.version_id.as_deref(), Some("22.04"));
+    }
+
+    #[test]
+    fn escapes_in_double_quotes_are_undone() {
+        let release = OsRelease::parse("PRETTY_NAME=\"A \\\"quoted\\\" name\"\nID=debian");
+        assert_eq!(release.pretty_name.as_deref(), Some("A \"quoted\" name"));
+    }
+
+    #[test]
+    fn unknown_or_empty_is_an_error_naming_what_was_found() {
+        let error = detect_os_family("ID=gentoo\n").unwrap_err();
+        assert!(error.to_string().contains("ID=\"gentoo\""), "{error}");
+        let error = detect_os_family("").unwrap_err();
+        assert!(error.to_string().contains("no ID"), "{error}");
+        assert!(matches!(error, Error::UnknownOsFamily { .. }));
+    }
+
+    #[test]
+    fn each_family_knows_its_paths_tools_and_owner() {
+        let name = InstanceName::new("prod").unwrap();
+        assert_eq!(
+            OsFamily::Deb.nginx_site_path(&name),
+            PathBuf::from("/etc/nginx/sites-available/comindwareprod")
+        );
+        assert_eq!(
+            OsFamily::Rpm.nginx_site_path(&name),
+            PathBuf::from("/etc/nginx/conf.d/comindwareprod")
+        );
+        assert_eq!(
+            OsFamily::Alt.nginx_site_path(&name),
+            PathBuf::from("/etc/nginx/sites-available.d/comindwareprod")
+        );
+        assert_eq!(
+            OsFamily::Alt.local_package_install_argv(&["a.rpm", "b.rpm"]),
+            ["apt-get", "install", "-y", "a.rpm", "b.rpm"]
+        );
+        assert_eq!(
+            OsFamily::Deb.local_package_install_argv(&["x.deb"]),
+            ["dpkg", "-i", "x.deb"]
+        );
+        assert_eq!(
+            OsFamily::Rpm.local_package_install_argv::<&str>(&[]),
+            ["rpm", "-i"]
+        );
+        assert_eq!(OsFamily::Deb.web_owner().to_string(), "www-data:www-data");
+        assert_eq!(OsFamily::Rpm.web_owner().to_string(), "nginx:nginx");
+        assert_eq!(OsFamily::Alt.web_owner().to_string(), "_nginx:_nginx");
+    }
+
+    #[test]
+    fn family_names_round_trip() {
+        for family in OsFamily::ALL {
+            assert_eq!(family.as_str().parse::<OsFamily>().unwrap(), family);
+        }
+        assert!("suse".parse::<OsFamily>().is_err());
+    }
+
+    fn quoting() -> impl Strategy<Value = (&'static str, &'static str)> {
+        prop_oneof![Just(("", "")), Just(("\"", "\"")), Just(("'", "'"))]
+    }
+
+    proptest! {
+        /// However an os-release file is laid out, a known ID gives its family.
+        #[test]
+        fn known_id_is_found_in_any_layout(
+            index in 0..FAMILY_BY_ID.len(),
+            (open, close) in quoting(),
+            crlf in any::<bool>(),
+            noise in proptest::collection::vec("[A-Z_]{1,10}=[a-z0-9 .]{0,12}", 0..5),
+            comment in "#[ -~]{0,30}",
+        ) {
+            let (id, family) = FAMILY_BY_ID[index];
+            let end = if crlf { "\r\n" } else { "\n" };
+            let mut lines: Vec<String> = noise.iter().map(|n| format!("{}", n.replace("ID=", "XD="))).collect();
+            lines.retain(|line| !line.starts_with("ID=") && !line.starts_with("ID_LIKE="));
+            lines.insert(lines.len() / 2, format!("ID={open}{id}{close}"));
+            lines.insert(0, comment);
+            lines.push(String::new());
+            let text = lines.join(end);
+            prop_assert_eq!(detect_os_family(&text).unwrap().family, family);
+        }
+
+        /// Parsing never panics, whatever the bytes.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,200}") {
+            let _ = detect_os_family(&text);
+        }
+    }
+}
