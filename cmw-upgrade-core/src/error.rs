@@ -16,7 +16,8 @@ pub enum Error {
     /// `/etc/os-release` names a distribution none of the families covers.
     #[error(
         "cannot tell the OS family: {found}; supported are Astra Linux, Ubuntu, Debian (deb), \
-         RED OS, Rocky and other RHEL-likes (rpm), Alt Server (alt)"
+         RED OS, Rocky and other RHEL-likes (rpm), Alt Server (alt); if this distribution is \
+         compatible with one of them, name that family explicitly (--family deb|rpm|alt)"
     )]
     UnknownOsFamily {
         /// What the file said (`ID=... ID_LIKE=...`), or why nothing was found.

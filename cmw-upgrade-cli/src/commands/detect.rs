@@ -1,0 +1,136 @@
+//! `cmw-upgrade detect`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use cmw_upgrade_core::{detect_os_family, InstanceLayout, OsFamily, OsInfo};
+use serde::Serialize;
+
+use crate::args::{DetectArgs, GlobalArgs};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+#[derive(Serialize)]
+struct DetectReport {
+    family: OsFamily,
+    distro: Option<String>,
+    pretty_name: Option<String>,
+    version_id: Option<String>,
+    family_source: &'static str,
+    web_owner: cmw_upgrade_core::Owner,
+    nginx_site_dir: &'static str,
+    package_install: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layout: Option<InstanceLayout>,
+}
+
+fn read_os_info(global: &GlobalArgs, args: &DetectArgs) -> Result<Option<OsInfo>, CliError> {
+    let candidates: Vec<PathBuf> = match &args.os_release {
+        Some(path) => vec![path.clone()],
+        None => vec![
+            global.root.join("etc/os-release"),
+            global.root.join("usr/lib/os-release"),
+        ],
+    };
+    for path in &candidates {
+        match std::fs::read_to_string(path) {
+            Ok(text) => return Ok(Some(detect_os_family(&text)?)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.os_release.is_none() => {}
+            Err(error) => return Err(CliError::ReadArgument { path: path.clone(), source: error }),
+        }
+    }
+    if args.family.is_some() {
+        return Ok(None);
+    }
+    Err(CliError::NoOsRelease { tried: candidates })
+}
+
+pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError> {
+    // With --family the os-release file is informative only: an unknown distro is fine.
+    let os = match read_os_info(global, &args) {
+        Ok(os) => os,
+        Err(_) if args.family.is_some() => None,
+        Err(error) => return Err(error),
+    };
+    let (family, family_source) = match (args.family, &os) {
+        (Some(family), _) => (family, "--family"),
+        (None, Some(os)) => (os.family, "os-release"),
+        (None, None) => unreachable!("read_os_info returns an error without os-release or --family"),
+    };
+    let layout = args
+        .instance
+        .as_ref()
+        .map(|instance| InstanceLayout::discover(&global.root, instance, family))
+        .transpose()?;
+    let report = DetectReport {
+        family,
+        distro: os.as_ref().map(|os| os.distro.clone()),
+        pretty_name: os.as_ref().and_then(|os| os.pretty_name.clone()),
+        version_id: os.as_ref().and_then(|os| os.version_id.clone()),
+        family_source,
+        web_owner: family.web_owner(),
+        nginx_site_dir: family.nginx_site_dir(),
+        package_install: family.local_package_install_argv(&[format!("<*.{}>", family.package_extension())]),
+        layout,
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        print_text(&mut std::io::stdout().lock(), &report)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn print_text(out: &mut impl Write, report: &DetectReport) -> io::Result<()> {
+    let distro = match (&report.pretty_name, &report.distro) {
+        (Some(pretty), Some(id)) => format!(" ({id}: {pretty})"),
+        (None, Some(id)) => format!(" ({id})"),
+        _ => String::new(),
+    };
+    writeln!(out, "OS family               {}{distro}, from {}", report.family, report.family_source)?;
+    writeln!(out, "web server user         {}", report.web_owner)?;
+    writeln!(out, "nginx site folder       {}", report.nginx_site_dir)?;
+    writeln!(out, "install packages        {}", report.package_install.join(" "))?;
+    let Some(layout) = &report.layout else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(out, "Instance {}", layout.instance)?;
+    show(out, "instance config", &layout.instance_config, None)?;
+    show(out, "data folder", &layout.data_root, None)?;
+    if let Some(link) = &layout.data_root_link {
+        writeln!(out, "  {:<22}{}", "  links to", link.display())?;
+    }
+    show(out, "database", &layout.database.path, Some(layout.database.origin.as_str()))?;
+    show(out, "uploaded files", &layout.streams.path, Some(layout.streams.origin.as_str()))?;
+    show(out, "temp", &layout.temp.path, Some(layout.temp.origin.as_str()))?;
+    show(out, "local temp", &layout.local_temp.path, Some(layout.local_temp.origin.as_str()))?;
+    if let Some(backup) = &layout.backup_folder {
+        show(out, "backup folder", &backup.path, Some(backup.origin.as_str()))?;
+    }
+    show(out, "binaries", &layout.www, None)?;
+    for file in &layout.www_config_files {
+        show(out, "  config", file, None)?;
+    }
+    show(out, "Agent.config", &layout.agent_config, None)?;
+    show(out, "nginx site", &layout.nginx_site, None)?;
+    show(out, "env file", &layout.env_file, None)?;
+    show(out, "logs", &layout.log_dir.path, Some(layout.log_dir.origin.as_str()))?;
+    for unit in &layout.units {
+        show(out, &format!("unit {}", unit.name), &unit.path, None)?;
+    }
+    show(out, "versions", &layout.versions_dir, None)?;
+    writeln!(out, "  {:<22}{}  ({})", "data owner", layout.data_owner, layout.data_owner_origin)
+}
+
+/// One layout line: label, path, `[missing]` when absent, and where it came from.
+fn show(out: &mut impl Write, label: &str, path: &Path, origin: Option<&str>) -> io::Result<()> {
+    let exists = if path.exists() { "" } else { "  [missing]" };
+    match origin {
+        Some(origin) if origin != "default" => {
+            writeln!(out, "  {label:<22}{}{exists}  ({origin})", path.display())
+        }
+        _ => writeln!(out, "  {label:<22}{}{exists}", path.display()),
+    }
+}

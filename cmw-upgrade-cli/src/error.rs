@@ -1,0 +1,48 @@
+//! The CLI's one error type: core errors plus what only the CLI can get wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything a command can fail with; all map to exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An error from the core; its message already says what to do.
+    #[error(transparent)]
+    Core(#[from] cmw_upgrade_core::Error),
+
+    /// No os-release file under the root.
+    #[error(
+        "cannot read the OS release file: tried {tried}; pass --os-release FILE or --family deb|rpm|alt",
+        tried = .tried.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" and ")
+    )]
+    NoOsRelease {
+        /// The paths tried.
+        tried: Vec<PathBuf>,
+    },
+
+    /// A file named on the command line cannot be read.
+    #[error("cannot read {path}: {source}", path = .path.display())]
+    ReadArgument {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    /// A stable snake_case name for JSON error output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::Core(error) => error.kind().as_str(),
+            CliError::NoOsRelease { .. } => "no_os_release",
+            CliError::ReadArgument { .. } => "read_argument",
+            CliError::Output(_) => "output",
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! What the exit code means, in one place.
+
+use std::process::ExitCode;
+
+/// The outcomes a caller can tell apart by exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: the command did what was asked; for a verdict, the upgrade succeeded.
+    Success,
+    /// 1: the upgrade failed (error records in its logs): do not continue.
+    UpgradeFailed,
+    /// 2: bad input or an error the admin must fix (message on stderr).
+    BadInput,
+    /// 3: not finished: the upgrade is in progress or has not started.
+    NotFinished,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(match status {
+            ExitStatus::Success => 0,
+            ExitStatus::UpgradeFailed => 1,
+            ExitStatus::BadInput => 2,
+            ExitStatus::NotFinished => 3,
+        })
+    }
+}

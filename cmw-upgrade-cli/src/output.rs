@@ -1,0 +1,71 @@
+//! Printing: JSON for scripts, aligned text for people, errors on stderr.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::error::CliError;
+
+/// Prints a value as one pretty JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, value).map_err(io::Error::from)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+/// Prints an error: always as text on stderr, and with --json also as
+/// `{"error": {"kind", "message"}}` on stdout so scripts see why nothing else came.
+pub fn print_error(error: &CliError, json: bool) {
+    eprintln!("error: {error}");
+    if json {
+        let document = serde_json::json!({
+            "error": { "kind": error.kind(), "message": error.to_string() }
+        });
+        println!("{document}");
+    }
+}
+
+/// Bytes in human units (binary prefixes, as `du -h`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A duration as `1h02m03s`, `4m05s` or `7s`.
+pub fn human_duration(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if hours > 0 {
+        format!("{hours}h{minutes:02}m{seconds:02}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds:02}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
+        assert_eq!(human_duration(std::time::Duration::from_secs(3723)), "1h02m03s");
+        assert_eq!(human_duration(std::time::Duration::from_secs(65)), "1m05s");
+        assert_eq!(human_duration(std::time::Duration::from_secs(7)), "7s");
+    }
+}

@@ -1,0 +1,246 @@
+//! The `cmw-upgrade` binary end to end: output, JSON shapes, exit codes, errors.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cmw_upgrade_tests::{upgrade_logs, write_server, DatabaseSpec, ServerSpec, UpgradeLogState};
+use serde_json::Value;
+
+fn cmw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn json(output: &Output) -> Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
+        panic!("stdout is not JSON ({error}): {}", String::from_utf8_lossy(&output.stdout))
+    })
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn server(spec: ServerSpec) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_server(dir.path(), &spec).unwrap();
+    dir
+}
+
+fn root_arg(dir: &Path) -> String {
+    dir.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn detect_reports_family_owner_and_layout() {
+    for (family, distro, owner, site) in [
+        ("deb", "astra", "www-data", "etc/nginx/sites-available/comindwareprod"),
+        ("rpm", "redos", "nginx", "etc/nginx/conf.d/comindwareprod"),
+        ("alt", "altlinux", "_nginx", "etc/nginx/sites-available.d/comindwareprod"),
+    ] {
+        let dir = server(ServerSpec { family: family.parse().unwrap(), ..ServerSpec::default() });
+        let output = cmw(&["--root", &root_arg(dir.path()), "--json", "detect", "--instance", "prod"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report = json(&output);
+        assert_eq!(report["family"], family);
+        assert_eq!(report["distro"], distro);
+        assert_eq!(report["web_owner"]["user"], owner);
+        let layout = &report["layout"];
+        assert_eq!(layout["nginx_site"], dir.path().join(site).to_str().unwrap());
+        assert_eq!(layout["database"]["path"], dir.path().join("var/lib/comindware/prod/Database").to_str().unwrap());
+        assert_eq!(layout["data_owner"]["user"], owner);
+        assert_eq!(layout["units"][0]["name"], "comindwareprod");
+
+        let text = cmw(&["--root", &root_arg(dir.path()), "detect", "--instance", "prod"]);
+        assert!(stdout(&text).contains(&format!("{family} ({distro}")), "{}", stdout(&text));
+        assert!(stdout(&text).contains("databasePath in"), "{}", stdout(&text));
+    }
+}
+
+#[test]
+fn detect_with_an_explicit_os_release_file_and_family_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("os-release");
+    fs::write(&file, "ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\n").unwrap();
+    let output = cmw(&["--json", "detect", "--os-release", file.to_str().unwrap()]);
+    assert_eq!(json(&output)["family"], "rpm");
+
+    fs::write(&file, "ID=gentoo\n").unwrap();
+    let unknown = cmw(&["detect", "--os-release", file.to_str().unwrap()]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("ID=\"gentoo\""), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("--family"), "the message says what to do: {}", stderr(&unknown));
+
+    let forced = cmw(&["--json", "detect", "--os-release", file.to_str().unwrap(), "--family", "rpm"]);
+    assert!(forced.status.success(), "{}", stderr(&forced));
+    assert_eq!(json(&forced)["family"], "rpm");
+    assert_eq!(json(&forced)["family_source"], "--family");
+}
+
+#[test]
+fn detect_without_os_release_says_what_to_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cmw(&["--root", &root_arg(dir.path()), "--json", "detect"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--os-release FILE"), "{}", stderr(&output));
+    assert_eq!(json(&output)["error"]["kind"], "no_os_release");
+}
+
+#[test]
+fn bad_instance_names_are_rejected_before_anything_runs() {
+    for name in ["../etc", "a b", "-rf", "", "x$y"] {
+        let argument = format!("--instance={name}");
+        let output = cmw(&["detect", &argument]);
+        assert_eq!(output.status.code(), Some(2), "{name:?}");
+        assert!(stderr(&output).contains("invalid instance name"), "{name:?}: {}", stderr(&output));
+    }
+}
+
+#[test]
+fn verdict_exit_codes_follow_the_upgrade_state() {
+    for (state, verdict, code) in [
+        (UpgradeLogState::Succeeded, "succeeded", 0),
+        (UpgradeLogState::Failed, "failed", 1),
+        (UpgradeLogState::InProgress, "in_progress", 3),
+        (UpgradeLogState::NotStarted, "not_started", 3),
+    ] {
+        let dir = server(ServerSpec { upgrade_logs: state, ..ServerSpec::default() });
+        let output = cmw(&["--root", &root_arg(dir.path()), "--json", "logs", "verdict", "--instance", "prod"]);
+        assert_eq!(output.status.code(), Some(code), "{state:?}: {}", stderr(&output));
+        let report = json(&output);
+        assert_eq!(report["verdict"], verdict);
+        if state == UpgradeLogState::Failed {
+            let error = &report["errors"][0];
+            assert_eq!(error["file"], "upgrade2026-11-24.log");
+            assert_eq!(error["line"], 4);
+            assert_eq!(error["level"], "ERROR");
+            assert_eq!(error["reason"], "level");
+            assert!(error["message"].as_str().unwrap().contains("MigrateStreams"));
+            let text = cmw(&["--root", &root_arg(dir.path()), "logs", "verdict", "--instance", "prod"]);
+            assert!(stdout(&text).contains("FAILED"));
+            assert!(stdout(&text).contains("restore the database from the backup"));
+            assert!(stdout(&text).contains("upgrade2026-11-24.log:4: ERROR [level]"));
+        } else {
+            assert_eq!(report["errors"], Value::Array(Vec::new()));
+        }
+    }
+}
+
+#[test]
+fn verdict_reads_the_seed_s_log_folder_too() {
+    let dir = server(ServerSpec { log_folder_name: "Log".into(), ..ServerSpec::default() });
+    fs::remove_file(dir.path().join("var/www/prod/adapterhost.yml")).unwrap();
+    let output = cmw(&["--root", &root_arg(dir.path()), "--json", "logs", "verdict", "--instance", "prod"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(json(&output)["log_dir"].as_str().unwrap().ends_with("prod/Log"));
+}
+
+#[test]
+fn verdict_needs_exactly_one_source_and_an_existing_folder() {
+    assert_eq!(cmw(&["logs", "verdict"]).status.code(), Some(2));
+    assert_eq!(cmw(&["logs", "verdict", "--instance", "a", "--log-dir", "/tmp"]).status.code(), Some(2));
+    let missing = cmw(&["logs", "verdict", "--log-dir", "/nonexistent/cmw/Logs"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/cmw/Logs"), "{}", stderr(&missing));
+    let bad_wait = cmw(&["logs", "verdict", "--log-dir", "/tmp", "--wait", "soon"]);
+    assert_eq!(bad_wait.status.code(), Some(2));
+    assert!(stderr(&bad_wait).contains("e.g. 90s"), "{}", stderr(&bad_wait));
+}
+
+#[test]
+fn waiting_returns_as_soon_as_the_upgrade_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().to_path_buf();
+    let in_progress = upgrade_logs(UpgradeLogState::InProgress);
+    for (name, content) in &in_progress {
+        fs::write(logs.join(name), content).unwrap();
+    }
+    let writer = {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            for (name, content) in upgrade_logs(UpgradeLogState::Succeeded) {
+                fs::write(logs.join(name), content).unwrap();
+            }
+        })
+    };
+    let output = cmw(&["--json", "logs", "verdict", "--log-dir", logs.to_str().unwrap(), "--wait", "60s", "--interval", "50ms"]);
+    writer.join().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["verdict"], "succeeded");
+    assert!(report["waited_seconds"].as_f64().unwrap() < 30.0);
+}
+
+#[test]
+fn waiting_gives_up_with_not_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in upgrade_logs(UpgradeLogState::InProgress) {
+        fs::write(dir.path().join(name), content).unwrap();
+    }
+    let output = cmw(&["logs", "verdict", "--log-dir", dir.path().to_str().unwrap(), "--wait", "200ms", "--interval", "50ms"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stdout(&output).contains("IN PROGRESS"));
+}
+
+#[test]
+fn prune_check_then_prune() {
+    let dir = server(ServerSpec { database: DatabaseSpec { node_folders: 2, ..DatabaseSpec::default() }, ..ServerSpec::default() });
+    let database = dir.path().join("var/lib/comindware/prod/Database");
+    let target = database.to_str().unwrap();
+    let check = cmw(&["--json", "prune-caches", target, "--check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    let planned = json(&check);
+    assert_eq!(planned["check"], true);
+    let removed: Vec<&str> = planned["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(removed.len(), 32);
+    let mut sorted = removed.clone();
+    sorted.sort();
+    assert_eq!(removed, sorted, "paths are sorted");
+    assert!(removed.iter().all(|path| !path.starts_with('/')), "paths are relative to DIR");
+    assert!(database.join(removed[0]).exists(), "check removes nothing");
+
+    let text = cmw(&["prune-caches", target, "--check"]);
+    assert!(stdout(&text).contains("Would remove 32 entries"), "{}", stdout(&text));
+
+    let prune = cmw(&["--json", "prune-caches", target]);
+    assert!(prune.status.success(), "{}", stderr(&prune));
+    let done = json(&prune);
+    assert_eq!(done["removed"], planned["removed"]);
+    assert_eq!(done["bytes_freed"], planned["bytes_freed"]);
+    assert!(!database.join(removed[0]).exists());
+}
+
+#[test]
+fn prune_refuses_the_wrong_folder() {
+    let dir = server(ServerSpec::default());
+    let streams = dir.path().join("var/lib/comindware/prod/Streams");
+    let output = cmw(&["--json", "prune-caches", streams.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("no Ignite node folder"), "{}", stderr(&output));
+    assert_eq!(json(&output)["error"]["kind"], "no_ignite_node_folder");
+}
+
+#[test]
+fn help_teaches_each_command() {
+    let help = |args: &[&str]| stdout(&cmw(args)).split_whitespace().collect::<Vec<_>>().join(" ");
+    let top = help(&["--help"]);
+    for word in ["detect", "logs", "prune-caches", "Exit codes", "--root", "--json"] {
+        assert!(top.contains(word), "--help lacks {word}: {top}");
+    }
+    let prune = help(&["prune-caches", "--help"]);
+    for word in ["cacheGroup-*-TableIdentity", "snapshots", "--check", "Examples"] {
+        assert!(prune.contains(word), "prune-caches --help lacks {word}");
+    }
+    let verdict = help(&["logs", "verdict", "--help"]);
+    for word in ["Upgrade completed", "--wait", "Exit codes", "restore the database"] {
+        assert!(verdict.contains(word), "logs verdict --help lacks {word}");
+    }
+}
