@@ -1,0 +1,199 @@
+"""Upgrade a Comindware Platform instance without stopping it.
+
+The same operations as the `cmw-upgrade` command line, as plain functions and
+small read-only classes. Every error derives from `CmwUpgradeError`.
+"""
+
+from os import PathLike
+from typing import Any, Optional, Union
+
+__version__: str
+
+StrPath = Union[str, PathLike[str]]
+
+NGINX_SITE_DIRS: dict[str, str]
+"""The nginx site folder of each family: {"deb": ..., "rpm": ..., "alt": ...}."""
+
+class CmwUpgradeError(Exception):
+    """Base of every cmw_upgrade error."""
+
+class UnknownOsFamilyError(CmwUpgradeError):
+    """os-release names no supported distribution."""
+
+class InvalidInstanceNameError(CmwUpgradeError):
+    """An instance name that is not safe in paths and commands."""
+
+class PathOutsideRootError(CmwUpgradeError):
+    """A configured path that would leave the target root."""
+
+class FileAccessError(CmwUpgradeError):
+    """A file or folder could not be read, listed or changed."""
+
+class ConfigParseError(CmwUpgradeError):
+    """A config file that does not parse."""
+
+class NoIgniteNodeFolderError(CmwUpgradeError):
+    """A folder without Ignite node folders was given for pruning."""
+
+class NotAFolderError(CmwUpgradeError):
+    """A folder was expected."""
+
+class Owner:
+    """A user and group pair, as `chown` takes it."""
+    @property
+    def user(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+
+class OsInfo:
+    """What `detect_os_family` found: the family and what differs by family."""
+    @property
+    def family(self) -> str:
+        """"deb", "rpm" or "alt"."""
+    @property
+    def distro(self) -> str:
+        """The distribution id (ID in os-release), e.g. "astra"."""
+    @property
+    def pretty_name(self) -> Optional[str]: ...
+    @property
+    def version_id(self) -> Optional[str]: ...
+    @property
+    def web_owner(self) -> Owner:
+        """The web server's user and group (the default owner of instance data)."""
+    def nginx_site_path(self, instance: str) -> str:
+        """The instance's nginx site file on this family."""
+    def package_install_argv(self, files: list[str]) -> list[str]:
+        """The argv that installs local package files on this family."""
+
+def detect_os_family(text: str) -> OsInfo:
+    """Tells the OS family from the text of /etc/os-release.
+
+    Raises UnknownOsFamilyError when the text names no known distribution.
+    """
+
+def validate_instance_name(name: str) -> str:
+    """Checks an instance name and returns it; raises InvalidInstanceNameError saying why not."""
+
+class InstanceLayout:
+    """Every path of one instance on one server.
+
+    Reads the instance config, adapterhost.yml and the systemd unit under `root`;
+    without `family` it is detected from `<root>/etc/os-release`.
+    """
+    def __init__(self, instance: str, root: StrPath = "/", family: Optional[str] = None) -> None: ...
+    @property
+    def root(self) -> str: ...
+    @property
+    def instance(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def instance_config(self) -> str: ...
+    @property
+    def data_root(self) -> str: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def streams(self) -> str: ...
+    @property
+    def www(self) -> str: ...
+    @property
+    def www_config_files(self) -> list[str]: ...
+    @property
+    def nginx_site(self) -> str: ...
+    @property
+    def env_file(self) -> str: ...
+    @property
+    def log_dir(self) -> str: ...
+    @property
+    def units(self) -> list[str]: ...
+    @property
+    def data_owner(self) -> Owner: ...
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, with where each data path came from, as plain Python data."""
+
+class PruneReport:
+    """What pruning did, or would do with check=True."""
+    @property
+    def removed(self) -> list[str]:
+        """Paths removed (or to remove), relative to the target, sorted."""
+    @property
+    def bytes_freed(self) -> int: ...
+    @property
+    def check(self) -> bool: ...
+    @property
+    def node_folders(self) -> list[str]: ...
+
+def prune_caches(path: StrPath, check: bool = True) -> PruneReport:
+    """Removes the old-format Ignite caches under `path` (the Database folder or an
+    unpacked backup). With check=True (the default) nothing is removed.
+
+    Raises NoIgniteNodeFolderError when `path` holds no Ignite node folder.
+    """
+
+class LogError:
+    """One error record found in an upgrade log."""
+    @property
+    def file(self) -> str: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def level(self) -> str: ...
+    @property
+    def reason(self) -> str:
+        """"level" (Error/Fatal) or "keyword" (the whole word "error")."""
+    @property
+    def message(self) -> str: ...
+
+class UpgradeVerdict:
+    """The verdict over a log folder, with the evidence."""
+    @property
+    def verdict(self) -> str:
+        """"succeeded", "failed", "in_progress" or "not_started"."""
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def is_final(self) -> bool:
+        """Whether waiting longer cannot change the verdict."""
+    @property
+    def log_dir(self) -> str: ...
+    @property
+    def errors(self) -> list[LogError]: ...
+    @property
+    def errors_total(self) -> int: ...
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, as plain Python data (the CLI's JSON shape)."""
+
+def upgrade_verdict(log_dir: StrPath) -> UpgradeVerdict:
+    """Whether the data-structure upgrade succeeded, from the logs in `log_dir`."""
+
+class LogWatcher:
+    """Watches a log folder; each poll() reads only what was appended since the last."""
+    def __init__(self, log_dir: StrPath) -> None: ...
+    def poll(self) -> UpgradeVerdict: ...
+
+class InstanceCreateReport:
+    """What instance_create.sh reported."""
+    @property
+    def components(self) -> list[dict[str, Any]]:
+        """Every OK/FAILED line: {"line", "status", "text", "service"}."""
+    @property
+    def done(self) -> list[str]: ...
+    @property
+    def final_status(self) -> Optional[str]: ...
+    @property
+    def succeeded(self) -> bool: ...
+    @property
+    def services_to_restart(self) -> list[str]: ...
+    @property
+    def units_to_restart(self) -> list[str]:
+        """The systemd units to restart; needs `instance` given to the parser."""
+
+def parse_instance_create_output(text: str, instance: Optional[str] = None) -> InstanceCreateReport:
+    """Parses instance_create.sh output; give `instance` to get units_to_restart."""
+
+def parse_version_list(text: str) -> list[str]:
+    """Parses version_list.sh output into installed versions."""
+
+def parse_prerequisites_list(text: str) -> list[dict[str, Any]]:
+    """Parses prerequisites_list.sh's table into {"status", "software", "version", "ok"}."""

@@ -1,0 +1,47 @@
+//! Plain Python data (dict, list, str, int, float, bool, None) from any core
+//! result, through its serde form: the same shape the CLI prints with --json.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3::IntoPyObjectExt;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Converts a serializable value into plain Python data.
+pub fn to_python<'py, T: Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {
+    let value = serde_json::to_value(value)
+        .map_err(|error| PyValueError::new_err(format!("cannot convert the result: {error}")))?;
+    json_to_python(py, &value)
+}
+
+fn json_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Null => Ok(py.None().into_bound(py)),
+        Value::Bool(flag) => flag.into_bound_py_any(py),
+        Value::Number(number) => {
+            if let Some(integer) = number.as_u64() {
+                integer.into_bound_py_any(py)
+            } else if let Some(integer) = number.as_i64() {
+                integer.into_bound_py_any(py)
+            } else {
+                number.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)
+            }
+        }
+        Value::String(text) => text.into_bound_py_any(py),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_python(py, item)?)?;
+            }
+            Ok(list.into_any())
+        }
+        Value::Object(fields) => {
+            let dict = PyDict::new(py);
+            for (key, item) in fields {
+                dict.set_item(key, json_to_python(py, item)?)?;
+            }
+            Ok(dict.into_any())
+        }
+    }
+}

@@ -1,0 +1,154 @@
+"""The Python module `cmw_upgrade` against real folder trees."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import cmw_upgrade
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "server"
+
+
+def record(time: str, level: str, message: str) -> str:
+    return f"2026-11-24 {time},123 {level} guid system 127.0.0.1 /upgrade 200 5 '{message}'\n"
+
+
+def test_detect_os_family_for_each_family():
+    info = cmw_upgrade.detect_os_family('ID="redos"\nID_LIKE="rhel centos fedora"\n')
+    assert info.family == "rpm"
+    assert info.distro == "redos"
+    assert str(info.web_owner) == "nginx:nginx"
+    assert info.nginx_site_path("prod") == "/etc/nginx/conf.d/comindwareprod"
+    assert info.package_install_argv(["a.rpm"]) == ["rpm", "-i", "a.rpm"]
+    assert cmw_upgrade.detect_os_family("ID=astra\n").family == "deb"
+    alt = cmw_upgrade.detect_os_family("ID=altlinux\n")
+    assert alt.package_install_argv(["x.rpm"]) == ["apt-get", "install", "-y", "x.rpm"]
+    assert repr(alt) == 'OsInfo(family="alt", distro="altlinux")'
+
+
+def test_errors_form_a_hierarchy():
+    with pytest.raises(cmw_upgrade.UnknownOsFamilyError, match="gentoo"):
+        cmw_upgrade.detect_os_family("ID=gentoo\n")
+    with pytest.raises(cmw_upgrade.CmwUpgradeError):
+        cmw_upgrade.detect_os_family("")
+    with pytest.raises(cmw_upgrade.InvalidInstanceNameError, match="'..'"):
+        cmw_upgrade.validate_instance_name("..")
+    assert cmw_upgrade.validate_instance_name("prod_2") == "prod_2"
+    assert issubclass(cmw_upgrade.NoIgniteNodeFolderError, cmw_upgrade.CmwUpgradeError)
+
+
+def test_instance_layout_of_the_example_server():
+    layout = cmw_upgrade.InstanceLayout("prod", root=EXAMPLE)
+    assert layout.family == "deb"
+    assert layout.database == str(EXAMPLE / "var/lib/comindware/prod/Database")
+    assert layout.log_dir == str(EXAMPLE / "var/log/comindware/prod/Logs")
+    assert layout.units == ["comindwareprod", "apigatewayprod", "adapterhostprod"]
+    assert layout.data_owner.user == "www-data"
+    as_dict = layout.to_dict()
+    assert as_dict["database"]["origin"].startswith("databasePath in ")
+    assert as_dict["family"] == "deb"
+    assert "InstanceLayout(" in repr(layout)
+    forced = cmw_upgrade.InstanceLayout("prod", root=str(EXAMPLE), family="rpm")
+    assert forced.nginx_site.endswith("etc/nginx/conf.d/comindwareprod")
+    with pytest.raises(cmw_upgrade.InvalidInstanceNameError):
+        cmw_upgrade.InstanceLayout("../x", root=EXAMPLE)
+
+
+def test_prune_caches_checks_by_default_then_prunes(tmp_path):
+    database = tmp_path / "Database"
+    shutil.copytree(EXAMPLE / "var/lib/comindware/prod/Database", database, symlinks=True)
+    check = cmw_upgrade.prune_caches(database)
+    assert check.check is True
+    assert len(check.removed) == 16
+    assert check.removed == sorted(check.removed)
+    assert all((database / path).exists() for path in check.removed)
+    done = cmw_upgrade.prune_caches(database, check=False)
+    assert done.removed == check.removed
+    assert done.bytes_freed == check.bytes_freed > 0
+    assert not any((database / path).exists() for path in done.removed)
+    assert "PruneReport(check=False" in repr(done)
+    with pytest.raises(cmw_upgrade.NoIgniteNodeFolderError):
+        cmw_upgrade.prune_caches(tmp_path / "Database" / "Scripts")
+
+
+def test_upgrade_verdict_states(tmp_path):
+    assert cmw_upgrade.upgrade_verdict(tmp_path).verdict == "not_started"
+    ontology = tmp_path / "UpgradeOntology.log"
+    upgrade = tmp_path / "upgrade2026-11-24.log"
+    ontology.write_text(record("10:00:00", "INFO", "Upgrade of ontology completed successfully"))
+    upgrade.write_text(record("10:00:01", "INFO", "Upgrade started"))
+    assert cmw_upgrade.upgrade_verdict(tmp_path).verdict == "in_progress"
+    upgrade.write_text(upgrade.read_text() + record("10:00:02", "INFO", "Upgrade completed"))
+    verdict = cmw_upgrade.upgrade_verdict(tmp_path)
+    assert verdict.succeeded and verdict.is_final
+    upgrade.write_text(upgrade.read_text() + record("10:00:03", "Info", "Index error: rebuild needed"))
+    failed = cmw_upgrade.upgrade_verdict(str(tmp_path))
+    assert failed.verdict == "failed"
+    (error,) = failed.errors
+    assert (error.file, error.line, error.level, error.reason) == ("upgrade2026-11-24.log", 3, "Info", "keyword")
+    assert "Index error" in error.message
+    assert failed.to_dict()["errors"][0]["reason"] == "keyword"
+    assert repr(failed) == 'UpgradeVerdict(verdict="failed", errors=1)'
+
+
+def test_log_watcher_reads_what_is_appended(tmp_path):
+    watcher = cmw_upgrade.LogWatcher(tmp_path)
+    assert watcher.poll().verdict == "not_started"
+    (tmp_path / "UpgradeOntology.log").write_text(record("10:00:00", "INFO", "Upgrade of ontology completed successfully"))
+    with open(tmp_path / "update_2026-11-24.log", "a") as log:
+        log.write(record("10:00:01", "INFO", "Upgrade started"))
+        log.flush()
+        assert watcher.poll().verdict == "in_progress"
+        log.write(record("10:00:02", "INFO", "Upgrade completed"))
+    assert watcher.poll().verdict == "succeeded"
+
+
+def test_file_access_errors(tmp_path):
+    with pytest.raises(cmw_upgrade.FileAccessError, match="missing"):
+        cmw_upgrade.upgrade_verdict(tmp_path / "missing")
+
+
+CREATE_OUTPUT = """...
+[Done] Creating Log Directories.
+OK     Instance folder created.
+OK     Instance service started.
+FAILED Instance API gateway service started.
+FAILED NGINX started.
+OK     Final status.
+[Done] Upgrade CBAP instance.
+"""
+
+
+def test_parse_instance_create_output():
+    report = cmw_upgrade.parse_instance_create_output(CREATE_OUTPUT, instance="prod")
+    assert not report.succeeded
+    assert report.final_status == "OK"
+    assert report.services_to_restart == ["api_gateway", "nginx"]
+    assert report.units_to_restart == ["apigatewayprod", "nginx"]
+    assert report.components[2] == {"line": 5, "status": "FAILED", "text": "Instance API gateway service started.", "service": "api_gateway"}
+    assert report.done == ["Creating Log Directories.", "Upgrade CBAP instance."]
+    without_instance = cmw_upgrade.parse_instance_create_output(CREATE_OUTPUT)
+    with pytest.raises(ValueError, match="instance"):
+        without_instance.units_to_restart
+
+
+def test_parse_version_and_prerequisite_lists():
+    assert cmw_upgrade.parse_version_list("Installed:\n 5.0.1234.0\n 4.7.2890.0\n") == ["5.0.1234.0", "4.7.2890.0"]
+    rows = cmw_upgrade.parse_prerequisites_list("Status | Software | Version\n-------|------|----\nOK | Kafka | 3.6.1\nFAILED | Java |\n")
+    assert rows == [
+        {"status": "OK", "software": "Kafka", "version": "3.6.1", "ok": True},
+        {"status": "FAILED", "software": "Java", "version": "", "ok": False},
+    ]
+
+
+def test_type_stubs_cover_the_module():
+    stub = (Path(__file__).resolve().parents[1] / "cmw_upgrade.pyi").read_text()
+    public = [
+        name
+        for name in dir(cmw_upgrade)
+        if not name.startswith("_") and not isinstance(getattr(cmw_upgrade, name), type(cmw_upgrade))
+    ]
+    missing = [name for name in public if f"def {name}(" not in stub and f"class {name}" not in stub and f"{name}:" not in stub]
+    assert missing == []
