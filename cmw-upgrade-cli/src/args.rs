@@ -148,9 +148,8 @@ fn parse_family(text: &str) -> Result<OsFamily, String> {
 
 /// Parses `90`, `90s`, `500ms`, `30m`, `2h`, `1h30m`, `1d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!("invalid duration {text:?}: use a number with a unit, e.g. 90s, 30m, 2h, 1h30m")
-    };
+    let invalid =
+        || format!("invalid duration {text:?}: use a number with a unit, e.g. 90s, 30m, 2h, 1h30m");
     let text = text.trim();
     if text.is_empty() {
         return Err(invalid());

@@ -19,7 +19,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(status) => status.into(),
         // `cmw-upgrade ... | head` closing the pipe early is not an error worth a message.
-        Err(error::CliError::Output(io_error)) if io_error.kind() == std::io::ErrorKind::BrokenPipe => {
+        Err(error::CliError::Output(io_error))
+            if io_error.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
             exit::ExitStatus::Success.into()
         }
         Err(error) => {

@@ -64,7 +64,10 @@ mod tests {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(human_duration(std::time::Duration::from_secs(3723)), "1h02m03s");
+        assert_eq!(
+            human_duration(std::time::Duration::from_secs(3723)),
+            "1h02m03s"
+        );
         assert_eq!(human_duration(std::time::Duration::from_secs(65)), "1m05s");
         assert_eq!(human_duration(std::time::Duration::from_secs(7)), "7s");
     }

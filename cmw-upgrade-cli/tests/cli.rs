@@ -16,7 +16,10 @@ fn cmw(args: &[&str]) -> Output {
 
 fn json(output: &Output) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!("stdout is not JSON ({error}): {}", String::from_utf8_lossy(&output.stdout))
+        panic!(
+            "stdout is not JSON ({error}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
     })
 }
 
@@ -34,33 +37,66 @@ fn server(spec: ServerSpec) -> tempfile::TempDir {
     dir
 }
 
-fn root_arg(dir: &Path) -> String {
-    dir.to_str().unwrap().to_owned()
+/// Runs the binary with `--root` set to a server tree.
+fn cmw_in(root: &Path, args: &[&str]) -> Output {
+    let mut full = vec!["--root", root.to_str().unwrap()];
+    full.extend_from_slice(args);
+    cmw(&full)
 }
 
 #[test]
 fn detect_reports_family_owner_and_layout() {
     for (family, distro, owner, site) in [
-        ("deb", "astra", "www-data", "etc/nginx/sites-available/comindwareprod"),
+        (
+            "deb",
+            "astra",
+            "www-data",
+            "etc/nginx/sites-available/comindwareprod",
+        ),
         ("rpm", "redos", "nginx", "etc/nginx/conf.d/comindwareprod"),
-        ("alt", "altlinux", "_nginx", "etc/nginx/sites-available.d/comindwareprod"),
+        (
+            "alt",
+            "altlinux",
+            "_nginx",
+            "etc/nginx/sites-available.d/comindwareprod",
+        ),
     ] {
-        let dir = server(ServerSpec { family: family.parse().unwrap(), ..ServerSpec::default() });
-        let output = cmw(&["--root", &root_arg(dir.path()), "--json", "detect", "--instance", "prod"]);
+        let dir = server(ServerSpec {
+            family: family.parse().unwrap(),
+            ..ServerSpec::default()
+        });
+        let output = cmw_in(dir.path(), &["--json", "detect", "--instance", "prod"]);
         assert!(output.status.success(), "{}", stderr(&output));
         let report = json(&output);
         assert_eq!(report["family"], family);
         assert_eq!(report["distro"], distro);
         assert_eq!(report["web_owner"]["user"], owner);
         let layout = &report["layout"];
-        assert_eq!(layout["nginx_site"], dir.path().join(site).to_str().unwrap());
-        assert_eq!(layout["database"]["path"], dir.path().join("var/lib/comindware/prod/Database").to_str().unwrap());
+        assert_eq!(
+            layout["nginx_site"],
+            dir.path().join(site).to_str().unwrap()
+        );
+        assert_eq!(
+            layout["database"]["path"],
+            dir.path()
+                .join("var/lib/comindware/prod/Database")
+                .to_str()
+                .unwrap()
+        );
         assert_eq!(layout["data_owner"]["user"], owner);
         assert_eq!(layout["units"][0]["name"], "comindwareprod");
 
-        let text = cmw(&["--root", &root_arg(dir.path()), "detect", "--instance", "prod"]);
-        assert!(stdout(&text).contains(&format!("{family} ({distro}")), "{}", stdout(&text));
-        assert!(stdout(&text).contains("databasePath in"), "{}", stdout(&text));
+        let text = cmw_in(dir.path(), &["detect", "--instance", "prod"]);
+        assert!(
+            stdout(&text).contains(&format!("{family} ({distro}")),
+            "{}",
+            stdout(&text)
+        );
+        assert!(
+            stdout(&text).contains("databasePath in"),
+            "{}",
+            stdout(&text)
+        );
     }
 }
 
@@ -75,10 +111,25 @@ fn detect_with_an_explicit_os_release_file_and_family_override() {
     fs::write(&file, "ID=gentoo\n").unwrap();
     let unknown = cmw(&["detect", "--os-release", file.to_str().unwrap()]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("ID=\"gentoo\""), "{}", stderr(&unknown));
-    assert!(stderr(&unknown).contains("--family"), "the message says what to do: {}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("ID=\"gentoo\""),
+        "{}",
+        stderr(&unknown)
+    );
+    assert!(
+        stderr(&unknown).contains("--family"),
+        "the message says what to do: {}",
+        stderr(&unknown)
+    );
 
-    let forced = cmw(&["--json", "detect", "--os-release", file.to_str().unwrap(), "--family", "rpm"]);
+    let forced = cmw(&[
+        "--json",
+        "detect",
+        "--os-release",
+        file.to_str().unwrap(),
+        "--family",
+        "rpm",
+    ]);
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert_eq!(json(&forced)["family"], "rpm");
     assert_eq!(json(&forced)["family_source"], "--family");
@@ -87,9 +138,13 @@ fn detect_with_an_explicit_os_release_file_and_family_override() {
 #[test]
 fn detect_without_os_release_says_what_to_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let output = cmw(&["--root", &root_arg(dir.path()), "--json", "detect"]);
+    let output = cmw_in(dir.path(), &["--json", "detect"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("--os-release FILE"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--os-release FILE"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(json(&output)["error"]["kind"], "no_os_release");
 }
 
@@ -99,7 +154,11 @@ fn bad_instance_names_are_rejected_before_anything_runs() {
         let argument = format!("--instance={name}");
         let output = cmw(&["detect", &argument]);
         assert_eq!(output.status.code(), Some(2), "{name:?}");
-        assert!(stderr(&output).contains("invalid instance name"), "{name:?}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("invalid instance name"),
+            "{name:?}: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -111,9 +170,20 @@ fn verdict_exit_codes_follow_the_upgrade_state() {
         (UpgradeLogState::InProgress, "in_progress", 3),
         (UpgradeLogState::NotStarted, "not_started", 3),
     ] {
-        let dir = server(ServerSpec { upgrade_logs: state, ..ServerSpec::default() });
-        let output = cmw(&["--root", &root_arg(dir.path()), "--json", "logs", "verdict", "--instance", "prod"]);
-        assert_eq!(output.status.code(), Some(code), "{state:?}: {}", stderr(&output));
+        let dir = server(ServerSpec {
+            upgrade_logs: state,
+            ..ServerSpec::default()
+        });
+        let output = cmw_in(
+            dir.path(),
+            &["--json", "logs", "verdict", "--instance", "prod"],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{state:?}: {}",
+            stderr(&output)
+        );
         let report = json(&output);
         assert_eq!(report["verdict"], verdict);
         if state == UpgradeLogState::Failed {
@@ -122,8 +192,11 @@ fn verdict_exit_codes_follow_the_upgrade_state() {
             assert_eq!(error["line"], 4);
             assert_eq!(error["level"], "ERROR");
             assert_eq!(error["reason"], "level");
-            assert!(error["message"].as_str().unwrap().contains("MigrateStreams"));
-            let text = cmw(&["--root", &root_arg(dir.path()), "logs", "verdict", "--instance", "prod"]);
+            assert!(error["message"]
+                .as_str()
+                .unwrap()
+                .contains("MigrateStreams"));
+            let text = cmw_in(dir.path(), &["logs", "verdict", "--instance", "prod"]);
             assert!(stdout(&text).contains("FAILED"));
             assert!(stdout(&text).contains("restore the database from the backup"));
             assert!(stdout(&text).contains("upgrade2026-11-24.log:4: ERROR [level]"));
@@ -135,23 +208,45 @@ fn verdict_exit_codes_follow_the_upgrade_state() {
 
 #[test]
 fn verdict_reads_the_seed_s_log_folder_too() {
-    let dir = server(ServerSpec { log_folder_name: "Log".into(), ..ServerSpec::default() });
+    let dir = server(ServerSpec {
+        log_folder_name: "Log".into(),
+        ..ServerSpec::default()
+    });
     fs::remove_file(dir.path().join("var/www/prod/adapterhost.yml")).unwrap();
-    let output = cmw(&["--root", &root_arg(dir.path()), "--json", "logs", "verdict", "--instance", "prod"]);
+    let output = cmw_in(
+        dir.path(),
+        &["--json", "logs", "verdict", "--instance", "prod"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(json(&output)["log_dir"].as_str().unwrap().ends_with("prod/Log"));
+    assert!(json(&output)["log_dir"]
+        .as_str()
+        .unwrap()
+        .ends_with("prod/Log"));
 }
 
 #[test]
 fn verdict_needs_exactly_one_source_and_an_existing_folder() {
     assert_eq!(cmw(&["logs", "verdict"]).status.code(), Some(2));
-    assert_eq!(cmw(&["logs", "verdict", "--instance", "a", "--log-dir", "/tmp"]).status.code(), Some(2));
+    assert_eq!(
+        cmw(&["logs", "verdict", "--instance", "a", "--log-dir", "/tmp"])
+            .status
+            .code(),
+        Some(2)
+    );
     let missing = cmw(&["logs", "verdict", "--log-dir", "/nonexistent/cmw/Logs"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("/nonexistent/cmw/Logs"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent/cmw/Logs"),
+        "{}",
+        stderr(&missing)
+    );
     let bad_wait = cmw(&["logs", "verdict", "--log-dir", "/tmp", "--wait", "soon"]);
     assert_eq!(bad_wait.status.code(), Some(2));
-    assert!(stderr(&bad_wait).contains("e.g. 90s"), "{}", stderr(&bad_wait));
+    assert!(
+        stderr(&bad_wait).contains("e.g. 90s"),
+        "{}",
+        stderr(&bad_wait)
+    );
 }
 
 #[test]
@@ -171,7 +266,17 @@ fn waiting_returns_as_soon_as_the_upgrade_finishes() {
             }
         })
     };
-    let output = cmw(&["--json", "logs", "verdict", "--log-dir", logs.to_str().unwrap(), "--wait", "60s", "--interval", "50ms"]);
+    let output = cmw(&[
+        "--json",
+        "logs",
+        "verdict",
+        "--log-dir",
+        logs.to_str().unwrap(),
+        "--wait",
+        "60s",
+        "--interval",
+        "50ms",
+    ]);
     writer.join().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let report = json(&output);
@@ -185,30 +290,57 @@ fn waiting_gives_up_with_not_finished() {
     for (name, content) in upgrade_logs(UpgradeLogState::InProgress) {
         fs::write(dir.path().join(name), content).unwrap();
     }
-    let output = cmw(&["logs", "verdict", "--log-dir", dir.path().to_str().unwrap(), "--wait", "200ms", "--interval", "50ms"]);
+    let output = cmw(&[
+        "logs",
+        "verdict",
+        "--log-dir",
+        dir.path().to_str().unwrap(),
+        "--wait",
+        "200ms",
+        "--interval",
+        "50ms",
+    ]);
     assert_eq!(output.status.code(), Some(3));
     assert!(stdout(&output).contains("IN PROGRESS"));
 }
 
 #[test]
 fn prune_check_then_prune() {
-    let dir = server(ServerSpec { database: DatabaseSpec { node_folders: 2, ..DatabaseSpec::default() }, ..ServerSpec::default() });
+    let dir = server(ServerSpec {
+        database: DatabaseSpec {
+            node_folders: 2,
+            ..DatabaseSpec::default()
+        },
+        ..ServerSpec::default()
+    });
     let database = dir.path().join("var/lib/comindware/prod/Database");
     let target = database.to_str().unwrap();
     let check = cmw(&["--json", "prune-caches", target, "--check"]);
     assert!(check.status.success(), "{}", stderr(&check));
     let planned = json(&check);
     assert_eq!(planned["check"], true);
-    let removed: Vec<&str> = planned["removed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let removed: Vec<&str> = planned["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(removed.len(), 32);
     let mut sorted = removed.clone();
     sorted.sort();
     assert_eq!(removed, sorted, "paths are sorted");
-    assert!(removed.iter().all(|path| !path.starts_with('/')), "paths are relative to DIR");
+    assert!(
+        removed.iter().all(|path| !path.starts_with('/')),
+        "paths are relative to DIR"
+    );
     assert!(database.join(removed[0]).exists(), "check removes nothing");
 
     let text = cmw(&["prune-caches", target, "--check"]);
-    assert!(stdout(&text).contains("Would remove 32 entries"), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("Would remove 32 entries"),
+        "{}",
+        stdout(&text)
+    );
 
     let prune = cmw(&["--json", "prune-caches", target]);
     assert!(prune.status.success(), "{}", stderr(&prune));
@@ -224,23 +356,49 @@ fn prune_refuses_the_wrong_folder() {
     let streams = dir.path().join("var/lib/comindware/prod/Streams");
     let output = cmw(&["--json", "prune-caches", streams.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("no Ignite node folder"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no Ignite node folder"),
+        "{}",
+        stderr(&output)
+    );
     assert_eq!(json(&output)["error"]["kind"], "no_ignite_node_folder");
 }
 
 #[test]
 fn help_teaches_each_command() {
-    let help = |args: &[&str]| stdout(&cmw(args)).split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = |args: &[&str]| {
+        stdout(&cmw(args))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let top = help(&["--help"]);
-    for word in ["detect", "logs", "prune-caches", "Exit codes", "--root", "--json"] {
+    for word in [
+        "detect",
+        "logs",
+        "prune-caches",
+        "Exit codes",
+        "--root",
+        "--json",
+    ] {
         assert!(top.contains(word), "--help lacks {word}: {top}");
     }
     let prune = help(&["prune-caches", "--help"]);
-    for word in ["cacheGroup-*-TableIdentity", "snapshots", "--check", "Examples"] {
+    for word in [
+        "cacheGroup-*-TableIdentity",
+        "snapshots",
+        "--check",
+        "Examples",
+    ] {
         assert!(prune.contains(word), "prune-caches --help lacks {word}");
     }
     let verdict = help(&["logs", "verdict", "--help"]);
-    for word in ["Upgrade completed", "--wait", "Exit codes", "restore the database"] {
+    for word in [
+        "Upgrade completed",
+        "--wait",
+        "Exit codes",
+        "restore the database",
+    ] {
         assert!(verdict.contains(word), "logs verdict --help lacks {word}");
     }
 }

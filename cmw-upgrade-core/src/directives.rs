@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn broken_yaml_names_the_file_and_line() {
-        let error = Directives::parse("a: 1\nb: [unclosed\n", Path::new("/x/prod.yml")).unwrap_err();
+        let error =
+            Directives::parse("a: 1\nb: [unclosed\n", Path::new("/x/prod.yml")).unwrap_err();
         let text = error.to_string();
         assert!(text.starts_with("/x/prod.yml:"), "{text}");
         let error = Directives::parse("- a\n- b\n", Path::new("list.yml")).unwrap_err();

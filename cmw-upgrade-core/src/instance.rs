@@ -111,7 +111,10 @@ mod tests {
             assert!(error.to_string().contains(reason), "{name:?}: {error}");
         }
         let long = "x".repeat(65);
-        assert!(InstanceName::new(&long).unwrap_err().to_string().contains("longer"));
+        assert!(InstanceName::new(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer"));
     }
 
     proptest! {

@@ -170,10 +170,11 @@ pub fn resolve_log_dir(
         }
     }
     let parent = join_default(root, &log_parent_path(instance));
-    if let Some(name) = LOG_FOLDER_NAMES
-        .iter()
-        .find(|name| existing_log_folders.iter().any(|existing| existing == *name))
-    {
+    if let Some(name) = LOG_FOLDER_NAMES.iter().find(|name| {
+        existing_log_folders
+            .iter()
+            .any(|existing| existing == *name)
+    }) {
         return Ok(LayoutPath {
             path: parent.join(name),
             origin: "existing folder".to_owned(),
@@ -190,8 +191,10 @@ pub fn resolve_log_dir(
 /// # Errors
 /// As [`resolve_log_dir`], and [`Error::Io`] when adapterhost.yml exists but cannot be read.
 pub fn discover_log_dir(root: &Path, instance: &InstanceName) -> Result<LayoutPath> {
-    let adapterhost =
-        read_optional(&join_default(root, &www_path(instance).join("adapterhost.yml")))?;
+    let adapterhost = read_optional(&join_default(
+        root,
+        &www_path(instance).join("adapterhost.yml"),
+    ))?;
     let existing = existing_log_folders(root, instance);
     resolve_log_dir(root, instance, adapterhost.as_deref(), &existing)
 }
@@ -246,10 +249,8 @@ impl InstanceLayout {
                 .iter()
                 .any(|extension| name.ends_with(extension));
             // A file name from a listing is one component; anything else is not ours to join.
-            let is_plain_name = !name.is_empty()
-                && name != "."
-                && name != ".."
-                && !name.contains(['/', '\0']);
+            let is_plain_name =
+                !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0']);
             if is_config && is_plain_name {
                 let path = join_default(root, &www.join(name));
                 if !www_config_files.contains(&path) {
@@ -264,7 +265,10 @@ impl InstanceLayout {
                 owner,
                 format!("User=/Group= of comindware{instance}.service"),
             ),
-            None => (family.web_owner(), format!("default for the {family} family")),
+            None => (
+                family.web_owner(),
+                format!("default for the {family} family"),
+            ),
         };
 
         // A relative link target is relative to the link's own folder, as the kernel reads it.
@@ -292,7 +296,10 @@ impl InstanceLayout {
                 "tempStorage.localDisk.path",
                 Some(data_root.join("Temp")),
             )?),
-            local_temp: always(configured("tempWorkingDir", Some(data_root.join("LocalTemp")))?),
+            local_temp: always(configured(
+                "tempWorkingDir",
+                Some(data_root.join("LocalTemp")),
+            )?),
             backup_folder: configured("backup.defaultFolder", None)?,
             data_root: join_default(root, &data_root),
             data_root_link,
@@ -421,7 +428,10 @@ mod tests {
             Path::new("/var/lib/comindware/prod/Database")
         );
         assert_eq!(layout.database.origin, "default");
-        assert_eq!(layout.streams.path, Path::new("/var/lib/comindware/prod/Streams"));
+        assert_eq!(
+            layout.streams.path,
+            Path::new("/var/lib/comindware/prod/Streams")
+        );
         assert_eq!(layout.temp.path, Path::new("/var/lib/comindware/prod/Temp"));
         assert_eq!(
             layout.local_temp.path,
@@ -436,10 +446,20 @@ mod tests {
             layout.nginx_site,
             Path::new("/etc/nginx/sites-available/comindwareprod")
         );
-        assert_eq!(layout.env_file, Path::new("/etc/sysconfig/comindwareprod-env"));
-        assert_eq!(layout.log_dir.path, Path::new("/var/log/comindware/prod/Logs"));
         assert_eq!(
-            layout.units.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(),
+            layout.env_file,
+            Path::new("/etc/sysconfig/comindwareprod-env")
+        );
+        assert_eq!(
+            layout.log_dir.path,
+            Path::new("/var/log/comindware/prod/Logs")
+        );
+        assert_eq!(
+            layout
+                .units
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>(),
             ["comindwareprod", "apigatewayprod", "adapterhostprod"]
         );
         assert_eq!(
@@ -468,7 +488,10 @@ mod tests {
         assert!(layout.database.origin.starts_with("db.workDir in "));
         assert_eq!(layout.streams.path, Path::new("/mnt/old/data/cmw/streams"));
         assert!(layout.streams.origin.starts_with("streamsPath in "));
-        assert_eq!(layout.backup_folder.unwrap().path, Path::new("/mnt/old/backup"));
+        assert_eq!(
+            layout.backup_folder.unwrap().path,
+            Path::new("/mnt/old/backup")
+        );
         assert_eq!(layout.local_temp.path, Path::new("/mnt/old/tmp/cmw"));
         assert_eq!(
             layout.nginx_site,
@@ -546,8 +569,8 @@ mod tests {
             instance_config: Some("db.workDir: /var/../../etc\n".to_owned()),
             ..LayoutSources::default()
         };
-        let error = InstanceLayout::resolve(Path::new("/r"), &prod(), OsFamily::Deb, &sources)
-            .unwrap_err();
+        let error =
+            InstanceLayout::resolve(Path::new("/r"), &prod(), OsFamily::Deb, &sources).unwrap_err();
         assert!(matches!(error, Error::PathOutsideRoot { .. }));
         assert!(error.to_string().contains("db.workDir"), "{error}");
     }

@@ -406,8 +406,11 @@ mod tests {
         ) {
             let (id, family) = FAMILY_BY_ID[index];
             let end = if crlf { "\r\n" } else { "\n" };
-            let mut lines: Vec<String> = noise.iter().map(|n| format!("{}", n.replace("ID=", "XD="))).collect();
-            lines.retain(|line| !line.starts_with("ID=") && !line.starts_with("ID_LIKE="));
+            // Noise must not set ID or ID_LIKE itself.
+            let mut lines: Vec<String> = noise
+                .into_iter()
+                .filter(|line| !line.starts_with("ID=") && !line.starts_with("ID_LIKE="))
+                .collect();
             lines.insert(lines.len() / 2, format!("ID={open}{id}{close}"));
             lines.insert(0, comment);
             lines.push(String::new());

@@ -207,7 +207,14 @@ fn measure(path: &Path, kind: EntryKind) -> Result<(u64, u64)> {
         EntryKind::File => {
             let metadata =
                 fs::symlink_metadata(path).map_err(|error| Error::io("inspect", path, error))?;
-            Ok((if metadata.is_file() { metadata.len() } else { 0 }, 1))
+            Ok((
+                if metadata.is_file() {
+                    metadata.len()
+                } else {
+                    0
+                },
+                1,
+            ))
         }
         EntryKind::Folder => {
             let (mut bytes, mut entries) = (0, 1);

@@ -208,7 +208,9 @@ fn version_token(line: &str) -> Option<&str> {
     let bytes = line.as_bytes();
     let mut start = 0;
     while start < bytes.len() {
-        if bytes[start].is_ascii_digit() && (start == 0 || !bytes[start - 1].is_ascii_alphanumeric()) {
+        if bytes[start].is_ascii_digit()
+            && (start == 0 || !bytes[start - 1].is_ascii_alphanumeric())
+        {
             let mut end = start;
             while end < bytes.len() && (bytes[end].is_ascii_digit() || bytes[end] == b'.') {
                 end += 1;
@@ -270,16 +272,23 @@ pub fn parse_prerequisites_list(text: &str) -> Vec<PrerequisiteRow> {
         }
         let trimmed = line.trim().trim_start_matches('|').trim_end_matches('|');
         let cells: Vec<&str> = trimmed.split('|').map(str::trim).collect();
-        let is_separator = cells
-            .iter()
-            .all(|cell| cell.chars().all(|c| matches!(c, '-' | '=' | '+' | ':' | ' ')));
+        let is_separator = cells.iter().all(|cell| {
+            cell.chars()
+                .all(|c| matches!(c, '-' | '=' | '+' | ':' | ' '))
+        });
         if is_separator {
             continue;
         }
-        let position = |name: &str| cells.iter().position(|cell| cell.eq_ignore_ascii_case(name));
-        if let (Some(status), Some(software), Some(version)) =
-            (position("status"), position("software"), position("version"))
-        {
+        let position = |name: &str| {
+            cells
+                .iter()
+                .position(|cell| cell.eq_ignore_ascii_case(name))
+        };
+        if let (Some(status), Some(software), Some(version)) = (
+            position("status"),
+            position("software"),
+            position("version"),
+        ) {
             columns = [status, software, version];
             continue;
         }
@@ -309,7 +318,10 @@ mod tests {
         let report = parse_instance_create_output(CREATE_OK);
         assert!(report.succeeded());
         assert_eq!(report.components.len(), 9);
-        assert_eq!(report.done, ["Creating Log Directories.", "Upgrade CBAP instance."]);
+        assert_eq!(
+            report.done,
+            ["Creating Log Directories.", "Upgrade CBAP instance."]
+        );
         assert_eq!(report.components[5].service, Some(ServiceKind::Instance));
         assert_eq!(report.components[6].service, Some(ServiceKind::ApiGateway));
         assert_eq!(report.components[7].service, Some(ServiceKind::Nginx));
@@ -320,7 +332,10 @@ mod tests {
     #[test]
     fn failed_services_map_to_units() {
         let text = CREATE_OK
-            .replace("OK     Instance service started.", "\x1b[31mFAILED\x1b[0m Instance service started.")
+            .replace(
+                "OK     Instance service started.",
+                "\x1b[31mFAILED\x1b[0m Instance service started.",
+            )
             .replace("OK     NGINX started.", "FAILED NGINX started.")
             .replace("OK     Final status.", "FAILED Final status.")
             + "FAILED Instance adapter host service started.\nFAILED Sites enabled.\n";

@@ -9,14 +9,54 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
-create_exception!(cmw_upgrade, CmwUpgradeError, PyException, "Base of every cmw_upgrade error.");
-create_exception!(cmw_upgrade, UnknownOsFamilyError, CmwUpgradeError, "os-release names no supported distribution.");
-create_exception!(cmw_upgrade, InvalidInstanceNameError, CmwUpgradeError, "An instance name that is not safe in paths and commands.");
-create_exception!(cmw_upgrade, PathOutsideRootError, CmwUpgradeError, "A configured path that would leave the target root.");
-create_exception!(cmw_upgrade, FileAccessError, CmwUpgradeError, "A file or folder could not be read, listed or changed.");
-create_exception!(cmw_upgrade, ConfigParseError, CmwUpgradeError, "A config file that does not parse.");
-create_exception!(cmw_upgrade, NoIgniteNodeFolderError, CmwUpgradeError, "A folder without Ignite node folders was given for pruning.");
-create_exception!(cmw_upgrade, NotAFolderError, CmwUpgradeError, "A folder was expected.");
+create_exception!(
+    cmw_upgrade,
+    CmwUpgradeError,
+    PyException,
+    "Base of every cmw_upgrade error."
+);
+create_exception!(
+    cmw_upgrade,
+    UnknownOsFamilyError,
+    CmwUpgradeError,
+    "os-release names no supported distribution."
+);
+create_exception!(
+    cmw_upgrade,
+    InvalidInstanceNameError,
+    CmwUpgradeError,
+    "An instance name that is not safe in paths and commands."
+);
+create_exception!(
+    cmw_upgrade,
+    PathOutsideRootError,
+    CmwUpgradeError,
+    "A configured path that would leave the target root."
+);
+create_exception!(
+    cmw_upgrade,
+    FileAccessError,
+    CmwUpgradeError,
+    "A file or folder could not be read, listed or changed."
+);
+create_exception!(
+    cmw_upgrade,
+    ConfigParseError,
+    CmwUpgradeError,
+    "A config file that does not parse."
+);
+create_exception!(
+    cmw_upgrade,
+    NoIgniteNodeFolderError,
+    CmwUpgradeError,
+    "A folder without Ignite node folders was given for pruning."
+);
+create_exception!(
+    cmw_upgrade,
+    NotAFolderError,
+    CmwUpgradeError,
+    "A folder was expected."
+);
 
 /// Converts a core error into the matching Python exception, message unchanged.
 pub fn core_error(error: Error) -> PyErr {
@@ -37,12 +77,24 @@ pub fn core_error(error: Error) -> PyErr {
 pub fn register_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     module.add("CmwUpgradeError", py.get_type::<CmwUpgradeError>())?;
-    module.add("UnknownOsFamilyError", py.get_type::<UnknownOsFamilyError>())?;
-    module.add("InvalidInstanceNameError", py.get_type::<InvalidInstanceNameError>())?;
-    module.add("PathOutsideRootError", py.get_type::<PathOutsideRootError>())?;
+    module.add(
+        "UnknownOsFamilyError",
+        py.get_type::<UnknownOsFamilyError>(),
+    )?;
+    module.add(
+        "InvalidInstanceNameError",
+        py.get_type::<InvalidInstanceNameError>(),
+    )?;
+    module.add(
+        "PathOutsideRootError",
+        py.get_type::<PathOutsideRootError>(),
+    )?;
     module.add("FileAccessError", py.get_type::<FileAccessError>())?;
     module.add("ConfigParseError", py.get_type::<ConfigParseError>())?;
-    module.add("NoIgniteNodeFolderError", py.get_type::<NoIgniteNodeFolderError>())?;
+    module.add(
+        "NoIgniteNodeFolderError",
+        py.get_type::<NoIgniteNodeFolderError>(),
+    )?;
     module.add("NotAFolderError", py.get_type::<NotAFolderError>())?;
     Ok(())
 }

@@ -105,7 +105,10 @@ impl PyOsInfo {
     /// The instance's nginx site file on this family.
     fn nginx_site_path(&self, instance: &str) -> PyResult<String> {
         Ok(path_text(
-            &self.inner.family.nginx_site_path(&parse_instance(instance)?),
+            &self
+                .inner
+                .family
+                .nginx_site_path(&parse_instance(instance)?),
         ))
     }
 
@@ -213,7 +216,11 @@ impl PyInstanceLayout {
     /// Config files in the www folder.
     #[getter]
     fn www_config_files(&self) -> Vec<String> {
-        self.inner.www_config_files.iter().map(|p| path_text(p)).collect()
+        self.inner
+            .www_config_files
+            .iter()
+            .map(|p| path_text(p))
+            .collect()
     }
     /// The nginx site file.
     #[getter]
@@ -233,7 +240,11 @@ impl PyInstanceLayout {
     /// The systemd unit names.
     #[getter]
     fn units(&self) -> Vec<String> {
-        self.inner.units.iter().map(|unit| unit.name.clone()).collect()
+        self.inner
+            .units
+            .iter()
+            .map(|unit| unit.name.clone())
+            .collect()
     }
     /// Who owns the instance's data.
     #[getter]
@@ -478,7 +489,11 @@ impl PyInstanceCreateReport {
     fn __repr__(&self) -> String {
         format!(
             "InstanceCreateReport(succeeded={}, components={}, failed={})",
-            if self.inner.succeeded() { "True" } else { "False" },
+            if self.inner.succeeded() {
+                "True"
+            } else {
+                "False"
+            },
             self.inner.components.len(),
             self.inner.failed().count()
         )

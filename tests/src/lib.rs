@@ -90,8 +90,21 @@ impl Default for DatabaseSpec {
 
 /// Names of the entities used for cache groups (cycled, with a number when exhausted).
 const ENTITIES: &[&str] = &[
-    "Account", "Attribute", "Container", "Record", "Process", "Task", "Document", "Role",
-    "Template", "Dataset", "Form", "Toolbar", "Trigger", "Journal", "Message",
+    "Account",
+    "Attribute",
+    "Container",
+    "Record",
+    "Process",
+    "Task",
+    "Document",
+    "Role",
+    "Template",
+    "Dataset",
+    "Form",
+    "Toolbar",
+    "Trigger",
+    "Journal",
+    "Message",
 ];
 
 /// What [`write_ignite_database`] wrote.
@@ -110,12 +123,17 @@ pub struct DatabaseSummary {
 }
 
 fn node_id(index: usize) -> String {
-    format!("node{index:02}-3f2a9c1e-7b4d-4e21-9a8f-{:012x}", 0x5eed + index)
+    format!(
+        "node{index:02}-3f2a9c1e-7b4d-4e21-9a8f-{:012x}",
+        0x5eed + index
+    )
 }
 
 fn write_bytes(path: &Path, len: usize, seed: usize) -> io::Result<()> {
     let mut content = Vec::with_capacity(len);
-    let mut state = (seed as u64).wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut state = (seed as u64)
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1);
     while content.len() < len {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -174,7 +192,11 @@ pub fn write_ignite_database(database: &Path, spec: &DatabaseSpec) -> io::Result
                 let mut group_bytes = 0u64;
                 for part in 0..spec.files_per_group {
                     seed += 1;
-                    write_bytes(&folder.join(format!("part-{part}.bin")), spec.bytes_per_file, seed)?;
+                    write_bytes(
+                        &folder.join(format!("part-{part}.bin")),
+                        spec.bytes_per_file,
+                        seed,
+                    )?;
                     group_bytes += spec.bytes_per_file as u64;
                 }
                 summary.files += spec.files_per_group as u64;
@@ -212,7 +234,10 @@ pub fn write_ignite_database(database: &Path, spec: &DatabaseSpec) -> io::Result
         summary.bytes += 256;
     }
     fs::create_dir_all(database.join("db/marshaller"))?;
-    fs::write(database.join("db/marshaller/-1234567.classname0"), b"Comindware.Model.Record")?;
+    fs::write(
+        database.join("db/marshaller/-1234567.classname0"),
+        b"Comindware.Model.Record",
+    )?;
     summary.files += 1;
     summary.bytes += 23;
     fs::create_dir_all(database.join("Scripts"))?;
@@ -239,20 +264,40 @@ pub fn upgrade_logs(state: UpgradeLogState) -> Vec<(String, String)> {
     }
     let mut ontology = String::new();
     ontology += &log_record("10:00:01", "INFO", "Upgrade of ontology started");
-    ontology += &log_record("10:00:05", "INFO", "Applying ontology patch 1 of 3: ErrorHandler registry");
-    ontology += &log_record("10:00:09", "Warn", "Attribute 'legacyId' is deprecated, onError callbacks kept");
+    ontology += &log_record(
+        "10:00:05",
+        "INFO",
+        "Applying ontology patch 1 of 3: ErrorHandler registry",
+    );
+    ontology += &log_record(
+        "10:00:09",
+        "Warn",
+        "Attribute 'legacyId' is deprecated, onError callbacks kept",
+    );
     ontology += &log_record("10:00:12", "INFO", "Applying ontology patch 3 of 3");
     let mut upgrade = String::new();
-    upgrade += &log_record("10:00:15", "INFO", "Upgrade started: 4.7.2890.0 -> 5.0.1234.0");
+    upgrade += &log_record(
+        "10:00:15",
+        "INFO",
+        "Upgrade started: 4.7.2890.0 -> 5.0.1234.0",
+    );
     upgrade += &log_record("10:01:40", "INFO", "Migrated 125000 records, 0 errors");
     upgrade += &log_record("10:02:10", "Debug", "Обновление индексов завершено");
     match state {
         UpgradeLogState::Succeeded => {
-            ontology += &log_record("10:00:14", "INFO", "Upgrade of ontology completed successfully");
+            ontology += &log_record(
+                "10:00:14",
+                "INFO",
+                "Upgrade of ontology completed successfully",
+            );
             upgrade += &log_record("10:03:00", "INFO", "Upgrade completed");
         }
         UpgradeLogState::Failed => {
-            ontology += &log_record("10:00:14", "INFO", "Upgrade of ontology completed successfully");
+            ontology += &log_record(
+                "10:00:14",
+                "INFO",
+                "Upgrade of ontology completed successfully",
+            );
             upgrade += &log_record(
                 "10:02:30",
                 "ERROR",
@@ -412,8 +457,10 @@ pub fn write_server(root: &Path, spec: &ServerSpec) -> io::Result<DatabaseSummar
         &format!("/var/lib/comindware/{i}/Streams/2026/11/3f/stream-0001.bin"),
         "uploaded file\n",
     )?;
-    let summary =
-        write_ignite_database(&root.join(format!("var/lib/comindware/{i}/Database")), &spec.database)?;
+    let summary = write_ignite_database(
+        &root.join(format!("var/lib/comindware/{i}/Database")),
+        &spec.database,
+    )?;
     let log_dir = format!("/var/log/comindware/{i}/{}", spec.log_folder_name);
     write_file(
         root,
@@ -445,7 +492,11 @@ pub struct BigLogSummary {
 ///
 /// # Errors
 /// Any I/O error while writing.
-pub fn write_big_log(path: &Path, target_bytes: u64, error_every: u64) -> io::Result<BigLogSummary> {
+pub fn write_big_log(
+    path: &Path,
+    target_bytes: u64,
+    error_every: u64,
+) -> io::Result<BigLogSummary> {
     let mut out = BufWriter::with_capacity(1 << 20, fs::File::create(path)?);
     let mut summary = BigLogSummary::default();
     let mut record = 0u64;
@@ -481,7 +532,10 @@ pub fn write_big_log(path: &Path, target_bytes: u64, error_every: u64) -> io::Re
         };
         write(&text, &mut summary)?;
     }
-    write(&log_record("23:59:59", "INFO", "Upgrade completed"), &mut summary)?;
+    write(
+        &log_record("23:59:59", "INFO", "Upgrade completed"),
+        &mut summary,
+    )?;
     out.flush()?;
     Ok(summary)
 }

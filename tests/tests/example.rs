@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cmw_upgrade_core::{prune_caches, upgrade_verdict, InstanceLayout, InstanceName, OsFamily, Verdict};
+use cmw_upgrade_core::{
+    prune_caches, upgrade_verdict, InstanceLayout, InstanceName, OsFamily, Verdict,
+};
 use cmw_upgrade_tests::{write_server, ServerSpec};
 
 fn example() -> PathBuf {
@@ -20,7 +22,11 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 pending.push(path);
             } else {
-                let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 found.push((relative, fs::read(&path).unwrap()));
             }
         }
@@ -35,10 +41,17 @@ fn the_shipped_example_matches_its_generator() {
     write_server(generated.path(), &ServerSpec::default()).unwrap();
     let expected = files(generated.path());
     let shipped = files(&example());
-    let names = |list: &[(String, Vec<u8>)]| list.iter().map(|(name, _)| name.clone()).collect::<Vec<_>>();
+    let names = |list: &[(String, Vec<u8>)]| {
+        list.iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&shipped), names(&expected), "regenerate with: cargo run -p cmw-upgrade-benches --bin cmw-upgrade-fixtures -- server examples/server");
     for ((name, shipped), (_, expected)) in shipped.iter().zip(&expected) {
-        assert!(shipped == expected, "{name} differs from the generator's output");
+        assert!(
+            shipped == expected,
+            "{name} differs from the generator's output"
+        );
     }
 }
 
@@ -47,8 +60,14 @@ fn the_example_upgrade_succeeded_and_has_caches_to_prune() {
     let root = example();
     let instance = InstanceName::new("prod").unwrap();
     let layout = InstanceLayout::discover(&root, &instance, OsFamily::Deb).unwrap();
-    assert_eq!(upgrade_verdict(&layout.log_dir.path).unwrap().verdict, Verdict::Succeeded);
+    assert_eq!(
+        upgrade_verdict(&layout.log_dir.path).unwrap().verdict,
+        Verdict::Succeeded
+    );
     let report = prune_caches(&layout.database.path, true).unwrap();
     assert_eq!(report.removed.len(), 16);
-    assert!(report.removed.iter().all(|path| path.starts_with("db/node00-")));
+    assert!(report
+        .removed
+        .iter()
+        .all(|path| path.starts_with("db/node00-")));
 }

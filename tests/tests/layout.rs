@@ -10,21 +10,42 @@ use cmw_upgrade_tests::{write_server, ServerSpec};
 fn each_family_is_detected_and_laid_out_from_its_tree() {
     for family in OsFamily::ALL {
         let dir = tempfile::tempdir().unwrap();
-        write_server(dir.path(), &ServerSpec { family, ..ServerSpec::default() }).unwrap();
-        let os = detect_os_family(&fs::read_to_string(dir.path().join("etc/os-release")).unwrap()).unwrap();
+        write_server(
+            dir.path(),
+            &ServerSpec {
+                family,
+                ..ServerSpec::default()
+            },
+        )
+        .unwrap();
+        let os = detect_os_family(&fs::read_to_string(dir.path().join("etc/os-release")).unwrap())
+            .unwrap();
         assert_eq!(os.family, family);
         let instance = InstanceName::new("prod").unwrap();
         let layout = InstanceLayout::discover(dir.path(), &instance, family).unwrap();
-        assert_eq!(layout.database.path, dir.path().join("var/lib/comindware/prod/Database"));
+        assert_eq!(
+            layout.database.path,
+            dir.path().join("var/lib/comindware/prod/Database")
+        );
         assert!(layout.database.origin.starts_with("databasePath in "));
-        assert_eq!(layout.backup_folder.unwrap().path, dir.path().join("var/backups/comindware/prod"));
-        assert!(layout.nginx_site.is_file(), "{}", layout.nginx_site.display());
+        assert_eq!(
+            layout.backup_folder.unwrap().path,
+            dir.path().join("var/backups/comindware/prod")
+        );
+        assert!(
+            layout.nginx_site.is_file(),
+            "{}",
+            layout.nginx_site.display()
+        );
         assert!(layout.env_file.is_file());
         assert!(layout.agent_config.is_file());
         assert_eq!(layout.data_owner, family.web_owner());
         assert!(layout.data_owner_origin.contains("comindwareprod.service"));
         assert!(layout.log_dir.origin.starts_with("log.folder in"));
-        assert!(layout.www_config_files.iter().any(|path| path.ends_with("Workers.config")));
+        assert!(layout
+            .www_config_files
+            .iter()
+            .any(|path| path.ends_with("Workers.config")));
         for unit in &layout.units {
             assert!(unit.path.is_file(), "{}", unit.path.display());
         }
@@ -36,10 +57,20 @@ fn admin_overrides_and_drop_ins_decide_the_owner() {
     let dir = tempfile::tempdir().unwrap();
     write_server(dir.path(), &ServerSpec::default()).unwrap();
     let instance = InstanceName::new("prod").unwrap();
-    let drop_ins = dir.path().join("etc/systemd/system/comindwareprod.service.d");
+    let drop_ins = dir
+        .path()
+        .join("etc/systemd/system/comindwareprod.service.d");
     fs::create_dir_all(&drop_ins).unwrap();
-    fs::write(drop_ins.join("10-user.conf"), "[Service]\nUser=cbap\nGroup=cbap\n").unwrap();
-    fs::write(drop_ins.join("20-group.conf"), "[Service]\nGroup=cbapdata\n").unwrap();
+    fs::write(
+        drop_ins.join("10-user.conf"),
+        "[Service]\nUser=cbap\nGroup=cbap\n",
+    )
+    .unwrap();
+    fs::write(
+        drop_ins.join("20-group.conf"),
+        "[Service]\nGroup=cbapdata\n",
+    )
+    .unwrap();
     fs::write(drop_ins.join("ignored.txt"), "[Service]\nUser=nobody\n").unwrap();
     let layout = InstanceLayout::discover(dir.path(), &instance, OsFamily::Deb).unwrap();
     assert_eq!(layout.data_owner, Owner::new("cbap", "cbapdata"));
@@ -66,5 +97,7 @@ fn an_empty_server_gets_defaults() {
     let layout = InstanceLayout::discover(dir.path(), &instance, OsFamily::Alt).unwrap();
     assert_eq!(layout.data_owner, Owner::new("_nginx", "_nginx"));
     assert_eq!(layout.database.origin, "default");
-    assert!(layout.nginx_site.ends_with("etc/nginx/sites-available.d/comindwarefresh"));
+    assert!(layout
+        .nginx_site
+        .ends_with("etc/nginx/sites-available.d/comindwarefresh"));
 }

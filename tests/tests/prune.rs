@@ -21,7 +21,12 @@ fn tree(root: &Path) -> Vec<String> {
         for entry in fs::read_dir(&folder).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            paths.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            paths.push(
+                path.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
             if entry.file_type().unwrap().is_dir() {
                 pending.push(path);
             }
@@ -33,7 +38,10 @@ fn tree(root: &Path) -> Vec<String> {
 
 #[test]
 fn check_lists_exactly_the_old_caches_and_changes_nothing() {
-    let spec = DatabaseSpec { node_folders: 2, ..DatabaseSpec::default() };
+    let spec = DatabaseSpec {
+        node_folders: 2,
+        ..DatabaseSpec::default()
+    };
     let (dir, summary) = database(&spec);
     let target = dir.path().join("Database");
     let before = tree(&target);
@@ -68,8 +76,11 @@ fn pruning_removes_the_caches_and_keeps_data_wal_and_snapshots() {
     }
     assert!(after.iter().any(|path| path.starts_with("db/wal/node00")));
     // Node folders inside snapshots/ are backups: untouched.
-    assert!(after.iter().any(|path| path.starts_with("snapshots/") && path.ends_with("cacheGroup-AccountValue/part-0.bin")));
-    assert!(after.iter().any(|path| path.starts_with("snapshots/") && path.ends_with("/cp")));
+    assert!(after.iter().any(|path| path.starts_with("snapshots/")
+        && path.ends_with("cacheGroup-AccountValue/part-0.bin")));
+    assert!(after
+        .iter()
+        .any(|path| path.starts_with("snapshots/") && path.ends_with("/cp")));
 
     // A second run finds the node folder again and has nothing left to remove.
     let again = prune_caches(&target, false).unwrap();
@@ -79,7 +90,10 @@ fn pruning_removes_the_caches_and_keeps_data_wal_and_snapshots() {
 
 #[test]
 fn links_are_removed_as_links_and_never_followed() {
-    let (dir, summary) = database(&DatabaseSpec { with_snapshot: false, ..DatabaseSpec::default() });
+    let (dir, summary) = database(&DatabaseSpec {
+        with_snapshot: false,
+        ..DatabaseSpec::default()
+    });
     let target = dir.path().join("Database");
     let node = target.join(&summary.node_folders[0]);
     // Precious data outside the target, reachable through links from inside it.
@@ -102,7 +116,10 @@ fn links_are_removed_as_links_and_never_followed() {
         .find(|entry| entry.path.ends_with("cacheGroup-LinkedValue"))
         .unwrap();
     assert_eq!(linked.kind, cmw_upgrade_core::prune::EntryKind::Symlink);
-    assert!(plan.node_folders.iter().all(|folder| !folder.starts_with("db/linked-node")));
+    assert!(plan
+        .node_folders
+        .iter()
+        .all(|folder| !folder.starts_with("db/linked-node")));
 
     prune_caches(&target, false).unwrap();
     assert!(fs::symlink_metadata(node.join("cacheGroup-LinkedValue")).is_err());
@@ -122,9 +139,15 @@ fn a_folder_without_node_folders_is_an_error_not_a_success() {
     assert!(error.to_string().contains("Database folder"), "{error}");
 
     let file = dir.path().join("Streams/2026/a.bin");
-    assert_eq!(prune_caches(&file, true).unwrap_err().kind(), ErrorKind::NotAFolder);
+    assert_eq!(
+        prune_caches(&file, true).unwrap_err().kind(),
+        ErrorKind::NotAFolder
+    );
     let missing = dir.path().join("missing");
-    assert_eq!(prune_caches(&missing, true).unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(
+        prune_caches(&missing, true).unwrap_err().kind(),
+        ErrorKind::Io
+    );
 }
 
 #[test]
@@ -140,7 +163,10 @@ fn only_snapshots_means_no_node_folder() {
 #[test]
 fn a_linked_target_is_followed_once() {
     // /var/lib/comindware/<i> is often a link to another disk: the named target is followed.
-    let (dir, summary) = database(&DatabaseSpec { with_snapshot: false, ..DatabaseSpec::default() });
+    let (dir, summary) = database(&DatabaseSpec {
+        with_snapshot: false,
+        ..DatabaseSpec::default()
+    });
     let link = dir.path().join("Database-link");
     symlink(dir.path().join("Database"), &link).unwrap();
     let report = prune_caches(&link, false).unwrap();

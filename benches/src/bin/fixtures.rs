@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cmw_upgrade_core::OsFamily;
-use cmw_upgrade_tests::{write_big_log, write_ignite_database, write_server, DatabaseSpec, ServerSpec};
+use cmw_upgrade_tests::{
+    write_big_log, write_ignite_database, write_server, DatabaseSpec, ServerSpec,
+};
 
 const USAGE: &str = "usage:\n  cmw-upgrade-fixtures server DIR [deb|rpm|alt]\n  cmw-upgrade-fixtures database DIR ENTITIES FILES_PER_GROUP BYTES_PER_FILE\n  cmw-upgrade-fixtures log FILE BYTES [ERROR_EVERY]";
 
@@ -30,8 +32,19 @@ fn run(args: &[String]) -> Result<String, String> {
                 Some(text) => text.parse::<OsFamily>()?,
                 None => OsFamily::Deb,
             };
-            let summary = write_server(&dir, &ServerSpec { family, ..ServerSpec::default() }).map_err(io)?;
-            Ok(format!("server written: {} database files, {} prunable entries", summary.files, summary.prunable.len()))
+            let summary = write_server(
+                &dir,
+                &ServerSpec {
+                    family,
+                    ..ServerSpec::default()
+                },
+            )
+            .map_err(io)?;
+            Ok(format!(
+                "server written: {} database files, {} prunable entries",
+                summary.files,
+                summary.prunable.len()
+            ))
         }
         Some("database") => {
             let dir = PathBuf::from(args.get(1).ok_or("missing DIR")?);
@@ -45,7 +58,10 @@ fn run(args: &[String]) -> Result<String, String> {
             let summary = write_ignite_database(&dir, &spec).map_err(io)?;
             Ok(format!(
                 "database written: {} files, {} bytes; {} prunable entries holding {} bytes",
-                summary.files, summary.bytes, summary.prunable.len(), summary.prunable_bytes
+                summary.files,
+                summary.bytes,
+                summary.prunable.len(),
+                summary.prunable_bytes
             ))
         }
         Some("log") => {

@@ -36,8 +36,14 @@ fn read_os_info(global: &GlobalArgs, args: &DetectArgs) -> Result<Option<OsInfo>
     for path in &candidates {
         match std::fs::read_to_string(path) {
             Ok(text) => return Ok(Some(detect_os_family(&text)?)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound && args.os_release.is_none() => {}
-            Err(error) => return Err(CliError::ReadArgument { path: path.clone(), source: error }),
+            Err(error)
+                if error.kind() == std::io::ErrorKind::NotFound && args.os_release.is_none() => {}
+            Err(error) => {
+                return Err(CliError::ReadArgument {
+                    path: path.clone(),
+                    source: error,
+                })
+            }
         }
     }
     if args.family.is_some() {
@@ -56,7 +62,9 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
     let (family, family_source) = match (args.family, &os) {
         (Some(family), _) => (family, "--family"),
         (None, Some(os)) => (os.family, "os-release"),
-        (None, None) => unreachable!("read_os_info returns an error without os-release or --family"),
+        (None, None) => {
+            unreachable!("read_os_info returns an error without os-release or --family")
+        }
     };
     let layout = args
         .instance
@@ -71,7 +79,8 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
         family_source,
         web_owner: family.web_owner(),
         nginx_site_dir: family.nginx_site_dir(),
-        package_install: family.local_package_install_argv(&[format!("<*.{}>", family.package_extension())]),
+        package_install: family
+            .local_package_install_argv(&[format!("<*.{}>", family.package_extension())]),
         layout,
     };
     if global.json {
@@ -88,10 +97,18 @@ fn print_text(out: &mut impl Write, report: &DetectReport) -> io::Result<()> {
         (None, Some(id)) => format!(" ({id})"),
         _ => String::new(),
     };
-    writeln!(out, "OS family               {}{distro}, from {}", report.family, report.family_source)?;
+    writeln!(
+        out,
+        "OS family               {}{distro}, from {}",
+        report.family, report.family_source
+    )?;
     writeln!(out, "web server user         {}", report.web_owner)?;
     writeln!(out, "nginx site folder       {}", report.nginx_site_dir)?;
-    writeln!(out, "install packages        {}", report.package_install.join(" "))?;
+    writeln!(
+        out,
+        "install packages        {}",
+        report.package_install.join(" ")
+    )?;
     let Some(layout) = &report.layout else {
         return Ok(());
     };
@@ -102,12 +119,37 @@ fn print_text(out: &mut impl Write, report: &DetectReport) -> io::Result<()> {
     if let Some(link) = &layout.data_root_link {
         writeln!(out, "  {:<22}{}", "  links to", link.display())?;
     }
-    show(out, "database", &layout.database.path, Some(layout.database.origin.as_str()))?;
-    show(out, "uploaded files", &layout.streams.path, Some(layout.streams.origin.as_str()))?;
-    show(out, "temp", &layout.temp.path, Some(layout.temp.origin.as_str()))?;
-    show(out, "local temp", &layout.local_temp.path, Some(layout.local_temp.origin.as_str()))?;
+    show(
+        out,
+        "database",
+        &layout.database.path,
+        Some(layout.database.origin.as_str()),
+    )?;
+    show(
+        out,
+        "uploaded files",
+        &layout.streams.path,
+        Some(layout.streams.origin.as_str()),
+    )?;
+    show(
+        out,
+        "temp",
+        &layout.temp.path,
+        Some(layout.temp.origin.as_str()),
+    )?;
+    show(
+        out,
+        "local temp",
+        &layout.local_temp.path,
+        Some(layout.local_temp.origin.as_str()),
+    )?;
     if let Some(backup) = &layout.backup_folder {
-        show(out, "backup folder", &backup.path, Some(backup.origin.as_str()))?;
+        show(
+            out,
+            "backup folder",
+            &backup.path,
+            Some(backup.origin.as_str()),
+        )?;
     }
     show(out, "binaries", &layout.www, None)?;
     for file in &layout.www_config_files {
@@ -116,12 +158,21 @@ fn print_text(out: &mut impl Write, report: &DetectReport) -> io::Result<()> {
     show(out, "Agent.config", &layout.agent_config, None)?;
     show(out, "nginx site", &layout.nginx_site, None)?;
     show(out, "env file", &layout.env_file, None)?;
-    show(out, "logs", &layout.log_dir.path, Some(layout.log_dir.origin.as_str()))?;
+    show(
+        out,
+        "logs",
+        &layout.log_dir.path,
+        Some(layout.log_dir.origin.as_str()),
+    )?;
     for unit in &layout.units {
         show(out, &format!("unit {}", unit.name), &unit.path, None)?;
     }
     show(out, "versions", &layout.versions_dir, None)?;
-    writeln!(out, "  {:<22}{}  ({})", "data owner", layout.data_owner, layout.data_owner_origin)
+    writeln!(
+        out,
+        "  {:<22}{}  ({})",
+        "data owner", layout.data_owner, layout.data_owner_origin
+    )
 }
 
 /// One layout line: label, path, `[missing]` when absent, and where it came from.

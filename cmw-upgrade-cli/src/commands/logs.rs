@@ -83,7 +83,11 @@ fn wait_for_verdict(
             }
             return Ok(result);
         }
-        std::thread::sleep(interval.min(limit.saturating_sub(elapsed)).max(Duration::from_millis(10)));
+        std::thread::sleep(
+            interval
+                .min(limit.saturating_sub(elapsed))
+                .max(Duration::from_millis(10)),
+        );
     }
 }
 
@@ -95,7 +99,11 @@ fn progress_word(status: &LogFileStatus) -> &'static str {
     }
 }
 
-fn print_text(out: &mut impl Write, result: &UpgradeVerdict, waited: Option<Duration>) -> std::io::Result<()> {
+fn print_text(
+    out: &mut impl Write,
+    result: &UpgradeVerdict,
+    waited: Option<Duration>,
+) -> std::io::Result<()> {
     let headline = match result.verdict {
         Verdict::Succeeded => "SUCCEEDED: the data-structure upgrade completed without errors; continue with the cache cleanup.",
         Verdict::Failed => "FAILED: the upgrade logs hold errors. Do not continue: reinstall the old version, restore the database from the backup, and keep these logs for support.",
@@ -113,9 +121,14 @@ fn print_text(out: &mut impl Write, result: &UpgradeVerdict, waited: Option<Dura
     ] {
         match &status.file {
             None => writeln!(out, "  {name}: missing")?,
-            Some(file) => writeln!(out, 
+            Some(file) => writeln!(
+                out,
                 "  {file}: {}; last record: {}",
-                if status.completed { "completed" } else { "not completed" },
+                if status.completed {
+                    "completed"
+                } else {
+                    "not completed"
+                },
                 status.last_record.as_deref().unwrap_or("(empty)")
             )?,
         }
@@ -123,8 +136,13 @@ fn print_text(out: &mut impl Write, result: &UpgradeVerdict, waited: Option<Dura
     if !result.errors.is_empty() {
         writeln!(out, "errors ({}):", result.errors_total)?;
         for error in &result.errors {
-            let level = if error.level.is_empty() { "-" } else { &error.level };
-            writeln!(out, 
+            let level = if error.level.is_empty() {
+                "-"
+            } else {
+                &error.level
+            };
+            writeln!(
+                out,
                 "  {}:{}: {level} [{}] {}",
                 error.file,
                 error.line,
@@ -133,7 +151,11 @@ fn print_text(out: &mut impl Write, result: &UpgradeVerdict, waited: Option<Dura
             )?;
         }
         if result.errors_total > result.errors.len() as u64 {
-            writeln!(out, "  ... and {} more", result.errors_total - result.errors.len() as u64)?;
+            writeln!(
+                out,
+                "  ... and {} more",
+                result.errors_total - result.errors.len() as u64
+            )?;
         }
     }
     Ok(())

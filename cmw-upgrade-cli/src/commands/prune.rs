@@ -25,9 +25,18 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError>
     for folder in &report.node_folders {
         writeln!(out, "  {folder}")?;
     }
-    let verb = if report.check { "Would remove" } else { "Removed" };
-    let freed = if report.check { "would be freed" } else { "freed" };
-    writeln!(out, 
+    let verb = if report.check {
+        "Would remove"
+    } else {
+        "Removed"
+    };
+    let freed = if report.check {
+        "would be freed"
+    } else {
+        "freed"
+    };
+    writeln!(
+        out,
         "{verb} {} entries, {} {freed}:",
         report.removed.len(),
         human_bytes(report.bytes_freed)
@@ -36,7 +45,10 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError>
         writeln!(out, "  {path}")?;
     }
     if report.check && !report.removed.is_empty() {
-        writeln!(out, "Nothing was changed (--check). Run again without --check to remove them.")?;
+        writeln!(
+            out,
+            "Nothing was changed (--check). Run again without --check to remove them."
+        )?;
     }
     Ok(ExitStatus::Success)
 }

@@ -27,33 +27,29 @@ impl RecordStart {
     }
 }
 
-fn digits(bytes: &[u8]) -> bool {
-    bytes.iter().all(u8::is_ascii_digit)
-}
-
 /// Parses the start of a record, or returns `None` for a continuation line.
 ///
 /// Accepts `T` as well as a space between date and time, `.` as well as `,`
 /// before the fraction, one to nine fraction digits, and any level word of
 /// ASCII letters (the levels are written in any case).
 pub fn parse_record_start(line: &[u8]) -> Option<RecordStart> {
-    // "2026-11-24 10:23:45," is 20 bytes; the fast reject keeps continuation lines cheap.
-    if line.len() < 22 || !line[0].is_ascii_digit() {
+    // "2026-11-24 10:23:45," is 20 bytes; the separators are checked first because
+    // they reject continuation lines fastest, and this runs for every line of a log.
+    if line.len() < 22
+        || line[4] != b'-'
+        || line[7] != b'-'
+        || line[13] != b':'
+        || line[16] != b':'
+        || !(line[10] == b' ' || line[10] == b'T')
+        || !(line[19] == b',' || line[19] == b'.')
+    {
         return None;
     }
-    let shape_ok = digits(&line[0..4])
-        && line[4] == b'-'
-        && digits(&line[5..7])
-        && line[7] == b'-'
-        && digits(&line[8..10])
-        && (line[10] == b' ' || line[10] == b'T')
-        && digits(&line[11..13])
-        && line[13] == b':'
-        && digits(&line[14..16])
-        && line[16] == b':'
-        && digits(&line[17..19])
-        && (line[19] == b',' || line[19] == b'.');
-    if !shape_ok {
+    const DIGIT_POSITIONS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if !DIGIT_POSITIONS
+        .iter()
+        .all(|&index| line[index].is_ascii_digit())
+    {
         return None;
     }
     let fraction_digits = line[20..].iter().take_while(|b| b.is_ascii_digit()).count();
@@ -184,7 +180,11 @@ mod tests {
             b"2026-11-24 10:23:45,123456 Warn\r",
             b"2026-11-24 10:23:45,123\tDebug\tx",
         ] {
-            assert!(parse_record_start(ok).is_some(), "{}", String::from_utf8_lossy(ok));
+            assert!(
+                parse_record_start(ok).is_some(),
+                "{}",
+                String::from_utf8_lossy(ok)
+            );
         }
     }
 
@@ -202,7 +202,11 @@ mod tests {
             b"26-11-24 10:23:45,123 INFO x",
             b"2026/11/24 10:23:45,123 INFO x",
         ] {
-            assert!(parse_record_start(line).is_none(), "{}", String::from_utf8_lossy(line));
+            assert!(
+                parse_record_start(line).is_none(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
@@ -250,7 +254,10 @@ mod tests {
 
     #[test]
     fn case_insensitive_contains() {
-        assert!(contains_ignore_ascii_case("x Upgrade Completed.", "upgrade completed"));
+        assert!(contains_ignore_ascii_case(
+            "x Upgrade Completed.",
+            "upgrade completed"
+        ));
         assert!(!contains_ignore_ascii_case("Upgrade", "Upgrade completed"));
     }
 

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::record::{is_error_level, is_whole_word_at, parse_record_start, ErrorReason, ERROR_KEYWORD};
+use super::record::{
+    is_error_level, is_whole_word_at, parse_record_start, ErrorReason, ERROR_KEYWORD,
+};
 use crate::error::{Error, Result};
 
 /// How much of the last record is kept; completion markers sit in its first line.
@@ -28,7 +30,7 @@ pub const MAX_REPORTED_ERRORS: usize = 1000;
 const MESSAGE_CAP: usize = 500;
 
 /// How much a file read takes at once.
-pub(crate) const READ_CHUNK: usize = 8 * 1024 * 1024;
+pub(crate) const READ_CHUNK: usize = 256 * 1024;
 
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
@@ -77,11 +79,34 @@ impl LastRecord {
 #[derive(Debug, Clone, Default)]
 struct OpenRecord {
     line: u64,
-    level: String,
+    /// The level word, kept inline: one allocation per record would dominate the scan.
+    level: LevelWord,
     /// Already reported, so further keyword hits in it are not reported again.
     flagged: bool,
     /// The head of the record's bytes, up to [`LAST_RECORD_CAP`].
     head: Vec<u8>,
+}
+
+/// A level word (at most 16 ASCII letters, as [`parse_record_start`] accepts) without allocating.
+#[derive(Debug, Clone, Copy, Default)]
+struct LevelWord {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl LevelWord {
+    fn new(level: &[u8]) -> Self {
+        let mut word = LevelWord::default();
+        let len = level.len().min(word.bytes.len());
+        word.bytes[..len].copy_from_slice(&level[..len]);
+        word.len = len as u8;
+        word
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII letters are ever stored.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
 }
 
 /// Incremental error scan of one log file.
@@ -93,7 +118,9 @@ pub struct LogScanner {
     current: Option<OpenRecord>,
     errors: Vec<ErrorRecord>,
     errors_total: u64,
+    /// Scratch space for [`find_keyword_candidates`], kept between chunks.
     lowered: Vec<u8>,
+    hits: Vec<usize>,
 }
 
 impl LogScanner {
@@ -107,6 +134,7 @@ impl LogScanner {
             errors: Vec::new(),
             errors_total: 0,
             lowered: Vec::new(),
+            hits: Vec::new(),
         }
     }
 
@@ -157,11 +185,9 @@ impl LogScanner {
         if chunk.is_empty() {
             return;
         }
-        self.lowered.clear();
-        self.lowered
-            .extend(chunk.iter().map(|byte| byte.to_ascii_lowercase()));
-        let lowered = std::mem::take(&mut self.lowered);
-        let mut hits = memchr::memmem::find_iter(&lowered, ERROR_KEYWORD).peekable();
+        let mut hit_positions = std::mem::take(&mut self.hits);
+        find_keyword_candidates(chunk, &mut self.lowered, &mut hit_positions);
+        let mut hits = hit_positions.iter().copied().peekable();
 
         // Where the current record starts inside this chunk, if it does.
         let mut record_start_in_chunk: Option<usize> = None;
@@ -190,7 +216,7 @@ impl LogScanner {
                 let level = start.level(line);
                 let mut record = OpenRecord {
                     line: self.lines,
-                    level: String::from_utf8_lossy(level).into_owned(),
+                    level: LevelWord::new(level),
                     ..OpenRecord::default()
                 };
                 record_start_in_chunk = Some(content_start);
@@ -237,10 +263,9 @@ impl LogScanner {
         }
         self.keep_head_of_open_record(chunk, record_start_in_chunk);
         self.offset += chunk.len() as u64;
-        // Keep the allocation for the next chunk, but not the bytes: clones stay cheap.
-        let mut lowered = lowered;
-        lowered.clear();
-        self.lowered = lowered;
+        // Keep the allocation for the next chunk, but not the contents: clones stay cheap.
+        hit_positions.clear();
+        self.hits = hit_positions;
     }
 
     /// Copies the part of the record still open at the end of `chunk` into its head.
@@ -267,7 +292,7 @@ impl LogScanner {
             self.errors.push(ErrorRecord {
                 file: self.file.clone(),
                 line: record.line,
-                level: record.level.clone(),
+                level: record.level.as_str().to_owned(),
                 reason,
                 message: String::from_utf8_lossy(message).trim_end().to_owned(),
             });
@@ -310,6 +335,39 @@ impl LogScanner {
             }
         }
     }
+}
+
+/// How much is lowercased at a time: small enough to stay in the CPU cache while searched.
+const KEYWORD_WINDOW: usize = 64 * 1024;
+
+/// Finds every position of `error` in any case in `chunk`, in order.
+///
+/// Each window is folded to lowercase with `| 0x20`, which is exact for the
+/// letters of `error` (only `E`/`e`, `R`/`r`, `O`/`o` map onto them), and searched
+/// with a SIMD substring search while it is still in cache. Windows overlap by
+/// the keyword's length less one, so a word across a window edge is found once.
+fn find_keyword_candidates(chunk: &[u8], lowered: &mut Vec<u8>, hits: &mut Vec<usize>) {
+    let finder = keyword_finder();
+    let overlap = ERROR_KEYWORD.len() - 1;
+    let mut start = 0;
+    while start < chunk.len() {
+        let end = (start + KEYWORD_WINDOW + overlap).min(chunk.len());
+        lowered.clear();
+        lowered.extend(chunk[start..end].iter().map(|byte| byte | 0x20));
+        for position in finder.find_iter(lowered) {
+            if position < KEYWORD_WINDOW {
+                hits.push(start + position);
+            }
+        }
+        start += KEYWORD_WINDOW;
+    }
+    lowered.clear();
+}
+
+fn keyword_finder() -> &'static memchr::memmem::Finder<'static> {
+    static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
+        std::sync::OnceLock::new();
+    FINDER.get_or_init(|| memchr::memmem::Finder::new(ERROR_KEYWORD))
 }
 
 fn first_line_of(bytes: &[u8]) -> &[u8] {
@@ -383,7 +441,10 @@ System.Exception: Error in step\n\
         assert_eq!(scanner.errors().len(), 1);
         assert_eq!(scanner.errors()[0].line, 1);
         assert_eq!(scanner.errors()[0].level, "Error");
-        assert_eq!(scanner.last_record().unwrap().text, "2026-11-24 10:00:01,001 INFO done");
+        assert_eq!(
+            scanner.last_record().unwrap().text,
+            "2026-11-24 10:00:01,001 INFO done"
+        );
     }
 
     #[test]
@@ -398,7 +459,8 @@ System.Exception: Error in step\n\
     #[test]
     fn partial_lines_wait_for_their_end() {
         let mut scanner = LogScanner::new("t.log");
-        let consumed = scanner.feed(b"2026-11-24 10:00:00,001 INFO one\n2026-11-24 10:00:01,001 ERR");
+        let consumed =
+            scanner.feed(b"2026-11-24 10:00:00,001 INFO one\n2026-11-24 10:00:01,001 ERR");
         assert_eq!(consumed, 33);
         assert!(scanner.errors().is_empty());
         scanner.finish(b"2026-11-24 10:00:01,001 ERROR two\n");

@@ -44,7 +44,8 @@ pub fn last_record(path: &Path) -> Result<Option<LastRecord>> {
         let block_len = (block_end - block_start) as usize;
         buffer.clear();
         buffer.resize(block_len, 0);
-        file.seek(SeekFrom::Start(block_start)).map_err(read_error)?;
+        file.seek(SeekFrom::Start(block_start))
+            .map_err(read_error)?;
         file.read_exact(&mut buffer).map_err(read_error)?;
         buffer.extend_from_slice(&following_line_head);
 
@@ -103,7 +104,10 @@ mod tests {
     fn finds_the_last_record_with_its_continuation_lines() {
         let file = write(b"2026-11-24 10:00:00,001 INFO one\n2026-11-24 10:00:01,001 ERROR two\n  at X()\n  at Y()\n");
         let last = last_record(file.path()).unwrap().unwrap();
-        assert_eq!(last.text, "2026-11-24 10:00:01,001 ERROR two\n  at X()\n  at Y()");
+        assert_eq!(
+            last.text,
+            "2026-11-24 10:00:01,001 ERROR two\n  at X()\n  at Y()"
+        );
         assert_eq!(last.first_line(), "2026-11-24 10:00:01,001 ERROR two");
     }
 
@@ -116,12 +120,17 @@ mod tests {
 
     #[test]
     fn a_last_record_longer_than_a_block_is_found() {
-        let mut text = b"2026-11-24 10:00:00,001 INFO first\n2026-11-24 10:00:01,001 INFO Upgrade completed\n".to_vec();
+        let mut text =
+            b"2026-11-24 10:00:00,001 INFO first\n2026-11-24 10:00:01,001 INFO Upgrade completed\n"
+                .to_vec();
         for index in 0..20_000 {
             text.extend_from_slice(format!("   at Frame{index}()\n").as_bytes());
         }
         let last = last_record(write(&text).path()).unwrap().unwrap();
-        assert_eq!(last.first_line(), "2026-11-24 10:00:01,001 INFO Upgrade completed");
+        assert_eq!(
+            last.first_line(),
+            "2026-11-24 10:00:01,001 INFO Upgrade completed"
+        );
     }
 
     #[test]

@@ -134,11 +134,7 @@ pub fn rotated_parts<'a>(log: &str, names: impl IntoIterator<Item = &'a str>) ->
 }
 
 /// The verdict from what the two logs showed. Pure.
-pub fn decide(
-    ontology: &LogFileStatus,
-    upgrade: &LogFileStatus,
-    errors_total: u64,
-) -> Verdict {
+pub fn decide(ontology: &LogFileStatus, upgrade: &LogFileStatus, errors_total: u64) -> Verdict {
     if ontology.file.is_none() && upgrade.file.is_none() {
         Verdict::NotStarted
     } else if errors_total > 0 {
@@ -193,13 +189,22 @@ fn list_file_names(log_dir: &Path) -> Result<Vec<String>> {
 fn status(tracked: &TrackedLog<'_>, last: Option<&LastRecord>) -> LogFileStatus {
     LogFileStatus {
         file: tracked.main.map(str::to_owned),
-        completed: last.is_some_and(|record| contains_ignore_ascii_case(&record.text, tracked.completion)),
+        completed: last
+            .is_some_and(|record| contains_ignore_ascii_case(&record.text, tracked.completion)),
         last_record: last.map(|record| record.first_line().to_owned()),
-        scanned: tracked.scanned.iter().map(|name| (*name).to_owned()).collect(),
+        scanned: tracked
+            .scanned
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect(),
     }
 }
 
-fn assemble(log_dir: &Path, statuses: [LogFileStatus; 2], scanners: Vec<&LogScanner>) -> UpgradeVerdict {
+fn assemble(
+    log_dir: &Path,
+    statuses: [LogFileStatus; 2],
+    scanners: Vec<&LogScanner>,
+) -> UpgradeVerdict {
     let errors_total = scanners.iter().map(|scanner| scanner.errors_total()).sum();
     let errors = scanners
         .iter()
@@ -325,9 +330,18 @@ mod tests {
 
     #[test]
     fn dated_log_names() {
-        assert_eq!(dated_upgrade_log_date("upgrade2026-11-24.log"), Some("2026-11-24"));
-        assert_eq!(dated_upgrade_log_date("update_2026-11-24.log"), Some("2026-11-24"));
-        assert_eq!(dated_upgrade_log_date("Upgrade_2026-11-24.LOG"), Some("2026-11-24"));
+        assert_eq!(
+            dated_upgrade_log_date("upgrade2026-11-24.log"),
+            Some("2026-11-24")
+        );
+        assert_eq!(
+            dated_upgrade_log_date("update_2026-11-24.log"),
+            Some("2026-11-24")
+        );
+        assert_eq!(
+            dated_upgrade_log_date("Upgrade_2026-11-24.LOG"),
+            Some("2026-11-24")
+        );
         for name in [
             "UpgradeOntology.log",
             "upgrade2026-11-24.log.1",
@@ -355,8 +369,13 @@ mod tests {
 
     #[test]
     fn rotated_parts_oldest_first() {
-        let names = ["a.log", "a.log.1", "a.log.10", "a.log.2", "a.log.x", "a.log.", "b.log.1"];
-        assert_eq!(rotated_parts("a.log", names), ["a.log.10", "a.log.2", "a.log.1"]);
+        let names = [
+            "a.log", "a.log.1", "a.log.10", "a.log.2", "a.log.x", "a.log.", "b.log.1",
+        ];
+        assert_eq!(
+            rotated_parts("a.log", names),
+            ["a.log.10", "a.log.2", "a.log.1"]
+        );
     }
 
     fn status_of(exists: bool, completed: bool) -> LogFileStatus {
@@ -382,7 +401,11 @@ mod tests {
         ];
         for ((o_exists, o_done), (u_exists, u_done), errors, expected) in cases {
             assert_eq!(
-                decide(&status_of(o_exists, o_done), &status_of(u_exists, u_done), errors),
+                decide(
+                    &status_of(o_exists, o_done),
+                    &status_of(u_exists, u_done),
+                    errors
+                ),
                 expected,
                 "{o_exists} {o_done} {u_exists} {u_done} {errors}"
             );

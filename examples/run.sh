@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The README's first command: builds cmw-upgrade and runs it on the example server
+# shipped in examples/server (an Astra Linux server with instance "prod" whose
+# data-structure upgrade has finished). Reads only; changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet -p cmw-upgrade-cli
+cmw=target/release/cmw-upgrade
+example=examples/server
+
+show() { printf '\n$ %s\n' "$*"; "$@"; }
+
+show "$cmw" --root "$example" detect --instance prod
+# A verdict exits 0 when the upgrade succeeded, 1 when it failed, 3 when not finished.
+show "$cmw" --root "$example" logs verdict --instance prod
+show "$cmw" prune-caches "$example/var/lib/comindware/prod/Database" --check
