@@ -81,6 +81,15 @@ pub enum Error {
         target: PathBuf,
     },
 
+    /// A check before writing failed; nothing was written.
+    #[error("{what} failed: {details}; nothing was written")]
+    ValidationFailed {
+        /// What was checked.
+        what: String,
+        /// What the check said.
+        details: String,
+    },
+
     /// A folder was expected.
     #[error("{path} is not a folder; {hint}", path = .path.display())]
     NotAFolder {
@@ -109,6 +118,8 @@ pub enum ErrorKind {
     NoIgniteNodeFolder,
     /// [`Error::NotAFolder`].
     NotAFolder,
+    /// [`Error::ValidationFailed`].
+    ValidationFailed,
 }
 
 impl Error {
@@ -122,6 +133,7 @@ impl Error {
             Error::ConfigParse { .. } => ErrorKind::ConfigParse,
             Error::NoIgniteNodeFolder { .. } => ErrorKind::NoIgniteNodeFolder,
             Error::NotAFolder { .. } => ErrorKind::NotAFolder,
+            Error::ValidationFailed { .. } => ErrorKind::ValidationFailed,
         }
     }
 
@@ -146,6 +158,7 @@ impl ErrorKind {
             ErrorKind::ConfigParse => "config_parse",
             ErrorKind::NoIgniteNodeFolder => "no_ignite_node_folder",
             ErrorKind::NotAFolder => "not_a_folder",
+            ErrorKind::ValidationFailed => "validation_failed",
         }
     }
 }

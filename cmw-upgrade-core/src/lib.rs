@@ -27,8 +27,11 @@
 //! # Ok::<(), cmw_upgrade_core::Error>(())
 //! ```
 
+pub mod atomic;
+pub mod config;
 pub mod directives;
 pub mod error;
+pub mod exec;
 pub mod instance;
 pub mod layout;
 pub mod logs;

@@ -539,3 +539,140 @@ pub fn write_big_log(
     out.flush()?;
     Ok(summary)
 }
+
+/// Writes the config files of a freshly created new-version instance (as
+/// `instance_create.sh` leaves them: defaults, heavy comments, services switches
+/// commented out, no `Workers.config`). With `tuned`, the files carry an admin's
+/// changes instead, to stand for a 5.0 server being upgraded to a newer version.
+///
+/// # Errors
+/// Any I/O error while writing.
+pub fn write_new_server(
+    root: &Path,
+    family: OsFamily,
+    instance: &str,
+    version: &str,
+    tuned: bool,
+) -> io::Result<()> {
+    let i = instance;
+    let site = family.nginx_site_dir();
+    let owner = family.web_owner();
+    let (node, password, journal, listener, max_size, jvm, listen, server_name, body) = if tuned {
+        (
+            "cmw-node-01",
+            "\"tuned-secret\"",
+            "http://journal.internal:9200",
+            "email.listenerEnabled: false",
+            "16L",
+            "-Xms1g -Xmx24g",
+            "8080",
+            "cmw.example.org",
+            "500m",
+        )
+    } else {
+        (
+            "cmw-node-02",
+            "'changeme'",
+            "http://localhost:9200",
+            "#email.listenerEnabled: true",
+            "4L",
+            "-Xms512m -Xmx4g",
+            "80",
+            "localhost",
+            "100m",
+        )
+    };
+    write_file(root, "/etc/os-release", os_release(family))?;
+    write_file(
+        root,
+        &format!("/usr/share/comindware/configs/instance/{i}.yml"),
+        &format!(
+            "# Comindware Platform {version}: instance configuration\n\
+             # Directives commented out keep their default value.\n\
+             \n\
+             # Cluster and node identity\n\
+             clusterName: {i}\n\
+             nodeName: {node}\n\
+             version: {version}\n\
+             \n\
+             # Database: the data is bound to db.name\n\
+             db.name: {i}\n\
+             db.workDir: /var/lib/comindware/{i}/Database\n\
+             \n\
+             # Files\n\
+             #userStorage.localDisk.path: /var/lib/comindware/{i}/Streams\n\
+             tempStorage.localDisk.path: /var/lib/comindware/{i}/Temp\n\
+             \n\
+             # Journal\n\
+             journal.server: {journal}\n\
+             journal.user: elastic\n\
+             journal.password: {password}\n\
+             \n\
+             # Message queue\n\
+             mq.server: localhost:9092\n\
+             mq.group: {i}\n\
+             mq.node: {node}\n\
+             \n\
+             # Services (all enabled by default)\n\
+             {listener}\n\
+             #notifications.enabled: true\n\
+             #search.rebuildingEnabled: true\n\
+             \n\
+             services:\n  - web\n"
+        ),
+    )?;
+    write_file(
+        root,
+        &format!("/var/www/{i}/adapterhost.yml"),
+        &format!("# Adapter host {version}\nclusterName: {i}\nmq.server: localhost:9092\nmq.group: {i}\nmq.node: {node}\nlog.folder: /var/log/comindware/{i}/Logs\n"),
+    )?;
+    write_file(
+        root,
+        &format!("/var/www/{i}/apigateway.yml"),
+        &format!("# API gateway {version}\ncluster.name: {i}\nmq.server: localhost:9092\nmq.group: {i}\nmq.node: {node}\nport: 5000\n"),
+    )?;
+    write_file(
+        root,
+        &format!("/var/www/{i}/Ignite.config"),
+        &format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- Ignite settings for {version} -->\n<beans xmlns=\"http://www.springframework.org/schema/beans\">\n  \
+             <bean class=\"org.apache.ignite.configuration.DataRegionConfiguration\">\n    \
+             <property name=\"maxSize\" value=\"#{{{max_size} * 1024 * 1024 * 1024}}\"/>\n    \
+             <property name=\"checkpointPageBufferSize\" value=\"#{{1L * 1024 * 1024 * 1024}}\"/>\n    \
+             <property name=\"persistenceEnabled\" value=\"true\"/>\n  \
+             </bean>\n</beans>\n"
+        ),
+    )?;
+    write_file(
+        root,
+        &format!("/var/www/{i}/logs.config"),
+        "<log4net>\n  <root><level value=\"INFO\"/></root>\n</log4net>\n",
+    )?;
+    write_file(
+        root,
+        &format!("/var/www/{i}/data/Plugins/Agent/Agent.config"),
+        &format!("<Agent>\n  <Enabled>true</Enabled>\n  <Version>{version}</Version>\n</Agent>\n"),
+    )?;
+    write_file(
+        root,
+        &format!("/etc/sysconfig/comindware{i}-env"),
+        &format!("# JVM settings for Ignite ({version})\nJVM_OPTS=\"{jvm} -XX:+UseG1GC\"\n#export DOTNET_gcServer=0\n"),
+    )?;
+    write_file(
+        root,
+        &format!("{site}/comindware{i}"),
+        &format!(
+            "# Comindware Platform {version}\nserver {{\n    listen {listen};\n    server_name {server_name};\n    client_max_body_size {body};\n\n    \
+             location / {{\n        proxy_pass http://127.0.0.1:5000;\n        proxy_set_header Host $host;\n    }}\n\n    \
+             location /api/ {{\n        proxy_pass http://127.0.0.1:5001;\n    }}\n}}\n"
+        ),
+    )?;
+    write_file(
+        root,
+        &format!("/usr/lib/systemd/system/comindware{i}.service"),
+        &format!("[Unit]\nDescription=Comindware Platform ({i})\n\n[Service]\nUser={}\nGroup={}\nExecStart=/usr/bin/dotnet /var/www/{i}/Comindware.Platform.Host.dll\n", owner.user, owner.group),
+    )?;
+    fs::create_dir_all(root.join(format!("var/lib/comindware/{i}/Database")))?;
+    fs::create_dir_all(root.join(format!("var/lib/comindware/{i}/Temp")))?;
+    Ok(())
+}

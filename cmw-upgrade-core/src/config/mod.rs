@@ -1,0 +1,51 @@
+//! Carrying an old instance's config values into a new instance's files.
+//!
+//! Each file kind has a pure migration over texts (`yaml_merge`, `env_file`,
+//! `ignite`, `workers`, `nginx`); [`migrate`] plans all files together and
+//! writes them all or none.
+
+pub mod env_file;
+pub mod migrate;
+pub mod nginx;
+pub mod secrets;
+pub mod xml;
+pub mod yaml_merge;
+pub mod yaml_text;
+
+use serde::Serialize;
+
+/// What the migration did with one directive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    /// The value on the new file's line was replaced.
+    Set,
+    /// Carried from an old directive name to its current name.
+    Renamed,
+    /// A commented-out line in the new file was enabled with the old value.
+    Uncommented,
+    /// The new file lacked the directive; it was added in a marked block at the end.
+    Appended,
+    /// The new file already had the old value.
+    Kept,
+    /// A whole file was taken from the old server (`--take`).
+    Taken,
+}
+
+/// One directive's fate in the migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// The new instance's file (server path).
+    pub file: String,
+    /// The directive, under its current name.
+    pub key: String,
+    /// What was done.
+    pub action: ChangeAction,
+    /// The value the new file had before (none when absent or commented out); `***` for secrets.
+    pub old: Option<String>,
+    /// The value after the migration; `***` for secrets.
+    pub new: Option<String>,
+    /// Where the value came from when not from the same key of the same file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}

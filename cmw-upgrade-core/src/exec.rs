@@ -1,0 +1,117 @@
+//! Running external commands, behind a trait so tests and dry runs can stand in.
+//!
+//! Commands are argv vectors, never shell strings: nothing from input is ever
+//! interpreted by a shell.
+
+use std::io;
+use std::process::Command;
+
+/// What a finished command left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// The exit code, or `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Whether the command exited with 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs commands.
+pub trait CommandRunner {
+    /// Runs `argv[0]` with the rest as arguments and waits for it.
+    ///
+    /// # Errors
+    /// An I/O error when the program cannot be started (e.g. not installed).
+    fn run(&self, argv: &[String]) -> io::Result<CommandOutput>;
+}
+
+/// Runs commands on this machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemRunner;
+
+impl CommandRunner for SystemRunner {
+    fn run(&self, argv: &[String]) -> io::Result<CommandOutput> {
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let output = Command::new(program).args(args).output()?;
+        Ok(CommandOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+/// A UTC timestamp for file names, `20261125T063000Z`, from a system time.
+pub fn utc_stamp(time: std::time::SystemTime) -> String {
+    let seconds = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |duration| duration.as_secs());
+    let days = (seconds / 86_400) as i64;
+    let second_of_day = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn stamps() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(1_795_564_800 + 3723)),
+            "20261125T010203Z"
+        );
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
+    }
+
+    #[test]
+    fn commands_run_as_argv() {
+        let output = SystemRunner
+            .run(&[
+                "sh".into(),
+                "-c".into(),
+                "echo \"$0\"".into(),
+                "a b; rm -rf /".into(),
+            ])
+            .unwrap();
+        assert_eq!(output.stdout, "a b; rm -rf /\n");
+        assert!(output.success());
+        assert!(SystemRunner.run(&["/nonexistent/program".into()]).is_err());
+        assert!(SystemRunner.run(&[]).is_err());
+    }
+}
