@@ -38,6 +38,9 @@ class NoIgniteNodeFolderError(CmwUpgradeError):
 class NotAFolderError(CmwUpgradeError):
     """A folder was expected."""
 
+class ValidationFailedError(CmwUpgradeError):
+    """A check before writing failed (e.g. nginx -t); nothing was written."""
+
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property
@@ -197,3 +200,21 @@ def parse_version_list(text: str) -> list[str]:
 
 def parse_prerequisites_list(text: str) -> list[dict[str, Any]]:
     """Parses prerequisites_list.sh's table into {"status", "software", "version", "ok"}."""
+
+def migrate_config(
+    from_dir: StrPath,
+    instance: str,
+    root: StrPath = "/",
+    check: bool = True,
+    fix: bool = False,
+    take: Optional[list[str]] = None,
+    family: Optional[str] = None,
+) -> dict[str, Any]:
+    """Carries the old instance's config values into the new instance's files.
+
+    `from_dir` holds the old server's files at their absolute paths; the new files
+    are under `root`. With check=True (the default) nothing is written. Returns the
+    same report as `cmw-upgrade config migrate --json`: changes, warnings, errors,
+    folders_to_create, files, written, check. When the report has errors, nothing
+    is written.
+    """

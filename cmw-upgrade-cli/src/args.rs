@@ -18,6 +18,7 @@ Exit codes: 0 success (for a verdict: the upgrade succeeded), 1 the upgrade fail
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
+const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
 
 /// `cmw-upgrade`.
@@ -58,6 +59,10 @@ pub enum Command {
     /// Read the platform's logs.
     #[command(subcommand)]
     Logs(LogsCommand),
+
+    /// Work with the instance's config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 
     /// Remove the old-format Ignite caches after the data-structure upgrade.
     ///
@@ -125,6 +130,68 @@ pub struct VerdictArgs {
     /// Time between polls while waiting.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s", requires = "wait")]
     pub interval: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Carry the old instance's directive values into the new instance's config files.
+    ///
+    /// --from DIR holds the old server's files at their absolute paths
+    /// (DIR/var/www/<i>/apigateway.yml, DIR/etc/sysconfig/comindware<i>-env, ...), as a
+    /// backup bundle's config/ folder stores them; the new files are the new instance's,
+    /// under --root.
+    ///
+    /// Instance config, apigateway.yml, adapterhost.yml: each old value replaces the value
+    /// on its line in the new file, a commented-out `#key:` line is enabled, a missing key
+    /// is appended in a marked block; old directive names are written under their current
+    /// names; `version` is never carried; comments, order and quoting stay. The env file's
+    /// variables and Ignite.config's bean property values are carried the same way.
+    /// Workers.config (gone since 5.0) switches set to false become instance directives.
+    /// The nginx site file gets the old server block's own directives (server_name, listen,
+    /// ssl_*, client_max_body_size, proxy_*_timeout, access_log, error_log) and keeps the new
+    /// version's locations; it must pass `nginx -t` before it is written. Other *.config,
+    /// *.json files and Agent.config are reported when they differ (--take copies one whole).
+    ///
+    /// Then checks: db.name and nodeName as on the old instance; clusterName, apigateway
+    /// cluster.name and adapterhost clusterName agree; mq.server, mq.group, mq.node agree;
+    /// folders the config names exist (or are listed to create). A failed check is an error
+    /// unless --fix applies the evident fix.
+    ///
+    /// All files or none: any error and nothing is written. Each file is replaced atomically,
+    /// keeping its mode and owner, and its original is kept as
+    /// <file>.cmw-upgrade.<timestamp>.bak. Secret values are shown as ***. A second run
+    /// changes nothing.
+    #[command(after_long_help = MIGRATE_EXAMPLES)]
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The old server's config files, at their absolute paths under DIR.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+
+    /// The instance name (the same on both servers).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The new server's OS family, instead of reading <root>/etc/os-release.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family)]
+    pub family: Option<OsFamily>,
+
+    /// Show a unified diff per file and the report; write nothing.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Apply the evident fix when a check fails (e.g. set apigateway cluster.name to the
+    /// instance's clusterName) instead of stopping.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// Take this file (a server path, e.g. /var/www/prod/data/Plugins/Agent/Agent.config)
+    /// whole from the old server instead of merging. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub take: Vec<String>,
 }
 
 #[derive(Debug, Args)]

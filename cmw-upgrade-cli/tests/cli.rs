@@ -402,3 +402,171 @@ fn help_teaches_each_command() {
         assert!(verdict.contains(word), "logs verdict --help lacks {word}");
     }
 }
+
+fn migration_servers() -> (tempfile::TempDir, tempfile::TempDir) {
+    let old = server(ServerSpec::default());
+    let new = tempfile::tempdir().unwrap();
+    cmw_upgrade_tests::write_new_server(
+        new.path(),
+        "deb".parse().unwrap(),
+        "prod",
+        "5.0.1234.0",
+        false,
+    )
+    .unwrap();
+    (old, new)
+}
+
+fn snapshot(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push((path.clone(), fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn config_migrate_check_shows_diffs_and_writes_nothing() {
+    let (old, new) = migration_servers();
+    let before = snapshot(new.path());
+    let from = old.path().to_str().unwrap();
+    let output = cmw_in(
+        new.path(),
+        &[
+            "config",
+            "migrate",
+            "--from",
+            from,
+            "--instance",
+            "prod",
+            "--check",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("--- a/usr/share/comindware/configs/instance/prod.yml"),
+        "{text}"
+    );
+    assert!(text.contains("+nodeName: cmw-node-01"), "{text}");
+    assert!(text.contains("Nothing was written (--check)"));
+    assert!(
+        !text.contains("journal-secret") && !text.contains("kafka-secret"),
+        "secrets leaked: {text}"
+    );
+    assert_eq!(snapshot(new.path()), before);
+
+    let output = cmw_in(
+        new.path(),
+        &[
+            "--json",
+            "config",
+            "migrate",
+            "--from",
+            from,
+            "--instance",
+            "prod",
+            "--check",
+        ],
+    );
+    let report = json(&output);
+    assert_eq!(report["check"], true);
+    assert!(report["written"].as_array().unwrap().is_empty());
+    let change = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "userStorage.localDisk.path")
+        .unwrap();
+    assert_eq!(change["action"], "renamed");
+    assert_eq!(change["from"], "streamsPath");
+    for field in ["file", "key", "action", "old", "new"] {
+        assert!(change.get(field).is_some(), "{field} missing in {change}");
+    }
+    assert!(report["warnings"].as_array().unwrap().len() >= 2);
+    assert_eq!(report["errors"], Value::Array(Vec::new()));
+}
+
+#[test]
+fn config_migrate_writes_with_backups_then_changes_nothing() {
+    let (old, new) = migration_servers();
+    let from = old.path().to_str().unwrap();
+    let output = cmw_in(
+        new.path(),
+        &[
+            "--json",
+            "config",
+            "migrate",
+            "--from",
+            from,
+            "--instance",
+            "prod",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = json(&output);
+    let written = report["written"].as_array().unwrap();
+    assert_eq!(written.len(), 6, "{report}");
+    for file in written {
+        let backup = new
+            .path()
+            .join(file["backup"].as_str().unwrap().trim_start_matches('/'));
+        assert!(backup.is_file(), "{}", backup.display());
+    }
+    let again = cmw_in(
+        new.path(),
+        &["config", "migrate", "--from", from, "--instance", "prod"],
+    );
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("Nothing to write"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn config_migrate_errors_exit_2_and_write_nothing() {
+    let (old, new) = migration_servers();
+    fs::write(
+        old.path().join("var/www/prod/apigateway.yml"),
+        "cluster.name: other\n",
+    )
+    .unwrap();
+    let before = snapshot(new.path());
+    let from = old.path().to_str().unwrap();
+    let output = cmw_in(
+        new.path(),
+        &["config", "migrate", "--from", from, "--instance", "prod"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stdout(&output).contains("cluster.name") && stdout(&output).contains("--fix"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(stdout(&output).contains("Nothing was written"));
+    assert_eq!(snapshot(new.path()), before);
+    let fixed = cmw_in(
+        new.path(),
+        &[
+            "config",
+            "migrate",
+            "--from",
+            from,
+            "--instance",
+            "prod",
+            "--fix",
+        ],
+    );
+    assert!(fixed.status.success(), "{}", stdout(&fixed));
+}

@@ -58,6 +58,13 @@ create_exception!(
     "A folder was expected."
 );
 
+create_exception!(
+    cmw_upgrade,
+    ValidationFailedError,
+    CmwUpgradeError,
+    "A check before writing failed (e.g. nginx -t); nothing was written."
+);
+
 /// Converts a core error into the matching Python exception, message unchanged.
 pub fn core_error(error: Error) -> PyErr {
     let message = error.to_string();
@@ -69,6 +76,7 @@ pub fn core_error(error: Error) -> PyErr {
         ErrorKind::ConfigParse => ConfigParseError::new_err(message),
         ErrorKind::NoIgniteNodeFolder => NoIgniteNodeFolderError::new_err(message),
         ErrorKind::NotAFolder => NotAFolderError::new_err(message),
+        ErrorKind::ValidationFailed => ValidationFailedError::new_err(message),
         _ => CmwUpgradeError::new_err(message),
     }
 }
@@ -96,5 +104,9 @@ pub fn register_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<NoIgniteNodeFolderError>(),
     )?;
     module.add("NotAFolderError", py.get_type::<NotAFolderError>())?;
+    module.add(
+        "ValidationFailedError",
+        py.get_type::<ValidationFailedError>(),
+    )?;
     Ok(())
 }

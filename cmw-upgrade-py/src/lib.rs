@@ -526,6 +526,56 @@ fn parse_prerequisites_list<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<
     to_python(py, &core::script_output::parse_prerequisites_list(text))
 }
 
+/// Carries the old instance's config values into the new instance's files.
+///
+/// `from_dir` holds the old server's files at their absolute paths; the new files
+/// are under `root`. With `check=True` (the default) nothing is written. Returns
+/// the report as a dict, the same as `cmw-upgrade config migrate --json`:
+/// changes, warnings, errors, folders_to_create, files, written, check. When the
+/// report has errors, nothing is written.
+#[pyfunction]
+#[pyo3(signature = (from_dir, instance, root = "/".into(), check = true, fix = false, take = None, family = None))]
+#[allow(clippy::too_many_arguments)]
+fn migrate_config<'py>(
+    py: Python<'py>,
+    from_dir: PathBuf,
+    instance: &str,
+    root: PathBuf,
+    check: bool,
+    fix: bool,
+    take: Option<Vec<String>>,
+    family: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+    let instance = parse_instance(instance)?;
+    let family = match family {
+        Some(family) => parse_family(family)?,
+        None => {
+            let path = root.join("etc/os-release");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|error| core_error(core::Error::io("read", &path, error)))?;
+            core::detect_os_family(&text).map_err(core_error)?.family
+        }
+    };
+    let stamp = core::exec::utc_stamp(std::time::SystemTime::now());
+    let options = MigrateOptions {
+        take: take.unwrap_or_default(),
+        fix,
+        stamp: stamp.clone(),
+    };
+    let report = py
+        .detach(|| -> core::Result<_> {
+            let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
+            plan.report.check = check;
+            if !check && plan.report.errors.is_empty() {
+                plan.report.written = apply_migration(&plan, &core::exec::SystemRunner, &stamp)?;
+            }
+            Ok(plan.report)
+        })
+        .map_err(core_error)?;
+    to_python(py, &report)
+}
+
 /// The Python module `cmw_upgrade`.
 #[pymodule]
 fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -545,6 +595,7 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(upgrade_verdict, module)?)?;
     module.add_function(wrap_pyfunction!(parse_instance_create_output, module)?)?;
     module.add_function(wrap_pyfunction!(parse_version_list, module)?)?;
+    module.add_function(wrap_pyfunction!(migrate_config, module)?)?;
     module.add_function(wrap_pyfunction!(parse_prerequisites_list, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());

@@ -1,6 +1,8 @@
 """The Python module `cmw_upgrade` against real folder trees."""
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,47 @@ def test_type_stubs_cover_the_module():
     ]
     missing = [name for name in public if f"def {name}(" not in stub and f"class {name}" not in stub and f"{name}:" not in stub]
     assert missing == []
+
+
+def fixtures(*args):
+    tool = REPO / "target" / "debug" / "cmw-upgrade-fixtures"
+    assert tool.exists(), "build it first: cargo build -p cmw-upgrade-benches --bins"
+    subprocess.run([str(tool), *map(str, args)], check=True, capture_output=True)
+
+
+def test_migrate_config_returns_the_cli_report(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    fixtures("server", old, "deb")
+    fixtures("new-server", new, "deb", "5.0.1234.0")
+    before = (new / "usr/share/comindware/configs/instance/prod.yml").read_text()
+    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    assert report["check"] is True
+    assert report["errors"] == []
+    assert (new / "usr/share/comindware/configs/instance/prod.yml").read_text() == before
+    cli = REPO / "target" / "debug" / "cmw-upgrade"
+    output = subprocess.run(
+        [str(cli), "--root", str(new), "--json", "config", "migrate", "--from", str(old), "--instance", "prod", "--check"],
+        check=True, capture_output=True, text=True,
+    )
+    assert json.loads(output.stdout) == report
+    renamed = [c for c in report["changes"] if c["action"] == "renamed"]
+    assert {c["from"] for c in renamed} >= {"streamsPath", "backupPath"}
+    assert all(c["new"] == "***" for c in report["changes"] if c["key"].endswith("password"))
+
+    written = cmw_upgrade.migrate_config(str(old), "prod", root=str(new), check=False)
+    assert len(written["written"]) == 6
+    assert "nodeName: cmw-node-01" in (new / "usr/share/comindware/configs/instance/prod.yml").read_text()
+    again = cmw_upgrade.migrate_config(old, "prod", root=new, check=False)
+    assert again["written"] == [] and again["files"] == []
+
+
+def test_migrate_config_errors(tmp_path):
+    with pytest.raises(cmw_upgrade.InvalidInstanceNameError):
+        cmw_upgrade.migrate_config(tmp_path, "../x", root=tmp_path, family="deb")
+    old, new = tmp_path / "old", tmp_path / "new"
+    fixtures("server", old, "deb")
+    fixtures("new-server", new, "deb")
+    (old / "var/www/prod/apigateway.yml").write_text("cluster.name: other\n")
+    report = cmw_upgrade.migrate_config(old, "prod", root=new, check=False)
+    assert report["written"] == []
+    assert any("cluster.name" in error for error in report["errors"])

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cmw-upgrade-fixtures server DIR [deb|rpm|alt]          a whole old-version server tree
+//! cmw-upgrade-fixtures new-server DIR [FAMILY] [VERSION] [tuned]  a new instance's config files
 //! cmw-upgrade-fixtures database DIR ENTITIES FILES BYTES  an Ignite Database folder
 //! cmw-upgrade-fixtures log FILE BYTES [ERROR_EVERY]       a big upgrade log
 //! ```
@@ -12,10 +13,10 @@ use std::process::ExitCode;
 
 use cmw_upgrade_core::OsFamily;
 use cmw_upgrade_tests::{
-    write_big_log, write_ignite_database, write_server, DatabaseSpec, ServerSpec,
+    write_big_log, write_ignite_database, write_new_server, write_server, DatabaseSpec, ServerSpec,
 };
 
-const USAGE: &str = "usage:\n  cmw-upgrade-fixtures server DIR [deb|rpm|alt]\n  cmw-upgrade-fixtures database DIR ENTITIES FILES_PER_GROUP BYTES_PER_FILE\n  cmw-upgrade-fixtures log FILE BYTES [ERROR_EVERY]";
+const USAGE: &str = "usage:\n  cmw-upgrade-fixtures server DIR [deb|rpm|alt]\n  cmw-upgrade-fixtures new-server DIR [deb|rpm|alt] [VERSION] [tuned]\n  cmw-upgrade-fixtures database DIR ENTITIES FILES_PER_GROUP BYTES_PER_FILE\n  cmw-upgrade-fixtures log FILE BYTES [ERROR_EVERY]";
 
 fn number(text: Option<&String>, what: &str) -> Result<u64, String> {
     text.ok_or_else(|| format!("missing {what}"))?
@@ -45,6 +46,16 @@ fn run(args: &[String]) -> Result<String, String> {
                 summary.files,
                 summary.prunable.len()
             ))
+        }
+        Some("new-server") => {
+            let dir = PathBuf::from(args.get(1).ok_or("missing DIR")?);
+            let family = args
+                .get(2)
+                .map_or(Ok(OsFamily::Deb), |text| text.parse::<OsFamily>())?;
+            let version = args.get(3).map_or("5.0.1234.0", String::as_str);
+            let tuned = args.get(4).is_some_and(|flag| flag == "tuned");
+            write_new_server(&dir, family, "prod", version, tuned).map_err(io)?;
+            Ok(format!("new {version} server written for instance prod"))
         }
         Some("database") => {
             let dir = PathBuf::from(args.get(1).ok_or("missing DIR")?);

@@ -1,0 +1,114 @@
+//! `cmw-upgrade config migrate`.
+
+use std::io::Write;
+
+use cmw_upgrade_core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+use cmw_upgrade_core::config::ChangeAction;
+use cmw_upgrade_core::exec::{utc_stamp, SystemRunner};
+
+use super::family_of_root;
+use crate::args::{GlobalArgs, MigrateArgs};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, CliError> {
+    let family = family_of_root(&global.root, args.family)?;
+    let stamp = utc_stamp(std::time::SystemTime::now());
+    let options = MigrateOptions {
+        take: args.take,
+        fix: args.fix,
+        stamp: stamp.clone(),
+    };
+    let mut plan = plan_migration(&args.from, &global.root, &args.instance, family, &options)?;
+    plan.report.check = args.check;
+    let mut out = std::io::stdout().lock();
+    if args.check && !global.json {
+        for update in &plan.updates {
+            write!(out, "{}", update.masked_diff())?;
+        }
+    }
+    let failed = !plan.report.errors.is_empty();
+    if !args.check && !failed {
+        plan.report.written = apply_migration(&plan, &SystemRunner, &stamp)?;
+    }
+    if global.json {
+        print_json(&plan.report)?;
+    } else {
+        let report = &plan.report;
+        let changed: Vec<_> = report
+            .changes
+            .iter()
+            .filter(|c| c.action != ChangeAction::Kept)
+            .collect();
+        writeln!(
+            out,
+            "{} directives carried, {} already right:",
+            changed.len(),
+            report.changes.len() - changed.len()
+        )?;
+        for change in changed {
+            let action = serde_json::to_value(change.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let from = change
+                .from
+                .as_deref()
+                .map(|from| format!(" (from {from})"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {:<11} {}: {} = {}{from}",
+                action,
+                change.file,
+                change.key,
+                change.new.as_deref().unwrap_or("")
+            )?;
+        }
+        for folder in &report.folders_to_create {
+            writeln!(
+                out,
+                "to create: {} ({}), owned by {}",
+                folder.path, folder.directive, folder.owner
+            )?;
+        }
+        for warning in &report.warnings {
+            writeln!(out, "warning: {warning}")?;
+        }
+        for error in &report.errors {
+            writeln!(out, "error: {error}")?;
+        }
+        if failed {
+            writeln!(
+                out,
+                "Nothing was written: fix the errors above and run again."
+            )?;
+        } else if args.check {
+            writeln!(
+                out,
+                "Nothing was written (--check); {} files would change.",
+                report.files.len()
+            )?;
+        } else if report.written.is_empty() {
+            writeln!(
+                out,
+                "Nothing to write: the new files already hold the old values."
+            )?;
+        } else {
+            for written in &report.written {
+                writeln!(
+                    out,
+                    "wrote {} (original kept as {})",
+                    written.file, written.backup
+                )?;
+            }
+            writeln!(out, "Restart the changed services, e.g. systemctl restart apigateway{0} comindware{0}; nginx -s reload", args.instance)?;
+        }
+    }
+    Ok(if failed {
+        ExitStatus::BadInput
+    } else {
+        ExitStatus::Success
+    })
+}
