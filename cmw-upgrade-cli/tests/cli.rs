@@ -403,6 +403,19 @@ fn help_teaches_each_command() {
     }
 }
 
+/// `cmw-upgrade --root NEW config migrate --from FROM --instance prod ARGS...`;
+/// `--json` in ARGS goes before the command, where global options belong.
+fn migrate_cmd(new: &Path, from: &str, args: &[&str]) -> Output {
+    let mut full: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|arg| *arg == "--json")
+        .collect();
+    full.extend(["config", "migrate", "--from", from, "--instance", "prod"]);
+    full.extend(args.iter().copied().filter(|arg| *arg != "--json"));
+    cmw_in(new, &full)
+}
+
 fn migration_servers() -> (tempfile::TempDir, tempfile::TempDir) {
     let old = server(ServerSpec::default());
     let new = tempfile::tempdir().unwrap();
@@ -439,18 +452,7 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
     let (old, new) = migration_servers();
     let before = snapshot(new.path());
     let from = old.path().to_str().unwrap();
-    let output = cmw_in(
-        new.path(),
-        &[
-            "config",
-            "migrate",
-            "--from",
-            from,
-            "--instance",
-            "prod",
-            "--check",
-        ],
-    );
+    let output = migrate_cmd(new.path(), from, &["--check"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(
@@ -465,19 +467,7 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
     );
     assert_eq!(snapshot(new.path()), before);
 
-    let output = cmw_in(
-        new.path(),
-        &[
-            "--json",
-            "config",
-            "migrate",
-            "--from",
-            from,
-            "--instance",
-            "prod",
-            "--check",
-        ],
-    );
+    let output = migrate_cmd(new.path(), from, &["--json", "--check"]);
     let report = json(&output);
     assert_eq!(report["check"], true);
     assert!(report["written"].as_array().unwrap().is_empty());
@@ -500,18 +490,7 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
 fn config_migrate_writes_with_backups_then_changes_nothing() {
     let (old, new) = migration_servers();
     let from = old.path().to_str().unwrap();
-    let output = cmw_in(
-        new.path(),
-        &[
-            "--json",
-            "config",
-            "migrate",
-            "--from",
-            from,
-            "--instance",
-            "prod",
-        ],
-    );
+    let output = migrate_cmd(new.path(), from, &["--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report = json(&output);
     let written = report["written"].as_array().unwrap();
@@ -556,17 +535,6 @@ fn config_migrate_errors_exit_2_and_write_nothing() {
     );
     assert!(stdout(&output).contains("Nothing was written"));
     assert_eq!(snapshot(new.path()), before);
-    let fixed = cmw_in(
-        new.path(),
-        &[
-            "config",
-            "migrate",
-            "--from",
-            from,
-            "--instance",
-            "prod",
-            "--fix",
-        ],
-    );
+    let fixed = migrate_cmd(new.path(), from, &["--fix"]);
     assert!(fixed.status.success(), "{}", stdout(&fixed));
 }

@@ -26,6 +26,24 @@ fn parse_family(family: &str) -> PyResult<core::OsFamily> {
         .map_err(pyo3::exceptions::PyValueError::new_err)
 }
 
+/// The family to use for the server under `root`: the given one, or its os-release's.
+fn family_of_root(root: &std::path::Path, family: Option<&str>) -> PyResult<core::OsFamily> {
+    if let Some(family) = family {
+        return parse_family(family);
+    }
+    match core::os::detect_os_family_at(root).map_err(core_error)? {
+        Some(os) => Ok(os.family),
+        None => Err(core_error(core::Error::io(
+            "read",
+            root.join("etc/os-release"),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no os-release file; pass family=",
+            ),
+        ))),
+    }
+}
+
 fn parse_instance(name: &str) -> PyResult<core::InstanceName> {
     core::InstanceName::new(name).map_err(core_error)
 }
@@ -158,15 +176,7 @@ impl PyInstanceLayout {
     #[pyo3(signature = (instance, root = "/".into(), family = None))]
     fn new(py: Python<'_>, instance: &str, root: PathBuf, family: Option<&str>) -> PyResult<Self> {
         let instance = parse_instance(instance)?;
-        let family = match family {
-            Some(family) => parse_family(family)?,
-            None => {
-                let path = root.join("etc/os-release");
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|error| core_error(core::Error::io("read", &path, error)))?;
-                core::detect_os_family(&text).map_err(core_error)?.family
-            }
-        };
+        let family = family_of_root(&root, family)?;
         let inner = py
             .detach(|| core::InstanceLayout::discover(&root, &instance, family))
             .map_err(core_error)?;
@@ -548,15 +558,7 @@ fn migrate_config<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     use core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
     let instance = parse_instance(instance)?;
-    let family = match family {
-        Some(family) => parse_family(family)?,
-        None => {
-            let path = root.join("etc/os-release");
-            let text = std::fs::read_to_string(&path)
-                .map_err(|error| core_error(core::Error::io("read", &path, error)))?;
-            core::detect_os_family(&text).map_err(core_error)?.family
-        }
-    };
+    let family = family_of_root(&root, family)?;
     let stamp = core::exec::utc_stamp(std::time::SystemTime::now());
     let options = MigrateOptions {
         take: take.unwrap_or_default(),

@@ -27,11 +27,13 @@ fn family_of_root(
     if let Some(family) = family {
         return Ok(family);
     }
-    let tried = vec![root.join("etc/os-release"), root.join("usr/lib/os-release")];
-    for path in &tried {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            return Ok(cmw_upgrade_core::detect_os_family(&text)?.family);
-        }
+    match cmw_upgrade_core::os::detect_os_family_at(root)? {
+        Some(os) => Ok(os.family),
+        None => Err(CliError::NoOsRelease {
+            tried: cmw_upgrade_core::os::OS_RELEASE_PATHS
+                .iter()
+                .map(|relative| root.join(relative))
+                .collect(),
+        }),
     }
-    Err(CliError::NoOsRelease { tried })
 }
