@@ -419,3 +419,48 @@ fn a_new_server_without_the_instance_is_an_error() {
         plan.report.errors
     );
 }
+
+#[test]
+fn owners_are_kept() {
+    use std::os::unix::fs::MetadataExt;
+    let servers = servers_47_to_50(OsFamily::Deb);
+    let path = servers.new.path().join("var/www/prod/apigateway.yml");
+    // The tests run as root (as the tool does on a server), so a file can be given away.
+    std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
+    let plan = plan(&servers, OsFamily::Deb, &options());
+    apply_migration(&plan, &SystemRunner, STAMP).unwrap();
+    let metadata = fs::metadata(&path).unwrap();
+    assert_eq!((metadata.uid(), metadata.gid()), (4321, 4322));
+    assert!(
+        read(servers.new.path(), "/var/www/prod/apigateway.yml").contains("mq.node: cmw-node-01")
+    );
+}
+
+#[test]
+fn a_failed_write_puts_back_the_files_already_replaced() {
+    let servers = servers_47_to_50(OsFamily::Deb);
+    let root = servers.new.path();
+    let originals: Vec<(String, String)> = [
+        "/etc/nginx/sites-available/comindwareprod",
+        "/etc/sysconfig/comindwareprod-env",
+        "/usr/share/comindware/configs/instance/prod.yml",
+    ]
+    .iter()
+    .map(|path| (path.to_string(), read(root, path)))
+    .collect();
+    let plan = plan(&servers, OsFamily::Deb, &options());
+    // Files are written in path order; a backup that already exists stops the third.
+    let blocker = root.join(format!(
+        "usr/share/comindware/configs/instance/prod.yml.cmw-upgrade.{STAMP}.bak"
+    ));
+    fs::write(&blocker, "an earlier backup, never overwritten").unwrap();
+    let error = apply_migration(&plan, &SystemRunner, STAMP).unwrap_err();
+    assert!(error.to_string().contains("already exists"), "{error}");
+    for (path, original) in originals {
+        assert_eq!(read(root, &path), original, "{path} was not put back");
+    }
+    assert_eq!(
+        fs::read_to_string(&blocker).unwrap(),
+        "an earlier backup, never overwritten"
+    );
+}

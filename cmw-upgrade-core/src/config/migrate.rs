@@ -145,6 +145,19 @@ const FOLDER_DIRECTIVES: &[&str] = &[
     "backup.defaultFolder",
 ];
 
+/// Settings that must agree across files: (instance directive, file in the www
+/// folder, its directive, whether the file must set it).
+const AGREEMENTS: &[(&str, &str, &str, bool)] = &[
+    ("clusterName", "apigateway.yml", "cluster.name", true),
+    ("clusterName", "adapterhost.yml", "clusterName", true),
+    ("mq.server", "apigateway.yml", "mq.server", false),
+    ("mq.server", "adapterhost.yml", "mq.server", false),
+    ("mq.group", "apigateway.yml", "mq.group", false),
+    ("mq.group", "adapterhost.yml", "mq.group", false),
+    ("mq.node", "apigateway.yml", "mq.node", false),
+    ("mq.node", "adapterhost.yml", "mq.node", false),
+];
+
 struct Planner<'a> {
     from: &'a Path,
     root: &'a Path,
@@ -522,48 +535,29 @@ fn check_result(
             }
         }
     }
-    let mut agreements: Vec<(&str, &str)> = vec![
-        ("clusterName", "cluster.name"),
-        ("clusterName", "clusterName"),
-    ];
-    for key in ["mq.server", "mq.group", "mq.node"] {
-        agreements.push((key, key));
-    }
-    for (index, (reference_key, key)) in agreements.into_iter().enumerate() {
+    for (reference_key, file, key, required) in AGREEMENTS {
         let Some(reference) = result.get(reference_key) else {
             continue;
         };
         let wanted =
             raw_value(&result_text, reference_key).unwrap_or_else(|| as_yaml_scalar(&reference));
-        let files: &[&str] = match index {
-            0 => &["apigateway.yml"],
-            1 => &["adapterhost.yml"],
-            _ => &["apigateway.yml", "adapterhost.yml"],
+        let path = format!("{www}/{file}");
+        let Some(text) = planner.current(&path)? else {
+            continue;
         };
-        for name in files {
-            let path = format!("{www}/{name}");
-            let Some(text) = planner.current(&path)? else {
-                continue;
-            };
-            let Ok(directives) = Directives::parse(&text, Path::new(&path)) else {
-                continue;
-            };
-            match directives.get(key) {
-                Some(value) if value != reference => problems.push((
-                    path.clone(),
-                    key.to_owned(),
-                    wanted.clone(),
-                    format!("{path}: {key} is {value:?} but the instance's {reference_key} is {reference:?}; they must agree"),
-                )),
-                None if index < 2 => problems.push((
-                    path.clone(),
-                    key.to_owned(),
-                    wanted.clone(),
-                    format!("{path}: {key} is not set; it must equal the instance's {reference_key} {reference:?}"),
-                )),
-                _ => {}
+        let Ok(directives) = Directives::parse(&text, Path::new(&path)) else {
+            continue;
+        };
+        let problem = match directives.get(key) {
+            Some(value) if value != reference => {
+                format!("{path}: {key} is {value:?} but the instance's {reference_key} is {reference:?}; they must agree")
             }
-        }
+            None if *required => {
+                format!("{path}: {key} is not set; it must equal the instance's {reference_key} {reference:?}")
+            }
+            _ => continue,
+        };
+        problems.push((path, (*key).to_owned(), wanted, problem));
     }
     for (path, key, wanted, message) in problems {
         if !planner.options.fix {

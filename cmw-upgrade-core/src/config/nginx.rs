@@ -376,19 +376,12 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
             text.push_str(line_ending);
         }
         text.push_str(&format!("{line_ending}# --- server blocks carried over from the old site file by cmw-upgrade ---{line_ending}"));
-        for extra in &old_servers[new_servers.len()..] {
+        for (offset, extra) in old_servers[new_servers.len()..].iter().enumerate() {
             text.push_str(&old_text[extra.start..extra.end]);
             text.push_str(line_ending);
             changes.push(Change {
                 file: file.to_owned(),
-                key: format!(
-                    "server[{}]",
-                    old_servers
-                        .iter()
-                        .position(|s| std::ptr::eq(*s, *extra))
-                        .unwrap_or(0)
-                        + 1
-                ),
+                key: format!("server[{}]", new_servers.len() + offset + 1),
                 action: ChangeAction::Appended,
                 old: None,
                 new: Some(extra.args.join(" ")),

@@ -396,6 +396,12 @@ mod tests {
     }
 
     #[test]
+    fn a_bom_stays_first() {
+        let migration = migrate("a: 2\nb: 3\n", "\u{feff}# cfg\na: 1\n#b: 0\n");
+        assert_eq!(migration.text, "\u{feff}# cfg\na: 2\nb: 3\n");
+    }
+
+    #[test]
     fn misreadable_values_are_quoted() {
         let migration = migrate(
             "a: 'yes'\nb: '0755'\nc: 'x: y # z'\n",
@@ -448,7 +454,7 @@ mod tests {
 
     fn scalar() -> impl Strategy<Value = String> {
         prop_oneof![
-            "[a-z/._-]{1,12}",
+            "[a-z][a-z/._-]{0,11}",
             "[0-9]{1,5}",
             Just("true".to_owned()),
             "[ -~]{0,12}"
