@@ -314,6 +314,9 @@ pub fn upgrade_logs(state: UpgradeLogState) -> Vec<(String, String)> {
     ]
 }
 
+/// `logs.config` as both versions ship it.
+const LOGS_CONFIG: &str = "<log4net>\n  <root><level value=\"INFO\"/></root>\n</log4net>\n";
+
 fn os_release(family: OsFamily) -> &'static str {
     match family {
         OsFamily::Deb => "PRETTY_NAME=\"Astra Linux\"\nNAME=\"Astra Linux\"\nID=astra\nID_LIKE=debian\nVERSION_ID=1.7_x86-64\n",
@@ -403,11 +406,7 @@ pub fn write_server(root: &Path, spec: &ServerSpec) -> io::Result<DatabaseSummar
          <property name=\"checkpointPageBufferSize\" value=\"#{1L * 1024 * 1024 * 1024}\"/>\n  \
          </bean>\n</beans>\n",
     )?;
-    write_file(
-        root,
-        &format!("/var/www/{i}/logs.config"),
-        "<log4net>\n  <root><level value=\"INFO\"/></root>\n</log4net>\n",
-    )?;
+    write_file(root, &format!("/var/www/{i}/logs.config"), LOGS_CONFIG)?;
     write_file(
         root,
         &format!("/var/www/{i}/Workers.config"),
@@ -643,11 +642,7 @@ pub fn write_new_server(
              </bean>\n</beans>\n"
         ),
     )?;
-    write_file(
-        root,
-        &format!("/var/www/{i}/logs.config"),
-        "<log4net>\n  <root><level value=\"INFO\"/></root>\n</log4net>\n",
-    )?;
+    write_file(root, &format!("/var/www/{i}/logs.config"), LOGS_CONFIG)?;
     write_file(
         root,
         &format!("/var/www/{i}/data/Plugins/Agent/Agent.config"),

@@ -226,6 +226,15 @@ fn servers(directives: &[Directive]) -> Vec<&Directive> {
     found
 }
 
+/// The arguments of every directive named `name` in a block, in order.
+fn args_named<'a>(block: &'a [Directive], name: &str) -> Vec<&'a Vec<String>> {
+    block
+        .iter()
+        .filter(|directive| directive.name == name)
+        .map(|directive| &directive.args)
+        .collect()
+}
+
 /// The start of the line holding `offset`, and the indentation before it.
 fn line_indent(text: &str, offset: usize) -> (usize, &str) {
     let line_start = text[..offset].rfind('\n').map_or(0, |n| n + 1);
@@ -300,8 +309,6 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
             if old_items.is_empty() {
                 continue; // The new version's own setting stays.
             }
-            let old_args: Vec<&Vec<String>> = old_items.iter().map(|d| &d.args).collect();
-            let new_args: Vec<&Vec<String>> = new_items.iter().map(|d| &d.args).collect();
             let shown = |items: &[&Directive]| -> Option<String> {
                 (!items.is_empty()).then(|| {
                     items
@@ -319,7 +326,7 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
                 new: shown(&old_items),
                 from: None,
             };
-            if old_args == new_args {
+            if args_named(old_block, name) == args_named(new_block, name) {
                 changes.push(change(ChangeAction::Kept));
                 continue;
             }
@@ -405,20 +412,9 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
             .map(|d| d.name.as_str())
             .filter(|n| is_site_directive(n))
         {
-            let want: Vec<&Vec<String>> = old_server
-                .block
-                .iter()
-                .flatten()
-                .filter(|d| d.name == name)
-                .map(|d| &d.args)
-                .collect();
-            let have: Vec<&Vec<String>> = new_server
-                .block
-                .iter()
-                .flatten()
-                .filter(|d| d.name == name)
-                .map(|d| &d.args)
-                .collect();
+            let old_block = old_server.block.as_deref().unwrap_or_default();
+            let new_block = new_server.block.as_deref().unwrap_or_default();
+            let (want, have) = (args_named(old_block, name), args_named(new_block, name));
             if want != have {
                 return Err(Error::ConfigParse {
                     path: file.into(),
