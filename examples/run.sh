@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README's first command: builds cmw-upgrade and runs it on the example server
-# shipped in examples/server (an Astra Linux server with instance "prod" whose
-# data-structure upgrade has finished). Reads only; changes nothing.
+# The README's first command: builds cmw-upgrade and runs it on the example servers
+# shipped in examples/: server/ is the old Astra Linux 4.7 server (instance "prod",
+# its data-structure upgrade finished), new-server/ a freshly created 5.0 instance.
+# Reads only; changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet -p cmw-upgrade-cli
@@ -14,3 +15,5 @@ show "$cmw" --root "$example" detect --instance prod
 # A verdict exits 0 when the upgrade succeeded, 1 when it failed, 3 when not finished.
 show "$cmw" --root "$example" logs verdict --instance prod
 show "$cmw" prune-caches "$example/var/lib/comindware/prod/Database" --check
+# What carrying the old config values into the new instance would change (diffs, secrets masked).
+show "$cmw" --root examples/new-server config migrate --from "$example" --instance prod --check

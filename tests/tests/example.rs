@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 use cmw_upgrade_core::{
     prune_caches, upgrade_verdict, InstanceLayout, InstanceName, OsFamily, Verdict,
 };
-use cmw_upgrade_tests::{write_server, ServerSpec};
+use cmw_upgrade_tests::{write_new_server, write_server, ServerSpec};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/server")
+}
+
+fn new_example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/new-server")
 }
 
 fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -53,6 +57,36 @@ fn the_shipped_example_matches_its_generator() {
             "{name} differs from the generator's output"
         );
     }
+}
+
+#[test]
+fn the_shipped_new_server_matches_its_generator() {
+    let generated = tempfile::tempdir().unwrap();
+    write_new_server(generated.path(), OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    assert!(
+        files(&new_example()) == files(generated.path()),
+        "regenerate with: cargo run -p cmw-upgrade-benches --bin cmw-upgrade-fixtures -- new-server examples/new-server deb"
+    );
+}
+
+#[test]
+fn the_example_config_migration_plans_cleanly() {
+    use cmw_upgrade_core::config::migrate::{plan_migration, MigrateOptions};
+    let instance = InstanceName::new("prod").unwrap();
+    let options = MigrateOptions {
+        stamp: "now".into(),
+        ..MigrateOptions::default()
+    };
+    let plan = plan_migration(
+        &example(),
+        &new_example(),
+        &instance,
+        OsFamily::Deb,
+        &options,
+    )
+    .unwrap();
+    assert!(plan.report.errors.is_empty(), "{:?}", plan.report.errors);
+    assert_eq!(plan.report.files.len(), 6);
 }
 
 #[test]
