@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use yaml_serde::Value;
+use yaml_serde::{Mapping, Value};
 
 use crate::error::{Error, Result};
 
@@ -26,6 +26,30 @@ pub const RENAMED_DIRECTIVES: &[(&str, &str)] = &[
     ("streamsPath", "userStorage.localDisk.path"),
 ];
 
+/// Parses a config's meaning as its top-level mapping (empty for an empty or
+/// comment-only file); a leading BOM is ignored.
+///
+/// # Errors
+/// [`Error::ConfigParse`] with the file and line when the text is not YAML or its
+/// top level is not a mapping.
+pub fn parse_mapping(text: &str, file: &Path) -> Result<Mapping> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Value = yaml_serde::from_str(text).map_err(|error| Error::ConfigParse {
+        path: file.to_path_buf(),
+        line: error.location().map(|location| location.line()),
+        message: error.to_string(),
+    })?;
+    match value {
+        Value::Null => Ok(Mapping::new()),
+        Value::Mapping(mapping) => Ok(mapping),
+        _ => Err(Error::ConfigParse {
+            path: file.to_path_buf(),
+            line: Some(1),
+            message: "the top level is not a set of `key: value` directives".to_owned(),
+        }),
+    }
+}
+
 /// The parsed top level of a platform YAML config file.
 #[derive(Debug, Clone, Default)]
 pub struct Directives {
@@ -39,21 +63,10 @@ impl Directives {
     /// [`Error::ConfigParse`] with the file and line when the text is not YAML
     /// or its top level is not a mapping.
     pub fn parse(text: &str, file: &Path) -> Result<Self> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let root: Value = yaml_serde::from_str(text).map_err(|error| Error::ConfigParse {
-            path: file.to_path_buf(),
-            line: error.location().map(|location| location.line()),
-            message: error.to_string(),
-        })?;
-        match root {
-            Value::Null => Ok(Directives { root: None }),
-            Value::Mapping(_) => Ok(Directives { root: Some(root) }),
-            _ => Err(Error::ConfigParse {
-                path: file.to_path_buf(),
-                line: Some(1),
-                message: "the top level is not a set of `key: value` directives".to_owned(),
-            }),
-        }
+        let mapping = parse_mapping(text, file)?;
+        Ok(Directives {
+            root: (!mapping.is_empty()).then_some(Value::Mapping(mapping)),
+        })
     }
 
     /// The value of a directive as text, looked up as a flat dotted key and then nested.

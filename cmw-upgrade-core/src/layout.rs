@@ -119,7 +119,8 @@ pub struct InstanceLayout {
     pub data_owner_origin: String,
 }
 
-fn instance_config_path(instance: &InstanceName) -> PathBuf {
+/// The instance config, as a server path.
+pub(crate) fn instance_config_path(instance: &InstanceName) -> PathBuf {
     PathBuf::from(format!(
         "/usr/share/comindware/configs/instance/{instance}.yml"
     ))
@@ -129,8 +130,14 @@ fn data_root_path(instance: &InstanceName) -> PathBuf {
     PathBuf::from(format!("/var/lib/comindware/{instance}"))
 }
 
-fn www_path(instance: &InstanceName) -> PathBuf {
+/// The binaries and service configs folder, as a server path.
+pub(crate) fn www_path(instance: &InstanceName) -> PathBuf {
     PathBuf::from(format!("/var/www/{instance}"))
+}
+
+/// The environment file, as a server path.
+pub(crate) fn env_file_path(instance: &InstanceName) -> PathBuf {
+    PathBuf::from(format!("/etc/sysconfig/comindware{instance}-env"))
 }
 
 fn log_parent_path(instance: &InstanceName) -> PathBuf {
@@ -307,10 +314,7 @@ impl InstanceLayout {
             www: join_default(root, &www),
             www_config_files,
             nginx_site: join_default(root, &family.nginx_site_path(instance)),
-            env_file: join_default(
-                root,
-                Path::new(&format!("/etc/sysconfig/comindware{instance}-env")),
-            ),
+            env_file: join_default(root, &env_file_path(instance)),
             log_dir: resolve_log_dir(
                 root,
                 instance,

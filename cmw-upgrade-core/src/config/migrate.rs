@@ -25,7 +25,7 @@ use crate::directives::Directives;
 use crate::error::{read_optional, Error, Result};
 use crate::exec::CommandRunner;
 use crate::instance::InstanceName;
-use crate::layout::read_layout_sources;
+use crate::layout::{env_file_path, instance_config_path, read_layout_sources, www_path};
 use crate::os::{OsFamily, Owner};
 use crate::paths::{join_default, under_root};
 use crate::systemd::service_owner;
@@ -278,11 +278,13 @@ impl Planner<'_> {
     }
 }
 
+/// The instance config, www folder and env file, as server path strings.
 fn server_paths(instance: &InstanceName) -> (String, String, String) {
+    let text = |path: PathBuf| path.to_string_lossy().into_owned();
     (
-        format!("/usr/share/comindware/configs/instance/{instance}.yml"),
-        format!("/var/www/{instance}"),
-        format!("/etc/sysconfig/comindware{instance}-env"),
+        text(instance_config_path(instance)),
+        text(www_path(instance)),
+        text(env_file_path(instance)),
     )
 }
 

@@ -54,23 +54,12 @@ pub fn current_name(key: &str) -> &str {
         .map_or(key, |(_, new)| new)
 }
 
-/// Parses a config's meaning as a top-level mapping; errors name the file and line.
+/// Parses a config's meaning as a top-level mapping; `file` labels errors.
+///
+/// # Errors
+/// As [`crate::directives::parse_mapping`].
 pub fn parse_mapping(text: &str, file: &str) -> Result<Mapping> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let value: Value = yaml_serde::from_str(text).map_err(|error| Error::ConfigParse {
-        path: file.into(),
-        line: error.location().map(|location| location.line()),
-        message: error.to_string(),
-    })?;
-    match value {
-        Value::Null => Ok(Mapping::new()),
-        Value::Mapping(mapping) => Ok(mapping),
-        _ => Err(Error::ConfigParse {
-            path: file.into(),
-            line: Some(1),
-            message: "the top level is not a set of `key: value` directives".to_owned(),
-        }),
-    }
+    crate::directives::parse_mapping(text, std::path::Path::new(file))
 }
 
 /// One value to carry into the new file.
