@@ -13,12 +13,15 @@ Upgrade a Comindware Platform instance to a new version without stopping it: a s
 gets the new version, the data moves over, the platform upgrades its data structure, and \
 traffic is switched by DNS or an upstream proxy, with a way back at every step.
 
-Exit codes: 0 success (for a verdict: the upgrade succeeded), 1 the upgrade failed, \
+Exit codes: 0 success (for a verdict: the upgrade succeeded), 1 bad news (the upgrade failed, \
+a bundle is damaged, the database changed since its backup), \
 2 bad input or an error to fix (message on stderr), 3 not finished yet.";
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
+const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
+const RESTORE_EXAMPLES: &str = "Examples:\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod --replace --json";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
 
 /// `cmw-upgrade`.
@@ -77,6 +80,171 @@ pub enum Command {
     /// Try --check first: it lists what would go and changes nothing.
     #[command(name = "prune-caches", after_long_help = PRUNE_EXAMPLES)]
     PruneCaches(PruneArgs),
+
+    /// Back up an instance's database and config files into a bundle with a checksum
+    /// manifest; verify, compare or import bundles.
+    ///
+    /// `backup --instance NAME --dest DIR` writes DIR/manifest.json (every file's size,
+    /// mode, owner, mtime and BLAKE3), DIR/database/ (the db.workDir folder, followed
+    /// through symlinks; modes, owners and times kept; links stored as links),
+    /// DIR/streams/ with --with-streams, and DIR/config/ with the seed's config files at
+    /// their absolute paths (/var/www/<i>/*.config|*.yml|*.json, Agent.config, the nginx
+    /// site, the env file, the instance yml) plus the three systemd units, each 0600.
+    ///
+    /// The bundle is written to DIR.partial (mode 0700), re-hashed against its manifest,
+    /// flushed, and only then renamed to DIR: a DIR that exists is complete. A rerun
+    /// replaces a leftover DIR.partial; an existing DIR is never overwritten. The free
+    /// space at the destination is checked first. The source is only read.
+    ///
+    /// A copy of a running database is only crash-consistent; --method snapshot first runs
+    /// Ignite's `control.sh --snapshot create <name>` and stores that consistent snapshot.
+    ///
+    /// Exit codes: 0 done (verify: intact; drift: no change), 1 verify found damage or
+    /// drift found changes, 2 an error (message on stderr; nothing is left behind).
+    #[command(after_long_help = BACKUP_EXAMPLES, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Backup(BackupArgs),
+
+    /// Put a bundle's database (and uploaded files, if it has them) into the instance.
+    ///
+    /// The bundle's database is copied next to the instance's database folder and checked
+    /// against the manifest on the way; only then is the folder's old content moved aside
+    /// to <folder>.before-restore-<time> (never deleted) and the copy put in its place,
+    /// owned by the instance's data owner (User=/Group= of comindware<i>.service, or the
+    /// family's web user). A non-empty database folder is refused without --replace.
+    /// Stop the instance first.
+    #[command(after_long_help = RESTORE_EXAMPLES)]
+    Restore(RestoreArgs),
+}
+
+/// How `backup` takes the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// Copy the files (crash-consistent if the instance runs).
+    Copy,
+    /// Make an Ignite snapshot first and store it (consistent).
+    Snapshot,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub action: Option<BackupCommand>,
+
+    /// The instance to back up.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance, required = true)]
+    pub instance: Option<InstanceName>,
+
+    /// The bundle folder to create (must not exist; its parent must).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub dest: Option<PathBuf>,
+
+    /// copy: copy the database files; snapshot: run Ignite's snapshot command first.
+    #[arg(long, value_enum, default_value = "copy")]
+    pub method: MethodArg,
+
+    /// Also copy the uploaded files (userStorage.localDisk.path, default Streams/).
+    #[arg(long)]
+    pub with_streams: bool,
+
+    /// Ignite's control.sh for --method snapshot (a server path); found under
+    /// /var/www/<i>/ when not given.
+    #[arg(long, value_name = "PATH")]
+    pub control_script: Option<PathBuf>,
+
+    /// Do not check the destination's free space first (for file systems that compress
+    /// or deduplicate, where the check is too strict).
+    #[arg(long)]
+    pub no_space_check: bool,
+
+    /// The server's OS family, instead of reading <root>/etc/os-release.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family)]
+    pub family: Option<OsFamily>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Re-hash every file of a bundle and compare with its manifest.
+    ///
+    /// Reports files missing, changed (size, hash, kind or link target) and extra (not in
+    /// the manifest), as paths relative to the bundle. Exit 0 intact, 1 damaged.
+    Verify(VerifyArgs),
+
+    /// List what the live database changed since the bundle was made: the data the new
+    /// instance will not have.
+    ///
+    /// Compares size and modification time of every file (and link targets) with the
+    /// manifest; --deep also re-hashes files that look unchanged. Paths are relative to
+    /// the database folder. Exit 0 no change, 1 changes found.
+    Drift(DriftArgs),
+
+    /// Turn a platform backup (.cdbbz, a zip of Database/, Scripts/, Streams/, History/)
+    /// into a bundle: Database/ → database/, Scripts/ → database/Scripts/, Streams/ →
+    /// streams/, History/ → history/.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle folder.
+    #[arg(value_name = "DIR")]
+    pub bundle: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// The bundle folder.
+    #[arg(value_name = "DIR")]
+    pub bundle: PathBuf,
+
+    /// The instance whose live database is compared.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Also re-hash files whose size and time match (reads the whole database).
+    #[arg(long)]
+    pub deep: bool,
+
+    /// The server's OS family, instead of reading <root>/etc/os-release.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family)]
+    pub family: Option<OsFamily>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The platform backup file.
+    #[arg(value_name = "FILE.cdbbz")]
+    pub file: PathBuf,
+
+    /// The bundle folder to create.
+    #[arg(long, value_name = "DIR")]
+    pub dest: PathBuf,
+
+    /// The instance the backup belongs to, recorded in the manifest.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: Option<InstanceName>,
+
+    /// Do not check the destination's free space first.
+    #[arg(long)]
+    pub no_space_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The bundle folder.
+    #[arg(value_name = "DIR")]
+    pub bundle: PathBuf,
+
+    /// The instance whose database folder receives the bundle's database.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Move a non-empty database folder's content aside instead of refusing.
+    #[arg(long)]
+    pub replace: bool,
+
+    /// The server's OS family, instead of reading <root>/etc/os-release.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family)]
+    pub family: Option<OsFamily>,
 }
 
 #[derive(Debug, Args)]

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 pub enum ExitStatus {
     /// 0: the command did what was asked; for a verdict, the upgrade succeeded.
     Success,
-    /// 1: the upgrade failed (error records in its logs): do not continue.
-    UpgradeFailed,
+    /// 1: the answer is bad news: the upgrade failed (do not continue), a bundle is
+    /// damaged, or the live database drifted from its bundle.
+    Failed,
     /// 2: bad input or an error the admin must fix (message on stderr).
     BadInput,
     /// 3: not finished: the upgrade is in progress or has not started.
@@ -19,7 +20,7 @@ impl From<ExitStatus> for ExitCode {
     fn from(status: ExitStatus) -> ExitCode {
         ExitCode::from(match status {
             ExitStatus::Success => 0,
-            ExitStatus::UpgradeFailed => 1,
+            ExitStatus::Failed => 1,
             ExitStatus::BadInput => 2,
             ExitStatus::NotFinished => 3,
         })

@@ -98,6 +98,79 @@ pub enum Error {
         /// What to pass instead.
         hint: &'static str,
     },
+
+    /// The destination has too little free space for a backup; nothing was written.
+    #[error(
+        "not enough free space at {path}: {needed} bytes needed ({data} bytes of data plus a \
+         margin for file-system overhead), {available} bytes available; free space there or \
+         pick another destination (--no-space-check skips this, e.g. on compressing file systems)",
+        path = .path.display()
+    )]
+    NotEnoughSpace {
+        /// The folder whose file system was checked.
+        path: PathBuf,
+        /// Bytes the copy needs, margin included.
+        needed: u64,
+        /// Bytes of file data to copy.
+        data: u64,
+        /// Bytes available to the tool.
+        available: u64,
+    },
+
+    /// Something is in the way that the tool will not overwrite or remove.
+    #[error("{path} already exists; {hint}", path = .path.display())]
+    AlreadyExists {
+        /// The path in the way.
+        path: PathBuf,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// A bundle whose files do not match its manifest.
+    #[error("the bundle {bundle} is damaged: {details}; make a new backup or use another copy", bundle = .bundle.display())]
+    BundleDamaged {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// What does not match.
+        details: String,
+    },
+
+    /// A user or group name that the server does not know.
+    #[error("{kind} {name:?} is not in {file}; create it or fix the service unit's User=/Group=", file = .file.display())]
+    UnknownAccount {
+        /// `user` or `group`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// The account database read.
+        file: PathBuf,
+    },
+
+    /// A source file changed under the tool while it was being copied.
+    #[error(
+        "{path} changed during the copy: {details}; the running instance writes there: rerun, \
+         or stop the instance (or use --method snapshot) for a stable source",
+        path = .path.display()
+    )]
+    SourceChanged {
+        /// The file.
+        path: PathBuf,
+        /// What happened to it.
+        details: String,
+    },
+
+    /// An external command failed.
+    #[error("`{command}` failed ({status}): {output}; {hint}")]
+    CommandFailed {
+        /// The command line, for the admin to rerun by hand.
+        command: String,
+        /// `exit code N` or `killed by a signal`, or why it did not start.
+        status: String,
+        /// The end of its output.
+        output: String,
+        /// What to do.
+        hint: String,
+    },
 }
 
 /// The kind of an [`Error`], for mapping to exit codes and Python exceptions.
@@ -120,6 +193,18 @@ pub enum ErrorKind {
     NotAFolder,
     /// [`Error::ValidationFailed`].
     ValidationFailed,
+    /// [`Error::NotEnoughSpace`].
+    NotEnoughSpace,
+    /// [`Error::AlreadyExists`].
+    AlreadyExists,
+    /// [`Error::BundleDamaged`].
+    BundleDamaged,
+    /// [`Error::UnknownAccount`].
+    UnknownAccount,
+    /// [`Error::SourceChanged`].
+    SourceChanged,
+    /// [`Error::CommandFailed`].
+    CommandFailed,
 }
 
 impl Error {
@@ -134,6 +219,12 @@ impl Error {
             Error::NoIgniteNodeFolder { .. } => ErrorKind::NoIgniteNodeFolder,
             Error::NotAFolder { .. } => ErrorKind::NotAFolder,
             Error::ValidationFailed { .. } => ErrorKind::ValidationFailed,
+            Error::NotEnoughSpace { .. } => ErrorKind::NotEnoughSpace,
+            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::BundleDamaged { .. } => ErrorKind::BundleDamaged,
+            Error::UnknownAccount { .. } => ErrorKind::UnknownAccount,
+            Error::SourceChanged { .. } => ErrorKind::SourceChanged,
+            Error::CommandFailed { .. } => ErrorKind::CommandFailed,
         }
     }
 
@@ -159,6 +250,12 @@ impl ErrorKind {
             ErrorKind::NoIgniteNodeFolder => "no_ignite_node_folder",
             ErrorKind::NotAFolder => "not_a_folder",
             ErrorKind::ValidationFailed => "validation_failed",
+            ErrorKind::NotEnoughSpace => "not_enough_space",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::BundleDamaged => "bundle_damaged",
+            ErrorKind::UnknownAccount => "unknown_account",
+            ErrorKind::SourceChanged => "source_changed",
+            ErrorKind::CommandFailed => "command_failed",
         }
     }
 }

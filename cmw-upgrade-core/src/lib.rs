@@ -9,6 +9,7 @@
 //! - [`layout`]: every path of an instance, read from its config where set;
 //! - [`prune`]: the old-format Ignite caches to remove after the upgrade;
 //! - [`logs`]: log records, error scans, and the upgrade verdict;
+//! - [`backup`]: backup bundles with a BLAKE3 manifest: make, verify, drift, restore, import;
 //! - [`script_output`]: what the distribution's scripts print.
 //!
 //! ```
@@ -27,7 +28,9 @@
 //! # Ok::<(), cmw_upgrade_core::Error>(())
 //! ```
 
+pub mod accounts;
 pub mod atomic;
+pub mod backup;
 pub mod config;
 pub mod directives;
 pub mod error;
@@ -36,6 +39,7 @@ pub mod instance;
 pub mod layout;
 pub mod logs;
 pub mod os;
+pub mod parallel;
 pub mod paths;
 pub mod prune;
 pub mod script_output;

@@ -14,8 +14,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use glob::{MatchOptions, Pattern};
 use serde::Serialize;
@@ -181,7 +180,7 @@ pub fn plan_prune(target: &Path) -> Result<PrunePlan> {
         });
     }
     node_folders.sort();
-    let mut entries = parallel_map(&selected, |(relative, kind)| {
+    let mut entries = crate::parallel::parallel_map(&selected, |(relative, kind)| {
         let (bytes, entries) = measure(&target.join(relative), *kind)?;
         Ok(PruneEntry {
             path: relative.clone(),
@@ -251,7 +250,7 @@ fn measure(path: &Path, kind: EntryKind) -> Result<(u64, u64)> {
 /// [`Error::Io`] naming the entry that could not be removed; entries removed before
 /// it stay removed (they are caches the platform rebuilds).
 pub fn apply_prune(plan: &PrunePlan) -> Result<PruneReport> {
-    let outcomes = parallel_map(&plan.entries, |entry| {
+    let outcomes = crate::parallel::parallel_map(&plan.entries, |entry| {
         let path = plan.target.join(&entry.path);
         let metadata = match fs::symlink_metadata(&path) {
             Ok(metadata) => metadata,
@@ -321,59 +320,6 @@ pub fn prune_caches(target: &Path, check: bool) -> Result<PruneReport> {
     } else {
         apply_prune(&plan)
     }
-}
-
-/// Runs `work` over `items` on all cores, keeping the items' order in the result.
-///
-/// Removal and measuring are dominated by per-file system calls in different
-/// folders, which the kernel runs in parallel.
-fn parallel_map<T: Sync, R: Send>(
-    items: &[T],
-    work: impl Fn(&T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |count| count.get())
-        .min(items.len())
-        .max(1);
-    if threads == 1 {
-        return items.iter().map(work).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<R>>>> =
-        Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(index) else { break };
-                let result = work(item);
-                let failed = result.is_err();
-                results.lock().expect("no worker panics holding the lock")[index] = Some(result);
-                if failed {
-                    // Stop handing out work; the first error is reported.
-                    next.store(items.len(), Ordering::Relaxed);
-                    break;
-                }
-            });
-        }
-    });
-    let results = results.into_inner().expect("no worker panicked");
-    // Items are only left unclaimed after an error, so either an error is returned
-    // here or every item has its result.
-    let mut collected = Vec::with_capacity(items.len());
-    let mut first_error = None;
-    for result in results.into_iter().flatten() {
-        match result {
-            Ok(value) => collected.push(value),
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    if let Some(error) = first_error {
-        return Err(error);
-    }
-    Ok(collected)
 }
 
 #[cfg(test)]

@@ -514,7 +514,7 @@ pub fn write_big_log(
             seconds / 60 % 60,
             seconds % 60
         );
-        let text = if error_every > 0 && record % error_every == 0 {
+        let text = if error_every > 0 && record.is_multiple_of(error_every) {
             summary.error_records += 1;
             log_record(&time, "ERROR", &format!("Cannot convert record {record}"))
         } else {

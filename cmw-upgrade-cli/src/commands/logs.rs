@@ -46,7 +46,7 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
     }
     Ok(match result.verdict {
         Verdict::Succeeded => ExitStatus::Success,
-        Verdict::Failed => ExitStatus::UpgradeFailed,
+        Verdict::Failed => ExitStatus::Failed,
         Verdict::InProgress | Verdict::NotStarted => ExitStatus::NotFinished,
     })
 }

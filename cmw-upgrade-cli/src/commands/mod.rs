@@ -1,5 +1,6 @@
 //! One module per command; each returns the exit status its outcome means.
 
+mod backup;
 mod config;
 mod detect;
 mod logs;
@@ -16,6 +17,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Logs(LogsCommand::Verdict(args)) => logs::verdict(&cli.global, args),
         Command::PruneCaches(args) => prune::run(&cli.global, args),
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),
+        Command::Backup(args) => backup::run(&cli.global, args),
+        Command::Restore(args) => backup::restore(&cli.global, args),
     }
 }
 

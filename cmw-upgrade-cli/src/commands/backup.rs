@@ -1,0 +1,276 @@
+//! `cmw-upgrade backup`, `backup verify|drift|import` and `restore`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cmw_upgrade_core::backup::{
+    self, BackupMethod, BackupOptions, BackupReport, Phase, Progress, RestoreOptions,
+};
+use cmw_upgrade_core::exec::SystemRunner;
+
+use super::family_of_root;
+use crate::args::{
+    BackupArgs, BackupCommand, DriftArgs, GlobalArgs, ImportArgs, MethodArg, RestoreArgs,
+    VerifyArgs,
+};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::{human_bytes, human_duration, print_json};
+
+/// Runs `work` while a progress line is redrawn on stderr, when it is a terminal.
+fn with_progress<R>(progress: &Progress, enabled: bool, work: impl FnOnce() -> R) -> R {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut phase_started = (Phase::Scanning, Instant::now());
+            while !done.load(Ordering::Relaxed) {
+                let now = progress.snapshot();
+                if now.phase != phase_started.0 {
+                    phase_started = (now.phase, Instant::now());
+                }
+                let elapsed = phase_started.1.elapsed().as_secs_f64().max(0.001);
+                let rate = now.done_bytes as f64 / elapsed;
+                let line = if now.total_bytes > 0 {
+                    let remaining = now.total_bytes.saturating_sub(now.done_bytes) as f64;
+                    let eta = if rate > 0.0 {
+                        human_duration(Duration::from_secs_f64(remaining / rate))
+                    } else {
+                        "?".to_owned()
+                    };
+                    format!(
+                        "{:<9} {:>3}%  {} / {}  {}/{} files  {}/s  ETA {eta}",
+                        now.phase.as_str(),
+                        now.done_bytes * 100 / now.total_bytes.max(1),
+                        human_bytes(now.done_bytes),
+                        human_bytes(now.total_bytes),
+                        now.done_files,
+                        now.total_files,
+                        human_bytes(rate as u64),
+                    )
+                } else {
+                    format!("{}...", now.phase.as_str())
+                };
+                eprint!("\r\x1b[2K{line}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            eprint!("\r\x1b[2K");
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError> {
+    match args.action {
+        Some(BackupCommand::Verify(verify)) => return verify_bundle(global, verify),
+        Some(BackupCommand::Drift(drift)) => return bundle_drift(global, drift),
+        Some(BackupCommand::Import(args)) => return import(global, args),
+        None => {}
+    }
+    let (Some(instance), Some(destination)) = (args.instance, args.dest) else {
+        unreachable!("clap requires --instance and --dest without a subcommand")
+    };
+    let options = BackupOptions {
+        family: family_of_root(&global.root, args.family)?,
+        root: global.root.clone(),
+        instance,
+        destination,
+        method: match args.method {
+            MethodArg::Copy => BackupMethod::Copy,
+            MethodArg::Snapshot => BackupMethod::Snapshot,
+        },
+        with_streams: args.with_streams,
+        control_script: args.control_script,
+        check_space: !args.no_space_check,
+    };
+    let progress = Progress::default();
+    let report = with_progress(&progress, !global.json, || {
+        backup::backup(&options, &SystemRunner, &progress)
+    })?;
+    print_backup_report(global, &report)
+}
+
+fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {
+    if global.json {
+        print_json(report)?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Bundle {}: {} files, {} in {:.1}s ({}/s).",
+        report.bundle.display(),
+        report.files,
+        human_bytes(report.bytes),
+        report.seconds,
+        human_bytes((report.bytes as f64 / report.seconds.max(0.001)) as u64)
+    )?;
+    if let Some(snapshot) = &report.snapshot {
+        writeln!(out, "Ignite snapshot: {snapshot} (in database/snapshots/).")?;
+    }
+    writeln!(out, "Consistency: {}.", report.consistency)?;
+    for warning in &report.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    writeln!(
+        out,
+        "Every file was re-read and matches the manifest. Check it again later with:\n  cmw-upgrade backup verify {}",
+        report.bundle.display()
+    )?;
+    Ok(ExitStatus::Success)
+}
+
+fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, CliError> {
+    let progress = Progress::default();
+    let report = with_progress(&progress, !global.json, || {
+        backup::verify_bundle(&args.bundle, &progress)
+    })?;
+    let status = if report.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    };
+    if global.json {
+        print_json(&report)?;
+        return Ok(status);
+    }
+    let mut out = std::io::stdout().lock();
+    for (label, paths) in [
+        ("missing", &report.missing),
+        ("changed", &report.changed),
+        ("extra", &report.extra),
+    ] {
+        for path in paths {
+            writeln!(out, "{label:<8} {path}")?;
+        }
+    }
+    if report.ok {
+        writeln!(
+            out,
+            "{}: every file matches the manifest.",
+            args.bundle.display()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{}: DAMAGED: {} missing, {} changed, {} extra. Do not restore from it; use another copy.",
+            args.bundle.display(),
+            report.missing.len(),
+            report.changed.len(),
+            report.extra.len()
+        )?;
+    }
+    Ok(status)
+}
+
+fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliError> {
+    let family = family_of_root(&global.root, args.family)?;
+    let layout = cmw_upgrade_core::InstanceLayout::discover(&global.root, &args.instance, family)?;
+    let progress = Progress::default();
+    let report = with_progress(&progress, !global.json, || {
+        backup::bundle_drift(&args.bundle, &layout.database.path, args.deep, &progress)
+    })?;
+    let changed =
+        !(report.changed.is_empty() && report.added.is_empty() && report.removed.is_empty());
+    let status = if changed {
+        ExitStatus::Failed
+    } else {
+        ExitStatus::Success
+    };
+    if global.json {
+        print_json(&report)?;
+        return Ok(status);
+    }
+    let mut out = std::io::stdout().lock();
+    for (label, paths) in [
+        ("changed", &report.changed),
+        ("added", &report.added),
+        ("removed", &report.removed),
+    ] {
+        for path in paths {
+            writeln!(out, "{label:<8} {path}")?;
+        }
+    }
+    if changed {
+        writeln!(
+            out,
+            "{} changed since the backup: {} changed, {} added, {} removed. The new instance will not have these changes; back up again (or stop the old instance) before moving the data.",
+            report.database.display(),
+            report.changed.len(),
+            report.added.len(),
+            report.removed.len()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} is as in the bundle{}.",
+            report.database.display(),
+            if report.deep {
+                " (contents re-hashed)"
+            } else {
+                " (sizes and times)"
+            }
+        )?;
+    }
+    Ok(status)
+}
+
+fn import(global: &GlobalArgs, args: ImportArgs) -> Result<ExitStatus, CliError> {
+    let progress = Progress::default();
+    let instance = args.instance.as_ref().map(ToString::to_string);
+    let report = with_progress(&progress, !global.json, || {
+        backup::import_cdbbz(
+            &args.file,
+            &args.dest,
+            instance.as_deref(),
+            !args.no_space_check,
+            &progress,
+        )
+    })?;
+    print_backup_report(global, &report)
+}
+
+pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, CliError> {
+    let options = RestoreOptions {
+        family: family_of_root(&global.root, args.family)?,
+        bundle: args.bundle,
+        root: global.root.clone(),
+        instance: args.instance,
+        replace: args.replace,
+    };
+    let progress = Progress::default();
+    let report = with_progress(&progress, !global.json, || {
+        backup::restore(&options, &progress)
+    })?;
+    if global.json {
+        print_json(&report)?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    for part in &report.parts {
+        writeln!(
+            out,
+            "Restored {} into {}: {} files, {}, owned by {} ({}:{}).",
+            part.part,
+            part.target.display(),
+            part.files,
+            human_bytes(part.bytes),
+            report.owner,
+            report.uid,
+            report.gid
+        )?;
+        if let Some(aside) = &part.moved_aside {
+            writeln!(
+                out,
+                "  Its previous content is in {} (remove it once the instance works).",
+                aside.display()
+            )?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}

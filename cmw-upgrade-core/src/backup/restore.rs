@@ -1,0 +1,262 @@
+//! Putting a bundle's database (and uploaded files) back into an instance.
+//!
+//! The copy goes to a staging folder beside the target first and is checked
+//! against the manifest on the way; only then is the target's old content moved
+//! aside (never deleted) and the staging folder renamed into place. A crash
+//! leaves either the old target, or the old content aside and the staging
+//! folder, which a rerun replaces.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::bundle::StagingFolder;
+use super::manifest::{EntryKind, Manifest, ManifestEntry};
+use super::tree::{copy_plan, CopyPlan, Treatment};
+use super::Progress;
+use crate::accounts::resolve_owner;
+use crate::error::{Error, Result};
+use crate::exec::utc_stamp;
+use crate::instance::InstanceName;
+use crate::layout::InstanceLayout;
+use crate::os::OsFamily;
+
+/// What `restore` is asked to do.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The target root of the server to restore on (`/` on a live server).
+    pub root: PathBuf,
+    /// The instance whose database is replaced.
+    pub instance: InstanceName,
+    /// The server's OS family (decides the fallback data owner).
+    pub family: OsFamily,
+    /// Move a non-empty target's content aside instead of refusing.
+    pub replace: bool,
+}
+
+/// One restored folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoredPart {
+    /// `database` or `streams`.
+    pub part: String,
+    /// The instance's folder that now holds it.
+    pub target: PathBuf,
+    /// Where its previous content went, when there was any.
+    pub moved_aside: Option<PathBuf>,
+    /// Files restored.
+    pub files: u64,
+    /// Bytes restored.
+    pub bytes: u64,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The bundle restored from.
+    pub bundle: PathBuf,
+    /// The owner given to everything restored, `user:group`.
+    pub owner: String,
+    /// The numeric ids of that owner on the server.
+    pub uid: u32,
+    /// See `uid`.
+    pub gid: u32,
+    /// The restored folders.
+    pub parts: Vec<RestoredPart>,
+}
+
+/// Restores the bundle's `database/` (and `streams/`, when it has them) into the
+/// instance's folders, owned by the instance's data owner.
+///
+/// # Errors
+/// [`Error::AlreadyExists`] for a non-empty target without `replace`;
+/// [`Error::BundleDamaged`] when the bundle does not match its manifest (the
+/// target is then untouched); [`Error::UnknownAccount`]; [`Error::Io`].
+pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreReport> {
+    let manifest = Manifest::read(&options.bundle)?;
+    let layout = InstanceLayout::discover(&options.root, &options.instance, options.family)?;
+    let (uid, gid) = resolve_owner(&options.root, &layout.data_owner)?;
+    let mut parts = vec![("database", layout.database.path.clone())];
+    if manifest.entries_under("streams").next().is_some() {
+        parts.push(("streams", layout.streams.path.clone()));
+    }
+    if manifest.entries_under("database").next().is_none() {
+        return Err(Error::BundleDamaged {
+            bundle: options.bundle.clone(),
+            details: "its manifest lists no database/ folder".to_owned(),
+        });
+    }
+    // Every target is checked before any is touched.
+    let mut targets = Vec::new();
+    for (part, target) in &parts {
+        targets.push((*part, resolve_target(target, options.replace)?));
+    }
+    let stamp = utc_stamp(std::time::SystemTime::now());
+    let mut restored = Vec::new();
+    for (part, target) in targets {
+        restored.push(restore_part(
+            &options.bundle,
+            &manifest,
+            part,
+            &target,
+            (uid, gid),
+            &stamp,
+            progress,
+        )?);
+    }
+    Ok(RestoreReport {
+        bundle: options.bundle.clone(),
+        owner: layout.data_owner.to_string(),
+        uid,
+        gid,
+        parts: restored,
+    })
+}
+
+/// Where a target folder really is (following a symlink to another disk), after
+/// checking it may be replaced.
+fn resolve_target(target: &Path, replace: bool) -> Result<PathBuf> {
+    let resolved = match fs::canonicalize(target) {
+        Ok(resolved) => resolved,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if fs::symlink_metadata(target).is_ok() {
+                return Err(Error::io("follow the link", target, error));
+            }
+            target.to_path_buf()
+        }
+        Err(error) => return Err(Error::io("resolve", target, error)),
+    };
+    match fs::read_dir(&resolved) {
+        Ok(mut listing) => {
+            if listing.next().is_some() && !replace {
+                return Err(Error::AlreadyExists {
+                    path: resolved,
+                    hint: "it is not empty; --replace moves its content aside (nothing is deleted)",
+                });
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(Error::io("list", &resolved, error)),
+    }
+    let parent = resolved.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(Error::NotAFolder {
+            path: parent.to_path_buf(),
+            hint: "the folder that holds the instance's data must exist; is the instance created?",
+        });
+    }
+    Ok(resolved)
+}
+
+fn restore_part(
+    bundle: &Path,
+    manifest: &Manifest,
+    part: &str,
+    target: &Path,
+    owner: (u32, u32),
+    stamp: &str,
+    progress: &Progress,
+) -> Result<RestoredPart> {
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let staging = parent.join(format!(".{name}.cmw-upgrade-restore"));
+    let guard = StagingFolder::claim(&staging)?;
+
+    let mut plan = CopyPlan::default();
+    plan.add_tree(&bundle.join(part), part, Treatment::Owner(owner.0, owner.1))?;
+    plan.finish();
+    let copied = copy_plan(&plan, guard.path(), progress)?;
+    check_against_manifest(bundle, manifest, part, &copied)?;
+
+    let target_has_content = match fs::read_dir(target) {
+        Ok(mut listing) => Some(listing.next().is_some()),
+        Err(_) => None,
+    };
+    let moved_aside = match target_has_content {
+        Some(true) => {
+            let aside = parent.join(format!("{name}.before-restore-{stamp}"));
+            fs::rename(target, &aside)
+                .map_err(|error| Error::io("move the old content aside to", &aside, error))?;
+            Some(aside)
+        }
+        Some(false) => {
+            fs::remove_dir(target)
+                .map_err(|error| Error::io("replace the empty folder", target, error))?;
+            None
+        }
+        None => None,
+    };
+    fs::rename(staging.join(part), target)
+        .map_err(|error| Error::io("move the restored copy into", target, error))?;
+    guard.discard()?;
+    fs::File::open(parent)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|error| Error::io("flush", parent, error))?;
+    Ok(RestoredPart {
+        part: part.to_owned(),
+        target: target.to_path_buf(),
+        moved_aside,
+        files: plan.file_count(),
+        bytes: plan.data_bytes(),
+    })
+}
+
+/// The copy of `part` must hold exactly what the manifest lists, with the same hashes.
+fn check_against_manifest(
+    bundle: &Path,
+    manifest: &Manifest,
+    part: &str,
+    copied: &[ManifestEntry],
+) -> Result<()> {
+    let expected: HashMap<&str, &ManifestEntry> = manifest
+        .files
+        .iter()
+        .filter(|entry| entry.path == part || entry.path.starts_with(&format!("{part}/")))
+        .map(|entry| (entry.path.as_str(), entry))
+        .collect();
+    let mut problems = Vec::new();
+    for entry in copied {
+        match expected.get(entry.path.as_str()) {
+            None => problems.push(format!("{} is not in the manifest", entry.path)),
+            Some(listed) => {
+                let same = listed.kind == entry.kind
+                    && match entry.kind {
+                        EntryKind::File => {
+                            listed.size == entry.size && listed.blake3 == entry.blake3
+                        }
+                        EntryKind::Symlink => listed.target == entry.target,
+                        EntryKind::Dir => true,
+                    };
+                if !same {
+                    problems.push(format!("{} differs from the manifest", entry.path));
+                }
+            }
+        }
+    }
+    let copied_paths: std::collections::HashSet<&str> =
+        copied.iter().map(|entry| entry.path.as_str()).collect();
+    problems.extend(
+        expected
+            .keys()
+            .filter(|path| !copied_paths.contains(*path))
+            .map(|path| format!("{path} is missing")),
+    );
+    if problems.is_empty() {
+        return Ok(());
+    }
+    problems.sort();
+    Err(Error::BundleDamaged {
+        bundle: bundle.to_path_buf(),
+        details: format!(
+            "{} problem(s), first: {}; nothing was restored",
+            problems.len(),
+            problems[0]
+        ),
+    })
+}
