@@ -26,21 +26,7 @@ pub fn print_error(error: &CliError, json: bool) {
     }
 }
 
-/// Bytes in human units (binary prefixes, as `du -h`).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use cmw_upgrade_core::units::human_bytes;
 
 /// A duration as `1h02m03s`, `4m05s` or `7s`.
 pub fn human_duration(duration: std::time::Duration) -> String {
@@ -61,9 +47,6 @@ mod tests {
 
     #[test]
     fn human_units() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         assert_eq!(
             human_duration(std::time::Duration::from_secs(3723)),
             "1h02m03s"

@@ -2,47 +2,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
-use cmw_upgrade_tests::{upgrade_logs, write_server, DatabaseSpec, ServerSpec, UpgradeLogState};
+mod util;
+
+use std::process::Output;
+
+use cmw_upgrade_tests::{upgrade_logs, DatabaseSpec, ServerSpec, UpgradeLogState};
 use serde_json::Value;
-
-fn cmw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| {
-        panic!(
-            "stdout is not JSON ({error}): {}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn server(spec: ServerSpec) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    write_server(dir.path(), &spec).unwrap();
-    dir
-}
-
-/// Runs the binary with `--root` set to a server tree.
-fn cmw_in(root: &Path, args: &[&str]) -> Output {
-    let mut full = vec!["--root", root.to_str().unwrap()];
-    full.extend_from_slice(args);
-    cmw(&full)
-}
+use util::{cmw, cmw_in, json, server, stderr, stdout};
 
 #[test]
 fn detect_reports_family_owner_and_layout() {

@@ -101,10 +101,13 @@ pub enum Error {
 
     /// The destination has too little free space for a backup; nothing was written.
     #[error(
-        "not enough free space at {path}: {needed} bytes needed ({data} bytes of data plus a \
-         margin for file-system overhead), {available} bytes available; free space there or \
+        "not enough free space at {path}: {needed_text} needed ({data_text} of data plus a \
+         margin for file-system overhead), {available_text} available; free space there or \
          pick another destination (--no-space-check skips this, e.g. on compressing file systems)",
-        path = .path.display()
+        path = .path.display(),
+        needed_text = crate::units::human_bytes(*.needed),
+        data_text = crate::units::human_bytes(*.data),
+        available_text = crate::units::human_bytes(*.available)
     )]
     NotEnoughSpace {
         /// The folder whose file system was checked.

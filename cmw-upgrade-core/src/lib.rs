@@ -44,6 +44,7 @@ pub mod paths;
 pub mod prune;
 pub mod script_output;
 pub mod systemd;
+pub mod units;
 
 pub use error::{Error, ErrorKind, Result};
 pub use instance::InstanceName;

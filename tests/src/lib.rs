@@ -325,6 +325,35 @@ fn os_release(family: OsFamily) -> &'static str {
     }
 }
 
+/// Numeric ids of the web users in the fixtures' `/etc/passwd` and `/etc/group`.
+pub const WEB_USER_IDS: [(&str, u32); 3] = [("www-data", 33), ("nginx", 995), ("_nginx", 996)];
+
+/// Writes `/etc/passwd` and `/etc/group` with root and the three families' web users.
+fn write_accounts(root: &Path) -> io::Result<()> {
+    let mut passwd = String::from("root:x:0:0:root:/root:/bin/bash\n");
+    let mut group = String::from("root:x:0:\n");
+    for (name, id) in WEB_USER_IDS {
+        passwd.push_str(&format!(
+            "{name}:x:{id}:{id}:{name}:/var/www:/usr/sbin/nologin\n"
+        ));
+        group.push_str(&format!("{name}:x:{id}:\n"));
+    }
+    write_file(root, "/etc/passwd", &passwd)?;
+    write_file(root, "/etc/group", &group)
+}
+
+/// The numeric id of a fixture web user (`www-data`, `nginx`, `_nginx`).
+///
+/// # Panics
+/// For any other name.
+pub fn web_user_id(name: &str) -> u32 {
+    WEB_USER_IDS
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, id)| *id)
+        .expect("a fixture web user")
+}
+
 fn write_file(root: &Path, server_path: &str, content: &str) -> io::Result<()> {
     let path = root.join(server_path.trim_start_matches('/'));
     if let Some(parent) = path.parent() {
@@ -344,6 +373,7 @@ pub fn write_server(root: &Path, spec: &ServerSpec) -> io::Result<DatabaseSummar
     let owner = spec.family.web_owner();
     let site = spec.family.nginx_site_dir();
     write_file(root, "/etc/os-release", os_release(spec.family))?;
+    write_accounts(root)?;
     write_file(
         root,
         &format!("/usr/share/comindware/configs/instance/{i}.yml"),
@@ -582,6 +612,7 @@ pub fn write_new_server(
         )
     };
     write_file(root, "/etc/os-release", os_release(family))?;
+    write_accounts(root)?;
     write_file(
         root,
         &format!("/usr/share/comindware/configs/instance/{i}.yml"),

@@ -21,7 +21,7 @@ const PARTIAL_MARKER: &str = ".cmw-upgrade-partial";
 
 /// Free space kept on top of the data: file-system blocks and folders, plus
 /// room for the manifest and for the system to keep running.
-const MARGIN_FIXED_BYTES: u64 = 64 << 20;
+const MARGIN_FIXED_BYTES: u64 = 16 << 20;
 /// Extra share of the data kept free (1/50 = 2 %).
 const MARGIN_DIVISOR: u64 = 50;
 
@@ -64,8 +64,8 @@ pub fn partial_path(bundle: &Path) -> PathBuf {
 /// Refuses a destination that exists, and returns its (existing) parent folder.
 ///
 /// # Errors
-/// [`Error::AlreadyExists`] for an existing bundle; [`Error::NotAFolder`] when
-/// the parent is missing.
+/// [`Error::AlreadyExists`] for an existing bundle; [`Error::Io`] when the
+/// parent is missing.
 pub fn check_destination(bundle: &Path) -> Result<PathBuf> {
     if fs::symlink_metadata(bundle).is_ok() {
         return Err(Error::AlreadyExists {
@@ -78,10 +78,11 @@ pub fn check_destination(bundle: &Path) -> Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(Error::NotAFolder {
-            path: parent,
-            hint: "create the folder that should hold the bundle first",
-        });
+        return Err(Error::io(
+            "find the folder that should hold the bundle",
+            &parent,
+            io::Error::new(io::ErrorKind::NotFound, "create it first"),
+        ));
     }
     Ok(parent)
 }
@@ -268,10 +269,10 @@ mod tests {
 
     #[test]
     fn the_margin_covers_blocks_and_a_share_of_the_data() {
-        assert_eq!(space_needed(0, 0, 4096), 64 << 20);
+        assert_eq!(space_needed(0, 0, 4096), 16 << 20);
         assert_eq!(
             space_needed(1000 << 20, 2500, 4096),
-            (1000 << 20) + 2500 * 4096 + (20 << 20) + (64 << 20)
+            (1000 << 20) + 2500 * 4096 + (20 << 20) + (16 << 20)
         );
     }
 

@@ -139,7 +139,7 @@ impl Manifest {
     pub fn read(bundle: &Path) -> Result<Manifest> {
         let path = bundle.join(MANIFEST_FILE);
         let bytes =
-            fs::read(&path).map_err(|error| Error::io("read the manifest", &path, error))?;
+            fs::read(&path).map_err(|error| Error::io("read the bundle manifest", &path, error))?;
         let damaged = |details: String| Error::BundleDamaged {
             bundle: bundle.to_path_buf(),
             details,

@@ -732,6 +732,28 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_vanishes_before_its_turn_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        fs::create_dir_all(source.join("wal")).unwrap();
+        fs::write(source.join("wal/0001.wal"), "segment").unwrap();
+        let mut plan = CopyPlan::default();
+        plan.add_tree(&source, "database", Treatment::Keep).unwrap();
+        plan.finish();
+        // The running instance removes the segment between listing and copying.
+        fs::remove_file(source.join("wal/0001.wal")).unwrap();
+        let destination = dir.path().join("bundle");
+        fs::create_dir(&destination).unwrap();
+        let error = copy_plan(&plan, &destination, &Progress::default()).unwrap_err();
+        assert!(matches!(error, Error::SourceChanged { .. }));
+        let message = error.to_string();
+        assert!(
+            message.contains("wal/0001.wal") && message.contains("vanished"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn config_files_are_private_and_their_folders_planned() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("etc/sysconfig")).unwrap();

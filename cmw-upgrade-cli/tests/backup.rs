@@ -1,0 +1,276 @@
+//! `cmw-upgrade backup`, `backup verify|drift|import` and `restore` end to end:
+//! exit codes, JSON shapes, a kill -9 in the middle, the progress line.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod util;
+
+use cmw_upgrade_core::OsFamily;
+use cmw_upgrade_tests::{write_new_server, DatabaseSpec, ServerSpec};
+use util::{cmw, cmw_in, json, server, stderr, stdout};
+
+fn keys(value: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn backup_verify_drift_and_restore_from_the_command_line() {
+    let old = server(ServerSpec::default());
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("prod-bundle");
+    let bundle_arg = bundle.to_str().unwrap();
+
+    let output = cmw_in(
+        old.path(),
+        &["backup", "--instance", "prod", "--dest", bundle_arg],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("crash-consistent"), "{text}");
+    assert!(text.contains("cmw-upgrade backup verify"), "{text}");
+
+    let output = cmw(&["--json", "backup", "verify", bundle_arg]);
+    assert_eq!(output.status.code(), Some(0));
+    let report = json(&output);
+    assert_eq!(keys(&report), ["changed", "extra", "missing", "ok"]);
+    assert_eq!(report["ok"], true);
+
+    let output = cmw_in(
+        old.path(),
+        &[
+            "--json",
+            "backup",
+            "drift",
+            bundle_arg,
+            "--instance",
+            "prod",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let drift = json(&output);
+    assert_eq!(drift["changed"], serde_json::json!([]));
+    let database = old.path().join("var/lib/comindware/prod/Database");
+    fs::write(database.join("db/late-write.bin"), "after the backup").unwrap();
+    let output = cmw_in(
+        old.path(),
+        &["backup", "drift", bundle_arg, "--instance", "prod"],
+    );
+    assert_eq!(output.status.code(), Some(1), "drift found means exit 1");
+    assert!(
+        stdout(&output).contains("added    db/late-write.bin"),
+        "{}",
+        stdout(&output)
+    );
+
+    fs::write(bundle.join("database/db/extra.bin"), "x").unwrap();
+    let output = cmw(&["--json", "backup", "verify", bundle_arg]);
+    assert_eq!(output.status.code(), Some(1), "damage means exit 1");
+    assert_eq!(
+        json(&output)["extra"],
+        serde_json::json!(["database/db/extra.bin"])
+    );
+    fs::remove_file(bundle.join("database/db/extra.bin")).unwrap();
+
+    let new = tempfile::tempdir().unwrap();
+    write_new_server(new.path(), OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    let new_database = new.path().join("var/lib/comindware/prod/Database");
+    fs::write(new_database.join("fresh.bin"), "fresh").unwrap();
+    let output = cmw_in(new.path(), &["restore", bundle_arg, "--instance", "prod"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--replace"), "{}", stderr(&output));
+    let output = cmw_in(
+        new.path(),
+        &[
+            "--json",
+            "restore",
+            bundle_arg,
+            "--instance",
+            "prod",
+            "--replace",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["owner"], "www-data:www-data");
+    assert!(report["parts"][0]["moved_aside"]
+        .as_str()
+        .unwrap()
+        .contains("Database.before-restore-"));
+    assert!(new_database.join("db").is_dir());
+    assert!(!new_database.join("fresh.bin").exists());
+}
+
+#[test]
+fn errors_exit_2_and_leave_nothing_behind() {
+    let old = server(ServerSpec::default());
+    let work = tempfile::tempdir().unwrap();
+    let existing = work.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    let output = cmw_in(
+        old.path(),
+        &[
+            "--json",
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            existing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(json(&output)["error"]["kind"], "already_exists");
+    let output = cmw(&["backup", "verify", work.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("manifest.json"),
+        "{}",
+        stderr(&output)
+    );
+    let output = cmw(&["backup", "--dest", "/tmp/x"]);
+    assert_eq!(output.status.code(), Some(2), "--instance is required");
+}
+
+#[test]
+fn a_backup_killed_mid_copy_never_looks_finished_and_a_rerun_completes() {
+    // Large enough that the copy takes far longer than noticing it started.
+    let old = server(ServerSpec {
+        database: DatabaseSpec {
+            entities: 20,
+            files_per_group: 3,
+            bytes_per_file: 1 << 20,
+            ..DatabaseSpec::default()
+        },
+        ..ServerSpec::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    let partial = work.path().join("bundle.partial");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .args([
+            "--root",
+            old.path().to_str().unwrap(),
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+        ])
+        .arg(&bundle)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !partial.join("database/db").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the copy never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup runs.
+    child.wait().unwrap();
+    assert!(
+        !bundle.exists(),
+        "the copy finished before the kill; the test needs a bigger database"
+    );
+    assert!(partial.exists(), "the leftover stays until the next run");
+
+    let output = cmw_in(
+        old.path(),
+        &[
+            "--json",
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!partial.exists());
+    let output = cmw(&["--json", "backup", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(json(&output)["ok"], true);
+}
+
+#[test]
+fn import_turns_a_platform_backup_into_a_bundle() {
+    let work = tempfile::tempdir().unwrap();
+    let cdbbz = work.path().join("prod.cdbbz");
+    let mut writer = zip::ZipWriter::new(fs::File::create(&cdbbz).unwrap());
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, content) in [("Database/db/part-0.bin", "data"), ("Scripts/a.cs", "// a")] {
+        writer.start_file(name, options).unwrap();
+        std::io::Write::write_all(&mut writer, content.as_bytes()).unwrap();
+    }
+    writer.finish().unwrap();
+    let bundle = work.path().join("imported");
+    let output = cmw(&[
+        "--json",
+        "backup",
+        "import",
+        cdbbz.to_str().unwrap(),
+        "--dest",
+        bundle.to_str().unwrap(),
+        "--instance",
+        "prod",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output)["method"], "import");
+    assert_eq!(
+        fs::read_to_string(bundle.join("database/Scripts/a.cs")).unwrap(),
+        "// a"
+    );
+}
+
+#[test]
+fn a_terminal_gets_a_progress_line_and_help_teaches() {
+    let old = server(ServerSpec::default());
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    // `script` gives the command a terminal; the progress line goes to stderr there.
+    let command = format!(
+        "{} --root {} backup --instance prod --dest {}",
+        env!("CARGO_BIN_EXE_cmw-upgrade"),
+        old.path().display(),
+        bundle.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        ["scanning", "copying", "verifying", "flushing"]
+            .iter()
+            .any(|phase| text.contains(&format!("\r\x1b[2K{phase}"))),
+        "a redrawn progress line: {text:?}"
+    );
+    assert!(text.contains("Bundle "), "{text}");
+    assert!(Path::new(&bundle).join("manifest.json").is_file());
+
+    let help = stdout(&cmw(&["backup", "--help"]));
+    for needle in [
+        "manifest.json",
+        "DIR.partial",
+        "--method snapshot",
+        "crash-consistent",
+        "Exit codes",
+        "Examples:",
+    ] {
+        assert!(
+            help.contains(needle),
+            "backup --help lacks {needle}:\n{help}"
+        );
+    }
+    let help = stdout(&cmw(&["restore", "--help"]));
+    assert!(
+        help.contains("aside") && help.contains("--replace"),
+        "{help}"
+    );
+}
