@@ -5,7 +5,7 @@ small read-only classes. Every error derives from `CmwUpgradeError`.
 """
 
 from os import PathLike
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 __version__: str
 
@@ -37,6 +37,24 @@ class NoIgniteNodeFolderError(CmwUpgradeError):
 
 class NotAFolderError(CmwUpgradeError):
     """A folder was expected."""
+
+class NotEnoughSpaceError(CmwUpgradeError):
+    """The destination has too little free space; nothing was written."""
+
+class AlreadyExistsError(CmwUpgradeError):
+    """Something is in the way that the tool will not overwrite."""
+
+class BundleDamagedError(CmwUpgradeError):
+    """A bundle does not match its manifest."""
+
+class UnknownAccountError(CmwUpgradeError):
+    """A user or group is not in the server's account files."""
+
+class SourceChangedError(CmwUpgradeError):
+    """A source file changed while it was being copied."""
+
+class CommandFailedError(CmwUpgradeError):
+    """An external command failed."""
 
 class ValidationFailedError(CmwUpgradeError):
     """A check before writing failed (e.g. nginx -t); nothing was written."""
@@ -218,3 +236,60 @@ def migrate_config(
     folders_to_create, files, written, check. When the report has errors, nothing
     is written.
     """
+
+ProgressCallback = Callable[[dict[str, Any]], object]
+
+def backup(
+    instance: str,
+    dest: StrPath,
+    root: StrPath = "/",
+    method: str = "copy",
+    with_streams: bool = False,
+    family: Optional[str] = None,
+    control_script: Optional[StrPath] = None,
+    check_space: bool = True,
+    progress: Optional[ProgressCallback] = None,
+) -> dict[str, Any]:
+    """Backs up an instance into a new bundle folder `dest`.
+
+    Same as `cmw-upgrade backup --json`: returns bundle, method, consistency,
+    snapshot, files, bytes, seconds, warnings. `method` is "copy" or "snapshot".
+    `progress` is called about five times a second with a dict: phase,
+    total_bytes, total_files, done_bytes, done_files. Raises AlreadyExistsError,
+    NotEnoughSpaceError, SourceChangedError, CommandFailedError, FileAccessError;
+    the partial bundle is then removed.
+    """
+
+def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+    """Re-hashes every file of a bundle: {"ok", "missing", "changed", "extra"}."""
+
+def bundle_drift(
+    path: StrPath,
+    instance: str,
+    root: StrPath = "/",
+    deep: bool = False,
+    family: Optional[str] = None,
+) -> dict[str, Any]:
+    """What the live database changed since the bundle: {"changed", "added", "removed", ...}."""
+
+def restore_bundle(
+    path: StrPath,
+    instance: str,
+    root: StrPath = "/",
+    replace: bool = False,
+    family: Optional[str] = None,
+) -> dict[str, Any]:
+    """Puts the bundle's database into the instance, owned by its data owner.
+
+    Raises AlreadyExistsError for a non-empty database folder unless replace=True
+    (which moves the old content aside), BundleDamagedError when the bundle does
+    not match its manifest (nothing is then changed).
+    """
+
+def import_cdbbz(
+    file: StrPath,
+    dest: StrPath,
+    instance: Optional[str] = None,
+    check_space: bool = True,
+) -> dict[str, Any]:
+    """Turns a platform backup (.cdbbz) into a bundle folder `dest`."""

@@ -65,6 +65,48 @@ create_exception!(
     "A check before writing failed (e.g. nginx -t); nothing was written."
 );
 
+create_exception!(
+    cmw_upgrade,
+    NotEnoughSpaceError,
+    CmwUpgradeError,
+    "The destination has too little free space; nothing was written."
+);
+
+create_exception!(
+    cmw_upgrade,
+    AlreadyExistsError,
+    CmwUpgradeError,
+    "Something is in the way that the tool will not overwrite."
+);
+
+create_exception!(
+    cmw_upgrade,
+    BundleDamagedError,
+    CmwUpgradeError,
+    "A bundle does not match its manifest."
+);
+
+create_exception!(
+    cmw_upgrade,
+    UnknownAccountError,
+    CmwUpgradeError,
+    "A user or group is not in the server's account files."
+);
+
+create_exception!(
+    cmw_upgrade,
+    SourceChangedError,
+    CmwUpgradeError,
+    "A source file changed while it was being copied."
+);
+
+create_exception!(
+    cmw_upgrade,
+    CommandFailedError,
+    CmwUpgradeError,
+    "An external command failed."
+);
+
 /// Converts a core error into the matching Python exception, message unchanged.
 pub fn core_error(error: Error) -> PyErr {
     let message = error.to_string();
@@ -77,6 +119,12 @@ pub fn core_error(error: Error) -> PyErr {
         ErrorKind::NoIgniteNodeFolder => NoIgniteNodeFolderError::new_err(message),
         ErrorKind::NotAFolder => NotAFolderError::new_err(message),
         ErrorKind::ValidationFailed => ValidationFailedError::new_err(message),
+        ErrorKind::NotEnoughSpace => NotEnoughSpaceError::new_err(message),
+        ErrorKind::AlreadyExists => AlreadyExistsError::new_err(message),
+        ErrorKind::BundleDamaged => BundleDamagedError::new_err(message),
+        ErrorKind::UnknownAccount => UnknownAccountError::new_err(message),
+        ErrorKind::SourceChanged => SourceChangedError::new_err(message),
+        ErrorKind::CommandFailed => CommandFailedError::new_err(message),
         _ => CmwUpgradeError::new_err(message),
     }
 }
@@ -108,5 +156,11 @@ pub fn register_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
         "ValidationFailedError",
         py.get_type::<ValidationFailedError>(),
     )?;
+    module.add("NotEnoughSpaceError", py.get_type::<NotEnoughSpaceError>())?;
+    module.add("AlreadyExistsError", py.get_type::<AlreadyExistsError>())?;
+    module.add("BundleDamagedError", py.get_type::<BundleDamagedError>())?;
+    module.add("UnknownAccountError", py.get_type::<UnknownAccountError>())?;
+    module.add("SourceChangedError", py.get_type::<SourceChangedError>())?;
+    module.add("CommandFailedError", py.get_type::<CommandFailedError>())?;
     Ok(())
 }

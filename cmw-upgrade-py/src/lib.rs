@@ -578,6 +578,183 @@ fn migrate_config<'py>(
     to_python(py, &report)
 }
 
+/// Runs `work` with the interpreter released; when `callback` is given, calls it
+/// about five times a second with the progress as a dict (phase, total_bytes,
+/// total_files, done_bytes, done_files), from the calling thread.
+fn run_with_progress<T: Send>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    work: impl FnOnce(&core::backup::Progress) -> core::Result<T> + Send,
+) -> PyResult<T> {
+    let progress = core::backup::Progress::default();
+    let Some(callback) = callback else {
+        return py.detach(|| work(&progress)).map_err(core_error);
+    };
+    let mut callback_error = None;
+    let result = py.detach(|| {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(|| work(&progress));
+            let report = |callback_error: &mut Option<PyErr>| {
+                Python::attach(|py| {
+                    let called = to_python(py, &progress.snapshot())
+                        .and_then(|snapshot| callback.call1(py, (snapshot,)));
+                    if let Err(error) = called {
+                        callback_error.get_or_insert(error);
+                    }
+                });
+            };
+            while !worker.is_finished() {
+                if callback_error.is_none() {
+                    report(&mut callback_error);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            if callback_error.is_none() {
+                report(&mut callback_error);
+            }
+            worker.join().expect("the worker does not panic")
+        })
+    });
+    let value = result.map_err(core_error)?;
+    // The work cannot be interrupted halfway, so a failing callback is reported after it.
+    match callback_error {
+        Some(error) => Err(error),
+        None => Ok(value),
+    }
+}
+
+/// Backs up an instance into a new bundle folder `dest`.
+///
+/// Same as `cmw-upgrade backup --json`: returns bundle, method, consistency,
+/// snapshot, files, bytes, seconds, warnings. `method` is "copy" or "snapshot";
+/// `progress` is an optional callable taking a dict.
+#[pyfunction]
+#[pyo3(signature = (instance, dest, root = "/".into(), method = "copy", with_streams = false, family = None, control_script = None, check_space = true, progress = None))]
+#[allow(clippy::too_many_arguments)]
+fn backup<'py>(
+    py: Python<'py>,
+    instance: &str,
+    dest: PathBuf,
+    root: PathBuf,
+    method: &str,
+    with_streams: bool,
+    family: Option<&str>,
+    control_script: Option<PathBuf>,
+    check_space: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let method = match method {
+        "copy" => core::backup::BackupMethod::Copy,
+        "snapshot" => core::backup::BackupMethod::Snapshot,
+        other => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown method {other:?}: use \"copy\" or \"snapshot\""
+            )))
+        }
+    };
+    let options = core::backup::BackupOptions {
+        family: family_of_root(&root, family)?,
+        instance: parse_instance(instance)?,
+        root,
+        destination: dest,
+        method,
+        with_streams,
+        control_script,
+        check_space,
+    };
+    let report = run_with_progress(py, progress, |progress| {
+        core::backup::backup(&options, &core::exec::SystemRunner, progress)
+    })?;
+    to_python(py, &report)
+}
+
+/// Re-hashes every file of a bundle against its manifest.
+///
+/// Returns {"ok", "missing", "changed", "extra"}, paths relative to the bundle, as
+/// `cmw-upgrade backup verify --json`.
+#[pyfunction]
+#[pyo3(signature = (path, progress = None))]
+fn verify_bundle<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let report = run_with_progress(py, progress, |progress| {
+        core::backup::verify_bundle(&path, progress)
+    })?;
+    to_python(py, &report)
+}
+
+/// Lists what the instance's live database changed since the bundle was made.
+///
+/// Returns {"database", "deep", "changed", "added", "removed"}, paths relative to
+/// the database folder, as `cmw-upgrade backup drift --json`.
+#[pyfunction]
+#[pyo3(signature = (path, instance, root = "/".into(), deep = false, family = None))]
+fn bundle_drift<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    instance: &str,
+    root: PathBuf,
+    deep: bool,
+    family: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let instance = parse_instance(instance)?;
+    let family = family_of_root(&root, family)?;
+    let report = run_with_progress(py, None, |progress| {
+        let layout = core::InstanceLayout::discover(&root, &instance, family)?;
+        core::backup::bundle_drift(&path, &layout.database.path, deep, progress)
+    })?;
+    to_python(py, &report)
+}
+
+/// Puts a bundle's database (and streams) into the instance, owned by its data owner.
+///
+/// Returns the report of `cmw-upgrade restore --json`. A non-empty database folder
+/// is refused unless `replace=True`, which moves its content aside.
+#[pyfunction]
+#[pyo3(signature = (path, instance, root = "/".into(), replace = false, family = None))]
+fn restore_bundle<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    instance: &str,
+    root: PathBuf,
+    replace: bool,
+    family: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = core::backup::RestoreOptions {
+        family: family_of_root(&root, family)?,
+        instance: parse_instance(instance)?,
+        bundle: path,
+        root,
+        replace,
+    };
+    let report = run_with_progress(py, None, |progress| {
+        core::backup::restore(&options, progress)
+    })?;
+    to_python(py, &report)
+}
+
+/// Turns a platform backup (`.cdbbz`) into a bundle folder `dest`.
+#[pyfunction]
+#[pyo3(signature = (file, dest, instance = None, check_space = true))]
+fn import_cdbbz<'py>(
+    py: Python<'py>,
+    file: PathBuf,
+    dest: PathBuf,
+    instance: Option<&str>,
+    check_space: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let instance = instance
+        .map(parse_instance)
+        .transpose()?
+        .map(|name| name.to_string());
+    let report = run_with_progress(py, None, |progress| {
+        core::backup::import_cdbbz(&file, &dest, instance.as_deref(), check_space, progress)
+    })?;
+    to_python(py, &report)
+}
+
 /// The Python module `cmw_upgrade`.
 #[pymodule]
 fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -599,6 +776,11 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_version_list, module)?)?;
     module.add_function(wrap_pyfunction!(migrate_config, module)?)?;
     module.add_function(wrap_pyfunction!(parse_prerequisites_list, module)?)?;
+    module.add_function(wrap_pyfunction!(backup, module)?)?;
+    module.add_function(wrap_pyfunction!(verify_bundle, module)?)?;
+    module.add_function(wrap_pyfunction!(bundle_drift, module)?)?;
+    module.add_function(wrap_pyfunction!(restore_bundle, module)?)?;
+    module.add_function(wrap_pyfunction!(import_cdbbz, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());
     for family in core::OsFamily::ALL {

@@ -198,3 +198,58 @@ def test_migrate_config_errors(tmp_path):
     report = cmw_upgrade.migrate_config(old, "prod", root=new, check=False)
     assert report["written"] == []
     assert any("cluster.name" in error for error in report["errors"])
+
+
+def test_backup_verify_drift_restore(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    fixtures("server", old, "deb")
+    fixtures("new-server", new, "deb", "5.0.1234.0")
+    bundle = tmp_path / "bundle"
+    seen = []
+    report = cmw_upgrade.backup("prod", bundle, root=old, with_streams=True, progress=seen.append)
+    assert report["bundle"] == str(bundle)
+    assert report["method"] == "copy" and "crash-consistent" in report["consistency"]
+    assert report["files"] > 80
+    assert seen and seen[-1]["phase"] in {"copying", "verifying", "flushing"}
+    assert set(seen[-1]) == {"phase", "total_bytes", "total_files", "done_bytes", "done_files"}
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["instance"] == "prod" and manifest["platform_version"] == "4.7.2890.0"
+
+    assert cmw_upgrade.verify_bundle(bundle) == {"ok": True, "missing": [], "changed": [], "extra": []}
+    cli = REPO / "target" / "debug" / "cmw-upgrade"
+    output = subprocess.run([str(cli), "--json", "backup", "verify", str(bundle)], capture_output=True, text=True)
+    assert json.loads(output.stdout) == cmw_upgrade.verify_bundle(str(bundle))
+
+    (old / "var/lib/comindware/prod/Database/db/late.bin").write_text("late")
+    drift = cmw_upgrade.bundle_drift(bundle, "prod", root=old)
+    assert drift["added"] == ["db/late.bin"] and drift["changed"] == [] and drift["removed"] == []
+
+    with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten"):
+        cmw_upgrade.backup("prod", bundle, root=old)
+    restored = cmw_upgrade.restore_bundle(bundle, "prod", root=new)
+    assert restored["owner"] == "www-data:www-data"
+    assert [part["part"] for part in restored["parts"]] == ["database", "streams"]
+    assert (new / "var/lib/comindware/prod/Database/db").is_dir()
+    with pytest.raises(cmw_upgrade.AlreadyExistsError, match="--replace"):
+        cmw_upgrade.restore_bundle(bundle, "prod", root=new)
+
+    (bundle / "database" / "db" / "stray").write_text("x")
+    assert cmw_upgrade.verify_bundle(bundle)["extra"] == ["database/db/stray"]
+    with pytest.raises(cmw_upgrade.BundleDamagedError):
+        cmw_upgrade.restore_bundle(bundle, "prod", root=new, replace=True)
+
+
+def test_import_cdbbz(tmp_path):
+    import zipfile
+
+    cdbbz = tmp_path / "prod.cdbbz"
+    with zipfile.ZipFile(cdbbz, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("Database/db/part-0.bin", b"\x00" * 1000)
+        archive.writestr("Scripts/OnSave.cs", "// script")
+        archive.writestr("Streams/1.bin", "upload")
+    report = cmw_upgrade.import_cdbbz(cdbbz, tmp_path / "bundle", instance="prod")
+    assert report["method"] == "import" and report["files"] == 3
+    assert (tmp_path / "bundle/database/Scripts/OnSave.cs").read_text() == "// script"
+    assert cmw_upgrade.verify_bundle(tmp_path / "bundle")["ok"]
+    with pytest.raises(cmw_upgrade.FileAccessError, match="not-there.cdbbz"):
+        cmw_upgrade.import_cdbbz(tmp_path / "not-there.cdbbz", tmp_path / "other")
