@@ -12,6 +12,16 @@ use cmw_upgrade_core::OsFamily;
 use cmw_upgrade_tests::{write_new_server, DatabaseSpec, ServerSpec};
 use util::{cmw, cmw_in, json, server, stderr, stdout};
 
+/// `cmw-upgrade --root ROOT [--json] backup --instance prod --dest DEST`.
+fn backup_to(root: &Path, dest: &Path, json: bool) -> std::process::Output {
+    let dest = dest.to_str().unwrap();
+    let mut args = vec!["backup", "--instance", "prod", "--dest", dest];
+    if json {
+        args.insert(0, "--json");
+    }
+    cmw_in(root, &args)
+}
+
 fn keys(value: &serde_json::Value) -> Vec<String> {
     let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
     keys.sort();
@@ -25,10 +35,7 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     let bundle = work.path().join("prod-bundle");
     let bundle_arg = bundle.to_str().unwrap();
 
-    let output = cmw_in(
-        old.path(),
-        &["backup", "--instance", "prod", "--dest", bundle_arg],
-    );
+    let output = backup_to(old.path(), &bundle, false);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("crash-consistent"), "{text}");
@@ -111,17 +118,7 @@ fn errors_exit_2_and_leave_nothing_behind() {
     let work = tempfile::tempdir().unwrap();
     let existing = work.path().join("existing");
     fs::create_dir(&existing).unwrap();
-    let output = cmw_in(
-        old.path(),
-        &[
-            "--json",
-            "backup",
-            "--instance",
-            "prod",
-            "--dest",
-            existing.to_str().unwrap(),
-        ],
-    );
+    let output = backup_to(old.path(), &existing, true);
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(json(&output)["error"]["kind"], "already_exists");
     let output = cmw(&["backup", "verify", work.path().to_str().unwrap()]);
@@ -180,17 +177,7 @@ fn a_backup_killed_mid_copy_never_looks_finished_and_a_rerun_completes() {
     );
     assert!(partial.exists(), "the leftover stays until the next run");
 
-    let output = cmw_in(
-        old.path(),
-        &[
-            "--json",
-            "backup",
-            "--instance",
-            "prod",
-            "--dest",
-            bundle.to_str().unwrap(),
-        ],
-    );
+    let output = backup_to(old.path(), &bundle, true);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(!partial.exists());
     let output = cmw(&["--json", "backup", "verify", bundle.to_str().unwrap()]);

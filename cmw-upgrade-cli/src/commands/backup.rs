@@ -125,30 +125,51 @@ fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<Exi
     Ok(ExitStatus::Success)
 }
 
-fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, CliError> {
-    let progress = Progress::default();
-    let report = with_progress(&progress, !global.json, || {
-        backup::verify_bundle(&args.bundle, &progress)
-    })?;
-    let status = if report.ok {
+/// Prints a report of path lists: as JSON, or as aligned `label path` lines.
+/// Returns the exit status (0 when `clean`, 1 otherwise) and, for text, stdout
+/// still locked for the summary line.
+fn print_lists<T: serde::Serialize>(
+    global: &GlobalArgs,
+    report: &T,
+    clean: bool,
+    lists: &[(&str, &Vec<String>)],
+) -> Result<(ExitStatus, Option<std::io::StdoutLock<'static>>), CliError> {
+    let status = if clean {
         ExitStatus::Success
     } else {
         ExitStatus::Failed
     };
     if global.json {
-        print_json(&report)?;
-        return Ok(status);
+        print_json(report)?;
+        return Ok((status, None));
     }
     let mut out = std::io::stdout().lock();
-    for (label, paths) in [
-        ("missing", &report.missing),
-        ("changed", &report.changed),
-        ("extra", &report.extra),
-    ] {
-        for path in paths {
+    for (label, paths) in lists {
+        for path in paths.iter() {
             writeln!(out, "{label:<8} {path}")?;
         }
     }
+    Ok((status, Some(out)))
+}
+
+fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, CliError> {
+    let progress = Progress::default();
+    let report = with_progress(&progress, !global.json, || {
+        backup::verify_bundle(&args.bundle, &progress)
+    })?;
+    let (status, out) = print_lists(
+        global,
+        &report,
+        report.ok,
+        &[
+            ("missing", &report.missing),
+            ("changed", &report.changed),
+            ("extra", &report.extra),
+        ],
+    )?;
+    let Some(mut out) = out else {
+        return Ok(status);
+    };
     if report.ok {
         writeln!(
             out,
@@ -177,25 +198,19 @@ fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliE
     })?;
     let changed =
         !(report.changed.is_empty() && report.added.is_empty() && report.removed.is_empty());
-    let status = if changed {
-        ExitStatus::Failed
-    } else {
-        ExitStatus::Success
-    };
-    if global.json {
-        print_json(&report)?;
+    let (status, out) = print_lists(
+        global,
+        &report,
+        !changed,
+        &[
+            ("changed", &report.changed),
+            ("added", &report.added),
+            ("removed", &report.removed),
+        ],
+    )?;
+    let Some(mut out) = out else {
         return Ok(status);
-    }
-    let mut out = std::io::stdout().lock();
-    for (label, paths) in [
-        ("changed", &report.changed),
-        ("added", &report.added),
-        ("removed", &report.removed),
-    ] {
-        for path in paths {
-            writeln!(out, "{label:<8} {path}")?;
-        }
-    }
+    };
     if changed {
         writeln!(
             out,

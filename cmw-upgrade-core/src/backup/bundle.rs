@@ -5,13 +5,13 @@
 //! written, every file re-hashed against it and the file system flushed is the
 //! folder renamed to `DIR`. Dropping an unfinished [`PartialBundle`] removes it.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::tree::remove_own_tree;
+use super::tree::{create_private_file, remove_own_tree};
 use super::verify::verify_entries;
 use super::Progress;
 use crate::error::{Error, Result};
@@ -213,12 +213,7 @@ impl PartialBundle {
             )
         })?;
         json.push(b'\n');
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| Error::io("create", &path, error))?;
+        let mut file = create_private_file(&path)?;
         file.write_all(&json)
             .map_err(|error| Error::io("write", &path, error))?;
         // The flush to disk and the re-hash (from the page cache) run side by

@@ -5,9 +5,9 @@
 //! extracted, so the manifest costs no second read.
 
 use std::collections::BTreeMap;
-use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, File, FileTimes};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ use super::bundle::{check_free_space, PartialBundle};
 use super::manifest::{
     BackupMethod, BundleSources, EntryKind, Manifest, ManifestEntry, FORMAT_VERSION,
 };
+use super::tree::{create_private_file, hash_stream, StreamError};
 use super::{host_name, BackupReport, Phase, Progress};
 use crate::error::{Error, Result};
 use crate::exec::{unix_seconds_from_civil, utc_rfc3339};
@@ -68,6 +69,36 @@ fn zip_time(time: Option<zip::DateTime>) -> (i64, SystemTime) {
         seconds,
         UNIX_EPOCH + Duration::from_secs(seconds.max(0) as u64),
     )
+}
+
+/// Gives an extracted file or folder its mode and time, and describes it for the manifest.
+fn settle(
+    handle: &File,
+    written: &Path,
+    path: &str,
+    kind: EntryKind,
+    mode: u32,
+    (seconds, time): (i64, SystemTime),
+) -> Result<ManifestEntry> {
+    handle
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .and_then(|()| handle.set_times(FileTimes::new().set_modified(time).set_accessed(time)))
+        .map_err(|error| Error::io("set the mode and times of", written, error))?;
+    let metadata = handle
+        .metadata()
+        .map_err(|error| Error::io("inspect", written, error))?;
+    Ok(ManifestEntry {
+        path: path.to_owned(),
+        kind,
+        size: 0,
+        mode,
+        mtime: seconds,
+        mtime_nsec: 0,
+        uid: metadata.uid(),
+        gid: metadata.gid(),
+        blake3: None,
+        target: None,
+    })
 }
 
 /// Converts the platform backup `file` into a new bundle at `destination`.
@@ -171,75 +202,40 @@ pub fn import_cdbbz(
             .by_index(*index)
             .map_err(|error| zip_error(file, error))?;
         let target = partial.path().join(path);
-        let mut output = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&target)
-            .map_err(|error| Error::io("create", &target, error))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut size = 0u64;
-        loop {
-            let read = match entry.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(Error::io("extract", PathBuf::from(path), error)),
-            };
-            hasher.update(&buffer[..read]);
-            output
-                .write_all(&buffer[..read])
-                .map_err(|error| Error::io("write", &target, error))?;
-            size += read as u64;
-            progress.add_bytes(read as u64);
-        }
+        let mut output = create_private_file(&target)?;
+        let (size, hash) = hash_stream(&mut entry, Some(&mut output), &mut buffer, progress)
+            .map_err(|error| match error {
+                StreamError::Read(error) => Error::io("extract", PathBuf::from(path), error),
+                StreamError::Write(error) => Error::io("write", &target, error),
+            })?;
         let mode = entry.unix_mode().map_or(0o644, |mode| mode & 0o7777);
         let (seconds, time) = zip_time(entry.last_modified());
-        output
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .and_then(|()| output.set_times(FileTimes::new().set_modified(time).set_accessed(time)))
-            .map_err(|error| Error::io("set the mode and times of", &target, error))?;
-        let metadata = output
-            .metadata()
-            .map_err(|error| Error::io("inspect", &target, error))?;
-        progress.add_file();
-        entries.push(ManifestEntry {
-            path: path.clone(),
-            kind: EntryKind::File,
-            size,
+        let mut manifest_entry = settle(
+            &output,
+            &target,
+            path,
+            EntryKind::File,
             mode,
-            mtime: seconds,
-            mtime_nsec: 0,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
-            blake3: Some(hasher.finalize().to_hex().to_string()),
-            target: None,
-        });
+            (seconds, time),
+        )?;
+        manifest_entry.size = size;
+        manifest_entry.blake3 = Some(hash);
+        progress.add_file();
+        entries.push(manifest_entry);
     }
     // Deepest folders first, so setting a time is not undone by filling a child.
     for (path, attributes) in folders.iter().rev() {
         let folder = partial.path().join(path);
         let (mode, seconds, time) = attributes.unwrap_or((0o755, 0, UNIX_EPOCH));
         let handle = File::open(&folder).map_err(|error| Error::io("open", &folder, error))?;
-        handle
-            .set_permissions(fs::Permissions::from_mode(mode))
-            .and_then(|()| handle.set_times(FileTimes::new().set_modified(time).set_accessed(time)))
-            .map_err(|error| Error::io("set the mode and times of", &folder, error))?;
-        let metadata = handle
-            .metadata()
-            .map_err(|error| Error::io("inspect", &folder, error))?;
-        entries.push(ManifestEntry {
-            path: path.clone(),
-            kind: EntryKind::Dir,
-            size: 0,
+        entries.push(settle(
+            &handle,
+            &folder,
+            path,
+            EntryKind::Dir,
             mode,
-            mtime: seconds,
-            mtime_nsec: 0,
-            uid: metadata.uid(),
-            gid: metadata.gid(),
-            blake3: None,
-            target: None,
-        });
+            (seconds, time),
+        )?);
     }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let manifest = Manifest {

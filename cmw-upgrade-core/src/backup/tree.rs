@@ -370,28 +370,13 @@ fn copy_one_file(
             details: "it is no longer a regular file".to_owned(),
         });
     }
-    let mut output = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(destination)
-        .map_err(|error| Error::io("create", destination, error))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    loop {
-        let read = match input.read(buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(Error::io("read", source, error)),
-        };
-        hasher.update(&buffer[..read]);
-        output
-            .write_all(&buffer[..read])
-            .map_err(|error| Error::io("write", destination, error))?;
-        size += read as u64;
-        progress.add_bytes(read as u64);
-    }
+    let mut output = create_private_file(destination)?;
+    let (size, blake3) = hash_stream(&mut input, Some(&mut output), buffer, progress).map_err(
+        |error| match error {
+            StreamError::Read(error) => Error::io("read", source, error),
+            StreamError::Write(error) => Error::io("write", destination, error),
+        },
+    )?;
     start_writeback(&output);
     // Attributes as they were when the copy started: a file the instance changes
     // afterwards then shows up as changed in `backup drift`.
@@ -412,13 +397,64 @@ fn copy_one_file(
     Ok(CopiedFile {
         index,
         size,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3,
         mode: metadata.mode() & 0o7777,
         uid: metadata.uid(),
         gid: metadata.gid(),
         mtime: metadata.mtime(),
         mtime_nsec: metadata.mtime_nsec() as u32,
     })
+}
+
+/// Why a hashed stream copy stopped.
+pub(crate) enum StreamError {
+    /// Reading the input failed.
+    Read(io::Error),
+    /// Writing the output failed.
+    Write(io::Error),
+}
+
+/// Reads `input` to its end through `buffer`, hashing every byte with BLAKE3
+/// and writing it to `output` when there is one: the one pass that copies,
+/// hashes and counts progress. Returns the bytes read and the hex hash.
+pub(crate) fn hash_stream(
+    input: &mut dyn Read,
+    mut output: Option<&mut dyn Write>,
+    buffer: &mut [u8],
+    progress: &Progress,
+) -> std::result::Result<(u64, String), StreamError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    loop {
+        let read = match input.read(buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(StreamError::Read(error)),
+        };
+        hasher.update(&buffer[..read]);
+        if let Some(output) = output.as_mut() {
+            output
+                .write_all(&buffer[..read])
+                .map_err(StreamError::Write)?;
+        }
+        size += read as u64;
+        progress.add_bytes(read as u64);
+    }
+    Ok((size, hasher.finalize().to_hex().to_string()))
+}
+
+/// Creates a new file only the tool's user can read (`0600`); never replaces one.
+///
+/// # Errors
+/// [`Error::Io`] naming the path.
+pub(crate) fn create_private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| Error::io("create", path, error))
 }
 
 /// Asks the kernel to start writing the file to disk now, without waiting.
@@ -561,21 +597,11 @@ pub(crate) fn hash_file(
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size = 0u64;
-    loop {
-        let read = match input.read(buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        hasher.update(&buffer[..read]);
-        size += read as u64;
-        progress.add_bytes(read as u64);
-    }
+    let hashed = hash_stream(&mut input, None, buffer, progress).map_err(|error| match error {
+        StreamError::Read(error) | StreamError::Write(error) => error,
+    })?;
     progress.add_file();
-    Ok((size, hasher.finalize().to_hex().to_string()))
+    Ok(hashed)
 }
 
 /// Hashes the given files on all cores: `(size, blake3)` or the error, in order.
