@@ -261,3 +261,39 @@ fn a_terminal_gets_a_progress_line_and_help_teaches() {
         "{help}"
     );
 }
+
+#[test]
+fn an_unreadable_file_names_the_path_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    // Run as an unprivileged user (nobody), as an admin who forgot sudo would.
+    let work = tempfile::tempdir().unwrap();
+    fs::set_permissions(work.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = work.path().join("server");
+    cmw_upgrade_tests::write_server(&root, &ServerSpec::default()).unwrap();
+    let secret = root.join("var/lib/comindware/prod/Database/db/marshaller/secret.bin");
+    fs::write(&secret, "root only").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let bundles = work.path().join("bundles");
+    fs::create_dir(&bundles).unwrap();
+    fs::set_permissions(&bundles, fs::Permissions::from_mode(0o777)).unwrap();
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .arg("--root")
+        .arg(&root)
+        .args(["backup", "--family", "deb", "--instance", "prod", "--dest"])
+        .arg(bundles.join("prod"))
+        .output()
+        .unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}");
+    assert!(
+        message.contains("secret.bin") && message.contains("Permission denied"),
+        "{message}"
+    );
+    assert_eq!(
+        fs::read_dir(&bundles).unwrap().count(),
+        0,
+        "the partial bundle is removed"
+    );
+}
