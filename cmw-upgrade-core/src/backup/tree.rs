@@ -611,7 +611,7 @@ pub(crate) fn hash_files(paths: &[PathBuf], progress: &Progress) -> Vec<io::Resu
         || vec![0u8; BUFFER_BYTES],
         |buffer, path| Ok(hash_file(path, buffer, progress)),
     )
-    .unwrap_or_default()
+    .expect("per-file errors are results, so the map itself never fails")
 }
 
 /// Every path under `folder` relative to it (`/`-separated), without following links.
