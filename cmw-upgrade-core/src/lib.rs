@@ -35,6 +35,7 @@ pub mod config;
 pub mod directives;
 pub mod error;
 pub mod exec;
+pub mod executor;
 pub mod instance;
 pub mod layout;
 pub mod logs;
