@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_atomic, FileAttributes};
 use crate::config::secrets::is_secret_key;
@@ -107,7 +107,7 @@ pub fn shell_quote(text: &str) -> String {
 }
 
 /// One effect, as a dry run plans it and a transcript records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     /// A command ran.

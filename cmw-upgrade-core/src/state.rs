@@ -1,0 +1,292 @@
+//! The state of an upgrade run, kept on disk so a run resumes where it stopped,
+//! and the lock that keeps two runs off one instance.
+//!
+//! The state file is `/var/lib/cmw-upgrade/<instance>/state.json` (under the
+//! root), written atomically through the executor after every change, so a
+//! crash at any point leaves the last finished step recorded. The lock is an
+//! advisory `flock` on `lock` beside it: the kernel releases it when the
+//! process dies, so a `kill -9` never leaves a stale lock behind.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::executor::{place_under_root, Executor, Operation};
+use crate::instance::InstanceName;
+
+/// Where the tool keeps its own state on a server.
+pub const STATE_ROOT: &str = "/var/lib/cmw-upgrade";
+
+/// The state format this tool writes and reads.
+pub const STATE_FORMAT: u32 = 1;
+
+/// The state file of an instance, as a server path.
+pub fn state_file(instance: &InstanceName) -> String {
+    format!("{STATE_ROOT}/{instance}/state.json")
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started.
+    Pending,
+    /// Started and not finished: interrupted, or still running.
+    Running,
+    /// Finished and checked.
+    Done,
+    /// Failed; the run stopped here.
+    Failed,
+    /// Undone by a rollback.
+    RolledBack,
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's name.
+    pub name: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// When it last started, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    /// When it finished or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// How long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// What it produced that later steps or a rollback need (`bundle`, `aside`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, String>,
+    /// The commands and file operations it performed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<Operation>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A whole run's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// The instance.
+    pub instance: String,
+    /// The steps in the order they run.
+    pub steps: Vec<StepRecord>,
+}
+
+impl RunState {
+    /// A fresh state with every step pending.
+    pub fn new(instance: &InstanceName, step_names: &[&str]) -> Self {
+        RunState {
+            format: STATE_FORMAT,
+            instance: instance.to_string(),
+            steps: step_names
+                .iter()
+                .map(|name| StepRecord {
+                    name: (*name).to_owned(),
+                    status: StepStatus::Pending,
+                    started: None,
+                    finished: None,
+                    seconds: None,
+                    artifacts: BTreeMap::new(),
+                    commands: Vec::new(),
+                    error: None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the instance's state through `executor`; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`Error::ConfigParse`] for a damaged or foreign state file; [`Error::Io`].
+    pub fn load(executor: &dyn Executor, instance: &InstanceName) -> Result<Option<Self>> {
+        let path = state_file(instance);
+        let Some(bytes) = executor.read_file(&path)? else {
+            return Ok(None);
+        };
+        let damaged = |message: String| Error::ConfigParse {
+            path: PathBuf::from(&path),
+            line: None,
+            message: format!("{message}; move it away to start over, or fix it"),
+        };
+        let state: RunState = serde_json::from_slice(&bytes)
+            .map_err(|error| damaged(format!("the run state does not parse: {error}")))?;
+        if state.format != STATE_FORMAT || state.instance != instance.as_str() {
+            return Err(damaged(format!(
+                "the run state has format {} for instance {:?}",
+                state.format, state.instance
+            )));
+        }
+        Ok(Some(state))
+    }
+
+    /// Writes the state atomically through `executor` (mode 0600).
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file; the previous state is then unchanged.
+    pub fn save(&self, executor: &dyn Executor) -> Result<()> {
+        let path = state_file(&InstanceName::new(&self.instance)?);
+        let folder = Path::new(&path)
+            .parent()
+            .map(|folder| folder.to_string_lossy().into_owned())
+            .unwrap_or_else(|| STATE_ROOT.to_owned());
+        executor.create_dir_all(&folder)?;
+        let mut json = serde_json::to_vec_pretty(self)
+            .map_err(|error| Error::io("write", &path, std::io::Error::other(error.to_string())))?;
+        json.push(b'\n');
+        executor.write_file(&path, &json, 0o600)
+    }
+
+    /// The first step that is not done: where a rerun resumes. `None` when all are done.
+    pub fn resume_index(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|step| step.status != StepStatus::Done)
+    }
+
+    /// The record of the step called `name`.
+    pub fn step_mut(&mut self, name: &str) -> Option<&mut StepRecord> {
+        self.steps.iter_mut().find(|step| step.name == name)
+    }
+
+    /// An artifact recorded by any step (the latest step that recorded it wins).
+    pub fn artifact(&self, key: &str) -> Option<&str> {
+        self.steps
+            .iter()
+            .rev()
+            .find_map(|step| step.artifacts.get(key))
+            .map(String::as_str)
+    }
+}
+
+/// An exclusive hold on an instance for one run; released when dropped or
+/// when the process dies.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock of `instance` on the server under `root`, without waiting.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when another run holds it (its pid is named);
+    /// [`Error::Io`] when the lock file cannot be made.
+    pub fn acquire(root: &Path, instance: &InstanceName) -> Result<RunLock> {
+        let folder = place_under_root(root, &format!("{STATE_ROOT}/{instance}"))?;
+        fs::create_dir_all(&folder)
+            .map_err(|error| Error::io("create the folder", &folder, error))?;
+        let path = folder.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|error| Error::io("open the lock file", &path, error))?;
+        if let Err(error) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            if error != rustix::io::Errno::WOULDBLOCK {
+                return Err(Error::io("lock", &path, error.into()));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(Error::AlreadyExists {
+                path: PathBuf::from(format!(
+                    "{} (held by process {})",
+                    path.display(),
+                    holder.trim()
+                )),
+                hint: "another cmw-upgrade run is working on this instance; wait for it, or see `cmw-upgrade status`",
+            });
+        }
+        // Holding the lock: say who holds it, for the message above.
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        Ok(RunLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::{DryRun, LocalExecutor, Recording};
+
+    fn prod() -> InstanceName {
+        InstanceName::new("prod").unwrap()
+    }
+
+    #[test]
+    fn state_survives_a_save_and_load_and_says_where_to_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalExecutor::new(dir.path());
+        assert_eq!(RunState::load(&local, &prod()).unwrap(), None);
+        let mut state = RunState::new(&prod(), &["backup", "install", "transfer"]);
+        assert_eq!(state.resume_index(), Some(0));
+        let step = state.step_mut("backup").unwrap();
+        step.status = StepStatus::Done;
+        step.artifacts
+            .insert("bundle".into(), "/mnt/backup/prod".into());
+        state.step_mut("install").unwrap().status = StepStatus::Running;
+        state.save(&local).unwrap();
+        let loaded = RunState::load(&local, &prod()).unwrap().unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(
+            loaded.resume_index(),
+            Some(1),
+            "an interrupted step runs again"
+        );
+        assert_eq!(loaded.artifact("bundle"), Some("/mnt/backup/prod"));
+        let file = dir.path().join("var/lib/cmw-upgrade/prod/state.json");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+
+        fs::write(&file, "{not json").unwrap();
+        let error = RunState::load(&local, &prod()).unwrap_err();
+        assert!(error.to_string().contains("state.json"), "{error}");
+
+        // A dry run saves nothing but shows the write.
+        let plan = Recording::new(DryRun::new(LocalExecutor::new(dir.path().join("other"))));
+        state.save(&plan).unwrap();
+        assert_eq!(plan.operations().len(), 2);
+        assert!(!dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn one_run_at_a_time_per_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RunLock::acquire(dir.path(), &prod()).unwrap();
+        let error = RunLock::acquire(dir.path(), &prod()).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
+        assert!(RunLock::acquire(dir.path(), &InstanceName::new("test").unwrap()).is_ok());
+        drop(lock);
+        assert!(
+            RunLock::acquire(dir.path(), &prod()).is_ok(),
+            "released when dropped"
+        );
+    }
+}
