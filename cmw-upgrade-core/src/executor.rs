@@ -244,6 +244,37 @@ pub trait Executor: Send + Sync {
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()>;
 }
 
+// A borrowed executor is an executor, so wrappers can borrow (`Recording::new(&ssh)`).
+impl<E: Executor + ?Sized> Executor for &E {
+    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
+        (**self).execute(command)
+    }
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        (**self).read_file(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        (**self).exists(path)
+    }
+    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
+        (**self).write_file(path, content, mode)
+    }
+    fn create_dir_all(&self, path: &str) -> Result<()> {
+        (**self).create_dir_all(path)
+    }
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        (**self).copy(from, to)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        (**self).remove(path)
+    }
+    fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
+        (**self).chown_tree(path, uid, gid)
+    }
+}
+
 // Code written against `CommandRunner` (the config migration's `nginx -t`,
 // the backup's snapshot) runs through any executor.
 impl<E: Executor + ?Sized> CommandRunner for E {
@@ -384,10 +415,12 @@ impl Executor for LocalExecutor {
                 let _ = child.kill();
                 let _ = child.wait();
                 let limit = command.timeout.unwrap_or_default();
+                // The output readers are left to finish on their own: a grandchild
+                // (or an ssh master holding the pipes) may keep them open.
                 return Err(command_failed(
                     command,
                     format!("timed out after {}s and was killed", limit.as_secs_f64()),
-                    String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+                    String::new(),
                     "check why it hangs (its logs), then rerun",
                 ));
             }

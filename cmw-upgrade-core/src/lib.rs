@@ -44,6 +44,7 @@ pub mod parallel;
 pub mod paths;
 pub mod prune;
 pub mod script_output;
+pub mod ssh;
 pub mod state;
 pub mod systemd;
 pub mod units;

@@ -12,6 +12,8 @@
 //! write_server(root.path(), &ServerSpec::default()).unwrap();
 //! ```
 
+pub mod sshd;
+
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};

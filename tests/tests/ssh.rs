@@ -1,0 +1,134 @@
+//! The ssh executor against a real OpenSSH server on loopback.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use cmw_upgrade_core::executor::{CommandSpec, Executor, Operation, Recording};
+use cmw_upgrade_core::ssh::{SshExecutor, SshTarget};
+use cmw_upgrade_core::Error;
+use cmw_upgrade_tests::sshd::TestSshd;
+
+fn connect(sshd: &TestSshd) -> SshExecutor {
+    SshExecutor::connect(SshTarget {
+        destination: sshd.destination(),
+        port: sshd.port,
+        identity_file: Some(sshd.identity_file()),
+        known_hosts_file: Some(sshd.known_hosts_file()),
+    })
+    .expect("connects to the test sshd")
+}
+
+#[test]
+fn commands_and_files_go_over_one_master_connection() {
+    let sshd = TestSshd::start().expect("sshd starts (openssh-server is installed by .ci/run)");
+    let remote = connect(&sshd);
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("new server's /var/lib");
+    let folder_text = folder.to_str().unwrap();
+
+    // An argument that a shell would split or expand arrives as one word.
+    let tricky = "a b; touch /tmp/cmw-upgrade-pwned $(id) 'q'";
+    let output = remote
+        .execute(
+            &CommandSpec::new(["printf", "%s|", tricky, "$HOME"])
+                .with_env("GREETING", "hi there")
+                .in_folder("/"),
+        )
+        .unwrap();
+    assert_eq!(output.stdout, format!("{tricky}|$HOME|"));
+    assert!(!std::path::Path::new("/tmp/cmw-upgrade-pwned").exists());
+    let output = remote
+        .execute(
+            &CommandSpec::new(["sh", "-c", "echo \"$GREETING\"; exit 7"])
+                .with_env("GREETING", "hi there"),
+        )
+        .unwrap();
+    assert_eq!(
+        (output.code, output.stdout.as_str()),
+        (Some(7), "hi there\n")
+    );
+
+    // Every command reuses the master: one TCP connection, so one client port.
+    let connection = |_| {
+        remote
+            .execute(&CommandSpec::new(["sh", "-c", "echo $SSH_CONNECTION"]))
+            .unwrap()
+            .stdout
+    };
+    let seen: Vec<String> = (0..3).map(connection).collect();
+    assert!(
+        seen.iter().all(|line| line == &seen[0]) && !seen[0].trim().is_empty(),
+        "{seen:?}"
+    );
+
+    let recording = Recording::new(&remote);
+    let file = format!("{folder_text}/state.json");
+    recording.create_dir_all(folder_text).unwrap();
+    recording
+        .write_file(&file, b"{\"step\": 1}\n", 0o600)
+        .unwrap();
+    assert_eq!(fs::read(&file).unwrap(), b"{\"step\": 1}\n");
+    assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(
+        recording.read_file(&file).unwrap().unwrap(),
+        b"{\"step\": 1}\n"
+    );
+    assert_eq!(
+        recording
+            .read_file(&format!("{folder_text}/missing"))
+            .unwrap(),
+        None
+    );
+    assert!(recording.exists(&file).unwrap());
+    let copy = format!("{folder_text}/copy.json");
+    recording.copy(&file, &copy).unwrap();
+    assert!(
+        recording.copy(&file, &copy).is_err(),
+        "a copy never overwrites"
+    );
+    recording.chown_tree(folder_text, 33, 33).unwrap();
+    assert_eq!(fs::metadata(&copy).unwrap().uid(), 33);
+    recording
+        .rename(&copy, &format!("{folder_text}/moved.json"))
+        .unwrap();
+    recording.remove(folder_text).unwrap();
+    assert!(!folder.exists());
+    assert!(matches!(
+        recording.remove("/var/../etc"),
+        Err(Error::PathOutsideRoot { .. })
+    ));
+    let operations = recording.operations();
+    assert!(matches!(&operations[0], Operation::CreateDir { path } if path == folder_text));
+    assert_eq!(operations.len(), 8, "{operations:?}");
+
+    let error = remote
+        .execute(&CommandSpec::new(["sleep", "30"]).with_timeout(Duration::from_millis(300)))
+        .unwrap_err();
+    assert!(error.to_string().contains("timed out"), "{error}");
+}
+
+#[test]
+fn a_wrong_host_key_or_key_is_refused() {
+    let sshd = TestSshd::start().unwrap();
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let error = SshExecutor::connect(SshTarget {
+        destination: sshd.destination(),
+        port: sshd.port,
+        identity_file: Some(sshd.identity_file()),
+        known_hosts_file: Some(empty.path().to_path_buf()),
+    })
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("Host key verification failed"),
+        "{message}"
+    );
+    assert!(SshExecutor::connect(SshTarget {
+        destination: "-oProxyCommand=sh".to_owned(),
+        port: sshd.port,
+        identity_file: None,
+        known_hosts_file: None,
+    })
+    .is_err());
+}
