@@ -24,6 +24,7 @@ use crate::atomic::{write_atomic, FileAttributes};
 use crate::config::secrets::is_secret_key;
 use crate::error::{Error, Result};
 use crate::exec::{CommandOutput, CommandRunner};
+use crate::paths::under_root;
 
 /// A command to run: argv, environment, working folder, time limit, input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,27 +290,18 @@ impl<E: Executor + ?Sized> CommandRunner for E {
 /// # Errors
 /// [`Error::PathOutsideRoot`] saying why.
 pub fn place_under_root(root: &Path, server_path: &str) -> Result<PathBuf> {
-    let refuse = |reason: &'static str| Error::PathOutsideRoot {
-        path: server_path.to_owned(),
-        origin: "the procedure".to_owned(),
-        reason,
-    };
-    if server_path.contains('\0') {
-        return Err(refuse("holds a NUL byte"));
+    // Stricter than config paths: the procedure never needs `..`, so none is allowed.
+    if Path::new(server_path)
+        .components()
+        .any(|component| component == Component::ParentDir)
+    {
+        return Err(Error::PathOutsideRoot {
+            path: server_path.to_owned(),
+            origin: "the procedure".to_owned(),
+            reason: "contains '..'",
+        });
     }
-    let path = Path::new(server_path);
-    if !path.has_root() {
-        return Err(refuse("is not an absolute path"));
-    }
-    let mut placed = root.to_path_buf();
-    for component in path.components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => placed.push(part),
-            Component::ParentDir | Component::Prefix(_) => return Err(refuse("contains '..'")),
-        }
-    }
-    Ok(placed)
+    under_root(root, server_path, "the procedure")
 }
 
 /// The real thing, on this machine, with server paths under `root`.
