@@ -464,10 +464,14 @@ impl Executor for LocalExecutor {
             });
         }
         // GNU cp -a: modes, owners, times and links kept, the same on every family.
-        let spec = CommandSpec::new(["cp", "-a", "--no-target-directory"]).with_env("LC_ALL", "C");
-        let mut spec = spec;
-        spec.argv.push(source.to_string_lossy().into_owned());
-        spec.argv.push(target.to_string_lossy().into_owned());
+        let spec = CommandSpec::new([
+            "cp".to_owned(),
+            "-a".to_owned(),
+            "--no-target-directory".to_owned(),
+            source.to_string_lossy().into_owned(),
+            target.to_string_lossy().into_owned(),
+        ])
+        .with_env("LC_ALL", "C");
         let output = self.execute(&spec)?;
         if output.success() {
             Ok(())
