@@ -190,6 +190,11 @@ impl SshExecutor {
         })
     }
 
+    /// Runs a script that changes something and has no input or output to keep.
+    fn act(&self, what: &'static str, script: &str, arguments: &[&str]) -> Result<()> {
+        self.script(what, script, arguments, None).map(drop)
+    }
+
     fn checked<'a>(&self, path: &'a str) -> Result<&'a str> {
         place_under_root(Path::new("/"), path)?;
         Ok(path)
@@ -270,55 +275,37 @@ impl Executor for SshExecutor {
     }
 
     fn create_dir_all(&self, path: &str) -> Result<()> {
-        self.script(
+        self.act(
             "mkdir -p",
             "exec mkdir -p -- \"$1\"",
             &[self.checked(path)?],
-            None,
         )
-        .map(drop)
     }
 
     fn copy(&self, from: &str, to: &str) -> Result<()> {
-        self.script(
-            "cp -a",
-            "if [ -e \"$2\" ] || [ -L \"$2\" ]; then echo \"$2 already exists\" >&2; exit 1; fi; exec cp -a -T -- \"$1\" \"$2\"",
-            &[self.checked(from)?, self.checked(to)?],
-            None,
-        )
-        .map(drop)
+        self.act("cp -a", "if [ -e \"$2\" ] || [ -L \"$2\" ]; then echo \"$2 already exists\" >&2; exit 1; fi; exec cp -a -T -- \"$1\" \"$2\"", &[self.checked(from)?, self.checked(to)?])
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.script(
+        self.act(
             "mv",
             "exec mv -T -- \"$1\" \"$2\"",
             &[self.checked(from)?, self.checked(to)?],
-            None,
         )
-        .map(drop)
     }
 
     fn remove(&self, path: &str) -> Result<()> {
         // rm -rf removes links as links and never follows them.
-        self.script(
-            "rm -rf",
-            "exec rm -rf -- \"$1\"",
-            &[self.checked(path)?],
-            None,
-        )
-        .map(drop)
+        self.act("rm -rf", "exec rm -rf -- \"$1\"", &[self.checked(path)?])
     }
 
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         let owner = format!("{uid}:{gid}");
-        self.script(
+        self.act(
             "chown -R -h",
             "exec chown -R -h -- \"$2\" \"$1\"",
             &[self.checked(path)?, &owner],
-            None,
         )
-        .map(drop)
     }
 }
 

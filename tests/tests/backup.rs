@@ -111,6 +111,24 @@ fn options(root: &Path, destination: &Path) -> BackupOptions {
     }
 }
 
+fn restore_into(
+    bundle: PathBuf,
+    root: &Path,
+    family: OsFamily,
+    replace: bool,
+) -> cmw_upgrade_core::Result<backup::RestoreReport> {
+    backup::restore(
+        &RestoreOptions {
+            bundle,
+            root: root.to_path_buf(),
+            instance: prod(),
+            family,
+            replace,
+        },
+        &Progress::default(),
+    )
+}
+
 fn run_backup(options: &BackupOptions) -> cmw_upgrade_core::Result<backup::BackupReport> {
     backup::backup(options, &SystemRunner, &Progress::default())
 }
@@ -185,18 +203,7 @@ fn backup_verify_restore_gives_back_the_same_tree() {
     let new = dir.path().join("new");
     write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
     fs::write(database_of(&new).join("fresh.bin"), "new install").unwrap();
-    let restore = |replace| {
-        backup::restore(
-            &RestoreOptions {
-                bundle: bundle.clone(),
-                root: new.clone(),
-                instance: prod(),
-                family: OsFamily::Deb,
-                replace,
-            },
-            &Progress::default(),
-        )
-    };
+    let restore = |replace| restore_into(bundle.clone(), &new, OsFamily::Deb, replace);
     assert!(matches!(restore(false), Err(Error::AlreadyExists { .. })));
     assert!(
         database_of(&new).join("fresh.bin").exists(),
@@ -231,17 +238,7 @@ fn restore_gives_the_database_to_the_data_owner_of_the_target_family() {
     run_backup(&options(&old, &bundle)).unwrap();
     let new = dir.path().join("new");
     write_new_server(&new, OsFamily::Alt, "prod", "5.0.1234.0", false).unwrap();
-    let report = backup::restore(
-        &RestoreOptions {
-            bundle,
-            root: new.clone(),
-            instance: prod(),
-            family: OsFamily::Alt,
-            replace: false,
-        },
-        &Progress::default(),
-    )
-    .unwrap();
+    let report = restore_into(bundle, &new, OsFamily::Alt, false).unwrap();
     let id = web_user_id("_nginx");
     assert_eq!((report.uid, report.gid), (id, id));
     for (path, state) in tree_state(&database_of(&new)) {
@@ -278,17 +275,7 @@ fn verify_finds_corrupted_missing_and_extra_files() {
     // A damaged bundle is never restored.
     let new = dir.path().join("new");
     write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
-    let error = backup::restore(
-        &RestoreOptions {
-            bundle: bundle.clone(),
-            root: new.clone(),
-            instance: prod(),
-            family: OsFamily::Deb,
-            replace: true,
-        },
-        &Progress::default(),
-    )
-    .unwrap_err();
+    let error = restore_into(bundle.clone(), &new, OsFamily::Deb, true).unwrap_err();
     assert!(matches!(error, Error::BundleDamaged { .. }), "{error}");
     assert_eq!(fs::read_dir(database_of(&new)).unwrap().count(), 0);
 }
@@ -626,17 +613,7 @@ fn a_platform_backup_is_imported_and_restorable() {
 
     let new = dir.path().join("new");
     write_new_server(&new, OsFamily::Rpm, "prod", "5.0.1234.0", false).unwrap();
-    backup::restore(
-        &RestoreOptions {
-            bundle,
-            root: new.clone(),
-            instance: prod(),
-            family: OsFamily::Rpm,
-            replace: false,
-        },
-        &Progress::default(),
-    )
-    .unwrap();
+    restore_into(bundle, &new, OsFamily::Rpm, false).unwrap();
     let restored = database_of(&new).join("Scripts/OnSave.cs");
     assert_eq!(fs::read_to_string(&restored).unwrap(), "// script\n");
     assert_eq!(fs::metadata(&restored).unwrap().uid(), web_user_id("nginx"));

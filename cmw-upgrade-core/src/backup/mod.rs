@@ -303,9 +303,8 @@ pub fn backup(
             error,
         )
     })?;
-    let mut sources = vec![database.clone()];
-    if options.with_streams {
-        sources.push(
+    let streams = if options.with_streams {
+        Some(
             std::fs::canonicalize(&layout.streams.path).map_err(|error| {
                 Error::io(
                     "find the uploaded-files folder",
@@ -313,12 +312,14 @@ pub fn backup(
                     error,
                 )
             })?,
-        );
-    }
+        )
+    } else {
+        None
+    };
     let parent_resolved =
         std::fs::canonicalize(&parent).map_err(|error| Error::io("resolve", &parent, error))?;
-    if let Some(source) = sources
-        .iter()
+    if let Some(source) = std::iter::once(&database)
+        .chain(&streams)
         .find(|source| parent_resolved.starts_with(source))
     {
         return Err(Error::ValidationFailed {
@@ -343,8 +344,8 @@ pub fn backup(
     progress.start(Phase::Scanning, 0, 0);
     let mut plan = CopyPlan::default();
     plan.add_tree(&database, "database", Treatment::Keep)?;
-    if options.with_streams {
-        plan.add_tree(&sources[1], "streams", Treatment::Keep)?;
+    if let Some(streams) = &streams {
+        plan.add_tree(streams, "streams", Treatment::Keep)?;
     }
     let mut config_files: Vec<&Path> = layout
         .www_config_files
@@ -393,9 +394,9 @@ pub fn backup(
         sources: BundleSources {
             root: options.root.to_string_lossy().into_owned(),
             database: database.to_string_lossy().into_owned(),
-            streams: options
-                .with_streams
-                .then(|| sources[1].to_string_lossy().into_owned()),
+            streams: streams
+                .as_ref()
+                .map(|streams| streams.to_string_lossy().into_owned()),
         },
         started: utc_rfc3339(started),
         finished: utc_rfc3339(SystemTime::now()),

@@ -215,10 +215,8 @@ fn check_against_manifest(
     copied: &[ManifestEntry],
 ) -> Result<()> {
     let expected: HashMap<&str, &ManifestEntry> = manifest
-        .files
-        .iter()
-        .filter(|entry| entry.path == part || entry.path.starts_with(&format!("{part}/")))
-        .map(|entry| (entry.path.as_str(), entry))
+        .entries_under(part)
+        .map(|(_, entry)| (entry.path.as_str(), entry))
         .collect();
     let mut problems = Vec::new();
     for entry in copied {
