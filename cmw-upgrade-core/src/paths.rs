@@ -62,9 +62,46 @@ pub(crate) fn join_default(root: &Path, server_path: &Path) -> PathBuf {
     root.join(relative)
 }
 
+/// Creates a new folder only this user can enter (`0700`) in the system's temp
+/// folder, named `<prefix>-<pid>-<n>`. It never reuses an existing path, so two
+/// callers (threads, test runs) never share one, and a name planted in a shared
+/// `/tmp` is skipped rather than used. The caller removes it.
+///
+/// # Errors
+/// [`Error::Io`] when no folder can be created there.
+pub fn private_temp_dir(prefix: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = std::env::temp_dir();
+    loop {
+        let folder = base.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&folder) {
+            Ok(()) => return Ok(folder),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(Error::io("create the folder", &folder, error)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_temp_folders_are_new_and_closed() {
+        use std::os::unix::fs::MetadataExt;
+        let first = private_temp_dir("cmw-upgrade-test").unwrap();
+        let second = private_temp_dir("cmw-upgrade-test").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::metadata(&first).unwrap().mode() & 0o777, 0o700);
+        std::fs::remove_dir(first).unwrap();
+        std::fs::remove_dir(second).unwrap();
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -11,7 +11,6 @@
 //! ever interpreted as shell syntax.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
@@ -41,8 +40,6 @@ pub struct SshExecutor {
     local: LocalExecutor,
 }
 
-static CONTROL_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl SshExecutor {
     /// Opens the master connection to `target`.
     ///
@@ -57,15 +54,7 @@ impl SshExecutor {
             });
         }
         // A private folder for the control socket (its path must stay short).
-        let control_dir = std::env::temp_dir().join(format!(
-            "cmw-upgrade-ssh-{}-{}",
-            std::process::id(),
-            CONTROL_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&control_dir)
-            .map_err(|error| Error::io("create the folder", &control_dir, error))?;
+        let control_dir = crate::paths::private_temp_dir("cmw-upgrade-ssh")?;
         let executor = SshExecutor {
             target,
             control_dir,
@@ -200,8 +189,6 @@ impl SshExecutor {
         Ok(path)
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 impl Executor for SshExecutor {
     fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {

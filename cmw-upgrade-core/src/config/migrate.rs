@@ -608,11 +608,9 @@ fn check_result(
 }
 
 /// Tests a planned nginx site file with the real `nginx -t` in a private folder.
-fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner, stamp: &str) -> Result<()> {
-    let work =
-        std::env::temp_dir().join(format!("cmw-upgrade-nginx-{}-{stamp}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).map_err(|error| Error::io("create", &work, error))?;
+fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
+    // A fresh private folder per check: parallel runs never share or remove each other's.
+    let work = crate::paths::private_temp_dir("cmw-upgrade-nginx")?;
     let result = (|| {
         let site = work.join("site.conf");
         let main = work.join("nginx.conf");
@@ -668,7 +666,7 @@ pub fn apply_migration(
         .iter()
         .filter(|update| update.kind == FileKind::Nginx)
     {
-        nginx_test(update, runner, stamp)?;
+        nginx_test(update, runner)?;
     }
     let mut written: Vec<(WrittenFile, PathBuf, PathBuf)> = Vec::new();
     for update in &plan.updates {
