@@ -25,6 +25,7 @@ use crate::config::secrets::is_secret_key;
 use crate::error::{Error, Result};
 use crate::exec::{CommandOutput, CommandRunner};
 use crate::paths::under_root;
+use crate::procedure::tool::{run_tool_locally, ToolAction};
 
 /// A command to run: argv, environment, working folder, time limit, input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +40,9 @@ pub struct CommandSpec {
     pub timeout: Option<Duration>,
     /// Bytes fed to its standard input (none: stdin is empty).
     pub stdin: Option<Vec<u8>>,
+    /// Indexes of `argv` elements that are server paths: a local executor
+    /// places them under its root (and refuses `..`), like every file path.
+    pub path_args: Vec<usize>,
 }
 
 impl CommandSpec {
@@ -61,6 +65,21 @@ impl CommandSpec {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The same command with one more argument that is a server path.
+    #[must_use]
+    pub fn path_arg(mut self, path: impl Into<String>) -> Self {
+        self.path_args.push(self.argv.len());
+        self.argv.push(path.into());
+        self
+    }
+
+    /// The same command with more plain arguments.
+    #[must_use]
+    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.argv.extend(args.into_iter().map(Into::into));
         self
     }
 
@@ -149,6 +168,12 @@ pub enum Operation {
         /// Server path.
         path: String,
     },
+    /// One of the tool's own actions (backup, restore, prune, checks), shown
+    /// as the `cmw-upgrade` command that does the same by hand.
+    Tool {
+        /// The equivalent command line.
+        command: String,
+    },
     /// A tree was given to an owner (`chown -R`, links not followed).
     ChownTree {
         /// Server path.
@@ -164,7 +189,7 @@ impl Operation {
     /// The operation as a line of a plan: the command, or its shell equivalent.
     pub fn display(&self) -> String {
         match self {
-            Operation::Run { command } => command.clone(),
+            Operation::Run { command } | Operation::Tool { command } => command.clone(),
             Operation::WriteFile { path, bytes, mode } => {
                 format!(
                     "write {} ({bytes} bytes, mode {mode:04o})",
@@ -243,6 +268,24 @@ pub trait Executor: Send + Sync {
     /// # Errors
     /// [`Error::PathOutsideRoot`]; [`Error::Io`].
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()>;
+
+    /// The names in a folder, sorted; empty when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
+    fn list_dir(&self, path: &str) -> Result<Vec<String>>;
+
+    /// Runs one of the tool's own actions on this server and returns its JSON report.
+    ///
+    /// # Errors
+    /// Whatever the action reports; [`Error::CommandFailed`] over ssh.
+    fn tool(&self, action: &ToolAction) -> Result<serde_json::Value>;
+
+    /// Whether this executor only pretends (a dry run): steps then plan with
+    /// placeholders where a real run would read what an earlier command made.
+    fn is_dry_run(&self) -> bool {
+        false
+    }
 }
 
 // A borrowed executor is an executor, so wrappers can borrow (`Recording::new(&ssh)`).
@@ -273,6 +316,15 @@ impl<E: Executor + ?Sized> Executor for &E {
     }
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         (**self).chown_tree(path, uid, gid)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        (**self).list_dir(path)
+    }
+    fn tool(&self, action: &ToolAction) -> Result<serde_json::Value> {
+        (**self).tool(action)
+    }
+    fn is_dry_run(&self) -> bool {
+        (**self).is_dry_run()
     }
 }
 
@@ -308,12 +360,29 @@ pub fn place_under_root(root: &Path, server_path: &str) -> Result<PathBuf> {
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
     root: PathBuf,
+    search_path: Option<std::ffi::OsString>,
 }
 
 impl LocalExecutor {
     /// An executor for the server under `root` (`/` on a live server).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalExecutor { root: root.into() }
+        LocalExecutor {
+            root: root.into(),
+            search_path: None,
+        }
+    }
+
+    /// The same executor looking up programs in `folder` first (the
+    /// simulator's stand-ins for `systemctl` and the package tools).
+    #[must_use]
+    pub fn with_programs_from(mut self, folder: &Path) -> Self {
+        let mut search = folder.as_os_str().to_owned();
+        if let Some(path) = std::env::var_os("PATH") {
+            search.push(":");
+            search.push(path);
+        }
+        self.search_path = Some(search);
+        self
     }
 
     /// The root every server path is placed under.
@@ -345,9 +414,21 @@ impl Executor for LocalExecutor {
                 "this is a bug",
             ));
         };
+        let mut placed_args = Vec::with_capacity(args.len());
+        for (index, arg) in args.iter().enumerate() {
+            if command.path_args.contains(&(index + 1)) {
+                placed_args.push(self.place(arg)?.into_os_string());
+            } else {
+                placed_args.push(arg.into());
+            }
+        }
         let mut process = Command::new(program);
+        if let Some(search) = &self.search_path {
+            // std looks the program up in the child's PATH when it is set.
+            process.env("PATH", search);
+        }
         process
-            .args(args)
+            .args(placed_args)
             .envs(command.env.iter().map(|(key, value)| (key, value)))
             .stdin(if command.stdin.is_some() {
                 Stdio::piped()
@@ -503,6 +584,26 @@ impl Executor for LocalExecutor {
         }
     }
 
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        let placed = self.place(path)?;
+        let listing = match fs::read_dir(&placed) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::io("list", placed, error)),
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|error| Error::io("list", &placed, error))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn tool(&self, action: &ToolAction) -> Result<serde_json::Value> {
+        run_tool_locally(&self.root, self, action)
+    }
+
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         let placed = self.place(path)?;
         let mut pending = vec![placed];
@@ -573,6 +674,15 @@ impl<E: Executor> Executor for DryRun<E> {
     fn chown_tree(&self, path: &str, _uid: u32, _gid: u32) -> Result<()> {
         self.inner.exists(path).map(drop)
     }
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn tool(&self, _action: &ToolAction) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+    fn is_dry_run(&self) -> bool {
+        true
+    }
 }
 
 /// Forwards to `inner` and records every effect in order (reads are not effects).
@@ -589,6 +699,12 @@ impl<E: Executor> Recording<E> {
             inner,
             operations: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The executor it forwards to (for what must not be in the transcript,
+    /// such as saving the run state).
+    pub fn inner(&self) -> &E {
+        &self.inner
     }
 
     /// The effects so far, in order.
@@ -666,6 +782,18 @@ impl<E: Executor> Executor for Recording<E> {
             gid,
         });
         self.inner.chown_tree(path, uid, gid)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn tool(&self, action: &ToolAction) -> Result<serde_json::Value> {
+        self.record(Operation::Tool {
+            command: action.display(),
+        });
+        self.inner.tool(action)
+    }
+    fn is_dry_run(&self) -> bool {
+        self.inner.is_dry_run()
     }
 }
 

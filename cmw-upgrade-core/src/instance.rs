@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -15,9 +15,23 @@ pub const MAX_INSTANCE_NAME_LEN: usize = 64;
 /// Such a name can be pasted into a path (`/var/www/<name>`), a unit name
 /// (`comindware<name>`) or an argv (`-n=<name>`) without escaping: it holds no
 /// separator, no `..`, nothing a shell or an option parser would read specially.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct InstanceName(String);
+
+impl From<InstanceName> for String {
+    fn from(name: InstanceName) -> String {
+        name.0
+    }
+}
+
+// A name read back from a state file is checked like one typed by the admin.
+impl TryFrom<String> for InstanceName {
+    type Error = Error;
+    fn try_from(name: String) -> Result<Self> {
+        InstanceName::new(&name)
+    }
+}
 
 impl InstanceName {
     /// Validates a name.

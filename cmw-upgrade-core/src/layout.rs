@@ -385,6 +385,42 @@ pub fn read_layout_sources(root: &Path, instance: &InstanceName) -> Result<Layou
     })
 }
 
+/// Reads what [`InstanceLayout::resolve`] looks at through an executor, as
+/// server paths (resolve it with root `/`): the procedure reads the server the
+/// same way whether it is this machine, a test tree or one over ssh.
+///
+/// # Errors
+/// What the executor reports for a file that exists but cannot be read.
+pub fn read_layout_sources_via(
+    executor: &dyn crate::executor::Executor,
+    instance: &InstanceName,
+) -> Result<LayoutSources> {
+    let text = |path: String| -> Result<Option<String>> {
+        Ok(executor
+            .read_file(&path)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let service_name = format!("comindware{instance}.service");
+    let unit = match text(format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}"))? {
+        Some(unit) => Some(unit),
+        None => text(format!("{SYSTEMD_UNIT_DIR}/{service_name}"))?,
+    };
+    let log_parent = log_parent_path(instance).to_string_lossy().into_owned();
+    let existing = executor.list_dir(&log_parent)?;
+    Ok(LayoutSources {
+        instance_config: text(instance_config_path(instance).to_string_lossy().into_owned())?,
+        adapterhost_config: text(format!("/var/www/{instance}/adapterhost.yml"))?,
+        service_units: unit.into_iter().collect(),
+        existing_log_folders: LOG_FOLDER_NAMES
+            .iter()
+            .filter(|name| existing.iter().any(|found| found == *name))
+            .map(|name| (*name).to_owned())
+            .collect(),
+        www_file_names: executor.list_dir(&format!("/var/www/{instance}"))?,
+        data_root_link: None,
+    })
+}
+
 /// Names of the regular files (or links to them) in a folder; a missing folder has none.
 fn list_file_names(folder: &Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(folder) {

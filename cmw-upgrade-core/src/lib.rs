@@ -10,7 +10,9 @@
 //! - [`prune`]: the old-format Ignite caches to remove after the upgrade;
 //! - [`logs`]: log records, error scans, and the upgrade verdict;
 //! - [`backup`]: backup bundles with a BLAKE3 manifest: make, verify, drift, restore, import;
-//! - [`script_output`]: what the distribution's scripts print.
+//! - [`script_output`]: what the distribution's scripts print;
+//! - [`executor`], [`ssh`], [`state`], [`procedure`]: the whole upgrade as one
+//!   resumable procedure whose every effect goes through an executor.
 //!
 //! ```
 //! use std::path::Path;
@@ -42,6 +44,7 @@ pub mod logs;
 pub mod os;
 pub mod parallel;
 pub mod paths;
+pub mod procedure;
 pub mod prune;
 pub mod script_output;
 pub mod ssh;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
 use crate::executor::{place_under_root, shell_quote, CommandSpec, Executor, LocalExecutor};
+use crate::procedure::tool::ToolAction;
 
 /// Exit code the read script uses for "no such file".
 const MISSING: i32 = 44;
@@ -293,6 +294,33 @@ impl Executor for SshExecutor {
             "exec chown -R -h -- \"$2\" \"$1\"",
             &[self.checked(path)?, &owner],
         )
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        let output = self.script(
+            "ls",
+            "if [ -d \"$1\" ]; then exec ls -1A -- \"$1\"; else exit 44; fi",
+            &[self.checked(path)?],
+            None,
+        )?;
+        let mut names: Vec<String> = output.stdout.lines().map(str::to_owned).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Runs `cmw-upgrade --json ...` on the other server: the same binary does
+    /// the same action there, and its JSON report comes back.
+    fn tool(&self, action: &ToolAction) -> Result<serde_json::Value> {
+        let spec = CommandSpec::new(action.argv().into_iter().take(1))
+            .args(["--json".to_owned()])
+            .args(action.argv().into_iter().skip(1));
+        let output = self.execute(&spec)?;
+        serde_json::from_str(&output.stdout).map_err(|_| Error::CommandFailed {
+            command: spec.display(),
+            status: format!("exit code {:?}", output.code),
+            output: output.stderr.trim().to_owned(),
+            hint: "install the same cmw-upgrade version on the other server".to_owned(),
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::executor::{place_under_root, Executor, Operation};
 use crate::instance::InstanceName;
+use crate::procedure::UpgradeSettings;
 
 /// Where the tool keeps its own state on a server.
 pub const STATE_ROOT: &str = "/var/lib/cmw-upgrade";
@@ -82,6 +83,12 @@ pub struct RunState {
     pub instance: String,
     /// The steps in the order they run.
     pub steps: Vec<StepRecord>,
+    /// What the run was asked to do (a resumed run, `status` and `rollback` use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<UpgradeSettings>,
+    /// The last rollback, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<StepRecord>,
 }
 
 impl RunState {
@@ -103,6 +110,8 @@ impl RunState {
                     error: None,
                 })
                 .collect(),
+            settings: None,
+            rollback: None,
         }
     }
 

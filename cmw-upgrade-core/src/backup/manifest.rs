@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 /// The manifest's file name at the top of a bundle.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// The bundle folder where a failed upgrade's logs are kept for support.
+/// `verify` does not count it as extra: it is added after the backup.
+pub const KEPT_LOGS_FOLDER: &str = "upgrade-logs";
+
 /// The manifest format this tool writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::manifest::{EntryKind, Manifest, ManifestEntry, MANIFEST_FILE};
+use super::manifest::{EntryKind, Manifest, ManifestEntry, KEPT_LOGS_FOLDER, MANIFEST_FILE};
 use super::tree::{hash_files, list_tree};
 use super::{Phase, Progress};
 use crate::error::{Error, Result};
@@ -33,6 +33,12 @@ pub struct VerifyReport {
 pub fn verify_bundle(bundle: &Path, progress: &Progress) -> Result<VerifyReport> {
     let manifest = Manifest::read(bundle)?;
     verify_entries(bundle, &manifest, progress)
+}
+
+/// Whether `path` (relative to the bundle) is in the folder where a failed
+/// upgrade's logs are kept: added after the backup, not part of it.
+fn is_kept_logs(path: &str) -> bool {
+    path == KEPT_LOGS_FOLDER || path.starts_with(&format!("{KEPT_LOGS_FOLDER}/"))
 }
 
 /// Compares the files under `bundle` with `manifest`.
@@ -83,7 +89,11 @@ pub fn verify_entries(
         .collect();
     report.extra = present
         .keys()
-        .filter(|path| path.as_str() != MANIFEST_FILE && !listed.contains(path.as_str()))
+        .filter(|path| {
+            path.as_str() != MANIFEST_FILE
+                && !is_kept_logs(path)
+                && !listed.contains(path.as_str())
+        })
         .cloned()
         .collect();
     progress.start(

@@ -1,0 +1,536 @@
+//! The whole upgrade on the new server as one resumable procedure.
+//!
+//! The steps follow the seed's order. Each checks its preconditions, acts
+//! through the [`Executor`], checks the result, and records what a later step
+//! or a rollback needs in the run state, which is saved after every change:
+//! a run killed at any point resumes at the first step not done, and that
+//! step starts over (every step is written so that running it again is safe).
+//!
+//! The same code makes the plan: run on `Recording<DryRun<_>>` it changes
+//! nothing and yields every command in order.
+
+pub mod dist;
+mod steps;
+pub mod tool;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::exec::utc_rfc3339;
+use crate::executor::{Executor, Operation, Recording};
+use crate::instance::InstanceName;
+use crate::os::OsFamily;
+use crate::state::{RunState, StepRecord, StepStatus};
+
+pub use steps::rollback_command;
+
+/// What a run is asked to do; kept in the state so a resumed run, `status`
+/// and `rollback` use the same values. Paths are server paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeSettings {
+    /// The instance to create on this server.
+    pub instance: InstanceName,
+    /// This server's OS family.
+    pub family: OsFamily,
+    /// The old server's backup bundle (verified before use).
+    pub bundle: String,
+    /// The platform tarball, `X.X-release-ru-<version>.<os>.tar.gz`.
+    pub distribution: String,
+    /// The prerequisites tarball, `X.X-release-ru-<v>.prerequisites.<os>.tar.gz`.
+    pub prerequisites: String,
+    /// The instance's site port (`instance_create.sh -p`).
+    pub port: u16,
+    /// How long the data-structure upgrade may take.
+    pub upgrade_timeout_seconds: u64,
+    /// How long the site may take to answer after a start.
+    pub health_timeout_seconds: u64,
+    /// Apply the config migration's evident fixes instead of stopping.
+    pub fix_config: bool,
+}
+
+impl UpgradeSettings {
+    fn upgrade_timeout(&self) -> Duration {
+        Duration::from_secs(self.upgrade_timeout_seconds)
+    }
+    fn health_timeout(&self) -> Duration {
+        Duration::from_secs(self.health_timeout_seconds)
+    }
+}
+
+/// A step of the procedure, for plans, progress and help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StepInfo {
+    /// The step's name in the state and reports.
+    pub name: &'static str,
+    /// What it does, in a line.
+    pub title: &'static str,
+    /// What must hold before it runs.
+    pub precondition: &'static str,
+    /// How the tool knows it worked.
+    pub check: &'static str,
+    /// What a rollback does about it.
+    pub undo: &'static str,
+}
+
+/// The steps in the order they run.
+pub const STEPS: &[StepInfo] = &[
+    StepInfo {
+        name: "verify-bundle",
+        title: "Verify the old server's backup bundle",
+        precondition: "the bundle exists (cmw-upgrade backup on the old server)",
+        check: "every file matches its BLAKE3 hash in the manifest",
+        undo: "nothing: it only reads",
+    },
+    StepInfo {
+        name: "prerequisites",
+        title: "Unpack the prerequisites, install librdkafka, check prerequisites_list.sh",
+        precondition: "the prerequisites tarball exists",
+        check: "every prerequisites_list.sh row is OK",
+        undo: "nothing: newer libraries serve the old version too",
+    },
+    StepInfo {
+        name: "install-version",
+        title: "Unpack the platform and install the new version",
+        precondition: "the platform tarball exists",
+        check: "version_list.sh lists the new version",
+        undo: "nothing: versions are installed side by side",
+    },
+    StepInfo {
+        name: "create-instance",
+        title: "Create the instance with a clean database (instance_create.sh)",
+        precondition: "no instance of that name, or one of another version to replace",
+        check: "no FAILED line after restarts; the services are active",
+        undo: "a replaced version comes back (instance_delete.sh, instance_create.sh -v=<old>)",
+    },
+    StepInfo {
+        name: "migrate-config",
+        title: "Carry the old config values over, nginx -t, reload, restart the services",
+        precondition: "the bundle's config/ holds the old files",
+        check: "the migration's checks pass, nginx -t passes, the services are active",
+        undo: "the files' originals are kept beside them (*.cmw-upgrade.<stamp>.bak)",
+    },
+    StepInfo {
+        name: "smoke-check",
+        title: "Check the new instance: GET /api/health through the site, heartbeat logs",
+        precondition: "the instance is running",
+        check: "200, and no error record in heartbeat logs",
+        undo: "nothing: it only reads",
+    },
+    StepInfo {
+        name: "transfer-data",
+        title: "Stop, move the clean database aside, restore the old one, start",
+        precondition: "the bundle verified",
+        check: "every restored file hashed against the manifest; the service is active",
+        undo: "the database is restored from the bundle again",
+    },
+    StepInfo {
+        name: "wait-upgrade",
+        title: "Wait for the data-structure upgrade (UpgradeOntology.log, upgrade<date>.log)",
+        precondition: "the instance runs on the old data",
+        check: "both logs end with their completion records and hold no error",
+        undo: "on failure: stop, keep the logs in the bundle, roll back",
+    },
+    StepInfo {
+        name: "backup-upgraded",
+        title: "Stop the instance and back up the upgraded database",
+        precondition: "the upgrade succeeded",
+        check: "the new bundle verifies",
+        undo: "nothing: the bundle is kept",
+    },
+    StepInfo {
+        name: "prune-caches",
+        title: "Prune the old-format caches in a copy of that backup",
+        precondition: "the upgraded bundle verified",
+        check: "no old-format cache folder left in the copy",
+        undo: "nothing: the copy is the tool's own",
+    },
+    StepInfo {
+        name: "replace-database",
+        title: "Replace the database with the pruned copy, chown, start",
+        precondition: "the instance is stopped; the pruned copy is complete",
+        check: "the service is active",
+        undo: "the previous database is kept beside it (<db>.upgraded-<stamp>)",
+    },
+    StepInfo {
+        name: "final-check",
+        title: "Final check: health, heartbeat logs, verdict, services",
+        precondition: "the instance runs on the pruned database",
+        check: "200, no heartbeat errors, the upgrade verdict still succeeded",
+        undo: "nothing: it only reads",
+    },
+];
+
+/// The names of [`STEPS`], in order.
+pub fn step_names() -> Vec<&'static str> {
+    STEPS.iter().map(|step| step.name).collect()
+}
+
+/// What the procedure tells its caller while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A step started (its running status is saved).
+    StepStarted {
+        /// 0-based position.
+        index: usize,
+        /// Steps in all.
+        total: usize,
+        /// The step's name.
+        name: String,
+        /// What it does.
+        title: String,
+    },
+    /// A step ended (its status is saved).
+    StepFinished {
+        /// The step's name.
+        name: String,
+        /// `done`, `failed` or `rolled_back`.
+        status: StepStatus,
+        /// How long it took.
+        seconds: f64,
+    },
+    /// A step was already done in an earlier run.
+    StepSkipped {
+        /// The step's name.
+        name: String,
+    },
+    /// Waiting for something (the upgrade, the site).
+    Waiting {
+        /// What is awaited.
+        what: String,
+        /// Seconds so far.
+        elapsed: f64,
+        /// Seconds allowed.
+        limit: f64,
+        /// What it looks like now (e.g. the verdict).
+        detail: String,
+    },
+    /// Something the admin should read.
+    Note {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Where the procedure's events go.
+pub type EventSink<'a> = &'a mut dyn FnMut(&Event);
+
+/// The outcome of a whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// `upgraded` or `failed`.
+    pub outcome: String,
+    /// The instance.
+    pub instance: String,
+    /// Every step's record.
+    pub steps: Vec<StepRecord>,
+    /// What to do next.
+    pub next: String,
+}
+
+fn now() -> String {
+    utc_rfc3339(SystemTime::now())
+}
+
+/// Folds repeated polling (the same command again and again while waiting)
+/// into one entry, so a step's transcript lists what it did, in order.
+fn fold_repeats(operations: Vec<Operation>) -> Vec<Operation> {
+    let mut folded: Vec<Operation> = Vec::with_capacity(operations.len());
+    for operation in operations {
+        if !folded.contains(&operation) || !is_poll(&operation) {
+            folded.push(operation);
+        }
+    }
+    folded
+}
+
+fn is_poll(operation: &Operation) -> bool {
+    match operation {
+        Operation::Run { command } => command.starts_with("systemctl is-active"),
+        Operation::Tool { command } => {
+            command.starts_with("cmw-upgrade logs verdict")
+                || command.starts_with("cmw-upgrade check")
+        }
+        _ => false,
+    }
+}
+
+/// Loads the state of `settings.instance` or starts a new one; a state made
+/// with other settings is refused (finish or roll back that run first).
+///
+/// # Errors
+/// [`Error::ValidationFailed`] for a state of a different run; what loading reports.
+pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Result<RunState> {
+    match RunState::load(executor, &settings.instance)? {
+        Some(state) => {
+            let all_rolled_back = state
+                .steps
+                .iter()
+                .all(|step| matches!(step.status, StepStatus::Pending | StepStatus::RolledBack));
+            match &state.settings {
+                Some(saved) if saved != settings && !all_rolled_back => Err(Error::ValidationFailed {
+                    what: "resuming the run".to_owned(),
+                    details: format!(
+                        "a run of {} with other settings is in progress (bundle {}, distribution {}, port {}); \
+                         resume it with the same options, or undo it with: {}",
+                        settings.instance,
+                        saved.bundle,
+                        saved.distribution,
+                        saved.port,
+                        rollback_command(&settings.instance)
+                    ),
+                }),
+                _ if all_rolled_back => Ok(fresh_state(settings)),
+                _ => {
+                    let mut state = state;
+                    state.settings = Some(settings.clone());
+                    Ok(state)
+                }
+            }
+        }
+        None => Ok(fresh_state(settings)),
+    }
+}
+
+fn fresh_state(settings: &UpgradeSettings) -> RunState {
+    let mut state = RunState::new(&settings.instance, &step_names());
+    state.settings = Some(settings.clone());
+    state
+}
+
+/// Runs (or resumes) the procedure. Every effect goes through `recorder`;
+/// the state is saved through its inner executor, so it is not part of the
+/// steps' transcripts.
+///
+/// # Errors
+/// Only for failures to save the state or bad settings; a failed step is a
+/// report with outcome `failed` (its error in its record).
+pub fn run_upgrade<E: Executor>(
+    recorder: &Recording<E>,
+    settings: &UpgradeSettings,
+    events: EventSink<'_>,
+) -> Result<RunReport> {
+    let store: &dyn Executor = recorder.inner();
+    let mut state = load_or_start(store, settings)?;
+    state.rollback = None;
+    state.save(store)?;
+    let total = state.steps.len();
+    let mut failed = false;
+    for index in 0..total {
+        let name = state.steps[index].name.clone();
+        if state.steps[index].status == StepStatus::Done {
+            events(&Event::StepSkipped { name });
+            continue;
+        }
+        let info = STEPS
+            .iter()
+            .find(|step| step.name == name)
+            .ok_or_else(|| Error::ValidationFailed {
+                what: "reading the run state".to_owned(),
+                details: format!("unknown step {name:?}; this state was written by another version"),
+            })?;
+        {
+            let record = &mut state.steps[index];
+            record.status = StepStatus::Running;
+            record.started = Some(now());
+            record.finished = None;
+            record.error = None;
+            record.commands.clear();
+        }
+        state.save(store)?;
+        events(&Event::StepStarted {
+            index,
+            total,
+            name: name.clone(),
+            title: info.title.to_owned(),
+        });
+        let clock = Instant::now();
+        recorder.take_operations();
+        let outcome = steps::run_step(recorder, settings, &mut state, index, events);
+        let record = &mut state.steps[index];
+        record.commands = fold_repeats(recorder.take_operations());
+        record.seconds = Some(clock.elapsed().as_secs_f64());
+        record.finished = Some(now());
+        match outcome {
+            Ok(()) => record.status = StepStatus::Done,
+            Err(error) => {
+                record.status = StepStatus::Failed;
+                record.error = Some(error.to_string());
+                failed = true;
+            }
+        }
+        let (status, seconds) = (record.status, record.seconds.unwrap_or_default());
+        state.save(store)?;
+        events(&Event::StepFinished {
+            name,
+            status,
+            seconds,
+        });
+        if failed {
+            break;
+        }
+    }
+    let next = if failed {
+        format!(
+            "The old server is unchanged and still serves. Fix the cause and rerun the same command to resume, or undo with: {}",
+            rollback_command(&settings.instance)
+        )
+    } else {
+        "The new server serves the upgraded instance. Switch DNS or the upstream proxy to it (lower the TTL first), then check it from several networks.".to_owned()
+    };
+    Ok(RunReport {
+        outcome: if failed { "failed" } else { "upgraded" }.to_owned(),
+        instance: settings.instance.to_string(),
+        steps: state.steps,
+        next,
+    })
+}
+
+/// One step of a plan: what it does and the exact commands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStep {
+    /// The step's name.
+    pub name: &'static str,
+    /// What it does.
+    pub title: &'static str,
+    /// What must hold before it runs.
+    pub precondition: &'static str,
+    /// How the tool knows it worked.
+    pub check: &'static str,
+    /// What a rollback does about it.
+    pub undo: &'static str,
+    /// The commands and file operations, in order.
+    pub commands: Vec<String>,
+    /// Why it could not be planned in full now (a file not there yet).
+    pub note: Option<String>,
+}
+
+/// Plans the run: every step and its commands, changing nothing. `executor`
+/// must be a dry run (reads pass through, effects are dropped).
+///
+/// # Errors
+/// [`Error::ValidationFailed`] when `executor` is not a dry run.
+pub fn plan_upgrade<E: Executor>(
+    recorder: &Recording<E>,
+    settings: &UpgradeSettings,
+) -> Result<Vec<PlannedStep>> {
+    if !recorder.is_dry_run() {
+        return Err(Error::ValidationFailed {
+            what: "planning".to_owned(),
+            details: "a plan must run on a dry-run executor".to_owned(),
+        });
+    }
+    let mut state = fresh_state(settings);
+    let mut planned = Vec::new();
+    let mut ignore = |_: &Event| {};
+    for (index, info) in STEPS.iter().enumerate() {
+        recorder.take_operations();
+        let outcome = steps::run_step(recorder, settings, &mut state, index, &mut ignore);
+        planned.push(PlannedStep {
+            name: info.name,
+            title: info.title,
+            precondition: info.precondition,
+            check: info.check,
+            undo: info.undo,
+            commands: recorder
+                .take_operations()
+                .iter()
+                .map(Operation::display)
+                .collect(),
+            note: outcome.err().map(|error| error.to_string()),
+        });
+    }
+    Ok(planned)
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackReport {
+    /// The instance.
+    pub instance: String,
+    /// The rollback's own record (commands, time, error).
+    pub rollback: StepRecord,
+    /// Every step's record after the rollback.
+    pub steps: Vec<StepRecord>,
+    /// What the admin should know now.
+    pub next: String,
+}
+
+/// Undoes a run per the seed's "problems" section: stop the new instance,
+/// keep its logs in the bundle, restore the database from the bundle, and
+/// bring a replaced version back (`instance_delete.sh`, `instance_create.sh
+/// -v=<old>`). Nothing is deleted: every database it replaces is moved aside.
+///
+/// # Errors
+/// [`Error::ValidationFailed`] when there is no run to roll back; a failing
+/// command (the rollback can be run again).
+pub fn rollback_upgrade<E: Executor>(
+    recorder: &Recording<E>,
+    instance: &InstanceName,
+    events: EventSink<'_>,
+) -> Result<RollbackReport> {
+    let store: &dyn Executor = recorder.inner();
+    let Some(mut state) = RunState::load(store, instance)? else {
+        return Err(Error::ValidationFailed {
+            what: "rolling back".to_owned(),
+            details: format!("no run of {instance} is recorded on this server; nothing to undo"),
+        });
+    };
+    let Some(settings) = state.settings.clone() else {
+        return Err(Error::ValidationFailed {
+            what: "rolling back".to_owned(),
+            details: "the run state has no settings (written by an older version)".to_owned(),
+        });
+    };
+    let clock = Instant::now();
+    let started = now();
+    recorder.take_operations();
+    events(&Event::StepStarted {
+        index: 0,
+        total: 1,
+        name: "rollback".to_owned(),
+        title: "Roll back: stop, keep the logs, restore the old database, bring the old version back".to_owned(),
+    });
+    let outcome = steps::rollback(recorder, &settings, &mut state, events);
+    let mut record = StepRecord {
+        name: "rollback".to_owned(),
+        status: StepStatus::Done,
+        started: Some(started),
+        finished: Some(now()),
+        seconds: Some(clock.elapsed().as_secs_f64()),
+        artifacts: Default::default(),
+        commands: recorder.take_operations(),
+        error: None,
+    };
+    let next = match &outcome {
+        Ok(next) => {
+            for step in &mut state.steps {
+                if step.status != StepStatus::Pending {
+                    step.status = StepStatus::RolledBack;
+                }
+            }
+            next.clone()
+        }
+        Err(error) => {
+            record.status = StepStatus::Failed;
+            record.error = Some(error.to_string());
+            format!("The rollback stopped: {error}. Fix it and run it again: {}", rollback_command(instance))
+        }
+    };
+    state.rollback = Some(record.clone());
+    state.save(store)?;
+    events(&Event::StepFinished {
+        name: "rollback".to_owned(),
+        status: record.status,
+        seconds: record.seconds.unwrap_or_default(),
+    });
+    outcome?;
+    Ok(RollbackReport {
+        instance: instance.to_string(),
+        rollback: record,
+        steps: state.steps,
+        next,
+    })
+}
