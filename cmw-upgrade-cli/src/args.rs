@@ -22,6 +22,10 @@ const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
 const RESTORE_EXAMPLES: &str = "Examples:\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod --replace --json";
+const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan ... --json";
+const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
+const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
+const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
 
 /// `cmw-upgrade`.
@@ -114,6 +118,185 @@ pub enum Command {
     /// Stop the instance first.
     #[command(after_long_help = RESTORE_EXAMPLES)]
     Restore(RestoreArgs),
+
+    /// Print every step of the upgrade on this (new) server and the exact commands,
+    /// changing nothing.
+    ///
+    /// Takes the same options as `run`. Reads the server (os-release, the bundle, what is
+    /// installed) to plan for its OS family; commands that depend on what an earlier
+    /// step unpacks show a placeholder. A step that could not be planned in full now says
+    /// why (e.g. the tarball is not there yet).
+    #[command(after_long_help = PLAN_EXAMPLES)]
+    Plan(UpgradeArgs),
+
+    /// Run the upgrade on this (new) server, or resume it after an interruption.
+    ///
+    /// Steps, in the seed's order: verify-bundle, prerequisites (unpack, librdkafka with
+    /// the family's package tool, prerequisites_list.sh), install-version
+    /// (version_install.sh, version_list.sh), create-instance (instance_create.sh -n -p -v,
+    /// FAILED services restarted), migrate-config (old values carried over, nginx -t,
+    /// reload, restarts), smoke-check (GET /api/health through the site, heartbeat logs),
+    /// transfer-data (stop, the clean database moved aside, the bundle's restored and
+    /// checked, start), wait-upgrade (the upgrade logs' verdict), backup-upgraded (stop,
+    /// back up), prune-caches (in a copy of that backup), replace-database (the pruned copy
+    /// in place, chown, start), final-check.
+    ///
+    /// The state is kept in /var/lib/cmw-upgrade/<instance>/state.json after every step;
+    /// run the same command again after any interruption and it resumes at the first
+    /// step not done. A lock stops two runs on one instance. The old server is never
+    /// touched: it keeps serving until you switch DNS or the upstream proxy.
+    ///
+    /// Exit codes: 0 upgraded, 1 a step failed (its error says what to do; rerun to
+    /// resume, or `cmw-upgrade rollback`), 2 bad input or another run holds the lock.
+    #[command(after_long_help = RUN_EXAMPLES)]
+    Run(UpgradeArgs),
+
+    /// Show where the run of an instance is: each step's status, time and error.
+    ///
+    /// Exit codes: 0 all steps done, 3 not finished (or rolled back), 1 a step failed,
+    /// 2 no run recorded.
+    Status(InstanceArgs),
+
+    /// Undo a run on this server, per the seed's "problems" section.
+    ///
+    /// Stops the new instance, keeps its logs in the bundle (upgrade-logs/), restores the
+    /// database from the bundle (the current one is moved aside, never deleted), and when
+    /// the run replaced an older version of the instance on this server, brings it back
+    /// (instance_delete.sh, then instance_create.sh -v=<old version>) and starts it.
+    /// The old server was never changed: keep DNS and the upstream proxy on it.
+    #[command(after_long_help = ROLLBACK_EXAMPLES)]
+    Rollback(InstanceArgs),
+
+    /// Rehearse the whole upgrade on simulated servers in a temporary folder.
+    ///
+    /// Lays out an old 4.7 server with data and an empty new server (with stand-ins for
+    /// systemctl, the package tools, the distribution's scripts and the platform service;
+    /// nginx and tar are the real ones), backs up the old server, runs every step on the
+    /// new one, and reports each step with its time and commands. --fail-upgrade makes
+    /// the data-structure upgrade fail and shows the rollback.
+    ///
+    /// Exit codes: 0 upgraded, 1 rolled back, 2 the demo itself could not run.
+    #[command(after_long_help = DEMO_EXAMPLES)]
+    Demo(DemoArgs),
+
+    /// Smoke-check an instance: GET <url> must answer 200 and its heartbeat logs must
+    /// hold no error record.
+    ///
+    /// Exit codes: 0 healthy, 1 not.
+    Check(CheckArgs),
+
+    /// The simulator's platform service (used by `demo` and the tests).
+    #[command(name = "simulated-service", hide = true)]
+    SimulatedService(SimulatedServiceArgs),
+}
+
+/// `plan` and `run`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The instance to create on this server (the old instance's name).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The old server's backup bundle (from `cmw-upgrade backup` there), as a path on
+    /// this server.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: String,
+
+    /// The platform tarball, X.X-release-ru-<version>.<os>.tar.gz.
+    #[arg(long, value_name = "TARBALL")]
+    pub distribution: String,
+
+    /// The prerequisites tarball, X.X-release-ru-<v>.prerequisites.<os>.tar.gz.
+    #[arg(long, value_name = "TARBALL")]
+    pub prerequisites: String,
+
+    /// The instance's site port (instance_create.sh -p).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub port: u16,
+
+    /// The OS family, when /etc/os-release does not tell it.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family)]
+    pub family: Option<OsFamily>,
+
+    /// How long the data-structure upgrade may take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
+    pub upgrade_timeout: Duration,
+
+    /// How long the site may take to answer after a start.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub health_timeout: Duration,
+
+    /// Apply the config migration's evident fixes (see `config migrate --fix`).
+    #[arg(long)]
+    pub fix_config: bool,
+}
+
+/// `status` and `rollback`.
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// The instance.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+}
+
+/// How the simulated upgrade fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailureArg {
+    /// An error record in the upgrade log.
+    Error,
+    /// The upgrade stops writing and never finishes.
+    Hang,
+    /// The service dies mid-upgrade.
+    Crash,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The simulated servers' OS family.
+    #[arg(long, value_name = "FAMILY", value_parser = parse_family, default_value = "deb")]
+    pub family: OsFamily,
+
+    /// Make the data-structure upgrade fail (error, hang or crash) and show the rollback.
+    #[arg(long, value_enum, value_name = "HOW", num_args = 0..=1, default_missing_value = "error")]
+    pub fail_upgrade: Option<FailureArg>,
+
+    /// Keep the simulated servers in DIR (must not exist or be empty) to look around.
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+
+    /// The simulated instance's name.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance, default_value = "prod")]
+    pub instance: InstanceName,
+
+    /// How long the simulated data-structure upgrade takes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
+    pub upgrade_time: Duration,
+
+    /// Lay the simulated servers out in --keep DIR and stop: print what to pass to
+    /// `run` (for rehearsing by hand, or from Python).
+    #[arg(long, requires = "keep")]
+    pub setup_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The instance whose heartbeat logs are scanned.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The health URL (plain http), e.g. http://127.0.0.1:80/api/health.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulatedServiceArgs {
+    #[arg(long)]
+    pub instance: String,
+    #[arg(long)]
+    pub sim: PathBuf,
+    #[arg(long)]
+    pub port: u16,
 }
 
 /// How `backup` takes the database.

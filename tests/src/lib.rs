@@ -12,6 +12,7 @@
 //! write_server(root.path(), &ServerSpec::default()).unwrap();
 //! ```
 
+pub mod sim;
 pub mod sshd;
 
 use std::fs;

@@ -2,9 +2,11 @@
 
 mod backup;
 mod config;
+mod demo;
 mod detect;
 mod logs;
 mod prune;
+mod upgrade;
 
 use crate::args::{Cli, Command, ConfigCommand, LogsCommand};
 use crate::error::CliError;
@@ -19,6 +21,13 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),
         Command::Backup(args) => backup::run(&cli.global, args),
         Command::Restore(args) => backup::restore(&cli.global, args),
+        Command::Plan(args) => upgrade::plan(&cli.global, args),
+        Command::Run(args) => upgrade::run(&cli.global, args),
+        Command::Status(args) => upgrade::status(&cli.global, args),
+        Command::Rollback(args) => upgrade::rollback(&cli.global, args),
+        Command::Check(args) => upgrade::check(&cli.global, args),
+        Command::Demo(args) => demo::run(&cli.global, args),
+        Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
     }
 }
 

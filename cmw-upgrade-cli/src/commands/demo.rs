@@ -1,0 +1,256 @@
+//! `cmw-upgrade demo`: the whole procedure on simulated servers.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cmw_upgrade_core::executor::{Executor, LocalExecutor, Operation, Recording};
+use cmw_upgrade_core::procedure::tool::ToolAction;
+use cmw_upgrade_core::procedure::{rollback_upgrade, run_upgrade, UpgradeSettings};
+use cmw_upgrade_core::state::{RunLock, StepRecord, StepStatus};
+use cmw_upgrade_tests::sim::{Failure, SimOptions, Simulation};
+use serde::Serialize;
+
+use super::upgrade::ProgressPrinter;
+use crate::args::{DemoArgs, FailureArg, GlobalArgs, SimulatedServiceArgs};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+#[derive(Serialize)]
+struct DemoStep {
+    name: String,
+    status: StepStatus,
+    seconds: f64,
+    commands: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<&StepRecord> for DemoStep {
+    fn from(record: &StepRecord) -> Self {
+        DemoStep {
+            name: record.name.clone(),
+            status: record.status,
+            seconds: record.seconds.unwrap_or_default(),
+            commands: record.commands.iter().map(Operation::display).collect(),
+            error: record.error.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DemoReport {
+    outcome: &'static str,
+    family: cmw_upgrade_core::OsFamily,
+    instance: String,
+    /// Where the simulated servers are kept (`--keep`).
+    folder: Option<PathBuf>,
+    steps: Vec<DemoStep>,
+    next: String,
+}
+
+/// The simulation's folder: `--keep DIR` (empty or new), or a private temp folder.
+fn demo_folder(keep: Option<&PathBuf>) -> Result<PathBuf, CliError> {
+    match keep {
+        Some(dir) => {
+            let empty = std::fs::read_dir(dir).map_or(true, |mut listing| listing.next().is_none());
+            if !empty {
+                return Err(cmw_upgrade_core::Error::AlreadyExists {
+                    path: dir.clone(),
+                    hint: "--keep needs a new or empty folder",
+                }
+                .into());
+            }
+            Ok(dir.clone())
+        }
+        None => Ok(cmw_upgrade_core::paths::private_temp_dir("cmw-upgrade-demo")?),
+    }
+}
+
+fn sim_error(error: std::io::Error) -> CliError {
+    cmw_upgrade_core::Error::ValidationFailed {
+        what: "laying out the simulated servers".to_owned(),
+        details: error.to_string(),
+    }
+    .into()
+}
+
+pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitStatus, CliError> {
+    let folder = demo_folder(args.keep.as_ref())?;
+    let outcome = demo_in(global, &args, &folder);
+    if args.keep.is_none() {
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+    outcome
+}
+
+fn demo_in(global: &GlobalArgs, args: &DemoArgs, folder: &std::path::Path) -> Result<ExitStatus, CliError> {
+    let failure = args.fail_upgrade.map(|failure| match failure {
+        FailureArg::Error => Failure::Error,
+        FailureArg::Hang => Failure::Hang,
+        FailureArg::Crash => Failure::Crash,
+    });
+    let upgrade_seconds = args.upgrade_time.as_secs_f64();
+    let sim = Simulation::create(
+        folder,
+        &SimOptions {
+            family: args.family,
+            instance: args.instance.to_string(),
+            failure,
+            upgrade_seconds,
+            service_program: std::env::current_exe()?,
+            gateway_fails_once: true,
+        },
+    )
+    .map_err(sim_error)?;
+    let mut printer = ProgressPrinter::new(global.json);
+    if !global.json {
+        eprintln!(
+            "Simulated servers ({}) in {}: old {} with data, new empty; site port {}.",
+            args.family.as_str(),
+            sim.dir.display(),
+            cmw_upgrade_tests::sim::OLD_VERSION,
+            sim.port
+        );
+    }
+
+    // On the old server: the backup, onto storage both servers mount.
+    let clock = Instant::now();
+    let old = Recording::new(LocalExecutor::new(&sim.old_root));
+    printer.show(&cmw_upgrade_core::procedure::Event::StepStarted {
+        index: 0,
+        total: 1,
+        name: "backup-old-server".to_owned(),
+        title: "On the old server: back up the database and configs (it keeps serving)".to_owned(),
+    });
+    old.tool(&ToolAction::Backup {
+        instance: args.instance.clone(),
+        family: args.family,
+        dest: sim.bundle.clone(),
+    })?;
+    old.tool(&ToolAction::VerifyBundle {
+        bundle: sim.bundle.clone(),
+    })?;
+    let backup_step = DemoStep {
+        name: "backup-old-server".to_owned(),
+        status: StepStatus::Done,
+        seconds: clock.elapsed().as_secs_f64(),
+        commands: old.take_operations().iter().map(Operation::display).collect(),
+        error: None,
+    };
+    printer.show(&cmw_upgrade_core::procedure::Event::StepFinished {
+        name: backup_step.name.clone(),
+        status: backup_step.status,
+        seconds: backup_step.seconds,
+    });
+
+    let settings = UpgradeSettings {
+        instance: args.instance.clone(),
+        family: args.family,
+        bundle: sim.bundle.clone(),
+        distribution: sim.distribution.clone(),
+        prerequisites: sim.prerequisites.clone(),
+        port: sim.port,
+        upgrade_timeout_seconds: (upgrade_seconds * 2.0 + 3.0).ceil() as u64,
+        health_timeout_seconds: 30,
+        fix_config: false,
+    };
+    if args.setup_only {
+        let setup = serde_json::json!({
+            "root": sim.new_root,
+            "old_root": sim.old_root,
+            "programs": sim.bin,
+            "path": sim.path_env().to_string_lossy(),
+            "instance": settings.instance,
+            "family": settings.family,
+            "bundle": settings.bundle,
+            "distribution": settings.distribution,
+            "prerequisites": settings.prerequisites,
+            "port": settings.port,
+        });
+        if global.json {
+            print_json(&setup)?;
+        } else {
+            println!(
+                "Laid out in {}. Rehearse with:\n  PATH={}:$PATH cmw-upgrade --root {} run --instance {} --bundle {} --distribution {} --prerequisites {} --port {}",
+                sim.dir.display(),
+                sim.bin.display(),
+                sim.new_root.display(),
+                settings.instance,
+                settings.bundle,
+                settings.distribution,
+                settings.prerequisites,
+                settings.port
+            );
+        }
+        return Ok(ExitStatus::Success);
+    }
+
+    let _lock = RunLock::acquire(&sim.new_root, &settings.instance)?;
+    let new = LocalExecutor::new(&sim.new_root).with_programs_from(&sim.bin);
+    let recorder = Recording::new(&new);
+    let report = run_upgrade(&recorder, &settings, &mut |event| printer.show(event))?;
+    let mut steps = vec![backup_step];
+    steps.extend(report.steps.iter().map(DemoStep::from));
+    let (outcome, next, exit) = if report.outcome == "upgraded" {
+        ("upgraded", report.next.clone(), ExitStatus::Success)
+    } else {
+        let rollback = rollback_upgrade(&recorder, &settings.instance, &mut |event| printer.show(event))?;
+        steps.push(DemoStep::from(&rollback.rollback));
+        ("rolled_back", rollback.next, ExitStatus::Failed)
+    };
+    sim.stop();
+    let report = DemoReport {
+        outcome,
+        family: args.family,
+        instance: args.instance.to_string(),
+        folder: args.keep.clone(),
+        steps,
+        next,
+    };
+    if global.json {
+        print_json(&report)?;
+    } else {
+        print_text(&report)?;
+    }
+    Ok(exit)
+}
+
+fn print_text(report: &DemoReport) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "\nDemo on simulated {} servers: {}\n",
+        report.family.as_str(),
+        report.outcome.replace('_', " ")
+    )?;
+    for step in &report.steps {
+        let status = serde_json::to_value(step.status)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        writeln!(out, "{:<18} {:<12} {:>6.1}s", step.name, status, step.seconds)?;
+        for command in &step.commands {
+            writeln!(out, "    $ {command}")?;
+        }
+        if let Some(error) = &step.error {
+            writeln!(out, "    ! {error}")?;
+        }
+    }
+    writeln!(out, "\n{}", report.next)?;
+    if let Some(folder) = &report.folder {
+        writeln!(out, "The simulated servers are kept in {}.", folder.display())?;
+    }
+    Ok(())
+}
+
+pub fn simulated_service(global: &GlobalArgs, args: SimulatedServiceArgs) -> Result<ExitStatus, CliError> {
+    cmw_upgrade_tests::sim::service::run(&cmw_upgrade_tests::sim::service::ServiceArgs {
+        root: global.root.clone(),
+        instance: args.instance,
+        sim: args.sim,
+        port: args.port,
+    })?;
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,308 @@
+//! `plan`, `run`, `status`, `rollback`, `check`: the whole procedure.
+
+use std::io::{IsTerminal, Write};
+
+use cmw_upgrade_core::executor::{DryRun, LocalExecutor, Recording};
+use cmw_upgrade_core::procedure::tool::smoke_check;
+use cmw_upgrade_core::procedure::{
+    plan_upgrade, rollback_command, rollback_upgrade, run_upgrade, Event, UpgradeSettings,
+};
+use cmw_upgrade_core::state::{RunLock, RunState, StepRecord, StepStatus};
+
+use super::family_of_root;
+use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, UpgradeArgs};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+pub fn settings_of(global: &GlobalArgs, args: &UpgradeArgs) -> Result<UpgradeSettings, CliError> {
+    Ok(UpgradeSettings {
+        instance: args.instance.clone(),
+        family: family_of_root(&global.root, args.family)?,
+        bundle: args.bundle.clone(),
+        distribution: args.distribution.clone(),
+        prerequisites: args.prerequisites.clone(),
+        port: args.port,
+        upgrade_timeout_seconds: args.upgrade_timeout.as_secs().max(1),
+        health_timeout_seconds: args.health_timeout.as_secs().max(1),
+        fix_config: args.fix_config,
+    })
+}
+
+pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    let settings = settings_of(global, &args)?;
+    let recorder = Recording::new(DryRun::new(LocalExecutor::new(&global.root)));
+    let steps = plan_upgrade(&recorder, &settings)?;
+    if global.json {
+        print_json(&serde_json::json!({
+            "instance": settings.instance,
+            "family": settings.family,
+            "old_server": old_server_commands(&settings),
+            "steps": steps,
+        }))?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Plan for {} on this {} server (nothing is changed).\n\nOn the old server first:",
+        settings.instance,
+        settings.family.as_str()
+    )?;
+    for command in old_server_commands(&settings) {
+        writeln!(out, "    {command}")?;
+    }
+    writeln!(out, "  and bring the bundle here as {}.", settings.bundle)?;
+    for (index, step) in steps.iter().enumerate() {
+        writeln!(out, "\n{}. {} — {}", index + 1, step.name, step.title)?;
+        writeln!(out, "   needs: {}", step.precondition)?;
+        for command in &step.commands {
+            writeln!(out, "   $ {command}")?;
+        }
+        writeln!(out, "   check: {}", step.check)?;
+        writeln!(out, "   undo:  {}", step.undo)?;
+        if let Some(note) = &step.note {
+            writeln!(out, "   note: cannot plan in full now: {note}")?;
+        }
+    }
+    writeln!(
+        out,
+        "\nRun it with the same options: cmw-upgrade run ...; see where it is with: cmw-upgrade status --instance {}",
+        settings.instance
+    )?;
+    Ok(ExitStatus::Success)
+}
+
+fn old_server_commands(settings: &UpgradeSettings) -> Vec<String> {
+    vec![
+        format!(
+            "cmw-upgrade backup --instance {} --dest {}",
+            settings.instance, settings.bundle
+        ),
+        format!("cmw-upgrade backup verify {}", settings.bundle),
+    ]
+}
+
+/// Draws the procedure's events on stderr for people.
+pub struct ProgressPrinter {
+    quiet: bool,
+    terminal: bool,
+    waiting_line: bool,
+}
+
+impl ProgressPrinter {
+    pub fn new(quiet: bool) -> Self {
+        ProgressPrinter {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+            waiting_line: false,
+        }
+    }
+
+    pub fn show(&mut self, event: &Event) {
+        kill_hook(event);
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        if self.waiting_line && !matches!(event, Event::Waiting { .. }) {
+            let _ = writeln!(err);
+            self.waiting_line = false;
+        }
+        let _ = match event {
+            Event::StepStarted {
+                index,
+                total,
+                name,
+                title,
+            } => writeln!(err, "[{}/{total}] {name}: {title}", index + 1),
+            Event::StepSkipped { name } => writeln!(err, "[done] {name}: done in an earlier run"),
+            Event::StepFinished {
+                name,
+                status,
+                seconds,
+            } => writeln!(
+                err,
+                "      {name} {} ({seconds:.1}s)",
+                match status {
+                    StepStatus::Done => "done",
+                    StepStatus::Failed => "FAILED",
+                    _ => "stopped",
+                }
+            ),
+            Event::Waiting {
+                what,
+                elapsed,
+                limit,
+                detail,
+            } => {
+                if self.terminal {
+                    self.waiting_line = true;
+                    write!(
+                        err,
+                        "\r      waiting for {what}: {detail}, {elapsed:.0}s of {limit:.0}s   "
+                    )
+                } else {
+                    Ok(())
+                }
+            }
+            Event::Note { text } => writeln!(err, "      note: {text}"),
+        };
+    }
+}
+
+/// A test hook: `CMW_UPGRADE_KILL_AT=<step>:start|<step>:end` makes the
+/// process kill itself with SIGKILL right after that boundary is saved, so
+/// the tests can prove a run resumes from any boundary.
+fn kill_hook(event: &Event) {
+    let Ok(target) = std::env::var("CMW_UPGRADE_KILL_AT") else {
+        return;
+    };
+    let here = match event {
+        Event::StepStarted { name, .. } => format!("{name}:start"),
+        Event::StepFinished { name, .. } => format!("{name}:end"),
+        _ => return,
+    };
+    if here == target {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(std::time::Duration::from_secs(10));
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    let settings = settings_of(global, &args)?;
+    let _lock = RunLock::acquire(&global.root, &settings.instance)?;
+    let local = LocalExecutor::new(&global.root);
+    let recorder = Recording::new(&local);
+    let mut printer = ProgressPrinter::new(global.json);
+    let report = run_upgrade(&recorder, &settings, &mut |event| printer.show(event))?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        if let Some(failed) = report.steps.iter().find(|step| step.status == StepStatus::Failed) {
+            writeln!(
+                out,
+                "\nStep {} failed: {}",
+                failed.name,
+                failed.error.as_deref().unwrap_or("")
+            )?;
+        } else {
+            writeln!(out, "\n{} upgraded.", settings.instance)?;
+        }
+        writeln!(out, "{}", report.next)?;
+    }
+    Ok(if report.outcome == "upgraded" {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
+    let local = LocalExecutor::new(&global.root);
+    let Some(state) = RunState::load(&local, &args.instance)? else {
+        return Err(cmw_upgrade_core::Error::ValidationFailed {
+            what: "reading the run state".to_owned(),
+            details: format!(
+                "no run of {} is recorded under {}; start one with cmw-upgrade run",
+                args.instance,
+                cmw_upgrade_core::state::state_file(&args.instance)
+            ),
+        }
+        .into());
+    };
+    let exit = status_exit(&state);
+    if global.json {
+        print_json(&state)?;
+        return Ok(exit);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Run of {}:", state.instance)?;
+    for step in &state.steps {
+        print_step(&mut out, step)?;
+    }
+    if let Some(rollback) = &state.rollback {
+        print_step(&mut out, rollback)?;
+    }
+    let next = match exit {
+        ExitStatus::Success => "All steps done: switch DNS or the upstream proxy to this server.".to_owned(),
+        ExitStatus::Failed => format!(
+            "Fix the failed step's cause and rerun the same `cmw-upgrade run` to resume, or undo with: {}",
+            rollback_command(&args.instance)
+        ),
+        _ => "Not finished: rerun the same `cmw-upgrade run` to resume.".to_owned(),
+    };
+    writeln!(out, "{next}")?;
+    Ok(exit)
+}
+
+fn status_exit(state: &RunState) -> ExitStatus {
+    if state.steps.iter().any(|step| step.status == StepStatus::Failed) {
+        ExitStatus::Failed
+    } else if state.steps.iter().all(|step| step.status == StepStatus::Done) {
+        ExitStatus::Success
+    } else {
+        ExitStatus::NotFinished
+    }
+}
+
+fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
+    let status = serde_json::to_value(step.status)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let seconds = step
+        .seconds
+        .map(|seconds| format!("{seconds:.1}s"))
+        .unwrap_or_default();
+    writeln!(out, "  {:<17} {:<12} {seconds:>8}", step.name, status)?;
+    if let Some(error) = &step.error {
+        writeln!(out, "      {error}")?;
+    }
+    Ok(())
+}
+
+pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
+    let _lock = RunLock::acquire(&global.root, &args.instance)?;
+    let local = LocalExecutor::new(&global.root);
+    let recorder = Recording::new(&local);
+    let mut printer = ProgressPrinter::new(global.json);
+    let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        for command in &report.rollback.commands {
+            writeln!(out, "  $ {}", command.display())?;
+        }
+        writeln!(out, "Rolled back. {}", report.next)?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliError> {
+    let report = smoke_check(&global.root, &args.instance, &args.url)?;
+    if global.json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        match (report.status, &report.unreachable) {
+            (Some(status), _) => writeln!(out, "{}: HTTP {status}", report.url)?,
+            (None, Some(reason)) => writeln!(out, "{}: no answer ({reason})", report.url)?,
+            (None, None) => writeln!(out, "{}: no answer", report.url)?,
+        }
+        writeln!(out, "heartbeat errors: {}", report.heartbeat_errors.len())?;
+        for error in &report.heartbeat_errors {
+            writeln!(out, "  {error}")?;
+        }
+        writeln!(out, "{}", if report.ok { "healthy" } else { "NOT healthy" })?;
+    }
+    Ok(if report.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    })
+}
