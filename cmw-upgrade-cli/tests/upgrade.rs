@@ -1,0 +1,399 @@
+//! The whole procedure, end to end, on simulated servers: each family, each
+//! failure mode, kill -9 at every step boundary, plan, status and the lock.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use util::{json, stderr, stdout};
+
+const STEPS: [&str; 12] = [
+    "verify-bundle",
+    "prerequisites",
+    "install-version",
+    "create-instance",
+    "migrate-config",
+    "smoke-check",
+    "transfer-data",
+    "wait-upgrade",
+    "backup-upgraded",
+    "prune-caches",
+    "replace-database",
+    "final-check",
+];
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+}
+
+fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
+    let output = bin()
+        .args(["demo", "--json", "--upgrade-time", "1s", "--keep"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = json(&output);
+    (output, report)
+}
+
+/// Every file under `folder`: relative path → content (links as `-> target`).
+fn tree(folder: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(folder).unwrap().to_string_lossy().into_owned();
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            if metadata.file_type().is_symlink() {
+                found.insert(relative, format!("-> {}", fs::read_link(&path).unwrap().display()));
+            } else if metadata.is_dir() {
+                found.insert(relative + "/", String::new());
+                pending.push(path);
+            } else {
+                found.insert(relative, String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned());
+            }
+        }
+    }
+    found
+}
+
+fn database(root: &Path) -> PathBuf {
+    root.join("var/lib/comindware/prod/Database")
+}
+
+fn commands(report: &Value) -> Vec<String> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|step| step["commands"].as_array().unwrap().iter())
+        .map(|command| command.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn upgrades_on_each_family_with_its_own_commands() {
+    for (family, install, owner) in [
+        ("deb", "dpkg -i librdkafka1_2.3.0-1_amd64.deb", 33),
+        ("rpm", "rpm -i librdkafka-2.3.0-1.el8.x86_64.rpm", 995),
+        ("alt", "apt-get install -y ./librdkafka-2.3.0-alt1.x86_64.rpm", 996),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, report) = demo(dir.path(), &["--family", family]);
+        assert_eq!(output.status.code(), Some(0), "{family}: {}", stderr(&output));
+        assert_eq!(report["outcome"], "upgraded");
+        assert_eq!(report["family"], family);
+        let names: Vec<&str> = report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|step| step["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[0], "backup-old-server");
+        assert_eq!(names[1..], STEPS);
+        assert!(report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|step| step["status"] == "done" && step["seconds"].as_f64().is_some()));
+        let transcript = commands(&report);
+        let has = |needle: &str| transcript.iter().any(|command| command.contains(needle));
+        assert!(has(install), "{family}: {transcript:#?}");
+        let site_dir = match family {
+            "deb" => "/etc/nginx/sites-available",
+            "rpm" => "/etc/nginx/conf.d",
+            _ => "/etc/nginx/sites-available.d",
+        };
+        assert!(has(&format!("chown -R -h {owner}:{owner} /var/lib/comindware/prod/Database")));
+        assert!(has("bash instance_create.sh -n=prod -p="));
+        assert!(has("-v=5.0.1234.0"));
+        // The gateway failed its first start: the tool restarted it, as the seed says.
+        assert!(has("systemctl restart apigatewayprod"));
+        assert!(has("nginx -t") && has("nginx -s reload"));
+        assert!(has("cmw-upgrade prune-caches /var/lib/comindware/prod/Database.cmw-upgrade-pruned"));
+
+        let new_root = dir.path().join("new-server");
+        let site = fs::read_to_string(new_root.join(site_dir.trim_start_matches('/')).join("comindwareprod")).unwrap();
+        assert!(site.contains("server_name cmw.example.org"), "{site}");
+        let db = tree(&database(&new_root));
+        assert_eq!(db[".cmw-sim-version"], "5.0.1234.0\n");
+        assert!(!db.keys().any(|path| path.ends_with("/metastorage/") && !path.starts_with("snapshots")));
+        assert!(db.keys().any(|path| path.contains("cacheGroup-Account/")));
+        let owner_of = |path: &Path| std::os::unix::fs::MetadataExt::uid(&fs::metadata(path).unwrap());
+        assert_eq!(owner_of(&database(&new_root).join("db")), owner);
+        // The old server was only read.
+        let old = tree(&database(&dir.path().join("old-server")));
+        assert_eq!(old[".cmw-sim-version"], "4.7.2890.0\n");
+        let state: Value = serde_json::from_slice(
+            &fs::read(new_root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(state["steps"].as_array().unwrap().iter().all(|step| step["status"] == "done"));
+    }
+}
+
+#[test]
+fn each_failure_mode_ends_in_a_clean_rollback() {
+    for failure in ["error", "hang", "crash"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (output, report) = demo(dir.path(), &["--fail-upgrade", failure]);
+        assert_eq!(output.status.code(), Some(1), "{failure}: {}", stderr(&output));
+        assert_eq!(report["outcome"], "rolled_back");
+        let steps = report["steps"].as_array().unwrap();
+        let wait = steps.iter().find(|step| step["name"] == "wait-upgrade").unwrap();
+        assert_eq!(wait["status"], "failed", "{failure}");
+        let error = wait["error"].as_str().unwrap();
+        assert!(error.contains("cmw-upgrade rollback --instance prod"), "{error}");
+        let expected = match failure {
+            "error" => "hold an error",
+            "hang" => "no verdict after",
+            _ => "stopped while upgrading",
+        };
+        assert!(error.contains(expected), "{failure}: {error}");
+        assert_eq!(steps.last().unwrap()["name"], "rollback");
+        assert_eq!(steps.last().unwrap()["status"], "done");
+
+        // The new server holds the old data again; the bundle still verifies
+        // and holds the failed upgrade's logs; the old server is untouched.
+        let new_root = dir.path().join("new-server");
+        let old_root = dir.path().join("old-server");
+        let bundle = new_root.join("mnt/cmw-backup/prod-4.7.2890.0");
+        assert_eq!(tree(&database(&new_root)), tree(&bundle.join("database")));
+        assert_eq!(tree(&database(&old_root)), tree(&bundle.join("database")));
+        let kept = fs::read_dir(bundle.join("upgrade-logs")).unwrap().count();
+        assert_eq!(kept, 1, "{failure}");
+        let verify = bin().args(["backup", "verify"]).arg(&bundle).output().unwrap();
+        assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+        // The half-upgraded database was moved aside, not deleted.
+        let data_root = new_root.join("var/lib/comindware/prod");
+        assert!(fs::read_dir(&data_root)
+            .unwrap()
+            .any(|entry| entry.unwrap().file_name().to_string_lossy().starts_with("Database.before-restore-")));
+    }
+}
+
+/// A simulation laid out by `demo --setup-only`, whose processes stop on drop.
+struct Rehearsal {
+    dir: tempfile::TempDir,
+    setup: Value,
+}
+
+impl Rehearsal {
+    fn new() -> Rehearsal {
+        let dir = tempfile::tempdir().unwrap();
+        let output = bin()
+            .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s", "--keep"])
+            .arg(dir.path().join("sim"))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+        Rehearsal {
+            setup: json(&output),
+            dir,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        PathBuf::from(self.setup["root"].as_str().unwrap())
+    }
+
+    /// `cmw-upgrade --root <new server> <verb>` with the stand-ins on PATH.
+    fn plain(&self, verb: &str) -> Command {
+        let mut command = bin();
+        command
+            .env("PATH", self.setup["path"].as_str().unwrap())
+            .arg("--root")
+            .arg(self.root())
+            .arg(verb);
+        command
+    }
+
+    /// `plan` or `run` with the simulation's options.
+    fn command(&self, verb: &str) -> Command {
+        let mut command = self.plain(verb);
+        for key in ["instance", "bundle", "distribution", "prerequisites"] {
+            command.arg(format!("--{key}")).arg(self.setup[key].as_str().unwrap());
+        }
+        command
+            .args(["--port", &self.setup["port"].to_string()])
+            .args(["--upgrade-timeout", "30s", "--health-timeout", "30s"]);
+        command
+    }
+
+    fn run(&self, kill_at: Option<&str>) -> Output {
+        let mut command = self.command("run");
+        if let Some(point) = kill_at {
+            command.env("CMW_UPGRADE_KILL_AT", point);
+        }
+        command.output().unwrap()
+    }
+
+    /// What the upgraded server looks like, with this simulation's ports named.
+    fn final_state(&self) -> BTreeMap<String, String> {
+        let root = self.root();
+        let port = self.setup["port"].to_string();
+        let backend = fs::read_to_string(self.root().join("../sim/backend-port")).unwrap();
+        // The migration stamps the block it appends with the time.
+        let unstamped = |text: String| -> String {
+            text.lines()
+                .map(|line| if line.contains("by cmw-upgrade 20") { "# stamp" } else { line })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let mut state: BTreeMap<String, String> = tree(&database(&root))
+            .into_iter()
+            .map(|(path, content)| (format!("Database/{path}"), content))
+            .collect();
+        for file in [
+            "usr/share/comindware/configs/instance/prod.yml",
+            "etc/nginx/sites-available/comindwareprod",
+            "etc/sysconfig/comindwareprod-env",
+            "var/www/prod/adapterhost.yml",
+            "var/www/prod/apigateway.yml",
+            "var/www/prod/Ignite.config",
+        ] {
+            let text = fs::read_to_string(root.join(file)).unwrap();
+            let text = text.replace(&port, "PORT").replace(backend.trim(), "BACKEND");
+            state.insert(file.to_owned(), unstamped(text));
+        }
+        let run_state: Value =
+            serde_json::from_slice(&fs::read(root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap()).unwrap();
+        for step in run_state["steps"].as_array().unwrap() {
+            state.insert(format!("step {}", step["name"]), step["status"].to_string());
+        }
+        state
+    }
+}
+
+impl Drop for Rehearsal {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(self.setup["programs"].as_str().unwrap()).join("systemctl"))
+            .args(["stop", "comindwareprod", "nginx"])
+            .env("PATH", self.setup["path"].as_str().unwrap())
+            .output();
+        let _ = &self.dir;
+    }
+}
+
+#[test]
+fn kill_9_at_every_step_boundary_then_rerun_gives_the_same_end() {
+    let reference = Rehearsal::new();
+    let output = reference.run(None);
+    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    let expected = reference.final_state();
+    drop(reference);
+
+    let points: Vec<String> = STEPS
+        .iter()
+        .flat_map(|step| [format!("{step}:start"), format!("{step}:end")])
+        .collect();
+    for chunk in points.chunks(6) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|point| {
+                std::thread::spawn(move || {
+                    let rehearsal = Rehearsal::new();
+                    let killed = rehearsal.run(Some(&point));
+                    assert_eq!(killed.status.signal(), Some(9), "{point}: {}", stderr(&killed));
+                    let status = rehearsal.plain("status").args(["--instance", "prod"]).output().unwrap();
+                    // Killed after the last step is saved done, the run is complete.
+                    let finished = point == "final-check:end";
+                    assert_eq!(status.status.code() == Some(0), finished, "{point}");
+                    let rerun = rehearsal.run(None);
+                    assert_eq!(
+                        rerun.status.code(),
+                        Some(0),
+                        "{point}: {}{}",
+                        stdout(&rerun),
+                        stderr(&rerun)
+                    );
+                    (point, rehearsal.final_state())
+                })
+            })
+            .collect();
+        for handle in handles {
+            let (point, state) = handle.join().unwrap();
+            let differences: Vec<&String> = expected
+                .keys()
+                .chain(state.keys())
+                .filter(|key| expected.get(*key) != state.get(*key))
+                .collect();
+            assert!(differences.is_empty(), "{point}: differs in {differences:?}");
+        }
+    }
+}
+
+#[test]
+fn plan_shows_every_step_and_changes_nothing() {
+    let rehearsal = Rehearsal::new();
+    let before = tree(&rehearsal.root());
+    let output = rehearsal.command("plan").arg("--json").output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let plan = json(&output);
+    let steps = plan["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|step| step["name"].as_str().unwrap()).collect();
+    assert_eq!(names, STEPS);
+    let all: Vec<&str> = steps
+        .iter()
+        .flat_map(|step| step["commands"].as_array().unwrap())
+        .map(|command| command.as_str().unwrap())
+        .collect();
+    for needle in [
+        "tar -xf /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz -C /var/lib/cmw-upgrade/prod/dist",
+        "dpkg -i '<the *.deb files unpacked there>'",
+        "bash version_install.sh",
+        "bash instance_create.sh -n=prod",
+        "cmw-upgrade config migrate --from /mnt/cmw-backup/prod-4.7.2890.0/config --instance prod --family deb",
+        "systemctl stop comindwareprod",
+        "cmw-upgrade restore /mnt/cmw-backup/prod-4.7.2890.0 --instance prod --replace --family deb",
+        "chown -R -h 33:33 /var/lib/comindware/prod/Database",
+    ] {
+        assert!(all.iter().any(|command| command.contains(needle)), "{needle} not in {all:#?}");
+    }
+    assert_eq!(plan["old_server"][0], "cmw-upgrade backup --instance prod --dest /mnt/cmw-backup/prod-4.7.2890.0");
+    assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
+    let text = rehearsal.command("plan").output().unwrap();
+    assert!(stdout(&text).contains("6. smoke-check"), "{}", stdout(&text));
+}
+
+#[test]
+fn status_lock_and_rollback_commands() {
+    let rehearsal = Rehearsal::new();
+    let none = rehearsal.plain("status").args(["--instance", "prod"]).output();
+    let none = none.unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    // A second run while the first works is refused, naming the holder.
+    let mut slow = rehearsal.command("run");
+    slow.env("CMW_UPGRADE_KILL_AT", "final-check:start");
+    let mut child = slow.spawn().unwrap();
+    let lock_file = rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json");
+    while !lock_file.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = rehearsal.run(None);
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(stderr(&second).contains(&child.id().to_string()), "{}", stderr(&second));
+    let killed = child.wait().unwrap();
+    assert_eq!(killed.signal(), Some(9));
+    let status = rehearsal.plain("status").args(["--instance", "prod"]).output().unwrap();
+    assert_eq!(status.status.code(), Some(3), "{}", stdout(&status));
+    assert!(stdout(&status).contains("final-check"));
+    let rollback = rehearsal
+        .plain("rollback")
+        .args(["--instance", "prod", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    let report = json(&rollback);
+    assert!(report["steps"].as_array().unwrap().iter().all(|step| step["status"] == "rolled_back"));
+    let bundle = rehearsal.root().join("mnt/cmw-backup/prod-4.7.2890.0/database");
+    assert_eq!(tree(&database(&rehearsal.root())), tree(&bundle));
+}
