@@ -293,3 +293,41 @@ def import_cdbbz(
     check_space: bool = True,
 ) -> dict[str, Any]:
     """Turns a platform backup (.cdbbz) into a bundle folder `dest`."""
+
+
+def plan(
+    instance: str,
+    bundle: str,
+    distribution: str,
+    prerequisites: str,
+    root: StrPath = "/",
+    port: int = 80,
+    family: Optional[str] = None,
+    upgrade_timeout: float = 7200.0,
+    health_timeout: float = 300.0,
+    fix_config: bool = False,
+) -> list[dict[str, Any]]:
+    """Plans the upgrade on the (new) server under `root`, changing nothing.
+
+    Each step: name, title, precondition, check, undo, commands, note.
+    """
+
+def run(
+    instance: str,
+    bundle: str,
+    distribution: str,
+    prerequisites: str,
+    root: StrPath = "/",
+    port: int = 80,
+    family: Optional[str] = None,
+    upgrade_timeout: float = 7200.0,
+    health_timeout: float = 300.0,
+    fix_config: bool = False,
+    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+) -> dict[str, Any]:
+    """Runs (or resumes) the upgrade; returns {"outcome", "instance", "steps", "next"}.
+
+    `progress` gets each event as a dict ("event": step_started, step_finished,
+    step_skipped, waiting or note). Raises AlreadyExistsError when another run
+    holds the instance's lock.
+    """

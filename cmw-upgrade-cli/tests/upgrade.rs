@@ -49,15 +49,25 @@ fn tree(folder: &Path) -> BTreeMap<String, String> {
     while let Some(current) = pending.pop() {
         for entry in fs::read_dir(&current).unwrap() {
             let path = entry.unwrap().path();
-            let relative = path.strip_prefix(folder).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(folder)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let metadata = fs::symlink_metadata(&path).unwrap();
             if metadata.file_type().is_symlink() {
-                found.insert(relative, format!("-> {}", fs::read_link(&path).unwrap().display()));
+                found.insert(
+                    relative,
+                    format!("-> {}", fs::read_link(&path).unwrap().display()),
+                );
             } else if metadata.is_dir() {
                 found.insert(relative + "/", String::new());
                 pending.push(path);
             } else {
-                found.insert(relative, String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned());
+                found.insert(
+                    relative,
+                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
+                );
             }
         }
     }
@@ -83,11 +93,20 @@ fn upgrades_on_each_family_with_its_own_commands() {
     for (family, install, owner) in [
         ("deb", "dpkg -i librdkafka1_2.3.0-1_amd64.deb", 33),
         ("rpm", "rpm -i librdkafka-2.3.0-1.el8.x86_64.rpm", 995),
-        ("alt", "apt-get install -y ./librdkafka-2.3.0-alt1.x86_64.rpm", 996),
+        (
+            "alt",
+            "apt-get install -y ./librdkafka-2.3.0-alt1.x86_64.rpm",
+            996,
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (output, report) = demo(dir.path(), &["--family", family]);
-        assert_eq!(output.status.code(), Some(0), "{family}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{family}: {}",
+            stderr(&output)
+        );
         assert_eq!(report["outcome"], "upgraded");
         assert_eq!(report["family"], family);
         let names: Vec<&str> = report["steps"]
@@ -111,22 +130,34 @@ fn upgrades_on_each_family_with_its_own_commands() {
             "rpm" => "/etc/nginx/conf.d",
             _ => "/etc/nginx/sites-available.d",
         };
-        assert!(has(&format!("chown -R -h {owner}:{owner} /var/lib/comindware/prod/Database")));
+        assert!(has(&format!(
+            "chown -R -h {owner}:{owner} /var/lib/comindware/prod/Database"
+        )));
         assert!(has("bash instance_create.sh -n=prod -p="));
         assert!(has("-v=5.0.1234.0"));
         // The gateway failed its first start: the tool restarted it, as the seed says.
         assert!(has("systemctl restart apigatewayprod"));
         assert!(has("nginx -t") && has("nginx -s reload"));
-        assert!(has("cmw-upgrade prune-caches /var/lib/comindware/prod/Database.cmw-upgrade-pruned"));
+        assert!(has(
+            "cmw-upgrade prune-caches /var/lib/comindware/prod/Database.cmw-upgrade-pruned"
+        ));
 
         let new_root = dir.path().join("new-server");
-        let site = fs::read_to_string(new_root.join(site_dir.trim_start_matches('/')).join("comindwareprod")).unwrap();
+        let site = fs::read_to_string(
+            new_root
+                .join(site_dir.trim_start_matches('/'))
+                .join("comindwareprod"),
+        )
+        .unwrap();
         assert!(site.contains("server_name cmw.example.org"), "{site}");
         let db = tree(&database(&new_root));
         assert_eq!(db[".cmw-sim-version"], "5.0.1234.0\n");
-        assert!(!db.keys().any(|path| path.ends_with("/metastorage/") && !path.starts_with("snapshots")));
+        assert!(!db
+            .keys()
+            .any(|path| path.ends_with("/metastorage/") && !path.starts_with("snapshots")));
         assert!(db.keys().any(|path| path.contains("cacheGroup-Account/")));
-        let owner_of = |path: &Path| std::os::unix::fs::MetadataExt::uid(&fs::metadata(path).unwrap());
+        let owner_of =
+            |path: &Path| std::os::unix::fs::MetadataExt::uid(&fs::metadata(path).unwrap());
         assert_eq!(owner_of(&database(&new_root).join("db")), owner);
         // The old server was only read.
         let old = tree(&database(&dir.path().join("old-server")));
@@ -135,7 +166,11 @@ fn upgrades_on_each_family_with_its_own_commands() {
             &fs::read(new_root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
         )
         .unwrap();
-        assert!(state["steps"].as_array().unwrap().iter().all(|step| step["status"] == "done"));
+        assert!(state["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|step| step["status"] == "done"));
     }
 }
 
@@ -144,13 +179,24 @@ fn each_failure_mode_ends_in_a_clean_rollback() {
     for failure in ["error", "hang", "crash"] {
         let dir = tempfile::tempdir().unwrap();
         let (output, report) = demo(dir.path(), &["--fail-upgrade", failure]);
-        assert_eq!(output.status.code(), Some(1), "{failure}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{failure}: {}",
+            stderr(&output)
+        );
         assert_eq!(report["outcome"], "rolled_back");
         let steps = report["steps"].as_array().unwrap();
-        let wait = steps.iter().find(|step| step["name"] == "wait-upgrade").unwrap();
+        let wait = steps
+            .iter()
+            .find(|step| step["name"] == "wait-upgrade")
+            .unwrap();
         assert_eq!(wait["status"], "failed", "{failure}");
         let error = wait["error"].as_str().unwrap();
-        assert!(error.contains("cmw-upgrade rollback --instance prod"), "{error}");
+        assert!(
+            error.contains("cmw-upgrade rollback --instance prod"),
+            "{error}"
+        );
         let expected = match failure {
             "error" => "hold an error",
             "hang" => "no verdict after",
@@ -169,13 +215,19 @@ fn each_failure_mode_ends_in_a_clean_rollback() {
         assert_eq!(tree(&database(&old_root)), tree(&bundle.join("database")));
         let kept = fs::read_dir(bundle.join("upgrade-logs")).unwrap().count();
         assert_eq!(kept, 1, "{failure}");
-        let verify = bin().args(["backup", "verify"]).arg(&bundle).output().unwrap();
+        let verify = bin()
+            .args(["backup", "verify"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
         assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
         // The half-upgraded database was moved aside, not deleted.
         let data_root = new_root.join("var/lib/comindware/prod");
-        assert!(fs::read_dir(&data_root)
+        assert!(fs::read_dir(&data_root).unwrap().any(|entry| entry
             .unwrap()
-            .any(|entry| entry.unwrap().file_name().to_string_lossy().starts_with("Database.before-restore-")));
+            .file_name()
+            .to_string_lossy()
+            .starts_with("Database.before-restore-")));
     }
 }
 
@@ -189,7 +241,14 @@ impl Rehearsal {
     fn new() -> Rehearsal {
         let dir = tempfile::tempdir().unwrap();
         let output = bin()
-            .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s", "--keep"])
+            .args([
+                "demo",
+                "--setup-only",
+                "--json",
+                "--upgrade-time",
+                "1s",
+                "--keep",
+            ])
             .arg(dir.path().join("sim"))
             .output()
             .unwrap();
@@ -219,7 +278,9 @@ impl Rehearsal {
     fn command(&self, verb: &str) -> Command {
         let mut command = self.plain(verb);
         for key in ["instance", "bundle", "distribution", "prerequisites"] {
-            command.arg(format!("--{key}")).arg(self.setup[key].as_str().unwrap());
+            command
+                .arg(format!("--{key}"))
+                .arg(self.setup[key].as_str().unwrap());
         }
         command
             .args(["--port", &self.setup["port"].to_string()])
@@ -243,7 +304,13 @@ impl Rehearsal {
         // The migration stamps the block it appends with the time.
         let unstamped = |text: String| -> String {
             text.lines()
-                .map(|line| if line.contains("by cmw-upgrade 20") { "# stamp" } else { line })
+                .map(|line| {
+                    if line.contains("by cmw-upgrade 20") {
+                        "# stamp"
+                    } else {
+                        line
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         };
@@ -260,11 +327,15 @@ impl Rehearsal {
             "var/www/prod/Ignite.config",
         ] {
             let text = fs::read_to_string(root.join(file)).unwrap();
-            let text = text.replace(&port, "PORT").replace(backend.trim(), "BACKEND");
+            let text = text
+                .replace(&port, "PORT")
+                .replace(backend.trim(), "BACKEND");
             state.insert(file.to_owned(), unstamped(text));
         }
-        let run_state: Value =
-            serde_json::from_slice(&fs::read(root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap()).unwrap();
+        let run_state: Value = serde_json::from_slice(
+            &fs::read(root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
+        )
+        .unwrap();
         for step in run_state["steps"].as_array().unwrap() {
             state.insert(format!("step {}", step["name"]), step["status"].to_string());
         }
@@ -286,7 +357,13 @@ impl Drop for Rehearsal {
 fn kill_9_at_every_step_boundary_then_rerun_gives_the_same_end() {
     let reference = Rehearsal::new();
     let output = reference.run(None);
-    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
     let expected = reference.final_state();
     drop(reference);
 
@@ -302,8 +379,17 @@ fn kill_9_at_every_step_boundary_then_rerun_gives_the_same_end() {
                 std::thread::spawn(move || {
                     let rehearsal = Rehearsal::new();
                     let killed = rehearsal.run(Some(&point));
-                    assert_eq!(killed.status.signal(), Some(9), "{point}: {}", stderr(&killed));
-                    let status = rehearsal.plain("status").args(["--instance", "prod"]).output().unwrap();
+                    assert_eq!(
+                        killed.status.signal(),
+                        Some(9),
+                        "{point}: {}",
+                        stderr(&killed)
+                    );
+                    let status = rehearsal
+                        .plain("status")
+                        .args(["--instance", "prod"])
+                        .output()
+                        .unwrap();
                     // Killed after the last step is saved done, the run is complete.
                     let finished = point == "final-check:end";
                     assert_eq!(status.status.code() == Some(0), finished, "{point}");
@@ -326,7 +412,10 @@ fn kill_9_at_every_step_boundary_then_rerun_gives_the_same_end() {
                 .chain(state.keys())
                 .filter(|key| expected.get(*key) != state.get(*key))
                 .collect();
-            assert!(differences.is_empty(), "{point}: differs in {differences:?}");
+            assert!(
+                differences.is_empty(),
+                "{point}: differs in {differences:?}"
+            );
         }
     }
 }
@@ -339,7 +428,10 @@ fn plan_shows_every_step_and_changes_nothing() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let plan = json(&output);
     let steps = plan["steps"].as_array().unwrap();
-    let names: Vec<&str> = steps.iter().map(|step| step["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = steps
+        .iter()
+        .map(|step| step["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, STEPS);
     let all: Vec<&str> = steps
         .iter()
@@ -358,16 +450,26 @@ fn plan_shows_every_step_and_changes_nothing() {
     ] {
         assert!(all.iter().any(|command| command.contains(needle)), "{needle} not in {all:#?}");
     }
-    assert_eq!(plan["old_server"][0], "cmw-upgrade backup --instance prod --dest /mnt/cmw-backup/prod-4.7.2890.0");
+    assert_eq!(
+        plan["old_server"][0],
+        "cmw-upgrade backup --instance prod --dest /mnt/cmw-backup/prod-4.7.2890.0"
+    );
     assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
-    assert!(stdout(&text).contains("6. smoke-check"), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("6. smoke-check"),
+        "{}",
+        stdout(&text)
+    );
 }
 
 #[test]
 fn status_lock_and_rollback_commands() {
     let rehearsal = Rehearsal::new();
-    let none = rehearsal.plain("status").args(["--instance", "prod"]).output();
+    let none = rehearsal
+        .plain("status")
+        .args(["--instance", "prod"])
+        .output();
     let none = none.unwrap();
     assert_eq!(none.status.code(), Some(2));
     // A second run while the first works is refused, naming the holder.
@@ -380,10 +482,18 @@ fn status_lock_and_rollback_commands() {
     }
     let second = rehearsal.run(None);
     assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
-    assert!(stderr(&second).contains(&child.id().to_string()), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(&child.id().to_string()),
+        "{}",
+        stderr(&second)
+    );
     let killed = child.wait().unwrap();
     assert_eq!(killed.signal(), Some(9));
-    let status = rehearsal.plain("status").args(["--instance", "prod"]).output().unwrap();
+    let status = rehearsal
+        .plain("status")
+        .args(["--instance", "prod"])
+        .output()
+        .unwrap();
     assert_eq!(status.status.code(), Some(3), "{}", stdout(&status));
     assert!(stdout(&status).contains("final-check"));
     let rollback = rehearsal
@@ -393,7 +503,13 @@ fn status_lock_and_rollback_commands() {
         .unwrap();
     assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
     let report = json(&rollback);
-    assert!(report["steps"].as_array().unwrap().iter().all(|step| step["status"] == "rolled_back"));
-    let bundle = rehearsal.root().join("mnt/cmw-backup/prod-4.7.2890.0/database");
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|step| step["status"] == "rolled_back"));
+    let bundle = rehearsal
+        .root()
+        .join("mnt/cmw-backup/prod-4.7.2890.0/database");
     assert_eq!(tree(&database(&rehearsal.root())), tree(&bundle));
 }

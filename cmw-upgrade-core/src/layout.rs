@@ -408,7 +408,11 @@ pub fn read_layout_sources_via(
     let log_parent = log_parent_path(instance).to_string_lossy().into_owned();
     let existing = executor.list_dir(&log_parent)?;
     Ok(LayoutSources {
-        instance_config: text(instance_config_path(instance).to_string_lossy().into_owned())?,
+        instance_config: text(
+            instance_config_path(instance)
+                .to_string_lossy()
+                .into_owned(),
+        )?,
         adapterhost_config: text(format!("/var/www/{instance}/adapterhost.yml"))?,
         service_units: unit.into_iter().collect(),
         existing_log_folders: LOG_FOLDER_NAMES

@@ -755,6 +755,155 @@ fn import_cdbbz<'py>(
     to_python(py, &report)
 }
 
+/// The settings of a plan or run, from Python's arguments.
+#[allow(clippy::too_many_arguments)]
+fn upgrade_settings(
+    instance: &str,
+    bundle: String,
+    distribution: String,
+    prerequisites: String,
+    root: &std::path::Path,
+    port: u16,
+    family: Option<&str>,
+    upgrade_timeout: f64,
+    health_timeout: f64,
+    fix_config: bool,
+) -> PyResult<core::procedure::UpgradeSettings> {
+    Ok(core::procedure::UpgradeSettings {
+        instance: parse_instance(instance)?,
+        family: family_of_root(root, family)?,
+        bundle,
+        distribution,
+        prerequisites,
+        port,
+        upgrade_timeout_seconds: upgrade_timeout.max(1.0).ceil() as u64,
+        health_timeout_seconds: health_timeout.max(1.0).ceil() as u64,
+        fix_config,
+    })
+}
+
+/// Plans the upgrade on the (new) server under `root`, changing nothing.
+///
+/// Returns a list of steps, each a dict: name, title, precondition, check, undo,
+/// commands (the exact commands and file operations, in order), note (why it
+/// could not be planned in full now, or None). Same as `cmw-upgrade plan --json`'s steps.
+#[pyfunction]
+#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false))]
+#[allow(clippy::too_many_arguments)]
+fn plan<'py>(
+    py: Python<'py>,
+    instance: &str,
+    bundle: String,
+    distribution: String,
+    prerequisites: String,
+    root: PathBuf,
+    port: u16,
+    family: Option<&str>,
+    upgrade_timeout: f64,
+    health_timeout: f64,
+    fix_config: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    use core::executor::{DryRun, LocalExecutor, Recording};
+    let settings = upgrade_settings(
+        instance,
+        bundle,
+        distribution,
+        prerequisites,
+        &root,
+        port,
+        family,
+        upgrade_timeout,
+        health_timeout,
+        fix_config,
+    )?;
+    let steps = py
+        .detach(|| {
+            let recorder = Recording::new(DryRun::new(LocalExecutor::new(&root)));
+            core::procedure::plan_upgrade(&recorder, &settings)
+        })
+        .map_err(core_error)?;
+    to_python(py, &steps)
+}
+
+/// Runs (or resumes) the upgrade on the (new) server under `root`.
+///
+/// Same as `cmw-upgrade run --json`: returns {"outcome": "upgraded"|"failed",
+/// "instance", "steps": [...], "next"}; a failed step is in the report, not an
+/// exception. `progress` is an optional callable taking each event as a dict
+/// ({"event": "step_started"|"step_finished"|"step_skipped"|"waiting"|"note", ...}),
+/// called from the calling thread while the run works with the interpreter released.
+/// Raises AlreadyExistsError when another run holds the instance's lock.
+#[pyfunction]
+#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, progress = None))]
+#[allow(clippy::too_many_arguments)]
+fn run<'py>(
+    py: Python<'py>,
+    instance: &str,
+    bundle: String,
+    distribution: String,
+    prerequisites: String,
+    root: PathBuf,
+    port: u16,
+    family: Option<&str>,
+    upgrade_timeout: f64,
+    health_timeout: f64,
+    fix_config: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use core::executor::{LocalExecutor, Recording};
+    let settings = upgrade_settings(
+        instance,
+        bundle,
+        distribution,
+        prerequisites,
+        &root,
+        port,
+        family,
+        upgrade_timeout,
+        health_timeout,
+        fix_config,
+    )?;
+    let (sender, events) = std::sync::mpsc::channel::<core::procedure::Event>();
+    let (result, callback_error) = py.detach(move || {
+        let mut callback_error: Option<PyErr> = None;
+        let result = std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                let _lock = core::state::RunLock::acquire(&root, &settings.instance)?;
+                let local = LocalExecutor::new(&root);
+                let recorder = Recording::new(&local);
+                core::procedure::run_upgrade(&recorder, &settings, &mut |event| {
+                    let _ = sender.send(event.clone());
+                })
+            });
+            // Events are handed to Python on this thread, as they come.
+            loop {
+                match events.recv_timeout(std::time::Duration::from_millis(100)) {
+                    Ok(event) => {
+                        if let (Some(callback), None) = (&progress, &callback_error) {
+                            Python::attach(|py| {
+                                let called = to_python(py, &event)
+                                    .and_then(|event| callback.call1(py, (event,)));
+                                if let Err(error) = called {
+                                    callback_error = Some(error);
+                                }
+                            });
+                        }
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            worker.join().expect("the run does not panic")
+        });
+        (result, callback_error)
+    });
+    let report = result.map_err(core_error)?;
+    if let Some(error) = callback_error {
+        return Err(error);
+    }
+    to_python(py, &report)
+}
+
 /// The Python module `cmw_upgrade`.
 #[pymodule]
 fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -781,6 +930,8 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(bundle_drift, module)?)?;
     module.add_function(wrap_pyfunction!(restore_bundle, module)?)?;
     module.add_function(wrap_pyfunction!(import_cdbbz, module)?)?;
+    module.add_function(wrap_pyfunction!(plan, module)?)?;
+    module.add_function(wrap_pyfunction!(run, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());
     for family in core::OsFamily::ALL {

@@ -253,3 +253,73 @@ def test_import_cdbbz(tmp_path):
     assert cmw_upgrade.verify_bundle(tmp_path / "bundle")["ok"]
     with pytest.raises(cmw_upgrade.FileAccessError, match="not-there.cdbbz"):
         cmw_upgrade.import_cdbbz(tmp_path / "not-there.cdbbz", tmp_path / "other")
+
+
+def simulated_servers(folder: Path) -> dict:
+    """Lays out simulated servers with the CLI's demo (the same simulator the
+    Rust tests use) and returns what to pass to plan/run."""
+    binary = REPO / "target" / "debug" / "cmw-upgrade"
+    output = subprocess.run(
+        [str(binary), "demo", "--setup-only", "--json", "--upgrade-time", "1s", "--keep", str(folder)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(output.stdout)
+
+
+@pytest.fixture
+def servers(tmp_path, monkeypatch):
+    setup = simulated_servers(tmp_path / "sim")
+    # The stand-ins (systemctl, dpkg, nginx on the simulation's config) come first.
+    monkeypatch.setenv("PATH", setup["path"])
+    yield setup
+    subprocess.run(
+        [str(Path(setup["programs"]) / "systemctl"), "stop", "comindwareprod", "nginx"],
+        capture_output=True,
+    )
+
+
+def upgrade_args(setup: dict) -> dict:
+    return dict(
+        instance=setup["instance"],
+        bundle=setup["bundle"],
+        distribution=setup["distribution"],
+        prerequisites=setup["prerequisites"],
+        root=setup["root"],
+        port=setup["port"],
+        upgrade_timeout=30,
+        health_timeout=30,
+    )
+
+
+def test_plan_lists_every_step_and_changes_nothing(servers):
+    before = sorted(str(p) for p in Path(servers["root"]).rglob("*"))
+    steps = cmw_upgrade.plan(**upgrade_args(servers))
+    assert [step["name"] for step in steps][:4] == [
+        "verify-bundle",
+        "prerequisites",
+        "install-version",
+        "create-instance",
+    ]
+    assert len(steps) == 12
+    commands = [command for step in steps for command in step["commands"]]
+    assert any(command.startswith("(cd /var/lib/cmw-upgrade/prod/dist/CMW_astra_5.0.1234.0/scripts && bash instance_create.sh -n=prod") for command in commands)
+    assert sorted(str(p) for p in Path(servers["root"]).rglob("*")) == before
+
+
+def test_run_reports_progress_and_upgrades(servers):
+    events = []
+    report = cmw_upgrade.run(**upgrade_args(servers), progress=events.append)
+    assert report["outcome"] == "upgraded", report
+    assert [step["status"] for step in report["steps"]] == ["done"] * 12
+    started = [event["name"] for event in events if event["event"] == "step_started"]
+    assert started[0] == "verify-bundle" and started[-1] == "final-check"
+    finished = [event for event in events if event["event"] == "step_finished"]
+    assert len(finished) == 12 and all(event["seconds"] >= 0 for event in finished)
+    marker = Path(servers["root"]) / "var/lib/comindware/prod/Database/.cmw-sim-version"
+    assert marker.read_text().strip() == "5.0.1234.0"
+    # Run again: everything is done, every step is skipped.
+    again = []
+    cmw_upgrade.run(**upgrade_args(servers), progress=again.append)
+    assert {event["event"] for event in again} == {"step_skipped"}

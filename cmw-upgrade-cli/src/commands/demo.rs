@@ -64,7 +64,9 @@ fn demo_folder(keep: Option<&PathBuf>) -> Result<PathBuf, CliError> {
             }
             Ok(dir.clone())
         }
-        None => Ok(cmw_upgrade_core::paths::private_temp_dir("cmw-upgrade-demo")?),
+        None => Ok(cmw_upgrade_core::paths::private_temp_dir(
+            "cmw-upgrade-demo",
+        )?),
     }
 }
 
@@ -85,7 +87,11 @@ pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitStatus, CliError> 
     outcome
 }
 
-fn demo_in(global: &GlobalArgs, args: &DemoArgs, folder: &std::path::Path) -> Result<ExitStatus, CliError> {
+fn demo_in(
+    global: &GlobalArgs,
+    args: &DemoArgs,
+    folder: &std::path::Path,
+) -> Result<ExitStatus, CliError> {
     let failure = args.fail_upgrade.map(|failure| match failure {
         FailureArg::Error => Failure::Error,
         FailureArg::Hang => Failure::Hang,
@@ -136,7 +142,11 @@ fn demo_in(global: &GlobalArgs, args: &DemoArgs, folder: &std::path::Path) -> Re
         name: "backup-old-server".to_owned(),
         status: StepStatus::Done,
         seconds: clock.elapsed().as_secs_f64(),
-        commands: old.take_operations().iter().map(Operation::display).collect(),
+        commands: old
+            .take_operations()
+            .iter()
+            .map(Operation::display)
+            .collect(),
         error: None,
     };
     printer.show(&cmw_upgrade_core::procedure::Event::StepFinished {
@@ -196,7 +206,9 @@ fn demo_in(global: &GlobalArgs, args: &DemoArgs, folder: &std::path::Path) -> Re
     let (outcome, next, exit) = if report.outcome == "upgraded" {
         ("upgraded", report.next.clone(), ExitStatus::Success)
     } else {
-        let rollback = rollback_upgrade(&recorder, &settings.instance, &mut |event| printer.show(event))?;
+        let rollback = rollback_upgrade(&recorder, &settings.instance, &mut |event| {
+            printer.show(event)
+        })?;
         steps.push(DemoStep::from(&rollback.rollback));
         ("rolled_back", rollback.next, ExitStatus::Failed)
     };
@@ -230,7 +242,11 @@ fn print_text(report: &DemoReport) -> Result<(), CliError> {
             .ok()
             .and_then(|value| value.as_str().map(str::to_owned))
             .unwrap_or_default();
-        writeln!(out, "{:<18} {:<12} {:>6.1}s", step.name, status, step.seconds)?;
+        writeln!(
+            out,
+            "{:<18} {:<12} {:>6.1}s",
+            step.name, status, step.seconds
+        )?;
         for command in &step.commands {
             writeln!(out, "    $ {command}")?;
         }
@@ -240,12 +256,19 @@ fn print_text(report: &DemoReport) -> Result<(), CliError> {
     }
     writeln!(out, "\n{}", report.next)?;
     if let Some(folder) = &report.folder {
-        writeln!(out, "The simulated servers are kept in {}.", folder.display())?;
+        writeln!(
+            out,
+            "The simulated servers are kept in {}.",
+            folder.display()
+        )?;
     }
     Ok(())
 }
 
-pub fn simulated_service(global: &GlobalArgs, args: SimulatedServiceArgs) -> Result<ExitStatus, CliError> {
+pub fn simulated_service(
+    global: &GlobalArgs,
+    args: SimulatedServiceArgs,
+) -> Result<ExitStatus, CliError> {
     cmw_upgrade_tests::sim::service::run(&cmw_upgrade_tests::sim::service::ServiceArgs {
         root: global.root.clone(),
         instance: args.instance,

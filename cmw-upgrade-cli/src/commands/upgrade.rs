@@ -182,7 +182,11 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
         print_json(&report)?;
     } else {
         let mut out = std::io::stdout().lock();
-        if let Some(failed) = report.steps.iter().find(|step| step.status == StepStatus::Failed) {
+        if let Some(failed) = report
+            .steps
+            .iter()
+            .find(|step| step.status == StepStatus::Failed)
+        {
             writeln!(
                 out,
                 "\nStep {} failed: {}",
@@ -240,9 +244,17 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
 }
 
 fn status_exit(state: &RunState) -> ExitStatus {
-    if state.steps.iter().any(|step| step.status == StepStatus::Failed) {
+    if state
+        .steps
+        .iter()
+        .any(|step| step.status == StepStatus::Failed)
+    {
         ExitStatus::Failed
-    } else if state.steps.iter().all(|step| step.status == StepStatus::Done) {
+    } else if state
+        .steps
+        .iter()
+        .all(|step| step.status == StepStatus::Done)
+    {
         ExitStatus::Success
     } else {
         ExitStatus::NotFinished

@@ -90,9 +90,7 @@ pub fn verify_entries(
     report.extra = present
         .keys()
         .filter(|path| {
-            path.as_str() != MANIFEST_FILE
-                && !is_kept_logs(path)
-                && !listed.contains(path.as_str())
+            path.as_str() != MANIFEST_FILE && !is_kept_logs(path) && !listed.contains(path.as_str())
         })
         .cloned()
         .collect();

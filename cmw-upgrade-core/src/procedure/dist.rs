@@ -26,14 +26,24 @@ impl PlatformTarball {
     pub fn parse(path: &str) -> Result<Self> {
         let stem = release_part(path, "the platform tarball")?;
         if stem.contains(PREREQUISITES) {
-            return Err(bad_name(path, "the platform tarball", "this is the prerequisites tarball"));
+            return Err(bad_name(
+                path,
+                "the platform tarball",
+                "this is the prerequisites tarball",
+            ));
         }
         let (version, os) = stem
             .rsplit_once('.')
             .filter(|(version, os)| {
                 version.starts_with(|c: char| c.is_ascii_digit()) && !os.is_empty()
             })
-            .ok_or_else(|| bad_name(path, "the platform tarball", "no <version>.<os> after -release-ru-"))?;
+            .ok_or_else(|| {
+                bad_name(
+                    path,
+                    "the platform tarball",
+                    "no <version>.<os> after -release-ru-",
+                )
+            })?;
         Ok(PlatformTarball {
             version: version.to_owned(),
             os: os.to_owned(),
@@ -66,7 +76,13 @@ impl PrerequisitesTarball {
         let (version, os) = stem
             .split_once(PREREQUISITES)
             .filter(|(version, os)| !version.is_empty() && !os.is_empty() && !os.contains('/'))
-            .ok_or_else(|| bad_name(path, what, "no <version>.prerequisites.<os> after -release-ru-"))?;
+            .ok_or_else(|| {
+                bad_name(
+                    path,
+                    what,
+                    "no <version>.prerequisites.<os> after -release-ru-",
+                )
+            })?;
         Ok(PrerequisitesTarball {
             version: version.to_owned(),
             os: os.to_owned(),
@@ -112,7 +128,8 @@ mod tests {
 
     #[test]
     fn names_are_read() {
-        let platform = PlatformTarball::parse("/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz").unwrap();
+        let platform =
+            PlatformTarball::parse("/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz").unwrap();
         assert_eq!(platform.version, "5.0.1234.0");
         assert_eq!(platform.os, "astra");
         assert_eq!(
@@ -120,10 +137,14 @@ mod tests {
             "/var/lib/cmw-upgrade/prod/dist/CMW_astra_5.0.1234.0/scripts"
         );
         let prerequisites =
-            PrerequisitesTarball::parse("5.0-release-ru-5.0.77.prerequisites.redos.tar.gz").unwrap();
+            PrerequisitesTarball::parse("5.0-release-ru-5.0.77.prerequisites.redos.tar.gz")
+                .unwrap();
         assert_eq!(prerequisites.os, "redos");
         assert_eq!(prerequisites.version, "5.0.77");
-        assert_eq!(prerequisites.librdkafka_dir("/d"), "/d/CMW_redos/repo/kafka/librd");
+        assert_eq!(
+            prerequisites.librdkafka_dir("/d"),
+            "/d/CMW_redos/repo/kafka/librd"
+        );
     }
 
     #[test]

@@ -324,13 +324,16 @@ pub fn run_upgrade<E: Executor>(
             events(&Event::StepSkipped { name });
             continue;
         }
-        let info = STEPS
-            .iter()
-            .find(|step| step.name == name)
-            .ok_or_else(|| Error::ValidationFailed {
-                what: "reading the run state".to_owned(),
-                details: format!("unknown step {name:?}; this state was written by another version"),
-            })?;
+        let info =
+            STEPS
+                .iter()
+                .find(|step| step.name == name)
+                .ok_or_else(|| Error::ValidationFailed {
+                    what: "reading the run state".to_owned(),
+                    details: format!(
+                        "unknown step {name:?}; this state was written by another version"
+                    ),
+                })?;
         {
             let record = &mut state.steps[index];
             record.status = StepStatus::Running;
@@ -491,7 +494,9 @@ pub fn rollback_upgrade<E: Executor>(
         index: 0,
         total: 1,
         name: "rollback".to_owned(),
-        title: "Roll back: stop, keep the logs, restore the old database, bring the old version back".to_owned(),
+        title:
+            "Roll back: stop, keep the logs, restore the old database, bring the old version back"
+                .to_owned(),
     });
     let outcome = steps::rollback(recorder, &settings, &mut state, events);
     let mut record = StepRecord {
@@ -516,7 +521,10 @@ pub fn rollback_upgrade<E: Executor>(
         Err(error) => {
             record.status = StepStatus::Failed;
             record.error = Some(error.to_string());
-            format!("The rollback stopped: {error}. Fix it and run it again: {}", rollback_command(instance))
+            format!(
+                "The rollback stopped: {error}. Fix it and run it again: {}",
+                rollback_command(instance)
+            )
         }
     };
     state.rollback = Some(record.clone());

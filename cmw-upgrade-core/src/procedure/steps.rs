@@ -14,8 +14,12 @@ use crate::error::{Error, Result};
 use crate::exec::{utc_stamp, CommandOutput};
 use crate::executor::{CommandSpec, Executor, Recording};
 use crate::instance::InstanceName;
-use crate::layout::{read_layout_sources_via, InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR};
-use crate::script_output::{parse_instance_create_output, parse_prerequisites_list, parse_version_list};
+use crate::layout::{
+    read_layout_sources_via, InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR,
+};
+use crate::script_output::{
+    parse_instance_create_output, parse_prerequisites_list, parse_version_list,
+};
 use crate::state::{RunState, StepStatus, STATE_ROOT};
 
 /// How long the platform's scripts may run.
@@ -138,7 +142,12 @@ fn script(folder: &str, name: &str, args: &[String]) -> CommandSpec {
 
 fn layout(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<InstanceLayout> {
     let sources = read_layout_sources_via(exec, &settings.instance)?;
-    InstanceLayout::resolve(Path::new("/"), &settings.instance, settings.family, &sources)
+    InstanceLayout::resolve(
+        Path::new("/"),
+        &settings.instance,
+        settings.family,
+        &sources,
+    )
 }
 
 fn server_path(path: &Path) -> String {
@@ -184,7 +193,10 @@ fn installed_version(exec: &dyn Executor, instance: &InstanceName) -> Result<Opt
 
 /// The instance's services that exist here, and nginx.
 fn instance_units(exec: &dyn Executor, instance: &InstanceName) -> Result<Vec<String>> {
-    let mut units = vec![format!("comindware{instance}"), format!("apigateway{instance}")];
+    let mut units = vec![
+        format!("comindware{instance}"),
+        format!("apigateway{instance}"),
+    ];
     let adapterhost = format!("adapterhost{instance}");
     let unit_exists = |name: &str| -> Result<bool> {
         Ok(exec.exists(&format!("{SYSTEMD_UNIT_DIR}/{name}.service"))?
@@ -312,24 +324,28 @@ impl<E: Executor> Step<'_, E> {
                 ),
             ));
         };
-        let manifest: Value = serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
-            bundle: bundle.clone().into(),
-            details: format!("manifest.json does not parse: {error}"),
-        })?;
+        let manifest: Value =
+            serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
+                bundle: bundle.clone().into(),
+                details: format!("manifest.json does not parse: {error}"),
+            })?;
         if let Some(owner) = manifest.get("instance").and_then(Value::as_str) {
             if owner != self.instance().as_str() {
                 return Err(check_failed(
                     "checking the bundle",
-                    format!("{bundle} is a backup of instance {owner}, not {}", self.instance()),
+                    format!(
+                        "{bundle} is a backup of instance {owner}, not {}",
+                        self.instance()
+                    ),
                 ));
             }
         }
         if let Some(version) = manifest.get("platform_version").and_then(Value::as_str) {
             self.remember("old_version", version)?;
         }
-        let report = self
-            .exec()
-            .tool(&ToolAction::VerifyBundle { bundle: bundle.clone() })?;
+        let report = self.exec().tool(&ToolAction::VerifyBundle {
+            bundle: bundle.clone(),
+        })?;
         if !self.dry() && report.get("ok") != Some(&Value::Bool(true)) {
             return Err(Error::BundleDamaged {
                 bundle: bundle.into(),
@@ -352,7 +368,11 @@ impl<E: Executor> Step<'_, E> {
             .args(["-C"])
             .path_arg(dist.clone())
             .with_timeout(SCRIPT_TIMEOUT);
-        run_ok(self.exec(), unpack, "is the tarball complete? download it again")?;
+        run_ok(
+            self.exec(),
+            unpack,
+            "is the tarball complete? download it again",
+        )?;
         let librd = tarball.librdkafka_dir(&dist);
         let extension = format!(".{}", self.settings.family.package_extension());
         let mut packages: Vec<String> = self
@@ -381,7 +401,11 @@ impl<E: Executor> Step<'_, E> {
             .with_timeout(SCRIPT_TIMEOUT);
         let output = self.exec().execute(&install)?;
         if !output.success() && !already_installed(&output) {
-            return Err(failed(&install, &output, "read the package tool's message, fix it, rerun"));
+            return Err(failed(
+                &install,
+                &output,
+                "read the package tool's message, fix it, rerun",
+            ));
         }
         let list = script(&tarball.scripts_dir(&dist), "prerequisites_list.sh", &[]);
         let output = run_ok(self.exec(), list.clone(), "run it by hand to see why")?;
@@ -398,9 +422,15 @@ impl<E: Executor> Step<'_, E> {
             return Err(check_failed(
                 "checking the prerequisites",
                 if rows.is_empty() {
-                    format!("{} printed no Status | Software | Version table", list.display())
+                    format!(
+                        "{} printed no Status | Software | Version table",
+                        list.display()
+                    )
                 } else {
-                    format!("not in place: {}; install them from the prerequisites tarball", missing.join(", "))
+                    format!(
+                        "not in place: {}; install them from the prerequisites tarball",
+                        missing.join(", ")
+                    )
                 },
             ));
         }
@@ -411,7 +441,10 @@ impl<E: Executor> Step<'_, E> {
         if self.dry() || self.exec().exists(path)? {
             Ok(())
         } else {
-            Err(check_failed(&format!("finding {what}"), format!("{path} does not exist")))
+            Err(check_failed(
+                &format!("finding {what}"),
+                format!("{path} does not exist"),
+            ))
         }
     }
 
@@ -425,7 +458,11 @@ impl<E: Executor> Step<'_, E> {
             .args(["-C"])
             .path_arg(dist.clone())
             .with_timeout(SCRIPT_TIMEOUT);
-        run_ok(self.exec(), unpack, "is the tarball complete? download it again")?;
+        run_ok(
+            self.exec(),
+            unpack,
+            "is the tarball complete? download it again",
+        )?;
         let scripts = tarball.scripts_dir(&dist);
         if !self.dry() && !self.exec().exists(&scripts)? {
             return Err(check_failed(
@@ -439,11 +476,19 @@ impl<E: Executor> Step<'_, E> {
             script(&scripts, "version_install.sh", &[]),
             "read the script's output, fix the cause, rerun",
         )?;
-        let listed = run_ok(self.exec(), script(&scripts, "version_list.sh", &[]), "run it by hand")?;
+        let listed = run_ok(
+            self.exec(),
+            script(&scripts, "version_list.sh", &[]),
+            "run it by hand",
+        )?;
         if !self.dry() && !parse_version_list(&listed.stdout).contains(&tarball.version) {
             return Err(check_failed(
                 "checking the installed versions",
-                format!("version_list.sh does not list {}:\n{}", tarball.version, tail(&listed.stdout, 10)),
+                format!(
+                    "version_list.sh does not list {}:\n{}",
+                    tarball.version,
+                    tail(&listed.stdout, 10)
+                ),
             ));
         }
         Ok(())
@@ -469,8 +514,16 @@ impl<E: Executor> Step<'_, E> {
                 "read the script's output, fix the cause, rerun",
             )?;
         }
-        if installed_version(self.exec(), &instance)?.as_deref() != Some(tarball.version.as_str()) || self.dry() {
-            create_instance_with(self.exec(), &scripts, &instance, self.settings.port, &tarball.version)?;
+        if installed_version(self.exec(), &instance)?.as_deref() != Some(tarball.version.as_str())
+            || self.dry()
+        {
+            create_instance_with(
+                self.exec(),
+                &scripts,
+                &instance,
+                self.settings.port,
+                &tarball.version,
+            )?;
         } else {
             // Created by an earlier, interrupted run: make sure it runs.
             let units = instance_units(self.exec(), &instance)?;
@@ -541,7 +594,10 @@ impl<E: Executor> Step<'_, E> {
             if self.dry() || report.get("ok") == Some(&Value::Bool(true)) {
                 return Ok(());
             }
-            let detail = match (report.get("status").and_then(Value::as_u64), report.get("unreachable")) {
+            let detail = match (
+                report.get("status").and_then(Value::as_u64),
+                report.get("unreachable"),
+            ) {
                 (Some(status), _) => format!("HTTP {status}"),
                 (None, Some(reason)) => reason.as_str().unwrap_or("no answer").to_owned(),
                 (None, None) => "no answer".to_owned(),
@@ -632,7 +688,9 @@ impl<E: Executor> Step<'_, E> {
                 _ => {}
             }
             if !is_active(self.exec(), &unit)? {
-                break format!("{unit} stopped while upgrading (verdict: {verdict}); see journalctl -u {unit}");
+                break format!(
+                    "{unit} stopped while upgrading (verdict: {verdict}); see journalctl -u {unit}"
+                );
             }
             if started.elapsed() >= limit {
                 break format!(
@@ -672,13 +730,16 @@ impl<E: Executor> Step<'_, E> {
         systemctl(self.exec(), "stop", &[format!("comindware{instance}")])?;
         if self.exec().exists(&format!("{dest}/manifest.json"))? {
             // Finished by an interrupted run: it must still verify.
-            let report = self.exec().tool(&ToolAction::VerifyBundle { bundle: dest.clone() })?;
+            let report = self.exec().tool(&ToolAction::VerifyBundle {
+                bundle: dest.clone(),
+            })?;
             if report.get("ok") == Some(&Value::Bool(true)) {
                 return Ok(());
             }
             return Err(Error::BundleDamaged {
                 bundle: dest.into(),
-                details: "the upgraded backup no longer verifies; move it away and rerun".to_owned(),
+                details: "the upgraded backup no longer verifies; move it away and rerun"
+                    .to_owned(),
             });
         }
         self.exec().create_dir_all(&work_dir(&instance))?;
@@ -691,7 +752,9 @@ impl<E: Executor> Step<'_, E> {
     }
 
     fn database_path(&self) -> Result<String> {
-        Ok(server_path(&layout(self.exec(), self.settings)?.database.path))
+        Ok(server_path(
+            &layout(self.exec(), self.settings)?.database.path,
+        ))
     }
 
     fn prune_caches(&mut self) -> Result<()> {
@@ -705,11 +768,19 @@ impl<E: Executor> Step<'_, E> {
         // own copy of a verified bundle, so it is made again.
         self.exec().remove(&pruned)?;
         self.exec().copy(&format!("{bundle}/database"), &pruned)?;
-        let report = self.exec().tool(&ToolAction::PruneCaches { database: pruned })?;
-        if !self.dry() && report.get("node_folders").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        let report = self
+            .exec()
+            .tool(&ToolAction::PruneCaches { database: pruned })?;
+        if !self.dry()
+            && report
+                .get("node_folders")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        {
             return Err(check_failed(
                 "pruning the caches",
-                "no Ignite node folder (one holding cacheGroup-* folders) in the upgraded backup".to_owned(),
+                "no Ignite node folder (one holding cacheGroup-* folders) in the upgraded backup"
+                    .to_owned(),
             ));
         }
         Ok(())
@@ -773,7 +844,11 @@ fn already_installed(output: &CommandOutput) -> bool {
 /// Copies the instance's log folder into the bundle's `upgrade-logs/<stamp>`.
 fn keep_logs(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<String> {
     let layout = layout(exec, settings)?;
-    let folder = format!("{}/{}", settings.bundle, crate::backup::manifest::KEPT_LOGS_FOLDER);
+    let folder = format!(
+        "{}/{}",
+        settings.bundle,
+        crate::backup::manifest::KEPT_LOGS_FOLDER
+    );
     let kept = format!("{folder}/{}", utc_stamp(std::time::SystemTime::now()));
     exec.create_dir_all(&folder)?;
     exec.copy(&server_path(&layout.log_dir.path), &kept)?;
@@ -798,12 +873,18 @@ pub(super) fn rollback<E: Executor>(
 ) -> Result<String> {
     let instance = &settings.instance;
     let unit = format!("comindware{instance}");
-    let started = |name: &str| !matches!(status_of(state, name), StepStatus::Pending | StepStatus::RolledBack);
+    let started = |name: &str| {
+        !matches!(
+            status_of(state, name),
+            StepStatus::Pending | StepStatus::RolledBack
+        )
+    };
     let created = started("create-instance");
     let data_moved = started("transfer-data");
     if created {
         // A unit that was never created cannot be stopped; that is fine here.
-        let stop = CommandSpec::new(["systemctl", "stop", unit.as_str()]).with_timeout(SERVICE_TIMEOUT);
+        let stop =
+            CommandSpec::new(["systemctl", "stop", unit.as_str()]).with_timeout(SERVICE_TIMEOUT);
         exec.execute(&stop)?;
     }
     if data_moved {

@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backup::manifest::BackupMethod;
-use crate::backup::{restore, verify_bundle, RestoreOptions};
 use crate::backup::{backup, BackupOptions, Progress};
+use crate::backup::{restore, verify_bundle, RestoreOptions};
 use crate::config::migrate::{apply_migration, plan_migration, MigrateOptions};
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
@@ -174,7 +174,11 @@ fn to_json<T: Serialize>(value: &T) -> Result<Value> {
 /// # Errors
 /// What the action reports; a config migration with errors is
 /// [`Error::ValidationFailed`] listing them (nothing written).
-pub fn run_tool_locally(root: &Path, runner: &dyn CommandRunner, action: &ToolAction) -> Result<Value> {
+pub fn run_tool_locally(
+    root: &Path,
+    runner: &dyn CommandRunner,
+    action: &ToolAction,
+) -> Result<Value> {
     let place = |path: &str| place_under_root(root, path);
     let progress = Progress::default();
     match action {
@@ -303,9 +307,9 @@ pub fn smoke_check(root: &Path, instance: &InstanceName, url: &str) -> Result<Ch
 /// # Errors
 /// A text saying why the server did not answer.
 pub fn http_get_status(url: &str, timeout: Duration) -> std::result::Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs can be checked; give the backend's plain-HTTP address"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("{url}: only http:// URLs can be checked; give the backend's plain-HTTP address")
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(index) => (&rest[..index], &rest[index..]),
         None => (rest, "/"),
@@ -371,7 +375,13 @@ mod tests {
         };
         assert_eq!(
             check.argv()[1..],
-            ["check", "--instance", "prod", "--url", "http://127.0.0.1:8080/api/health"]
+            [
+                "check",
+                "--instance",
+                "prod",
+                "--url",
+                "http://127.0.0.1:8080/api/health"
+            ]
         );
     }
 
@@ -384,7 +394,9 @@ mod tests {
             let mut request = [0u8; 1024];
             let read = stream.read(&mut request).unwrap();
             assert!(request[..read].starts_with(b"GET /api/health HTTP/1.0\r\n"));
-            stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n").unwrap();
+            stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+                .unwrap();
         });
         let url = format!("http://127.0.0.1:{port}/api/health");
         assert_eq!(http_get_status(&url, Duration::from_secs(5)), Ok(503));

@@ -18,7 +18,10 @@ use std::process::Command;
 
 use cmw_upgrade_core::OsFamily;
 
-use crate::{os_release, write_accounts, write_file, write_new_server, write_server, DatabaseSpec, ServerSpec, UpgradeLogState};
+use crate::{
+    os_release, write_accounts, write_file, write_new_server, write_server, DatabaseSpec,
+    ServerSpec, UpgradeLogState,
+};
 
 /// The old version the simulated old server runs.
 pub const OLD_VERSION: &str = "4.7.2890.0";
@@ -115,7 +118,9 @@ pub fn dist_os_name(family: OsFamily) -> &'static str {
 /// # Errors
 /// When no port can be had.
 pub fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn find_program(name: &str, not_in: &Path) -> Option<PathBuf> {
@@ -149,7 +154,9 @@ impl Simulation {
         let dir = fs::canonicalize(dir)?;
         let bin = dir.join("bin");
         let real_nginx = find_program("nginx", &bin).ok_or_else(|| {
-            io::Error::other("the simulation runs the real nginx: install it (apt-get install nginx-light)")
+            io::Error::other(
+                "the simulation runs the real nginx: install it (apt-get install nginx-light)",
+            )
         })?;
         let sim = dir.join("sim");
         let old_root = dir.join("old-server");
@@ -163,13 +170,22 @@ impl Simulation {
         }
         fs::create_dir_all(sim.join("state"))?;
         fs::write(sim.join("backend-port"), format!("{backend_port}\n"))?;
-        fs::write(sim.join("site-dir"), format!("{}\n", family.nginx_site_dir()))?;
-        fs::write(sim.join("upgrade-seconds"), format!("{}\n", options.upgrade_seconds))?;
+        fs::write(
+            sim.join("site-dir"),
+            format!("{}\n", family.nginx_site_dir()),
+        )?;
+        fs::write(
+            sim.join("upgrade-seconds"),
+            format!("{}\n", options.upgrade_seconds),
+        )?;
         if let Some(failure) = options.failure {
             fs::write(sim.join("failure"), format!("{}\n", failure.as_str()))?;
         }
         if options.gateway_fails_once {
-            fs::write(sim.join(format!("state/fail-once-apigateway{instance}")), "")?;
+            fs::write(
+                sim.join(format!("state/fail-once-apigateway{instance}")),
+                "",
+            )?;
         }
 
         // The old server: 4.7 with data, its site on the simulation's port.
@@ -193,7 +209,10 @@ impl Simulation {
             ),
         )?;
         fs::write(
-            old_root.join(format!("var/lib/comindware/{instance}/Database/{}", service::VERSION_MARKER)),
+            old_root.join(format!(
+                "var/lib/comindware/{instance}/Database/{}",
+                service::VERSION_MARKER
+            )),
             format!("{OLD_VERSION}\n"),
         )?;
 
@@ -238,10 +257,16 @@ impl Simulation {
         let prologue = scripts::prologue(&root_text, &text(&sim));
         write_executable(
             &bin.join("systemctl"),
-            &format!("{prologue}{}", scripts::systemctl(&text(&options.service_program))),
+            &format!(
+                "{prologue}{}",
+                scripts::systemctl(&text(&options.service_program))
+            ),
         )?;
         for tool in ["dpkg", "rpm", "apt-get"] {
-            write_executable(&bin.join(tool), &format!("{prologue}{}", scripts::package_tool(tool)))?;
+            write_executable(
+                &bin.join(tool),
+                &format!("{prologue}{}", scripts::package_tool(tool)),
+            )?;
         }
         write_executable(
             &bin.join("nginx"),
@@ -261,7 +286,10 @@ impl Simulation {
             ("instance_delete.sh", scripts::INSTANCE_DELETE),
             ("instance_upgrade.sh", scripts::INSTANCE_UPGRADE),
         ] {
-            write_executable(&platform_dir.join("scripts").join(name), &format!("{prologue}{body}"))?;
+            write_executable(
+                &platform_dir.join("scripts").join(name),
+                &format!("{prologue}{body}"),
+            )?;
         }
         write_templates(&platform_dir.join("templates"), family, NEW_VERSION)?;
         let prerequisites_dir = staging.join(format!("prerequisites/CMW_{os}"));
@@ -270,15 +298,25 @@ impl Simulation {
             OsFamily::Rpm => "librdkafka-2.3.0-1.el8.x86_64.rpm",
             OsFamily::Alt => "librdkafka-2.3.0-alt1.x86_64.rpm",
         };
-        write_file(&prerequisites_dir, &format!("/repo/kafka/librd/{package}"), "simulated package\n")?;
+        write_file(
+            &prerequisites_dir,
+            &format!("/repo/kafka/librd/{package}"),
+            "simulated package\n",
+        )?;
         write_executable(
             &prerequisites_dir.join("scripts/prerequisites_list.sh"),
             &format!("{prologue}{}", scripts::PREREQUISITES_LIST),
         )?;
         let distribution = format!("/opt/distr/5.0-release-ru-{NEW_VERSION}.{os}.tar.gz");
         let prerequisites = format!("/opt/distr/5.0-release-ru-5.0.77.prerequisites.{os}.tar.gz");
-        tar(&staging.join("platform"), &new_root.join(distribution.trim_start_matches('/')))?;
-        tar(&staging.join("prerequisites"), &new_root.join(prerequisites.trim_start_matches('/')))?;
+        tar(
+            &staging.join("platform"),
+            &new_root.join(distribution.trim_start_matches('/')),
+        )?;
+        tar(
+            &staging.join("prerequisites"),
+            &new_root.join(prerequisites.trim_start_matches('/')),
+        )?;
         fs::remove_dir_all(&staging)?;
 
         Ok(Simulation {
@@ -362,6 +400,9 @@ fn tar(folder: &Path, tarball: &Path) -> io::Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(io::Error::other(format!("tar -czf {} failed", tarball.display())))
+        Err(io::Error::other(format!(
+            "tar -czf {} failed",
+            tarball.display()
+        )))
     }
 }

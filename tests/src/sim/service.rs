@@ -97,7 +97,10 @@ const STARTING: u16 = 503;
 pub fn run(args: &ServiceArgs) -> std::io::Result<()> {
     let config_text = fs::read_to_string(under(
         &args.root,
-        &format!("/usr/share/comindware/configs/instance/{}.yml", args.instance),
+        &format!(
+            "/usr/share/comindware/configs/instance/{}.yml",
+            args.instance
+        ),
     ))
     .unwrap_or_default();
     let version = directive(&config_text, "version").unwrap_or_else(|| "unknown".to_owned());
