@@ -513,3 +513,122 @@ fn status_lock_and_rollback_commands() {
         .join("mnt/cmw-backup/prod-4.7.2890.0/database");
     assert_eq!(tree(&database(&rehearsal.root())), tree(&bundle));
 }
+
+#[test]
+fn rollback_brings_a_replaced_version_back() {
+    let rehearsal = Rehearsal::new();
+    let root = rehearsal.root();
+    let setup = &rehearsal.setup;
+    // This server already runs instance prod on 4.7 (installed from the
+    // distribution's scripts), and the upgrade will fail.
+    let unpacked = rehearsal.dir.path().join("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    let tar = Command::new("tar")
+        .arg("-xf")
+        .arg(
+            root.join(
+                setup["distribution"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/'),
+            ),
+        )
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let old = root.join("var/www/.cmw_version/4.7.2890.0");
+    fs::create_dir_all(old.parent().unwrap()).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(unpacked.join("CMW_astra_5.0.1234.0"))
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    fs::write(old.join("VERSION"), "4.7.2890.0\n").unwrap();
+    let port = format!("-p={}", setup["port"]);
+    let created = Command::new("bash")
+        .args(["instance_create.sh", "-n=prod", &port, "-v=4.7.2890.0"])
+        .current_dir(old.join("scripts"))
+        .env("PATH", setup["path"].as_str().unwrap())
+        .output()
+        .unwrap();
+    // (The simulation's gateway fails its first start; the run restarts it later.)
+    assert!(
+        stdout(&created).contains("Final status."),
+        "{}",
+        stdout(&created)
+    );
+    // Its own database is empty (no data version): the new version starts clean on it.
+    fs::remove_file(database(&root).join(".cmw-sim-version")).unwrap();
+    let sim = root.join("../sim");
+    fs::write(sim.join("failure"), "error\n").unwrap();
+
+    let run = rehearsal.run(None);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("runs version 4.7.2890.0 here; it is replaced"),
+        "{}",
+        stderr(&run)
+    );
+    let rollback = rehearsal
+        .plain("rollback")
+        .args(["--instance", "prod", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    let report = json(&rollback);
+    let transcript: Vec<&str> = report["rollback"]["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|operation| operation["command"].as_str().unwrap_or(""))
+        .collect();
+    let position = |needle: &str| {
+        transcript
+            .iter()
+            .position(|command| command.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} not in {transcript:#?}"))
+    };
+    assert!(position("cmw-upgrade restore") < position("bash instance_delete.sh -n=prod"));
+    assert!(
+        position("bash instance_delete.sh -n=prod") < position("bash instance_create.sh -n=prod")
+    );
+    assert!(
+        transcript
+            .iter()
+            .any(|command| command.ends_with("-v=4.7.2890.0)")),
+        "{transcript:#?}"
+    );
+    let config =
+        fs::read_to_string(root.join("usr/share/comindware/configs/instance/prod.yml")).unwrap();
+    assert!(config.contains("version: 4.7.2890.0"), "{config}");
+    let bundle = root.join("mnt/cmw-backup/prod-4.7.2890.0/database");
+    assert_eq!(tree(&database(&root)), tree(&bundle));
+    // The old version runs again, on the old data: no upgrade, healthy.
+    let check = rehearsal
+        .plain("check")
+        .args(["--instance", "prod", "--url"])
+        .arg(format!("http://127.0.0.1:{}/api/health", setup["port"]))
+        .output()
+        .unwrap();
+    let mut healthy = check.status.code() == Some(0);
+    for _ in 0..50 {
+        if healthy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        healthy = rehearsal
+            .plain("check")
+            .args(["--instance", "prod", "--url"])
+            .arg(format!("http://127.0.0.1:{}/api/health", setup["port"]))
+            .output()
+            .unwrap()
+            .status
+            .code()
+            == Some(0);
+    }
+    assert!(healthy, "{}", stdout(&check));
+}

@@ -360,19 +360,7 @@ impl<E: Executor> Step<'_, E> {
 
     fn prerequisites(&mut self) -> Result<()> {
         let tarball = PrerequisitesTarball::parse(&self.settings.prerequisites)?;
-        let dist = dist_dir(self.instance());
-        self.require_file(&self.settings.prerequisites, "the prerequisites tarball")?;
-        self.exec().create_dir_all(&dist)?;
-        let unpack = CommandSpec::new(["tar", "-xf"])
-            .path_arg(self.settings.prerequisites.clone())
-            .args(["-C"])
-            .path_arg(dist.clone())
-            .with_timeout(SCRIPT_TIMEOUT);
-        run_ok(
-            self.exec(),
-            unpack,
-            "is the tarball complete? download it again",
-        )?;
+        let dist = self.unpack(&self.settings.prerequisites, "the prerequisites tarball")?;
         let librd = tarball.librdkafka_dir(&dist);
         let extension = format!(".{}", self.settings.family.package_extension());
         let mut packages: Vec<String> = self
@@ -437,6 +425,24 @@ impl<E: Executor> Step<'_, E> {
         Ok(())
     }
 
+    /// Unpacks a tarball into the run's `dist` folder (with the real tar) and returns it.
+    fn unpack(&self, tarball: &str, what: &str) -> Result<String> {
+        self.require_file(tarball, what)?;
+        let dist = dist_dir(self.instance());
+        self.exec().create_dir_all(&dist)?;
+        let unpack = CommandSpec::new(["tar", "-xf"])
+            .path_arg(tarball)
+            .args(["-C"])
+            .path_arg(dist.clone())
+            .with_timeout(SCRIPT_TIMEOUT);
+        run_ok(
+            self.exec(),
+            unpack,
+            "is the tarball complete? download it again",
+        )?;
+        Ok(dist)
+    }
+
     fn require_file(&self, path: &str, what: &str) -> Result<()> {
         if self.dry() || self.exec().exists(path)? {
             Ok(())
@@ -450,19 +456,7 @@ impl<E: Executor> Step<'_, E> {
 
     fn install_version(&mut self) -> Result<()> {
         let tarball = PlatformTarball::parse(&self.settings.distribution)?;
-        self.require_file(&self.settings.distribution, "the platform tarball")?;
-        let dist = dist_dir(self.instance());
-        self.exec().create_dir_all(&dist)?;
-        let unpack = CommandSpec::new(["tar", "-xf"])
-            .path_arg(self.settings.distribution.clone())
-            .args(["-C"])
-            .path_arg(dist.clone())
-            .with_timeout(SCRIPT_TIMEOUT);
-        run_ok(
-            self.exec(),
-            unpack,
-            "is the tarball complete? download it again",
-        )?;
+        let dist = self.unpack(&self.settings.distribution, "the platform tarball")?;
         let scripts = tarball.scripts_dir(&dist);
         if !self.dry() && !self.exec().exists(&scripts)? {
             return Err(check_failed(

@@ -291,7 +291,7 @@ impl Simulation {
                 &format!("{prologue}{body}"),
             )?;
         }
-        write_templates(&platform_dir.join("templates"), family, NEW_VERSION)?;
+        write_templates(&platform_dir.join("templates"), family, "@VERSION@")?;
         let prerequisites_dir = staging.join(format!("prerequisites/CMW_{os}"));
         let package = match family {
             OsFamily::Deb => "librdkafka1_2.3.0-1_amd64.deb",
