@@ -355,34 +355,24 @@ impl InstanceLayout {
 /// # Errors
 /// [`Error::Io`] for a file or folder that exists but cannot be read.
 pub fn read_layout_sources(root: &Path, instance: &InstanceName) -> Result<LayoutSources> {
-    let www = join_default(root, &www_path(instance));
-    let service_name = format!("comindware{instance}.service");
-    let override_dir = join_default(root, Path::new(SYSTEMD_OVERRIDE_DIR));
-    let mut service_units = Vec::new();
-    let unit_text = match read_optional(&override_dir.join(&service_name))? {
-        Some(text) => Some(text),
-        None => read_optional(&join_default(
-            root,
-            &Path::new(SYSTEMD_UNIT_DIR).join(&service_name),
-        ))?,
-    };
-    service_units.extend(unit_text);
-    let drop_in_dir = override_dir.join(format!("{service_name}.d"));
-    let mut drop_ins = list_file_names(&drop_in_dir)?;
-    drop_ins.retain(|name| name.ends_with(".conf"));
-    drop_ins.sort();
-    for name in drop_ins {
-        service_units.extend(read_optional(&drop_in_dir.join(name))?);
-    }
-    let data_root = join_default(root, &data_root_path(instance));
-    Ok(LayoutSources {
-        instance_config: read_optional(&join_default(root, &instance_config_path(instance)))?,
-        adapterhost_config: read_optional(&www.join("adapterhost.yml"))?,
-        service_units,
-        existing_log_folders: existing_log_folders(root, instance),
-        www_file_names: list_file_names(&www)?,
-        data_root_link: std::fs::read_link(&data_root).ok(),
-    })
+    let mut sources = read_sources_with(
+        |server_path| read_optional(&join_default(root, Path::new(server_path))),
+        |server_path, files_only| {
+            let folder = join_default(root, Path::new(server_path));
+            if files_only {
+                list_file_names(&folder)
+            } else {
+                Ok(LOG_FOLDER_NAMES
+                    .iter()
+                    .filter(|name| folder.join(name).is_dir())
+                    .map(|name| (*name).to_owned())
+                    .collect())
+            }
+        },
+        instance,
+    )?;
+    sources.data_root_link = std::fs::read_link(join_default(root, &data_root_path(instance))).ok();
+    Ok(sources)
 }
 
 /// Reads what [`InstanceLayout::resolve`] looks at through an executor, as
@@ -395,32 +385,53 @@ pub fn read_layout_sources_via(
     executor: &dyn crate::executor::Executor,
     instance: &InstanceName,
 ) -> Result<LayoutSources> {
-    let text = |path: String| -> Result<Option<String>> {
-        Ok(executor
-            .read_file(&path)?
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
-    };
+    read_sources_with(
+        |server_path| {
+            Ok(executor
+                .read_file(server_path)?
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+        },
+        |server_path, _files_only| executor.list_dir(server_path),
+        instance,
+    )
+}
+
+/// The one reading of [`LayoutSources`], over any way of reading a server:
+/// `read` gives a file's text (`None` when missing), `list` a folder's names
+/// (`true`: files only; a missing folder has none). The data root's link is
+/// left to the caller.
+fn read_sources_with(
+    read: impl Fn(&str) -> Result<Option<String>>,
+    list: impl Fn(&str, bool) -> Result<Vec<String>>,
+    instance: &InstanceName,
+) -> Result<LayoutSources> {
+    let www = www_path(instance).to_string_lossy().into_owned();
     let service_name = format!("comindware{instance}.service");
-    let unit = match text(format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}"))? {
-        Some(unit) => Some(unit),
-        None => text(format!("{SYSTEMD_UNIT_DIR}/{service_name}"))?,
+    let mut service_units = Vec::new();
+    let unit_text = match read(&format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}"))? {
+        Some(text) => Some(text),
+        None => read(&format!("{SYSTEMD_UNIT_DIR}/{service_name}"))?,
     };
-    let log_parent = log_parent_path(instance).to_string_lossy().into_owned();
-    let existing = executor.list_dir(&log_parent)?;
+    service_units.extend(unit_text);
+    // Drop-ins override User=/Group=, so they decide who owns the data.
+    let drop_in_dir = format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}.d");
+    let mut drop_ins = list(&drop_in_dir, true)?;
+    drop_ins.retain(|name| name.ends_with(".conf"));
+    drop_ins.sort();
+    for name in drop_ins {
+        service_units.extend(read(&format!("{drop_in_dir}/{name}"))?);
+    }
+    let existing = list(&log_parent_path(instance).to_string_lossy(), false)?;
     Ok(LayoutSources {
-        instance_config: text(
-            instance_config_path(instance)
-                .to_string_lossy()
-                .into_owned(),
-        )?,
-        adapterhost_config: text(format!("/var/www/{instance}/adapterhost.yml"))?,
-        service_units: unit.into_iter().collect(),
+        instance_config: read(&instance_config_path(instance).to_string_lossy())?,
+        adapterhost_config: read(&format!("{www}/adapterhost.yml"))?,
+        service_units,
         existing_log_folders: LOG_FOLDER_NAMES
             .iter()
             .filter(|name| existing.iter().any(|found| found == *name))
             .map(|name| (*name).to_owned())
             .collect(),
-        www_file_names: executor.list_dir(&format!("/var/www/{instance}"))?,
+        www_file_names: list(&www, true)?,
         data_root_link: None,
     })
 }
@@ -452,6 +463,36 @@ mod tests {
 
     fn prod() -> InstanceName {
         InstanceName::new("prod").unwrap()
+    }
+
+    #[test]
+    fn the_executor_reading_sees_drop_ins_like_the_disk_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "usr/lib/systemd/system/comindwareprod.service",
+            "[Service]\nUser=www-data\n",
+        );
+        write(
+            "etc/systemd/system/comindwareprod.service.d/owner.conf",
+            "[Service]\nUser=cmw\nGroup=cmw\n",
+        );
+        write("var/www/prod/adapterhost.yml", "clusterName: prod\n");
+        std::fs::create_dir_all(dir.path().join("var/log/comindware/prod/Log")).unwrap();
+        let on_disk = read_layout_sources(dir.path(), &prod()).unwrap();
+        let local = crate::executor::LocalExecutor::new(dir.path());
+        let through = read_layout_sources_via(&local, &prod()).unwrap();
+        assert_eq!(through.service_units, on_disk.service_units);
+        assert_eq!(on_disk.service_units.len(), 2);
+        assert_eq!(through.existing_log_folders, ["Log"]);
+        assert_eq!(through.www_file_names, on_disk.www_file_names);
+        let layout =
+            InstanceLayout::resolve(Path::new("/"), &prod(), OsFamily::Deb, &through).unwrap();
+        assert_eq!(layout.data_owner.to_string(), "cmw:cmw");
     }
 
     #[test]
