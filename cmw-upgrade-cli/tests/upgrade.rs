@@ -349,7 +349,6 @@ impl Drop for Rehearsal {
             .args(["stop", "comindwareprod", "nginx"])
             .env("PATH", self.setup["path"].as_str().unwrap())
             .output();
-        let _ = &self.dir;
     }
 }
 
@@ -476,8 +475,8 @@ fn status_lock_and_rollback_commands() {
     let mut slow = rehearsal.command("run");
     slow.env("CMW_UPGRADE_KILL_AT", "final-check:start");
     let mut child = slow.spawn().unwrap();
-    let lock_file = rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json");
-    while !lock_file.exists() {
+    let state_file = rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json");
+    while !state_file.exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = rehearsal.run(None);

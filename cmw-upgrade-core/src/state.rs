@@ -47,6 +47,20 @@ pub enum StepStatus {
     RolledBack,
 }
 
+impl StepStatus {
+    /// The status as the state file writes it: `pending`, `running`, `done`,
+    /// `failed`, `rolled_back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
 /// One step's record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -239,6 +253,19 @@ impl RunLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_names_match_the_state_file() {
+        for status in [
+            StepStatus::Pending,
+            StepStatus::Running,
+            StepStatus::Done,
+            StepStatus::Failed,
+            StepStatus::RolledBack,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+    }
     use crate::executor::{DryRun, LocalExecutor, Recording};
 
     fn prod() -> InstanceName {

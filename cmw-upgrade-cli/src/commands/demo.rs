@@ -238,10 +238,7 @@ fn print_text(report: &DemoReport) -> Result<(), CliError> {
         report.outcome.replace('_', " ")
     )?;
     for step in &report.steps {
-        let status = serde_json::to_value(step.status)
-            .ok()
-            .and_then(|value| value.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let status = step.status.as_str();
         writeln!(
             out,
             "{:<18} {:<12} {:>6.1}s",

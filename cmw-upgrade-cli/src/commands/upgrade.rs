@@ -100,7 +100,6 @@ impl ProgressPrinter {
     }
 
     pub fn show(&mut self, event: &Event) {
-        kill_hook(event);
         if self.quiet {
             return;
         }
@@ -177,7 +176,10 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
     let local = LocalExecutor::new(&global.root);
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);
-    let report = run_upgrade(&recorder, &settings, &mut |event| printer.show(event))?;
+    let report = run_upgrade(&recorder, &settings, &mut |event| {
+        printer.show(event);
+        kill_hook(event);
+    })?;
     if global.json {
         print_json(&report)?;
     } else {
@@ -262,10 +264,7 @@ fn status_exit(state: &RunState) -> ExitStatus {
 }
 
 fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
-    let status = serde_json::to_value(step.status)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let status = step.status.as_str();
     let seconds = step
         .seconds
         .map(|seconds| format!("{seconds:.1}s"))

@@ -263,35 +263,33 @@ fn is_poll(operation: &Operation) -> bool {
 /// # Errors
 /// [`Error::ValidationFailed`] for a state of a different run; what loading reports.
 pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Result<RunState> {
-    match RunState::load(executor, &settings.instance)? {
-        Some(state) => {
-            let all_rolled_back = state
-                .steps
-                .iter()
-                .all(|step| matches!(step.status, StepStatus::Pending | StepStatus::RolledBack));
-            match &state.settings {
-                Some(saved) if saved != settings && !all_rolled_back => Err(Error::ValidationFailed {
-                    what: "resuming the run".to_owned(),
-                    details: format!(
-                        "a run of {} with other settings is in progress (bundle {}, distribution {}, port {}); \
-                         resume it with the same options, or undo it with: {}",
-                        settings.instance,
-                        saved.bundle,
-                        saved.distribution,
-                        saved.port,
-                        rollback_command(&settings.instance)
-                    ),
-                }),
-                _ if all_rolled_back => Ok(fresh_state(settings)),
-                _ => {
-                    let mut state = state;
-                    state.settings = Some(settings.clone());
-                    Ok(state)
-                }
-            }
-        }
-        None => Ok(fresh_state(settings)),
+    let Some(mut state) = RunState::load(executor, &settings.instance)? else {
+        return Ok(fresh_state(settings));
+    };
+    // A run never started or fully rolled back leaves nothing to resume.
+    let nothing_to_resume = state
+        .steps
+        .iter()
+        .all(|step| matches!(step.status, StepStatus::Pending | StepStatus::RolledBack));
+    if nothing_to_resume {
+        return Ok(fresh_state(settings));
     }
+    if let Some(saved) = state.settings.as_ref().filter(|saved| *saved != settings) {
+        return Err(Error::ValidationFailed {
+            what: "resuming the run".to_owned(),
+            details: format!(
+                "a run of {} with other settings is in progress (bundle {}, distribution {}, port {}); \
+                 resume it with the same options, or undo it with: {}",
+                settings.instance,
+                saved.bundle,
+                saved.distribution,
+                saved.port,
+                rollback_command(&settings.instance)
+            ),
+        });
+    }
+    state.settings = Some(settings.clone());
+    Ok(state)
 }
 
 fn fresh_state(settings: &UpgradeSettings) -> RunState {

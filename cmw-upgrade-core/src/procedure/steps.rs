@@ -265,12 +265,9 @@ fn create_instance_with(
             "instance_create.sh did not finish; read its output above, fix the cause, rerun",
         ));
     }
-    let restart = report.units_to_restart(instance);
-    if !restart.is_empty() {
-        // The seed: a FAILED service gets `systemctl restart`.
-        for unit in &restart {
-            systemctl(exec, "restart", std::slice::from_ref(unit))?;
-        }
+    // The seed: a FAILED service gets `systemctl restart`.
+    for unit in report.units_to_restart(instance) {
+        systemctl(exec, "restart", &[unit])?;
     }
     Ok(())
 }
