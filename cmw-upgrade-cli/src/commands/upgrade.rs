@@ -163,8 +163,9 @@ fn kill_hook(event: &Event) {
         _ => return,
     };
     if here == target {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
+        // The shell's own `kill` (procps may be absent); $PPID is this process.
+        let _ = std::process::Command::new("sh")
+            .args(["-c", "kill -KILL \"$PPID\""])
             .status();
         std::thread::sleep(std::time::Duration::from_secs(10));
     }
