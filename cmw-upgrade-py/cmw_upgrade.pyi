@@ -56,8 +56,23 @@ class SourceChangedError(CmwUpgradeError):
 class CommandFailedError(CmwUpgradeError):
     """An external command failed."""
 
-class ValidationFailedError(CmwUpgradeError):
+class CheckFailedError(CmwUpgradeError):
     """A check before writing failed (e.g. nginx -t); nothing was written."""
+
+class StepFailedError(CmwUpgradeError):
+    """An upgrade step failed after it changed something; resume or roll back."""
+
+class StateConflictError(CmwUpgradeError):
+    """The recorded run state does not allow this (another run's settings, no run to undo)."""
+
+class NoOsReleaseError(CmwUpgradeError):
+    """No os-release file under the root; name the family."""
+
+class BadRequestError(CmwUpgradeError):
+    """A request to the agent that does not fit the protocol."""
+
+class InternalError(CmwUpgradeError):
+    """A bug, or two sides running different versions."""
 
 class Owner:
     """A user and group pair, as `chown` takes it."""

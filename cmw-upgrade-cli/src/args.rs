@@ -188,6 +188,16 @@ pub enum Command {
     /// The simulator's platform service (used by `demo` and the tests).
     #[command(name = "simulated-service", hide = true)]
     SimulatedService(SimulatedServiceArgs),
+
+    /// Answer the tool's requests on this server, one JSON line each (protocol 1).
+    ///
+    /// Started by `cmw-upgrade` on another machine over ssh; it reads requests on
+    /// stdin (`{"protocol":1,"action":{"kind":"verdict","log_dir":"..."}}`) and writes
+    /// one answer per request on stdout (`{"ok":true,"outcome":{...}}` or
+    /// `{"ok":false,"error":{"kind":"...","message":"..."}}`), until stdin ends.
+    /// Paths are server paths under --root.
+    #[command(hide = true)]
+    Agent,
 }
 
 /// `plan` and `run`.

@@ -10,16 +10,6 @@ pub enum CliError {
     #[error(transparent)]
     Core(#[from] cmw_upgrade_core::Error),
 
-    /// No os-release file under the root.
-    #[error(
-        "cannot read the OS release file: tried {tried}; pass --os-release FILE or --family deb|rpm|alt",
-        tried = .tried.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" and ")
-    )]
-    NoOsRelease {
-        /// The paths tried.
-        tried: Vec<PathBuf>,
-    },
-
     /// A file named on the command line cannot be read.
     #[error("cannot read {path}: {source}", path = .path.display())]
     ReadArgument {
@@ -40,7 +30,6 @@ impl CliError {
     pub fn kind(&self) -> &'static str {
         match self {
             CliError::Core(error) => error.kind().as_str(),
-            CliError::NoOsRelease { .. } => "no_os_release",
             CliError::ReadArgument { .. } => "read_argument",
             CliError::Output(_) => "output",
         }

@@ -83,10 +83,64 @@ pub enum Error {
 
     /// A check before writing failed; nothing was written.
     #[error("{what} failed: {details}; nothing was written")]
-    ValidationFailed {
+    CheckFailed {
         /// What was checked.
         what: String,
         /// What the check said.
+        details: String,
+    },
+
+    /// A step of the upgrade failed after it changed something; the run state
+    /// says what, and the message says how to resume or undo.
+    #[error("step {step} of {instance} failed: {details}")]
+    StepFailed {
+        /// The instance.
+        instance: String,
+        /// The step's name.
+        step: String,
+        /// What went wrong and what to do (resume, or the rollback command).
+        details: String,
+    },
+
+    /// The recorded run state does not allow this (another run's settings, no run to undo).
+    #[error("{details}")]
+    StateConflict {
+        /// What is recorded and what to do about it.
+        details: String,
+    },
+
+    /// No os-release file under the root.
+    #[error(
+        "cannot read the OS release file: tried {tried}; pass --os-release FILE or --family deb|rpm|alt",
+        tried = .tried.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(" and ")
+    )]
+    NoOsRelease {
+        /// The paths tried.
+        tried: Vec<PathBuf>,
+    },
+
+    /// A request to the agent that does not fit the protocol.
+    #[error("bad request: {details}")]
+    BadRequest {
+        /// What is wrong with it.
+        details: String,
+    },
+
+    /// An error on another server, its kind kept across the wire.
+    #[error("on {server}: {message}")]
+    Remote {
+        /// The server (as given to the executor).
+        server: String,
+        /// The kind the other side reported.
+        kind: ErrorKind,
+        /// The other side's message.
+        message: String,
+    },
+
+    /// Something that should not happen: a bug, or two sides of different versions.
+    #[error("internal error: {details}; please report it")]
+    Internal {
+        /// What happened.
         details: String,
     },
 
@@ -194,8 +248,18 @@ pub enum ErrorKind {
     NoIgniteNodeFolder,
     /// [`Error::NotAFolder`].
     NotAFolder,
-    /// [`Error::ValidationFailed`].
-    ValidationFailed,
+    /// [`Error::CheckFailed`].
+    CheckFailed,
+    /// [`Error::StepFailed`].
+    StepFailed,
+    /// [`Error::StateConflict`].
+    StateConflict,
+    /// [`Error::NoOsRelease`].
+    NoOsRelease,
+    /// [`Error::BadRequest`].
+    BadRequest,
+    /// [`Error::Internal`].
+    Internal,
     /// [`Error::NotEnoughSpace`].
     NotEnoughSpace,
     /// [`Error::AlreadyExists`].
@@ -221,7 +285,13 @@ impl Error {
             Error::ConfigParse { .. } => ErrorKind::ConfigParse,
             Error::NoIgniteNodeFolder { .. } => ErrorKind::NoIgniteNodeFolder,
             Error::NotAFolder { .. } => ErrorKind::NotAFolder,
-            Error::ValidationFailed { .. } => ErrorKind::ValidationFailed,
+            Error::CheckFailed { .. } => ErrorKind::CheckFailed,
+            Error::StepFailed { .. } => ErrorKind::StepFailed,
+            Error::StateConflict { .. } => ErrorKind::StateConflict,
+            Error::NoOsRelease { .. } => ErrorKind::NoOsRelease,
+            Error::BadRequest { .. } => ErrorKind::BadRequest,
+            Error::Remote { kind, .. } => *kind,
+            Error::Internal { .. } => ErrorKind::Internal,
             Error::NotEnoughSpace { .. } => ErrorKind::NotEnoughSpace,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             Error::BundleDamaged { .. } => ErrorKind::BundleDamaged,
@@ -242,6 +312,36 @@ impl Error {
 }
 
 impl ErrorKind {
+    /// Every kind, for name look-ups and tests.
+    pub const ALL: [ErrorKind; 19] = [
+        ErrorKind::UnknownOsFamily,
+        ErrorKind::InvalidInstanceName,
+        ErrorKind::PathOutsideRoot,
+        ErrorKind::Io,
+        ErrorKind::ConfigParse,
+        ErrorKind::NoIgniteNodeFolder,
+        ErrorKind::NotAFolder,
+        ErrorKind::CheckFailed,
+        ErrorKind::StepFailed,
+        ErrorKind::StateConflict,
+        ErrorKind::NoOsRelease,
+        ErrorKind::BadRequest,
+        ErrorKind::Internal,
+        ErrorKind::NotEnoughSpace,
+        ErrorKind::AlreadyExists,
+        ErrorKind::BundleDamaged,
+        ErrorKind::UnknownAccount,
+        ErrorKind::SourceChanged,
+        ErrorKind::CommandFailed,
+    ];
+
+    /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
     /// A stable snake_case name, used in JSON output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -252,7 +352,12 @@ impl ErrorKind {
             ErrorKind::ConfigParse => "config_parse",
             ErrorKind::NoIgniteNodeFolder => "no_ignite_node_folder",
             ErrorKind::NotAFolder => "not_a_folder",
-            ErrorKind::ValidationFailed => "validation_failed",
+            ErrorKind::CheckFailed => "check_failed",
+            ErrorKind::StepFailed => "step_failed",
+            ErrorKind::StateConflict => "state_conflict",
+            ErrorKind::NoOsRelease => "no_os_release",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Internal => "internal",
             ErrorKind::NotEnoughSpace => "not_enough_space",
             ErrorKind::AlreadyExists => "already_exists",
             ErrorKind::BundleDamaged => "bundle_damaged",
@@ -270,5 +375,18 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) if error.kind() == io::ErrorKind::NotADirectory => Ok(None),
         Err(error) => Err(Error::io("read", path, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_name_that_reads_back() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_name("validation_failed"), None);
     }
 }

@@ -1,10 +1,7 @@
-//! Running external commands, behind a trait so tests and dry runs can stand in.
+//! What commands leave behind, the trait code takes to run one, and UTC time stamps.
 //!
 //! Commands are argv vectors, never shell strings: nothing from input is ever
 //! interpreted by a shell.
-
-use std::io;
-use std::process::Command;
 
 /// What a finished command left.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,31 +21,16 @@ impl CommandOutput {
     }
 }
 
-/// Runs commands.
+/// Runs commands: any [`Executor`](crate::executor::Executor) is one, so code
+/// that only needs to run a program (`nginx -t`, `control.sh`) takes this.
 pub trait CommandRunner {
-    /// Runs `argv[0]` with the rest as arguments and waits for it.
+    /// Runs `argv[0]` with the rest as arguments and waits for it; a non-zero
+    /// exit is in the output, not an error.
     ///
     /// # Errors
-    /// An I/O error when the program cannot be started (e.g. not installed).
-    fn run(&self, argv: &[String]) -> io::Result<CommandOutput>;
-}
-
-/// Runs commands on this machine.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemRunner;
-
-impl CommandRunner for SystemRunner {
-    fn run(&self, argv: &[String]) -> io::Result<CommandOutput> {
-        let (program, args) = argv
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let output = Command::new(program).args(args).output()?;
-        Ok(CommandOutput {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    /// [`crate::Error::CommandFailed`] when the program cannot be started
+    /// (e.g. not installed), or whatever the executor reports, kind kept.
+    fn run(&self, argv: &[String]) -> crate::Result<CommandOutput>;
 }
 
 /// A UTC timestamp for file names, `20261125T063000Z`, from a system time.
@@ -140,21 +122,5 @@ mod tests {
         );
         assert_eq!(unix_seconds_from_civil(2000, 2, 29, 0, 0, 0), 951_782_400);
         assert_eq!(unix_seconds_from_civil(1970, 1, 1, 0, 0, 0), 0);
-    }
-
-    #[test]
-    fn commands_run_as_argv() {
-        let output = SystemRunner
-            .run(&[
-                "sh".into(),
-                "-c".into(),
-                "echo \"$0\"".into(),
-                "a b; rm -rf /".into(),
-            ])
-            .unwrap();
-        assert_eq!(output.stdout, "a b; rm -rf /\n");
-        assert!(output.success());
-        assert!(SystemRunner.run(&["/nonexistent/program".into()]).is_err());
-        assert!(SystemRunner.run(&[]).is_err());
     }
 }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::directives::Directives;
 use crate::error::{read_optional, Error, Result};
@@ -36,7 +36,7 @@ pub const SYSTEMD_UNIT_DIR: &str = "/usr/lib/systemd/system";
 pub const SYSTEMD_OVERRIDE_DIR: &str = "/etc/systemd/system";
 
 /// A path together with where it came from, so an admin can see why it is there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayoutPath {
     /// The path under the target root.
     pub path: PathBuf,
@@ -45,7 +45,7 @@ pub struct LayoutPath {
 }
 
 /// A systemd unit of the instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitFile {
     /// The unit name without `.service`, e.g. `comindwareprod`.
     pub name: String,
@@ -72,7 +72,7 @@ pub struct LayoutSources {
 }
 
 /// Every path of one instance on one server, under a target root.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceLayout {
     /// The target root (`/` on a live server).
     pub root: PathBuf,

@@ -11,8 +11,12 @@
 //! - [`logs`]: log records, error scans, and the upgrade verdict;
 //! - [`backup`]: backup bundles with a BLAKE3 manifest: make, verify, drift, restore, import;
 //! - [`script_output`]: what the distribution's scripts print;
-//! - [`executor`], [`ssh`], [`state`], [`procedure`]: the whole upgrade as one
-//!   resumable procedure whose every effect goes through an executor.
+//! - [`health`]: the smoke check (`/api/health` and the heartbeat logs);
+//! - [`executor`]: every effect on a server, locally, through an agent over
+//!   ssh, as a dry run or recorded; its [`executor::protocol`] is the typed
+//!   language between the tool and a server;
+//! - [`procedure`]: the whole upgrade as one resumable procedure whose every
+//!   effect goes through an executor, with its run state.
 //!
 //! ```
 //! use std::path::Path;
@@ -38,6 +42,7 @@ pub mod directives;
 pub mod error;
 pub mod exec;
 pub mod executor;
+pub mod health;
 pub mod instance;
 pub mod layout;
 pub mod logs;
@@ -47,8 +52,6 @@ pub mod paths;
 pub mod procedure;
 pub mod prune;
 pub mod script_output;
-pub mod ssh;
-pub mod state;
 pub mod systemd;
 pub mod units;
 

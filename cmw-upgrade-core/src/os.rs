@@ -26,7 +26,7 @@ pub enum OsFamily {
 }
 
 /// A user and group pair, as `chown` takes it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Owner {
     /// User name.
     pub user: String,
@@ -256,7 +256,7 @@ fn unquote(value: &str) -> String {
 }
 
 /// What [`detect_os_family`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsInfo {
     /// The family.
     pub family: OsFamily,

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use glob::{MatchOptions, Pattern};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -71,7 +71,7 @@ pub fn is_node_folder<'a>(entry_names: impl IntoIterator<Item = &'a str>) -> boo
 }
 
 /// What kind of filesystem entry a planned removal is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EntryKind {
     /// A folder, removed with everything in it.
@@ -109,7 +109,7 @@ pub struct PrunePlan {
 }
 
 /// What pruning did (or, in check mode, would do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PruneReport {
     /// Paths removed, relative to the target, sorted.
     pub removed: Vec<String>,

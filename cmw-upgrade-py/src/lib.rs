@@ -570,7 +570,8 @@ fn migrate_config<'py>(
             let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
             plan.report.check = check;
             if !check && plan.report.errors.is_empty() {
-                plan.report.written = apply_migration(&plan, &core::exec::SystemRunner, &stamp)?;
+                plan.report.written =
+                    apply_migration(&plan, &core::executor::LocalExecutor::new("/"), &stamp)?;
             }
             Ok(plan.report)
         })
@@ -663,7 +664,7 @@ fn backup<'py>(
         check_space,
     };
     let report = run_with_progress(py, progress, |progress| {
-        core::backup::backup(&options, &core::exec::SystemRunner, progress)
+        core::backup::backup(&options, &core::executor::LocalExecutor::new("/"), progress)
     })?;
     to_python(py, &report)
 }
@@ -868,7 +869,7 @@ fn run<'py>(
         let mut callback_error: Option<PyErr> = None;
         let result = std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
-                let _lock = core::state::RunLock::acquire(&root, &settings.instance)?;
+                let _lock = core::procedure::RunLock::acquire(&root, &settings.instance)?;
                 let local = LocalExecutor::new(&root);
                 let recorder = Recording::new(&local);
                 core::procedure::run_upgrade(&recorder, &settings, &mut |event| {

@@ -11,7 +11,7 @@ use std::process::Command;
 use cmw_upgrade_core::backup::{
     self, partial_path, BackupMethod, BackupOptions, Manifest, Progress, RestoreOptions,
 };
-use cmw_upgrade_core::exec::SystemRunner;
+use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::{Error, InstanceName, OsFamily};
 use cmw_upgrade_tests::{web_user_id, write_new_server, write_server, DatabaseSpec, ServerSpec};
 
@@ -130,7 +130,7 @@ fn restore_into(
 }
 
 fn run_backup(options: &BackupOptions) -> cmw_upgrade_core::Result<backup::BackupReport> {
-    backup::backup(options, &SystemRunner, &Progress::default())
+    backup::backup(options, &LocalExecutor::new("/"), &Progress::default())
 }
 
 #[test]
@@ -387,7 +387,7 @@ fn a_bundle_is_never_written_inside_the_database_or_over_another_bundle() {
     let inside = database_of(&old).join("backup");
     assert!(matches!(
         run_backup(&options(&old, &inside)),
-        Err(Error::ValidationFailed { .. })
+        Err(Error::CheckFailed { .. })
     ));
     assert!(!inside.exists());
     let existing = dir.path().join("existing");
@@ -633,7 +633,7 @@ fn an_import_that_would_escape_the_bundle_writes_nothing() {
     let bundle = dir.path().join("imported");
     let error =
         backup::import_cdbbz(&cdbbz, &bundle, None, true, &Progress::default()).unwrap_err();
-    assert!(matches!(error, Error::ValidationFailed { .. }), "{error}");
+    assert!(matches!(error, Error::CheckFailed { .. }), "{error}");
     assert!(!bundle.exists() && !partial_path(&bundle).exists());
     assert!(!dir.path().join("escaped.txt").exists());
     let not_a_zip = dir.path().join("plain.cdbbz");

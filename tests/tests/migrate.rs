@@ -9,7 +9,7 @@ use cmw_upgrade_core::config::migrate::{
     apply_migration, plan_migration, MigrateOptions, MigrationPlan,
 };
 use cmw_upgrade_core::config::ChangeAction;
-use cmw_upgrade_core::exec::SystemRunner;
+use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::{InstanceName, OsFamily};
 use cmw_upgrade_tests::{write_new_server, write_server, DatabaseSpec, ServerSpec};
 
@@ -187,7 +187,7 @@ fn applying_writes_all_files_with_backups_and_a_second_run_changes_nothing() {
     let original = read(root, instance_config);
 
     let plan = plan(&servers, OsFamily::Rpm, &options());
-    let written = apply_migration(&plan, &SystemRunner, STAMP).unwrap();
+    let written = apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap();
     assert_eq!(written.len(), plan.updates.len());
 
     let migrated = read(root, instance_config);
@@ -254,7 +254,7 @@ fn from_5_0_to_newer_carries_an_admin_s_tuning() {
     let servers = Servers { old, new };
     let plan = plan(&servers, OsFamily::Alt, &options());
     assert!(plan.report.errors.is_empty(), "{:#?}", plan.report.errors);
-    apply_migration(&plan, &SystemRunner, STAMP).unwrap();
+    apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap();
     let root = servers.new.path();
     let config = read(root, "/usr/share/comindware/configs/instance/prod.yml");
     assert!(config.contains("version: 5.1.77.0\n"));
@@ -289,7 +289,7 @@ fn any_error_means_nothing_is_written() {
         "{:?}",
         plan.report.errors
     );
-    assert!(apply_migration(&plan, &SystemRunner, STAMP).is_err());
+    assert!(apply_migration(&plan, &LocalExecutor::new("/"), STAMP).is_err());
     assert_eq!(
         read(root, "/usr/share/comindware/configs/instance/prod.yml"),
         before
@@ -312,7 +312,7 @@ fn a_site_file_nginx_rejects_is_not_written() {
     let before_config = read(root, "/usr/share/comindware/configs/instance/prod.yml");
     let before_site = read(root, "/etc/nginx/sites-available/comindwareprod");
     let plan = plan(&servers, OsFamily::Deb, &options());
-    let error = apply_migration(&plan, &SystemRunner, STAMP).unwrap_err();
+    let error = apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap_err();
     assert!(error.to_string().contains("nginx -t"), "{error}");
     assert!(
         error.to_string().contains("client_max_body_size"),
@@ -357,7 +357,7 @@ fn disagreeing_cluster_and_queue_settings_are_errors_unless_fixed() {
         },
     );
     assert!(fixed.report.errors.is_empty(), "{:#?}", fixed.report.errors);
-    apply_migration(&fixed, &SystemRunner, STAMP).unwrap();
+    apply_migration(&fixed, &LocalExecutor::new("/"), STAMP).unwrap();
     let text = read(servers.new.path(), "/var/www/prod/apigateway.yml");
     assert!(
         text.contains("cluster.name: prod\n") && text.contains("mq.group: prod\n"),
@@ -381,7 +381,7 @@ fn take_copies_a_whole_file_and_rejects_unknown_ones() {
         change(&plan, "Agent.config", "(whole file)").action,
         ChangeAction::Taken
     );
-    apply_migration(&plan, &SystemRunner, STAMP).unwrap();
+    apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap();
     assert_eq!(
         read(servers.new.path(), agent),
         read(servers.old.path(), agent)
@@ -428,7 +428,7 @@ fn owners_are_kept() {
     // The tests run as root (as the tool does on a server), so a file can be given away.
     std::os::unix::fs::chown(&path, Some(4321), Some(4322)).unwrap();
     let plan = plan(&servers, OsFamily::Deb, &options());
-    apply_migration(&plan, &SystemRunner, STAMP).unwrap();
+    apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap();
     let metadata = fs::metadata(&path).unwrap();
     assert_eq!((metadata.uid(), metadata.gid()), (4321, 4322));
     assert!(
@@ -454,7 +454,7 @@ fn a_failed_write_puts_back_the_files_already_replaced() {
         "usr/share/comindware/configs/instance/prod.yml.cmw-upgrade.{STAMP}.bak"
     ));
     fs::write(&blocker, "an earlier backup, never overwritten").unwrap();
-    let error = apply_migration(&plan, &SystemRunner, STAMP).unwrap_err();
+    let error = apply_migration(&plan, &LocalExecutor::new("/"), STAMP).unwrap_err();
     assert!(error.to_string().contains("already exists"), "{error}");
     for (path, original) in originals {
         assert_eq!(read(root, &path), original, "{path} was not put back");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cmw_upgrade_core::backup::{
     self, BackupMethod, BackupOptions, BackupReport, Phase, Progress, RestoreOptions,
 };
-use cmw_upgrade_core::exec::SystemRunner;
+use cmw_upgrade_core::executor::LocalExecutor;
 
 use super::family_of_root;
 use crate::args::{
@@ -90,7 +90,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
     };
     let progress = Progress::default();
     let report = with_progress(&progress, !global.json, || {
-        backup::backup(&options, &SystemRunner, &progress)
+        backup::backup(&options, &LocalExecutor::new("/"), &progress)
     })?;
     print_backup_report(global, &report)
 }

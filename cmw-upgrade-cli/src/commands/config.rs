@@ -4,7 +4,8 @@ use std::io::Write;
 
 use cmw_upgrade_core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
 use cmw_upgrade_core::config::ChangeAction;
-use cmw_upgrade_core::exec::{utc_stamp, SystemRunner};
+use cmw_upgrade_core::exec::utc_stamp;
+use cmw_upgrade_core::executor::LocalExecutor;
 
 use super::family_of_root;
 use crate::args::{GlobalArgs, MigrateArgs};
@@ -30,7 +31,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
     }
     let failed = !plan.report.errors.is_empty();
     if !args.check && !failed {
-        plan.report.written = apply_migration(&plan, &SystemRunner, &stamp)?;
+        plan.report.written = apply_migration(&plan, &LocalExecutor::new("/"), &stamp)?;
     }
     if global.json {
         print_json(&plan.report)?;

@@ -4,10 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cmw_upgrade_core::executor::{Executor, LocalExecutor, Operation, Recording};
-use cmw_upgrade_core::procedure::tool::ToolAction;
-use cmw_upgrade_core::procedure::{rollback_upgrade, run_upgrade, UpgradeSettings};
-use cmw_upgrade_core::state::{RunLock, StepRecord, StepStatus};
+use cmw_upgrade_core::executor::{Executor, LocalExecutor, Operation, Recording, ToolAction};
+use cmw_upgrade_core::procedure::state::{StepRecord, StepStatus};
+use cmw_upgrade_core::procedure::{rollback_upgrade, run_upgrade, RunLock, UpgradeSettings};
 use cmw_upgrade_tests::sim::{Failure, SimOptions, Simulation};
 use serde::Serialize;
 
@@ -70,12 +69,11 @@ fn demo_folder(keep: Option<&PathBuf>) -> Result<PathBuf, CliError> {
     }
 }
 
-fn sim_error(error: std::io::Error) -> CliError {
-    cmw_upgrade_core::Error::ValidationFailed {
-        what: "laying out the simulated servers".to_owned(),
-        details: error.to_string(),
+/// The simulator drives real programs (nginx, tar); a failure there is the machine's.
+fn sim_error(folder: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |error| {
+        cmw_upgrade_core::Error::io("lay out the simulated servers in", folder, error).into()
     }
-    .into()
 }
 
 pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitStatus, CliError> {
@@ -109,7 +107,7 @@ fn demo_in(
             gateway_fails_once: true,
         },
     )
-    .map_err(sim_error)?;
+    .map_err(sim_error(folder))?;
     let mut printer = ProgressPrinter::new(global.json);
     if !global.json {
         eprintln!(

@@ -49,7 +49,7 @@ fn read_os_info(global: &GlobalArgs, args: &DetectArgs) -> Result<Option<OsInfo>
     if args.family.is_some() {
         return Ok(None);
     }
-    Err(CliError::NoOsRelease { tried: candidates })
+    Err(cmw_upgrade_core::Error::NoOsRelease { tried: candidates }.into())
 }
 
 pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError> {

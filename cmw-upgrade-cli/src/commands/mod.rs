@@ -28,7 +28,17 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Check(args) => upgrade::check(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
+        Command::Agent => agent(&cli.global),
     }
+}
+
+/// Serves the agent protocol on stdin and stdout until stdin ends.
+fn agent(global: &crate::args::GlobalArgs) -> Result<ExitStatus, CliError> {
+    let local = cmw_upgrade_core::executor::LocalExecutor::new(&global.root);
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    cmw_upgrade_core::executor::agent::serve(&local, stdin, stdout)?;
+    Ok(ExitStatus::Success)
 }
 
 /// The family of the server under `root`: the override, or its os-release.
@@ -41,11 +51,12 @@ fn family_of_root(
     }
     match cmw_upgrade_core::os::detect_os_family_at(root)? {
         Some(os) => Ok(os.family),
-        None => Err(CliError::NoOsRelease {
+        None => Err(cmw_upgrade_core::Error::NoOsRelease {
             tried: cmw_upgrade_core::os::OS_RELEASE_PATHS
                 .iter()
                 .map(|relative| root.join(relative))
                 .collect(),
-        }),
+        }
+        .into()),
     }
 }

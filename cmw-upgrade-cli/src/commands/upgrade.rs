@@ -3,11 +3,12 @@
 use std::io::{IsTerminal, Write};
 
 use cmw_upgrade_core::executor::{DryRun, LocalExecutor, Recording};
-use cmw_upgrade_core::procedure::tool::smoke_check;
+use cmw_upgrade_core::health::smoke_check;
+use cmw_upgrade_core::procedure::state::{RunState, StepRecord, StepStatus};
+use cmw_upgrade_core::procedure::RunLock;
 use cmw_upgrade_core::procedure::{
     plan_upgrade, rollback_command, rollback_upgrade, run_upgrade, Event, UpgradeSettings,
 };
-use cmw_upgrade_core::state::{RunLock, RunState, StepRecord, StepStatus};
 
 use super::family_of_root;
 use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, UpgradeArgs};
@@ -211,12 +212,11 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
 pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
     let local = LocalExecutor::new(&global.root);
     let Some(state) = RunState::load(&local, &args.instance)? else {
-        return Err(cmw_upgrade_core::Error::ValidationFailed {
-            what: "reading the run state".to_owned(),
+        return Err(cmw_upgrade_core::Error::StateConflict {
             details: format!(
                 "no run of {} is recorded under {}; start one with cmw-upgrade run",
                 args.instance,
-                cmw_upgrade_core::state::state_file(&args.instance)
+                cmw_upgrade_core::procedure::state_file(&args.instance)
             ),
         }
         .into());

@@ -105,7 +105,7 @@ fn settle(
 ///
 /// # Errors
 /// [`Error::Io`] for an unreadable or malformed zip or a write failure (the
-/// partial bundle is then removed); [`Error::ValidationFailed`] for an entry
+/// partial bundle is then removed); [`Error::CheckFailed`] for an entry
 /// whose path would leave the bundle or a zip without `Database/`;
 /// [`Error::AlreadyExists`]; [`Error::NotEnoughSpace`] when `check_space`.
 pub fn import_cdbbz(
@@ -132,7 +132,7 @@ pub fn import_cdbbz(
             .map(|name| name.to_string())
             .unwrap_or_default();
         let Some(zip_path) = entry.enclosed_name() else {
-            return Err(Error::ValidationFailed {
+            return Err(Error::CheckFailed {
                 what: format!("importing {}", file.display()),
                 details: format!("entry {raw_name:?} would be written outside the bundle"),
             });
@@ -142,7 +142,7 @@ pub fn import_cdbbz(
                 .components()
                 .any(|component| !matches!(component, Component::Normal(_)))
             {
-                return Err(Error::ValidationFailed {
+                return Err(Error::CheckFailed {
                     what: format!("importing {}", file.display()),
                     details: format!("entry {raw_name:?} has '..' or '.' in its path"),
                 });
@@ -172,7 +172,7 @@ pub fn import_cdbbz(
         }
     }
     if !folders.contains_key("database") {
-        return Err(Error::ValidationFailed {
+        return Err(Error::CheckFailed {
             what: format!("importing {}", file.display()),
             details: "it has no Database/ folder; is it a platform backup (.cdbbz)?".to_owned(),
         });

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use bundle::{check_free_space, partial_path, space_needed, PartialBundle, StagingFolder};
 pub use import::import_cdbbz;
@@ -163,7 +163,7 @@ pub struct BackupOptions {
 }
 
 /// What a finished backup or import wrote.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupReport {
     /// The finished bundle folder.
     pub bundle: PathBuf,
@@ -186,7 +186,7 @@ pub struct BackupReport {
 /// `path` (under `root`) as the server sees it, `/`-separated, without the leading `/`.
 fn server_relative(root: &Path, path: &Path) -> Result<String> {
     let relative = path.strip_prefix(root).unwrap_or(path);
-    let text = relative.to_str().ok_or_else(|| Error::ValidationFailed {
+    let text = relative.to_str().ok_or_else(|| Error::CheckFailed {
         what: "reading file names".to_owned(),
         details: format!("{} is not valid UTF-8", path.display()),
     })?;
@@ -217,7 +217,7 @@ fn find_control_script(layout: &InstanceLayout, given: Option<&Path>) -> Result<
             }
         }
     }
-    Err(Error::ValidationFailed {
+    Err(Error::CheckFailed {
         what: "finding Ignite's control.sh for the snapshot".to_owned(),
         details: format!(
             "no control.sh under {}; pass --control-script PATH, or use --method copy",
@@ -241,11 +241,14 @@ fn take_snapshot(
         name.to_owned(),
     ];
     let command = argv.join(" ");
-    let output = runner.run(&argv).map_err(|error| Error::CommandFailed {
-        command: command.clone(),
-        status: "did not start".to_owned(),
-        output: error.to_string(),
-        hint: "check the path and that it is executable, or use --method copy".to_owned(),
+    let output = runner.run(&argv).map_err(|error| match error {
+        Error::CommandFailed { status, output, .. } => Error::CommandFailed {
+            command: command.clone(),
+            status,
+            output,
+            hint: "check the path and that it is executable, or use --method copy".to_owned(),
+        },
+        other => other,
     })?;
     if !output.success() {
         let text = format!("{}{}", output.stdout, output.stderr);
@@ -322,7 +325,7 @@ pub fn backup(
         .chain(&streams)
         .find(|source| parent_resolved.starts_with(source))
     {
-        return Err(Error::ValidationFailed {
+        return Err(Error::CheckFailed {
             what: "choosing the destination".to_owned(),
             details: format!(
                 "{} is inside {}, which is being copied; put the bundle elsewhere",

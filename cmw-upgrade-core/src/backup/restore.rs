@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::bundle::StagingFolder;
 use super::manifest::{EntryKind, Manifest, ManifestEntry};
@@ -39,7 +39,7 @@ pub struct RestoreOptions {
 }
 
 /// One restored folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoredPart {
     /// `database` or `streams`.
     pub part: String,
@@ -54,7 +54,7 @@ pub struct RestoredPart {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestoreReport {
     /// The bundle restored from.
     pub bundle: PathBuf,

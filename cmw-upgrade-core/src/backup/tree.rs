@@ -69,7 +69,7 @@ pub(crate) struct CopyPlan {
 }
 
 fn utf8_name(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| Error::ValidationFailed {
+    path.to_str().ok_or_else(|| Error::CheckFailed {
         what: "reading file names".to_owned(),
         details: format!(
             "{} is not valid UTF-8, which the manifest cannot record; rename it",

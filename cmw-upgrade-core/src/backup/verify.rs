@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::manifest::{EntryKind, Manifest, ManifestEntry, KEPT_LOGS_FOLDER, MANIFEST_FILE};
 use super::tree::{hash_files, list_tree};
@@ -13,7 +13,7 @@ use super::{Phase, Progress};
 use crate::error::{Error, Result};
 
 /// What `backup verify` found; paths are relative to the bundle.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Whether everything matched.
     pub ok: bool,
@@ -122,7 +122,7 @@ pub fn verify_entries(
 
 /// What changed in a live database since its backup; paths are relative to the
 /// database folder. Files and links are compared; folders show through them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftReport {
     /// The live database folder compared.
     pub database: PathBuf,

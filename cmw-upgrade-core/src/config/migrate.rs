@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::env_file::{migrate_env, secret_spans as env_secret_spans};
 use super::nginx::{migrate_nginx, nginx_test_config};
@@ -42,7 +42,7 @@ pub struct MigrateOptions {
 }
 
 /// A folder the instance config names that does not exist yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderToCreate {
     /// The folder (server path).
     pub path: String,
@@ -53,7 +53,7 @@ pub struct FolderToCreate {
 }
 
 /// A file written by [`apply_migration`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrittenFile {
     /// The file (server path).
     pub file: String,
@@ -62,7 +62,7 @@ pub struct WrittenFile {
 }
 
 /// The migration's report: the JSON the CLI prints and Python returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
     /// Every directive's fate.
     pub changes: Vec<Change>,
@@ -625,15 +625,28 @@ fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
             "-c".into(),
             main.to_string_lossy().into_owned(),
         ];
-        let output = runner.run(&argv).map_err(|error| Error::ValidationFailed {
-            what: format!("`nginx -t` on the new {}", update.server_path),
-            details: format!("nginx could not be run ({error}); install nginx here, it is needed to check the site file"),
+        let output = runner.run(&argv).map_err(|error| match error {
+            Error::CommandFailed {
+                command,
+                status,
+                output,
+                ..
+            } => Error::CommandFailed {
+                command,
+                status,
+                output,
+                hint: format!(
+                    "install nginx here: it checks the new {} before it is written",
+                    update.server_path
+                ),
+            },
+            other => other,
         })?;
         if !output.success() {
             let details = output
                 .stderr
                 .replace(&site.to_string_lossy().into_owned(), &update.server_path);
-            return Err(Error::ValidationFailed {
+            return Err(Error::CheckFailed {
                 what: format!("`nginx -t` on the new {}", update.server_path),
                 details: details.trim().to_owned(),
             });
@@ -648,7 +661,7 @@ fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
 /// A failure while writing puts back the files already replaced.
 ///
 /// # Errors
-/// [`Error::ValidationFailed`] when the plan has errors or `nginx -t` rejects the
+/// [`Error::CheckFailed`] when the plan has errors or `nginx -t` rejects the
 /// site file (nothing written); [`Error::Io`] when a write fails (originals restored).
 pub fn apply_migration(
     plan: &MigrationPlan,
@@ -656,7 +669,7 @@ pub fn apply_migration(
     stamp: &str,
 ) -> Result<Vec<WrittenFile>> {
     if !plan.report.errors.is_empty() {
-        return Err(Error::ValidationFailed {
+        return Err(Error::CheckFailed {
             what: "the config migration".to_owned(),
             details: plan.report.errors.join("; "),
         });

@@ -12,10 +12,10 @@ pub mod xml;
 pub mod yaml_merge;
 pub mod yaml_text;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the migration did with one directive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeAction {
     /// The value on the new file's line was replaced.
@@ -33,7 +33,7 @@ pub enum ChangeAction {
 }
 
 /// One directive's fate in the migration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     /// The new instance's file (server path).
     pub file: String,

@@ -4,7 +4,7 @@
 //! continues the record before it (stack traces, long messages). The code works
 //! on bytes so that invalid UTF-8 in a message never stops the parse.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What the start line of a record holds, as offsets into that line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub fn is_error_level(level: &[u8]) -> bool {
 }
 
 /// Why a record counts as an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorReason {
     /// Its level is `Error` or `Fatal`.

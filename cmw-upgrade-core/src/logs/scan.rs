@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::record::{
     is_error_level, is_whole_word_at, parse_record_start, ErrorReason, ERROR_KEYWORD,
@@ -35,7 +35,7 @@ pub(crate) const READ_CHUNK: usize = 256 * 1024;
 const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// One error record found in a log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     /// The log file's name.
     pub file: String,

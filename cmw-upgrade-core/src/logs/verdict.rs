@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::record::contains_ignore_ascii_case;
 use super::scan::{scan_log_file, ErrorRecord, LastRecord, LogScanner};
@@ -27,7 +27,7 @@ pub const ONTOLOGY_COMPLETED: &str = "Upgrade of ontology completed successfully
 pub const UPGRADE_COMPLETED: &str = "Upgrade completed";
 
 /// The outcome of the data-structure upgrade, as far as the logs tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Both logs end with their completion record and hold no error.
@@ -58,7 +58,7 @@ impl Verdict {
 }
 
 /// What one of the two logs showed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFileStatus {
     /// The log's name, when it exists.
     pub file: Option<String>,
@@ -71,7 +71,7 @@ pub struct LogFileStatus {
 }
 
 /// The verdict over a log folder, with the evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeVerdict {
     /// The verdict.
     pub verdict: Verdict,

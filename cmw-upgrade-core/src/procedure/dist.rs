@@ -22,7 +22,7 @@ impl PlatformTarball {
     /// Reads `X.X-release-ru-<version>.<os>.tar.gz` (a path or a file name).
     ///
     /// # Errors
-    /// [`Error::ValidationFailed`] when the name does not have that form.
+    /// [`Error::CheckFailed`] when the name does not have that form.
     pub fn parse(path: &str) -> Result<Self> {
         let stem = release_part(path, "the platform tarball")?;
         if stem.contains(PREREQUISITES) {
@@ -69,7 +69,7 @@ impl PrerequisitesTarball {
     /// Reads `X.X-release-ru-<v>.prerequisites.<os>.tar.gz`.
     ///
     /// # Errors
-    /// [`Error::ValidationFailed`] when the name does not have that form.
+    /// [`Error::CheckFailed`] when the name does not have that form.
     pub fn parse(path: &str) -> Result<Self> {
         let what = "the prerequisites tarball";
         let stem = release_part(path, what)?;
@@ -113,7 +113,7 @@ fn release_part<'a>(path: &'a str, what: &str) -> Result<&'a str> {
 }
 
 fn bad_name(path: &str, what: &str, why: &str) -> Error {
-    Error::ValidationFailed {
+    Error::CheckFailed {
         what: format!("reading the name of {what}"),
         details: format!(
             "{path}: {why}; give the file as downloaded (X.X-release-ru-<version>.<os>.tar.gz, \

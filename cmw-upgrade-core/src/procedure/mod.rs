@@ -10,8 +10,8 @@
 //! nothing and yields every command in order.
 
 pub mod dist;
+pub mod state;
 mod steps;
-pub mod tool;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,8 +22,10 @@ use crate::exec::utc_rfc3339;
 use crate::executor::{Executor, Operation, Recording};
 use crate::instance::InstanceName;
 use crate::os::OsFamily;
-use crate::state::{RunState, StepRecord, StepStatus};
+use state::{RunState, StepRecord, StepStatus};
+use steps::{Step, StepFn};
 
+pub use state::{state_file, RunLock, STATE_ROOT};
 pub use steps::rollback_command;
 
 /// What a run is asked to do; kept in the state so a resumed run, `status`
@@ -59,8 +61,9 @@ impl UpgradeSettings {
     }
 }
 
-/// A step of the procedure, for plans, progress and help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A step of the procedure: what it does, for plans, progress and help, and
+/// the function that does it.
+#[derive(Clone, Copy, Serialize)]
 pub struct StepInfo {
     /// The step's name in the state and reports.
     pub name: &'static str,
@@ -72,6 +75,18 @@ pub struct StepInfo {
     pub check: &'static str,
     /// What a rollback does about it.
     pub undo: &'static str,
+    /// Does it (checks first, acts through the executor, checks the result).
+    #[serde(skip)]
+    pub(crate) run: StepFn,
+}
+
+impl std::fmt::Debug for StepInfo {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("StepInfo")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The steps in the order they run.
@@ -82,6 +97,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the bundle exists (cmw-upgrade backup on the old server)",
         check: "every file matches its BLAKE3 hash in the manifest",
         undo: "nothing: it only reads",
+        run: |step| step.verify_bundle(),
     },
     StepInfo {
         name: "prerequisites",
@@ -89,6 +105,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the prerequisites tarball exists",
         check: "every prerequisites_list.sh row is OK",
         undo: "nothing: newer libraries serve the old version too",
+        run: |step| step.prerequisites(),
     },
     StepInfo {
         name: "install-version",
@@ -96,6 +113,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the platform tarball exists",
         check: "version_list.sh lists the new version",
         undo: "nothing: versions are installed side by side",
+        run: |step| step.install_version(),
     },
     StepInfo {
         name: "create-instance",
@@ -103,6 +121,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "no instance of that name, or one of another version to replace",
         check: "no FAILED line after restarts; the services are active",
         undo: "a replaced version comes back (instance_delete.sh, instance_create.sh -v=<old>)",
+        run: |step| step.create_instance(),
     },
     StepInfo {
         name: "migrate-config",
@@ -110,6 +129,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the bundle's config/ holds the old files",
         check: "the migration's checks pass, nginx -t passes, the services are active",
         undo: "the files' originals are kept beside them (*.cmw-upgrade.<stamp>.bak)",
+        run: |step| step.migrate_config(),
     },
     StepInfo {
         name: "smoke-check",
@@ -117,6 +137,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the instance is running",
         check: "200, and no error record in heartbeat logs",
         undo: "nothing: it only reads",
+        run: |step| step.smoke_check(),
     },
     StepInfo {
         name: "transfer-data",
@@ -124,6 +145,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the bundle verified",
         check: "every restored file hashed against the manifest; the service is active",
         undo: "the database is restored from the bundle again",
+        run: |step| step.transfer_data(),
     },
     StepInfo {
         name: "wait-upgrade",
@@ -131,6 +153,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the instance runs on the old data",
         check: "both logs end with their completion records and hold no error",
         undo: "on failure: stop, keep the logs in the bundle, roll back",
+        run: |step| step.wait_upgrade(),
     },
     StepInfo {
         name: "backup-upgraded",
@@ -138,6 +161,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the upgrade succeeded",
         check: "the new bundle verifies",
         undo: "nothing: the bundle is kept",
+        run: |step| step.backup_upgraded(),
     },
     StepInfo {
         name: "prune-caches",
@@ -145,6 +169,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the upgraded bundle verified",
         check: "no old-format cache folder left in the copy",
         undo: "nothing: the copy is the tool's own",
+        run: |step| step.prune_caches(),
     },
     StepInfo {
         name: "replace-database",
@@ -152,6 +177,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the instance is stopped; the pruned copy is complete",
         check: "the service is active",
         undo: "the previous database is kept beside it (<db>.upgraded-<stamp>)",
+        run: |step| step.replace_database(),
     },
     StepInfo {
         name: "final-check",
@@ -159,6 +185,7 @@ pub const STEPS: &[StepInfo] = &[
         precondition: "the instance runs on the pruned database",
         check: "200, no heartbeat errors, the upgrade verdict still succeeded",
         undo: "nothing: it only reads",
+        run: |step| step.final_check(),
     },
 ];
 
@@ -261,7 +288,7 @@ fn is_poll(operation: &Operation) -> bool {
 /// with other settings is refused (finish or roll back that run first).
 ///
 /// # Errors
-/// [`Error::ValidationFailed`] for a state of a different run; what loading reports.
+/// [`Error::StateConflict`] for a state of a different run; what loading reports.
 pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Result<RunState> {
     let Some(mut state) = RunState::load(executor, &settings.instance)? else {
         return Ok(fresh_state(settings));
@@ -275,8 +302,7 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
         return Ok(fresh_state(settings));
     }
     if let Some(saved) = state.settings.as_ref().filter(|saved| *saved != settings) {
-        return Err(Error::ValidationFailed {
-            what: "resuming the run".to_owned(),
+        return Err(Error::StateConflict {
             details: format!(
                 "a run of {} with other settings is in progress (bundle {}, distribution {}, port {}); \
                  resume it with the same options, or undo it with: {}",
@@ -326,10 +352,10 @@ pub fn run_upgrade<E: Executor>(
             STEPS
                 .iter()
                 .find(|step| step.name == name)
-                .ok_or_else(|| Error::ValidationFailed {
-                    what: "reading the run state".to_owned(),
+                .ok_or_else(|| Error::StateConflict {
                     details: format!(
-                        "unknown step {name:?}; this state was written by another version"
+                        "the run state names an unknown step {name:?}: it was written by another \
+                     version of cmw-upgrade; finish or roll back that run with that version"
                     ),
                 })?;
         {
@@ -349,7 +375,14 @@ pub fn run_upgrade<E: Executor>(
         });
         let clock = Instant::now();
         recorder.take_operations();
-        let outcome = steps::run_step(recorder, settings, &mut state, index, events);
+        let outcome = (info.run)(&mut Step::new(
+            recorder,
+            store,
+            settings,
+            &mut state,
+            index,
+            &mut *events,
+        ));
         let record = &mut state.steps[index];
         record.commands = fold_repeats(recorder.take_operations());
         record.seconds = Some(clock.elapsed().as_secs_f64());
@@ -412,14 +445,13 @@ pub struct PlannedStep {
 /// must be a dry run (reads pass through, effects are dropped).
 ///
 /// # Errors
-/// [`Error::ValidationFailed`] when `executor` is not a dry run.
+/// [`Error::Internal`] when `executor` is not a dry run.
 pub fn plan_upgrade<E: Executor>(
     recorder: &Recording<E>,
     settings: &UpgradeSettings,
 ) -> Result<Vec<PlannedStep>> {
     if !recorder.is_dry_run() {
-        return Err(Error::ValidationFailed {
-            what: "planning".to_owned(),
+        return Err(Error::Internal {
             details: "a plan must run on a dry-run executor".to_owned(),
         });
     }
@@ -428,7 +460,14 @@ pub fn plan_upgrade<E: Executor>(
     let mut ignore = |_: &Event| {};
     for (index, info) in STEPS.iter().enumerate() {
         recorder.take_operations();
-        let outcome = steps::run_step(recorder, settings, &mut state, index, &mut ignore);
+        let outcome = (info.run)(&mut Step::new(
+            recorder,
+            recorder.inner(),
+            settings,
+            &mut state,
+            index,
+            &mut ignore,
+        ));
         planned.push(PlannedStep {
             name: info.name,
             title: info.title,
@@ -465,7 +504,7 @@ pub struct RollbackReport {
 /// -v=<old>`). Nothing is deleted: every database it replaces is moved aside.
 ///
 /// # Errors
-/// [`Error::ValidationFailed`] when there is no run to roll back; a failing
+/// [`Error::StateConflict`] when there is no run to roll back; a failing
 /// command (the rollback can be run again).
 pub fn rollback_upgrade<E: Executor>(
     recorder: &Recording<E>,
@@ -474,15 +513,15 @@ pub fn rollback_upgrade<E: Executor>(
 ) -> Result<RollbackReport> {
     let store: &dyn Executor = recorder.inner();
     let Some(mut state) = RunState::load(store, instance)? else {
-        return Err(Error::ValidationFailed {
-            what: "rolling back".to_owned(),
+        return Err(Error::StateConflict {
             details: format!("no run of {instance} is recorded on this server; nothing to undo"),
         });
     };
     let Some(settings) = state.settings.clone() else {
-        return Err(Error::ValidationFailed {
-            what: "rolling back".to_owned(),
-            details: "the run state has no settings (written by an older version)".to_owned(),
+        return Err(Error::StateConflict {
+            details: "the run state has no settings (written by an older version); roll it back \
+                      with that version, or move the state file away"
+                .to_owned(),
         });
     };
     let clock = Instant::now();

@@ -4,23 +4,21 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::dist::{PlatformTarball, PrerequisitesTarball};
-use super::tool::ToolAction;
-use super::{Event, EventSink, UpgradeSettings, STEPS};
+use super::state::{RunState, StepStatus, STATE_ROOT};
+use super::{Event, EventSink, UpgradeSettings};
 use crate::accounts::lookup_id;
 use crate::error::{Error, Result};
 use crate::exec::{utc_stamp, CommandOutput};
-use crate::executor::{CommandSpec, Executor, Recording};
+use crate::executor::{CommandSpec, Executor, ToolAction};
 use crate::instance::InstanceName;
 use crate::layout::{
     read_layout_sources_via, InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR,
 };
+use crate::logs::Verdict;
 use crate::script_output::{
     parse_instance_create_output, parse_prerequisites_list, parse_version_list,
 };
-use crate::state::{RunState, StepStatus, STATE_ROOT};
 
 /// How long the platform's scripts may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -34,45 +32,42 @@ pub fn rollback_command(instance: &InstanceName) -> String {
     format!("cmw-upgrade rollback --instance {instance}")
 }
 
-struct Step<'a, E: Executor> {
-    exec: &'a Recording<E>,
+/// One step at work: where its effects go, where its state is saved, and
+/// where it tells what it does.
+pub(crate) struct Step<'a> {
+    /// Every effect goes here (a recorder, so the transcript lists it).
+    exec: &'a dyn Executor,
+    /// Where the run state is saved (not part of the transcript).
+    store: &'a dyn Executor,
     settings: &'a UpgradeSettings,
     state: &'a mut RunState,
     index: usize,
     events: EventSink<'a>,
 }
 
-pub(super) fn run_step<E: Executor>(
-    exec: &Recording<E>,
-    settings: &UpgradeSettings,
-    state: &mut RunState,
-    index: usize,
-    events: EventSink<'_>,
-) -> Result<()> {
-    let name = STEPS[index].name;
-    let mut step = Step {
-        exec,
-        settings,
-        state,
-        index,
-        events,
-    };
-    match name {
-        "verify-bundle" => step.verify_bundle(),
-        "prerequisites" => step.prerequisites(),
-        "install-version" => step.install_version(),
-        "create-instance" => step.create_instance(),
-        "migrate-config" => step.migrate_config(),
-        "smoke-check" => step.smoke_check(),
-        "transfer-data" => step.transfer_data(),
-        "wait-upgrade" => step.wait_upgrade(),
-        "backup-upgraded" => step.backup_upgraded(),
-        "prune-caches" => step.prune_caches(),
-        "replace-database" => step.replace_database(),
-        "final-check" => step.final_check(),
-        other => unreachable!("step {other} is in STEPS"),
+impl<'a> Step<'a> {
+    /// A step at `index` of `state`.
+    pub(super) fn new(
+        exec: &'a dyn Executor,
+        store: &'a dyn Executor,
+        settings: &'a UpgradeSettings,
+        state: &'a mut RunState,
+        index: usize,
+        events: EventSink<'a>,
+    ) -> Self {
+        Step {
+            exec,
+            store,
+            settings,
+            state,
+            index,
+            events,
+        }
     }
 }
+
+/// What a step does, as the step table holds it.
+pub(crate) type StepFn = fn(&mut Step<'_>) -> Result<()>;
 
 fn work_dir(instance: &InstanceName) -> String {
     format!("{STATE_ROOT}/{instance}")
@@ -100,7 +95,7 @@ fn failed(spec: &CommandSpec, output: &CommandOutput, hint: &str) -> Error {
 }
 
 fn check_failed(what: &str, details: String) -> Error {
-    Error::ValidationFailed {
+    Error::CheckFailed {
         what: what.to_owned(),
         details,
     }
@@ -272,7 +267,7 @@ fn create_instance_with(
     Ok(())
 }
 
-impl<E: Executor> Step<'_, E> {
+impl Step<'_> {
     fn exec(&self) -> &dyn Executor {
         self.exec
     }
@@ -291,7 +286,7 @@ impl<E: Executor> Step<'_, E> {
         self.state.steps[self.index]
             .artifacts
             .insert(key.to_owned(), value.to_owned());
-        self.state.save(self.exec.inner())
+        self.state.save(self.store)
     }
 
     /// An artifact any step recorded, or `make()` recorded now for this step.
@@ -308,7 +303,7 @@ impl<E: Executor> Step<'_, E> {
         (self.events)(&Event::Note { text });
     }
 
-    fn verify_bundle(&mut self) -> Result<()> {
+    pub(crate) fn verify_bundle(&mut self) -> Result<()> {
         let bundle = self.settings.bundle.clone();
         let manifest_path = format!("{bundle}/manifest.json");
         let manifest = self.exec().read_file(&manifest_path)?;
@@ -321,12 +316,12 @@ impl<E: Executor> Step<'_, E> {
                 ),
             ));
         };
-        let manifest: Value =
+        let manifest: serde_json::Value =
             serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
                 bundle: bundle.clone().into(),
                 details: format!("manifest.json does not parse: {error}"),
             })?;
-        if let Some(owner) = manifest.get("instance").and_then(Value::as_str) {
+        if let Some(owner) = manifest.get("instance").and_then(serde_json::Value::as_str) {
             if owner != self.instance().as_str() {
                 return Err(check_failed(
                     "checking the bundle",
@@ -337,25 +332,31 @@ impl<E: Executor> Step<'_, E> {
                 ));
             }
         }
-        if let Some(version) = manifest.get("platform_version").and_then(Value::as_str) {
+        if let Some(version) = manifest
+            .get("platform_version")
+            .and_then(serde_json::Value::as_str)
+        {
             self.remember("old_version", version)?;
         }
-        let report = self.exec().tool(&ToolAction::VerifyBundle {
-            bundle: bundle.clone(),
-        })?;
-        if !self.dry() && report.get("ok") != Some(&Value::Bool(true)) {
-            return Err(Error::BundleDamaged {
+        let report = self
+            .exec()
+            .tool(&ToolAction::VerifyBundle {
+                bundle: bundle.clone(),
+            })?
+            .verify()?;
+        match report {
+            Some(report) if !report.ok => Err(Error::BundleDamaged {
                 bundle: bundle.into(),
                 details: format!(
-                    "missing {}, changed {}, extra {}; make a new backup on the old server",
-                    report["missing"], report["changed"], report["extra"]
+                    "missing {:?}, changed {:?}, extra {:?}; make a new backup on the old server",
+                    report.missing, report.changed, report.extra
                 ),
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
-    fn prerequisites(&mut self) -> Result<()> {
+    pub(crate) fn prerequisites(&mut self) -> Result<()> {
         let tarball = PrerequisitesTarball::parse(&self.settings.prerequisites)?;
         let dist = self.unpack(&self.settings.prerequisites, "the prerequisites tarball")?;
         let librd = tarball.librdkafka_dir(&dist);
@@ -451,7 +452,7 @@ impl<E: Executor> Step<'_, E> {
         }
     }
 
-    fn install_version(&mut self) -> Result<()> {
+    pub(crate) fn install_version(&mut self) -> Result<()> {
         let tarball = PlatformTarball::parse(&self.settings.distribution)?;
         let dist = self.unpack(&self.settings.distribution, "the platform tarball")?;
         let scripts = tarball.scripts_dir(&dist);
@@ -485,7 +486,7 @@ impl<E: Executor> Step<'_, E> {
         Ok(())
     }
 
-    fn create_instance(&mut self) -> Result<()> {
+    pub(crate) fn create_instance(&mut self) -> Result<()> {
         let tarball = PlatformTarball::parse(&self.settings.distribution)?;
         let scripts = tarball.scripts_dir(&dist_dir(self.instance()));
         let instance = self.instance().clone();
@@ -524,31 +525,27 @@ impl<E: Executor> Step<'_, E> {
         all_active(self.exec(), &units)
     }
 
-    fn migrate_config(&mut self) -> Result<()> {
+    pub(crate) fn migrate_config(&mut self) -> Result<()> {
         let instance = self.instance().clone();
-        let report = self.exec().tool(&ToolAction::MigrateConfig {
-            from: format!("{}/config", self.settings.bundle),
-            instance: instance.clone(),
-            family: self.settings.family,
-            fix: self.settings.fix_config,
-        })?;
-        if let Some(written) = report.get("written").and_then(Value::as_array) {
-            for file in written {
-                if let (Some(file), Some(backup)) = (
-                    file.get("file").and_then(Value::as_str),
-                    file.get("backup").and_then(Value::as_str),
-                ) {
-                    let key = format!("original:{file}");
-                    if self.state.artifact(&key).is_none() {
-                        self.remember(&key, backup)?;
-                    }
-                }
+        let report = self
+            .exec()
+            .tool(&ToolAction::MigrateConfig {
+                from: format!("{}/config", self.settings.bundle),
+                instance: instance.clone(),
+                family: self.settings.family,
+                fix: self.settings.fix_config,
+                check: false,
+            })?
+            .migrate()?
+            .unwrap_or_default();
+        for written in &report.written {
+            let key = format!("original:{}", written.file);
+            if self.state.artifact(&key).is_none() {
+                self.remember(&key, &written.backup)?;
             }
         }
-        if let Some(warnings) = report.get("warnings").and_then(Value::as_array) {
-            for warning in warnings.iter().filter_map(Value::as_str) {
-                self.note(format!("config: {warning}"));
-            }
+        for warning in &report.warnings {
+            self.note(format!("config: {warning}"));
         }
         run_ok(
             self.exec(),
@@ -581,23 +578,18 @@ impl<E: Executor> Step<'_, E> {
         let limit = self.settings.health_timeout();
         let started = Instant::now();
         loop {
-            let report = self.exec().tool(&action)?;
-            if self.dry() || report.get("ok") == Some(&Value::Bool(true)) {
+            let Some(report) = self.exec().tool(&action)?.check()? else {
+                return Ok(());
+            };
+            if report.ok {
                 return Ok(());
             }
-            let detail = match (
-                report.get("status").and_then(Value::as_u64),
-                report.get("unreachable"),
-            ) {
+            let detail = match (report.status, &report.unreachable) {
                 (Some(status), _) => format!("HTTP {status}"),
-                (None, Some(reason)) => reason.as_str().unwrap_or("no answer").to_owned(),
+                (None, Some(reason)) => reason.clone(),
                 (None, None) => "no answer".to_owned(),
             };
-            let errors = report
-                .get("heartbeat_errors")
-                .and_then(Value::as_array)
-                .map(Vec::len)
-                .unwrap_or(0);
+            let errors = report.heartbeat_errors.len();
             if started.elapsed() >= limit || errors > 0 {
                 return Err(check_failed(
                     what,
@@ -605,10 +597,8 @@ impl<E: Executor> Step<'_, E> {
                         "{} answered {detail}; {errors} error records in the heartbeat logs{}",
                         self.health_url(),
                         report
-                            .get("heartbeat_errors")
-                            .and_then(Value::as_array)
-                            .and_then(|list| list.first())
-                            .and_then(Value::as_str)
+                            .heartbeat_errors
+                            .first()
                             .map(|first| format!(" (first: {first})"))
                             .unwrap_or_default()
                     ),
@@ -624,59 +614,61 @@ impl<E: Executor> Step<'_, E> {
         }
     }
 
-    fn smoke_check(&mut self) -> Result<()> {
+    pub(crate) fn smoke_check(&mut self) -> Result<()> {
         self.wait_healthy("the new instance's smoke check")
     }
 
-    fn transfer_data(&mut self) -> Result<()> {
+    pub(crate) fn transfer_data(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         systemctl(self.exec(), "stop", &[format!("comindware{instance}")])?;
-        let report = self.exec().tool(&ToolAction::Restore {
-            bundle: self.settings.bundle.clone(),
-            instance: instance.clone(),
-            family: self.settings.family,
-        })?;
+        let report = self
+            .exec()
+            .tool(&ToolAction::Restore {
+                bundle: self.settings.bundle.clone(),
+                instance: instance.clone(),
+                family: self.settings.family,
+            })?
+            .restore()?;
         if let Some(aside) = report
-            .pointer("/parts/0/moved_aside")
-            .and_then(Value::as_str)
+            .as_ref()
+            .and_then(|report| report.parts.first())
+            .and_then(|part| part.moved_aside.as_ref())
         {
-            self.remember("clean_database_aside", aside)?;
+            self.remember("clean_database_aside", &server_path(aside))?;
         }
         systemctl(self.exec(), "start", &[format!("comindware{instance}")])?;
         all_active(self.exec(), &[format!("comindware{instance}")])
     }
 
-    fn wait_upgrade(&mut self) -> Result<()> {
+    pub(crate) fn wait_upgrade(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         let unit = format!("comindware{instance}");
         let limit = self.settings.upgrade_timeout();
         let started = Instant::now();
         let problem = loop {
-            let report = self.exec().tool(&ToolAction::Verdict {
-                instance: instance.clone(),
-            })?;
-            if self.dry() {
+            let report = self
+                .exec()
+                .tool(&ToolAction::Verdict {
+                    instance: Some(instance.clone()),
+                    log_dir: None,
+                })?
+                .verdict()?;
+            let Some(report) = report else {
                 is_active(self.exec(), &unit)?;
                 return Ok(());
-            }
-            let verdict = report.get("verdict").and_then(Value::as_str).unwrap_or("");
-            match verdict {
-                "succeeded" => return Ok(()),
-                "failed" => {
+            };
+            let verdict = report.verdict.as_str();
+            match report.verdict {
+                Verdict::Succeeded => return Ok(()),
+                Verdict::Failed => {
                     let first = report
-                        .pointer("/errors/0")
-                        .map(|error| {
-                            format!(
-                                "{}:{}: {}",
-                                error["file"].as_str().unwrap_or(""),
-                                error["line"],
-                                error["message"].as_str().unwrap_or("")
-                            )
-                        })
+                        .errors
+                        .first()
+                        .map(|error| format!("{}:{}: {}", error.file, error.line, error.message))
                         .unwrap_or_default();
                     break format!("the upgrade logs hold an error ({first})");
                 }
-                _ => {}
+                Verdict::InProgress | Verdict::NotStarted => {}
             }
             if !is_active(self.exec(), &unit)? {
                 break format!(
@@ -711,7 +703,7 @@ impl<E: Executor> Step<'_, E> {
         ))
     }
 
-    fn backup_upgraded(&mut self) -> Result<()> {
+    pub(crate) fn backup_upgraded(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         let stamp = utc_stamp(std::time::SystemTime::now());
         let dest = self.artifact_or("upgraded_bundle", || {
@@ -721,10 +713,13 @@ impl<E: Executor> Step<'_, E> {
         systemctl(self.exec(), "stop", &[format!("comindware{instance}")])?;
         if self.exec().exists(&format!("{dest}/manifest.json"))? {
             // Finished by an interrupted run: it must still verify.
-            let report = self.exec().tool(&ToolAction::VerifyBundle {
-                bundle: dest.clone(),
-            })?;
-            if report.get("ok") == Some(&Value::Bool(true)) {
+            let report = self
+                .exec()
+                .tool(&ToolAction::VerifyBundle {
+                    bundle: dest.clone(),
+                })?
+                .verify()?;
+            if report.is_none_or(|report| report.ok) {
                 return Ok(());
             }
             return Err(Error::BundleDamaged {
@@ -748,7 +743,7 @@ impl<E: Executor> Step<'_, E> {
         ))
     }
 
-    fn prune_caches(&mut self) -> Result<()> {
+    pub(crate) fn prune_caches(&mut self) -> Result<()> {
         let bundle = self
             .state
             .artifact("upgraded_bundle")
@@ -761,13 +756,12 @@ impl<E: Executor> Step<'_, E> {
         self.exec().copy(&format!("{bundle}/database"), &pruned)?;
         let report = self
             .exec()
-            .tool(&ToolAction::PruneCaches { database: pruned })?;
-        if !self.dry()
-            && report
-                .get("node_folders")
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty)
-        {
+            .tool(&ToolAction::PruneCaches {
+                database: pruned,
+                check: false,
+            })?
+            .prune()?;
+        if report.is_some_and(|report| report.node_folders.is_empty()) {
             return Err(check_failed(
                 "pruning the caches",
                 "no Ignite node folder (one holding cacheGroup-* folders) in the upgraded backup"
@@ -777,7 +771,7 @@ impl<E: Executor> Step<'_, E> {
         Ok(())
     }
 
-    fn replace_database(&mut self) -> Result<()> {
+    pub(crate) fn replace_database(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         let layout = layout(self.exec(), self.settings)?;
         let database = server_path(&layout.database.path);
@@ -809,16 +803,20 @@ impl<E: Executor> Step<'_, E> {
         all_active(self.exec(), &[format!("comindware{instance}")])
     }
 
-    fn final_check(&mut self) -> Result<()> {
+    pub(crate) fn final_check(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         self.wait_healthy("the final check")?;
-        let report = self.exec().tool(&ToolAction::Verdict {
-            instance: instance.clone(),
-        })?;
-        if !self.dry() && report.get("verdict").and_then(Value::as_str) != Some("succeeded") {
+        let report = self
+            .exec()
+            .tool(&ToolAction::Verdict {
+                instance: Some(instance.clone()),
+                log_dir: None,
+            })?
+            .verdict()?;
+        if let Some(report) = report.filter(|report| report.verdict != Verdict::Succeeded) {
             return Err(check_failed(
                 "the final check",
-                format!("the upgrade verdict is now {}", report["verdict"]),
+                format!("the upgrade verdict is now {}", report.verdict.as_str()),
             ));
         }
         let units = instance_units(self.exec(), &instance)?;
@@ -856,8 +854,8 @@ fn status_of(state: &RunState, name: &str) -> StepStatus {
 }
 
 /// The rollback itself; returns what the admin should know.
-pub(super) fn rollback<E: Executor>(
-    exec: &Recording<E>,
+pub(super) fn rollback(
+    exec: &dyn Executor,
     settings: &UpgradeSettings,
     state: &mut RunState,
     events: EventSink<'_>,

@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::UpgradeSettings;
 use crate::error::{Error, Result};
 use crate::executor::{place_under_root, Executor, Operation};
 use crate::instance::InstanceName;
-use crate::procedure::UpgradeSettings;
 
 /// Where the tool keeps its own state on a server.
 pub const STATE_ROOT: &str = "/var/lib/cmw-upgrade";

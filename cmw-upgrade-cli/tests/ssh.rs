@@ -1,22 +1,30 @@
-//! The ssh executor against a real OpenSSH server on loopback.
+//! The ssh executor against a real OpenSSH server on loopback, with this
+//! build's `cmw-upgrade agent` on the other side.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use cmw_upgrade_core::executor::{CommandSpec, Executor, Operation, Recording};
-use cmw_upgrade_core::ssh::{SshExecutor, SshTarget};
-use cmw_upgrade_core::Error;
+use cmw_upgrade_core::executor::{
+    CommandSpec, Executor, Operation, Recording, SshExecutor, SshTarget, ToolAction,
+};
+use cmw_upgrade_core::{Error, ErrorKind};
 use cmw_upgrade_tests::sshd::TestSshd;
 
-fn connect(sshd: &TestSshd) -> SshExecutor {
-    SshExecutor::connect(SshTarget {
+const BINARY: &str = env!("CARGO_BIN_EXE_cmw-upgrade");
+
+fn target(sshd: &TestSshd, agent: &[&str]) -> SshTarget {
+    SshTarget {
         destination: sshd.destination(),
         port: sshd.port,
         identity_file: Some(sshd.identity_file()),
         known_hosts_file: Some(sshd.known_hosts_file()),
-    })
-    .expect("connects to the test sshd")
+        agent: agent.iter().map(|arg| (*arg).to_owned()).collect(),
+    }
+}
+
+fn connect(sshd: &TestSshd) -> SshExecutor {
+    SshExecutor::connect(target(sshd, &[BINARY, "agent"])).expect("connects to the test sshd")
 }
 
 #[test]
@@ -94,10 +102,11 @@ fn commands_and_files_go_over_one_master_connection() {
         .unwrap();
     recording.remove(folder_text).unwrap();
     assert!(!folder.exists());
-    assert!(matches!(
-        recording.remove("/var/../etc"),
-        Err(Error::PathOutsideRoot { .. })
-    ));
+    assert_eq!(
+        recording.remove("/var/../etc").unwrap_err().kind(),
+        ErrorKind::PathOutsideRoot,
+        "refused on the other side, kind kept"
+    );
     let operations = recording.operations();
     assert!(matches!(&operations[0], Operation::CreateDir { path } if path == folder_text));
     assert_eq!(operations.len(), 8, "{operations:?}");
@@ -112,23 +121,62 @@ fn commands_and_files_go_over_one_master_connection() {
 fn a_wrong_host_key_or_key_is_refused() {
     let sshd = TestSshd::start().unwrap();
     let empty = tempfile::NamedTempFile::new().unwrap();
-    let error = SshExecutor::connect(SshTarget {
-        destination: sshd.destination(),
-        port: sshd.port,
-        identity_file: Some(sshd.identity_file()),
-        known_hosts_file: Some(empty.path().to_path_buf()),
-    })
-    .unwrap_err();
+    let mut wrong_host_key = target(&sshd, &[BINARY, "agent"]);
+    wrong_host_key.known_hosts_file = Some(empty.path().to_path_buf());
+    let error = SshExecutor::connect(wrong_host_key).unwrap_err();
     let message = error.to_string();
     assert!(
         message.contains("Host key verification failed"),
         "{message}"
     );
-    assert!(SshExecutor::connect(SshTarget {
-        destination: "-oProxyCommand=sh".to_owned(),
-        port: sshd.port,
-        identity_file: None,
-        known_hosts_file: None,
-    })
-    .is_err());
+    let mut option_as_host = target(&sshd, &[BINARY, "agent"]);
+    option_as_host.destination = "-oProxyCommand=sh".to_owned();
+    assert_eq!(
+        SshExecutor::connect(option_as_host).unwrap_err().kind(),
+        ErrorKind::CheckFailed
+    );
+}
+
+#[test]
+fn a_missing_agent_is_named_and_tool_errors_keep_their_kind() {
+    let sshd = TestSshd::start().unwrap();
+    let error =
+        SshExecutor::connect(target(&sshd, &["/nonexistent/cmw-upgrade", "agent"])).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("is cmw-upgrade installed on that server"),
+        "{message}"
+    );
+
+    let remote = connect(&sshd);
+    assert_eq!(remote.agent_version(), env!("CARGO_PKG_VERSION"));
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    fs::create_dir_all(bundle.join("database")).unwrap();
+    fs::write(bundle.join("manifest.json"), "{not a manifest").unwrap();
+    let error = remote
+        .tool(&ToolAction::VerifyBundle {
+            bundle: bundle.to_str().unwrap().to_owned(),
+        })
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Remote { .. }),
+        "the other side's error: {error:?}"
+    );
+    assert_ne!(error.kind(), ErrorKind::Internal, "{error}");
+    assert!(
+        error.to_string().contains("manifest.json"),
+        "the message names the file: {error}"
+    );
+    // The agent survives a failed action and answers the next one.
+    let verdict = remote
+        .tool(&ToolAction::Verdict {
+            instance: None,
+            log_dir: Some(work.path().to_str().unwrap().to_owned()),
+        })
+        .unwrap()
+        .verdict()
+        .unwrap()
+        .unwrap();
+    assert_eq!(verdict.verdict.as_str(), "not_started");
 }

@@ -1,0 +1,63 @@
+//! A dry run: reads go through, effects are dropped.
+
+use super::protocol::{ToolAction, ToolOutcome};
+use super::{CommandSpec, Executor};
+use crate::error::Result;
+use crate::exec::CommandOutput;
+
+/// Reads through `inner`, changes nothing: commands succeed with no output,
+/// writes are dropped. Wrap it in [`Recording`] to see what would have happened.
+#[derive(Debug, Clone)]
+pub struct DryRun<E> {
+    inner: E,
+}
+
+impl<E: Executor> DryRun<E> {
+    /// A dry run reading through `inner`.
+    pub fn new(inner: E) -> Self {
+        DryRun { inner }
+    }
+}
+
+impl<E: Executor> Executor for DryRun<E> {
+    fn execute(&self, _command: &CommandSpec) -> Result<CommandOutput> {
+        Ok(CommandOutput {
+            code: Some(0),
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_file(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.inner.exists(path)
+    }
+    fn write_file(&self, path: &str, _content: &[u8], _mode: u32) -> Result<()> {
+        self.inner.exists(path).map(drop)
+    }
+    fn create_dir_all(&self, path: &str) -> Result<()> {
+        self.inner.exists(path).map(drop)
+    }
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.exists(from).and(self.inner.exists(to)).map(drop)
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.exists(from).and(self.inner.exists(to)).map(drop)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.exists(path).map(drop)
+    }
+    fn chown_tree(&self, path: &str, _uid: u32, _gid: u32) -> Result<()> {
+        self.inner.exists(path).map(drop)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn tool(&self, _action: &ToolAction) -> Result<ToolOutcome> {
+        Ok(ToolOutcome::NotRun)
+    }
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+}

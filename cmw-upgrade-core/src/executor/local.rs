@@ -1,0 +1,285 @@
+//! The real thing, on this machine: commands with a time limit, files under a root.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::protocol::{ToolAction, ToolOutcome};
+use super::{place_under_root, tools, CommandSpec, Executor};
+use crate::atomic::{write_atomic, FileAttributes};
+use crate::error::{Error, Result};
+use crate::exec::CommandOutput;
+
+/// The real thing, on this machine, with server paths under `root`.
+#[derive(Debug, Clone)]
+pub struct LocalExecutor {
+    root: PathBuf,
+    search_path: Option<std::ffi::OsString>,
+}
+
+impl LocalExecutor {
+    /// An executor for the server under `root` (`/` on a live server).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalExecutor {
+            root: root.into(),
+            search_path: None,
+        }
+    }
+
+    /// The same executor looking up programs in `folder` first (the
+    /// simulator's stand-ins for `systemctl` and the package tools).
+    #[must_use]
+    pub fn with_programs_from(mut self, folder: &Path) -> Self {
+        let mut search = folder.as_os_str().to_owned();
+        if let Some(path) = std::env::var_os("PATH") {
+            search.push(":");
+            search.push(path);
+        }
+        self.search_path = Some(search);
+        self
+    }
+
+    /// The root every server path is placed under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn place(&self, path: &str) -> Result<PathBuf> {
+        place_under_root(&self.root, path)
+    }
+}
+
+fn command_failed(command: &CommandSpec, status: String, output: String, hint: &str) -> Error {
+    Error::CommandFailed {
+        command: command.display(),
+        status,
+        output,
+        hint: hint.to_owned(),
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
+        let Some((program, args)) = command.argv.split_first() else {
+            return Err(command_failed(
+                command,
+                "did not start".into(),
+                "empty command".into(),
+                "this is a bug",
+            ));
+        };
+        let mut placed_args = Vec::with_capacity(args.len());
+        for (index, arg) in args.iter().enumerate() {
+            if command.path_args.contains(&(index + 1)) {
+                placed_args.push(self.place(arg)?.into_os_string());
+            } else {
+                placed_args.push(arg.into());
+            }
+        }
+        let mut process = Command::new(program);
+        if let Some(search) = &self.search_path {
+            // std looks the program up in the child's PATH when it is set.
+            process.env("PATH", search);
+        }
+        process
+            .args(placed_args)
+            .envs(command.env.iter().map(|(key, value)| (key, value)))
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(cwd) = &command.cwd {
+            process.current_dir(self.place(cwd)?);
+        }
+        let mut child = process.spawn().map_err(|error| {
+            command_failed(
+                command,
+                "did not start".into(),
+                error.to_string(),
+                "is it installed and on PATH?",
+            )
+        })?;
+        // Input and output go through threads so a chatty command never blocks on a full pipe.
+        let stdin = child.stdin.take().zip(command.stdin.clone());
+        let feeder = stdin.map(|(mut pipe, bytes)| {
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(&bytes);
+            })
+        });
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let out_reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            bytes
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr.read_to_end(&mut bytes);
+            bytes
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(error) => {
+                    return Err(command_failed(
+                        command,
+                        "lost".into(),
+                        error.to_string(),
+                        "rerun it",
+                    ))
+                }
+            }
+            if command
+                .timeout
+                .is_some_and(|limit| started.elapsed() >= limit)
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                let limit = command.timeout.unwrap_or_default();
+                // The output readers are left to finish on their own: a grandchild
+                // (or an ssh master holding the pipes) may keep them open.
+                return Err(command_failed(
+                    command,
+                    format!("timed out after {}s and was killed", limit.as_secs_f64()),
+                    String::new(),
+                    "check why it hangs (its logs), then rerun",
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(feeder) = feeder {
+            let _ = feeder.join();
+        }
+        Ok(CommandOutput {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
+            stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+        })
+    }
+
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let placed = self.place(path)?;
+        match fs::read(&placed) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(Error::io("read", placed, error)),
+        }
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        Ok(fs::symlink_metadata(self.place(path)?).is_ok())
+    }
+
+    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
+        let placed = self.place(path)?;
+        let (uid, gid) = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        write_atomic(&placed, content, FileAttributes { mode, uid, gid })
+    }
+
+    fn create_dir_all(&self, path: &str) -> Result<()> {
+        let placed = self.place(path)?;
+        fs::create_dir_all(&placed).map_err(|error| Error::io("create the folder", placed, error))
+    }
+
+    fn copy(&self, from: &str, to: &str) -> Result<()> {
+        let (source, target) = (self.place(from)?, self.place(to)?);
+        if fs::symlink_metadata(&target).is_ok() {
+            return Err(Error::AlreadyExists {
+                path: target,
+                hint: "a copy never overwrites; move it away first",
+            });
+        }
+        // GNU cp -a: modes, owners, times and links kept, the same on every family.
+        let spec = CommandSpec::new([
+            "cp".to_owned(),
+            "-a".to_owned(),
+            "--no-target-directory".to_owned(),
+            source.to_string_lossy().into_owned(),
+            target.to_string_lossy().into_owned(),
+        ])
+        .with_env("LC_ALL", "C");
+        let output = self.execute(&spec)?;
+        if output.success() {
+            Ok(())
+        } else {
+            Err(command_failed(
+                &spec,
+                format!("exit code {:?}", output.code),
+                output.stderr,
+                "check the free space and permissions there",
+            ))
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (source, target) = (self.place(from)?, self.place(to)?);
+        fs::rename(&source, &target).map_err(|error| Error::io("rename", source, error))
+    }
+
+    fn remove(&self, path: &str) -> Result<()> {
+        let placed = self.place(path)?;
+        match fs::symlink_metadata(&placed) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(Error::io("inspect", placed, error)),
+            // remove_dir_all removes links inside as links, never following them.
+            Ok(metadata) if metadata.is_dir() => {
+                fs::remove_dir_all(&placed).map_err(|error| Error::io("remove", placed, error))
+            }
+            Ok(_) => fs::remove_file(&placed).map_err(|error| Error::io("remove", placed, error)),
+        }
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+        let placed = self.place(path)?;
+        let listing = match fs::read_dir(&placed) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(Error::io("list", placed, error)),
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            let entry = entry.map_err(|error| Error::io("list", &placed, error))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
+        tools::run_tool(&self.root, self, action)
+    }
+
+    fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
+        let placed = self.place(path)?;
+        let mut pending = vec![placed];
+        while let Some(current) = pending.pop() {
+            std::os::unix::fs::lchown(&current, Some(uid), Some(gid))
+                .map_err(|error| Error::io("change the owner of", &current, error))?;
+            let metadata = fs::symlink_metadata(&current)
+                .map_err(|error| Error::io("inspect", &current, error))?;
+            if metadata.is_dir() {
+                for entry in
+                    fs::read_dir(&current).map_err(|error| Error::io("list", &current, error))?
+                {
+                    pending.push(
+                        entry
+                            .map_err(|error| Error::io("list", &current, error))?
+                            .path(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! The tool's own actions, run in this process on the server under a root:
+//! what [`LocalExecutor::tool`](super::LocalExecutor) and the agent do.
+//!
+//! These call the effect helpers (backup, restore, prune, the migration's
+//! atomic writes) directly: each is one action with its own checks and
+//! all-or-nothing behaviour, recorded as one operation by a [`Recording`](super::Recording).
+
+use std::path::Path;
+
+use super::place_under_root;
+use super::protocol::{DetectReport, ToolAction, ToolOutcome};
+use crate::backup::manifest::BackupMethod;
+use crate::backup::{
+    backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
+};
+use crate::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+use crate::error::{Error, Result};
+use crate::exec::CommandRunner;
+use crate::health::smoke_check;
+use crate::layout::{discover_log_dir, InstanceLayout};
+use crate::logs::upgrade_verdict;
+use crate::os::{detect_os_family_at, OS_RELEASE_PATHS};
+use crate::prune::prune_caches;
+
+/// Runs `action` on the server under `root`; commands it needs (`nginx -t`,
+/// `control.sh`) go through `runner`.
+///
+/// # Errors
+/// What the action reports, with its kind; a config migration with errors is
+/// [`Error::CheckFailed`] listing them (nothing written); a verdict without
+/// exactly one of instance and log folder is [`Error::BadRequest`].
+pub fn run_tool(
+    root: &Path,
+    runner: &dyn CommandRunner,
+    action: &ToolAction,
+) -> Result<ToolOutcome> {
+    let place = |path: &str| place_under_root(root, path);
+    let progress = Progress::default();
+    Ok(match action {
+        ToolAction::VerifyBundle { bundle } => {
+            ToolOutcome::Verify(verify_bundle(&place(bundle)?, &progress)?)
+        }
+        ToolAction::Backup {
+            instance,
+            family,
+            dest,
+        } => {
+            let options = BackupOptions {
+                root: root.to_path_buf(),
+                instance: instance.clone(),
+                family: *family,
+                destination: place(dest)?,
+                method: BackupMethod::Copy,
+                with_streams: false,
+                control_script: None,
+                check_space: true,
+            };
+            ToolOutcome::Backup(backup(&options, runner, &progress)?)
+        }
+        ToolAction::Restore {
+            bundle,
+            instance,
+            family,
+        } => {
+            let options = RestoreOptions {
+                bundle: place(bundle)?,
+                root: root.to_path_buf(),
+                instance: instance.clone(),
+                family: *family,
+                replace: true,
+            };
+            ToolOutcome::Restore(restore(&options, &progress)?)
+        }
+        ToolAction::PruneCaches { database, check } => {
+            ToolOutcome::Prune(prune_caches(&place(database)?, *check)?)
+        }
+        ToolAction::MigrateConfig {
+            from,
+            instance,
+            family,
+            fix,
+            check,
+        } => {
+            let stamp = crate::exec::utc_stamp(std::time::SystemTime::now());
+            let options = MigrateOptions {
+                take: Vec::new(),
+                fix: *fix,
+                stamp: stamp.clone(),
+            };
+            let mut plan = plan_migration(&place(from)?, root, instance, *family, &options)?;
+            if *check {
+                plan.report.check = true;
+                return Ok(ToolOutcome::Migrate(plan.report));
+            }
+            if !plan.report.errors.is_empty() {
+                return Err(Error::CheckFailed {
+                    what: "the config migration".to_owned(),
+                    details: format!(
+                        "{}; see them with: cmw-upgrade config migrate --from {from} --instance {instance} --check (--fix applies the evident fixes)",
+                        plan.report.errors.join("; ")
+                    ),
+                });
+            }
+            plan.report.written = apply_migration(&plan, runner, &stamp)?;
+            ToolOutcome::Migrate(plan.report)
+        }
+        ToolAction::Verdict { instance, log_dir } => {
+            let log_dir = match (instance, log_dir) {
+                (Some(instance), None) => discover_log_dir(root, instance)?.path,
+                (None, Some(log_dir)) => place(log_dir)?,
+                _ => {
+                    return Err(Error::BadRequest {
+                        details: "a verdict needs exactly one of instance and log_dir".to_owned(),
+                    })
+                }
+            };
+            ToolOutcome::Verdict(upgrade_verdict(&log_dir)?)
+        }
+        ToolAction::Check { instance, url } => {
+            ToolOutcome::Check(smoke_check(root, instance, url)?)
+        }
+        ToolAction::Detect { instance, family } => {
+            let os = detect_os_family_at(root);
+            let (os, family, family_source) = match (os, family) {
+                (Ok(os), Some(family)) => (os, *family, "--family"),
+                // With a family given, an unreadable or unknown os-release is only informative.
+                (Err(_), Some(family)) => (None, *family, "--family"),
+                (Ok(Some(os)), None) => {
+                    let family = os.family;
+                    (Some(os), family, "os-release")
+                }
+                (Ok(None), None) => {
+                    return Err(Error::NoOsRelease {
+                        tried: OS_RELEASE_PATHS
+                            .iter()
+                            .map(|relative| root.join(relative))
+                            .collect(),
+                    })
+                }
+                (Err(error), None) => return Err(error),
+            };
+            let layout = instance
+                .as_ref()
+                .map(|instance| InstanceLayout::discover(root, instance, family))
+                .transpose()?;
+            ToolOutcome::Detect(Box::new(DetectReport {
+                family,
+                family_source: family_source.to_owned(),
+                os,
+                layout,
+            }))
+        }
+        ToolAction::Drift {
+            bundle,
+            instance,
+            family,
+            deep,
+        } => {
+            let layout = InstanceLayout::discover(root, instance, *family)?;
+            ToolOutcome::Drift(bundle_drift(
+                &place(bundle)?,
+                &layout.database.path,
+                *deep,
+                &progress,
+            )?)
+        }
+    })
+}
