@@ -88,9 +88,44 @@ pub fn private_temp_dir(prefix: &str) -> Result<PathBuf> {
     }
 }
 
+/// The documented contract of [`under_root`], written apart from its code so
+/// that property tests here and in [`crate::layout`] check the code against
+/// the contract rather than against itself.
+#[cfg(test)]
+pub(crate) mod contract {
+    /// Where `server_path` must land under `root`, or `None` when it must be
+    /// refused: it is refused exactly when it is not absolute, holds a NUL, or a
+    /// `..` would climb above `/`. Otherwise it is read part by part between
+    /// slashes (empty parts and `.` dropped, `..` dropping the part before) and
+    /// the parts left are appended to `root`.
+    pub(crate) fn placed(root: &str, server_path: &str) -> Option<String> {
+        if !server_path.starts_with('/') || server_path.contains('\0') {
+            return None;
+        }
+        let mut kept: Vec<&str> = Vec::new();
+        for part in server_path.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    kept.pop()?;
+                }
+                name => kept.push(name),
+            }
+        }
+        if kept.is_empty() {
+            return Some(root.to_owned());
+        }
+        Some(format!("{}/{}", root.trim_end_matches('/'), kept.join("/")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::place_under_root;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
 
     #[test]
     fn private_temp_folders_are_new_and_closed() {
@@ -102,7 +137,6 @@ mod tests {
         std::fs::remove_dir(first).unwrap();
         std::fs::remove_dir(second).unwrap();
     }
-    use proptest::prelude::*;
 
     #[test]
     fn absolute_paths_are_placed_under_the_root() {
@@ -128,21 +162,112 @@ mod tests {
         }
     }
 
+    /// Target roots as the tool meets them: a live server, a mounted copy, a test tree.
+    fn root() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("/".to_owned()),
+            "/[a-z]{1,8}(/[a-z]{1,8}){0,2}",
+            Just("/mnt/old copy/".to_owned()),
+        ]
+    }
+
+    /// Server paths weighted so that about half are accepted: mostly absolute,
+    /// with enough `..` to climb out often, and some relative, empty or NUL-holding
+    /// ones. Names include dotted ones (`...`, `.hidden`) that are not `..`.
+    fn server_path() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            8 => "[a-zA-Z0-9_][a-zA-Z0-9._ \\\\-]{0,9}",
+            1 => "\\.[.a-z]{1,3}",
+            3 => Just("..".to_owned()),
+            1 => Just(".".to_owned()),
+            1 => Just(String::new()),
+        ];
+        let start = prop_oneof![8 => Just("/"), 1 => Just("//"), 2 => Just(""), 1 => Just("./")];
+        (
+            start,
+            proptest::collection::vec(part, 0..8),
+            proptest::option::weighted(0.08, any::<proptest::sample::Index>()),
+        )
+            .prop_map(|(start, parts, nul_at)| {
+                let mut path = format!("{start}{}", parts.join("/"));
+                if let Some(index) = nul_at {
+                    // Every generated character is ASCII, so any byte offset is a char boundary.
+                    path.insert(index.index(path.len() + 1), '\0');
+                }
+                path
+            })
+    }
+
+    /// What the procedure must do with a path: the config contract, and no `..` at all.
+    fn procedure_contract(root: &str, server_path: &str) -> Option<String> {
+        if server_path.split('/').any(|part| part == "..") {
+            return None;
+        }
+        contract::placed(root, server_path)
+    }
+
+    /// How many of `samples` generated cases the contract accepts.
+    fn accepted_count(samples: usize, decide: fn(&str, &str) -> Option<String>) -> usize {
+        let mut runner = TestRunner::deterministic();
+        let cases = (root(), server_path());
+        (0..samples)
+            .filter(|_| {
+                let (root, path) = cases.new_tree(&mut runner).unwrap().current();
+                decide(&root, &path).is_some()
+            })
+            .count()
+    }
+
+    // A generator that drifts to all-accepted or all-refused would leave one side
+    // of the properties below unchecked while they still pass.
+    #[test]
+    fn generated_paths_are_often_accepted_and_often_refused() {
+        let accepted = accepted_count(1000, contract::placed);
+        assert!((350..=650).contains(&accepted), "{accepted} of 1000");
+        let accepted = accepted_count(1000, procedure_contract);
+        assert!((200..=500).contains(&accepted), "{accepted} of 1000");
+    }
+
     proptest! {
-        /// No computed path ever leaves the root, whatever the input.
+        /// A config path is accepted exactly when the contract accepts it, lands
+        /// exactly where the contract says, and a refusal names the path and its origin.
         #[test]
-        fn never_leaves_the_root(
-            root in "/[a-z]{1,8}(/[a-z]{1,8}){0,2}",
-            parts in proptest::collection::vec(prop_oneof![
-                Just("..".to_owned()), Just(".".to_owned()), Just("".to_owned()),
-                "[a-zA-Z0-9._-]{1,10}".prop_map(|s| s),
-            ], 0..12),
-        ) {
-            let server_path = format!("/{}", parts.join("/"));
-            let root = Path::new(&root);
-            if let Ok(placed) = under_root(root, &server_path, "test") {
-                prop_assert!(placed.starts_with(root));
-                prop_assert!(placed.components().all(|c| c != Component::ParentDir));
+        fn placement_follows_the_contract(root in root(), server_path in server_path()) {
+            let origin = "db.workDir in prod.yml";
+            let outcome = under_root(Path::new(&root), &server_path, origin);
+            match (outcome, contract::placed(&root, &server_path)) {
+                (Ok(placed), Some(expected)) => {
+                    prop_assert_eq!(placed.to_str(), Some(expected.as_str()));
+                }
+                (Err(Error::PathOutsideRoot { path, origin: named, .. }), None) => {
+                    prop_assert_eq!(path, server_path);
+                    prop_assert_eq!(named, origin);
+                }
+                (outcome, expected) => prop_assert!(
+                    false,
+                    "{:?} under {:?}: got {:?}, the contract says {:?}",
+                    server_path, root, outcome, expected
+                ),
+            }
+        }
+
+        /// The procedure's placement is the config one with every `..` refused,
+        /// even one that would stay inside the root.
+        #[test]
+        fn procedure_placement_follows_the_contract(root in root(), server_path in server_path()) {
+            let outcome = place_under_root(Path::new(&root), &server_path);
+            match (outcome, procedure_contract(&root, &server_path)) {
+                (Ok(placed), Some(expected)) => {
+                    prop_assert_eq!(placed.to_str(), Some(expected.as_str()));
+                }
+                (Err(Error::PathOutsideRoot { path, .. }), None) => {
+                    prop_assert_eq!(path, server_path);
+                }
+                (outcome, expected) => prop_assert!(
+                    false,
+                    "{:?} under {:?}: got {:?}, the contract says {:?}",
+                    server_path, root, outcome, expected
+                ),
             }
         }
     }
