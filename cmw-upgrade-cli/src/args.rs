@@ -91,7 +91,7 @@ pub enum Command {
     /// `backup --instance NAME --dest DIR` writes DIR/manifest.json (every file's size,
     /// mode, owner, mtime and BLAKE3), DIR/database/ (the db.workDir folder, followed
     /// through symlinks; modes, owners and times kept; links stored as links),
-    /// DIR/streams/ with --with-streams, and DIR/config/ with the seed's config files at
+    /// DIR/streams/ with --with-streams, and DIR/config/ with the platform procedure's config files at
     /// their absolute paths (/var/www/<i>/*.config|*.yml|*.json, Agent.config, the nginx
     /// site, the env file, the instance yml) plus the three systemd units, each 0600.
     ///
@@ -131,7 +131,7 @@ pub enum Command {
 
     /// Run the upgrade on this (new) server, or resume it after an interruption.
     ///
-    /// Steps, in the seed's order: verify-bundle, prerequisites (unpack, librdkafka with
+    /// Steps, in the platform procedure's order: verify-bundle, prerequisites (unpack, librdkafka with
     /// the family's package tool, prerequisites_list.sh), install-version
     /// (version_install.sh, version_list.sh), create-instance (instance_create.sh -n -p -v,
     /// FAILED services restarted), migrate-config (old values carried over, nginx -t,
@@ -157,7 +157,7 @@ pub enum Command {
     /// 2 no run recorded.
     Status(InstanceArgs),
 
-    /// Undo a run on this server, per the seed's "problems" section.
+    /// Undo a run on this server, per the platform procedure's "problems" section.
     ///
     /// Stops the new instance, keeps its logs in the bundle (upgrade-logs/), restores the
     /// database from the bundle (the current one is moved aside, never deleted), and when
@@ -613,6 +613,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+    use cmw_upgrade_core::executor::ToolAction;
 
     #[test]
     fn durations() {
@@ -631,5 +633,134 @@ mod tests {
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn text(path: &std::path::Path) -> String {
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// What a parsed command line asks for, as the action it stands for.
+    fn action_of(cli: Cli) -> ToolAction {
+        match cli.command {
+            Command::Backup(BackupArgs {
+                action: Some(BackupCommand::Verify(args)),
+                ..
+            }) => ToolAction::VerifyBundle {
+                bundle: text(&args.bundle),
+            },
+            Command::Backup(BackupArgs {
+                action: Some(BackupCommand::Drift(args)),
+                ..
+            }) => ToolAction::Drift {
+                bundle: text(&args.bundle),
+                instance: args.instance,
+                family: args.family.unwrap(),
+                deep: args.deep,
+            },
+            Command::Backup(args) => {
+                assert!(matches!(args.method, MethodArg::Copy));
+                assert!(!args.with_streams && args.control_script.is_none());
+                ToolAction::Backup {
+                    instance: args.instance.unwrap(),
+                    family: args.family.unwrap(),
+                    dest: text(&args.dest.unwrap()),
+                }
+            }
+            Command::Restore(args) => {
+                assert!(args.replace, "the procedure's restore always replaces");
+                ToolAction::Restore {
+                    bundle: text(&args.bundle),
+                    instance: args.instance,
+                    family: args.family.unwrap(),
+                }
+            }
+            Command::PruneCaches(args) => ToolAction::PruneCaches {
+                database: text(&args.target),
+                check: args.check,
+            },
+            Command::Config(ConfigCommand::Migrate(args)) => ToolAction::MigrateConfig {
+                from: text(&args.from),
+                instance: args.instance,
+                family: args.family.unwrap(),
+                fix: args.fix,
+                check: args.check,
+            },
+            Command::Logs(LogsCommand::Verdict(args)) => ToolAction::Verdict {
+                instance: args.instance,
+                log_dir: args.log_dir.as_deref().map(text),
+            },
+            Command::Check(args) => ToolAction::Check {
+                instance: args.instance,
+                url: args.url,
+            },
+            Command::Detect(args) => ToolAction::Detect {
+                instance: args.instance,
+                family: args.family,
+            },
+            other => panic!("not a tool action: {other:?}"),
+        }
+    }
+
+    /// Every action the procedure shows as a `cmw-upgrade` command line is one
+    /// the real parser reads back to the same action, so plans and transcripts
+    /// never show a command that would not work by hand.
+    #[test]
+    fn every_tool_action_is_a_command_line_that_means_the_same() {
+        let prod = InstanceName::new("prod").unwrap();
+        let spaced = "/mnt/backup/prod 1".to_owned();
+        let mut actions = Vec::new();
+        for family in OsFamily::ALL {
+            for flag in [false, true] {
+                actions.extend([
+                    ToolAction::VerifyBundle {
+                        bundle: spaced.clone(),
+                    },
+                    ToolAction::Backup {
+                        instance: prod.clone(),
+                        family,
+                        dest: spaced.clone(),
+                    },
+                    ToolAction::Restore {
+                        bundle: spaced.clone(),
+                        instance: prod.clone(),
+                        family,
+                    },
+                    ToolAction::PruneCaches {
+                        database: "/var/lib/comindware/prod/Database.cmw-upgrade-pruned".into(),
+                        check: flag,
+                    },
+                    ToolAction::MigrateConfig {
+                        from: format!("{spaced}/config"),
+                        instance: prod.clone(),
+                        family,
+                        fix: flag,
+                        check: !flag,
+                    },
+                    ToolAction::Verdict {
+                        instance: flag.then(|| prod.clone()),
+                        log_dir: (!flag).then(|| "/var/log/comindware/prod/Logs".to_owned()),
+                    },
+                    ToolAction::Check {
+                        instance: prod.clone(),
+                        url: "http://127.0.0.1:8080/api/health".into(),
+                    },
+                    ToolAction::Detect {
+                        instance: flag.then(|| prod.clone()),
+                        family: Some(family),
+                    },
+                    ToolAction::Drift {
+                        bundle: spaced.clone(),
+                        instance: prod.clone(),
+                        family,
+                        deep: flag,
+                    },
+                ]);
+            }
+        }
+        for action in actions {
+            let cli = Cli::try_parse_from(action.argv())
+                .unwrap_or_else(|error| panic!("{}: {error}", action.display()));
+            assert_eq!(action_of(cli), action, "{}", action.display());
+        }
     }
 }

@@ -135,7 +135,7 @@ fn upgrades_on_each_family_with_its_own_commands() {
         )));
         assert!(has("bash instance_create.sh -n=prod -p="));
         assert!(has("-v=5.0.1234.0"));
-        // The gateway failed its first start: the tool restarted it, as the seed says.
+        // The gateway failed its first start: the tool restarted it, as the platform's procedure says.
         assert!(has("systemctl restart apigatewayprod"));
         assert!(has("nginx -t") && has("nginx -s reload"));
         assert!(has(
@@ -353,6 +353,10 @@ impl Drop for Rehearsal {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the kill hook: cargo test --features cmw-upgrade-cli/test-hooks (bash .ci/run does)"
+)]
 fn kill_9_at_every_step_boundary_then_rerun_gives_the_same_end() {
     let reference = Rehearsal::new();
     let output = reference.run(None);
@@ -463,6 +467,10 @@ fn plan_shows_every_step_and_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the kill hook: cargo test --features cmw-upgrade-cli/test-hooks (bash .ci/run does)"
+)]
 fn status_lock_and_rollback_commands() {
     let rehearsal = Rehearsal::new();
     let none = rehearsal
@@ -630,4 +638,67 @@ fn rollback_brings_a_replaced_version_back() {
             == Some(0);
     }
     assert!(healthy, "{}", stdout(&check));
+}
+
+/// The same procedure driven over ssh, with this build's agent on the other
+/// side (the test sshd on loopback, the agent rooted at the simulated new
+/// server), ends in the same state as the local run.
+#[test]
+fn the_whole_run_over_ssh_ends_as_the_local_run() {
+    use cmw_upgrade_core::executor::{Recording, SshExecutor, SshTarget};
+    use cmw_upgrade_core::procedure::{run_upgrade, UpgradeSettings};
+    use cmw_upgrade_core::{InstanceName, OsFamily};
+
+    let local = Rehearsal::new();
+    let output = local.run(None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let expected = local.final_state();
+
+    let remote = Rehearsal::new();
+    let sshd = cmw_upgrade_tests::sshd::TestSshd::start()
+        .expect("sshd starts (openssh-server is installed by .ci/run)");
+    let root = remote.root();
+    let agent = vec![
+        "env".to_owned(),
+        format!("PATH={}", remote.setup["path"].as_str().unwrap()),
+        env!("CARGO_BIN_EXE_cmw-upgrade").to_owned(),
+        "--root".to_owned(),
+        root.to_str().unwrap().to_owned(),
+        "agent".to_owned(),
+    ];
+    let ssh = SshExecutor::connect(SshTarget {
+        destination: sshd.destination(),
+        port: sshd.port,
+        identity_file: Some(sshd.identity_file()),
+        known_hosts_file: Some(sshd.known_hosts_file()),
+        agent,
+    })
+    .expect("connects and greets the agent");
+    let text = |key: &str| remote.setup[key].as_str().unwrap().to_owned();
+    let settings = UpgradeSettings {
+        instance: InstanceName::new(&text("instance")).unwrap(),
+        family: OsFamily::Deb,
+        bundle: text("bundle"),
+        distribution: text("distribution"),
+        prerequisites: text("prerequisites"),
+        port: u16::try_from(remote.setup["port"].as_u64().unwrap()).unwrap(),
+        upgrade_timeout_seconds: 30,
+        health_timeout_seconds: 30,
+        fix_config: false,
+    };
+    let recorder = Recording::new(&ssh);
+    let report = run_upgrade(&recorder, &settings, &mut |_| {}).unwrap();
+    assert_eq!(
+        report.outcome,
+        "upgraded",
+        "{}",
+        serde_json::to_string_pretty(&report.steps).unwrap()
+    );
+    assert_eq!(remote.final_state(), expected);
+    // The transcript shows the tool's own actions as the commands an admin would type.
+    let transcript = serde_json::to_string(&report.steps).unwrap();
+    assert!(
+        transcript.contains("cmw-upgrade restore"),
+        "{transcript}"
+    );
 }

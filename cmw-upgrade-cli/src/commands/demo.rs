@@ -7,7 +7,7 @@ use std::time::Instant;
 use cmw_upgrade_core::executor::{Executor, LocalExecutor, Operation, Recording, ToolAction};
 use cmw_upgrade_core::procedure::state::{StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::{rollback_upgrade, run_upgrade, RunLock, UpgradeSettings};
-use cmw_upgrade_tests::sim::{Failure, SimOptions, Simulation};
+use cmw_upgrade_sim::{Failure, SimOptions, Simulation};
 use serde::Serialize;
 
 use super::upgrade::ProgressPrinter;
@@ -114,7 +114,7 @@ fn demo_in(
             "Simulated servers ({}) in {}: old {} with data, new empty; site port {}.",
             args.family.as_str(),
             sim.dir.display(),
-            cmw_upgrade_tests::sim::OLD_VERSION,
+            cmw_upgrade_sim::OLD_VERSION,
             sim.port
         );
     }
@@ -264,7 +264,7 @@ pub fn simulated_service(
     global: &GlobalArgs,
     args: SimulatedServiceArgs,
 ) -> Result<ExitStatus, CliError> {
-    cmw_upgrade_tests::sim::service::run(&cmw_upgrade_tests::sim::service::ServiceArgs {
+    cmw_upgrade_sim::service::run(&cmw_upgrade_sim::service::ServiceArgs {
         root: global.root.clone(),
         instance: args.instance,
         sim: args.sim,

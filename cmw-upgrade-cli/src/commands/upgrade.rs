@@ -151,9 +151,11 @@ impl ProgressPrinter {
     }
 }
 
-/// A test hook: `CMW_UPGRADE_KILL_AT=<step>:start|<step>:end` makes the
-/// process kill itself with SIGKILL right after that boundary is saved, so
-/// the tests can prove a run resumes from any boundary.
+/// A test hook, only in builds with the `test-hooks` feature (the tests';
+/// never the release binary): `CMW_UPGRADE_KILL_AT=<step>:start|<step>:end`
+/// makes the process kill itself with SIGKILL right after that boundary is
+/// saved, so the tests can prove a run resumes from any boundary.
+#[cfg(feature = "test-hooks")]
 fn kill_hook(event: &Event) {
     let Ok(target) = std::env::var("CMW_UPGRADE_KILL_AT") else {
         return;
@@ -171,6 +173,9 @@ fn kill_hook(event: &Event) {
         std::thread::sleep(std::time::Duration::from_secs(10));
     }
 }
+
+#[cfg(not(feature = "test-hooks"))]
+fn kill_hook(_event: &Event) {}
 
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
     let settings = settings_of(global, &args)?;

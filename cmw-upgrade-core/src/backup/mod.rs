@@ -7,7 +7,7 @@
 //!                        times, and every entry with size, mode, owner, mtime, BLAKE3
 //! DIR/database/          the database folder (db.workDir), modes and owners kept
 //! DIR/streams/           uploaded files (--with-streams)
-//! DIR/config/<abs path>  the seed's config files and the systemd units, 0600
+//! DIR/config/<abs path>  the platform procedure's config files and the systemd units, 0600
 //! ```
 //!
 //! [`backup`] writes one ([`bundle`] makes sure an unfinished one never looks

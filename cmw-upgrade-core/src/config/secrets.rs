@@ -1,6 +1,6 @@
 //! Which values are secrets, and hiding them in everything the tool prints.
 
-/// Directives that hold secrets, by exact name (domain.md); `*` stands for one key part.
+/// Directives that hold secrets, by exact name (the platform's documented secret directives); `*` stands for one key part.
 const SECRET_DIRECTIVES: &[&str] = &[
     "journal.password",
     "mq.sasl.password",

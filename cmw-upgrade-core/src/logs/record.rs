@@ -107,7 +107,7 @@ impl ErrorReason {
     }
 }
 
-/// The word the seed procedure searches logs for.
+/// The word the platform's procedure procedure searches logs for.
 pub const ERROR_KEYWORD: &[u8] = b"error";
 
 /// Decodes the character that starts at `position`, if it is valid UTF-8.

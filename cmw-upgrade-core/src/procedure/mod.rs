@@ -1,6 +1,6 @@
 //! The whole upgrade on the new server as one resumable procedure.
 //!
-//! The steps follow the seed's order. Each checks its preconditions, acts
+//! The steps follow the platform procedure's order. Each checks its preconditions, acts
 //! through the [`Executor`], checks the result, and records what a later step
 //! or a rollback needs in the run state, which is saved after every change:
 //! a run killed at any point resumes at the first step not done, and that
@@ -498,7 +498,7 @@ pub struct RollbackReport {
     pub next: String,
 }
 
-/// Undoes a run per the seed's "problems" section: stop the new instance,
+/// Undoes a run per the platform procedure's "problems" section: stop the new instance,
 /// keep its logs in the bundle, restore the database from the bundle, and
 /// bring a replaced version back (`instance_delete.sh`, `instance_create.sh
 /// -v=<old>`). Nothing is deleted: every database it replaces is moved aside.

@@ -260,7 +260,7 @@ fn create_instance_with(
             "instance_create.sh did not finish; read its output above, fix the cause, rerun",
         ));
     }
-    // The seed: a FAILED service gets `systemctl restart`.
+    // The platform's procedure: a FAILED service gets `systemctl restart`.
     for unit in report.units_to_restart(instance) {
         systemctl(exec, "restart", &[unit])?;
     }
@@ -689,7 +689,7 @@ impl Step<'_> {
             });
             std::thread::sleep(POLL);
         };
-        // The seed: do not continue; stop, keep the logs for support.
+        // The platform's procedure: do not continue; stop, keep the logs for support.
         let _ = systemctl(self.exec(), "stop", std::slice::from_ref(&unit));
         let kept = keep_logs(self.exec(), self.settings)?;
         self.remember("kept_logs", &kept)?;

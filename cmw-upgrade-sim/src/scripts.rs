@@ -1,6 +1,6 @@
 //! The stand-ins' shell scripts. Each starts with the simulation's folders
 //! baked in (`ROOT` = the new server's `/`, `SIM` = the simulation's own
-//! state), and otherwise behaves as domain.md describes the real one: same
+//! state), and otherwise behaves as the platform's documentation describes the real one: same
 //! name, same flags, same output format.
 
 /// `bash` prologue shared by every script: the folders and a `-h` helper.

@@ -1,12 +1,16 @@
 //! Simulated servers for the whole upgrade: an old 4.7 server with data, a
 //! new server with nothing on it yet, the distribution tarballs (made with
-//! the real `tar`) whose scripts lay out instances as domain.md describes,
-//! and stand-ins for what cannot run here: `systemctl`, the package tools and
-//! the platform service itself ([`service`]). nginx is the real nginx, run on
-//! the simulation's own config; it proxies the site to the service.
+//! the real `tar`) whose scripts lay out instances as the platform's
+//! documentation describes, and stand-ins for what cannot run here:
+//! `systemctl`, the package tools and the platform service itself
+//! ([`service`]). nginx is the real nginx, run on the simulation's own
+//! config; it proxies the site to the service.
 //!
-//! Used by the end-to-end tests and by `cmw-upgrade demo`.
+//! A product crate, not a test helper: `cmw-upgrade demo` rehearses the whole
+//! upgrade on it, and the end-to-end tests drive it. The server trees,
+//! databases and logs it lays out come from [`fixtures`].
 
+pub mod fixtures;
 mod scripts;
 pub mod service;
 
@@ -18,7 +22,7 @@ use std::process::Command;
 
 use cmw_upgrade_core::OsFamily;
 
-use crate::{
+use crate::fixtures::{
     os_release, write_accounts, write_file, write_new_server, write_server, DatabaseSpec,
     ServerSpec, UpgradeLogState,
 };
