@@ -193,6 +193,10 @@ fn each_failure_mode_ends_in_a_clean_rollback() {
             .unwrap();
         assert_eq!(wait["status"], "failed", "{failure}");
         let error = wait["error"].as_str().unwrap();
+        assert_eq!(
+            wait["error_kind"], "step_failed",
+            "the kind is recorded for scripts"
+        );
         assert!(
             error.contains("cmw-upgrade rollback --instance prod"),
             "{error}"
@@ -697,8 +701,5 @@ fn the_whole_run_over_ssh_ends_as_the_local_run() {
     assert_eq!(remote.final_state(), expected);
     // The transcript shows the tool's own actions as the commands an admin would type.
     let transcript = serde_json::to_string(&report.steps).unwrap();
-    assert!(
-        transcript.contains("cmw-upgrade restore"),
-        "{transcript}"
-    );
+    assert!(transcript.contains("cmw-upgrade restore"), "{transcript}");
 }

@@ -24,6 +24,8 @@ struct DemoStep {
     commands: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_kind: Option<String>,
 }
 
 impl From<&StepRecord> for DemoStep {
@@ -34,6 +36,7 @@ impl From<&StepRecord> for DemoStep {
             seconds: record.seconds.unwrap_or_default(),
             commands: record.commands.iter().map(Operation::display).collect(),
             error: record.error.clone(),
+            error_kind: record.error_kind.clone(),
         }
     }
 }
@@ -146,6 +149,7 @@ fn demo_in(
             .map(Operation::display)
             .collect(),
         error: None,
+        error_kind: None,
     };
     printer.show(&cmw_upgrade_core::procedure::Event::StepFinished {
         name: backup_step.name.clone(),

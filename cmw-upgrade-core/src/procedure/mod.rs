@@ -364,6 +364,7 @@ pub fn run_upgrade<E: Executor>(
             record.started = Some(now());
             record.finished = None;
             record.error = None;
+            record.error_kind = None;
             record.commands.clear();
         }
         state.save(store)?;
@@ -392,6 +393,7 @@ pub fn run_upgrade<E: Executor>(
             Err(error) => {
                 record.status = StepStatus::Failed;
                 record.error = Some(error.to_string());
+                record.error_kind = Some(error.kind().as_str().to_owned());
                 failed = true;
             }
         }
@@ -545,6 +547,7 @@ pub fn rollback_upgrade<E: Executor>(
         artifacts: Default::default(),
         commands: recorder.take_operations(),
         error: None,
+        error_kind: None,
     };
     let next = match &outcome {
         Ok(next) => {
@@ -558,6 +561,7 @@ pub fn rollback_upgrade<E: Executor>(
         Err(error) => {
             record.status = StepStatus::Failed;
             record.error = Some(error.to_string());
+            record.error_kind = Some(error.kind().as_str().to_owned());
             format!(
                 "The rollback stopped: {error}. Fix it and run it again: {}",
                 rollback_command(instance)

@@ -86,6 +86,9 @@ pub struct StepRecord {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The kind of that error (`check_failed`, `command_failed`, ...), for scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
 }
 
 /// A whole run's state.
@@ -122,6 +125,7 @@ impl RunState {
                     artifacts: BTreeMap::new(),
                     commands: Vec::new(),
                     error: None,
+                    error_kind: None,
                 })
                 .collect(),
             settings: None,

@@ -693,14 +693,17 @@ impl Step<'_> {
         let _ = systemctl(self.exec(), "stop", std::slice::from_ref(&unit));
         let kept = keep_logs(self.exec(), self.settings)?;
         self.remember("kept_logs", &kept)?;
-        Err(check_failed(
-            "the data-structure upgrade",
-            format!(
-                "{problem}. The instance is stopped; its logs are kept in {kept}. \
-                 The old server is unchanged and still serves. Roll back with: {}",
+        // Not a check that left things as they were: the instance was stopped
+        // and its logs copied, so the kind says a step failed after effects.
+        Err(Error::StepFailed {
+            instance: instance.to_string(),
+            step: "wait-upgrade".to_owned(),
+            details: format!(
+                "the data-structure upgrade: {problem}. The instance is stopped; its logs are kept \
+                 in {kept}. The old server is unchanged and still serves. Roll back with: {}",
                 rollback_command(&instance)
             ),
-        ))
+        })
     }
 
     pub(crate) fn backup_upgraded(&mut self) -> Result<()> {
