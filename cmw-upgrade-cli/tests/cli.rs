@@ -505,3 +505,77 @@ fn config_migrate_errors_exit_2_and_write_nothing() {
     let fixed = migrate_cmd(new.path(), from, &["--fix"]);
     assert!(fixed.status.success(), "{}", stdout(&fixed));
 }
+
+/// `cmw-upgrade agent`: one answer line per request, errors with their real
+/// kind, a malformed line answered with `bad_request`, exit 0 when stdin ends.
+#[test]
+fn the_agent_answers_one_json_line_per_request() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let old = server(ServerSpec::default());
+    let bundle = old.path().join("mnt/backup/prod");
+    fs::create_dir_all(bundle.parent().unwrap()).unwrap();
+    let output = cmw_in(
+        old.path(),
+        &[
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Damage one file of the bundle: a restore must refuse it, kind kept.
+    let damaged = fs::read_dir(bundle.join("database"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.is_dir())
+        .unwrap();
+    fs::write(damaged.join("planted.bin"), "not in the manifest").unwrap();
+
+    let requests = [
+        r#"{"protocol":1,"action":{"kind":"verdict","log_dir":"/var/log/comindware/prod/Logs"}}"#,
+        "nonsense",
+        r#"{"protocol":1,"action":{"kind":"restore","bundle":"/mnt/backup/prod","instance":"prod","family":"deb"}}"#,
+        r#"{"protocol":2,"action":{"kind":"hello"}}"#,
+    ];
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .arg("--root")
+        .arg(old.path())
+        .arg("agent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    for request in requests {
+        writeln!(stdin, "{request}").unwrap();
+    }
+    drop(stdin);
+    let output = agent.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let answers: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), requests.len(), "{answers:?}");
+    assert_eq!(answers[0]["ok"], true, "{}", answers[0]);
+    assert_eq!(answers[0]["outcome"]["kind"], "verdict");
+    assert_eq!(answers[0]["outcome"]["verdict"], "succeeded");
+    assert_eq!(answers[1]["ok"], false);
+    assert_eq!(answers[1]["error"]["kind"], "bad_request");
+    assert_eq!(answers[2]["ok"], false);
+    assert_eq!(
+        answers[2]["error"]["kind"], "bundle_damaged",
+        "{}",
+        answers[2]
+    );
+    assert!(answers[2]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("planted.bin"));
+    assert_eq!(answers[3]["error"]["kind"], "bad_request");
+}
