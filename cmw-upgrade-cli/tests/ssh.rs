@@ -6,7 +6,8 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use cmw_upgrade_core::executor::{
-    CommandSpec, Executor, Operation, Recording, SshExecutor, SshTarget, ToolAction,
+    CommandSpec, Executor, NodeKind, Operation, Recording, ServerRead, SshExecutor, SshTarget,
+    ToolAction,
 };
 use cmw_upgrade_core::{Error, ErrorKind};
 use cmw_upgrade_tests::sshd::TestSshd;
@@ -89,6 +90,26 @@ fn commands_and_files_go_over_one_master_connection() {
         None
     );
     assert!(recording.exists(&file).unwrap());
+    std::os::unix::fs::symlink("state.json", folder.join("link.json")).unwrap();
+    assert_eq!(
+        recording
+            .read_link(&format!("{folder_text}/link.json"))
+            .unwrap()
+            .as_deref(),
+        Some("state.json")
+    );
+    assert_eq!(recording.read_link(&file).unwrap(), None, "not a link");
+    let entries = recording.list_dir(folder_text).unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .map(|entry| (entry.name.as_str(), entry.kind, entry.link))
+            .collect::<Vec<_>>(),
+        [
+            ("link.json", NodeKind::File, true),
+            ("state.json", NodeKind::File, false)
+        ]
+    );
     let copy = format!("{folder_text}/copy.json");
     recording.copy(&file, &copy).unwrap();
     assert!(
@@ -179,4 +200,37 @@ fn a_missing_agent_is_named_and_tool_errors_keep_their_kind() {
         .unwrap()
         .unwrap();
     assert_eq!(verdict.verdict.as_str(), "not_started");
+}
+
+/// The run lock through the agent: a second holder is refused with the
+/// first's pid, and the lock goes with its holder's session.
+#[test]
+fn the_run_lock_holds_across_the_wire_and_goes_with_its_session() {
+    use cmw_upgrade_core::procedure::RunLock;
+    use cmw_upgrade_core::InstanceName;
+
+    let sshd = TestSshd::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().to_str().unwrap();
+    let agent = [BINARY, "--root", root, "agent"];
+    let first = SshExecutor::connect(target(&sshd, &agent)).unwrap();
+    let second = SshExecutor::connect(target(&sshd, &agent)).unwrap();
+    let prod = InstanceName::new("prod").unwrap();
+    let held = RunLock::acquire(&first, &prod).unwrap();
+    let error = RunLock::acquire(&second, &prod).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists, "{error}");
+    assert!(error.to_string().contains("held by process"), "{error}");
+    drop(held);
+    drop(RunLock::acquire(&second, &prod).expect("released by unlock"));
+    // A holder whose session ends (its connection dropped) leaves no lock behind.
+    let _kept = RunLock::acquire(&first, &prod).unwrap();
+    assert!(RunLock::acquire(&second, &prod).is_err());
+    drop(_kept);
+    let third = SshExecutor::connect(target(&sshd, &agent)).unwrap();
+    std::mem::forget(RunLock::acquire(&third, &prod).unwrap());
+    drop(third);
+    assert!(
+        RunLock::acquire(&second, &prod).is_ok(),
+        "the agent's session ended, and its lock with it"
+    );
 }

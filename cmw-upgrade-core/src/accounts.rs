@@ -1,13 +1,13 @@
 //! User and group names to numeric ids, from the server's own account files.
 //!
 //! The names come from the service unit (or the family's web user); the ids
-//! must be the target server's, so they are read from `<root>/etc/passwd` and
-//! `<root>/etc/group`, not from the machine the tool happens to run on.
+//! must be the target server's, so they are read from its `/etc/passwd` and
+//! `/etc/group` (through whatever reads that server), not from the machine
+//! the tool happens to run on.
 
-use std::path::Path;
-
-use crate::error::{read_optional, Error, Result};
+use crate::error::{Error, Result};
 use crate::os::Owner;
+use crate::server::ServerRead;
 
 /// The id of `name` in a `passwd` or `group` file's text (`name:x:id:...`).
 ///
@@ -28,24 +28,23 @@ pub fn lookup_id(file_text: &str, name: &str) -> Option<u32> {
         })
 }
 
-/// The numeric `(uid, gid)` of an owner on the server under `root`.
+/// The numeric `(uid, gid)` of an owner on the server `reader` reads.
 ///
 /// # Errors
 /// [`Error::UnknownAccount`] when a name is not in the server's account files;
-/// [`Error::Io`] when they cannot be read.
-pub fn resolve_owner(root: &Path, owner: &Owner) -> Result<(u32, u32)> {
+/// what the reader reports when they cannot be read.
+pub fn resolve_owner(reader: &dyn ServerRead, owner: &Owner) -> Result<(u32, u32)> {
     let lookup = |kind: &'static str, file: &str, name: &str| -> Result<u32> {
-        let path = root.join(file);
-        let text = read_optional(&path)?.unwrap_or_default();
+        let text = reader.read_text(file)?.unwrap_or_default();
         lookup_id(&text, name).ok_or_else(|| Error::UnknownAccount {
             kind,
             name: name.to_owned(),
-            file: path,
+            file: file.into(),
         })
     };
     Ok((
-        lookup("user", "etc/passwd", &owner.user)?,
-        lookup("group", "etc/group", &owner.group)?,
+        lookup("user", "/etc/passwd", &owner.user)?,
+        lookup("group", "/etc/group", &owner.group)?,
     ))
 }
 
@@ -74,10 +73,10 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("etc/group"), "www-data:x:33:\n").unwrap();
         assert_eq!(
-            resolve_owner(dir.path(), &Owner::new("www-data", "www-data")).unwrap(),
+            resolve_owner(&crate::disk::Disk::new(dir.path()), &Owner::new("www-data", "www-data")).unwrap(),
             (33, 33)
         );
-        let error = resolve_owner(dir.path(), &Owner::new("nginx", "nginx")).unwrap_err();
+        let error = resolve_owner(&crate::disk::Disk::new(dir.path()), &Owner::new("nginx", "nginx")).unwrap_err();
         assert!(error.to_string().contains("etc/passwd"), "{error}");
     }
 }

@@ -4,6 +4,9 @@
 //! the original's mode and owner, and is renamed over the target; the folder is
 //! flushed too. A reader sees either the old file or the new one.
 
+// Atomic writes are the effect layer: the one place files are replaced.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

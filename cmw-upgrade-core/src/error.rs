@@ -368,16 +368,6 @@ impl ErrorKind {
     }
 }
 
-/// Reads a file to a string, mapping "not found" to `None` and everything else to [`Error::Io`].
-pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) if error.kind() == io::ErrorKind::NotADirectory => Ok(None),
-        Err(error) => Err(Error::io("read", path, error)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

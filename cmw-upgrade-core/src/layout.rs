@@ -1,8 +1,9 @@
 //! Where every part of an instance lives on a server.
 //!
 //! [`InstanceLayout::resolve`] is a pure function from what was read off the
-//! server ([`LayoutSources`]) to paths; [`InstanceLayout::discover`] is the thin
-//! shell that reads those sources from disk. Data paths come from the instance
+//! server ([`LayoutSources`]) to paths; [`read_layout_sources`] is the one
+//! reading of those sources, through any [`ServerRead`] (this machine's disk
+//! under a root, or a server an executor reaches). Data paths come from the instance
 //! config when it sets them (under current or old directive names), because an
 //! admin may have moved the database to another disk; the defaults are the
 //! platform's. Every path is placed under the target root and never leaves it.
@@ -12,10 +13,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::directives::Directives;
-use crate::error::{read_optional, Error, Result};
+use crate::error::Result;
 use crate::instance::InstanceName;
 use crate::os::{OsFamily, Owner};
 use crate::paths::{join_default, under_root};
+use crate::server::{NodeKind, ServerRead};
 use crate::systemd::service_owner;
 
 /// Config files in an instance's www folder that every version has.
@@ -193,26 +195,33 @@ pub fn resolve_log_dir(
     })
 }
 
-/// Reads what [`resolve_log_dir`] needs from disk and resolves the log folder.
+/// Reads what [`resolve_log_dir`] needs through `reader` and resolves the log
+/// folder, its path placed under `root`.
 ///
 /// # Errors
-/// As [`resolve_log_dir`], and [`Error::Io`] when adapterhost.yml exists but cannot be read.
-pub fn discover_log_dir(root: &Path, instance: &InstanceName) -> Result<LayoutPath> {
-    let adapterhost = read_optional(&join_default(
-        root,
-        &www_path(instance).join("adapterhost.yml"),
-    ))?;
-    let existing = existing_log_folders(root, instance);
+/// As [`resolve_log_dir`], and what the reader reports for an unreadable adapterhost.yml.
+pub fn read_log_dir(
+    reader: &dyn ServerRead,
+    root: &Path,
+    instance: &InstanceName,
+) -> Result<LayoutPath> {
+    let adapterhost =
+        reader.read_text(&format!("{}/adapterhost.yml", www_path(instance).display()))?;
+    let existing = existing_log_folders(reader, instance)?;
     resolve_log_dir(root, instance, adapterhost.as_deref(), &existing)
 }
 
-fn existing_log_folders(root: &Path, instance: &InstanceName) -> Vec<String> {
-    let parent = join_default(root, &log_parent_path(instance));
-    LOG_FOLDER_NAMES
+/// Which of [`LOG_FOLDER_NAMES`] are folders (links followed) on the server.
+fn existing_log_folders(reader: &dyn ServerRead, instance: &InstanceName) -> Result<Vec<String>> {
+    let folders = reader.names_of_kind(
+        &log_parent_path(instance).to_string_lossy(),
+        NodeKind::Folder,
+    )?;
+    Ok(LOG_FOLDER_NAMES
         .iter()
-        .filter(|name| parent.join(name).is_dir())
+        .filter(|name| folders.iter().any(|found| found == *name))
         .map(|name| (*name).to_owned())
-        .collect()
+        .collect())
 }
 
 impl InstanceLayout {
@@ -337,129 +346,67 @@ impl InstanceLayout {
         })
     }
 
-    /// Reads the sources from the server under `root` and computes the layout.
+    /// Reads the sources through `reader` and computes the layout, its paths
+    /// placed under `root` (the disk's root for a [`crate::disk::Disk`], `/`
+    /// for server paths through an executor).
     ///
     /// Missing files are normal (a new server has no instance config yet); a file
     /// that exists but cannot be read is an error.
     ///
     /// # Errors
-    /// [`Error::Io`] for unreadable files, and whatever [`InstanceLayout::resolve`] reports.
-    pub fn discover(root: &Path, instance: &InstanceName, family: OsFamily) -> Result<Self> {
-        let sources = read_layout_sources(root, instance)?;
+    /// What the reader reports, and whatever [`InstanceLayout::resolve`] reports.
+    pub fn read(
+        reader: &dyn ServerRead,
+        root: &Path,
+        instance: &InstanceName,
+        family: OsFamily,
+    ) -> Result<Self> {
+        let sources = read_layout_sources(reader, instance)?;
         InstanceLayout::resolve(root, instance, family, &sources)
     }
 }
 
-/// Reads everything [`InstanceLayout::resolve`] looks at from the server under `root`.
+/// The one reading of everything [`InstanceLayout::resolve`] looks at, through
+/// any way of reading a server.
 ///
 /// # Errors
-/// [`Error::Io`] for a file or folder that exists but cannot be read.
-pub fn read_layout_sources(root: &Path, instance: &InstanceName) -> Result<LayoutSources> {
-    let mut sources = read_sources_with(
-        |server_path| read_optional(&join_default(root, Path::new(server_path))),
-        |server_path, files_only| {
-            let folder = join_default(root, Path::new(server_path));
-            if files_only {
-                list_file_names(&folder)
-            } else {
-                Ok(LOG_FOLDER_NAMES
-                    .iter()
-                    .filter(|name| folder.join(name).is_dir())
-                    .map(|name| (*name).to_owned())
-                    .collect())
-            }
-        },
-        instance,
-    )?;
-    sources.data_root_link = std::fs::read_link(join_default(root, &data_root_path(instance))).ok();
-    Ok(sources)
-}
-
-/// Reads what [`InstanceLayout::resolve`] looks at through an executor, as
-/// server paths (resolve it with root `/`): the procedure reads the server the
-/// same way whether it is this machine, a test tree or one over ssh.
-///
-/// # Errors
-/// What the executor reports for a file that exists but cannot be read.
-pub fn read_layout_sources_via(
-    executor: &dyn crate::executor::Executor,
-    instance: &InstanceName,
-) -> Result<LayoutSources> {
-    read_sources_with(
-        |server_path| {
-            Ok(executor
-                .read_file(server_path)?
-                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
-        },
-        |server_path, _files_only| executor.list_dir(server_path),
-        instance,
-    )
-}
-
-/// The one reading of [`LayoutSources`], over any way of reading a server:
-/// `read` gives a file's text (`None` when missing), `list` a folder's names
-/// (`true`: files only; a missing folder has none). The data root's link is
-/// left to the caller.
-fn read_sources_with(
-    read: impl Fn(&str) -> Result<Option<String>>,
-    list: impl Fn(&str, bool) -> Result<Vec<String>>,
+/// What the reader reports for a file or folder that exists but cannot be read.
+pub fn read_layout_sources(
+    reader: &dyn ServerRead,
     instance: &InstanceName,
 ) -> Result<LayoutSources> {
     let www = www_path(instance).to_string_lossy().into_owned();
     let service_name = format!("comindware{instance}.service");
     let mut service_units = Vec::new();
-    let unit_text = match read(&format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}"))? {
+    let unit_text = match reader.read_text(&format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}"))? {
         Some(text) => Some(text),
-        None => read(&format!("{SYSTEMD_UNIT_DIR}/{service_name}"))?,
+        None => reader.read_text(&format!("{SYSTEMD_UNIT_DIR}/{service_name}"))?,
     };
     service_units.extend(unit_text);
     // Drop-ins override User=/Group=, so they decide who owns the data.
     let drop_in_dir = format!("{SYSTEMD_OVERRIDE_DIR}/{service_name}.d");
-    let mut drop_ins = list(&drop_in_dir, true)?;
+    let mut drop_ins = reader.names_of_kind(&drop_in_dir, NodeKind::File)?;
     drop_ins.retain(|name| name.ends_with(".conf"));
-    drop_ins.sort();
     for name in drop_ins {
-        service_units.extend(read(&format!("{drop_in_dir}/{name}"))?);
+        service_units.extend(reader.read_text(&format!("{drop_in_dir}/{name}"))?);
     }
-    let existing = list(&log_parent_path(instance).to_string_lossy(), false)?;
     Ok(LayoutSources {
-        instance_config: read(&instance_config_path(instance).to_string_lossy())?,
-        adapterhost_config: read(&format!("{www}/adapterhost.yml"))?,
+        instance_config: reader.read_text(&instance_config_path(instance).to_string_lossy())?,
+        adapterhost_config: reader.read_text(&format!("{www}/adapterhost.yml"))?,
         service_units,
-        existing_log_folders: LOG_FOLDER_NAMES
-            .iter()
-            .filter(|name| existing.iter().any(|found| found == *name))
-            .map(|name| (*name).to_owned())
-            .collect(),
-        www_file_names: list(&www, true)?,
-        data_root_link: None,
+        existing_log_folders: existing_log_folders(reader, instance)?,
+        www_file_names: reader.names_of_kind(&www, NodeKind::File)?,
+        data_root_link: reader
+            .read_link(&data_root_path(instance).to_string_lossy())?
+            .map(PathBuf::from),
     })
-}
-
-/// Names of the regular files (or links to them) in a folder; a missing folder has none.
-fn list_file_names(folder: &Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(Error::io("list", folder, error)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|error| Error::io("list", folder, error))?;
-        if entry.path().is_file() {
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_owned());
-            }
-        }
-    }
-    names.sort();
-    Ok(names)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::paths::contract;
+    use crate::Error;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
 
@@ -468,7 +415,7 @@ mod tests {
     }
 
     #[test]
-    fn the_executor_reading_sees_drop_ins_like_the_disk_reading() {
+    fn the_reading_sees_drop_ins_links_and_only_files_in_www() {
         let dir = tempfile::tempdir().unwrap();
         let write = |path: &str, text: &str| {
             let path = dir.path().join(path);
@@ -484,17 +431,24 @@ mod tests {
             "[Service]\nUser=cmw\nGroup=cmw\n",
         );
         write("var/www/prod/adapterhost.yml", "clusterName: prod\n");
+        std::fs::create_dir_all(dir.path().join("var/www/prod/data.yml")).unwrap();
         std::fs::create_dir_all(dir.path().join("var/log/comindware/prod/Log")).unwrap();
-        let on_disk = read_layout_sources(dir.path(), &prod()).unwrap();
-        let local = crate::executor::LocalExecutor::new(dir.path());
-        let through = read_layout_sources_via(&local, &prod()).unwrap();
-        assert_eq!(through.service_units, on_disk.service_units);
-        assert_eq!(on_disk.service_units.len(), 2);
-        assert_eq!(through.existing_log_folders, ["Log"]);
-        assert_eq!(through.www_file_names, on_disk.www_file_names);
-        let layout =
-            InstanceLayout::resolve(Path::new("/"), &prod(), OsFamily::Deb, &through).unwrap();
+        std::fs::create_dir_all(dir.path().join("var/lib/comindware")).unwrap();
+        std::os::unix::fs::symlink("/data/prod", dir.path().join("var/lib/comindware/prod"))
+            .unwrap();
+        let disk = crate::disk::Disk::new(dir.path());
+        let sources = read_layout_sources(&disk, &prod()).unwrap();
+        assert_eq!(sources.service_units.len(), 2);
+        assert_eq!(sources.existing_log_folders, ["Log"]);
+        assert_eq!(
+            sources.www_file_names,
+            ["adapterhost.yml"],
+            "a folder named like a config file is not one"
+        );
+        assert_eq!(sources.data_root_link, Some(PathBuf::from("/data/prod")));
+        let layout = InstanceLayout::read(&disk, Path::new("/"), &prod(), OsFamily::Deb).unwrap();
         assert_eq!(layout.data_owner.to_string(), "cmw:cmw");
+        assert_eq!(layout.data_root_link, Some(PathBuf::from("/data/prod")));
     }
 
     #[test]

@@ -292,15 +292,15 @@ pub fn detect_os_family(os_release_text: &str) -> Result<OsInfo> {
 /// Where a server's os-release file is looked for, in order.
 pub const OS_RELEASE_PATHS: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
 
-/// Reads the os-release of the server under `root` (`/etc/os-release`, else
-/// `/usr/lib/os-release`) and tells its family; `None` when neither file exists.
+/// Reads the server's os-release (`/etc/os-release`, else `/usr/lib/os-release`)
+/// through `reader` and tells its family; `None` when neither file exists.
 ///
 /// # Errors
-/// [`Error::UnknownOsFamily`] for an unknown distribution; [`Error::Io`] for an
-/// os-release file that exists but cannot be read.
-pub fn detect_os_family_at(root: &std::path::Path) -> Result<Option<OsInfo>> {
+/// [`Error::UnknownOsFamily`] for an unknown distribution; what the reader
+/// reports for an os-release file that exists but cannot be read.
+pub fn detect_os_family_from(reader: &dyn crate::server::ServerRead) -> Result<Option<OsInfo>> {
     for relative in OS_RELEASE_PATHS {
-        if let Some(text) = crate::error::read_optional(&root.join(relative))? {
+        if let Some(text) = reader.read_text(&format!("/{relative}"))? {
             return detect_os_family(&text).map(Some);
         }
     }

@@ -56,6 +56,25 @@ pub fn under_root(root: &Path, server_path: &str, origin: &str) -> Result<PathBu
     Ok(result)
 }
 
+/// A server path made safe: absolute, no `..`, no NUL; placed under `root`.
+///
+/// # Errors
+/// [`Error::PathOutsideRoot`] saying why.
+pub fn place_under_root(root: &Path, server_path: &str) -> Result<PathBuf> {
+    // Stricter than config paths: the procedure never needs `..`, so none is allowed.
+    if Path::new(server_path)
+        .components()
+        .any(|component| component == Component::ParentDir)
+    {
+        return Err(Error::PathOutsideRoot {
+            path: server_path.to_owned(),
+            origin: "the procedure".to_owned(),
+            reason: "contains '..'",
+        });
+    }
+    under_root(root, server_path, "the procedure")
+}
+
 /// Joins a path known to be absolute and clean (a built-in default) under `root`.
 pub(crate) fn join_default(root: &Path, server_path: &Path) -> PathBuf {
     let relative = server_path.strip_prefix("/").unwrap_or(server_path);

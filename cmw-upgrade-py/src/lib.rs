@@ -31,7 +31,7 @@ fn family_of_root(root: &std::path::Path, family: Option<&str>) -> PyResult<core
     if let Some(family) = family {
         return parse_family(family);
     }
-    match core::os::detect_os_family_at(root).map_err(core_error)? {
+    match core::os::detect_os_family_from(&core::disk::Disk::new(root)).map_err(core_error)? {
         Some(os) => Ok(os.family),
         None => Err(core_error(core::Error::io(
             "read",
@@ -178,7 +178,7 @@ impl PyInstanceLayout {
         let instance = parse_instance(instance)?;
         let family = family_of_root(&root, family)?;
         let inner = py
-            .detach(|| core::InstanceLayout::discover(&root, &instance, family))
+            .detach(|| core::disk::Disk::new(&root).layout(&instance, family))
             .map_err(core_error)?;
         Ok(PyInstanceLayout { inner })
     }
@@ -703,7 +703,7 @@ fn bundle_drift<'py>(
     let instance = parse_instance(instance)?;
     let family = family_of_root(&root, family)?;
     let report = run_with_progress(py, None, |progress| {
-        let layout = core::InstanceLayout::discover(&root, &instance, family)?;
+        let layout = core::disk::Disk::new(&root).layout(&instance, family)?;
         core::backup::bundle_drift(&path, &layout.database.path, deep, progress)
     })?;
     to_python(py, &report)
@@ -869,8 +869,8 @@ fn run<'py>(
         let mut callback_error: Option<PyErr> = None;
         let result = std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
-                let _lock = core::procedure::RunLock::acquire(&root, &settings.instance)?;
                 let local = LocalExecutor::new(&root);
+                let _lock = core::procedure::RunLock::acquire(&local, &settings.instance)?;
                 let recorder = Recording::new(&local);
                 core::procedure::run_upgrade(&recorder, &settings, &mut |event| {
                     let _ = sender.send(event.clone());

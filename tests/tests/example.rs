@@ -4,9 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cmw_upgrade_core::{
-    prune_caches, upgrade_verdict, InstanceLayout, InstanceName, OsFamily, Verdict,
-};
+use cmw_upgrade_core::{prune_caches, upgrade_verdict, InstanceName, OsFamily, Verdict};
 use cmw_upgrade_tests::{write_new_server, write_server, ServerSpec};
 
 fn example() -> PathBuf {
@@ -93,7 +91,9 @@ fn the_example_config_migration_plans_cleanly() {
 fn the_example_upgrade_succeeded_and_has_caches_to_prune() {
     let root = example();
     let instance = InstanceName::new("prod").unwrap();
-    let layout = InstanceLayout::discover(&root, &instance, OsFamily::Deb).unwrap();
+    let layout = cmw_upgrade_core::disk::Disk::new(&root)
+        .layout(&instance, OsFamily::Deb)
+        .unwrap();
     assert_eq!(
         upgrade_verdict(&layout.log_dir.path).unwrap().verdict,
         Verdict::Succeeded

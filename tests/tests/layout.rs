@@ -3,7 +3,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 
-use cmw_upgrade_core::{detect_os_family, InstanceLayout, InstanceName, OsFamily, Owner};
+use cmw_upgrade_core::{detect_os_family, InstanceName, OsFamily, Owner};
 use cmw_upgrade_tests::{write_server, ServerSpec};
 
 #[test]
@@ -22,7 +22,9 @@ fn each_family_is_detected_and_laid_out_from_its_tree() {
             .unwrap();
         assert_eq!(os.family, family);
         let instance = InstanceName::new("prod").unwrap();
-        let layout = InstanceLayout::discover(dir.path(), &instance, family).unwrap();
+        let layout = cmw_upgrade_core::disk::Disk::new(dir.path())
+            .layout(&instance, family)
+            .unwrap();
         assert_eq!(
             layout.database.path,
             dir.path().join("var/lib/comindware/prod/Database")
@@ -72,7 +74,9 @@ fn admin_overrides_and_drop_ins_decide_the_owner() {
     )
     .unwrap();
     fs::write(drop_ins.join("ignored.txt"), "[Service]\nUser=nobody\n").unwrap();
-    let layout = InstanceLayout::discover(dir.path(), &instance, OsFamily::Deb).unwrap();
+    let layout = cmw_upgrade_core::disk::Disk::new(dir.path())
+        .layout(&instance, OsFamily::Deb)
+        .unwrap();
     assert_eq!(layout.data_owner, Owner::new("cbap", "cbapdata"));
 }
 
@@ -86,7 +90,9 @@ fn a_linked_data_root_is_reported_inside_the_root() {
     fs::rename(&data_root, &moved).unwrap();
     symlink("/data/comindware-prod", &data_root).unwrap();
     let instance = InstanceName::new("prod").unwrap();
-    let layout = InstanceLayout::discover(dir.path(), &instance, OsFamily::Deb).unwrap();
+    let layout = cmw_upgrade_core::disk::Disk::new(dir.path())
+        .layout(&instance, OsFamily::Deb)
+        .unwrap();
     assert_eq!(layout.data_root_link.as_deref(), Some(moved.as_path()));
 }
 
@@ -94,7 +100,9 @@ fn a_linked_data_root_is_reported_inside_the_root() {
 fn an_empty_server_gets_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let instance = InstanceName::new("fresh").unwrap();
-    let layout = InstanceLayout::discover(dir.path(), &instance, OsFamily::Alt).unwrap();
+    let layout = cmw_upgrade_core::disk::Disk::new(dir.path())
+        .layout(&instance, OsFamily::Alt)
+        .unwrap();
     assert_eq!(layout.data_owner, Owner::new("_nginx", "_nginx"));
     assert_eq!(layout.database.origin, "default");
     assert!(layout

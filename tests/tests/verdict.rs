@@ -206,17 +206,19 @@ fn a_rotation_while_waiting_keeps_errors_and_position() {
 
 #[test]
 fn log_and_logs_folders_are_both_found_by_layout() {
-    use cmw_upgrade_core::layout::discover_log_dir;
+    use cmw_upgrade_core::disk::Disk;
     use cmw_upgrade_core::InstanceName;
     let dir = tempfile::tempdir().unwrap();
     let instance = InstanceName::new("prod").unwrap();
     fs::create_dir_all(dir.path().join("var/log/comindware/prod/Log")).unwrap();
-    assert!(discover_log_dir(dir.path(), &instance)
+    assert!(Disk::new(dir.path())
+        .log_dir(&instance)
         .unwrap()
         .path
         .ends_with("prod/Log"));
     fs::create_dir_all(dir.path().join("var/log/comindware/prod/Logs")).unwrap();
-    assert!(discover_log_dir(dir.path(), &instance)
+    assert!(Disk::new(dir.path())
+        .log_dir(&instance)
         .unwrap()
         .path
         .ends_with("prod/Logs"));

@@ -191,7 +191,7 @@ fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, Cl
 
 fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliError> {
     let family = family_of_root(&global.root, args.family)?;
-    let layout = cmw_upgrade_core::InstanceLayout::discover(&global.root, &args.instance, family)?;
+    let layout = cmw_upgrade_core::disk::Disk::new(&global.root).layout(&args.instance, family)?;
     let progress = Progress::default();
     let report = with_progress(&progress, !global.json, || {
         backup::bundle_drift(&args.bundle, &layout.database.path, args.deep, &progress)

@@ -199,8 +199,8 @@ fn demo_in(
         return Ok(ExitStatus::Success);
     }
 
-    let _lock = RunLock::acquire(&sim.new_root, &settings.instance)?;
     let new = LocalExecutor::new(&sim.new_root).with_programs_from(&sim.bin);
+    let _lock = RunLock::acquire(&new, &settings.instance)?;
     let recorder = Recording::new(&new);
     let report = run_upgrade(&recorder, &settings, &mut |event| printer.show(event))?;
     let mut steps = vec![backup_step];

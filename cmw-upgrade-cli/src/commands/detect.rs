@@ -69,7 +69,7 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
     let layout = args
         .instance
         .as_ref()
-        .map(|instance| InstanceLayout::discover(&global.root, instance, family))
+        .map(|instance| cmw_upgrade_core::disk::Disk::new(&global.root).layout(instance, family))
         .transpose()?;
     let report = DetectReport {
         family,

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cmw_upgrade_core::layout::discover_log_dir;
+use cmw_upgrade_core::disk::Disk;
 use cmw_upgrade_core::logs::{upgrade_verdict, LogFileStatus, LogWatcher, UpgradeVerdict, Verdict};
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ struct VerdictReport<'a> {
 
 pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, CliError> {
     let log_dir: PathBuf = match (&args.instance, &args.log_dir) {
-        (Some(instance), _) => discover_log_dir(&global.root, instance)?.path,
+        (Some(instance), _) => Disk::new(&global.root).log_dir(instance)?.path,
         (None, Some(dir)) => dir.clone(),
         (None, None) => unreachable!("clap requires --instance or --log-dir"),
     };

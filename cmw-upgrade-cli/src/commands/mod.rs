@@ -49,7 +49,7 @@ fn family_of_root(
     if let Some(family) = family {
         return Ok(family);
     }
-    match cmw_upgrade_core::os::detect_os_family_at(root)? {
+    match cmw_upgrade_core::os::detect_os_family_from(&cmw_upgrade_core::disk::Disk::new(root))? {
         Some(os) => Ok(os.family),
         None => Err(cmw_upgrade_core::Error::NoOsRelease {
             tried: cmw_upgrade_core::os::OS_RELEASE_PATHS

@@ -179,8 +179,8 @@ fn kill_hook(_event: &Event) {}
 
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
     let settings = settings_of(global, &args)?;
-    let _lock = RunLock::acquire(&global.root, &settings.instance)?;
     let local = LocalExecutor::new(&global.root);
+    let _lock = RunLock::acquire(&local, &settings.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);
     let report = run_upgrade(&recorder, &settings, &mut |event| {
@@ -283,8 +283,8 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
 }
 
 pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
-    let _lock = RunLock::acquire(&global.root, &args.instance)?;
     let local = LocalExecutor::new(&global.root);
+    let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;

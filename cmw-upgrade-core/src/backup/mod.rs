@@ -15,6 +15,9 @@
 //! live database changed since, [`restore`] puts the database back, and
 //! [`import_cdbbz`] turns a platform `.cdbbz` backup into a bundle.
 
+// Bundles are the effect layer: a one-pass copy, hash and restore of whole trees on the server the tool runs on (or its agent).
+#![allow(clippy::disallowed_methods)]
+
 pub mod bundle;
 mod import;
 pub mod manifest;
@@ -37,7 +40,9 @@ pub use restore::{restore, RestoreOptions, RestoreReport, RestoredPart};
 pub use verify::{bundle_drift, verify_bundle, DriftReport, VerifyReport};
 
 use crate::directives::Directives;
-use crate::error::{read_optional, Error, Result};
+use crate::disk::read_optional;
+use crate::disk::Disk;
+use crate::error::{Error, Result};
 use crate::exec::{utc_rfc3339, utc_stamp, CommandRunner};
 use crate::instance::InstanceName;
 use crate::layout::InstanceLayout;
@@ -297,7 +302,7 @@ pub fn backup(
     let clock = Instant::now();
     let started = SystemTime::now();
     progress.start(Phase::Scanning, 0, 0);
-    let layout = InstanceLayout::discover(&options.root, &options.instance, options.family)?;
+    let layout = Disk::new(&options.root).layout(&options.instance, options.family)?;
     let parent = bundle::check_destination(&options.destination)?;
     let database = std::fs::canonicalize(&layout.database.path).map_err(|error| {
         Error::io(

@@ -17,10 +17,10 @@ use super::manifest::{EntryKind, Manifest, ManifestEntry};
 use super::tree::{copy_plan, CopyPlan, Treatment};
 use super::Progress;
 use crate::accounts::resolve_owner;
+use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::utc_stamp;
 use crate::instance::InstanceName;
-use crate::layout::InstanceLayout;
 use crate::os::OsFamily;
 
 /// What `restore` is asked to do.
@@ -77,8 +77,8 @@ pub struct RestoreReport {
 /// target is then untouched); [`Error::UnknownAccount`]; [`Error::Io`].
 pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreReport> {
     let manifest = Manifest::read(&options.bundle)?;
-    let layout = InstanceLayout::discover(&options.root, &options.instance, options.family)?;
-    let (uid, gid) = resolve_owner(&options.root, &layout.data_owner)?;
+    let layout = Disk::new(&options.root).layout(&options.instance, options.family)?;
+    let (uid, gid) = resolve_owner(&Disk::new(&options.root), &layout.data_owner)?;
     let mut parts = vec![("database", layout.database.path.clone())];
     if manifest.entries_under("streams").next().is_some() {
         parts.push(("streams", layout.streams.path.clone()));

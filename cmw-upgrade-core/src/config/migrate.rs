@@ -7,6 +7,9 @@
 //! [`apply_migration`] tests the nginx site with the real `nginx -t`, keeps every
 //! original as `<file>.cmw-upgrade.<stamp>.bak`, and replaces files atomically.
 
+// `nginx -t` needs the candidate site as a file: it is written to a private temp folder and removed.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,9 @@ use super::yaml_text::{double_quoted, needs_quotes, YamlText};
 use super::{Change, ChangeAction};
 use crate::atomic::{backup_copy, write_atomic, FileAttributes};
 use crate::directives::Directives;
-use crate::error::{read_optional, Error, Result};
+use crate::disk::read_optional;
+use crate::disk::Disk;
+use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::instance::InstanceName;
 use crate::layout::{env_file_path, instance_config_path, read_layout_sources, www_path};
@@ -584,7 +589,7 @@ fn check_result(
         }
     }
 
-    let sources = read_layout_sources(planner.root, instance)?;
+    let sources = read_layout_sources(&Disk::new(planner.root), instance)?;
     let owner = service_owner(&sources.service_units).unwrap_or_else(|| family.web_owner());
     for directive in FOLDER_DIRECTIVES {
         let Some(folder) = result.get(directive) else {

@@ -7,7 +7,7 @@
 //! line reader. A line that is not a request gets a `bad_request` answer and
 //! the agent goes on; it ends when its input ends.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -20,111 +20,148 @@ use super::protocol::{
     Action, Primitive, PrimitiveOutcome, Request, Response, ToolAction, ToolOutcome,
     PROTOCOL_VERSION,
 };
-use super::{CommandSpec, Executor, LocalExecutor};
+use super::{CommandSpec, Executor, LocalExecutor, LockGuard};
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
+use crate::server::{DirEntry, ServerRead};
 
-/// Runs one action on `local` and returns its outcome as JSON.
-fn dispatch(local: &LocalExecutor, action: &Action) -> Result<serde_json::Value> {
-    fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
-        serde_json::to_value(value).map_err(|error| Error::Internal {
-            details: format!("an outcome does not serialize: {error}"),
-        })
-    }
-    let primitive = match action {
-        Action::Tool(action) => return json(&local.tool(action)?),
-        Action::Primitive(primitive) => primitive,
-    };
-    let outcome = match primitive {
-        Primitive::Hello => PrimitiveOutcome::Hello {
-            protocol: PROTOCOL_VERSION,
-            version: crate::VERSION.to_owned(),
-        },
-        Primitive::Execute { command } => {
-            let output = local.execute(command)?;
-            PrimitiveOutcome::Output {
-                code: output.code,
-                stdout: output.stdout,
-                stderr: output.stderr,
-            }
-        }
-        Primitive::ReadFile { path } => PrimitiveOutcome::File {
-            content: local.read_file(path)?,
-        },
-        Primitive::Exists { path } => PrimitiveOutcome::Exists {
-            exists: local.exists(path)?,
-        },
-        Primitive::WriteFile {
-            path,
-            content,
-            mode,
-        } => {
-            local.write_file(path, content, *mode)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::CreateDirAll { path } => {
-            local.create_dir_all(path)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::Copy { from, to } => {
-            local.copy(from, to)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::Rename { from, to } => {
-            local.rename(from, to)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::Remove { path } => {
-            local.remove(path)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::ChownTree { path, uid, gid } => {
-            local.chown_tree(path, *uid, *gid)?;
-            PrimitiveOutcome::Done
-        }
-        Primitive::ListDir { path } => PrimitiveOutcome::Names {
-            names: local.list_dir(path)?,
-        },
-    };
-    json(&outcome)
+/// One agent's work: the server it acts on and the locks it holds for its
+/// client. The locks go when the session ends, so a client that dies (its ssh
+/// connection drops) never leaves a run locked.
+pub struct AgentSession<'a> {
+    local: &'a LocalExecutor,
+    locks: HashMap<u64, std::fs::File>,
+    next_lock: u64,
 }
 
-/// The answer to one request line.
-pub fn answer(local: &LocalExecutor, line: &str) -> Response {
-    let request: Request = match serde_json::from_str(line) {
-        Ok(request) => request,
-        Err(error) => {
-            return Response::failure(&Error::BadRequest {
-                details: format!(
-                    "not a request ({error}); send one JSON object per line: \
-                     {{\"protocol\":{PROTOCOL_VERSION},\"action\":{{\"kind\":...}}}}"
-                ),
+impl<'a> AgentSession<'a> {
+    /// A session acting on `local`.
+    pub fn new(local: &'a LocalExecutor) -> Self {
+        AgentSession {
+            local,
+            locks: HashMap::new(),
+            next_lock: 1,
+        }
+    }
+
+    /// Runs one action and returns its outcome as JSON.
+    fn dispatch(&mut self, action: &Action) -> Result<serde_json::Value> {
+        fn json(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+            serde_json::to_value(value).map_err(|error| Error::Internal {
+                details: format!("an outcome does not serialize: {error}"),
             })
         }
-    };
-    if request.protocol != PROTOCOL_VERSION {
-        return Response::failure(&Error::BadRequest {
-            details: format!(
-                "protocol {} is not spoken here: this agent (cmw-upgrade {}) speaks protocol \
-                 {PROTOCOL_VERSION}; install the same cmw-upgrade version on both sides",
-                request.protocol,
-                crate::VERSION
-            ),
-        });
+        let local = self.local;
+        let primitive = match action {
+            Action::Tool(action) => return json(&local.tool(action)?),
+            Action::Primitive(primitive) => primitive,
+        };
+        let outcome = match primitive {
+            Primitive::Hello => PrimitiveOutcome::Hello {
+                protocol: PROTOCOL_VERSION,
+                version: crate::VERSION.to_owned(),
+            },
+            Primitive::Execute { command } => {
+                let output = local.execute(command)?;
+                PrimitiveOutcome::Output {
+                    code: output.code,
+                    stdout: output.stdout,
+                    stderr: output.stderr,
+                }
+            }
+            Primitive::ReadFile { path } => PrimitiveOutcome::File {
+                content: local.read_file(path)?,
+            },
+            Primitive::Exists { path } => PrimitiveOutcome::Exists {
+                exists: local.exists(path)?,
+            },
+            Primitive::WriteFile {
+                path,
+                content,
+                mode,
+            } => {
+                local.write_file(path, content, *mode)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::CreateDirAll { path } => {
+                local.create_dir_all(path)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::Copy { from, to } => {
+                local.copy(from, to)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::Rename { from, to } => {
+                local.rename(from, to)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::Remove { path } => {
+                local.remove(path)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::ChownTree { path, uid, gid } => {
+                local.chown_tree(path, *uid, *gid)?;
+                PrimitiveOutcome::Done
+            }
+            Primitive::ListDir { path } => PrimitiveOutcome::Entries {
+                entries: local.list_dir(path)?,
+            },
+            Primitive::ReadLink { path } => PrimitiveOutcome::Link {
+                target: local.read_link(path)?,
+            },
+            Primitive::Lock { path } => {
+                let file = local.disk().lock_file(path)?;
+                let id = self.next_lock;
+                self.next_lock += 1;
+                self.locks.insert(id, file);
+                PrimitiveOutcome::Locked { id }
+            }
+            Primitive::Unlock { id } => {
+                // Releasing a lock not held is harmless: the goal state holds.
+                self.locks.remove(id);
+                PrimitiveOutcome::Done
+            }
+        };
+        json(&outcome)
     }
-    // A bug in one action must not take the agent (and the run's other calls) down.
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        dispatch(local, &request.action)
-    })) {
-        Ok(Ok(outcome)) => Response {
-            ok: true,
-            outcome: Some(outcome),
-            error: None,
-        },
-        Ok(Err(error)) => Response::failure(&error),
-        Err(_) => Response::failure(&Error::Internal {
-            details: "the action panicked (its message is on the agent's stderr)".to_owned(),
-        }),
+
+    /// The answer to one request line.
+    pub fn answer(&mut self, line: &str) -> Response {
+        let request: Request = match serde_json::from_str(line) {
+            Ok(request) => request,
+            Err(error) => {
+                return Response::failure(&Error::BadRequest {
+                    details: format!(
+                        "not a request ({error}); send one JSON object per line: \
+                         {{\"protocol\":{PROTOCOL_VERSION},\"action\":{{\"kind\":...}}}}"
+                    ),
+                })
+            }
+        };
+        if request.protocol != PROTOCOL_VERSION {
+            return Response::failure(&Error::BadRequest {
+                details: format!(
+                    "protocol {} is not spoken here: this agent (cmw-upgrade {}) speaks protocol \
+                     {PROTOCOL_VERSION}; install the same cmw-upgrade version on both sides",
+                    request.protocol,
+                    crate::VERSION
+                ),
+            });
+        }
+        // A bug in one action must not take the agent (and the run's other calls) down.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.dispatch(&request.action)
+        })) {
+            Ok(Ok(outcome)) => Response {
+                ok: true,
+                outcome: Some(outcome),
+                error: None,
+            },
+            Ok(Err(error)) => Response::failure(&error),
+            Err(_) => Response::failure(&Error::Internal {
+                details: "the action panicked (its message is on the agent's stderr)".to_owned(),
+            }),
+        }
     }
 }
 
@@ -137,12 +174,13 @@ pub fn serve(
     input: impl BufRead,
     mut output: impl Write,
 ) -> std::io::Result<()> {
+    let mut session = AgentSession::new(local);
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let response = answer(local, &line);
+        let response = session.answer(&line);
         serde_json::to_writer(&mut output, &response)?;
         output.write_all(b"\n")?;
         output.flush()?;
@@ -437,28 +475,7 @@ impl Drop for AgentExecutor {
     }
 }
 
-impl Executor for AgentExecutor {
-    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
-        let wait = command.timeout.map(|limit| limit + ANSWER_GRACE);
-        match self.primitive(
-            Primitive::Execute {
-                command: command.clone(),
-            },
-            wait,
-        )? {
-            PrimitiveOutcome::Output {
-                code,
-                stdout,
-                stderr,
-            } => Ok(CommandOutput {
-                code,
-                stdout,
-                stderr,
-            }),
-            other => Err(self.unexpected(&other)),
-        }
-    }
-
+impl ServerRead for AgentExecutor {
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
         match self.primitive(
             Primitive::ReadFile {
@@ -479,6 +496,53 @@ impl Executor for AgentExecutor {
             None,
         )? {
             PrimitiveOutcome::Exists { exists } => Ok(exists),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        match self.primitive(
+            Primitive::ListDir {
+                path: path.to_owned(),
+            },
+            None,
+        )? {
+            PrimitiveOutcome::Entries { entries } => Ok(entries),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        match self.primitive(
+            Primitive::ReadLink {
+                path: path.to_owned(),
+            },
+            None,
+        )? {
+            PrimitiveOutcome::Link { target } => Ok(target),
+            other => Err(self.unexpected(&other)),
+        }
+    }
+}
+
+impl Executor for AgentExecutor {
+    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
+        let wait = command.timeout.map(|limit| limit + ANSWER_GRACE);
+        match self.primitive(
+            Primitive::Execute {
+                command: command.clone(),
+            },
+            wait,
+        )? {
+            PrimitiveOutcome::Output {
+                code,
+                stdout,
+                stderr,
+            } => Ok(CommandOutput {
+                code,
+                stdout,
+                stderr,
+            }),
             other => Err(self.unexpected(&other)),
         }
     }
@@ -525,14 +589,17 @@ impl Executor for AgentExecutor {
         })
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
         match self.primitive(
-            Primitive::ListDir {
+            Primitive::Lock {
                 path: path.to_owned(),
             },
             None,
         )? {
-            PrimitiveOutcome::Names { names } => Ok(names),
+            PrimitiveOutcome::Locked { id } => Ok(LockGuard::new(move || {
+                // Best effort: if the agent is gone, so is its lock.
+                let _ = self.primitive(Primitive::Unlock { id }, Some(ANSWER_GRACE));
+            })),
             other => Err(self.unexpected(&other)),
         }
     }
@@ -547,7 +614,7 @@ mod tests {
     use super::*;
 
     fn answer_of(local: &LocalExecutor, line: &str) -> serde_json::Value {
-        serde_json::to_value(answer(local, line)).unwrap()
+        serde_json::to_value(AgentSession::new(local).answer(line)).unwrap()
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A dry run: reads go through, effects are dropped.
 
 use super::protocol::{ToolAction, ToolOutcome};
-use super::{CommandSpec, Executor};
+use super::{CommandSpec, Executor, LockGuard};
 use crate::error::Result;
 use crate::exec::CommandOutput;
+use crate::server::{DirEntry, ServerRead};
 
 /// Reads through `inner`, changes nothing: commands succeed with no output,
 /// writes are dropped. Wrap it in [`Recording`] to see what would have happened.
@@ -19,6 +20,21 @@ impl<E: Executor> DryRun<E> {
     }
 }
 
+impl<E: Executor> ServerRead for DryRun<E> {
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_file(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.inner.exists(path)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        self.inner.list_dir(path)
+    }
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        self.inner.read_link(path)
+    }
+}
+
 impl<E: Executor> Executor for DryRun<E> {
     fn execute(&self, _command: &CommandSpec) -> Result<CommandOutput> {
         Ok(CommandOutput {
@@ -26,12 +42,6 @@ impl<E: Executor> Executor for DryRun<E> {
             stdout: String::new(),
             stderr: String::new(),
         })
-    }
-    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read_file(path)
-    }
-    fn exists(&self, path: &str) -> Result<bool> {
-        self.inner.exists(path)
     }
     fn write_file(&self, path: &str, _content: &[u8], _mode: u32) -> Result<()> {
         self.inner.exists(path).map(drop)
@@ -51,8 +61,9 @@ impl<E: Executor> Executor for DryRun<E> {
     fn chown_tree(&self, path: &str, _uid: u32, _gid: u32) -> Result<()> {
         self.inner.exists(path).map(drop)
     }
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_dir(path)
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        // A plan changes nothing, so it needs no lock: it may run beside a run.
+        self.inner.exists(path).map(|_| LockGuard::none())
     }
     fn tool(&self, _action: &ToolAction) -> Result<ToolOutcome> {
         Ok(ToolOutcome::NotRun)

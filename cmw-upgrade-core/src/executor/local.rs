@@ -1,5 +1,8 @@
 //! The real thing, on this machine: commands with a time limit, files under a root.
 
+// The local executor is the effect layer itself.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -7,15 +10,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::protocol::{ToolAction, ToolOutcome};
-use super::{place_under_root, tools, CommandSpec, Executor};
+use super::{tools, CommandSpec, Executor, LockGuard};
 use crate::atomic::{write_atomic, FileAttributes};
+use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
+use crate::server::{DirEntry, ServerRead};
 
 /// The real thing, on this machine, with server paths under `root`.
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
-    root: PathBuf,
+    disk: Disk,
     search_path: Option<std::ffi::OsString>,
 }
 
@@ -23,7 +28,7 @@ impl LocalExecutor {
     /// An executor for the server under `root` (`/` on a live server).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalExecutor {
-            root: root.into(),
+            disk: Disk::new(root),
             search_path: None,
         }
     }
@@ -43,11 +48,31 @@ impl LocalExecutor {
 
     /// The root every server path is placed under.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.disk.root()
+    }
+
+    /// Its reading half: the disk under the root.
+    pub fn disk(&self) -> &Disk {
+        &self.disk
     }
 
     fn place(&self, path: &str) -> Result<PathBuf> {
-        place_under_root(&self.root, path)
+        self.disk.place(path)
+    }
+}
+
+impl ServerRead for LocalExecutor {
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.disk.read_file(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.disk.exists(path)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        self.disk.list_dir(path)
+    }
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        self.disk.read_link(path)
     }
 }
 
@@ -165,19 +190,6 @@ impl Executor for LocalExecutor {
         })
     }
 
-    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let placed = self.place(path)?;
-        match fs::read(&placed) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(Error::io("read", placed, error)),
-        }
-    }
-
-    fn exists(&self, path: &str) -> Result<bool> {
-        Ok(fs::symlink_metadata(self.place(path)?).is_ok())
-    }
-
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
         let placed = self.place(path)?;
         let (uid, gid) = (
@@ -240,24 +252,13 @@ impl Executor for LocalExecutor {
         }
     }
 
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
-        let placed = self.place(path)?;
-        let listing = match fs::read_dir(&placed) {
-            Ok(listing) => listing,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(error) => return Err(Error::io("list", placed, error)),
-        };
-        let mut names = Vec::new();
-        for entry in listing {
-            let entry = entry.map_err(|error| Error::io("list", &placed, error))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        names.sort();
-        Ok(names)
+    fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
+        tools::run_tool(self, action)
     }
 
-    fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
-        tools::run_tool(&self.root, self, action)
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        let file = self.disk.lock_file(path)?;
+        Ok(LockGuard::new(move || drop(file)))
     }
 
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {

@@ -24,15 +24,14 @@ mod recording;
 mod ssh;
 mod tools;
 
-use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::secrets::is_secret_key;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::{CommandOutput, CommandRunner};
-use crate::paths::under_root;
+pub use crate::server::{DirEntry, NodeKind, ServerRead};
 
 pub use agent::AgentExecutor;
 pub use dry_run::DryRun;
@@ -230,69 +229,97 @@ impl Operation {
     }
 }
 
-/// Runs commands and touches files on one server. Paths are server paths.
-pub trait Executor: Send + Sync {
+/// A held lock; released when dropped, and by the kernel when its holder
+/// dies (a `kill -9` never leaves a stale lock).
+pub struct LockGuard<'a> {
+    release: Option<Box<dyn FnOnce() + Send + 'a>>,
+}
+
+impl<'a> LockGuard<'a> {
+    /// A guard that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + 'a) -> Self {
+        LockGuard {
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// A guard that holds nothing (a dry run's).
+    pub fn none() -> Self {
+        LockGuard { release: None }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LockGuard")
+            .field("held", &self.release.is_some())
+            .finish()
+    }
+}
+
+/// Runs commands and touches files on one server; reads through its
+/// [`ServerRead`] half. Paths are server paths.
+pub trait Executor: ServerRead + Send + Sync {
     /// Runs a command and waits for it (up to its time limit).
     ///
     /// # Errors
-    /// [`Error::CommandFailed`] when it cannot start or times out; a non-zero
+    /// [`crate::Error::CommandFailed`] when it cannot start or times out; a non-zero
     /// exit is not an error here: it is in the output.
     fn execute(&self, command: &CommandSpec) -> Result<CommandOutput>;
-
-    /// Reads a whole file; `None` when it does not exist.
-    ///
-    /// # Errors
-    /// [`Error::PathOutsideRoot`] for an unsafe path; [`Error::Io`].
-    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>>;
-
-    /// Whether something (a file, folder or link) is at `path`.
-    ///
-    /// # Errors
-    /// [`Error::PathOutsideRoot`] for an unsafe path.
-    fn exists(&self, path: &str) -> Result<bool>;
 
     /// Writes a file atomically (temp file and rename) with this mode.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`] (the old file is then unchanged).
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`] (the old file is then unchanged).
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()>;
 
     /// Creates a folder and its parents.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`].
     fn create_dir_all(&self, path: &str) -> Result<()>;
 
     /// Copies a file or a whole tree, keeping modes, times and links; `to` must not exist.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`] or [`Error::CommandFailed`].
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`] or [`crate::Error::CommandFailed`].
     fn copy(&self, from: &str, to: &str) -> Result<()>;
 
     /// Renames a file, link or folder.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`].
     fn rename(&self, from: &str, to: &str) -> Result<()>;
 
     /// Removes a file, link or tree; links are removed, never followed.
     /// Nothing there is not an error.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`].
     fn remove(&self, path: &str) -> Result<()>;
 
     /// Gives a tree to an owner, links included as links.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
+    /// [`crate::Error::PathOutsideRoot`]; [`crate::Error::Io`].
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()>;
 
-    /// The names in a folder, sorted; empty when it does not exist.
+    /// Takes an exclusive lock on the file at `path` (made 0600 if missing)
+    /// without waiting, and writes the holder's pid into it.
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`]; [`Error::Io`].
-    fn list_dir(&self, path: &str) -> Result<Vec<String>>;
+    /// [`crate::Error::AlreadyExists`] naming the holder's pid when another process
+    /// holds it; [`crate::Error::Io`] when the file cannot be made.
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>>;
 
     /// Runs one of the tool's own actions on this server and returns its report;
     /// a dry run returns [`ToolOutcome::NotRun`].
@@ -313,12 +340,6 @@ impl<E: Executor + ?Sized> Executor for &E {
     fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
         (**self).execute(command)
     }
-    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        (**self).read_file(path)
-    }
-    fn exists(&self, path: &str) -> Result<bool> {
-        (**self).exists(path)
-    }
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
         (**self).write_file(path, content, mode)
     }
@@ -337,8 +358,8 @@ impl<E: Executor + ?Sized> Executor for &E {
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         (**self).chown_tree(path, uid, gid)
     }
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
-        (**self).list_dir(path)
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        (**self).lock(path)
     }
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
         (**self).tool(action)
@@ -356,24 +377,7 @@ impl<E: Executor + ?Sized> CommandRunner for E {
     }
 }
 
-/// A server path made safe: absolute, no `..`, no NUL; placed under `root`.
-///
-/// # Errors
-/// [`Error::PathOutsideRoot`] saying why.
-pub fn place_under_root(root: &Path, server_path: &str) -> Result<PathBuf> {
-    // Stricter than config paths: the procedure never needs `..`, so none is allowed.
-    if Path::new(server_path)
-        .components()
-        .any(|component| component == Component::ParentDir)
-    {
-        return Err(Error::PathOutsideRoot {
-            path: server_path.to_owned(),
-            origin: "the procedure".to_owned(),
-            reason: "contains '..'",
-        });
-    }
-    under_root(root, server_path, "the procedure")
-}
+pub use crate::paths::place_under_root;
 
 #[cfg(test)]
 mod tests;

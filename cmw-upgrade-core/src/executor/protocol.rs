@@ -29,6 +29,7 @@ use crate::layout::InstanceLayout;
 use crate::logs::UpgradeVerdict;
 use crate::os::{OsFamily, OsInfo};
 use crate::prune::PruneReport;
+use crate::server::DirEntry;
 
 /// The protocol version this build speaks. A request of another version is
 /// refused with kind `bad_request`, so an old agent never guesses.
@@ -436,10 +437,26 @@ pub enum Primitive {
         /// Group id.
         gid: u32,
     },
-    /// The names in a folder.
+    /// The entries of a folder.
     ListDir {
         /// Server path.
         path: String,
+    },
+    /// Where a symlink points.
+    ReadLink {
+        /// Server path.
+        path: String,
+    },
+    /// Take an exclusive lock on a file; the agent holds it until `unlock`
+    /// or until it ends (its input closes: the controlling side is gone).
+    Lock {
+        /// Server path of the lock file.
+        path: String,
+    },
+    /// Release a lock taken with `lock`.
+    Unlock {
+        /// The id `lock` answered.
+        id: u64,
     },
 }
 
@@ -475,9 +492,19 @@ pub enum PrimitiveOutcome {
         exists: bool,
     },
     /// [`Primitive::ListDir`].
-    Names {
-        /// The names, sorted.
-        names: Vec<String>,
+    Entries {
+        /// The entries, sorted by name.
+        entries: Vec<DirEntry>,
+    },
+    /// [`Primitive::ReadLink`].
+    Link {
+        /// The link's target as written; `None` when the path is not a link.
+        target: Option<String>,
+    },
+    /// [`Primitive::Lock`].
+    Locked {
+        /// What to give `unlock`.
+        id: u64,
     },
     /// A primitive with nothing to return.
     Done,

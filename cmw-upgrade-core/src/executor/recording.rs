@@ -3,9 +3,10 @@
 use std::sync::Mutex;
 
 use super::protocol::{ToolAction, ToolOutcome};
-use super::{CommandSpec, Executor, Operation};
+use super::{CommandSpec, Executor, LockGuard, Operation};
 use crate::error::Result;
 use crate::exec::CommandOutput;
+use crate::server::{DirEntry, ServerRead};
 
 /// Forwards to `inner` and records every effect in order (reads are not effects).
 #[derive(Debug)]
@@ -50,18 +51,27 @@ impl<E: Executor> Recording<E> {
     }
 }
 
+impl<E: Executor> ServerRead for Recording<E> {
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_file(path)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.inner.exists(path)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        self.inner.list_dir(path)
+    }
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        self.inner.read_link(path)
+    }
+}
+
 impl<E: Executor> Executor for Recording<E> {
     fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
         self.record(Operation::Run {
             command: command.display(),
         });
         self.inner.execute(command)
-    }
-    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read_file(path)
-    }
-    fn exists(&self, path: &str) -> Result<bool> {
-        self.inner.exists(path)
     }
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
         self.record(Operation::WriteFile {
@@ -105,8 +115,9 @@ impl<E: Executor> Executor for Recording<E> {
         });
         self.inner.chown_tree(path, uid, gid)
     }
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
-        self.inner.list_dir(path)
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        // Not an effect on the server's content: kept out of transcripts.
+        self.inner.lock(path)
     }
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
         self.record(Operation::Tool {

@@ -12,13 +12,17 @@
 //! which is how ssh works; that line is built only from [`shell_quote`]d argv
 //! elements. Nothing else is ever given to a shell there: requests are data.
 
+// Only the ssh control socket's private folder on this machine.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::PathBuf;
 
 use super::agent::AgentExecutor;
 use super::protocol::{ToolAction, ToolOutcome};
-use super::{shell_quote, CommandSpec, Executor, LocalExecutor};
+use super::{shell_quote, CommandSpec, Executor, LocalExecutor, LockGuard};
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
+use crate::server::{DirEntry, ServerRead};
 
 /// How to reach the other server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,15 +191,24 @@ impl SshMaster {
     }
 }
 
-impl Executor for SshExecutor {
-    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
-        self.agent.execute(command)
-    }
+impl ServerRead for SshExecutor {
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
         self.agent.read_file(path)
     }
     fn exists(&self, path: &str) -> Result<bool> {
         self.agent.exists(path)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
+        self.agent.list_dir(path)
+    }
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        self.agent.read_link(path)
+    }
+}
+
+impl Executor for SshExecutor {
+    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
+        self.agent.execute(command)
     }
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
         self.agent.write_file(path, content, mode)
@@ -215,8 +228,8 @@ impl Executor for SshExecutor {
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         self.agent.chown_tree(path, uid, gid)
     }
-    fn list_dir(&self, path: &str) -> Result<Vec<String>> {
-        self.agent.list_dir(path)
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        self.agent.lock(path)
     }
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
         self.agent.tool(action)

@@ -1,5 +1,6 @@
 use super::*;
 use crate::exec::CommandRunner;
+use crate::Error;
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::time::{Duration, Instant};

@@ -5,10 +5,8 @@
 //! atomic writes) directly: each is one action with its own checks and
 //! all-or-nothing behaviour, recorded as one operation by a [`Recording`](super::Recording).
 
-use std::path::Path;
-
-use super::place_under_root;
 use super::protocol::{DetectReport, ToolAction, ToolOutcome};
+use super::LocalExecutor;
 use crate::backup::manifest::BackupMethod;
 use crate::backup::{
     backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
@@ -17,24 +15,23 @@ use crate::config::migrate::{apply_migration, plan_migration, MigrateOptions};
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::health::smoke_check;
-use crate::layout::{discover_log_dir, InstanceLayout};
+
 use crate::logs::upgrade_verdict;
-use crate::os::{detect_os_family_at, OS_RELEASE_PATHS};
+use crate::os::{detect_os_family_from, OS_RELEASE_PATHS};
 use crate::prune::prune_caches;
 
-/// Runs `action` on the server under `root`; commands it needs (`nginx -t`,
-/// `control.sh`) go through `runner`.
+/// Runs `action` on the server `local` acts on (its disk under its root);
+/// commands it needs (`nginx -t`, `control.sh`) go through it too.
 ///
 /// # Errors
 /// What the action reports, with its kind; a config migration with errors is
 /// [`Error::CheckFailed`] listing them (nothing written); a verdict without
 /// exactly one of instance and log folder is [`Error::BadRequest`].
-pub fn run_tool(
-    root: &Path,
-    runner: &dyn CommandRunner,
-    action: &ToolAction,
-) -> Result<ToolOutcome> {
-    let place = |path: &str| place_under_root(root, path);
+pub fn run_tool(local: &LocalExecutor, action: &ToolAction) -> Result<ToolOutcome> {
+    let root = local.root();
+    let disk = local.disk();
+    let runner: &dyn CommandRunner = local;
+    let place = |path: &str| disk.place(path);
     let progress = Progress::default();
     Ok(match action {
         ToolAction::VerifyBundle { bundle } => {
@@ -106,7 +103,7 @@ pub fn run_tool(
         }
         ToolAction::Verdict { instance, log_dir } => {
             let log_dir = match (instance, log_dir) {
-                (Some(instance), None) => discover_log_dir(root, instance)?.path,
+                (Some(instance), None) => disk.log_dir(instance)?.path,
                 (None, Some(log_dir)) => place(log_dir)?,
                 _ => {
                     return Err(Error::BadRequest {
@@ -120,7 +117,7 @@ pub fn run_tool(
             ToolOutcome::Check(smoke_check(root, instance, url)?)
         }
         ToolAction::Detect { instance, family } => {
-            let os = detect_os_family_at(root);
+            let os = detect_os_family_from(disk);
             let (os, family, family_source) = match (os, family) {
                 (Ok(os), Some(family)) => (os, *family, "--family"),
                 // With a family given, an unreadable or unknown os-release is only informative.
@@ -141,7 +138,7 @@ pub fn run_tool(
             };
             let layout = instance
                 .as_ref()
-                .map(|instance| InstanceLayout::discover(root, instance, family))
+                .map(|instance| disk.layout(instance, family))
                 .transpose()?;
             ToolOutcome::Detect(Box::new(DetectReport {
                 family,
@@ -156,7 +153,7 @@ pub fn run_tool(
             family,
             deep,
         } => {
-            let layout = InstanceLayout::discover(root, instance, *family)?;
+            let layout = disk.layout(instance, *family)?;
             ToolOutcome::Drift(bundle_drift(
                 &place(bundle)?,
                 &layout.database.path,

@@ -8,16 +8,13 @@
 //! process dies, so a `kill -9` never leaves a stale lock behind.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::UpgradeSettings;
 use crate::error::{Error, Result};
-use crate::executor::{place_under_root, Executor, Operation};
+use crate::executor::{Executor, LockGuard, Operation};
 use crate::instance::InstanceName;
 
 /// Where the tool keeps its own state on a server.
@@ -197,59 +194,33 @@ impl RunState {
     }
 }
 
-/// An exclusive hold on an instance for one run; released when dropped or
-/// when the process dies.
+/// An exclusive hold on an instance for one run, on the server the executor
+/// reaches; released when dropped or when the holding process dies (locally
+/// the kernel drops the `flock`; remotely the agent's session ends with its
+/// connection).
 #[derive(Debug)]
-pub struct RunLock {
-    _file: File,
-    path: PathBuf,
+pub struct RunLock<'a> {
+    _guard: LockGuard<'a>,
+    path: String,
 }
 
-impl RunLock {
-    /// Takes the lock of `instance` on the server under `root`, without waiting.
+impl<'a> RunLock<'a> {
+    /// Takes the lock of `instance` (`/var/lib/cmw-upgrade/<i>/lock`) without waiting.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`] when another run holds it (its pid is named);
     /// [`Error::Io`] when the lock file cannot be made.
-    pub fn acquire(root: &Path, instance: &InstanceName) -> Result<RunLock> {
-        let folder = place_under_root(root, &format!("{STATE_ROOT}/{instance}"))?;
-        fs::create_dir_all(&folder)
-            .map_err(|error| Error::io("create the folder", &folder, error))?;
-        let path = folder.join("lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|error| Error::io("open the lock file", &path, error))?;
-        if let Err(error) =
-            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-        {
-            if error != rustix::io::Errno::WOULDBLOCK {
-                return Err(Error::io("lock", &path, error.into()));
-            }
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            return Err(Error::AlreadyExists {
-                path: PathBuf::from(format!(
-                    "{} (held by process {})",
-                    path.display(),
-                    holder.trim()
-                )),
-                hint: "another cmw-upgrade run is working on this instance; wait for it, or see `cmw-upgrade status`",
-            });
-        }
-        // Holding the lock: say who holds it, for the message above.
-        let _ = file.set_len(0);
-        let _ = file.rewind();
-        let _ = write!(file, "{}", std::process::id());
-        Ok(RunLock { _file: file, path })
+    pub fn acquire(executor: &'a dyn Executor, instance: &InstanceName) -> Result<RunLock<'a>> {
+        let path = format!("{STATE_ROOT}/{instance}/lock");
+        let guard = executor.lock(&path)?;
+        Ok(RunLock {
+            _guard: guard,
+            path,
+        })
     }
 
-    /// The lock file.
-    pub fn path(&self) -> &Path {
+    /// The lock file (a server path).
+    pub fn path(&self) -> &str {
         &self.path
     }
 }
@@ -257,6 +228,8 @@ impl RunLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn status_names_match_the_state_file() {
@@ -298,7 +271,6 @@ mod tests {
         );
         assert_eq!(loaded.artifact("bundle"), Some("/mnt/backup/prod"));
         let file = dir.path().join("var/lib/cmw-upgrade/prod/state.json");
-        use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
 
         fs::write(&file, "{not json").unwrap();
@@ -315,18 +287,33 @@ mod tests {
     #[test]
     fn one_run_at_a_time_per_instance() {
         let dir = tempfile::tempdir().unwrap();
-        let lock = RunLock::acquire(dir.path(), &prod()).unwrap();
-        let error = RunLock::acquire(dir.path(), &prod()).unwrap_err();
+        let local = LocalExecutor::new(dir.path());
+        let lock = RunLock::acquire(&local, &prod()).unwrap();
+        assert_eq!(lock.path(), "/var/lib/cmw-upgrade/prod/lock");
+        assert_eq!(
+            fs::metadata(dir.path().join("var/lib/cmw-upgrade/prod/lock"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
+        let error = RunLock::acquire(&local, &prod()).unwrap_err();
         let message = error.to_string();
         assert!(
             message.contains(&std::process::id().to_string()),
             "{message}"
         );
-        assert!(RunLock::acquire(dir.path(), &InstanceName::new("test").unwrap()).is_ok());
+        assert!(RunLock::acquire(&local, &InstanceName::new("test").unwrap()).is_ok());
         drop(lock);
         assert!(
-            RunLock::acquire(dir.path(), &prod()).is_ok(),
+            RunLock::acquire(&local, &prod()).is_ok(),
             "released when dropped"
         );
+        let plan = DryRun::new(LocalExecutor::new(dir.path().join("nothing")));
+        assert!(
+            RunLock::acquire(&plan, &prod()).is_ok(),
+            "a plan takes no lock"
+        );
+        assert!(!dir.path().join("nothing").exists());
     }
 }

@@ -7,18 +7,17 @@ use std::time::{Duration, Instant};
 use super::dist::{PlatformTarball, PrerequisitesTarball};
 use super::state::{RunState, StepStatus, STATE_ROOT};
 use super::{Event, EventSink, UpgradeSettings};
-use crate::accounts::lookup_id;
+use crate::accounts::resolve_owner;
 use crate::error::{Error, Result};
 use crate::exec::{utc_stamp, CommandOutput};
 use crate::executor::{CommandSpec, Executor, ToolAction};
 use crate::instance::InstanceName;
-use crate::layout::{
-    read_layout_sources_via, InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR,
-};
+use crate::layout::{InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR};
 use crate::logs::Verdict;
 use crate::script_output::{
     parse_instance_create_output, parse_prerequisites_list, parse_version_list,
 };
+use crate::server::NodeKind;
 
 /// How long the platform's scripts may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -135,38 +134,13 @@ fn script(folder: &str, name: &str, args: &[String]) -> CommandSpec {
         .with_timeout(SCRIPT_TIMEOUT)
 }
 
+/// The instance's layout as server paths, read through the executor.
 fn layout(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<InstanceLayout> {
-    let sources = read_layout_sources_via(exec, &settings.instance)?;
-    InstanceLayout::resolve(
-        Path::new("/"),
-        &settings.instance,
-        settings.family,
-        &sources,
-    )
+    InstanceLayout::read(exec, Path::new("/"), &settings.instance, settings.family)
 }
 
 fn server_path(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-/// The numeric owner of the instance's data, from the server's own account files.
-fn owner_ids(exec: &dyn Executor, layout: &InstanceLayout) -> Result<(u32, u32)> {
-    let owner = &layout.data_owner;
-    let lookup = |kind: &'static str, file: &str, name: &str| -> Result<u32> {
-        let text = exec
-            .read_file(file)?
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_default();
-        lookup_id(&text, name).ok_or_else(|| Error::UnknownAccount {
-            kind,
-            name: name.to_owned(),
-            file: file.into(),
-        })
-    };
-    Ok((
-        lookup("user", "/etc/passwd", &owner.user)?,
-        lookup("group", "/etc/group", &owner.group)?,
-    ))
 }
 
 /// The `version:` of an instance config text.
@@ -363,7 +337,7 @@ impl Step<'_> {
         let extension = format!(".{}", self.settings.family.package_extension());
         let mut packages: Vec<String> = self
             .exec()
-            .list_dir(&librd)?
+            .names_of_kind(&librd, NodeKind::File)?
             .into_iter()
             .filter(|name| name.ends_with(&extension))
             .collect();
@@ -800,7 +774,7 @@ impl Step<'_> {
                 format!("neither {pruned} nor {database} exists; rerun from prune-caches"),
             ));
         }
-        let (uid, gid) = owner_ids(self.exec(), &layout)?;
+        let (uid, gid) = resolve_owner(self.exec(), &layout.data_owner)?;
         self.exec().chown_tree(&database, uid, gid)?;
         systemctl(self.exec(), "start", &[format!("comindware{instance}")])?;
         all_active(self.exec(), &[format!("comindware{instance}")])
