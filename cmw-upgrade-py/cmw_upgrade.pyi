@@ -74,6 +74,13 @@ class BadRequestError(CmwUpgradeError):
 class InternalError(CmwUpgradeError):
     """A bug, or two sides running different versions."""
 
+class CancelledError(CmwUpgradeError):
+    """The work stopped on request at a safe point; nothing was left half-done.
+
+    The long calls below raise KeyboardInterrupt (or the progress callable's
+    exception) instead; this class stands for the core's "cancelled" kind.
+    """
+
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property
@@ -253,6 +260,15 @@ def migrate_config(
     """
 
 ProgressCallback = Callable[[dict[str, Any]], object]
+"""Called from the calling thread while the work runs with the interpreter
+released. In every long call below (backup, verify_bundle, bundle_drift,
+restore_bundle, import_cdbbz, run), Ctrl-C, or an exception raised by the
+callable, asks the work to stop at its next safe point (between files or
+buffers; between steps of a run); the call waits for it, so nothing is left
+half-done, and then raises that exception (KeyboardInterrupt for Ctrl-C),
+typically within a fraction of a second. After Ctrl-C the callable still gets
+the progress of the wind-down; after it raised anything else, it is not called
+again."""
 
 def backup(
     instance: str,
@@ -272,7 +288,7 @@ def backup(
     `progress` is called about five times a second with a dict: phase,
     total_bytes, total_files, done_bytes, done_files. Raises AlreadyExistsError,
     NotEnoughSpaceError, SourceChangedError, CommandFailedError, FileAccessError;
-    the partial bundle is then removed.
+    the partial bundle is then removed, as it is on Ctrl-C.
     """
 
 def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
@@ -298,7 +314,9 @@ def restore_bundle(
 
     Raises AlreadyExistsError for a non-empty database folder unless replace=True
     (which moves the old content aside), BundleDamagedError when the bundle does
-    not match its manifest (nothing is then changed).
+    not match its manifest (nothing is then changed). Every part is copied and
+    checked beside its target before any target changes, so Ctrl-C while copying
+    leaves the instance as it was.
     """
 
 def import_cdbbz(
@@ -344,5 +362,6 @@ def run(
 
     `progress` gets each event as a dict ("event": step_started, step_finished,
     step_skipped, waiting or note). Raises AlreadyExistsError when another run
-    holds the instance's lock.
+    holds the instance's lock. Ctrl-C stops the run before its next step (a step
+    under way finishes first); the steps done stay done, so the same call resumes.
     """

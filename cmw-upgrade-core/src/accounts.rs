@@ -73,10 +73,18 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("etc/group"), "www-data:x:33:\n").unwrap();
         assert_eq!(
-            resolve_owner(&crate::disk::Disk::new(dir.path()), &Owner::new("www-data", "www-data")).unwrap(),
+            resolve_owner(
+                &crate::disk::Disk::new(dir.path()),
+                &Owner::new("www-data", "www-data")
+            )
+            .unwrap(),
             (33, 33)
         );
-        let error = resolve_owner(&crate::disk::Disk::new(dir.path()), &Owner::new("nginx", "nginx")).unwrap_err();
+        let error = resolve_owner(
+            &crate::disk::Disk::new(dir.path()),
+            &Owner::new("nginx", "nginx"),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("etc/passwd"), "{error}");
     }
 }

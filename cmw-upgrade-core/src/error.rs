@@ -228,6 +228,13 @@ pub enum Error {
         /// What to do.
         hint: String,
     },
+
+    /// The work was asked to stop (Ctrl-C) and stopped at a safe point.
+    #[error("stopped on request at a safe point; nothing was left half-done: {left}")]
+    Cancelled {
+        /// What the stop leaves behind, and how to go on from there.
+        left: String,
+    },
 }
 
 /// The kind of an [`Error`], for mapping to exit codes and Python exceptions.
@@ -272,6 +279,8 @@ pub enum ErrorKind {
     SourceChanged,
     /// [`Error::CommandFailed`].
     CommandFailed,
+    /// [`Error::Cancelled`].
+    Cancelled,
 }
 
 impl Error {
@@ -298,6 +307,7 @@ impl Error {
             Error::UnknownAccount { .. } => ErrorKind::UnknownAccount,
             Error::SourceChanged { .. } => ErrorKind::SourceChanged,
             Error::CommandFailed { .. } => ErrorKind::CommandFailed,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
         }
     }
 
@@ -313,7 +323,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -333,6 +343,7 @@ impl ErrorKind {
         ErrorKind::UnknownAccount,
         ErrorKind::SourceChanged,
         ErrorKind::CommandFailed,
+        ErrorKind::Cancelled,
     ];
 
     /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
@@ -364,6 +375,7 @@ impl ErrorKind {
             ErrorKind::UnknownAccount => "unknown_account",
             ErrorKind::SourceChanged => "source_changed",
             ErrorKind::CommandFailed => "command_failed",
+            ErrorKind::Cancelled => "cancelled",
         }
     }
 }

@@ -16,7 +16,8 @@
 //!   ssh, as a dry run or recorded; its [`executor::protocol`] is the typed
 //!   language between the tool and a server;
 //! - [`procedure`]: the whole upgrade as one resumable procedure whose every
-//!   effect goes through an executor, with its run state.
+//!   effect goes through an executor, with its run state;
+//! - [`cancel`]: a request to stop long work at its next safe point.
 //!
 //! ```
 //! use std::path::Path;
@@ -41,6 +42,7 @@
 pub mod accounts;
 pub mod atomic;
 pub mod backup;
+pub mod cancel;
 pub mod config;
 pub mod directives;
 pub mod disk;
@@ -61,6 +63,7 @@ pub mod server;
 pub mod systemd;
 pub mod units;
 
+pub use cancel::Cancel;
 pub use error::{Error, ErrorKind, Result};
 pub use instance::InstanceName;
 pub use layout::{InstanceLayout, LayoutPath, LayoutSources};

@@ -1,5 +1,6 @@
 //! Plain Python data (dict, list, str, int, float, bool, None) from any core
-//! result, through its serde form: the same shape the CLI prints with --json.
+//! result, through its serde form: the same shape the CLI prints with --json;
+//! and paths as text.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -7,6 +8,11 @@ use pyo3::types::{PyDict, PyList};
 use pyo3::IntoPyObjectExt;
 use serde::Serialize;
 use serde_json::Value;
+
+/// A path as Python text; a name that is not UTF-8 gets replacement characters.
+pub fn path_text(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
 
 /// Converts a serializable value into plain Python data.
 pub fn to_python<'py, T: Serialize>(py: Python<'py>, value: &T) -> PyResult<Bound<'py, PyAny>> {

@@ -1,8 +1,12 @@
 """The Python module `cmw_upgrade` against real folder trees."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +327,104 @@ def test_run_reports_progress_and_upgrades(servers):
     again = []
     cmw_upgrade.run(**upgrade_args(servers), progress=again.append)
     assert {event["event"] for event in again} == {"step_skipped"}
+
+
+def large_database(root: Path) -> None:
+    """Adds 1 GiB of sparse files to a fixture server's database: made in an
+    instant, and a copy of them takes long enough to be interrupted."""
+    database = root / "var/lib/comindware/prod/Database/db"
+    for index in range(16):
+        with open(database / f"large-{index}.bin", "wb") as large:
+            large.truncate(64 << 20)
+
+
+class CtrlC:
+    """Sends SIGINT to this process from another thread, as a terminal does,
+    so it arrives while the call works and not inside a Python callable."""
+
+    def __init__(self, delay: float = 0.05):
+        self.delay = delay
+        self.sent_at = None
+        self.timer = None
+
+    def start(self) -> None:
+        if self.timer is None:
+            self.timer = threading.Timer(self.delay, self._send)
+            self.timer.start()
+
+    def _send(self) -> None:
+        self.sent_at = time.monotonic()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_stops_a_backup_at_once_and_leaves_nothing(tmp_path):
+    old = tmp_path / "old"
+    fixtures("server", old, "deb")
+    large_database(old)
+    bundle = tmp_path / "bundle"
+    ctrl_c = CtrlC()
+    phases = []
+
+    def progress(snapshot):
+        phases.append(snapshot["phase"])
+        if snapshot["phase"] == "copying":
+            ctrl_c.start()
+
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            cmw_upgrade.backup("prod", bundle, root=old, progress=progress)
+        finally:
+            raised_at = time.monotonic()
+    assert ctrl_c.sent_at is not None, phases
+    assert raised_at - ctrl_c.sent_at < 1.0
+    assert not bundle.exists()
+    assert not (tmp_path / "bundle.partial").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["old"]
+    # The interrupted call left nothing in the way: the same backup now works.
+    assert cmw_upgrade.verify_bundle(cmw_upgrade.backup("prod", bundle, root=old)["bundle"])["ok"]
+
+
+def test_an_exception_in_the_progress_callable_stops_the_work(tmp_path):
+    old = tmp_path / "old"
+    fixtures("server", old, "deb")
+    large_database(old)
+    bundle = tmp_path / "bundle"
+
+    class Enough(Exception):
+        pass
+
+    calls = []
+
+    def progress(snapshot):
+        calls.append(snapshot)
+        raise Enough("the caller gives up")
+
+    started = time.monotonic()
+    with pytest.raises(Enough):
+        cmw_upgrade.backup("prod", bundle, root=old, progress=progress)
+    assert time.monotonic() - started < 1.0, "stopped, not copied to the end"
+    assert len(calls) == 1, "not called again after it raised"
+    assert not bundle.exists() and not (tmp_path / "bundle.partial").exists()
+
+
+def test_ctrl_c_stops_a_run_between_steps_and_the_same_call_resumes(servers):
+    ctrl_c = CtrlC(delay=0.01)
+
+    def progress(event):
+        if event["event"] == "step_finished" and event["name"] == "verify-bundle":
+            ctrl_c.start()
+
+    with pytest.raises(KeyboardInterrupt):
+        cmw_upgrade.run(**upgrade_args(servers), progress=progress)
+    state_file = Path(servers["root"]) / "var/lib/cmw-upgrade/prod/state.json"
+    statuses = [step["status"] for step in json.loads(state_file.read_text())["steps"]]
+    done = statuses.count("done")
+    assert 1 <= done < 12, statuses
+    assert statuses == ["done"] * done + ["pending"] * (12 - done), "no step was cut short"
+
+    events = []
+    report = cmw_upgrade.run(**upgrade_args(servers), progress=events.append)
+    assert report["outcome"] == "upgraded", report
+    skipped = [event["name"] for event in events if event["event"] == "step_skipped"]
+    started = [event["name"] for event in events if event["event"] == "step_started"]
+    assert len(skipped) == done and len(started) == 12 - done, "the steps done stayed done"

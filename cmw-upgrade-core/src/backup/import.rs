@@ -107,7 +107,9 @@ fn settle(
 /// [`Error::Io`] for an unreadable or malformed zip or a write failure (the
 /// partial bundle is then removed); [`Error::CheckFailed`] for an entry
 /// whose path would leave the bundle or a zip without `Database/`;
-/// [`Error::AlreadyExists`]; [`Error::NotEnoughSpace`] when `check_space`.
+/// [`Error::AlreadyExists`]; [`Error::NotEnoughSpace`] when `check_space`;
+/// [`Error::Cancelled`] when the progress's stop request is set (the partial
+/// bundle is then removed).
 pub fn import_cdbbz(
     file: &Path,
     destination: &Path,
@@ -198,6 +200,7 @@ pub fn import_cdbbz(
     let mut entries = Vec::with_capacity(files.len() + folders.len());
     let mut buffer = vec![0u8; 1 << 20];
     for (index, path, _) in &files {
+        progress.check_cancelled()?;
         let mut entry = archive
             .by_index(*index)
             .map_err(|error| zip_error(file, error))?;
@@ -207,6 +210,7 @@ pub fn import_cdbbz(
             .map_err(|error| match error {
                 StreamError::Read(error) => Error::io("extract", PathBuf::from(path), error),
                 StreamError::Write(error) => Error::io("write", &target, error),
+                StreamError::Cancelled => super::cancelled(),
             })?;
         let mode = entry.unix_mode().map_or(0o644, |mode| mode & 0o7777);
         let (seconds, time) = zip_time(entry.last_modified());
@@ -294,5 +298,35 @@ mod tests {
         );
         assert_eq!(bundle_path(Path::new("Other/x")), None);
         assert_eq!(bundle_path(Path::new("Database/../x")), None);
+    }
+
+    #[test]
+    fn a_cancelled_import_leaves_no_bundle_and_no_partial() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let cdbbz = dir.path().join("prod.cdbbz");
+        let mut archive = zip::ZipWriter::new(File::create(&cdbbz).unwrap());
+        archive
+            .start_file(
+                "Database/db/part-0.bin",
+                zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+        archive.write_all(&[0u8; 1000]).unwrap();
+        archive.finish().unwrap();
+        let cancel = crate::Cancel::new();
+        cancel.cancel();
+        let destination = dir.path().join("bundle");
+        let error = import_cdbbz(
+            &cdbbz,
+            &destination,
+            None,
+            false,
+            &Progress::with_cancel(cancel),
+        )
+        .unwrap_err();
+        assert!(matches!(error, Error::Cancelled { .. }), "{error}");
+        assert!(!destination.exists());
+        assert!(!crate::backup::partial_path(&destination).exists());
     }
 }

@@ -39,6 +39,7 @@ pub use manifest::{
 pub use restore::{restore, RestoreOptions, RestoreReport, RestoredPart};
 pub use verify::{bundle_drift, verify_bundle, DriftReport, VerifyReport};
 
+use crate::cancel::Cancel;
 use crate::directives::Directives;
 use crate::disk::read_optional;
 use crate::disk::Disk;
@@ -88,7 +89,8 @@ impl Phase {
 }
 
 /// Counters a long operation updates as it goes; another thread may read them
-/// (a progress bar, a Python callback) without slowing the work down.
+/// (a progress bar, a Python callback) without slowing the work down. It also
+/// carries the operation's stop request, checked between files and buffers.
 #[derive(Debug, Default)]
 pub struct Progress {
     phase: AtomicU8,
@@ -96,6 +98,7 @@ pub struct Progress {
     total_files: AtomicU64,
     done_bytes: AtomicU64,
     done_files: AtomicU64,
+    cancel: Cancel,
 }
 
 /// A reading of [`Progress`].
@@ -113,7 +116,45 @@ pub struct ProgressSnapshot {
     pub done_files: u64,
 }
 
+/// What a stopped file operation leaves: every writer here works in a folder of
+/// its own (`DIR.partial`, a restore's staging folder) that is removed when it
+/// stops early, and reads change nothing.
+const CANCELLED_FILE_WORK: &str =
+    "what was being written was removed, and what was read is untouched";
+
+/// The error of a file operation stopped on request.
+pub(crate) fn cancelled() -> Error {
+    Error::Cancelled {
+        left: CANCELLED_FILE_WORK.to_owned(),
+    }
+}
+
 impl Progress {
+    /// Counters whose operation stops at its next safe point once `cancel` is set.
+    pub fn with_cancel(cancel: Cancel) -> Self {
+        Progress {
+            cancel,
+            ..Progress::default()
+        }
+    }
+
+    /// Whether the operation was asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// [`Error::Cancelled`] once the operation was asked to stop; called at
+    /// safe points, where returning leaves nothing half-done.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`].
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.is_cancelled() {
+            return Err(cancelled());
+        }
+        Ok(())
+    }
+
     /// Starts a phase with its totals; the done counters restart at zero.
     pub fn start(&self, phase: Phase, total_bytes: u64, total_files: u64) {
         let index = PHASES.iter().position(|known| *known == phase).unwrap_or(0);
@@ -293,7 +334,8 @@ fn host_name() -> String {
 /// # Errors
 /// [`Error::AlreadyExists`] for an existing destination, [`Error::NotEnoughSpace`],
 /// [`Error::SourceChanged`], [`Error::CommandFailed`] (snapshot), [`Error::Io`]
-/// naming the path; the partial bundle is then removed and the source untouched.
+/// naming the path, [`Error::Cancelled`] when the progress's stop request is
+/// set; the partial bundle is then removed and the source untouched.
 pub fn backup(
     options: &BackupOptions,
     runner: &dyn CommandRunner,
@@ -381,6 +423,8 @@ pub fn backup(
         );
     }
 
+    // The last point where stopping costs nothing: no byte is written yet.
+    progress.check_cancelled()?;
     let partial = PartialBundle::create(&options.destination)?;
     if options.check_space {
         check_free_space(partial.path(), plan.data_bytes(), plan.entries.len() as u64)?;
@@ -425,4 +469,156 @@ pub fn backup(
         seconds: clock.elapsed().as_secs_f64(),
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::LocalExecutor;
+
+    /// A server under `root` whose instance `prod` has the default layout, a
+    /// database of `files` files of `bytes` each, and a data owner that is
+    /// the tool's own user (so a restore may give files to it without root).
+    fn server(root: &Path, files: usize, bytes: usize) -> PathBuf {
+        let database = root.join("var/lib/comindware/prod/Database");
+        std::fs::create_dir_all(database.join("db")).unwrap();
+        for index in 0..files {
+            std::fs::write(
+                database.join(format!("db/part-{index}.bin")),
+                vec![index as u8; bytes],
+            )
+            .unwrap();
+        }
+        let (uid, gid) = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            format!("www-data:x:{uid}:{gid}::/var/www:/bin/false\n"),
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), format!("www-data:x:{gid}:\n")).unwrap();
+        database
+    }
+
+    fn backup_options(root: &Path, destination: &Path) -> BackupOptions {
+        BackupOptions {
+            root: root.to_path_buf(),
+            instance: InstanceName::new("prod").unwrap(),
+            family: OsFamily::Deb,
+            destination: destination.to_path_buf(),
+            method: BackupMethod::Copy,
+            with_streams: false,
+            control_script: None,
+            check_space: false,
+        }
+    }
+
+    fn assert_cancelled(result: Result<impl std::fmt::Debug>) {
+        match result {
+            Err(error @ Error::Cancelled { .. }) => assert!(
+                error.to_string().contains("nothing was left half-done"),
+                "{error}"
+            ),
+            other => panic!("expected Cancelled, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_backup_cancelled_while_copying_leaves_no_bundle_and_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("server");
+        server(&root, 48, 1 << 20);
+        let destination = dir.path().join("bundle");
+        let progress = Progress::with_cancel(Cancel::new());
+        let result = std::thread::scope(|scope| {
+            // Ctrl-C as it comes in practice: from another thread, mid-copy.
+            scope.spawn(|| {
+                while progress.snapshot().phase != Phase::Copying
+                    || progress.snapshot().done_bytes == 0
+                {
+                    std::thread::yield_now();
+                }
+                progress.cancel.cancel();
+            });
+            backup(
+                &backup_options(&root, &destination),
+                &LocalExecutor::new("/"),
+                &progress,
+            )
+        });
+        assert_cancelled(result);
+        assert!(progress.snapshot().done_files < 48, "it stopped early");
+        assert!(!destination.exists());
+        assert!(!partial_path(&destination).exists());
+    }
+
+    #[test]
+    fn a_backup_cancelled_before_it_copies_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("server");
+        server(&root, 2, 10);
+        let destination = dir.path().join("bundle");
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let result = backup(
+            &backup_options(&root, &destination),
+            &LocalExecutor::new("/"),
+            &Progress::with_cancel(cancel),
+        );
+        assert_cancelled(result);
+        assert!(!destination.exists());
+        assert!(!partial_path(&destination).exists());
+    }
+
+    #[test]
+    fn cancelled_verify_and_restore_stop_and_leave_the_target_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("server");
+        let database = server(&root, 3, 1000);
+        let bundle = dir.path().join("bundle");
+        backup(
+            &backup_options(&root, &bundle),
+            &LocalExecutor::new("/"),
+            &Progress::default(),
+        )
+        .unwrap();
+        let cancelled = || {
+            let cancel = Cancel::new();
+            cancel.cancel();
+            Progress::with_cancel(cancel)
+        };
+        assert_cancelled(verify_bundle(&bundle, &cancelled()));
+        assert_cancelled(bundle_drift(&bundle, &database, true, &cancelled()));
+
+        std::fs::write(database.join("db/part-0.bin"), "live data").unwrap();
+        let options = RestoreOptions {
+            bundle: bundle.clone(),
+            root: root.clone(),
+            instance: InstanceName::new("prod").unwrap(),
+            family: OsFamily::Deb,
+            replace: true,
+        };
+        assert_cancelled(restore(&options, &cancelled()));
+        assert_eq!(
+            std::fs::read_to_string(database.join("db/part-0.bin")).unwrap(),
+            "live data",
+            "the target is untouched"
+        );
+        let mut beside: Vec<String> = std::fs::read_dir(database.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        beside.sort();
+        assert_eq!(
+            beside,
+            ["Database"],
+            "no staging folder, nothing moved aside"
+        );
+        // Not cancelled, the same restore goes through.
+        let report = restore(&options, &Progress::default()).unwrap();
+        assert!(report.parts[0].moved_aside.is_some());
+    }
 }

@@ -1,10 +1,11 @@
 //! Putting a bundle's database (and uploaded files) back into an instance.
 //!
-//! The copy goes to a staging folder beside the target first and is checked
-//! against the manifest on the way; only then is the target's old content moved
-//! aside (never deleted) and the staging folder renamed into place. A crash
-//! leaves either the old target, or the old content aside and the staging
-//! folder, which a rerun replaces.
+//! Each part is copied to a staging folder beside its target first and checked
+//! against the manifest on the way; only when every part is staged is each
+//! target's old content moved aside (never deleted) and its staging folder
+//! renamed into place. A damaged part or a stop request therefore leaves every
+//! target as it was. A crash leaves either the old target, or the old content
+//! aside and the staging folder, which a rerun replaces.
 
 use std::collections::HashMap;
 use std::fs;
@@ -73,8 +74,9 @@ pub struct RestoreReport {
 ///
 /// # Errors
 /// [`Error::AlreadyExists`] for a non-empty target without `replace`;
-/// [`Error::BundleDamaged`] when the bundle does not match its manifest (the
-/// target is then untouched); [`Error::UnknownAccount`]; [`Error::Io`].
+/// [`Error::BundleDamaged`] when the bundle does not match its manifest, and
+/// [`Error::Cancelled`] when the progress's stop request is set while copying
+/// (the targets are then untouched); [`Error::UnknownAccount`]; [`Error::Io`].
 pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreReport> {
     let manifest = Manifest::read(&options.bundle)?;
     let layout = Disk::new(&options.root).layout(&options.instance, options.family)?;
@@ -94,19 +96,32 @@ pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreR
     for (part, target) in &parts {
         targets.push((*part, resolve_target(target, options.replace)?));
     }
-    let stamp = utc_stamp(std::time::SystemTime::now());
-    let mut restored = Vec::new();
+    // Every part is copied and checked before any target is touched.
+    let mut staged = Vec::new();
     for (part, target) in targets {
-        restored.push(restore_part(
+        staged.push(stage_part(
             &options.bundle,
             &manifest,
             part,
-            &target,
+            target,
             (uid, gid),
-            &stamp,
             progress,
         )?);
     }
+    // The last safe point: from here on the targets change, and the renames are quick.
+    progress.check_cancelled()?;
+    let stamp = utc_stamp(std::time::SystemTime::now());
+    // A target inside another one (streams configured inside the database
+    // folder) has its staging folder inside that target's old content, so the
+    // deeper target is placed before that content is moved aside.
+    let mut staged: Vec<(usize, StagedPart)> = staged.into_iter().enumerate().collect();
+    staged.sort_by_key(|(_, part)| std::cmp::Reverse(part.target.components().count()));
+    let mut restored = Vec::new();
+    for (index, part) in staged {
+        restored.push((index, place_part(part, &stamp)?));
+    }
+    restored.sort_by_key(|(index, _)| *index);
+    let restored = restored.into_iter().map(|(_, part)| part).collect();
     Ok(RestoreReport {
         bundle: options.bundle.clone(),
         owner: layout.data_owner.to_string(),
@@ -151,29 +166,67 @@ fn resolve_target(target: &Path, replace: bool) -> Result<PathBuf> {
     Ok(resolved)
 }
 
-fn restore_part(
-    bundle: &Path,
-    manifest: &Manifest,
-    part: &str,
-    target: &Path,
-    owner: (u32, u32),
-    stamp: &str,
-    progress: &Progress,
-) -> Result<RestoredPart> {
+/// A part copied and checked in its staging folder, its target not touched yet;
+/// dropped unplaced, the staging folder is removed.
+struct StagedPart {
+    /// `database` or `streams`.
+    part: &'static str,
+    /// The instance's folder it goes to.
+    target: PathBuf,
+    /// The staging folder beside the target, holding `part/`.
+    staging: StagingFolder,
+    /// Files copied.
+    files: u64,
+    /// Bytes copied.
+    bytes: u64,
+}
+
+fn target_parent_and_name(target: &Path) -> (&Path, String) {
     let parent = target.parent().unwrap_or(Path::new("/"));
     let name = target
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let staging = parent.join(format!(".{name}.cmw-upgrade-restore"));
-    let guard = StagingFolder::claim(&staging)?;
+    (parent, name)
+}
 
+/// Copies the bundle's `part` into a staging folder beside `target`, owned by
+/// `owner`, and checks the copy against the manifest.
+fn stage_part(
+    bundle: &Path,
+    manifest: &Manifest,
+    part: &'static str,
+    target: PathBuf,
+    owner: (u32, u32),
+    progress: &Progress,
+) -> Result<StagedPart> {
+    let (parent, name) = target_parent_and_name(&target);
+    let staging = StagingFolder::claim(&parent.join(format!(".{name}.cmw-upgrade-restore")))?;
     let mut plan = CopyPlan::default();
     plan.add_tree(&bundle.join(part), part, Treatment::Owner(owner.0, owner.1))?;
     plan.finish();
-    let copied = copy_plan(&plan, guard.path(), progress)?;
+    let copied = copy_plan(&plan, staging.path(), progress)?;
     check_against_manifest(bundle, manifest, part, &copied)?;
+    Ok(StagedPart {
+        part,
+        target,
+        staging,
+        files: plan.file_count(),
+        bytes: plan.data_bytes(),
+    })
+}
 
+/// Moves the target's old content aside and the staged copy into its place.
+fn place_part(staged: StagedPart, stamp: &str) -> Result<RestoredPart> {
+    let StagedPart {
+        part,
+        target,
+        staging,
+        files,
+        bytes,
+    } = staged;
+    let target = target.as_path();
+    let (parent, name) = target_parent_and_name(target);
     let target_has_content = match fs::read_dir(target) {
         Ok(mut listing) => Some(listing.next().is_some()),
         Err(_) => None,
@@ -192,9 +245,9 @@ fn restore_part(
         }
         None => None,
     };
-    fs::rename(staging.join(part), target)
+    fs::rename(staging.path().join(part), target)
         .map_err(|error| Error::io("move the restored copy into", target, error))?;
-    guard.discard()?;
+    staging.discard()?;
     fs::File::open(parent)
         .and_then(|handle| handle.sync_all())
         .map_err(|error| Error::io("flush", parent, error))?;
@@ -202,8 +255,8 @@ fn restore_part(
         part: part.to_owned(),
         target: target.to_path_buf(),
         moved_aside,
-        files: plan.file_count(),
-        bytes: plan.data_bytes(),
+        files,
+        bytes,
     })
 }
 

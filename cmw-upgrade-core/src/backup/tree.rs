@@ -346,6 +346,7 @@ fn copy_one_file(
     progress: &Progress,
     as_root: bool,
 ) -> Result<CopiedFile> {
+    progress.check_cancelled()?;
     let source = &entry.source;
     let mut input = match OpenOptions::new()
         .read(true)
@@ -375,6 +376,7 @@ fn copy_one_file(
         |error| match error {
             StreamError::Read(error) => Error::io("read", source, error),
             StreamError::Write(error) => Error::io("write", destination, error),
+            StreamError::Cancelled => super::cancelled(),
         },
     )?;
     start_writeback(&output);
@@ -412,11 +414,14 @@ pub(crate) enum StreamError {
     Read(io::Error),
     /// Writing the output failed.
     Write(io::Error),
+    /// The operation was asked to stop; the output is incomplete.
+    Cancelled,
 }
 
 /// Reads `input` to its end through `buffer`, hashing every byte with BLAKE3
 /// and writing it to `output` when there is one: the one pass that copies,
-/// hashes and counts progress. Returns the bytes read and the hex hash.
+/// hashes and counts progress. Returns the bytes read and the hex hash. A stop
+/// request is honoured between buffers, so one large file does not hold it up.
 pub(crate) fn hash_stream(
     input: &mut dyn Read,
     mut output: Option<&mut dyn Write>,
@@ -426,6 +431,9 @@ pub(crate) fn hash_stream(
     let mut hasher = blake3::Hasher::new();
     let mut size = 0u64;
     loop {
+        if progress.is_cancelled() {
+            return Err(StreamError::Cancelled);
+        }
         let read = match input.read(buffer) {
             Ok(0) => break,
             Ok(read) => read,
@@ -476,8 +484,9 @@ fn start_writeback(file: &File) {
 /// hashing each file in the same pass. Returns the manifest entries in plan order.
 ///
 /// # Errors
-/// The first [`Error::Io`] (naming the path: a full disk, a permission) or
-/// [`Error::SourceChanged`]; what was written stays for the caller to remove.
+/// The first [`Error::Io`] (naming the path: a full disk, a permission),
+/// [`Error::SourceChanged`], or [`Error::Cancelled`] once the progress's stop
+/// request is set; what was written stays for the caller to remove.
 pub(crate) fn copy_plan(
     plan: &CopyPlan,
     destination: &Path,
@@ -587,7 +596,8 @@ pub(crate) fn copy_plan(
 /// The size and BLAKE3 of a file, read with `buffer`; links are not followed.
 ///
 /// # Errors
-/// The I/O error of opening or reading.
+/// The I/O error of opening or reading; [`io::ErrorKind::Interrupted`] when the
+/// operation was asked to stop (callers check [`Progress::check_cancelled`]).
 pub(crate) fn hash_file(
     path: &Path,
     buffer: &mut [u8],
@@ -599,17 +609,31 @@ pub(crate) fn hash_file(
         .open(path)?;
     let hashed = hash_stream(&mut input, None, buffer, progress).map_err(|error| match error {
         StreamError::Read(error) | StreamError::Write(error) => error,
+        StreamError::Cancelled => stopped(),
     })?;
     progress.add_file();
     Ok(hashed)
 }
 
+/// The error of a hash stopped on request; it never reaches the admin, since
+/// the callers turn a stop into [`Error::Cancelled`] first.
+fn stopped() -> io::Error {
+    io::Error::new(io::ErrorKind::Interrupted, "stopped on request")
+}
+
 /// Hashes the given files on all cores: `(size, blake3)` or the error, in order.
+/// Once the operation is asked to stop, the files not started yet are skipped;
+/// the caller checks [`Progress::check_cancelled`] before using the results.
 pub(crate) fn hash_files(paths: &[PathBuf], progress: &Progress) -> Vec<io::Result<(u64, String)>> {
     parallel_map_with(
         paths,
         || vec![0u8; BUFFER_BYTES],
-        |buffer, path| Ok(hash_file(path, buffer, progress)),
+        |buffer, path| {
+            if progress.is_cancelled() {
+                return Ok(Err(stopped()));
+            }
+            Ok(hash_file(path, buffer, progress))
+        },
     )
     .expect("per-file errors are results, so the map itself never fails")
 }

@@ -29,7 +29,8 @@ pub struct VerifyReport {
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::BundleDamaged`] when the manifest cannot be read;
-/// damaged files are reported, not errors.
+/// [`Error::Cancelled`] when the progress's stop request is set; damaged files
+/// are reported, not errors.
 pub fn verify_bundle(bundle: &Path, progress: &Progress) -> Result<VerifyReport> {
     let manifest = Manifest::read(bundle)?;
     verify_entries(bundle, &manifest, progress)
@@ -44,7 +45,8 @@ fn is_kept_logs(path: &str) -> bool {
 /// Compares the files under `bundle` with `manifest`.
 ///
 /// # Errors
-/// [`Error::Io`] when a folder of the bundle cannot be listed.
+/// [`Error::Io`] when a folder of the bundle cannot be listed;
+/// [`Error::Cancelled`] when the progress's stop request is set.
 pub fn verify_entries(
     bundle: &Path,
     manifest: &Manifest,
@@ -103,7 +105,9 @@ pub fn verify_entries(
         .iter()
         .map(|entry| bundle.join(&entry.path))
         .collect();
-    for (entry, hashed) in to_hash.iter().zip(hash_files(&paths, progress)) {
+    let hashed = hash_files(&paths, progress);
+    progress.check_cancelled()?;
+    for (entry, hashed) in to_hash.iter().zip(hashed) {
         match hashed {
             Ok((size, hash)) if size == entry.size && Some(&hash) == entry.blake3.as_ref() => {}
             Ok(_) => report.changed.push(entry.path.clone()),
@@ -141,7 +145,8 @@ pub struct DriftReport {
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::BundleDamaged`] when the manifest cannot be read,
-/// or the database folder cannot be resolved or listed.
+/// or the database folder cannot be resolved or listed; [`Error::Cancelled`]
+/// when the progress's stop request is set.
 pub fn bundle_drift(
     bundle: &Path,
     database: &Path,
@@ -204,7 +209,9 @@ pub fn bundle_drift(
         .iter()
         .map(|(relative, _)| resolved.join(relative))
         .collect();
-    for ((relative, entry), hashed) in to_hash.iter().zip(hash_files(&paths, progress)) {
+    let hashed = hash_files(&paths, progress);
+    progress.check_cancelled()?;
+    for ((relative, entry), hashed) in to_hash.iter().zip(hashed) {
         match hashed {
             Ok((_, hash)) if Some(&hash) == entry.blake3.as_ref() => {}
             Ok(_) => report.changed.push((*relative).to_owned()),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::utc_rfc3339;
 use crate::executor::{Executor, Operation, Recording};
@@ -336,6 +337,21 @@ pub fn run_upgrade<E: Executor>(
     settings: &UpgradeSettings,
     events: EventSink<'_>,
 ) -> Result<RunReport> {
+    run_upgrade_with_cancel(recorder, settings, events, &Cancel::new())
+}
+
+/// [`run_upgrade`] that stops when `cancel` is set, before starting the next
+/// step: a step is never cut short, and the steps done stay done, so the same
+/// settings resume the run.
+///
+/// # Errors
+/// As [`run_upgrade`]; [`Error::Cancelled`] when it stopped on request.
+pub fn run_upgrade_with_cancel<E: Executor>(
+    recorder: &Recording<E>,
+    settings: &UpgradeSettings,
+    events: EventSink<'_>,
+    cancel: &Cancel,
+) -> Result<RunReport> {
     let store: &dyn Executor = recorder.inner();
     let mut state = load_or_start(store, settings)?;
     state.rollback = None;
@@ -358,6 +374,17 @@ pub fn run_upgrade<E: Executor>(
                      version of cmw-upgrade; finish or roll back that run with that version"
                     ),
                 })?;
+        if cancel.is_cancelled() {
+            // The state on disk already says where to resume: the steps done,
+            // and this one still pending.
+            return Err(Error::Cancelled {
+                left: format!(
+                    "the steps done stay done and {name} has not started; run again with \
+                     the same settings to resume, or undo with: {}",
+                    rollback_command(&settings.instance)
+                ),
+            });
+        }
         {
             let record = &mut state.steps[index];
             record.status = StepStatus::Running;
@@ -582,4 +609,75 @@ pub fn rollback_upgrade<E: Executor>(
         steps: state.steps,
         next,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::executor::LocalExecutor;
+
+    fn settings() -> UpgradeSettings {
+        UpgradeSettings {
+            instance: InstanceName::new("prod").unwrap(),
+            family: OsFamily::Deb,
+            bundle: "/backup/prod".to_owned(),
+            distribution: "/tmp/5.0-release-ru-5.0.1234.0.astra.tar.gz".to_owned(),
+            prerequisites: "/tmp/5.0-release-ru-5.0.1234.0.prerequisites.astra.tar.gz".to_owned(),
+            port: 80,
+            upgrade_timeout_seconds: 60,
+            health_timeout_seconds: 60,
+            fix_config: false,
+        }
+    }
+
+    #[test]
+    fn a_cancelled_run_stops_before_the_next_step_and_stays_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalExecutor::new(dir.path());
+        let settings = settings();
+        let mut earlier = fresh_state(&settings);
+        earlier.steps[0].status = StepStatus::Done;
+        earlier.save(&local).unwrap();
+
+        let cancel = Cancel::new();
+        let mut seen = Vec::new();
+        // The stop request comes while the run is under way (here: as the
+        // done first step is skipped), as Ctrl-C would.
+        let error = run_upgrade_with_cancel(
+            &Recording::new(&local),
+            &settings,
+            &mut |event| {
+                seen.push(event.clone());
+                cancel.cancel();
+            },
+            &cancel,
+        )
+        .unwrap_err();
+
+        assert_eq!(error.kind(), ErrorKind::Cancelled);
+        let message = error.to_string();
+        assert!(
+            message.contains("prerequisites has not started")
+                && message.contains("cmw-upgrade rollback --instance prod"),
+            "{message}"
+        );
+        assert_eq!(
+            seen,
+            [Event::StepSkipped {
+                name: STEPS[0].name.to_owned()
+            }],
+            "no step started after the request"
+        );
+        let state = RunState::load(&local, &settings.instance).unwrap().unwrap();
+        assert_eq!(state.steps[0].status, StepStatus::Done);
+        assert!(state.steps[1..]
+            .iter()
+            .all(|step| step.status == StepStatus::Pending));
+        assert_eq!(
+            load_or_start(&local, &settings).unwrap().steps[0].status,
+            StepStatus::Done,
+            "the same settings resume the run"
+        );
+    }
 }

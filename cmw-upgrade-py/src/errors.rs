@@ -61,4 +61,5 @@ exceptions! {
     UnknownAccountError = UnknownAccount: "A user or group is not in the server's account files.";
     SourceChangedError = SourceChanged: "A source file changed while it was being copied.";
     CommandFailedError = CommandFailed: "An external command failed.";
+    CancelledError = Cancelled: "The work stopped on request at a safe point; nothing was left half-done.";
 }
