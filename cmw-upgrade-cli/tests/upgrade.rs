@@ -461,8 +461,34 @@ fn plan_shows_every_step_and_changes_nothing() {
         plan["old_server"][0],
         "cmw-upgrade backup --instance prod --dest /mnt/cmw-backup/prod-4.7.2890.0"
     );
+    // The migration's preview: every directive the bundle's config carries,
+    // under its current name with the old one it comes from, secrets masked.
+    let migrate = steps
+        .iter()
+        .find(|step| step["name"] == "migrate-config")
+        .unwrap();
+    let changes = migrate["findings"][0]["changes"].as_array().unwrap();
+    let change = |key: &str| {
+        changes
+            .iter()
+            .find(|change| change["key"] == key)
+            .unwrap_or_else(|| panic!("{key} not in {changes:#?}"))
+    };
+    assert_eq!(change("journal.server")["from"], "elasticsearchUri");
+    assert_eq!(change("journal.server")["new"], "http://localhost:9200");
+    assert_eq!(change("db.workDir")["from"], "databasePath");
+    assert_eq!(change("journal.password")["new"], "***");
+    assert!(
+        !stdout(&output).contains("journal-secret") && !stdout(&output).contains("kafka-secret"),
+        "no secret in the plan"
+    );
     assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
+    assert!(
+        stdout(&text).contains("journal.server = http://localhost:9200 (from elasticsearchUri)"),
+        "{}",
+        stdout(&text)
+    );
     assert!(
         stdout(&text).contains("6. smoke-check"),
         "{}",
@@ -699,6 +725,17 @@ fn the_whole_run_over_ssh_ends_as_the_local_run() {
         serde_json::to_string_pretty(&report.steps).unwrap()
     );
     assert_eq!(remote.final_state(), expected);
+    // Every operation of the transcript says how it ended.
+    for step in &report.steps {
+        for recorded in &step.commands {
+            assert!(
+                recorded.outcome.is_some(),
+                "{}: {} has no outcome",
+                step.name,
+                recorded.operation.display()
+            );
+        }
+    }
     // The transcript shows the tool's own actions as the commands an admin would type.
     let transcript = serde_json::to_string(&report.steps).unwrap();
     assert!(transcript.contains("cmw-upgrade restore"), "{transcript}");

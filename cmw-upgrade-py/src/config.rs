@@ -37,6 +37,7 @@ pub(crate) fn migrate_config<'py>(
         take: take.unwrap_or_default(),
         fix,
         stamp: stamp.clone(),
+        preview_missing: false,
     };
     let report = py
         .detach(|| -> core::Result<_> {

@@ -20,6 +20,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         take: args.take,
         fix: args.fix,
         stamp: stamp.clone(),
+        preview_missing: false,
     };
     let mut plan = plan_migration(&args.from, &global.root, &args.instance, family, &options)?;
     plan.report.check = args.check;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cmw_upgrade_core::executor::{Executor, LocalExecutor, Operation, Recording, ToolAction};
+use cmw_upgrade_core::executor::{Executor, LocalExecutor, Recorded, Recording, ToolAction};
 use cmw_upgrade_core::procedure::state::{StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::{rollback_upgrade, run_upgrade, RunLock, UpgradeSettings};
 use cmw_upgrade_sim::{Failure, SimOptions, Simulation};
@@ -34,7 +34,7 @@ impl From<&StepRecord> for DemoStep {
             name: record.name.clone(),
             status: record.status,
             seconds: record.seconds.unwrap_or_default(),
-            commands: record.commands.iter().map(Operation::display).collect(),
+            commands: record.commands.iter().map(Recorded::display).collect(),
             error: record.error.clone(),
             error_kind: record.error_kind.clone(),
         }
@@ -146,7 +146,7 @@ fn demo_in(
         commands: old
             .take_operations()
             .iter()
-            .map(Operation::display)
+            .map(Recorded::display)
             .collect(),
         error: None,
         error_kind: None,

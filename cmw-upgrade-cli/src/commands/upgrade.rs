@@ -2,7 +2,8 @@
 
 use std::io::{IsTerminal, Write};
 
-use cmw_upgrade_core::executor::{DryRun, LocalExecutor, Recording};
+use cmw_upgrade_core::config::ChangeAction;
+use cmw_upgrade_core::executor::{DryRun, LocalExecutor, Recording, ToolOutcome};
 use cmw_upgrade_core::health::smoke_check;
 use cmw_upgrade_core::procedure::state::{RunState, StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::RunLock;
@@ -28,6 +29,40 @@ pub fn settings_of(global: &GlobalArgs, args: &UpgradeArgs) -> Result<UpgradeSet
         health_timeout_seconds: args.health_timeout.as_secs().max(1),
         fix_config: args.fix_config,
     })
+}
+
+/// What a plan's preview found, in a few lines per step (the JSON has it all).
+fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result<()> {
+    let ToolOutcome::Migrate(report) = finding else {
+        return Ok(());
+    };
+    let carried: Vec<_> = report
+        .changes
+        .iter()
+        .filter(|change| change.action != ChangeAction::Kept)
+        .collect();
+    writeln!(out, "   will carry {} values:", carried.len())?;
+    for change in carried {
+        let from = change
+            .from
+            .as_deref()
+            .map(|from| format!(" (from {from})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "     {} {} = {}{from}",
+            change.file,
+            change.key,
+            change.new.as_deref().unwrap_or("(removed)")
+        )?;
+    }
+    for warning in &report.warnings {
+        writeln!(out, "   review: {warning}")?;
+    }
+    for error in &report.errors {
+        writeln!(out, "   would stop: {error}")?;
+    }
+    Ok(())
 }
 
 pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
@@ -59,6 +94,9 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
         writeln!(out, "   needs: {}", step.precondition)?;
         for command in &step.commands {
             writeln!(out, "   $ {command}")?;
+        }
+        for finding in &step.findings {
+            print_finding(&mut out, finding)?;
         }
         writeln!(out, "   check: {}", step.check)?;
         writeln!(out, "   undo:  {}", step.undo)?;

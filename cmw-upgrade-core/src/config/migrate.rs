@@ -44,6 +44,10 @@ pub struct MigrateOptions {
     pub fix: bool,
     /// A timestamp for backup names and the appended blocks' headers.
     pub stamp: String,
+    /// For a plan made before the new instance exists: a file the new server
+    /// does not have yet is taken as empty, so the report shows every value
+    /// that will be carried into it. Never for a migration that writes.
+    pub preview_missing: bool,
 }
 
 /// A folder the instance config names that does not exist yet.
@@ -206,6 +210,13 @@ impl Planner<'_> {
         let new = self.current(server_path)?;
         let old = self.old_file(server_path)?;
         match new {
+            None if old.is_some() && self.options.preview_missing => {
+                self.report.warnings.push(format!(
+                    "{server_path}: not on this server yet (create-instance makes it); \
+                     shown: what will be carried into it"
+                ));
+                Ok(Some((old, String::new())))
+            }
             None => {
                 if old.is_some() {
                     self.report.errors.push(format!(

@@ -65,8 +65,28 @@ impl<E: Executor> Executor for DryRun<E> {
         // A plan changes nothing, so it needs no lock: it may run beside a run.
         self.inner.exists(path).map(|_| LockGuard::none())
     }
-    fn tool(&self, _action: &ToolAction) -> Result<ToolOutcome> {
-        Ok(ToolOutcome::NotRun)
+    fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
+        if action.is_read_only() {
+            return self.inner.tool(action);
+        }
+        match action {
+            // A migration has a check mode that computes exactly what it would
+            // write: the plan shows that instead of nothing.
+            ToolAction::MigrateConfig {
+                from,
+                instance,
+                family,
+                fix,
+                check: false,
+            } => self.inner.tool(&ToolAction::MigrateConfig {
+                from: from.clone(),
+                instance: instance.clone(),
+                family: *family,
+                fix: *fix,
+                check: true,
+            }),
+            _ => Ok(ToolOutcome::NotRun),
+        }
     }
     fn is_dry_run(&self) -> bool {
         true

@@ -7,7 +7,9 @@
 //!   agent` there, one JSON line per call ([`protocol`]); [`SshExecutor`]
 //!   starts that agent over one OpenSSH master connection.
 //! - [`DryRun`] reads through its inner executor but changes nothing: commands
-//!   "succeed" with empty output, writes are dropped.
+//!   "succeed" with empty output, writes are dropped; the tool's read-only
+//!   actions run for real, and a config migration runs in check mode, so a
+//!   plan shows what they find.
 //! - [`Recording`] forwards to its inner executor and keeps every effect, in
 //!   order, as an [`Operation`]: `Recording<DryRun<LocalExecutor>>` is a plan,
 //!   `Recording<LocalExecutor>` a transcript.
@@ -201,6 +203,50 @@ pub enum Operation {
         /// Owner group id.
         gid: u32,
     },
+}
+
+/// How a recorded operation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum OpOutcome {
+    /// It worked (a command exited 0).
+    Ok,
+    /// A command ran and exited non-zero, or was killed (`code` is then `None`).
+    Exited {
+        /// The exit code.
+        code: Option<i32>,
+    },
+    /// It failed before finishing (did not start, timed out, refused, I/O).
+    Failed {
+        /// The error's kind (`command_failed`, `io`, ...).
+        kind: String,
+    },
+}
+
+/// An operation in a transcript, with how it ended (`None` in a plan, or when
+/// the process died before it returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// What was done.
+    #[serde(flatten)]
+    pub operation: Operation,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OpOutcome>,
+}
+
+impl Recorded {
+    /// The operation as a transcript line: its command, and how it ended when
+    /// that was not plain success.
+    pub fn display(&self) -> String {
+        let line = self.operation.display();
+        match &self.outcome {
+            Some(OpOutcome::Exited { code: Some(code) }) => format!("{line}  # exit {code}"),
+            Some(OpOutcome::Exited { code: None }) => format!("{line}  # killed"),
+            Some(OpOutcome::Failed { kind }) => format!("{line}  # failed: {kind}"),
+            Some(OpOutcome::Ok) | None => line,
+        }
+    }
 }
 
 impl Operation {

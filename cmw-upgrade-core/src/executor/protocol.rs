@@ -245,6 +245,27 @@ impl ToolAction {
             .join(" ")
     }
 
+    /// Whether the action only reads the server, whatever it finds (a
+    /// check-mode migration or prune, a detection, a shallow drift): a dry
+    /// run runs these for real, so a plan shows what they would find.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            ToolAction::MigrateConfig { check, .. } | ToolAction::PruneCaches { check, .. } => {
+                *check
+            }
+            ToolAction::Detect { .. } => true,
+            ToolAction::Drift { deep, .. } => !deep,
+            // A verdict or a smoke check reads too, but a plan polls them in a
+            // loop that only ends on success: the plan shows them, not their answer.
+            // A verify re-hashes the whole bundle: the run does it first thing.
+            ToolAction::VerifyBundle { .. }
+            | ToolAction::Verdict { .. }
+            | ToolAction::Check { .. }
+            | ToolAction::Backup { .. }
+            | ToolAction::Restore { .. } => false,
+        }
+    }
+
     /// The wire name of the action (`verify`, `restore`, ...).
     pub fn kind(&self) -> &'static str {
         match self {

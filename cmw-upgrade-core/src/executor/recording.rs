@@ -3,16 +3,19 @@
 use std::sync::Mutex;
 
 use super::protocol::{ToolAction, ToolOutcome};
-use super::{CommandSpec, Executor, LockGuard, Operation};
+use super::{CommandSpec, Executor, LockGuard, OpOutcome, Operation, Recorded};
 use crate::error::Result;
 use crate::exec::CommandOutput;
 use crate::server::{DirEntry, ServerRead};
 
-/// Forwards to `inner` and records every effect in order (reads are not effects).
+/// Forwards to `inner` and records every effect in order, with how it ended
+/// (reads are not effects). A dry run's effects are recorded without an
+/// outcome: nothing happened.
 #[derive(Debug)]
 pub struct Recording<E> {
     inner: E,
-    operations: Mutex<Vec<Operation>>,
+    operations: Mutex<Vec<Recorded>>,
+    findings: Mutex<Vec<ToolOutcome>>,
 }
 
 impl<E: Executor> Recording<E> {
@@ -21,6 +24,7 @@ impl<E: Executor> Recording<E> {
         Recording {
             inner,
             operations: Mutex::new(Vec::new()),
+            findings: Mutex::new(Vec::new()),
         }
     }
 
@@ -32,22 +36,68 @@ impl<E: Executor> Recording<E> {
 
     /// The effects so far, in order.
     pub fn operations(&self) -> Vec<Operation> {
-        self.operations
-            .lock()
-            .expect("no panic while recording")
-            .clone()
+        self.lock_operations()
+            .iter()
+            .map(|recorded| recorded.operation.clone())
+            .collect()
     }
 
-    /// Takes the effects so far, leaving none (one step's transcript at a time).
-    pub fn take_operations(&self) -> Vec<Operation> {
-        std::mem::take(&mut *self.operations.lock().expect("no panic while recording"))
+    /// Takes the effects so far with their outcomes, leaving none (one step's
+    /// transcript at a time).
+    pub fn take_operations(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.lock_operations())
     }
 
-    fn record(&self, operation: Operation) {
+    /// Takes the reports of the tool actions that ran so far (in a dry run:
+    /// the read-only ones and the previews), leaving none.
+    pub fn take_findings(&self) -> Vec<ToolOutcome> {
+        std::mem::take(
+            &mut *self
+                .findings
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
+    }
+
+    fn lock_operations(&self) -> std::sync::MutexGuard<'_, Vec<Recorded>> {
         self.operations
             .lock()
-            .expect("no panic while recording")
-            .push(operation);
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Records `operation` before it runs (a crash leaves it in the
+    /// transcript), runs it, then records how it ended.
+    fn record<T>(
+        &self,
+        operation: Operation,
+        run: impl FnOnce() -> Result<T>,
+        ok: impl FnOnce(&T) -> OpOutcome,
+    ) -> Result<T> {
+        let index = {
+            let mut operations = self.lock_operations();
+            operations.push(Recorded {
+                operation,
+                outcome: None,
+            });
+            operations.len() - 1
+        };
+        let result = run();
+        if !self.inner.is_dry_run() {
+            let outcome = match &result {
+                Ok(value) => ok(value),
+                Err(error) => OpOutcome::Failed {
+                    kind: error.kind().as_str().to_owned(),
+                },
+            };
+            if let Some(recorded) = self.lock_operations().get_mut(index) {
+                recorded.outcome = Some(outcome);
+            }
+        }
+        result
+    }
+
+    fn record_effect(&self, operation: Operation, run: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.record(operation, run, |()| OpOutcome::Ok)
     }
 }
 
@@ -68,62 +118,95 @@ impl<E: Executor> ServerRead for Recording<E> {
 
 impl<E: Executor> Executor for Recording<E> {
     fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
-        self.record(Operation::Run {
-            command: command.display(),
-        });
-        self.inner.execute(command)
+        self.record(
+            Operation::Run {
+                command: command.display(),
+            },
+            || self.inner.execute(command),
+            |output| {
+                if output.success() {
+                    OpOutcome::Ok
+                } else {
+                    OpOutcome::Exited { code: output.code }
+                }
+            },
+        )
     }
     fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
-        self.record(Operation::WriteFile {
-            path: path.to_owned(),
-            bytes: content.len() as u64,
-            mode,
-        });
-        self.inner.write_file(path, content, mode)
+        self.record_effect(
+            Operation::WriteFile {
+                path: path.to_owned(),
+                bytes: content.len() as u64,
+                mode,
+            },
+            || self.inner.write_file(path, content, mode),
+        )
     }
     fn create_dir_all(&self, path: &str) -> Result<()> {
-        self.record(Operation::CreateDir {
-            path: path.to_owned(),
-        });
-        self.inner.create_dir_all(path)
+        self.record_effect(
+            Operation::CreateDir {
+                path: path.to_owned(),
+            },
+            || self.inner.create_dir_all(path),
+        )
     }
     fn copy(&self, from: &str, to: &str) -> Result<()> {
-        self.record(Operation::Copy {
-            from: from.to_owned(),
-            to: to.to_owned(),
-        });
-        self.inner.copy(from, to)
+        self.record_effect(
+            Operation::Copy {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            },
+            || self.inner.copy(from, to),
+        )
     }
     fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.record(Operation::Rename {
-            from: from.to_owned(),
-            to: to.to_owned(),
-        });
-        self.inner.rename(from, to)
+        self.record_effect(
+            Operation::Rename {
+                from: from.to_owned(),
+                to: to.to_owned(),
+            },
+            || self.inner.rename(from, to),
+        )
     }
     fn remove(&self, path: &str) -> Result<()> {
-        self.record(Operation::Remove {
-            path: path.to_owned(),
-        });
-        self.inner.remove(path)
+        self.record_effect(
+            Operation::Remove {
+                path: path.to_owned(),
+            },
+            || self.inner.remove(path),
+        )
     }
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
-        self.record(Operation::ChownTree {
-            path: path.to_owned(),
-            uid,
-            gid,
-        });
-        self.inner.chown_tree(path, uid, gid)
+        self.record_effect(
+            Operation::ChownTree {
+                path: path.to_owned(),
+                uid,
+                gid,
+            },
+            || self.inner.chown_tree(path, uid, gid),
+        )
     }
     fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
         // Not an effect on the server's content: kept out of transcripts.
         self.inner.lock(path)
     }
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
-        self.record(Operation::Tool {
-            command: action.display(),
-        });
-        self.inner.tool(action)
+        let outcome = self.record(
+            Operation::Tool {
+                command: action.display(),
+            },
+            || self.inner.tool(action),
+            |_| OpOutcome::Ok,
+        )?;
+        // A plan keeps what its read-only actions and previews found; a run
+        // does not (its verdict polls would pile up for hours).
+        if self.inner.is_dry_run() && outcome != ToolOutcome::NotRun {
+            self.findings
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .push(outcome.clone());
+        }
+        Ok(outcome)
     }
     fn is_dry_run(&self) -> bool {
         self.inner.is_dry_run()

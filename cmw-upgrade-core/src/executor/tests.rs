@@ -180,3 +180,51 @@ fn a_recorded_dry_run_lists_everything_and_changes_nothing() {
         .unwrap()
         .success());
 }
+
+#[test]
+fn a_transcript_says_how_each_operation_ended_and_a_plan_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalExecutor::new(dir.path());
+    let transcript = Recording::new(&local);
+    transcript
+        .execute(&CommandSpec::new(["sh", "-c", "exit 3"]))
+        .unwrap();
+    transcript.execute(&CommandSpec::new(["true"])).unwrap();
+    assert!(transcript
+        .execute(&CommandSpec::new(["/no/such/program"]))
+        .is_err());
+    assert!(transcript.rename("/missing", "/elsewhere").is_err());
+    let outcomes: Vec<Option<OpOutcome>> = transcript
+        .take_operations()
+        .into_iter()
+        .map(|recorded| recorded.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            Some(OpOutcome::Exited { code: Some(3) }),
+            Some(OpOutcome::Ok),
+            Some(OpOutcome::Failed {
+                kind: "command_failed".into()
+            }),
+            Some(OpOutcome::Failed { kind: "io".into() }),
+        ]
+    );
+    let plan = Recording::new(DryRun::new(&local));
+    plan.execute(&CommandSpec::new(["sh", "-c", "exit 3"]))
+        .unwrap();
+    let recorded = plan.take_operations();
+    assert_eq!(recorded[0].outcome, None, "a plan ran nothing");
+    assert_eq!(recorded[0].display(), "sh -c 'exit 3'");
+    let json = serde_json::to_value(Recorded {
+        operation: Operation::Run {
+            command: "systemctl is-active x".into(),
+        },
+        outcome: Some(OpOutcome::Exited { code: Some(3) }),
+    })
+    .unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"op": "run", "command": "systemctl is-active x", "outcome": {"result": "exited", "code": 3}})
+    );
+}

@@ -83,6 +83,7 @@ pub fn run_tool(local: &LocalExecutor, action: &ToolAction) -> Result<ToolOutcom
                 take: Vec::new(),
                 fix: *fix,
                 stamp: stamp.clone(),
+                preview_missing: *check,
             };
             let mut plan = plan_migration(&place(from)?, root, instance, *family, &options)?;
             if *check {

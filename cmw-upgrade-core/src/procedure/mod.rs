@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::utc_rfc3339;
-use crate::executor::{Executor, Operation, Recording};
+use crate::executor::{Executor, Operation, Recorded, Recording, ToolOutcome};
 use crate::instance::InstanceName;
 use crate::os::OsFamily;
 use state::{RunState, StepRecord, StepStatus};
@@ -264,11 +264,11 @@ fn now() -> String {
 
 /// Folds repeated polling (the same command again and again while waiting)
 /// into one entry, so a step's transcript lists what it did, in order.
-fn fold_repeats(operations: Vec<Operation>) -> Vec<Operation> {
-    let mut folded: Vec<Operation> = Vec::with_capacity(operations.len());
-    for operation in operations {
-        if !folded.contains(&operation) || !is_poll(&operation) {
-            folded.push(operation);
+fn fold_repeats(operations: Vec<Recorded>) -> Vec<Recorded> {
+    let mut folded: Vec<Recorded> = Vec::with_capacity(operations.len());
+    for recorded in operations {
+        if !folded.contains(&recorded) || !is_poll(&recorded.operation) {
+            folded.push(recorded);
         }
     }
     folded
@@ -466,6 +466,10 @@ pub struct PlannedStep {
     pub undo: &'static str,
     /// The commands and file operations, in order.
     pub commands: Vec<String>,
+    /// What its read-only actions found and what its previews would change
+    /// (the config migration's directives, under their new names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<ToolOutcome>,
     /// Why it could not be planned in full now (a file not there yet).
     pub note: Option<String>,
 }
@@ -486,6 +490,7 @@ pub fn plan_upgrade<E: Executor>(
     }
     let mut state = fresh_state(settings);
     let mut planned = Vec::new();
+    recorder.take_findings();
     let mut ignore = |_: &Event| {};
     for (index, info) in STEPS.iter().enumerate() {
         recorder.take_operations();
@@ -506,8 +511,9 @@ pub fn plan_upgrade<E: Executor>(
             commands: recorder
                 .take_operations()
                 .iter()
-                .map(Operation::display)
+                .map(|recorded| recorded.operation.display())
                 .collect(),
+            findings: recorder.take_findings(),
             note: outcome.err().map(|error| error.to_string()),
         });
     }

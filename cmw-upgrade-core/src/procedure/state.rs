@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::UpgradeSettings;
 use crate::error::{Error, Result};
-use crate::executor::{Executor, LockGuard, Operation};
+use crate::executor::{Executor, LockGuard, Recorded};
 use crate::instance::InstanceName;
 
 /// Where the tool keeps its own state on a server.
@@ -77,9 +77,9 @@ pub struct StepRecord {
     /// What it produced that later steps or a rollback need (`bundle`, `aside`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub artifacts: BTreeMap<String, String>,
-    /// The commands and file operations it performed.
+    /// The commands and file operations it performed, with how each ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub commands: Vec<Operation>,
+    pub commands: Vec<Recorded>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
