@@ -9,7 +9,11 @@
 //! The same code makes the plan: run on `Recording<DryRun<_>>` it changes
 //! nothing and yields every command in order.
 
+#[cfg(test)]
+mod decisions;
 pub mod dist;
+#[cfg(test)]
+mod memory;
 pub mod state;
 mod steps;
 
