@@ -140,8 +140,8 @@ pub(crate) mod contract {
 
 #[cfg(test)]
 mod tests {
+    use super::place_under_root;
     use super::*;
-    use crate::executor::place_under_root;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;

@@ -253,7 +253,7 @@ impl Executor for LocalExecutor {
     }
 
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
-        tools::run_tool(self, action)
+        tools::run_tool(&self.disk, self, action)
     }
 
     fn lock(&self, path: &str) -> Result<LockGuard<'_>> {

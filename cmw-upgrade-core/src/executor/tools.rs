@@ -6,12 +6,12 @@
 //! all-or-nothing behaviour, recorded as one operation by a [`Recording`](super::Recording).
 
 use super::protocol::{DetectReport, ToolAction, ToolOutcome};
-use super::LocalExecutor;
 use crate::backup::manifest::BackupMethod;
 use crate::backup::{
     backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
 };
 use crate::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::health::smoke_check;
@@ -20,17 +20,19 @@ use crate::logs::upgrade_verdict;
 use crate::os::{detect_os_family_from, OS_RELEASE_PATHS};
 use crate::prune::prune_caches;
 
-/// Runs `action` on the server `local` acts on (its disk under its root);
-/// commands it needs (`nginx -t`, `control.sh`) go through it too.
+/// Runs `action` on the server on `disk` (under its root); commands it needs
+/// (`nginx -t`, `control.sh`) go through `runner`.
 ///
 /// # Errors
 /// What the action reports, with its kind; a config migration with errors is
 /// [`Error::CheckFailed`] listing them (nothing written); a verdict without
 /// exactly one of instance and log folder is [`Error::BadRequest`].
-pub fn run_tool(local: &LocalExecutor, action: &ToolAction) -> Result<ToolOutcome> {
-    let root = local.root();
-    let disk = local.disk();
-    let runner: &dyn CommandRunner = local;
+pub fn run_tool(
+    disk: &Disk,
+    runner: &dyn CommandRunner,
+    action: &ToolAction,
+) -> Result<ToolOutcome> {
+    let root = disk.root();
     let place = |path: &str| disk.place(path);
     let progress = Progress::default();
     Ok(match action {
