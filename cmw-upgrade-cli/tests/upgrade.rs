@@ -483,6 +483,32 @@ fn plan_shows_every_step_and_changes_nothing() {
         "no secret in the plan"
     );
     assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
+    // A missing input is a precondition the plan checks, as the run would.
+    let typo = rehearsal
+        .plain("plan")
+        .args([
+            "--json",
+            "--instance",
+            "prod",
+            "--bundle",
+            rehearsal.setup["bundle"].as_str().unwrap(),
+            "--distribution",
+            "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz",
+            "--prerequisites",
+            "/opt/distr/5.0-release-ru-5.0.78.prerequisites.astra.tar.gz",
+        ])
+        .output()
+        .unwrap();
+    let typo = json(&typo);
+    assert!(
+        typo["steps"][1]["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("5.0.78.prerequisites.astra.tar.gz does not exist"),
+        "{}",
+        typo["steps"][1]
+    );
+    assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
     assert!(
         stdout(&text).contains("journal.server = http://localhost:9200 (from elasticsearchUri)"),

@@ -121,7 +121,8 @@ pub(crate) fn run<'py>(
         fix_config,
     )?;
     let report = run_long_call(py, progress, Feed::Events, move |worker| {
-        let local = LocalExecutor::new(&root);
+        // Ctrl-C also stops a backup or restore inside a step between files.
+        let local = LocalExecutor::new(&root).with_cancel(worker.cancel.clone());
         let _lock = core::procedure::RunLock::acquire(&local, &settings.instance)?;
         let recorder = Recording::new(&local);
         core::procedure::run_upgrade_with_cancel(

@@ -259,12 +259,12 @@ def test_import_cdbbz(tmp_path):
         cmw_upgrade.import_cdbbz(tmp_path / "not-there.cdbbz", tmp_path / "other")
 
 
-def simulated_servers(folder: Path) -> dict:
+def simulated_servers(folder: Path, upgrade_time: str = "1s") -> dict:
     """Lays out simulated servers with the CLI's demo (the same simulator the
     Rust tests use) and returns what to pass to plan/run."""
     binary = REPO / "target" / "debug" / "cmw-upgrade"
     output = subprocess.run(
-        [str(binary), "demo", "--setup-only", "--json", "--upgrade-time", "1s", "--keep", str(folder)],
+        [str(binary), "demo", "--setup-only", "--json", "--upgrade-time", upgrade_time, "--keep", str(folder)],
         check=True,
         capture_output=True,
         text=True,
@@ -428,3 +428,37 @@ def test_ctrl_c_stops_a_run_between_steps_and_the_same_call_resumes(servers):
     skipped = [event["name"] for event in events if event["event"] == "step_skipped"]
     started = [event["name"] for event in events if event["event"] == "step_started"]
     assert len(skipped) == done and len(started) == 12 - done, "the steps done stayed done"
+
+
+def test_ctrl_c_cuts_a_long_wait_short_and_that_step_starts_over(tmp_path, monkeypatch):
+    # The simulated upgrade takes 5 s: the wait for it is long enough to be
+    # interrupted, and the interrupt must not wait for it to end.
+    setup = simulated_servers(tmp_path / "sim", upgrade_time="5s")
+    monkeypatch.setenv("PATH", setup["path"])
+    try:
+        ctrl_c = CtrlC(delay=0.01)
+
+        def progress(event):
+            if event["event"] == "waiting" and "upgrade" in event["what"]:
+                ctrl_c.start()
+
+        with pytest.raises(KeyboardInterrupt):
+            try:
+                cmw_upgrade.run(**upgrade_args(setup), progress=progress)
+            finally:
+                raised_at = time.monotonic()
+        assert ctrl_c.sent_at is not None
+        assert raised_at - ctrl_c.sent_at < 1.0, "the wait was cut short"
+        state_file = Path(setup["root"]) / "var/lib/cmw-upgrade/prod/state.json"
+        steps = {step["name"]: step for step in json.loads(state_file.read_text())["steps"]}
+        assert steps["transfer-data"]["status"] == "done"
+        assert steps["wait-upgrade"]["status"] == "pending"
+        assert steps["wait-upgrade"]["error_kind"] == "cancelled"
+
+        report = cmw_upgrade.run(**upgrade_args(setup))
+        assert report["outcome"] == "upgraded", report
+    finally:
+        subprocess.run(
+            [str(Path(setup["programs"]) / "systemctl"), "stop", "comindwareprod", "nginx"],
+            capture_output=True,
+        )

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use super::protocol::{ToolAction, ToolOutcome};
 use super::{tools, CommandSpec, Executor, LockGuard};
 use crate::atomic::{write_atomic, FileAttributes};
+use crate::backup::Progress;
+use crate::cancel::Cancel;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
@@ -22,6 +24,7 @@ use crate::server::{DirEntry, ServerRead};
 pub struct LocalExecutor {
     disk: Disk,
     search_path: Option<std::ffi::OsString>,
+    cancel: Cancel,
 }
 
 impl LocalExecutor {
@@ -30,7 +33,16 @@ impl LocalExecutor {
         LocalExecutor {
             disk: Disk::new(root),
             search_path: None,
+            cancel: Cancel::new(),
         }
+    }
+
+    /// The same executor whose tool actions (backup, restore, verify) stop
+    /// between files once `cancel` is set, leaving nothing half-written.
+    #[must_use]
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// The same executor looking up programs in `folder` first (the
@@ -253,7 +265,12 @@ impl Executor for LocalExecutor {
     }
 
     fn tool(&self, action: &ToolAction) -> Result<ToolOutcome> {
-        tools::run_tool(&self.disk, self, action)
+        tools::run_tool(
+            &self.disk,
+            self,
+            &Progress::with_cancel(self.cancel.clone()),
+            action,
+        )
     }
 
     fn lock(&self, path: &str) -> Result<LockGuard<'_>> {

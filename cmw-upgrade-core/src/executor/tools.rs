@@ -21,7 +21,8 @@ use crate::os::{detect_os_family_from, OS_RELEASE_PATHS};
 use crate::prune::prune_caches;
 
 /// Runs `action` on the server on `disk` (under its root); commands it needs
-/// (`nginx -t`, `control.sh`) go through `runner`.
+/// (`nginx -t`, `control.sh`) go through `runner`; long file work reports to
+/// `progress` and stops when it is cancelled.
 ///
 /// # Errors
 /// What the action reports, with its kind; a config migration with errors is
@@ -30,14 +31,14 @@ use crate::prune::prune_caches;
 pub fn run_tool(
     disk: &Disk,
     runner: &dyn CommandRunner,
+    progress: &Progress,
     action: &ToolAction,
 ) -> Result<ToolOutcome> {
     let root = disk.root();
     let place = |path: &str| disk.place(path);
-    let progress = Progress::default();
     Ok(match action {
         ToolAction::VerifyBundle { bundle } => {
-            ToolOutcome::Verify(verify_bundle(&place(bundle)?, &progress)?)
+            ToolOutcome::Verify(verify_bundle(&place(bundle)?, progress)?)
         }
         ToolAction::Backup {
             instance,
@@ -54,7 +55,7 @@ pub fn run_tool(
                 control_script: None,
                 check_space: true,
             };
-            ToolOutcome::Backup(backup(&options, runner, &progress)?)
+            ToolOutcome::Backup(backup(&options, runner, progress)?)
         }
         ToolAction::Restore {
             bundle,
@@ -68,7 +69,7 @@ pub fn run_tool(
                 family: *family,
                 replace: true,
             };
-            ToolOutcome::Restore(restore(&options, &progress)?)
+            ToolOutcome::Restore(restore(&options, progress)?)
         }
         ToolAction::PruneCaches { database, check } => {
             ToolOutcome::Prune(prune_caches(&place(database)?, *check)?)
@@ -161,7 +162,7 @@ pub fn run_tool(
                 &place(bundle)?,
                 &layout.database.path,
                 *deep,
-                &progress,
+                progress,
             )?)
         }
     })

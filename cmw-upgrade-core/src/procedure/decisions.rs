@@ -36,6 +36,15 @@ fn settings() -> UpgradeSettings {
 
 /// Runs the step called `name` on `server` (its state saved there too).
 fn run_step(server: &MemoryServer, state: &mut RunState, name: &str) -> Result<()> {
+    run_step_until(server, state, name, &crate::cancel::Cancel::new())
+}
+
+fn run_step_until(
+    server: &MemoryServer,
+    state: &mut RunState,
+    name: &str,
+    cancel: &crate::cancel::Cancel,
+) -> Result<()> {
     let settings = settings();
     let index = STEPS.iter().position(|step| step.name == name).unwrap();
     let mut ignore = |_: &super::Event| {};
@@ -46,6 +55,7 @@ fn run_step(server: &MemoryServer, state: &mut RunState, name: &str) -> Result<(
         state,
         index,
         &mut ignore,
+        cancel,
     ))
 }
 
@@ -264,4 +274,37 @@ fn a_bundle_of_another_instance_is_refused_before_it_is_hashed() {
             .contains("cmw-upgrade backup --instance prod"),
         "{error}"
     );
+}
+
+#[test]
+fn a_cancelled_wait_stops_between_polls_and_changes_nothing() {
+    let mut verdict = failed_verdict();
+    if let ToolOutcome::Verdict(report) = &mut verdict {
+        report.verdict = Verdict::InProgress;
+        report.errors.clear();
+    }
+    let cancel = crate::cancel::Cancel::new();
+    let asked = cancel.clone();
+    let server = MemoryServer::new().with_tools(move |_, action| {
+        assert!(matches!(action, ToolAction::Verdict { .. }));
+        // The caller gives up while the upgrade is still in progress.
+        asked.cancel();
+        Ok(verdict.clone())
+    });
+    let started = std::time::Instant::now();
+    let error = run_step_until(
+        &server,
+        &mut fresh_state(&settings()),
+        "wait-upgrade",
+        &cancel,
+    )
+    .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Cancelled, "{error}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "not the 5 s timeout"
+    );
+    assert!(error.to_string().contains("starts over"), "{error}");
+    let ran = format!("{:?}", server.events());
+    assert!(!ran.contains("systemctl stop"), "nothing stopped: {ran}");
 }

@@ -344,8 +344,11 @@ pub fn run_upgrade<E: Executor>(
     run_upgrade_with_cancel(recorder, settings, events, &Cancel::new())
 }
 
-/// [`run_upgrade`] that stops when `cancel` is set, before starting the next
-/// step: a step is never cut short, and the steps done stay done, so the same
+/// [`run_upgrade`] that stops when `cancel` is set: before starting the next
+/// step, or in a step's wait (the upgrade, the site), where stopping changes
+/// nothing (that step is then pending again); a local executor made
+/// [`with_cancel`](crate::executor::LocalExecutor::with_cancel) also stops its
+/// backups and restores between files. The steps done stay done, so the same
 /// settings resume the run.
 ///
 /// # Errors
@@ -414,13 +417,22 @@ pub fn run_upgrade_with_cancel<E: Executor>(
             &mut state,
             index,
             &mut *events,
+            cancel,
         ));
         let record = &mut state.steps[index];
         record.commands = fold_repeats(recorder.take_operations());
         record.seconds = Some(clock.elapsed().as_secs_f64());
         record.finished = Some(now());
+        let mut cancelled = None;
         match outcome {
             Ok(()) => record.status = StepStatus::Done,
+            // Stopped on request in a wait: not a failure, and it starts over.
+            Err(error @ Error::Cancelled { .. }) => {
+                record.status = StepStatus::Pending;
+                record.error = Some(error.to_string());
+                record.error_kind = Some(error.kind().as_str().to_owned());
+                cancelled = Some(error);
+            }
             Err(error) => {
                 record.status = StepStatus::Failed;
                 record.error = Some(error.to_string());
@@ -435,6 +447,9 @@ pub fn run_upgrade_with_cancel<E: Executor>(
             status,
             seconds,
         });
+        if let Some(error) = cancelled {
+            return Err(error);
+        }
         if failed {
             break;
         }
@@ -494,6 +509,7 @@ pub fn plan_upgrade<E: Executor>(
     }
     let mut state = fresh_state(settings);
     let mut planned = Vec::new();
+    let never = Cancel::new();
     recorder.take_findings();
     let mut ignore = |_: &Event| {};
     for (index, info) in STEPS.iter().enumerate() {
@@ -505,6 +521,7 @@ pub fn plan_upgrade<E: Executor>(
             &mut state,
             index,
             &mut ignore,
+            &never,
         ));
         planned.push(PlannedStep {
             name: info.name,

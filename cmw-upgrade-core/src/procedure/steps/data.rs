@@ -31,6 +31,7 @@ impl Step<'_> {
         let limit = self.settings.upgrade_timeout();
         let started = Instant::now();
         let problem = loop {
+            self.check_cancelled("the data-structure upgrade")?;
             let report = self
                 .exec()
                 .tool(&ToolAction::Verdict {

@@ -13,6 +13,7 @@ use super::dist::{PlatformTarball, PrerequisitesTarball};
 use super::state::{RunState, StepStatus, STATE_ROOT};
 use super::{Event, EventSink, UpgradeSettings};
 use crate::accounts::resolve_owner;
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::{utc_stamp, CommandOutput};
 use crate::executor::{CommandSpec, Executor, ToolAction};
@@ -47,6 +48,8 @@ pub(crate) struct Step<'a> {
     state: &'a mut RunState,
     index: usize,
     events: EventSink<'a>,
+    /// Checked in the waits, which may last hours.
+    cancel: &'a Cancel,
 }
 
 impl<'a> Step<'a> {
@@ -58,6 +61,7 @@ impl<'a> Step<'a> {
         state: &'a mut RunState,
         index: usize,
         events: EventSink<'a>,
+        cancel: &'a Cancel,
     ) -> Self {
         Step {
             exec,
@@ -66,7 +70,23 @@ impl<'a> Step<'a> {
             state,
             index,
             events,
+            cancel,
         }
+    }
+
+    /// [`Error::Cancelled`] once the run was asked to stop: the waits call it
+    /// between polls, where stopping changes nothing on the server.
+    fn check_cancelled(&self, waiting_for: &str) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                left: format!(
+                    "stopped while waiting for {waiting_for}; this step starts over when the \
+                     same command runs again, or undo with: {}",
+                    rollback_command(self.instance())
+                ),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ impl Step<'_> {
         let limit = self.settings.health_timeout();
         let started = Instant::now();
         loop {
+            self.check_cancelled("the site to answer")?;
             let Some(report) = self.exec().tool(&action)?.check()? else {
                 return Ok(());
             };
