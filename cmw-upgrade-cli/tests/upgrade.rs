@@ -467,6 +467,11 @@ fn plan_shows_every_step_and_changes_nothing() {
         .iter()
         .find(|step| step["name"] == "migrate-config")
         .unwrap();
+    assert!(
+        migrate["note"].is_null(),
+        "the plan meets no failure: {}",
+        migrate["note"]
+    );
     let changes = migrate["findings"][0]["changes"].as_array().unwrap();
     let change = |key: &str| {
         changes
@@ -515,6 +520,20 @@ fn plan_shows_every_step_and_changes_nothing() {
         "{}",
         stdout(&text)
     );
+    // An old config the migration cannot read stops the plan's migrate-config
+    // step with the very error the run would stop on.
+    let old_config = rehearsal.root().join(format!(
+        "{}/config/usr/share/comindware/configs/instance/prod.yml",
+        rehearsal.setup["bundle"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches('/')
+    ));
+    fs::write(&old_config, "clusterName: [unclosed\n").unwrap();
+    let broken = json(&rehearsal.command("plan").arg("--json").output().unwrap());
+    let note = broken["steps"][4]["note"].as_str().unwrap_or_default();
+    assert_eq!(broken["steps"][4]["name"], "migrate-config");
+    assert!(note.contains("the config migration failed"), "{note}");
     assert!(
         stdout(&text).contains("6. smoke-check"),
         "{}",

@@ -9,7 +9,7 @@ use cmw_upgrade_core::config::migrate::{
     apply_migration, plan_migration, MigrateOptions, MigrationPlan,
 };
 use cmw_upgrade_core::config::ChangeAction;
-use cmw_upgrade_core::executor::LocalExecutor;
+use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, Recording, ToolAction};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 use cmw_upgrade_tests::{write_new_server, write_server, DatabaseSpec, ServerSpec};
 
@@ -322,6 +322,43 @@ fn a_site_file_nginx_rejects_is_not_written() {
     assert_eq!(
         read(root, "/usr/share/comindware/configs/instance/prod.yml"),
         before_config
+    );
+    assert_eq!(
+        read(root, "/etc/nginx/sites-available/comindwareprod"),
+        before_site
+    );
+
+    // A check mode, and so a plan, meets the same nginx -t refusal and writes nothing.
+    let copy = root.join("mnt/old");
+    fs::create_dir_all(&copy).unwrap();
+    assert!(std::process::Command::new("cp")
+        .args(["-a", "--no-target-directory"])
+        .arg(servers.old.path())
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let plan = Recording::new(DryRun::new(LocalExecutor::new(root)));
+    let report = plan
+        .tool(&ToolAction::MigrateConfig {
+            from: "/mnt/old".into(),
+            instance: InstanceName::new("prod").unwrap(),
+            family: OsFamily::Deb,
+            fix: false,
+            check: false,
+        })
+        .unwrap()
+        .migrate()
+        .unwrap()
+        .unwrap();
+    assert!(report.check, "the dry run ran it in check mode");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|error| error.contains("nginx -t") && error.contains("client_max_body_size")),
+        "{:#?}",
+        report.errors
     );
     assert_eq!(
         read(root, "/etc/nginx/sites-available/comindwareprod"),

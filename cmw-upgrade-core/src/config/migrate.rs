@@ -404,6 +404,12 @@ pub fn plan_migration(
                     Err(error) => planner.report.errors.push(error.to_string()),
                 }
             }
+            // The new site comes with the instance: a plan made before it
+            // exists can only say the old one's settings will be carried.
+            (Some(_), None) if options.preview_missing => planner.report.warnings.push(format!(
+                "{new_site}: not on this server yet (create-instance makes it); the old site's \
+                 server_name, listen, ssl and timeouts will be carried into it"
+            )),
             (Some(_), None) => planner.report.errors.push(format!(
                 "{new_site}: the new instance has no nginx site file; create the instance before migrating"
             )),
@@ -623,6 +629,41 @@ fn check_result(
     Ok(())
 }
 
+/// The error a migration whose report holds errors stops with (nothing is
+/// written then); `None` when it has none. `from` is what was given as the
+/// old server's files (a bundle, or its `config/`), for the command to see them.
+pub fn migration_refusal(
+    report: &MigrationReport,
+    from: &str,
+    instance: &InstanceName,
+) -> Option<Error> {
+    (!report.errors.is_empty()).then(|| Error::CheckFailed {
+        what: "the config migration".to_owned(),
+        details: format!(
+            "{}; see them with: cmw-upgrade config migrate --from {from} --instance {instance} --check (--fix applies the evident fixes)",
+            report.errors.join("; ")
+        ),
+    })
+}
+
+/// The checks a planned migration must pass before anything is written: each
+/// migrated nginx site through the real `nginx -t`, in a private temp folder
+/// (so a check mode and a plan run it too, changing nothing).
+///
+/// # Errors
+/// [`Error::CheckFailed`] with nginx's words; [`Error::CommandFailed`] when
+/// nginx cannot be run.
+pub fn gate_migration(plan: &MigrationPlan, runner: &dyn CommandRunner) -> Result<()> {
+    for update in plan
+        .updates
+        .iter()
+        .filter(|update| update.kind == FileKind::Nginx)
+    {
+        nginx_test(update, runner)?;
+    }
+    Ok(())
+}
+
 /// Tests a planned nginx site file with the real `nginx -t` in a private folder.
 fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
     // A fresh private folder per check: parallel runs never share or remove each other's.
@@ -690,13 +731,7 @@ pub fn apply_migration(
             details: plan.report.errors.join("; "),
         });
     }
-    for update in plan
-        .updates
-        .iter()
-        .filter(|update| update.kind == FileKind::Nginx)
-    {
-        nginx_test(update, runner)?;
-    }
+    gate_migration(plan, runner)?;
     let mut written: Vec<(WrittenFile, PathBuf, PathBuf)> = Vec::new();
     for update in &plan.updates {
         let backup_name = format!("{}.cmw-upgrade.{stamp}.bak", update.server_path);

@@ -36,7 +36,10 @@ impl<E: Executor> ServerRead for DryRun<E> {
 }
 
 impl<E: Executor> Executor for DryRun<E> {
-    fn execute(&self, _command: &CommandSpec) -> Result<CommandOutput> {
+    fn execute(&self, command: &CommandSpec) -> Result<CommandOutput> {
+        if command.read_only {
+            return self.inner.execute(command);
+        }
         Ok(CommandOutput {
             code: Some(0),
             stdout: String::new(),

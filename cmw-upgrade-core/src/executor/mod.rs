@@ -63,6 +63,10 @@ pub struct CommandSpec {
     /// places them under its root (and refuses `..`), like every file path.
     #[serde(default)]
     pub path_args: Vec<usize>,
+    /// It only looks (`nginx -t`, `systemctl is-active`): a dry run runs it
+    /// for real, so a plan meets the same failures as the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 impl CommandSpec {
@@ -100,6 +104,13 @@ impl CommandSpec {
     #[must_use]
     pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
         self.argv.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The same command, marked as one that only looks (a dry run runs it).
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
         self
     }
 

@@ -228,3 +228,22 @@ fn a_transcript_says_how_each_operation_ended_and_a_plan_does_not() {
         serde_json::json!({"op": "run", "command": "systemctl is-active x", "outcome": {"result": "exited", "code": 3}})
     );
 }
+
+#[test]
+fn a_dry_run_runs_what_only_looks_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Recording::new(DryRun::new(LocalExecutor::new(dir.path())));
+    let looked = plan
+        .execute(&CommandSpec::new(["sh", "-c", "echo looked; exit 3"]).read_only())
+        .unwrap();
+    assert_eq!((looked.code, looked.stdout.as_str()), (Some(3), "looked\n"));
+    let marker = dir.path().join("changed");
+    let acted = plan
+        .execute(&CommandSpec::new(["touch", marker.to_str().unwrap()]))
+        .unwrap();
+    assert!(
+        acted.success() && !marker.exists(),
+        "an effect is only shown"
+    );
+    assert_eq!(plan.operations().len(), 2, "both are in the plan");
+}

@@ -10,7 +10,9 @@ use crate::backup::manifest::BackupMethod;
 use crate::backup::{
     backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
 };
-use crate::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+use crate::config::migrate::{
+    apply_migration, gate_migration, migration_refusal, plan_migration, MigrateOptions,
+};
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
@@ -90,17 +92,18 @@ pub fn run_tool(
             };
             let mut plan = plan_migration(&place(from)?, root, instance, *family, &options)?;
             if *check {
+                // What the run would check before writing, a check mode checks
+                // too: the candidate site through `nginx -t` on a temp copy.
+                if plan.report.errors.is_empty() {
+                    if let Err(error) = gate_migration(&plan, runner) {
+                        plan.report.errors.push(error.to_string());
+                    }
+                }
                 plan.report.check = true;
                 return Ok(ToolOutcome::Migrate(plan.report));
             }
-            if !plan.report.errors.is_empty() {
-                return Err(Error::CheckFailed {
-                    what: "the config migration".to_owned(),
-                    details: format!(
-                        "{}; see them with: cmw-upgrade config migrate --from {from} --instance {instance} --check (--fix applies the evident fixes)",
-                        plan.report.errors.join("; ")
-                    ),
-                });
+            if let Some(refusal) = migration_refusal(&plan.report, from, instance) {
+                return Err(refusal);
             }
             plan.report.written = apply_migration(&plan, runner, &stamp)?;
             ToolOutcome::Migrate(plan.report)

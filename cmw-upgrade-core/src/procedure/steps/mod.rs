@@ -148,7 +148,9 @@ fn systemctl(exec: &dyn Executor, verb: &str, units: &[String]) -> Result<()> {
 }
 
 fn is_active(exec: &dyn Executor, unit: &str) -> Result<bool> {
-    let spec = CommandSpec::new(["systemctl", "is-active", unit]).with_timeout(SERVICE_TIMEOUT);
+    let spec = CommandSpec::new(["systemctl", "is-active", unit])
+        .with_timeout(SERVICE_TIMEOUT)
+        .read_only();
     Ok(exec.execute(&spec)?.success())
 }
 

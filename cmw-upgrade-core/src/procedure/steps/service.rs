@@ -1,14 +1,16 @@
 //! The new instance's config carried over, and its health.
 
 use super::*;
+use crate::config::migrate::migration_refusal;
 
 impl Step<'_> {
     pub(crate) fn migrate_config(&mut self) -> Result<()> {
         let instance = self.instance().clone();
+        let from = format!("{}/config", self.settings.bundle);
         let report = self
             .exec()
             .tool(&ToolAction::MigrateConfig {
-                from: format!("{}/config", self.settings.bundle),
+                from: from.clone(),
                 instance: instance.clone(),
                 family: self.settings.family,
                 fix: self.settings.fix_config,
@@ -16,6 +18,11 @@ impl Step<'_> {
             })?
             .migrate()?
             .unwrap_or_default();
+        // A plan gets the migration's check-mode report: its errors are what
+        // the run would stop on, so the plan stops on them too.
+        if let Some(refusal) = migration_refusal(&report, &from, &instance) {
+            return Err(refusal);
+        }
         for written in &report.written {
             let key = format!("original:{}", written.file);
             if self.state.artifact(&key).is_none() {
@@ -27,6 +34,9 @@ impl Step<'_> {
         }
         run_ok(
             self.exec(),
+            // Not read-only for a plan: nginx -t makes its pid file and temp
+            // folders when they are missing. A plan tests the migrated site
+            // alone, on a temp copy, in the migration's check mode.
             CommandSpec::new(["nginx", "-t"]).with_timeout(SERVICE_TIMEOUT),
             "the site file was checked alone; another site breaks the config: fix it, rerun",
         )?;
