@@ -785,3 +785,71 @@ fn the_whole_run_over_ssh_ends_as_the_local_run() {
     let transcript = serde_json::to_string(&report.steps).unwrap();
     assert!(transcript.contains("cmw-upgrade restore"), "{transcript}");
 }
+
+/// A retry after a rollback must not read the first attempt's "completed"
+/// records as this attempt's: otherwise the wait ends at once, and the
+/// "upgraded" backup is taken of a database still being upgraded.
+#[test]
+fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
+    let rehearsal = Rehearsal::new();
+    let first = rehearsal.run(None);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let rollback = rehearsal
+        .plain("rollback")
+        .args(["--instance", "prod", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    // This attempt's service boots for a while before it writes anything, and
+    // its upgrade takes a while: a stale verdict would not wait for either.
+    fs::write(rehearsal.root().join("../sim/upgrade-seconds"), "3\n").unwrap();
+    fs::write(rehearsal.root().join("../sim/start-delay-seconds"), "2\n").unwrap();
+    let retry = rehearsal.command("run").arg("--json").output().unwrap();
+    let report = json(&retry);
+    assert_eq!(retry.status.code(), Some(0), "{report:#}");
+    let step = |name: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let waited = step("wait-upgrade")["seconds"].as_f64().unwrap();
+    assert!(waited >= 1.5, "the wait read old records: {waited}s");
+    // What was backed up as upgraded is upgraded.
+    let work = rehearsal.root().join("var/lib/cmw-upgrade/prod");
+    let newest = fs::read_dir(&work)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("upgraded-") && !name.ends_with(".partial"))
+        .max()
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(work.join(newest).join("database/.cmw-sim-version")).unwrap(),
+        "5.0.1234.0\n"
+    );
+    // The first attempt's logs are kept beside the log folder, not deleted.
+    let logs = rehearsal.root().join("var/log/comindware/prod");
+    let kept_ontology_logs = fs::read_dir(&logs)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("Logs.before-")
+        })
+        .flat_map(|folder| fs::read_dir(folder).unwrap())
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("UpgradeOntology")
+        })
+        .count();
+    assert!(kept_ontology_logs >= 1, "the earlier logs are kept");
+}

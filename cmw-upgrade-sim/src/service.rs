@@ -8,6 +8,8 @@
 //! failure, 200 when working; and writes a heartbeat log. Failure modes come
 //! from the simulation's `failure` file: `error` (an error record, the upgrade
 //! stops), `hang` (records stop coming), `crash` (the process dies mid-upgrade).
+//! `upgrade-seconds` sets how long the upgrade takes, `start-delay-seconds`
+//! how long the service boots before it touches the data.
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
@@ -137,6 +139,12 @@ pub fn run(args: &ServiceArgs) -> std::io::Result<()> {
         std::thread::sleep(Duration::from_secs(2));
     });
 
+    // The platform takes a while to boot before it touches the data (a JVM,
+    // the cluster): `start-delay-seconds` plays that.
+    let start_delay: f64 = read_trimmed(&args.sim.join("start-delay-seconds"))
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0.0);
+    std::thread::sleep(Duration::from_secs_f64(start_delay));
     let data_version = read_trimmed(&database.join(VERSION_MARKER));
     if data_version.as_deref().is_some_and(|data| data != version) {
         let from = data_version.unwrap_or_default();

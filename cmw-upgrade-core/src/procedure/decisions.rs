@@ -308,3 +308,75 @@ fn a_cancelled_wait_stops_between_polls_and_changes_nothing() {
     let ran = format!("{:?}", server.events());
     assert!(!ran.contains("systemctl stop"), "nothing stopped: {ran}");
 }
+
+fn succeeded_verdict() -> ToolOutcome {
+    let mut verdict = failed_verdict();
+    if let ToolOutcome::Verdict(report) = &mut verdict {
+        report.verdict = Verdict::Succeeded;
+        report.errors.clear();
+        report.errors_total = 0;
+    }
+    verdict
+}
+
+#[test]
+fn a_rerun_of_a_timed_out_wait_starts_the_stopped_instance_once_and_waits_again() {
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&started);
+    let server = MemoryServer::new()
+        .answering(move |_, command| {
+            let line = command.argv.join(" ");
+            if line == "systemctl start comindwareprod" {
+                seen.store(true, Ordering::SeqCst);
+            }
+            if line == "systemctl is-active comindwareprod" && !seen.load(Ordering::SeqCst) {
+                return output(3, "inactive\n");
+            }
+            output(0, "")
+        })
+        .with_tools(|_, _| Ok(succeeded_verdict()));
+    let mut state = fresh_state(&settings());
+    let wait = STEPS
+        .iter()
+        .position(|step| step.name == "wait-upgrade")
+        .unwrap();
+    state.steps[wait]
+        .artifacts
+        .insert("kept_logs".into(), "/mnt/backup/prod/upgrade-logs/1".into());
+    run_step(&server, &mut state, "wait-upgrade").unwrap();
+    assert!(started.load(Ordering::SeqCst), "{:?}", server.events());
+}
+
+#[test]
+fn a_resumed_run_may_change_its_time_limits_but_not_what_it_upgrades() {
+    let server = MemoryServer::new();
+    let mut state = fresh_state(&settings());
+    state.steps[0].status = super::state::StepStatus::Done;
+    state.save(&server).unwrap();
+    let longer = UpgradeSettings {
+        upgrade_timeout_seconds: 7200,
+        health_timeout_seconds: 600,
+        fix_config: true,
+        ..settings()
+    };
+    let resumed = super::load_or_start(&server, &longer).unwrap();
+    assert_eq!(
+        resumed.settings.unwrap().upgrade_timeout_seconds,
+        7200,
+        "the new limit is taken"
+    );
+    let other = UpgradeSettings {
+        bundle: "/mnt/backup/other".into(),
+        port: 81,
+        ..settings()
+    };
+    let error = super::load_or_start(&server, &other).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StateConflict);
+    let message = error.to_string();
+    assert!(
+        message.contains("bundle: /mnt/backup/prod recorded, /mnt/backup/other given")
+            && message.contains("port: 8080 recorded, 81 given"),
+        "{message}"
+    );
+    assert!(!message.contains("timeout"), "{message}");
+}

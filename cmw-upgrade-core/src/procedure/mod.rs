@@ -58,6 +58,41 @@ pub struct UpgradeSettings {
 }
 
 impl UpgradeSettings {
+    /// What makes `other` a different run, as `name: recorded → given`: the
+    /// instance, family, bundle, tarballs and port. Time limits and
+    /// `fix_config` are not among them: a resumed run may change them.
+    pub fn differences(&self, other: &UpgradeSettings) -> Vec<String> {
+        let mut differing = Vec::new();
+        let mut compare = |name: &str, recorded: String, given: String| {
+            if recorded != given {
+                differing.push(format!("{name}: {recorded} recorded, {given} given"));
+            }
+        };
+        compare(
+            "instance",
+            self.instance.to_string(),
+            other.instance.to_string(),
+        );
+        compare(
+            "family",
+            self.family.as_str().into(),
+            other.family.as_str().into(),
+        );
+        compare("bundle", self.bundle.clone(), other.bundle.clone());
+        compare(
+            "distribution",
+            self.distribution.clone(),
+            other.distribution.clone(),
+        );
+        compare(
+            "prerequisites",
+            self.prerequisites.clone(),
+            other.prerequisites.clone(),
+        );
+        compare("port", self.port.to_string(), other.port.to_string());
+        differing
+    }
+
     fn upgrade_timeout(&self) -> Duration {
         Duration::from_secs(self.upgrade_timeout_seconds)
     }
@@ -306,19 +341,22 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
     if nothing_to_resume {
         return Ok(fresh_state(settings));
     }
-    if let Some(saved) = state.settings.as_ref().filter(|saved| *saved != settings) {
-        return Err(Error::StateConflict {
-            details: format!(
-                "a run of {} with other settings is in progress (bundle {}, distribution {}, port {}); \
-                 resume it with the same options, or undo it with: {}",
-                settings.instance,
-                saved.bundle,
-                saved.distribution,
-                saved.port,
-                rollback_command(&settings.instance)
-            ),
-        });
+    if let Some(saved) = &state.settings {
+        let differing = saved.differences(settings);
+        if !differing.is_empty() {
+            return Err(Error::StateConflict {
+                details: format!(
+                    "a run of {} with other settings is in progress ({}); resume it with the \
+                     same options, or undo it with: {}",
+                    settings.instance,
+                    differing.join("; "),
+                    rollback_command(&settings.instance)
+                ),
+            });
+        }
     }
+    // The time limits and --fix-config may change between attempts: a wait
+    // that timed out resumes with a longer limit.
     state.settings = Some(settings.clone());
     Ok(state)
 }

@@ -21,14 +21,52 @@ impl Step<'_> {
         {
             self.remember("clean_database_aside", &server_path(aside))?;
         }
+        self.set_earlier_logs_aside()?;
         systemctl(self.exec(), "start", &[format!("comindware{instance}")])?;
         all_active(self.exec(), &[format!("comindware{instance}")])
+    }
+
+    /// Moves what the log folder holds into `<log folder>.before-<stamp>`
+    /// beside it (kept, never deleted), so the verdict reads only what the
+    /// upgrade of this transfer writes: an earlier attempt's "completed"
+    /// records (a retry after a rollback) must not pass for this one's.
+    /// The folder itself stays, with its owner, for the service to write in.
+    fn set_earlier_logs_aside(&mut self) -> Result<()> {
+        let log_dir = server_path(&layout(self.exec(), self.settings)?.log_dir.path);
+        let names = self.exec().list_dir(&log_dir)?;
+        let stamp = utc_stamp(std::time::SystemTime::now());
+        let aside =
+            self.artifact_or("earlier_logs_aside", || format!("{log_dir}.before-{stamp}"))?;
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.exec().create_dir_all(&aside)?;
+        for entry in names {
+            // A rerun after a crash mid-move finds some names taken: never overwrite.
+            let mut target = format!("{aside}/{}", entry.name);
+            let mut copy = 1;
+            while self.exec().exists(&target)? {
+                target = format!("{aside}/{}.{copy}", entry.name);
+                copy += 1;
+            }
+            self.exec()
+                .rename(&format!("{log_dir}/{}", entry.name), &target)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn wait_upgrade(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         let unit = format!("comindware{instance}");
         let limit = self.settings.upgrade_timeout();
+        // A rerun after a failed or timed-out wait finds the instance stopped
+        // (that failure stopped it): start it once and go on waiting.
+        if !self.dry() && !is_active(self.exec(), &unit)? {
+            self.note(format!(
+                "{unit} is not running (an earlier attempt stopped it); starting it to go on waiting"
+            ));
+            systemctl(self.exec(), "start", std::slice::from_ref(&unit))?;
+        }
         let started = Instant::now();
         let problem = loop {
             self.check_cancelled("the data-structure upgrade")?;
@@ -77,8 +115,15 @@ impl Step<'_> {
         };
         // The platform's procedure: do not continue; stop, keep the logs for support.
         let _ = systemctl(self.exec(), "stop", std::slice::from_ref(&unit));
-        let kept = keep_logs(self.exec(), self.settings)?;
-        self.remember("kept_logs", &kept)?;
+        // Logs kept by an earlier attempt of this step stay where they are.
+        let kept = match self.state.artifact("kept_logs") {
+            Some(kept) => kept.to_owned(),
+            None => {
+                let kept = keep_logs(self.exec(), self.settings)?;
+                self.remember("kept_logs", &kept)?;
+                kept
+            }
+        };
         // Not a check that left things as they were: the instance was stopped
         // and its logs copied, so the kind says a step failed after effects.
         Err(Error::StepFailed {
