@@ -68,6 +68,9 @@ class StateConflictError(CmwUpgradeError):
 class NoOsReleaseError(CmwUpgradeError):
     """No os-release file under the root; name the family."""
 
+class SystemFolderError(CmwUpgradeError):
+    """A data folder that is a system folder or directly inside one; nothing was changed."""
+
 class BadRequestError(CmwUpgradeError):
     """A request to the agent that does not fit the protocol."""
 

@@ -119,6 +119,20 @@ pub enum Error {
         tried: Vec<PathBuf>,
     },
 
+    /// A data folder (from a config, a bundle or a link) that is a system
+    /// folder or directly in one; nothing was changed.
+    #[error(
+        "{origin} names {path}, which is a system folder or directly inside one; the tool never \
+         moves, replaces or gives away such a folder: give the instance a folder of its own \
+         (e.g. /var/lib/comindware/<instance>/Database, or /data/<instance>/Database)"
+    )]
+    SystemFolder {
+        /// The path as written.
+        path: String,
+        /// Where it came from (a directive and file, a link).
+        origin: String,
+    },
+
     /// A request to the agent that does not fit the protocol.
     #[error("bad request: {details}")]
     BadRequest {
@@ -265,6 +279,8 @@ pub enum ErrorKind {
     NoOsRelease,
     /// [`Error::BadRequest`].
     BadRequest,
+    /// [`Error::SystemFolder`].
+    SystemFolder,
     /// [`Error::Internal`].
     Internal,
     /// [`Error::NotEnoughSpace`].
@@ -299,6 +315,7 @@ impl Error {
             Error::StateConflict { .. } => ErrorKind::StateConflict,
             Error::NoOsRelease { .. } => ErrorKind::NoOsRelease,
             Error::BadRequest { .. } => ErrorKind::BadRequest,
+            Error::SystemFolder { .. } => ErrorKind::SystemFolder,
             Error::Remote { kind, .. } => *kind,
             Error::Internal { .. } => ErrorKind::Internal,
             Error::NotEnoughSpace { .. } => ErrorKind::NotEnoughSpace,
@@ -323,7 +340,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -336,6 +353,7 @@ impl ErrorKind {
         ErrorKind::StateConflict,
         ErrorKind::NoOsRelease,
         ErrorKind::BadRequest,
+        ErrorKind::SystemFolder,
         ErrorKind::Internal,
         ErrorKind::NotEnoughSpace,
         ErrorKind::AlreadyExists,
@@ -368,6 +386,7 @@ impl ErrorKind {
             ErrorKind::StateConflict => "state_conflict",
             ErrorKind::NoOsRelease => "no_os_release",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::SystemFolder => "system_folder",
             ErrorKind::Internal => "internal",
             ErrorKind::NotEnoughSpace => "not_enough_space",
             ErrorKind::AlreadyExists => "already_exists",

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::directives::Directives;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::instance::InstanceName;
 use crate::os::{OsFamily, Owner};
-use crate::paths::{join_default, under_root};
+use crate::paths::{is_system_folder, join_default, under_root};
 use crate::server::{NodeKind, ServerRead};
 use crate::systemd::service_owner;
 
@@ -155,6 +155,23 @@ pub fn unit_names(instance: &InstanceName) -> [String; 3] {
     ]
 }
 
+/// The configured folders whose content the tool moves, replaces or gives to
+/// the data owner (a restore, a chown): these may not be system folders.
+pub(crate) const CHANGED_BY_THE_TOOL: &[&str] = &["db.workDir", "userStorage.localDisk.path"];
+
+/// [`Error::SystemFolder`] when `server_path` (already known to stay under
+/// the root) is a system folder or directly inside one.
+pub(crate) fn refuse_system_folder(server_path: &str, origin: &str) -> Result<()> {
+    let normalized = under_root(Path::new("/"), server_path, origin)?;
+    if is_system_folder(&normalized) {
+        return Err(Error::SystemFolder {
+            path: server_path.to_owned(),
+            origin: origin.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// The log folder: `log.folder` from adapterhost.yml, else whichever of `Logs/`
 /// or `Log/` exists (current docs' name first), else `Logs/`.
 ///
@@ -172,10 +189,10 @@ pub fn resolve_log_dir(
         let directives = Directives::parse(text, &adapterhost_path)?;
         if let Some(folder) = directives.get("log.folder") {
             let origin = format!("log.folder in {}", adapterhost_path.display());
-            return Ok(LayoutPath {
-                path: under_root(root, &folder, &origin)?,
-                origin,
-            });
+            let path = under_root(root, &folder, &origin)?;
+            // A transfer moves the log folder's content aside.
+            refuse_system_folder(&folder, &origin)?;
+            return Ok(LayoutPath { path, origin });
         }
     }
     let parent = join_default(root, &log_parent_path(instance));
@@ -246,6 +263,9 @@ impl InstanceLayout {
             if let Some((value, found_as)) = directives.get_current_or_renamed(current) {
                 let origin = format!("{found_as} in {}", config_path.display());
                 let path = under_root(root, &value, &origin)?;
+                if CHANGED_BY_THE_TOOL.contains(&current) {
+                    refuse_system_folder(&value, &origin)?;
+                }
                 return Ok(Some(LayoutPath { path, origin }));
             }
             Ok(default.map(|default| LayoutPath {
@@ -294,7 +314,10 @@ impl InstanceLayout {
             .map(|link| {
                 let origin = format!("symlink {}", data_root.display());
                 let server_target = data_root.parent().unwrap_or(Path::new("/")).join(link);
-                under_root(root, &server_target.to_string_lossy(), &origin)
+                let server_target = server_target.to_string_lossy();
+                let placed = under_root(root, &server_target, &origin)?;
+                refuse_system_folder(&server_target, &origin)?;
+                Ok(placed)
             })
             .transpose()?;
 
@@ -449,6 +472,43 @@ mod tests {
         let layout = InstanceLayout::read(&disk, Path::new("/"), &prod(), OsFamily::Deb).unwrap();
         assert_eq!(layout.data_owner.to_string(), "cmw:cmw");
         assert_eq!(layout.data_root_link, Some(PathBuf::from("/data/prod")));
+    }
+
+    #[test]
+    fn folders_the_tool_changes_may_not_be_system_folders() {
+        let resolve = |config: &str, adapterhost: Option<&str>| {
+            InstanceLayout::resolve(
+                Path::new("/"),
+                &prod(),
+                OsFamily::Deb,
+                &LayoutSources {
+                    instance_config: Some(config.to_owned()),
+                    adapterhost_config: adapterhost.map(str::to_owned),
+                    ..LayoutSources::default()
+                },
+            )
+        };
+        for config in [
+            "db.workDir: /etc\n",
+            "databasePath: /var/lib\n",
+            "userStorage.localDisk.path: /home\n",
+            "streamsPath: /data\n",
+        ] {
+            let error = resolve(config, None).unwrap_err();
+            assert!(
+                matches!(error, Error::SystemFolder { .. }),
+                "{config}: {error}"
+            );
+        }
+        let error = resolve("", Some("log.folder: /var/log\n")).unwrap_err();
+        assert!(matches!(error, Error::SystemFolder { .. }), "{error}");
+        // Folders the tool only reads or creates may be anywhere inside the root.
+        let layout = resolve(
+            "db.workDir: /data/prod/Database\nbackup.defaultFolder: /backup\ntempWorkingDir: /tmp\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(layout.database.path, Path::new("/data/prod/Database"));
     }
 
     #[test]
@@ -672,8 +732,11 @@ mod tests {
     /// `.` or `..` (inside or climbing out), a few relative or blank (unset).
     fn configured_path() -> impl Strategy<Value = String> {
         prop_oneof![
-            14 => proptest::collection::vec(path_part(), 0..6)
+            4 => proptest::collection::vec(path_part(), 0..6)
                 .prop_map(|parts| format!("/{}", parts.join("/"))),
+            // Where admins put data: a folder of its own on a data disk.
+            12 => proptest::collection::vec(path_part(), 0..3)
+                .prop_map(|parts| format!("/data/cmw/{}", parts.join("/"))),
             1 => "[a-z]{1,6}(/[a-z]{1,6}){0,2}",
             1 => prop_oneof![Just(String::new()), Just("  ".to_owned())],
         ]
@@ -711,7 +774,7 @@ mod tests {
     fn link_target() -> impl Strategy<Value = String> {
         prop_oneof![
             1 => proptest::collection::vec(path_part(), 0..4)
-                .prop_map(|parts| format!("/mnt/disk2/{}", parts.join("/"))),
+                .prop_map(|parts| format!("/mnt/disk2/cmw/{}", parts.join("/"))),
             2 => (0..6usize, proptest::collection::vec(path_part(), 1..3))
                 .prop_map(|(up, parts)| format!("{}{}", "../".repeat(up), parts.join("/"))),
         ]
@@ -823,21 +886,45 @@ mod tests {
             PathBuf::from(contract::placed(root, &server_path).expect("a built-in path is clean"))
         };
         let mut refusals = Vec::new();
-        let mut place =
-            |origin: String, server_path: &str| match contract::placed(root, server_path) {
-                Some(path) => Some(LayoutPath {
-                    path: PathBuf::from(path),
-                    origin,
-                }),
-                None => {
-                    refusals.push((origin, server_path.to_owned()));
-                    None
-                }
-            };
+        // A folder the tool changes (the database, the streams, the logs, the
+        // data root's target) may not be `/`, a top-level system folder, or
+        // directly inside one of them or `/`.
+        let system = |server_path: &str| {
+            let normalized = contract::placed("/", server_path).unwrap_or_default();
+            let parts: Vec<&str> = normalized
+                .split('/')
+                .filter(|part| !part.is_empty())
+                .collect();
+            const TOP: &[&str] = &[
+                "bin", "boot", "dev", "etc", "home", "lib", "lib32", "lib64", "libx32", "media",
+                "mnt", "opt", "proc", "root", "run", "sbin", "snap", "srv", "sys", "tmp", "usr",
+                "var",
+            ];
+            parts.len() <= 1 || (parts.len() == 2 && TOP.contains(&parts[0]))
+        };
+        let mut place = |origin: String, server_path: &str, guarded: bool| match contract::placed(
+            root,
+            server_path,
+        ) {
+            Some(_) if guarded && system(server_path) => {
+                refusals.push((origin, server_path.to_owned()));
+                None
+            }
+            Some(path) => Some(LayoutPath {
+                path: PathBuf::from(path),
+                origin,
+            }),
+            None => {
+                refusals.push((origin, server_path.to_owned()));
+                None
+            }
+        };
 
         let config_file = format!("/usr/share/comindware/configs/instance/{instance}.yml");
         let mut configured = Vec::new();
-        for ((current, _, default), lines) in CONFIGURED.iter().zip(&case.configured) {
+        for (index, ((current, _, default), lines)) in
+            CONFIGURED.iter().zip(&case.configured).enumerate()
+        {
             let set = lines.iter().find(|(_, value)| !value.trim().is_empty());
             configured.push(match set {
                 Some((name, value)) => {
@@ -846,7 +933,7 @@ mod tests {
                     } else {
                         name.as_str()
                     };
-                    place(format!("{name} in {config_file}"), value)
+                    place(format!("{name} in {config_file}"), value, index < 2)
                 }
                 None => default.map(|folder| LayoutPath {
                     path: clean(format!("/var/lib/comindware/{instance}/{folder}")),
@@ -864,6 +951,7 @@ mod tests {
             Some(folder) => place(
                 format!("log.folder in /var/www/{instance}/adapterhost.yml"),
                 folder,
+                true,
             ),
             None => {
                 let existing = ["Logs", "Log"]
@@ -893,6 +981,7 @@ mod tests {
             place(
                 format!("symlink /var/lib/comindware/{instance}"),
                 &server_target,
+                true,
             )
             .map(|placed| placed.path)
         });
@@ -963,7 +1052,7 @@ mod tests {
                         prop_assert!(path.components().all(|c| c != std::path::Component::ParentDir), "{}", path.display());
                     }
                 }
-                (Err(Error::PathOutsideRoot { path, origin, .. }), Err(refusals)) => {
+                (Err(Error::PathOutsideRoot { path, origin, .. } | Error::SystemFolder { path, origin }), Err(refusals)) => {
                     prop_assert!(
                         refusals.contains(&(origin.clone(), path.clone())),
                         "refused {:?} from {:?}, the contract refuses {:?}", path, origin, refusals

@@ -75,6 +75,36 @@ pub fn place_under_root(root: &Path, server_path: &str) -> Result<PathBuf> {
     under_root(root, server_path, "the procedure")
 }
 
+/// The top-level folders of a Linux system: no folder the tool moves aside,
+/// replaces or gives to the service account may be one of these, or sit
+/// directly in one (or directly in `/`).
+pub const SYSTEM_FOLDERS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+    "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr",
+    "/var",
+];
+
+/// Whether a server path, normalised as [`under_root`] reads it, is `/`, a
+/// [`SYSTEM_FOLDERS`] entry, or directly inside one of them or `/`: a data
+/// folder there would make a restore move a system folder aside, or a chown
+/// give it away. Platform folders sit deeper (`/var/lib/comindware/<i>/...`).
+pub fn is_system_folder(server_path: &Path) -> bool {
+    let parts: Vec<_> = server_path
+        .components()
+        .filter_map(|component| match component {
+            Component::Normal(part) => Some(part),
+            _ => None,
+        })
+        .collect();
+    match parts.len() {
+        0 | 1 => true,
+        2 => SYSTEM_FOLDERS
+            .iter()
+            .any(|folder| Path::new(folder).file_name() == Some(parts[0])),
+        _ => false,
+    }
+}
+
 /// Joins a path known to be absolute and clean (a built-in default) under `root`.
 pub(crate) fn join_default(root: &Path, server_path: &Path) -> PathBuf {
     let relative = server_path.strip_prefix("/").unwrap_or(server_path);
@@ -155,6 +185,33 @@ mod tests {
         assert_eq!(std::fs::metadata(&first).unwrap().mode() & 0o777, 0o700);
         std::fs::remove_dir(first).unwrap();
         std::fs::remove_dir(second).unwrap();
+    }
+
+    #[test]
+    fn system_folders_and_their_direct_children_are_named() {
+        for system in [
+            "/",
+            "/etc",
+            "/var",
+            "/var/lib",
+            "/var/www",
+            "/usr/local",
+            "/data",
+            "/home/admin",
+            "/mnt/db",
+            "/etc/ssh",
+        ] {
+            assert!(is_system_folder(Path::new(system)), "{system}");
+        }
+        for data in [
+            "/var/lib/comindware/prod/Database",
+            "/data/prod/Database",
+            "/mnt/db/prod",
+            "/srv/cmw/prod",
+            "/var/log/comindware/prod/Logs",
+        ] {
+            assert!(!is_system_folder(Path::new(data)), "{data}");
+        }
     }
 
     #[test]

@@ -54,6 +54,7 @@ exceptions! {
     StateConflictError = StateConflict: "The recorded run state does not allow this (another run's settings, no run to undo).";
     NoOsReleaseError = NoOsRelease: "No os-release file under the root; name the family.";
     BadRequestError = BadRequest: "A request to the agent that does not fit the protocol.";
+    SystemFolderError = SystemFolder: "A data folder that is a system folder or directly inside one; nothing was changed.";
     InternalError = Internal: "A bug, or two sides running different versions.";
     NotEnoughSpaceError = NotEnoughSpace: "The destination has too little free space; nothing was written.";
     AlreadyExistsError = AlreadyExists: "Something is in the way that the tool will not overwrite.";

@@ -12,7 +12,7 @@ use cmw_upgrade_core::backup::{
     self, partial_path, BackupMethod, BackupOptions, Manifest, Progress, RestoreOptions,
 };
 use cmw_upgrade_core::executor::LocalExecutor;
-use cmw_upgrade_core::{Error, InstanceName, OsFamily};
+use cmw_upgrade_core::{Error, ErrorKind, InstanceName, OsFamily};
 use cmw_upgrade_tests::{web_user_id, write_new_server, write_server, DatabaseSpec, ServerSpec};
 
 fn prod() -> InstanceName {
@@ -641,4 +641,38 @@ fn an_import_that_would_escape_the_bundle_writes_nothing() {
     let error =
         backup::import_cdbbz(&not_a_zip, &bundle, None, true, &Progress::default()).unwrap_err();
     assert!(error.to_string().contains("plain.cdbbz"), "{error}");
+}
+
+/// A database path that names a system folder (from a carried config, a
+/// bundle) never makes a restore move that folder aside, even with --replace.
+#[test]
+fn a_database_path_naming_a_system_folder_is_refused_before_anything_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let bundle = dir.path().join("bundle");
+    run_backup(&options(&old, &bundle)).unwrap();
+    let new = dir.path().join("new");
+    write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    fs::create_dir_all(new.join("etc/ssh")).unwrap();
+    fs::write(new.join("etc/ssh/sshd_config"), "PermitRootLogin no\n").unwrap();
+    let config = new.join("usr/share/comindware/configs/instance/prod.yml");
+    for bad in ["/etc", "/var/lib", "/data", "/", "/usr/../etc"] {
+        let text = fs::read_to_string(&config).unwrap();
+        let text: String = text
+            .lines()
+            .filter(|line| !line.starts_with("db.workDir"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        fs::write(&config, format!("{text}db.workDir: {bad}\n")).unwrap();
+        let before = tree_state(&new.join("etc"));
+        let error = restore_into(bundle.clone(), &new, OsFamily::Deb, true).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::SystemFolder, "{bad}: {error}");
+        assert!(error.to_string().contains("db.workDir"), "{error}");
+        assert_eq!(
+            tree_state(&new.join("etc")),
+            before,
+            "{bad}: /etc untouched"
+        );
+    }
 }

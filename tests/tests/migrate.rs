@@ -501,3 +501,37 @@ fn a_failed_write_puts_back_the_files_already_replaced() {
         "an earlier backup, never overwritten"
     );
 }
+
+/// The old server's (or a bundle's) database path may not name a system
+/// folder of the new server: the migration stops, nothing written.
+#[test]
+fn a_carried_database_path_naming_a_system_folder_stops_the_migration() {
+    let servers = servers_47_to_50(OsFamily::Deb);
+    let old_config = servers
+        .old
+        .path()
+        .join("usr/share/comindware/configs/instance/prod.yml");
+    let text = fs::read_to_string(&old_config).unwrap();
+    let text = text
+        .lines()
+        .map(|line| {
+            if line.starts_with("databasePath:") {
+                "databasePath: /etc".to_owned()
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(&old_config, format!("{text}\n")).unwrap();
+    let plan = plan(&servers, OsFamily::Deb, &options());
+    assert!(
+        plan.report
+            .errors
+            .iter()
+            .any(|error| error.contains("/etc") && error.contains("system folder")),
+        "{:#?}",
+        plan.report.errors
+    );
+    assert!(apply_migration(&plan, &LocalExecutor::new("/"), STAMP).is_err());
+}

@@ -30,7 +30,10 @@ use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::instance::InstanceName;
-use crate::layout::{env_file_path, instance_config_path, read_layout_sources, www_path};
+use crate::layout::{
+    env_file_path, instance_config_path, read_layout_sources, refuse_system_folder, www_path,
+    CHANGED_BY_THE_TOOL,
+};
 use crate::os::{OsFamily, Owner};
 use crate::paths::{join_default, under_root};
 use crate::systemd::service_owner;
@@ -612,6 +615,16 @@ fn check_result(
         let Some(folder) = result.get(directive) else {
             continue;
         };
+        // A database path carried from the old server (or its bundle) must not
+        // make the transfer move a system folder of this one aside.
+        if CHANGED_BY_THE_TOOL.contains(directive) {
+            if let Err(error) =
+                refuse_system_folder(&folder, &format!("{directive} in {instance_config}"))
+            {
+                planner.report.errors.push(error.to_string());
+                continue;
+            }
+        }
         match under_root(
             planner.root,
             &folder,
