@@ -579,3 +579,14 @@ fn the_agent_answers_one_json_line_per_request() {
         .contains("planted.bin"));
     assert_eq!(answers[3]["error"]["kind"], "bad_request");
 }
+
+/// A rollback of an instance with no recorded run changes nothing on the
+/// server: no state folder, no lock file.
+#[test]
+fn a_rollback_with_no_run_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cmw_in(dir.path(), &["--json", "rollback", "--instance", "nothere"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(json(&output)["error"]["kind"], "state_conflict");
+    assert!(!dir.path().join("var/lib/cmw-upgrade").exists());
+}

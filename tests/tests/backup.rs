@@ -676,3 +676,92 @@ fn a_database_path_naming_a_system_folder_is_refused_before_anything_moves() {
         );
     }
 }
+
+/// A `control.sh` the service account could have written is never run as root.
+#[test]
+fn a_control_script_others_can_write_is_not_run_as_root() {
+    use std::os::unix::fs::chown;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let folder = old.join("var/www/prod/ignite/bin");
+    let script = folder.join("control.sh");
+    let ran = dir.path().join("ran-as-root");
+    fs::create_dir_all(&folder).unwrap();
+    fs::write(&script, format!("#!/bin/sh\ntouch '{}'\n", ran.display())).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let attempt = |case: &str| {
+        let bundle = dir.path().join(format!("bundle-{case}"));
+        let error = run_backup(&BackupOptions {
+            method: BackupMethod::Snapshot,
+            ..options(&old, &bundle)
+        })
+        .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::CheckFailed, "{case}: {error}");
+        assert!(error.to_string().contains("as root"), "{case}: {error}");
+        assert!(!ran.exists(), "{case}: the script ran");
+        assert!(!bundle.exists() && !partial_path(&bundle).exists());
+    };
+    // Owned by the service account.
+    chown(&script, Some(33), Some(33)).unwrap();
+    attempt("owner");
+    chown(&script, Some(0), Some(0)).unwrap();
+    // Writable by its group.
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o775)).unwrap();
+    attempt("group-writable");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    // Root's file in a folder the service account owns (it could swap the file).
+    chown(&folder, Some(33), Some(33)).unwrap();
+    attempt("folder");
+    chown(&folder, Some(0), Some(0)).unwrap();
+    // A link to it is not the file itself.
+    let link_folder = old.join("var/www/prod/a");
+    fs::create_dir_all(&link_folder).unwrap();
+    std::os::unix::fs::symlink(&script, link_folder.join("control.sh")).unwrap();
+    let bundle = dir.path().join("bundle-link");
+    let error = run_backup(&BackupOptions {
+        method: BackupMethod::Snapshot,
+        control_script: Some(PathBuf::from("/var/www/prod/a/control.sh")),
+        ..options(&old, &bundle)
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("not a regular file"), "{error}");
+    assert!(!ran.exists());
+}
+
+/// A platform backup with two entries of one name is refused, not half-imported.
+#[test]
+fn a_platform_backup_with_a_duplicate_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cdbbz = dir.path().join("twice.cdbbz");
+    write_cdbbz(
+        &cdbbz,
+        &[
+            ("Database/", b""),
+            ("Database/db/part-a.bin", b"first"),
+            ("Database/db/part-b.bin", b"second"),
+        ],
+    );
+    // The zip writer refuses duplicates; rename the second entry in place
+    // (same length, in its local header and the central directory).
+    let bytes = fs::read(&cdbbz).unwrap();
+    let (from, to) = (b"Database/db/part-b.bin", b"Database/db/part-a.bin");
+    let mut patched = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index..].starts_with(from) {
+            patched.extend_from_slice(to);
+            index += from.len();
+        } else {
+            patched.push(bytes[index]);
+            index += 1;
+        }
+    }
+    fs::write(&cdbbz, patched).unwrap();
+    let bundle = dir.path().join("imported");
+    let error = backup::import_cdbbz(&cdbbz, &bundle, Some("prod"), true, &Progress::default())
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CheckFailed, "{error}");
+    assert!(error.to_string().contains("more than once"), "{error}");
+    assert!(!bundle.exists() && !partial_path(&bundle).exists());
+}

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 
 use cmw_upgrade_core::config::ChangeAction;
-use cmw_upgrade_core::executor::{DryRun, LocalExecutor, Recording, ToolOutcome};
+use cmw_upgrade_core::executor::{shell_quote, DryRun, LocalExecutor, Recording, ToolOutcome};
 use cmw_upgrade_core::health::smoke_check;
 use cmw_upgrade_core::procedure::state::{RunState, StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::RunLock;
@@ -112,13 +112,15 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
     Ok(ExitStatus::Success)
 }
 
+/// What to run on the old server first, shell-quoted (a bundle path may hold spaces).
 fn old_server_commands(settings: &UpgradeSettings) -> Vec<String> {
+    let bundle = shell_quote(&settings.bundle);
     vec![
         format!(
-            "cmw-upgrade backup --instance {} --dest {}",
-            settings.instance, settings.bundle
+            "cmw-upgrade backup --instance {} --dest {bundle}",
+            settings.instance
         ),
-        format!("cmw-upgrade backup verify {}", settings.bundle),
+        format!("cmw-upgrade backup verify {bundle}"),
     ]
 }
 
@@ -322,6 +324,17 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
 
 pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
     let local = LocalExecutor::new(&global.root);
+    // Nothing recorded, nothing to lock: no folder or lock file is made for a typo.
+    if RunState::load(&local, &args.instance)?.is_none() {
+        return Err(cmw_upgrade_core::Error::StateConflict {
+            details: format!(
+                "no run of {} is recorded on this server ({}); nothing to undo",
+                args.instance,
+                cmw_upgrade_core::procedure::state_file(&args.instance)
+            ),
+        }
+        .into());
+    }
     let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);

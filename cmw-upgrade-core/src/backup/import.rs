@@ -28,6 +28,54 @@ const FOLDER_MAP: &[(&str, &str)] = &[
     ("History", "history"),
 ];
 
+/// The number of entries a zip's end-of-central-directory record declares
+/// (the zip64 one when the classic field is saturated); `None` when the
+/// record cannot be found (the zip reader then says what is wrong).
+fn declared_entries(file: &Path) -> Result<Option<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut input = File::open(file).map_err(|error| Error::io("open", file, error))?;
+    let length = input
+        .seek(SeekFrom::End(0))
+        .map_err(|error| Error::io("read", file, error))?;
+    // The record is 22 bytes plus a comment of at most 65535.
+    let tail_length = length.min(22 + 65_535);
+    let mut tail = vec![0u8; tail_length as usize];
+    input
+        .seek(SeekFrom::Start(length - tail_length))
+        .and_then(|_| input.read_exact(&mut tail))
+        .map_err(|error| Error::io("read", file, error))?;
+    let Some(record) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&at| tail[at..].starts_with(&[0x50, 0x4b, 0x05, 0x06]))
+    else {
+        return Ok(None);
+    };
+    let classic = u64::from(u16::from_le_bytes([tail[record + 10], tail[record + 11]]));
+    if classic != 0xFFFF {
+        return Ok(Some(classic));
+    }
+    // Zip64: a locator right before the record points at the zip64 record.
+    let Some(locator) = record.checked_sub(20) else {
+        return Ok(None);
+    };
+    if !tail[locator..].starts_with(&[0x50, 0x4b, 0x06, 0x07]) {
+        return Ok(None);
+    }
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&tail[locator + 8..locator + 16]);
+    let mut zip64 = [0u8; 56];
+    input
+        .seek(SeekFrom::Start(u64::from_le_bytes(offset)))
+        .and_then(|_| input.read_exact(&mut zip64))
+        .map_err(|error| Error::io("read", file, error))?;
+    if !zip64.starts_with(&[0x50, 0x4b, 0x06, 0x06]) {
+        return Ok(None);
+    }
+    let mut total = [0u8; 8];
+    total.copy_from_slice(&zip64[32..40]);
+    Ok(Some(u64::from_le_bytes(total)))
+}
+
 /// The bundle path of a zip entry's path, or `None` for a folder the bundle does not keep.
 fn bundle_path(zip_path: &Path) -> Option<String> {
     let mut parts = zip_path.components().map(|component| match component {
@@ -120,7 +168,20 @@ pub fn import_cdbbz(
     let clock = Instant::now();
     let started = SystemTime::now();
     let input = File::open(file).map_err(|error| Error::io("open", file, error))?;
+    let declared = declared_entries(file)?;
     let mut archive = zip::ZipArchive::new(input).map_err(|error| zip_error(file, error))?;
+    // The reader keeps one entry per name: two entries of one name would leave
+    // one silently out (which one is the reader's choice).
+    if let Some(declared) = declared.filter(|declared| *declared != archive.len() as u64) {
+        return Err(Error::CheckFailed {
+            what: format!("importing {}", file.display()),
+            details: format!(
+                "its directory lists {declared} entries but only {} distinct names: an entry \
+                 appears more than once; the archive is damaged or was altered",
+                archive.len()
+            ),
+        });
+    }
     let mut warnings = Vec::new();
     // Folders (and their times), then files, each with the index of its zip entry.
     let mut folders: BTreeMap<String, Option<(u32, i64, SystemTime)>> = BTreeMap::new();
@@ -170,6 +231,17 @@ pub fn import_cdbbz(
                 "skipped {raw_name}: links in a platform backup are not imported"
             ));
         } else {
+            // Two entries of one name: which one is "the" file is the zip
+            // reader's choice, and the other would be lost or overwrite it.
+            if files.iter().any(|(_, seen, _)| *seen == path) || folders.contains_key(&path) {
+                return Err(Error::CheckFailed {
+                    what: format!("importing {}", file.display()),
+                    details: format!(
+                        "entry {raw_name:?} appears more than once (or as a file and a folder); \
+                         the archive is damaged or was altered"
+                    ),
+                });
+            }
             files.push((index, path, entry.size()));
         }
     }

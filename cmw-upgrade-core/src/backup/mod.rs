@@ -242,6 +242,65 @@ fn server_relative(root: &Path, path: &Path) -> Result<String> {
 /// Ignite's `control.sh` for the snapshot: the given server path, or the first
 /// one found under the instance's www folder.
 fn find_control_script(layout: &InstanceLayout, given: Option<&Path>) -> Result<PathBuf> {
+    let script = locate_control_script(layout, given)?;
+    trusted_as_root(&script, &layout.root)?;
+    Ok(script)
+}
+
+/// Refuses to run `script` as root unless only root could have written it:
+/// a regular file (not a link) owned by root and writable by no one else, in
+/// folders (up to the server's root) owned by root and writable by no one
+/// else. `/var/www/<i>` is partly the service account's: a `control.sh` it
+/// planted there must not become root's command.
+fn trusted_as_root(script: &Path, root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |path: &Path, why: String| {
+        Error::CheckFailed {
+        what: format!("checking {} before running it as root", script.display()),
+        details: format!(
+            "{} {why}; only a file root alone can change is run: fix its owner and mode \
+             (chown root:root, chmod go-w), pass another with --control-script, or use --method copy",
+            path.display()
+        ),
+    }
+    };
+    let unsafe_mode = |mode: u32| mode & 0o022 != 0;
+    let script_metadata =
+        std::fs::symlink_metadata(script).map_err(|error| Error::io("inspect", script, error))?;
+    if !script_metadata.file_type().is_file() {
+        return Err(refuse(script, "is not a regular file".to_owned()));
+    }
+    if script_metadata.uid() != 0 || unsafe_mode(script_metadata.mode()) {
+        return Err(refuse(
+            script,
+            format!(
+                "is owned by uid {} with mode {:04o}",
+                script_metadata.uid(),
+                script_metadata.mode() & 0o7777
+            ),
+        ));
+    }
+    for folder in script.ancestors().skip(1) {
+        let metadata =
+            std::fs::metadata(folder).map_err(|error| Error::io("inspect", folder, error))?;
+        if metadata.uid() != 0 || unsafe_mode(metadata.mode()) {
+            return Err(refuse(
+                folder,
+                format!(
+                    "(a folder above it) is owned by uid {} with mode {:04o}",
+                    metadata.uid(),
+                    metadata.mode() & 0o7777
+                ),
+            ));
+        }
+        if folder == root {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn locate_control_script(layout: &InstanceLayout, given: Option<&Path>) -> Result<PathBuf> {
     if let Some(given) = given {
         let text = given.to_string_lossy();
         return under_root(&layout.root, &text, "--control-script");

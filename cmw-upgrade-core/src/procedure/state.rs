@@ -152,6 +152,10 @@ impl RunState {
                 state.format, state.instance
             )));
         }
+        // Every step is recorded from the start: none at all is not "all done".
+        if state.steps.is_empty() {
+            return Err(damaged("the run state lists no step".to_owned()));
+        }
         Ok(Some(state))
     }
 
@@ -276,6 +280,15 @@ mod tests {
         fs::write(&file, "{not json").unwrap();
         let error = RunState::load(&local, &prod()).unwrap_err();
         assert!(error.to_string().contains("state.json"), "{error}");
+        fs::write(&file, r#"{"format":1,"instance":"prod","steps":[]}"#).unwrap();
+        let error = RunState::load(&local, &prod()).unwrap_err();
+        assert!(error.to_string().contains("lists no step"), "{error}");
+        fs::write(&file, r#"{"format":1,"instance":"test","steps":[]}"#).unwrap();
+        let error = RunState::load(&local, &prod()).unwrap_err();
+        assert!(
+            error.to_string().contains("\"test\""),
+            "another instance's state: {error}"
+        );
 
         // A dry run saves nothing but shows the write.
         let plan = Recording::new(DryRun::new(LocalExecutor::new(dir.path().join("other"))));
