@@ -50,7 +50,7 @@ fn missing(error: &std::io::Error) -> bool {
 impl ServerRead for Disk {
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
         let placed = self.place(path)?;
-        match fs::read(&placed) {
+        match read_regular(&placed) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if missing(&error) => Ok(None),
             Err(error) => Err(Error::io("read", placed, error)),
@@ -165,12 +165,107 @@ impl Disk {
     }
 }
 
+/// Opens a file to read, refusing anything but a regular file (links are
+/// followed: `/etc/os-release` is usually one). A FIFO or a device, planted
+/// where a config or a log is expected, would block a read forever or never
+/// end; it is opened without blocking and refused.
+///
+/// # Errors
+/// The open's error; `InvalidInput` for what is not a regular file.
+pub fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            IoKind::InvalidInput,
+            "not a regular file (a FIFO, a socket or a device?)",
+        ));
+    }
+    Ok(file)
+}
+
+/// A whole regular file; see [`open_regular`].
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Reads a file to a string, mapping "not found" to `None` and everything else to [`Error::Io`].
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
-    match fs::read(path) {
+    match read_regular(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(error) if error.kind() == IoKind::NotFound => Ok(None),
         Err(error) if error.kind() == IoKind::NotADirectory => Ok(None),
         Err(error) => Err(Error::io("read", path, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn fifo(path: &Path) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
+    }
+
+    /// Runs `work` on a thread and gives its result, or fails the test when it
+    /// blocks: the point is that it must not.
+    fn within_seconds<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(work());
+        });
+        receiver
+            .recv_timeout(Duration::from_secs(10))
+            .expect("it returned instead of blocking")
+    }
+
+    #[test]
+    fn a_fifo_where_a_file_is_expected_is_refused_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        fifo(&root.join("etc/os-release"));
+        let disk = Disk::new(&root);
+        let error = within_seconds(move || {
+            Disk::new(&root)
+                .read_file("/etc/os-release")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        });
+        assert!(error.contains("not a regular file"), "{error}");
+        // The service account owns the log folder: a FIFO as a heartbeat log.
+        let logs = dir.path().join("var/log/comindware/prod/Logs");
+        fifo(&logs.join("heartbeat_2026-11-28.log"));
+        let root = dir.path().to_path_buf();
+        let checked = within_seconds(move || {
+            crate::health::smoke_check(
+                &root,
+                &crate::InstanceName::new("prod").unwrap(),
+                "http://127.0.0.1:9/api/health",
+            )
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+        });
+        assert!(
+            checked.unwrap_err().contains("not a regular file"),
+            "the check fails, it does not hang"
+        );
+        assert!(disk.read_file("/etc/missing").unwrap().is_none());
     }
 }

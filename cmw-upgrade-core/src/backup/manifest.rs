@@ -1,6 +1,5 @@
 //! `manifest.json`: what a bundle holds, file by file, with BLAKE3 hashes.
 
-use std::fs;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -142,8 +141,10 @@ impl Manifest {
     /// does not parse, has an unknown format, or names unsafe paths.
     pub fn read(bundle: &Path) -> Result<Manifest> {
         let path = bundle.join(MANIFEST_FILE);
-        let bytes =
-            fs::read(&path).map_err(|error| Error::io("read the bundle manifest", &path, error))?;
+        let mut bytes = Vec::new();
+        crate::disk::open_regular(&path)
+            .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
+            .map_err(|error| Error::io("read the bundle manifest", &path, error))?;
         let damaged = |details: String| Error::BundleDamaged {
             bundle: bundle.to_path_buf(),
             details,

@@ -9,7 +9,6 @@
 //! lowercased copy of each chunk with a SIMD substring search, and lines are
 //! found with `memchr`; per line the work is a few byte comparisons.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -307,7 +306,8 @@ impl LogScanner {
     /// # Errors
     /// [`Error::Io`] when the file cannot be opened or read.
     pub fn scan_file(&mut self, path: &Path, at_end: bool) -> Result<()> {
-        let mut file = File::open(path).map_err(|error| Error::io("open", path, error))?;
+        let mut file =
+            crate::disk::open_regular(path).map_err(|error| Error::io("open", path, error))?;
         file.seek(SeekFrom::Start(self.offset))
             .map_err(|error| Error::io("read", path, error))?;
         let mut buffer = vec![0u8; READ_CHUNK];

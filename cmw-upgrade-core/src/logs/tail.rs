@@ -4,7 +4,6 @@
 //! the file is read from the end in small blocks until a line that starts a
 //! record is found; the cost depends on the size of the last record, not of the file.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -30,7 +29,8 @@ const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 /// [`Error::Io`] when the file cannot be opened or read.
 pub fn last_record(path: &Path) -> Result<Option<LastRecord>> {
     let read_error = |error| Error::io("read", path, error);
-    let mut file = File::open(path).map_err(|error| Error::io("open", path, error))?;
+    let mut file =
+        crate::disk::open_regular(path).map_err(|error| Error::io("open", path, error))?;
     let len = file.metadata().map_err(read_error)?.len();
     if len == 0 {
         return Ok(None);

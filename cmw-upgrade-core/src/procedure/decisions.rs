@@ -14,6 +14,7 @@ use crate::instance::InstanceName;
 use crate::logs::scan::ErrorRecord;
 use crate::logs::{ErrorReason, LogFileStatus, UpgradeVerdict, Verdict};
 use crate::os::OsFamily;
+use crate::server::ServerRead;
 
 const STATE: &str = "/var/lib/cmw-upgrade/prod/state.json";
 const OLD_CONFIG: &str = "/usr/share/comindware/configs/instance/prod.yml";
@@ -379,4 +380,36 @@ fn a_resumed_run_may_change_its_time_limits_but_not_what_it_upgrades() {
         "{message}"
     );
     assert!(!message.contains("timeout"), "{message}");
+}
+
+#[test]
+fn a_rollback_without_its_bundle_does_the_rest_and_says_what_it_could_not() {
+    let server = MemoryServer::new()
+        .with_file(
+            "/var/log/comindware/prod/Logs/upgrade2026-11-24.log",
+            "ERROR ...",
+        )
+        .with_tools(|_, action| panic!("nothing to restore from: {action:?}"));
+    let mut state = fresh_state(&settings());
+    for step in &mut state.steps {
+        if ["create-instance", "transfer-data"].contains(&step.name.as_str()) {
+            step.status = super::state::StepStatus::Done;
+        }
+    }
+    let mut ignore = |_: &super::Event| {};
+    let error = super::steps::rollback(&server, &settings(), &mut state, &mut ignore).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::StepFailed, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains("the bundle /mnt/backup/prod is gone"),
+        "{message}"
+    );
+    assert!(!message.contains("back in place"), "{message}");
+    assert!(server
+        .events()
+        .contains(&Happened::Ran("systemctl stop comindwareprod".into())));
+    let kept = server
+        .list_dir("/var/lib/cmw-upgrade/prod/upgrade-logs")
+        .unwrap();
+    assert_eq!(kept.len(), 1, "the logs are kept in the run's folder");
 }

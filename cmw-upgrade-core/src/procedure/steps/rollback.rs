@@ -5,11 +5,13 @@ use super::*;
 /// Copies the instance's log folder into the bundle's `upgrade-logs/<stamp>`.
 pub(super) fn keep_logs(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<String> {
     let layout = layout(exec, settings)?;
-    let folder = format!(
-        "{}/{}",
-        settings.bundle,
-        crate::backup::manifest::KEPT_LOGS_FOLDER
-    );
+    // Beside the data they explain; in the run's own folder when the bundle is gone.
+    let keeper = if exec.exists(&settings.bundle)? {
+        settings.bundle.clone()
+    } else {
+        work_dir(&settings.instance)
+    };
+    let folder = format!("{keeper}/{}", crate::backup::manifest::KEPT_LOGS_FOLDER);
     let kept = format!("{folder}/{}", utc_stamp(std::time::SystemTime::now()));
     exec.create_dir_all(&folder)?;
     exec.copy(&server_path(&layout.log_dir.path), &kept)?;
@@ -42,6 +44,7 @@ pub(in crate::procedure) fn rollback(
     };
     let created = started("create-instance");
     let data_moved = started("transfer-data");
+    let mut not_done: Vec<String> = Vec::new();
     if created {
         // A unit that was never created cannot be stopped; that is fine here.
         let stop =
@@ -55,14 +58,25 @@ pub(in crate::procedure) fn rollback(
                 text: format!("logs kept in {kept}"),
             });
         }
-        exec.tool(&ToolAction::Restore {
-            bundle: settings.bundle.clone(),
-            instance: instance.clone(),
-            family: settings.family,
-        })?;
+        if exec.exists(&format!("{}/manifest.json", settings.bundle))? {
+            exec.tool(&ToolAction::Restore {
+                bundle: settings.bundle.clone(),
+                instance: instance.clone(),
+                family: settings.family,
+            })?;
+        } else {
+            // Everything else is still undone; the database is left as it is.
+            not_done.push(format!(
+                "the database was not restored: the bundle {} is gone (the new instance's \
+                 database stays in place, stopped); bring the bundle back and run the rollback \
+                 again, or restore it by hand with: cmw-upgrade restore BUNDLE --instance {instance} --replace",
+                settings.bundle
+            ));
+        }
     }
     let previous = state.artifact("previous_version").map(str::to_owned);
-    match previous {
+    let restored = data_moved && not_done.is_empty();
+    let done = match previous {
         Some(previous) => {
             let tarball = PlatformTarball::parse(&settings.distribution)?;
             let scripts = tarball.scripts_dir(&dist_dir(instance));
@@ -76,19 +90,37 @@ pub(in crate::procedure) fn rollback(
             systemctl(exec, "start", &units)?;
             all_active(exec, &units)?;
             Ok(format!(
-                "Version {previous} of {instance} is back on this server, on the database from the bundle \
-                 (the upgraded one is kept beside it). Keep DNS and the upstream proxy on the old server."
+                "Version {previous} of {instance} is back on this server, {}. Keep DNS and the \
+                 upstream proxy on the old server.",
+                if restored {
+                    "on the database from the bundle (the upgraded one is kept beside it)"
+                } else {
+                    "on the database it has now"
+                }
             ))
         }
         None if created => Ok(format!(
             "{instance} is stopped on this server{}. The old server was never changed and still serves: \
              keep DNS and the upstream proxy on it. Send the kept logs to support; rerun `cmw-upgrade run` to try again.",
-            if data_moved {
+            if restored {
                 ", with the bundle's database back in place (the upgraded one moved aside)"
             } else {
                 ""
             }
         )),
         None => Ok("No instance was created on this server; nothing else to undo. The old server still serves.".to_owned()),
+    };
+    if not_done.is_empty() {
+        return done;
     }
+    // What could be done is done; the rollback is not complete, and says why.
+    Err(Error::StepFailed {
+        instance: instance.to_string(),
+        step: "rollback".to_owned(),
+        details: format!(
+            "{} Not done: {}",
+            done.unwrap_or_else(|error| error.to_string()),
+            not_done.join("; ")
+        ),
+    })
 }
