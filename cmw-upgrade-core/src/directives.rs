@@ -37,7 +37,7 @@ pub fn parse_mapping(text: &str, file: &Path) -> Result<Mapping> {
     let value: Value = yaml_serde::from_str(text).map_err(|error| Error::ConfigParse {
         path: file.to_path_buf(),
         line: error.location().map(|location| location.line()),
-        message: error.to_string(),
+        message: crate::secrets::mask_secret_values(text, &error.to_string()),
     })?;
     match value {
         Value::Null => Ok(Mapping::new()),

@@ -59,6 +59,7 @@ pub mod paths;
 pub mod procedure;
 pub mod prune;
 pub mod script_output;
+pub mod secrets;
 pub mod server;
 pub mod systemd;
 pub mod units;

@@ -30,9 +30,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::secrets::is_secret_key;
 use crate::error::Result;
 use crate::exec::{CommandOutput, CommandRunner};
+use crate::secrets::is_secret_key;
 pub use crate::server::{DirEntry, NodeKind, ServerRead};
 
 pub use agent::AgentExecutor;

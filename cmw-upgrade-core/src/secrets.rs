@@ -50,6 +50,50 @@ pub fn shown(key: &str, value: Option<&str>) -> Option<String> {
     })
 }
 
+/// `message` with every secret value of the YAML `text` it is about replaced
+/// by [`MASK`], with the tag that may precede it (`!!int hunter2`): a parse
+/// error quotes the value it could not read, and the admin's terminal, the
+/// JSON output and the run state must never show it.
+pub fn mask_secret_values(text: &str, message: &str) -> String {
+    let mut values: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+        if key.starts_with('#') || !is_secret_key(key) {
+            continue;
+        }
+        let mut value = value.trim();
+        if let Some(comment) = value.find(" #") {
+            value = value[..comment].trim_end();
+        }
+        // `!!int secret` or `!custom secret`: the tag goes with the value.
+        let untagged = match value.strip_prefix('!') {
+            Some(rest) => rest
+                .split_once(' ')
+                .map_or("", |(_, rest)| rest.trim_start()),
+            None => value,
+        };
+        for candidate in [
+            value,
+            untagged,
+            untagged.trim_matches(|c| c == '"' || c == '\''),
+        ] {
+            if !candidate.is_empty() && !values.iter().any(|known| known == candidate) {
+                values.push(candidate.to_owned());
+            }
+        }
+    }
+    // Longest first, so a value holding another is masked whole.
+    values.sort_by_key(|value| std::cmp::Reverse(value.len()));
+    let mut masked = message.to_owned();
+    for value in values {
+        masked = masked.replace(&value, MASK);
+    }
+    masked
+}
+
 /// Replaces the given byte spans of `text` with [`MASK`]; spans must not overlap.
 pub fn mask_spans(text: &str, spans: &mut [(usize, usize)]) -> String {
     spans.sort_unstable();
@@ -70,6 +114,28 @@ pub fn mask_spans(text: &str, spans: &mut [(usize, usize)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parse_error_never_shows_a_secret_or_its_tag() {
+        for text in [
+            "journal.password: !!int hunter2\n",
+            "journal.password: !!int 'hunter2'\n",
+            "mq.sasl.password: \"hunter2\"\nbroken: [\n",
+            "s3.main.secretKey: hunter2 # the key\nbroken: {\n",
+        ] {
+            let error = crate::directives::parse_mapping(text, std::path::Path::new("/x.yml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("hunter2"), "{text:?}: {error}");
+        }
+        assert_eq!(
+            mask_secret_values(
+                "user: admin\npassword: !!str s3cr3t\n",
+                "bad !!str s3cr3t near admin"
+            ),
+            "bad *** near admin"
+        );
+    }
 
     #[test]
     fn secret_keys() {
