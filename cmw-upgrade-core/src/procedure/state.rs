@@ -169,6 +169,7 @@ impl RunState {
             .parent()
             .map(|folder| folder.to_string_lossy().into_owned())
             .unwrap_or_else(|| STATE_ROOT.to_owned());
+        refuse_links(executor, &self.instance)?;
         executor.create_dir_all(&folder)?;
         let mut json = serde_json::to_vec_pretty(self)
             .map_err(|error| Error::io("write", &path, std::io::Error::other(error.to_string())))?;
@@ -198,6 +199,36 @@ impl RunState {
     }
 }
 
+/// Refuses a link anywhere on the way to the run's files: the state and the
+/// lock are written as root, and a link there would send those writes
+/// elsewhere (the tool's folder is root's alone, so a link is not an accident).
+fn refuse_links(executor: &dyn Executor, instance: &str) -> Result<()> {
+    let folder = format!("{STATE_ROOT}/{instance}");
+    let mut checked = Vec::new();
+    let mut path = String::new();
+    for part in folder.split('/').filter(|part| !part.is_empty()) {
+        path.push('/');
+        path.push_str(part);
+        // System folders: an admin may have moved /var to another disk by a link.
+        if path != "/var" && path != "/var/lib" {
+            checked.push(path.clone());
+        }
+    }
+    checked.extend([format!("{folder}/state.json"), format!("{folder}/lock")]);
+    for path in checked {
+        if let Some(target) = executor.read_link(&path)? {
+            return Err(Error::CheckFailed {
+                what: format!("checking {path} before writing the run's files there"),
+                details: format!(
+                    "it is a symlink to {target}; the tool's own folder must hold no link: \
+                     remove it (and see who made it)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// An exclusive hold on an instance for one run, on the server the executor
 /// reaches; released when dropped or when the holding process dies (locally
 /// the kernel drops the `flock`; remotely the agent's session ends with its
@@ -216,6 +247,7 @@ impl<'a> RunLock<'a> {
     /// [`Error::Io`] when the lock file cannot be made.
     pub fn acquire(executor: &'a dyn Executor, instance: &InstanceName) -> Result<RunLock<'a>> {
         let path = format!("{STATE_ROOT}/{instance}/lock");
+        refuse_links(executor, instance.as_str())?;
         let guard = executor.lock(&path)?;
         Ok(RunLock {
             _guard: guard,
