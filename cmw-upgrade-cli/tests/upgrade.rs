@@ -74,6 +74,20 @@ fn tree(folder: &Path) -> BTreeMap<String, String> {
     found
 }
 
+/// Fails naming only the entries that differ (a whole tree is too long to read).
+fn assert_same_tree(
+    after: &BTreeMap<String, String>,
+    before: &BTreeMap<String, String>,
+    what: &str,
+) {
+    let differing: Vec<&String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|key| after.get(*key) != before.get(*key))
+        .collect();
+    assert!(differing.is_empty(), "{what}: {differing:?}");
+}
+
 fn database(root: &Path) -> PathBuf {
     root.join("var/lib/comindware/prod/Database")
 }
@@ -487,33 +501,64 @@ fn plan_shows_every_step_and_changes_nothing() {
         !stdout(&output).contains("journal-secret") && !stdout(&output).contains("kafka-secret"),
         "no secret in the plan"
     );
-    assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
-    // A missing input is a precondition the plan checks, as the run would.
-    let typo = rehearsal
+    assert_same_tree(&tree(&rehearsal.root()), &before, "plan changed the server");
+    // A typo in an input is refused before anything, by plan as by run: exit 2,
+    // nothing recorded, so the corrected command just works.
+    for verb in ["plan", "run"] {
+        let typo = rehearsal
+            .plain(verb)
+            .args([
+                "--json",
+                "--instance",
+                "prod",
+                "--bundle",
+                rehearsal.setup["bundle"].as_str().unwrap(),
+                "--distribution",
+                "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz",
+                "--prerequisites",
+                "/opt/distr/5.0-release-ru-5.0.78.prerequisites.astra.tar.gz",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(typo.status.code(), Some(2), "{verb}: {}", stderr(&typo));
+        let error = json(&typo);
+        assert_eq!(error["error"]["kind"], "check_failed", "{verb}: {error}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("5.0.78.prerequisites.astra.tar.gz does not exist"),
+            "{verb}: {error}"
+        );
+        assert!(
+            !rehearsal
+                .root()
+                .join("var/lib/cmw-upgrade/prod/state.json")
+                .exists(),
+            "{verb} recorded nothing"
+        );
+    }
+    let other_family = rehearsal
         .plain("plan")
         .args([
-            "--json",
             "--instance",
             "prod",
             "--bundle",
             rehearsal.setup["bundle"].as_str().unwrap(),
             "--distribution",
-            "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz",
+            "/opt/distr/5.0-release-ru-5.0.1234.0.redos.tar.gz",
             "--prerequisites",
-            "/opt/distr/5.0-release-ru-5.0.78.prerequisites.astra.tar.gz",
+            rehearsal.setup["prerequisites"].as_str().unwrap(),
         ])
         .output()
         .unwrap();
-    let typo = json(&typo);
+    assert_eq!(other_family.status.code(), Some(2));
     assert!(
-        typo["steps"][1]["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("5.0.78.prerequisites.astra.tar.gz does not exist"),
+        stderr(&other_family).contains("is for redos (rpm family)"),
         "{}",
-        typo["steps"][1]
+        stderr(&other_family)
     );
-    assert_eq!(tree(&rehearsal.root()), before, "plan changed the server");
+    assert_same_tree(&tree(&rehearsal.root()), &before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
     assert!(
         stdout(&text).contains("journal.server = http://localhost:9200 (from elasticsearchUri)"),

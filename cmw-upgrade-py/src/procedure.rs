@@ -123,6 +123,10 @@ pub(crate) fn run<'py>(
     let report = run_long_call(py, progress, Feed::Events, move |worker| {
         // Ctrl-C also stops a backup or restore inside a step between files.
         let local = LocalExecutor::new(&root).with_cancel(worker.cancel.clone());
+        // A typo changes nothing, not even the lock file (as the CLI's run).
+        if core::procedure::state::RunState::load(&local, &settings.instance)?.is_none() {
+            core::procedure::preflight(&local, &settings)?;
+        }
         let _lock = core::procedure::RunLock::acquire(&local, &settings.instance)?;
         let recorder = Recording::new(&local);
         core::procedure::run_upgrade_with_cancel(

@@ -8,7 +8,8 @@ use cmw_upgrade_core::health::smoke_check;
 use cmw_upgrade_core::procedure::state::{RunState, StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::RunLock;
 use cmw_upgrade_core::procedure::{
-    plan_upgrade, rollback_command, rollback_upgrade, run_upgrade, Event, UpgradeSettings,
+    plan_upgrade, preflight, rollback_command, rollback_upgrade, run_upgrade, Event,
+    UpgradeSettings,
 };
 
 use super::family_of_root;
@@ -220,6 +221,11 @@ fn kill_hook(_event: &Event) {}
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
     let settings = settings_of(global, &args)?;
     let local = LocalExecutor::new(&global.root);
+    // A typo must change nothing, not even the lock file: check the inputs
+    // of a new run before taking it (the run checks them again, locked).
+    if RunState::load(&local, &settings.instance)?.is_none() {
+        preflight(&local, &settings)?;
+    }
     let _lock = RunLock::acquire(&local, &settings.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);

@@ -361,6 +361,77 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
     Ok(state)
 }
 
+/// What must hold before a new run records anything, so a typo is an error
+/// (`check_failed`, nothing changed, nothing recorded) and the corrected
+/// command just works: the tarballs' names read, are for this server's family,
+/// and exist; the bundle exists and is a backup of this instance.
+///
+/// # Errors
+/// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
+pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
+    let refuse = |what: &str, details: String| Error::CheckFailed {
+        what: what.to_owned(),
+        details,
+    };
+    let platform = dist::PlatformTarball::parse(&settings.distribution)?;
+    let prerequisites = dist::PrerequisitesTarball::parse(&settings.prerequisites)?;
+    for (path, os) in [
+        (&settings.distribution, &platform.os),
+        (&settings.prerequisites, &prerequisites.os),
+    ] {
+        // The tarball's OS is an os-release ID (astra, redos, altlinux, ...).
+        if let Ok(info) = crate::os::detect_os_family(&format!("ID={os}\n")) {
+            if info.family != settings.family {
+                return Err(refuse(
+                    "checking the tarballs",
+                    format!(
+                        "{path} is for {os} ({} family), this server is of the {} family; \
+                         download the tarball for this OS",
+                        info.family.as_str(),
+                        settings.family.as_str()
+                    ),
+                ));
+            }
+        }
+        if !exec.exists(path)? {
+            return Err(refuse(
+                "checking the tarballs",
+                format!("{path} does not exist"),
+            ));
+        }
+    }
+    let manifest_path = format!("{}/manifest.json", settings.bundle);
+    let Some(manifest) = exec.read_file(&manifest_path)? else {
+        return Err(refuse(
+            "finding the old server's bundle",
+            format!(
+                "no {manifest_path}; make it on the old server with: cmw-upgrade backup \
+                 --instance {} --dest DIR, then bring DIR here",
+                settings.instance
+            ),
+        ));
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
+            bundle: settings.bundle.clone().into(),
+            details: format!("manifest.json does not parse: {error}"),
+        })?;
+    if let Some(owner) = manifest
+        .get("instance")
+        .and_then(serde_json::Value::as_str)
+        .filter(|owner| *owner != settings.instance.as_str())
+    {
+        return Err(refuse(
+            "checking the bundle",
+            format!(
+                "{} is a backup of instance {owner}, not {}",
+                settings.bundle, settings.instance
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn fresh_state(settings: &UpgradeSettings) -> RunState {
     let mut state = RunState::new(&settings.instance, &step_names());
     state.settings = Some(settings.clone());
@@ -399,6 +470,10 @@ pub fn run_upgrade_with_cancel<E: Executor>(
 ) -> Result<RunReport> {
     let store: &dyn Executor = recorder.inner();
     let mut state = load_or_start(store, settings)?;
+    if state.resume_index() == Some(0) && state.steps[0].status == StepStatus::Pending {
+        // A new run: nothing is recorded before its inputs check out.
+        preflight(store, settings)?;
+    }
     state.rollback = None;
     state.save(store)?;
     let total = state.steps.len();
@@ -545,6 +620,7 @@ pub fn plan_upgrade<E: Executor>(
             details: "a plan must run on a dry-run executor".to_owned(),
         });
     }
+    preflight(recorder, settings)?;
     let mut state = fresh_state(settings);
     let mut planned = Vec::new();
     let never = Cancel::new();
