@@ -49,6 +49,7 @@ pub mod disk;
 pub mod error;
 pub mod exec;
 pub mod executor;
+mod fd_walk;
 pub mod health;
 pub mod instance;
 pub mod layout;

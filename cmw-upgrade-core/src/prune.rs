@@ -10,19 +10,27 @@
 //! as a link), nothing outside the target is touched, node folders inside a
 //! `snapshots/` folder are backups and are left alone, and a target without any
 //! node folder is an error because it is almost surely the wrong folder.
+//!
+//! The database belongs to the platform's service account, which can write in
+//! it while this runs as root and could swap a node folder for a link to a
+//! folder of root's between planning and removing. So the target is listed and
+//! pruned through folder handles (see `fd_walk`): the plan records the device
+//! and inode of every folder it listed, removal opens each node folder again
+//! from the target one level at a time and refuses one that is not the folder
+//! planned, and what it removes is removed by name in that folder's handle.
 
-// Pruning removes cache folders of a database copy on the server it runs on (or its agent), never following links.
-#![allow(clippy::disallowed_methods)]
-
-use std::fs;
+use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use glob::{MatchOptions, Pattern};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fd_walk::{self, EntryStat, Identity};
 
 /// The entries removed from each node folder, as the procedure lists them.
 pub const CACHE_ENTRY_PATTERNS: [&str; 8] = [
@@ -109,6 +117,10 @@ pub struct PrunePlan {
     pub entries: Vec<PruneEntry>,
     /// Total bytes of regular files the entries hold.
     pub bytes: u64,
+    /// Device and inode of the target (at the empty path) and of every folder
+    /// listed below it, so removal opens exactly the folders planned.
+    #[serde(skip)]
+    folders: BTreeMap<PathBuf, Identity>,
 }
 
 /// What pruning did (or, in check mode, would do).
@@ -124,67 +136,91 @@ pub struct PruneReport {
     pub node_folders: Vec<String>,
 }
 
+/// A folder swapped under pruning, as the error prune reports: the copy's
+/// advice of [`Error::SourceChanged`] does not fit here.
+fn swapped_under_prune(error: Error) -> Error {
+    match error {
+        Error::SourceChanged { path, details } => Error::io(
+            "prune",
+            path,
+            io::Error::other(format!(
+                "{details}; nothing is removed through it: something writes in the \
+                 database, stop the instance and check who"
+            )),
+        ),
+        other => other,
+    }
+}
+
 /// Finds what pruning `target` would remove. Reads only.
 ///
 /// # Errors
 /// [`Error::NotAFolder`] when the target is not a folder, [`Error::NoIgniteNodeFolder`]
-/// when it holds no node folder, [`Error::Io`] when a folder cannot be listed.
+/// when it holds no node folder, [`Error::Io`] when a folder cannot be listed
+/// or is swapped while it is listed.
 pub fn plan_prune(target: &Path) -> Result<PrunePlan> {
     // The target itself may be a link (e.g. /var/lib/comindware/<i> on another disk):
     // the admin named it, so it is followed. Nothing below it is.
-    let metadata = fs::metadata(target).map_err(|error| Error::io("open", target, error))?;
-    if !metadata.is_dir() {
-        return Err(Error::NotAFolder {
-            path: target.to_path_buf(),
-            hint: "pass the Database folder or the unpacked backup folder",
-        });
-    }
+    let handle = match fd_walk::open_folder_following(target) {
+        Ok(handle) => handle,
+        Err(Errno::NOTDIR) => {
+            return Err(Error::NotAFolder {
+                path: target.to_path_buf(),
+                hint: "pass the Database folder or the unpacked backup folder",
+            })
+        }
+        Err(error) => return Err(Error::io("open", target, error.into())),
+    };
+    let top = fd_walk::stat_handle(&handle)
+        .map_err(|error| Error::io("inspect", target, error.into()))?;
+    let mut folders = BTreeMap::from([(PathBuf::new(), top.identity)]);
     let mut node_folders = Vec::new();
-    let mut selected: Vec<(PathBuf, EntryKind)> = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        let folder = target.join(&relative);
-        let mut children = Vec::new();
-        for entry in fs::read_dir(&folder).map_err(|error| Error::io("list", &folder, error))? {
-            let entry = entry.map_err(|error| Error::io("list", &folder, error))?;
-            let kind = entry
-                .file_type()
-                .map_err(|error| Error::io("inspect", entry.path(), error))?;
-            let kind = if kind.is_symlink() {
+    let mut selected: Vec<(PathBuf, EntryKind, EntryStat)> = Vec::new();
+    fd_walk::walk_tree(handle.as_fd(), target, |visit| {
+        let names: Vec<String> = visit
+            .children
+            .iter()
+            .map(|child| fd_walk::name_of(&child.name).to_string_lossy().into_owned())
+            .collect();
+        let is_node = is_node_folder(names.iter().map(String::as_str));
+        if is_node {
+            node_folders.push(visit.relative.to_path_buf());
+        }
+        let mut descend = Vec::new();
+        for (index, (child, name)) in visit.children.iter().zip(&names).enumerate() {
+            let relative = visit.relative.join(fd_walk::name_of(&child.name));
+            let kind = if child.stat.is_symlink() {
                 EntryKind::Symlink
-            } else if kind.is_dir() {
+            } else if child.stat.is_dir() {
                 EntryKind::Folder
             } else {
                 EntryKind::File
             };
-            children.push((entry.file_name().to_string_lossy().into_owned(), kind));
-        }
-        let is_node = is_node_folder(children.iter().map(|(name, _)| name.as_str()));
-        if is_node {
-            node_folders.push(relative.clone());
-        }
-        for (name, kind) in children {
-            if is_node && is_cache_entry(&name) {
-                selected.push((relative.join(&name), kind));
+            if is_node && is_cache_entry(name) {
+                selected.push((relative, kind, child.stat));
                 continue;
             }
-            let descend = kind == EntryKind::Folder
+            let walk_into = kind == EntryKind::Folder
                 && name != SNAPSHOT_FOLDER_NAME
                 // A node folder's cache partitions never hold node folders themselves.
                 && !(is_node && (name.starts_with(NODE_FOLDER_MARKER) || name.starts_with("cache-")));
-            if descend {
-                pending.push(relative.join(&name));
+            if walk_into {
+                descend.push(index);
+                folders.insert(relative, child.stat.identity);
             }
         }
-    }
+        Ok(descend)
+    })
+    .map_err(swapped_under_prune)?;
     if node_folders.is_empty() {
         return Err(Error::NoIgniteNodeFolder {
             target: target.to_path_buf(),
         });
     }
     node_folders.sort();
-    let mut entries = crate::parallel::parallel_map(&selected, |(relative, kind)| {
-        let (bytes, entries) = measure(&target.join(relative), *kind)?;
+    let mut entries = crate::parallel::parallel_map(&selected, |(relative, kind, stat)| {
+        let (bytes, entries) = measure(&handle, target, &folders, relative, *kind, stat)
+            .map_err(swapped_under_prune)?;
         Ok(PruneEntry {
             path: relative.clone(),
             kind: *kind,
@@ -199,76 +235,95 @@ pub fn plan_prune(target: &Path) -> Result<PrunePlan> {
         node_folders,
         entries,
         bytes,
+        folders,
     })
 }
 
-/// Bytes of regular files and number of entries under `path`, links not followed.
-fn measure(path: &Path, kind: EntryKind) -> Result<(u64, u64)> {
+/// Bytes of regular files and number of entries in the selected entry at
+/// `relative` (listed as `stat`), links not followed. A folder is opened
+/// through the handles of the folders listed above it, and walked by handles.
+fn measure(
+    top: &std::os::fd::OwnedFd,
+    target: &Path,
+    folders: &BTreeMap<PathBuf, Identity>,
+    relative: &Path,
+    kind: EntryKind,
+    stat: &EntryStat,
+) -> Result<(u64, u64)> {
     match kind {
         EntryKind::Symlink => Ok((0, 1)),
-        EntryKind::File => {
-            let metadata =
-                fs::symlink_metadata(path).map_err(|error| Error::io("inspect", path, error))?;
-            Ok((
-                if metadata.is_file() {
-                    metadata.len()
-                } else {
-                    0
-                },
-                1,
-            ))
-        }
+        EntryKind::File => Ok((if stat.is_file() { stat.size } else { 0 }, 1)),
         EntryKind::Folder => {
+            let path = target.join(relative);
+            let gone = || Error::SourceChanged {
+                path: path.clone(),
+                details: "it vanished".to_owned(),
+            };
+            let parent = relative.parent().unwrap_or(Path::new(""));
+            let name = relative.file_name().unwrap_or_default();
+            let node = fd_walk::open_folder_below(top.as_fd(), target, parent, |walked| {
+                folders.get(walked).copied()
+            })?
+            .ok_or_else(gone)?;
+            let folder = fd_walk::open_listed_folder(node.as_fd(), name, stat.identity, &path)?
+                .ok_or_else(gone)?;
             let (mut bytes, mut entries) = (0, 1);
-            let mut pending = vec![path.to_path_buf()];
-            while let Some(folder) = pending.pop() {
-                for entry in
-                    fs::read_dir(&folder).map_err(|error| Error::io("list", &folder, error))?
-                {
-                    let entry = entry.map_err(|error| Error::io("list", &folder, error))?;
-                    let file_type = entry
-                        .file_type()
-                        .map_err(|error| Error::io("inspect", entry.path(), error))?;
+            fd_walk::walk_tree(folder.as_fd(), &path, |visit| {
+                let mut descend = Vec::new();
+                for (index, child) in visit.children.iter().enumerate() {
                     entries += 1;
-                    if file_type.is_dir() {
-                        pending.push(entry.path());
-                    } else if file_type.is_file() {
-                        // DirEntry::metadata does not follow links.
-                        let metadata = entry
-                            .metadata()
-                            .map_err(|error| Error::io("inspect", entry.path(), error))?;
-                        bytes += metadata.len();
+                    if child.stat.is_dir() {
+                        descend.push(index);
+                    } else if child.stat.is_file() {
+                        bytes += child.stat.size;
                     }
                 }
-            }
+                Ok(descend)
+            })?;
             Ok((bytes, entries))
         }
     }
 }
 
 /// Removes what the plan lists. Entries already gone are skipped; a folder that
-/// became a link since planning is removed as a link.
+/// became a link since planning is removed as a link. Each entry is removed by
+/// name in its node folder's handle, that folder opened again from the target
+/// and checked to be the one planned; a folder is emptied through handles.
 ///
 /// # Errors
-/// [`Error::Io`] naming the entry that could not be removed; entries removed before
-/// it stay removed (they are caches the platform rebuilds).
+/// [`Error::Io`] naming the entry that could not be removed, or the folder
+/// that is not the one planned (nothing is removed through it); entries
+/// removed before stay removed (they are caches the platform rebuilds).
 pub fn apply_prune(plan: &PrunePlan) -> Result<PruneReport> {
+    let target = &plan.target;
+    let handle = fd_walk::open_folder_following(target)
+        .map_err(|error| Error::io("open", target, error.into()))?;
+    let found = fd_walk::stat_handle(&handle)
+        .map_err(|error| Error::io("inspect", target, error.into()))?;
+    if plan.folders.get(Path::new("")) != Some(&found.identity) {
+        return Err(swapped_under_prune(Error::SourceChanged {
+            path: target.clone(),
+            details: "it is another folder than the one planned".to_owned(),
+        }));
+    }
     let outcomes = crate::parallel::parallel_map(&plan.entries, |entry| {
-        let path = plan.target.join(&entry.path);
-        let metadata = match fs::symlink_metadata(&path) {
-            Ok(metadata) => metadata,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => return Err(Error::io("inspect", &path, error)),
+        let path = target.join(&entry.path);
+        let parent = entry.path.parent().unwrap_or(Path::new(""));
+        let Some(name) = entry.path.file_name() else {
+            return Ok(None);
         };
-        // std's remove_dir_all never follows links and is safe against a folder being
-        // swapped for a link while it runs; remove_file on a link removes the link.
-        let removal = if metadata.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
+        let Some(node) = fd_walk::open_folder_below(handle.as_fd(), target, parent, |walked| {
+            plan.folders.get(walked).copied()
+        })
+        .map_err(swapped_under_prune)?
+        else {
+            // Its node folder is gone, and the entry with it.
+            return Ok(None);
         };
-        removal.map_err(|error| Error::io("remove", &path, error))?;
-        Ok(Some(entry.clone()))
+        // Whatever is at that name in the node folder planned is in the tree:
+        // removed as what it is now, a link as a link.
+        let removed = fd_walk::remove_entry(node.as_fd(), name, &path, false, None)?;
+        Ok(removed.then(|| entry.clone()))
     })?;
     let removed: Vec<PruneEntry> = outcomes.into_iter().flatten().collect();
     Ok(PruneReport {
@@ -359,6 +414,34 @@ mod tests {
         ] {
             assert!(!is_cache_entry(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_node_folder_swapped_for_a_link_after_planning_is_refused() {
+        use std::fs;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("Database");
+        let node = target.join("db/node00");
+        fs::create_dir_all(node.join("cacheGroup-Account")).unwrap();
+        fs::create_dir_all(node.join("cp")).unwrap();
+        fs::write(node.join("cp/a.bin"), "cache").unwrap();
+        // Root's folder that looks like a node folder, caches and all.
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("cacheGroup-Precious")).unwrap();
+        fs::create_dir_all(outside.join("cp")).unwrap();
+        fs::write(outside.join("cp/keep.bin"), "root's").unwrap();
+        let plan = plan_prune(&target).unwrap();
+        assert_eq!(plan.entries.len(), 1);
+        fs::rename(&node, target.join("db/node00-moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, &node).unwrap();
+        let error = apply_prune(&plan).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("db/node00") && message.contains("nothing is removed through it"),
+            "{message}"
+        );
+        assert_eq!(fs::read(outside.join("cp/keep.bin")).unwrap(), b"root's");
+        assert!(target.join("db/node00-moved/cp/a.bin").exists());
     }
 
     #[test]

@@ -5,16 +5,19 @@
 //! written, every file re-hashed against it and the file system flushed is the
 //! folder renamed to `DIR`. Dropping an unfinished [`PartialBundle`] removes it.
 
-use std::fs::{self, DirBuilder, File};
+use std::ffi::OsString;
+use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
+
 use super::manifest::{Manifest, MANIFEST_FILE};
-use super::tree::{create_private_file, remove_own_tree};
-use super::verify::verify_entries;
+use super::verify::verify_entries_at;
 use super::Progress;
 use crate::error::{Error, Result};
+use crate::fd_walk::{self, Identity};
 
 /// The marker that says a `.partial` folder is this tool's unfinished work.
 const PARTIAL_MARKER: &str = ".cmw-upgrade-partial";
@@ -89,75 +92,181 @@ pub fn check_destination(bundle: &Path) -> Result<PathBuf> {
 
 /// A folder the tool fills before giving it its final name, marked as the
 /// tool's own; dropped unfinished, it is removed.
+///
+/// Its name may sit in a folder another account writes (a restore stages
+/// beside the target, in the instance's folder), so that account could swap
+/// it for a link or another folder at any time. The folder is therefore held
+/// open from the moment it is created, everything is written through that
+/// handle, and its name is looked up only in its parent's handle, compared
+/// with the folder created before it is removed or renamed.
 #[derive(Debug)]
 pub struct StagingFolder {
     path: PathBuf,
+    /// The folder holding it.
+    parent: OwnedFd,
+    /// Its name there.
+    name: OsString,
+    /// The folder itself.
+    handle: OwnedFd,
+    identity: Identity,
     done: bool,
+}
+
+fn parent_folder(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }
 
 impl StagingFolder {
     /// Creates `path` (mode `0700`) with the marker, replacing a leftover of this tool's.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when `path` exists and is not this tool's;
-    /// [`Error::Io`] when it cannot be created.
+    /// [`Error::AlreadyExists`] when `path` exists and is not this tool's, or
+    /// something else took its place as it was created; [`Error::Io`] when it
+    /// cannot be created.
     pub fn claim(path: &Path) -> Result<StagingFolder> {
-        if let Ok(metadata) = fs::symlink_metadata(path) {
-            let ours = !metadata.is_symlink()
-                && (path.join(PARTIAL_MARKER).is_file()
-                    || fs::read_dir(path).is_ok_and(|mut listing| listing.next().is_none()));
-            if !ours {
-                return Err(Error::AlreadyExists {
-                    path: path.to_path_buf(),
-                    hint: "it is not unfinished work of cmw-upgrade, so it is left alone; move it away",
-                });
+        let name = path
+            .file_name()
+            .ok_or_else(|| {
+                Error::io(
+                    "create the folder",
+                    path,
+                    io::Error::other("the path names no folder"),
+                )
+            })?
+            .to_owned();
+        let parent_path = parent_folder(path);
+        let parent = fd_walk::open_folder_following(parent_path)
+            .map_err(|error| Error::io("open", parent_path, error.into()))?;
+        match fd_walk::open_child_folder(parent.as_fd(), name.as_os_str()) {
+            Ok(Some(existing)) => {
+                let ours = fd_walk::stat_child(existing.as_fd(), PARTIAL_MARKER)
+                    .is_ok_and(|marker| marker.is_file())
+                    || fd_walk::child_names(existing.as_fd()).is_ok_and(|names| names.is_empty());
+                if !ours {
+                    return Err(not_ours(path));
+                }
+                let identity = fd_walk::stat_handle(&existing)
+                    .map_err(|error| Error::io("inspect", path, error.into()))?
+                    .identity;
+                fd_walk::remove_entry(parent.as_fd(), &name, path, true, Some(identity))?;
             }
-            remove_own_tree(path)?;
+            // A file or a link: not a leftover of this tool's.
+            Ok(None) => return Err(not_ours(path)),
+            Err(Errno::NOENT) => {}
+            Err(error) => return Err(Error::io("open", path, error.into())),
         }
-        DirBuilder::new()
-            .mode(0o700)
-            .create(path)
-            .map_err(|error| Error::io("create the folder", path, error))?;
+        rustix::fs::mkdirat(
+            &parent,
+            name.as_os_str(),
+            rustix::fs::Mode::from_raw_mode(0o700),
+        )
+        .map_err(|error| Error::io("create the folder", path, error.into()))?;
+        let taken = || Error::AlreadyExists {
+            path: path.to_path_buf(),
+            hint: "something else took its place as it was created; nothing was written into it",
+        };
+        let handle = match fd_walk::open_child_folder(parent.as_fd(), name.as_os_str()) {
+            Ok(Some(handle)) => handle,
+            Ok(None) | Err(Errno::NOENT) => return Err(taken()),
+            Err(error) => return Err(Error::io("open", path, error.into())),
+        };
+        let created = fd_walk::stat_handle(&handle)
+            .map_err(|error| Error::io("inspect", path, error.into()))?;
+        // Another account can only put a folder of its own there, or one that
+        // is not empty.
+        let fresh = created.uid == rustix::process::geteuid().as_raw()
+            && fd_walk::child_names(handle.as_fd()).is_ok_and(|names| names.is_empty());
+        if !fresh {
+            return Err(taken());
+        }
         let staging = StagingFolder {
             path: path.to_path_buf(),
+            parent,
+            name,
+            handle,
+            identity: created.identity,
             done: false,
         };
-        let marker = path.join(PARTIAL_MARKER);
-        File::create(&marker).map_err(|error| Error::io("create", &marker, error))?;
+        fd_walk::create_child_file(staging.handle.as_fd(), PARTIAL_MARKER, 0o600)
+            .map_err(|error| Error::io("create", path.join(PARTIAL_MARKER), error.into()))?;
         Ok(staging)
     }
 
-    /// The folder.
+    /// The folder's path, for messages and for what only reads it.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The folder itself, to write into.
+    pub(crate) fn handle(&self) -> BorrowedFd<'_> {
+        self.handle.as_fd()
     }
 
     /// Removes the folder now (its content has been moved out).
     ///
     /// # Errors
-    /// [`Error::Io`] when it cannot be removed.
+    /// [`Error::Io`] when it cannot be removed; [`Error::SourceChanged`] when
+    /// something else is at its name now (left alone).
     pub fn discard(mut self) -> Result<()> {
         self.done = true;
-        remove_own_tree(&self.path)
+        self.remove()
     }
 
-    /// Renames the folder to `final_path`, without the marker, and flushes the
-    /// parent folder so the new name survives a crash.
+    fn remove(&self) -> Result<()> {
+        fd_walk::remove_entry(
+            self.parent.as_fd(),
+            &self.name,
+            &self.path,
+            true,
+            Some(self.identity),
+        )
+        .map(drop)
+    }
+
+    /// Renames the folder to `final_path` (in the same folder), without the
+    /// marker, and flushes the parent folder so the new name survives a crash.
     fn rename_to(mut self, final_path: &Path) -> Result<()> {
         let marker = self.path.join(PARTIAL_MARKER);
-        fs::remove_file(&marker).map_err(|error| Error::io("remove", &marker, error))?;
-        fs::rename(&self.path, final_path)
-            .map_err(|error| Error::io("rename the finished folder to", final_path, error))?;
-        self.done = true;
-        if let Some(parent) = final_path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            File::open(parent)
-                .and_then(|handle| handle.sync_all())
-                .map_err(|error| Error::io("flush", parent, error))?;
+        rustix::fs::unlinkat(&self.handle, PARTIAL_MARKER, rustix::fs::AtFlags::empty())
+            .map_err(|error| Error::io("remove", &marker, error.into()))?;
+        let final_name = final_path.file_name().unwrap_or_default();
+        if parent_folder(final_path) != parent_folder(&self.path) || final_name.is_empty() {
+            return Err(Error::Internal {
+                details: format!(
+                    "{} is not beside {}",
+                    final_path.display(),
+                    self.path.display()
+                ),
+            });
         }
-        Ok(())
+        let at_name = fd_walk::stat_child(self.parent.as_fd(), self.name.as_os_str())
+            .map_err(|error| Error::io("inspect", &self.path, error.into()))?;
+        if at_name.identity != self.identity {
+            return Err(Error::SourceChanged {
+                path: self.path.clone(),
+                details: "another folder took its place; it is not given the final name".to_owned(),
+            });
+        }
+        rustix::fs::renameat(
+            &self.parent,
+            self.name.as_os_str(),
+            &self.parent,
+            final_name,
+        )
+        .map_err(|error| Error::io("rename the finished folder to", final_path, error.into()))?;
+        self.done = true;
+        rustix::fs::fsync(&self.parent)
+            .map_err(|error| Error::io("flush", parent_folder(final_path), error.into()))
+    }
+}
+
+fn not_ours(path: &Path) -> Error {
+    Error::AlreadyExists {
+        path: path.to_path_buf(),
+        hint: "it is not unfinished work of cmw-upgrade, so it is left alone; move it away",
     }
 }
 
@@ -165,7 +274,7 @@ impl Drop for StagingFolder {
     fn drop(&mut self) {
         if !self.done {
             // Best effort: a leftover is replaced by the next run.
-            let _ = remove_own_tree(&self.path);
+            let _ = self.remove();
         }
     }
 }
@@ -196,6 +305,11 @@ impl PartialBundle {
         self.staging.path()
     }
 
+    /// The folder to write into, held open (see [`StagingFolder`]).
+    pub(crate) fn handle(&self) -> BorrowedFd<'_> {
+        self.staging.handle()
+    }
+
     /// Writes the manifest, re-hashes every file against it, flushes the file
     /// system, and renames the folder to its final name.
     ///
@@ -213,19 +327,18 @@ impl PartialBundle {
             )
         })?;
         json.push(b'\n');
-        let mut file = create_private_file(&path)?;
+        let mut file = fd_walk::create_child_file(self.staging.handle(), MANIFEST_FILE, 0o600)
+            .map_err(|error| Error::io("create", &path, error.into()))?;
         file.write_all(&json)
             .map_err(|error| Error::io("write", &path, error))?;
         // The flush to disk and the re-hash (from the page cache) run side by
         // side; the bundle gets its final name only when both are done.
         let (flushed, verified) = std::thread::scope(|scope| {
             let flush = scope.spawn(|| {
-                let handle =
-                    File::open(&partial).map_err(|error| Error::io("open", &partial, error))?;
-                rustix::fs::syncfs(&handle)
+                rustix::fs::syncfs(self.staging.handle())
                     .map_err(|error| Error::io("flush", &partial, error.into()))
             });
-            let verified = verify_entries(&partial, manifest, progress);
+            let verified = verify_entries_at(self.staging.handle(), &partial, manifest, progress);
             progress.start(super::Phase::Flushing, 0, 0);
             (
                 flush.join().expect("the flush thread does not panic"),

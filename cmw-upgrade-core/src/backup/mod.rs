@@ -49,7 +49,7 @@ use crate::instance::InstanceName;
 use crate::layout::InstanceLayout;
 use crate::os::OsFamily;
 use crate::paths::under_root;
-use tree::{copy_plan, CopyPlan, Treatment};
+use tree::{copy_plan, CopyPlan, Destination, Treatment};
 
 /// What a long operation is doing now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -488,7 +488,11 @@ pub fn backup(
     if options.check_space {
         check_free_space(partial.path(), plan.data_bytes(), plan.entries.len() as u64)?;
     }
-    let files = copy_plan(&plan, partial.path(), progress)?;
+    let destination = Destination {
+        path: partial.path(),
+        handle: partial.handle(),
+    };
+    let files = copy_plan(&plan, destination, progress)?;
     let platform_version = read_optional(&layout.instance_config)?
         .and_then(|text| Directives::parse(&text, &layout.instance_config).ok())
         .and_then(|directives| directives.get("version"));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bundle::StagingFolder;
 use super::manifest::{EntryKind, Manifest, ManifestEntry};
-use super::tree::{copy_plan, CopyPlan, Treatment};
+use super::tree::{copy_plan, CopyPlan, Destination, Treatment};
 use super::Progress;
 use crate::accounts::resolve_owner;
 use crate::disk::Disk;
@@ -205,7 +205,13 @@ fn stage_part(
     let mut plan = CopyPlan::default();
     plan.add_tree(&bundle.join(part), part, Treatment::Owner(owner.0, owner.1))?;
     plan.finish();
-    let copied = copy_plan(&plan, staging.path(), progress)?;
+    // The staging folder sits beside the target, in a folder the data owner
+    // may write: it is written through its handle, never by its path.
+    let destination = Destination {
+        path: staging.path(),
+        handle: staging.handle(),
+    };
+    let copied = copy_plan(&plan, destination, progress)?;
     check_against_manifest(bundle, manifest, part, &copied)?;
     Ok(StagedPart {
         part,
@@ -245,8 +251,10 @@ fn place_part(staged: StagedPart, stamp: &str) -> Result<RestoredPart> {
         }
         None => None,
     };
-    fs::rename(staging.path().join(part), target)
-        .map_err(|error| Error::io("move the restored copy into", target, error))?;
+    // Out of the staging folder's handle: a swap of its name since it was
+    // filled cannot put anything else in the target's place.
+    rustix::fs::renameat(staging.handle(), part, rustix::fs::CWD, target)
+        .map_err(|error| Error::io("move the restored copy into", target, error.into()))?;
     staging.discard()?;
     fs::File::open(parent)
         .and_then(|handle| handle.sync_all())

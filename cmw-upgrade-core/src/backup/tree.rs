@@ -5,17 +5,30 @@
 //! hash it, which measured slower on the target's database shape (thousands of
 //! partition files, see the README's speed table). Files are spread over all
 //! cores, largest first, so one big file does not finish alone at the end.
+//!
+//! The trees read (a live database, the uploaded files) belong to the
+//! platform's service account, and the tool reads them as root, so they are
+//! listed and read through folder handles (see `fd_walk`): each file is opened
+//! relative to its folder, which is opened again from the tree's top one level
+//! at a time and compared (device and inode) with what was listed. A folder
+//! swapped for a link or for another folder is reported as a changed source,
+//! never followed. The copies are written through a handle on the destination,
+//! whose name may sit in a folder that account writes (a restore's staging folder).
 
-use std::collections::HashSet;
-use std::fs::{self, DirBuilder, File, FileTimes, OpenOptions};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::io::Errno;
 
 use super::manifest::{EntryKind, ManifestEntry};
 use super::{Phase, Progress};
 use crate::error::{Error, Result};
+use crate::fd_walk::{self, EntryStat, Identity};
 use crate::parallel::parallel_map_with;
 
 /// Bytes read at a time; one buffer per worker thread, so memory stays flat
@@ -35,10 +48,21 @@ pub(crate) enum Treatment {
     Owner(u32, u32),
 }
 
+/// Where a planned entry was listed: in which of the plan's trees, at which
+/// path below its top, as which file.
+#[derive(Debug, Clone)]
+struct ListedAt {
+    tree: usize,
+    /// `/`-separated, empty for the top itself.
+    relative: String,
+    identity: Identity,
+}
+
 /// One folder, file or link to copy.
 #[derive(Debug, Clone)]
 pub(crate) struct PlannedEntry {
-    /// Where it is read from.
+    /// Where it is read from (named in messages; a listed entry is not opened
+    /// through this path).
     pub source: PathBuf,
     /// Where it goes, relative to the destination, `/`-separated.
     pub path: String,
@@ -56,6 +80,18 @@ pub(crate) struct PlannedEntry {
     pub target: Option<String>,
     /// How the copy gets its attributes.
     pub treatment: Treatment,
+    /// Where it was listed, for an entry of a tree; `None` for a file named
+    /// on its own (a config file), which is opened by its path.
+    listed: Option<ListedAt>,
+}
+
+/// A tree added to a plan: its top, held open from listing to copying, and
+/// every folder listed in it by its path below the top.
+#[derive(Debug)]
+struct PlannedTree {
+    path: PathBuf,
+    handle: OwnedFd,
+    folders: HashMap<String, Identity>,
 }
 
 /// Everything one copy will do, planned before anything is written.
@@ -66,52 +102,63 @@ pub(crate) struct CopyPlan {
     planned: HashSet<String>,
     /// Things the admin should know (skipped special files, missing optional files).
     pub warnings: Vec<String>,
+    trees: Vec<PlannedTree>,
 }
 
-fn utf8_name(path: &Path) -> Result<&str> {
-    path.to_str().ok_or_else(|| Error::CheckFailed {
+fn not_utf8(path: &Path) -> Error {
+    Error::CheckFailed {
         what: "reading file names".to_owned(),
         details: format!(
             "{} is not valid UTF-8, which the manifest cannot record; rename it",
             path.display()
         ),
-    })
+    }
+}
+
+fn utf8_name(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| not_utf8(path))
+}
+
+/// The target of a link named by its path (above a tree: the admin's paths).
+fn link_target_by_path(source: &Path) -> Result<String> {
+    let target =
+        fs::read_link(source).map_err(|error| Error::io("read the link", source, error))?;
+    Ok(utf8_name(&target)?.to_owned())
 }
 
 fn planned_entry(
     source: PathBuf,
     path: String,
-    metadata: &fs::Metadata,
+    stat: &EntryStat,
     treatment: Treatment,
+    link_target: impl FnOnce() -> Result<String>,
 ) -> Result<Option<PlannedEntry>> {
-    let file_type = metadata.file_type();
-    let (kind, target) = if file_type.is_dir() {
+    let (kind, target) = if stat.is_dir() {
         (EntryKind::Dir, None)
-    } else if file_type.is_file() {
+    } else if stat.is_file() {
         (EntryKind::File, None)
-    } else if file_type.is_symlink() {
-        let target =
-            fs::read_link(&source).map_err(|error| Error::io("read the link", &source, error))?;
-        (EntryKind::Symlink, Some(utf8_name(&target)?.to_owned()))
+    } else if stat.is_symlink() {
+        (EntryKind::Symlink, Some(link_target()?))
     } else {
         return Ok(None);
     };
     Ok(Some(PlannedEntry {
         size: if kind == EntryKind::File {
-            metadata.len()
+            stat.size
         } else {
             0
         },
-        mode: metadata.mode() & 0o7777,
-        uid: metadata.uid(),
-        gid: metadata.gid(),
-        mtime: metadata.mtime(),
-        mtime_nsec: metadata.mtime_nsec() as u32,
+        mode: stat.mode,
+        uid: stat.uid,
+        gid: stat.gid,
+        mtime: stat.mtime,
+        mtime_nsec: stat.mtime_nsec,
         target,
         kind,
         source,
         path,
         treatment,
+        listed: None,
     }))
 }
 
@@ -143,7 +190,11 @@ impl CopyPlan {
             }
             let metadata =
                 fs::metadata(&source).map_err(|error| Error::io("inspect", &source, error))?;
-            if let Some(entry) = planned_entry(source, bundle, &metadata, treatment)? {
+            let stat = EntryStat::from_metadata(&metadata);
+            let link = source.clone();
+            if let Some(entry) = planned_entry(source, bundle, &stat, treatment, || {
+                link_target_by_path(&link)
+            })? {
                 self.push(entry);
             }
         }
@@ -153,45 +204,95 @@ impl CopyPlan {
     /// Plans a whole folder tree under `prefix`. The folder itself may be reached
     /// through symlinks (a data disk mounted elsewhere); inside it, links are
     /// recorded as links and never followed, so a link loop is just a link.
+    /// The folder stays open in the plan, and everything in it is listed (and
+    /// later copied) through handles, not paths.
     ///
     /// # Errors
     /// [`Error::Io`] when the folder cannot be resolved (missing, a symlink
-    /// loop) or listed; [`Error::NotAFolder`] when it is a file.
+    /// loop) or listed; [`Error::NotAFolder`] when it is a file;
+    /// [`Error::SourceChanged`] when a folder is swapped while it is listed.
     pub fn add_tree(&mut self, folder: &Path, prefix: &str, treatment: Treatment) -> Result<()> {
         let resolved = fs::canonicalize(folder).map_err(|error| {
             Error::io("resolve the folder (following its symlinks)", folder, error)
         })?;
-        let metadata =
-            fs::metadata(&resolved).map_err(|error| Error::io("inspect", &resolved, error))?;
-        if !metadata.is_dir() {
-            return Err(Error::NotAFolder {
-                path: folder.to_path_buf(),
-                hint: "the instance config names a file where a folder should be",
-            });
-        }
+        let handle = match fd_walk::open_folder(&resolved) {
+            Ok(handle) => handle,
+            Err(Errno::NOTDIR) => {
+                return Err(Error::NotAFolder {
+                    path: folder.to_path_buf(),
+                    hint: "the instance config names a file where a folder should be",
+                })
+            }
+            Err(error) => return Err(Error::io("open", &resolved, error.into())),
+        };
+        let top = fd_walk::stat_handle(&handle)
+            .map_err(|error| Error::io("inspect", &resolved, error.into()))?;
         self.add_parents(&resolved, prefix, treatment)?;
-        if let Some(entry) =
-            planned_entry(resolved.clone(), prefix.to_owned(), &metadata, treatment)?
+        let tree = self.trees.len();
+        let mut folders = HashMap::from([(String::new(), top.identity)]);
+        if let Some(mut entry) =
+            // An open folder is never a link, so its target is never asked for.
+            planned_entry(resolved.clone(), prefix.to_owned(), &top, treatment, || {
+                    Ok(String::new())
+                })?
         {
+            entry.listed = Some(ListedAt {
+                tree,
+                relative: String::new(),
+                identity: top.identity,
+            });
             self.push(entry);
         }
-        let mut pending = vec![(resolved, prefix.to_owned())];
-        while let Some((folder, path)) = pending.pop() {
-            let listing =
-                fs::read_dir(&folder).map_err(|error| Error::io("list", &folder, error))?;
-            for item in listing {
-                let item = item.map_err(|error| Error::io("list", &folder, error))?;
-                let source = item.path();
-                let name = item.file_name();
-                let name = utf8_name(Path::new(&name))?;
-                let child_path = format!("{path}/{name}");
-                let metadata = fs::symlink_metadata(&source)
-                    .map_err(|error| Error::io("inspect", &source, error))?;
-                match planned_entry(source.clone(), child_path.clone(), &metadata, treatment)? {
-                    Some(entry) => {
+        fd_walk::walk_tree(handle.as_fd(), &resolved, |visit| {
+            // Made of names already checked below, so always UTF-8.
+            let folder_relative = utf8_name(visit.relative)?.to_owned();
+            let mut descend = Vec::new();
+            for (index, child) in visit.children.iter().enumerate() {
+                let source = resolved
+                    .join(&folder_relative)
+                    .join(fd_walk::name_of(&child.name));
+                let name = fd_walk::name_of(&child.name)
+                    .to_str()
+                    .ok_or_else(|| not_utf8(&source))?;
+                let relative = if folder_relative.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{folder_relative}/{name}")
+                };
+                let planned = planned_entry(
+                    source.clone(),
+                    format!("{prefix}/{relative}"),
+                    &child.stat,
+                    treatment,
+                    || {
+                        let target =
+                            match fd_walk::read_link_child(visit.handle, child.name.as_c_str()) {
+                                Ok(target) => target,
+                                // Gone, or something else took its place since it was listed.
+                                Err(Errno::INVAL | Errno::NOENT) => {
+                                    return Err(Error::SourceChanged {
+                                        path: source.clone(),
+                                        details: "it is no longer a link".to_owned(),
+                                    })
+                                }
+                                Err(error) => {
+                                    return Err(Error::io("read the link", &source, error.into()))
+                                }
+                            };
+                        Ok(utf8_name(Path::new(&target))?.to_owned())
+                    },
+                )?;
+                match planned {
+                    Some(mut entry) => {
                         if entry.kind == EntryKind::Dir {
-                            pending.push((source, child_path));
+                            descend.push(index);
+                            folders.insert(relative.clone(), child.stat.identity);
                         }
+                        entry.listed = Some(ListedAt {
+                            tree,
+                            relative,
+                            identity: child.stat.identity,
+                        });
                         self.push(entry);
                     }
                     None => self.warnings.push(format!(
@@ -200,7 +301,13 @@ impl CopyPlan {
                     )),
                 }
             }
-        }
+            Ok(descend)
+        })?;
+        self.trees.push(PlannedTree {
+            path: resolved,
+            handle,
+            folders,
+        });
         Ok(())
     }
 
@@ -230,9 +337,14 @@ impl CopyPlan {
             return Ok(());
         }
         self.add_parents(file, path, treatment)?;
-        if let Some(entry) =
-            planned_entry(file.to_path_buf(), path.to_owned(), &metadata, treatment)?
-        {
+        let stat = EntryStat::from_metadata(&metadata);
+        if let Some(entry) = planned_entry(
+            file.to_path_buf(),
+            path.to_owned(),
+            &stat,
+            treatment,
+            || link_target_by_path(file),
+        )? {
             self.push(entry);
         }
         Ok(())
@@ -254,6 +366,87 @@ impl CopyPlan {
             .iter()
             .filter(|entry| entry.kind == EntryKind::File)
             .count() as u64
+    }
+
+    /// Opens the listed file `source` through its tree's handles: its folders
+    /// again from the top, each compared with what was listed, then the file
+    /// in the last one, never following a link.
+    fn open_listed_file(&self, listed: &ListedAt, source: &Path) -> Result<File> {
+        let tree = &self.trees[listed.tree];
+        let (folder, name) = split_relative(&listed.relative);
+        let vanished = || Error::SourceChanged {
+            path: source.to_path_buf(),
+            details: "it vanished".to_owned(),
+        };
+        let Some(handle) = fd_walk::open_folder_below(
+            tree.handle.as_fd(),
+            &tree.path,
+            Path::new(folder),
+            |walked| tree.folders.get(walked.to_str()?).copied(),
+        )?
+        else {
+            return Err(vanished());
+        };
+        match fd_walk::open_child_file(handle.as_fd(), name) {
+            Ok(file) => Ok(file),
+            Err(Errno::NOENT) => Err(vanished()),
+            // A link took its place.
+            Err(Errno::LOOP) => Err(no_longer_a_file(source)),
+            Err(error) => Err(Error::io("read", source, error.into())),
+        }
+    }
+}
+
+/// `(folder, name)` of a `/`-separated relative path; the folder is empty for
+/// a name at the top.
+fn split_relative(relative: &str) -> (&str, &str) {
+    relative.rsplit_once('/').unwrap_or(("", relative))
+}
+
+fn no_longer_a_file(source: &Path) -> Error {
+    Error::SourceChanged {
+        path: source.to_path_buf(),
+        details: "it is no longer a regular file".to_owned(),
+    }
+}
+
+/// The folder a copy writes into, held open: its name may sit in a folder
+/// another account writes (a restore's staging folder beside the target), so
+/// it is never looked up by its path again. Nobody else can enter it (it is
+/// the tool's, `0700`, until it gets its final name), so what the copy makes
+/// inside is reached from the handle one level at a time, links never followed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    /// Its path, for messages.
+    pub path: &'a Path,
+    /// The folder itself.
+    pub handle: BorrowedFd<'a>,
+}
+
+impl Destination<'_> {
+    /// Opens the folder at `relative` inside the destination.
+    fn open_folder(&self, relative: &str) -> Result<OwnedFd> {
+        fd_walk::open_folder_path(self.handle, Path::new(relative))
+            .map_err(|error| Error::io("open", self.path.join(relative), error.into()))
+    }
+
+    /// Creates the folder at `relative` (mode `0700`).
+    fn create_folder(&self, relative: &str) -> Result<()> {
+        let (parent, name) = split_relative(relative);
+        rustix::fs::mkdirat(
+            self.open_folder(parent)?,
+            name,
+            rustix::fs::Mode::from_raw_mode(0o700),
+        )
+        .map_err(|error| Error::io("create the folder", self.path.join(relative), error.into()))
+    }
+
+    /// Creates the file at `relative`, readable by the tool's user only; never
+    /// replaces one.
+    fn create_file(&self, relative: &str) -> Result<File> {
+        let (parent, name) = split_relative(relative);
+        fd_walk::create_child_file(self.open_folder(parent)?.as_fd(), name, 0o600)
+            .map_err(|error| Error::io("create", self.path.join(relative), error.into()))
     }
 }
 
@@ -338,44 +531,60 @@ fn apply_attributes(
         .map_err(|error| Error::io("set the times of", path, error))
 }
 
+/// Opens a file named on its own (not in a listed tree) to read, not
+/// following a link in its last component.
+fn open_named_file(source: &Path) -> Result<File> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(source)
+    {
+        Ok(file) => Ok(file),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(Error::SourceChanged {
+            path: source.to_path_buf(),
+            details: "it vanished".to_owned(),
+        }),
+        Err(error) => Err(Error::io("read", source, error)),
+    }
+}
+
 fn copy_one_file(
+    plan: &CopyPlan,
     entry: &PlannedEntry,
     index: usize,
-    destination: &Path,
+    destination: Destination<'_>,
     buffer: &mut [u8],
     progress: &Progress,
     as_root: bool,
 ) -> Result<CopiedFile> {
     progress.check_cancelled()?;
     let source = &entry.source;
-    let mut input = match OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(source)
-    {
-        Ok(file) => file,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::SourceChanged {
-                path: source.clone(),
-                details: "it vanished".to_owned(),
-            })
-        }
-        Err(error) => return Err(Error::io("read", source, error)),
+    let mut input = match &entry.listed {
+        Some(listed) => plan.open_listed_file(listed, source)?,
+        None => open_named_file(source)?,
     };
     let metadata = input
         .metadata()
         .map_err(|error| Error::io("inspect", source, error))?;
     if !metadata.is_file() {
-        return Err(Error::SourceChanged {
-            path: source.clone(),
-            details: "it is no longer a regular file".to_owned(),
-        });
+        return Err(no_longer_a_file(source));
     }
-    let mut output = create_private_file(destination)?;
+    if let Some(listed) = &entry.listed {
+        // A file in the listed folder, but not the one listed: what is copied
+        // must be what the plan (and the space check) counted.
+        if (metadata.dev(), metadata.ino()) != (listed.identity.dev, listed.identity.ino) {
+            return Err(Error::SourceChanged {
+                path: source.clone(),
+                details: "another file took its place since it was listed".to_owned(),
+            });
+        }
+    }
+    let target = destination.path.join(&entry.path);
+    let mut output = destination.create_file(&entry.path)?;
     let (size, blake3) = hash_stream(&mut input, Some(&mut output), buffer, progress).map_err(
         |error| match error {
             StreamError::Read(error) => Error::io("read", source, error),
-            StreamError::Write(error) => Error::io("write", destination, error),
+            StreamError::Write(error) => Error::io("write", &target, error),
             StreamError::Cancelled => super::cancelled(),
         },
     )?;
@@ -389,7 +598,7 @@ fn copy_one_file(
     };
     apply_attributes(
         &output,
-        destination,
+        &target,
         &source_attributes,
         entry.treatment,
         false,
@@ -480,8 +689,9 @@ fn start_writeback(file: &File) {
     }
 }
 
-/// Copies everything in `plan` under `destination` (an existing folder),
-/// hashing each file in the same pass. Returns the manifest entries in plan order.
+/// Copies everything in `plan` into `destination` (an existing folder, held
+/// open), hashing each file in the same pass. Returns the manifest entries in
+/// plan order.
 ///
 /// # Errors
 /// The first [`Error::Io`] (naming the path: a full disk, a permission),
@@ -489,23 +699,18 @@ fn start_writeback(file: &File) {
 /// request is set; what was written stays for the caller to remove.
 pub(crate) fn copy_plan(
     plan: &CopyPlan,
-    destination: &Path,
+    destination: Destination<'_>,
     progress: &Progress,
 ) -> Result<Vec<ManifestEntry>> {
     let as_root = running_as_root();
     progress.start(Phase::Copying, plan.data_bytes(), plan.file_count());
-    let target_of = |entry: &PlannedEntry| destination.join(&entry.path);
     for entry in plan
         .entries
         .iter()
         .filter(|entry| entry.kind == EntryKind::Dir)
     {
-        let folder = target_of(entry);
         // Writable by the tool until the end, whatever the source's mode.
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&folder)
-            .map_err(|error| Error::io("create the folder", &folder, error))?;
+        destination.create_folder(&entry.path)?;
     }
     let mut files: Vec<usize> = (0..plan.entries.len())
         .filter(|&index| plan.entries[index].kind == EntryKind::File)
@@ -516,7 +721,7 @@ pub(crate) fn copy_plan(
         || vec![0u8; BUFFER_BYTES],
         |buffer, &index| {
             let entry = &plan.entries[index];
-            copy_one_file(entry, index, &target_of(entry), buffer, progress, as_root)
+            copy_one_file(plan, entry, index, destination, buffer, progress, as_root)
         },
     )?;
     let mut manifest: Vec<ManifestEntry> = plan
@@ -550,21 +755,29 @@ pub(crate) fn copy_plan(
         .iter()
         .filter(|entry| entry.kind == EntryKind::Symlink)
     {
-        let link = target_of(entry);
+        let link = destination.path.join(&entry.path);
+        let (parent, name) = split_relative(&entry.path);
+        let folder = destination.open_folder(parent)?;
         let target = entry.target.as_deref().unwrap_or_default();
-        std::os::unix::fs::symlink(target, &link)
-            .map_err(|error| Error::io("create the link", &link, error))?;
+        rustix::fs::symlinkat(target, &folder, name)
+            .map_err(|error| Error::io("create the link", &link, error.into()))?;
         if let Some((uid, gid)) = entry.treatment.owner((entry.uid, entry.gid), as_root) {
-            std::os::unix::fs::lchown(&link, Some(uid), Some(gid))
-                .map_err(|error| Error::io("change the owner of", &link, error))?;
+            rustix::fs::chownat(
+                &folder,
+                name,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|error| Error::io("change the owner of", &link, error.into()))?;
         }
         let time = rustix::fs::Timespec {
             tv_sec: entry.mtime,
             tv_nsec: entry.mtime_nsec.into(),
         };
         rustix::fs::utimensat(
-            rustix::fs::CWD,
-            &link,
+            &folder,
+            name,
             &rustix::fs::Timestamps {
                 last_access: time,
                 last_modification: time,
@@ -581,8 +794,8 @@ pub(crate) fn copy_plan(
         .rev()
         .filter(|entry| entry.kind == EntryKind::Dir)
     {
-        let folder = target_of(entry);
-        let handle = File::open(&folder).map_err(|error| Error::io("open", &folder, error))?;
+        let folder = destination.path.join(&entry.path);
+        let handle = File::from(destination.open_folder(&entry.path)?);
         let source = SourceAttributes {
             mode: entry.mode,
             owner: (entry.uid, entry.gid),
@@ -593,111 +806,179 @@ pub(crate) fn copy_plan(
     Ok(manifest)
 }
 
-/// The size and BLAKE3 of a file, read with `buffer`; links are not followed.
+/// One entry of a [`ListedTree`], as it was when listed.
+#[derive(Debug, Clone)]
+pub(crate) struct ListedEntry {
+    /// What it was (a link not followed).
+    pub stat: EntryStat,
+    /// A link's target, read through its folder's handle.
+    pub target: Option<PathBuf>,
+}
+
+/// A tree listed through handles (see `fd_walk`): its top, held open, and
+/// every entry below it as it was when listed.
+#[derive(Debug)]
+pub(crate) struct ListedTree {
+    path: PathBuf,
+    handle: OwnedFd,
+    /// Every entry by its path relative to the top (`/`-separated), sorted.
+    pub entries: Vec<(String, ListedEntry)>,
+    folders: HashMap<String, Identity>,
+}
+
+/// What hashing a listed file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Hashed {
+    /// A regular file: its size and BLAKE3.
+    File { size: u64, blake3: String },
+    /// Nothing is there any more.
+    Missing,
+    /// Something other than a regular file is there now (a link, a pipe):
+    /// not read.
+    NotAFile,
+}
+
+/// Every path under `folder` (followed when it is a link: the admin named it)
+/// relative to it, without following links below it.
 ///
 /// # Errors
-/// The I/O error of opening or reading; [`io::ErrorKind::Interrupted`] when the
-/// operation was asked to stop (callers check [`Progress::check_cancelled`]).
-pub(crate) fn hash_file(
-    path: &Path,
-    buffer: &mut [u8],
-    progress: &Progress,
-) -> io::Result<(u64, String)> {
-    let mut input = OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let hashed = hash_stream(&mut input, None, buffer, progress).map_err(|error| match error {
-        StreamError::Read(error) | StreamError::Write(error) => error,
-        StreamError::Cancelled => stopped(),
-    })?;
-    progress.add_file();
-    Ok(hashed)
+/// [`Error::Io`] when a folder cannot be listed; [`Error::SourceChanged`] when
+/// a folder is swapped while it is listed.
+pub(crate) fn list_tree(folder: &Path) -> Result<ListedTree> {
+    let handle = fd_walk::open_folder_following(folder)
+        .map_err(|error| Error::io("list", folder, error.into()))?;
+    list_tree_at(handle, folder)
 }
 
-/// The error of a hash stopped on request; it never reaches the admin, since
-/// the callers turn a stop into [`Error::Cancelled`] first.
-fn stopped() -> io::Error {
-    io::Error::new(io::ErrorKind::Interrupted, "stopped on request")
-}
-
-/// Hashes the given files on all cores: `(size, blake3)` or the error, in order.
-/// Once the operation is asked to stop, the files not started yet are skipped;
-/// the caller checks [`Progress::check_cancelled`] before using the results.
-pub(crate) fn hash_files(paths: &[PathBuf], progress: &Progress) -> Vec<io::Result<(u64, String)>> {
-    parallel_map_with(
-        paths,
-        || vec![0u8; BUFFER_BYTES],
-        |buffer, path| {
-            if progress.is_cancelled() {
-                return Ok(Err(stopped()));
+/// Like [`list_tree`], for the folder already open as `handle` (at `folder`).
+///
+/// # Errors
+/// As [`list_tree`].
+pub(crate) fn list_tree_at(handle: OwnedFd, folder: &Path) -> Result<ListedTree> {
+    let top = fd_walk::stat_handle(&handle)
+        .map_err(|error| Error::io("inspect", folder, error.into()))?;
+    let mut entries = Vec::new();
+    let mut folders = HashMap::from([(String::new(), top.identity)]);
+    fd_walk::walk_tree(handle.as_fd(), folder, |visit| {
+        let prefix = visit.relative.to_string_lossy();
+        let mut descend = Vec::new();
+        for (index, child) in visit.children.iter().enumerate() {
+            let name = fd_walk::name_of(&child.name).to_string_lossy();
+            let relative = if prefix.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            // A link that cannot be read (gone since the listing) has no target,
+            // which compares as changed.
+            let target = child
+                .stat
+                .is_symlink()
+                .then(|| fd_walk::read_link_child(visit.handle, child.name.as_c_str()).ok())
+                .flatten()
+                .map(PathBuf::from);
+            if child.stat.is_dir() {
+                descend.push(index);
+                folders.insert(relative.clone(), child.stat.identity);
             }
-            Ok(hash_file(path, buffer, progress))
+            entries.push((
+                relative,
+                ListedEntry {
+                    stat: child.stat,
+                    target,
+                },
+            ));
+        }
+        Ok(descend)
+    })?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(ListedTree {
+        path: folder.to_path_buf(),
+        handle,
+        entries,
+        folders,
+    })
+}
+
+impl ListedTree {
+    /// The size and BLAKE3 of the file at `relative`, read with `buffer`: its
+    /// folders are opened again from the top, each compared with what was
+    /// listed, and the file in the last one, not following a link. What is
+    /// hashed is what is in that folder now: a file rewritten since the
+    /// listing shows as changed.
+    ///
+    /// # Errors
+    /// [`Error::SourceChanged`] when a folder on the way is not the one
+    /// listed; [`Error::Io`] naming the file; [`Error::Cancelled`].
+    fn hash_file(&self, relative: &str, buffer: &mut [u8], progress: &Progress) -> Result<Hashed> {
+        let path = self.path.join(relative);
+        let (folder, name) = split_relative(relative);
+        let Some(handle) = fd_walk::open_folder_below(
+            self.handle.as_fd(),
+            &self.path,
+            Path::new(folder),
+            |walked| self.folders.get(&*walked.to_string_lossy()).copied(),
+        )?
+        else {
+            return Ok(Hashed::Missing);
+        };
+        let mut input = match fd_walk::open_child_file(handle.as_fd(), name) {
+            Ok(file) => file,
+            Err(Errno::NOENT) => return Ok(Hashed::Missing),
+            Err(Errno::LOOP) => return Ok(Hashed::NotAFile),
+            Err(error) => return Err(Error::io("read", &path, error.into())),
+        };
+        let metadata = input
+            .metadata()
+            .map_err(|error| Error::io("inspect", &path, error))?;
+        if !metadata.is_file() {
+            return Ok(Hashed::NotAFile);
+        }
+        let (size, blake3) =
+            hash_stream(&mut input, None, buffer, progress).map_err(|error| match error {
+                StreamError::Read(error) | StreamError::Write(error) => {
+                    Error::io("read", &path, error)
+                }
+                StreamError::Cancelled => super::cancelled(),
+            })?;
+        progress.add_file();
+        Ok(Hashed::File { size, blake3 })
+    }
+}
+
+/// Hashes the given files of `tree` (paths relative to its top) on all cores,
+/// in order. Once the operation is asked to stop, the files not started yet
+/// are skipped; the caller checks [`Progress::check_cancelled`] before using
+/// the results.
+pub(crate) fn hash_files(
+    tree: &ListedTree,
+    relatives: &[&str],
+    progress: &Progress,
+) -> Vec<Result<Hashed>> {
+    parallel_map_with(
+        relatives,
+        || vec![0u8; BUFFER_BYTES],
+        |buffer, relative| {
+            if progress.is_cancelled() {
+                return Ok(Err(super::cancelled()));
+            }
+            Ok(tree.hash_file(relative, buffer, progress))
         },
     )
     .expect("per-file errors are results, so the map itself never fails")
 }
 
-/// Every path under `folder` relative to it (`/`-separated), without following links.
-///
-/// # Errors
-/// [`Error::Io`] when a folder cannot be listed.
-pub(crate) fn list_tree(folder: &Path) -> Result<Vec<(String, fs::Metadata)>> {
-    let mut found = Vec::new();
-    let mut pending = vec![(folder.to_path_buf(), String::new())];
-    while let Some((current, prefix)) = pending.pop() {
-        let listing = fs::read_dir(&current).map_err(|error| Error::io("list", &current, error))?;
-        for item in listing {
-            let item = item.map_err(|error| Error::io("list", &current, error))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            let relative = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            let metadata = fs::symlink_metadata(item.path())
-                .map_err(|error| Error::io("inspect", item.path(), error))?;
-            if metadata.is_dir() {
-                pending.push((item.path(), relative.clone()));
-            }
-            found.push((relative, metadata));
-        }
-    }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found)
-}
-
-/// Removes a tree the tool wrote itself (a partial bundle, a staging folder),
-/// making its folders writable first; links inside are removed, not followed.
-///
-/// # Errors
-/// [`Error::Io`] naming what could not be removed.
-pub(crate) fn remove_own_tree(folder: &Path) -> Result<()> {
-    match fs::symlink_metadata(folder) {
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(Error::io("inspect", folder, error)),
-        Ok(metadata) if !metadata.is_dir() => {
-            return fs::remove_file(folder).map_err(|error| Error::io("remove", folder, error))
-        }
-        Ok(_) => {}
-    }
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        let _ = fs::set_permissions(&current, fs::Permissions::from_mode(0o700));
-        if let Ok(listing) = fs::read_dir(&current) {
-            for item in listing.flatten() {
-                if item.file_type().is_ok_and(|kind| kind.is_dir()) {
-                    pending.push(item.path());
-                }
-            }
-        }
-    }
-    fs::remove_dir_all(folder).map_err(|error| Error::io("remove", folder, error))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::StagingFolder;
+
+    fn into(staging: &StagingFolder) -> Destination<'_> {
+        Destination {
+            path: staging.path(),
+            handle: staging.handle(),
+        }
+    }
 
     #[test]
     fn copies_keep_modes_times_and_links_and_hash_the_content() {
@@ -737,9 +1018,9 @@ mod tests {
             ]
         );
         let destination = dir.path().join("bundle");
-        fs::create_dir(&destination).unwrap();
+        let staging = StagingFolder::claim(&destination).unwrap();
         let progress = Progress::default();
-        let manifest = copy_plan(&plan, &destination, &progress).unwrap();
+        let manifest = copy_plan(&plan, into(&staging), &progress).unwrap();
         let big = manifest
             .iter()
             .find(|entry| entry.path.ends_with("part-0.bin"))
@@ -773,7 +1054,7 @@ mod tests {
                 .unwrap()
                 .mtime()
         );
-        remove_own_tree(&destination).unwrap();
+        staging.discard().unwrap();
         assert!(!destination.exists());
         assert!(
             source.join("db/node/part-0.bin").exists(),
@@ -793,8 +1074,8 @@ mod tests {
         // The running instance removes the segment between listing and copying.
         fs::remove_file(source.join("wal/0001.wal")).unwrap();
         let destination = dir.path().join("bundle");
-        fs::create_dir(&destination).unwrap();
-        let error = copy_plan(&plan, &destination, &Progress::default()).unwrap_err();
+        let staging = StagingFolder::claim(&destination).unwrap();
+        let error = copy_plan(&plan, into(&staging), &Progress::default()).unwrap_err();
         assert!(matches!(error, Error::SourceChanged { .. }));
         let message = error.to_string();
         assert!(
@@ -827,13 +1108,85 @@ mod tests {
         assert_eq!(plan.entries.len(), 4, "{:?}", plan.entries);
         assert_eq!(plan.warnings.len(), 1);
         let destination = dir.path().join("bundle");
-        fs::create_dir(&destination).unwrap();
-        copy_plan(&plan, &destination, &Progress::default()).unwrap();
+        let staging = StagingFolder::claim(&destination).unwrap();
+        copy_plan(&plan, into(&staging), &Progress::default()).unwrap();
         let copy = destination.join("config/etc/sysconfig/comindwareprod-env");
         assert_eq!(fs::metadata(&copy).unwrap().mode() & 0o7777, 0o600);
         assert_eq!(
             fs::metadata(destination.join("config/etc")).unwrap().mode() & 0o7777,
             0o700
+        );
+    }
+
+    /// A source whose folder `db/sub` is replaced after the plan listed it, by
+    /// `replace` (given the folder and root's folder outside): the copy names
+    /// the folder and never reads through what took its place.
+    fn copy_after_swap(replace: impl Fn(&Path, &Path)) -> Error {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("part.bin"), "root's").unwrap();
+        let source = dir.path().join("source");
+        fs::create_dir_all(source.join("db/sub")).unwrap();
+        fs::write(source.join("db/sub/part.bin"), "inside").unwrap();
+        let mut plan = CopyPlan::default();
+        plan.add_tree(&source, "database", Treatment::Keep).unwrap();
+        plan.finish();
+        replace(&source.join("db/sub"), &outside);
+        let destination = dir.path().join("bundle");
+        let staging = StagingFolder::claim(&destination).unwrap();
+        let error = copy_plan(&plan, into(&staging), &Progress::default()).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("db/sub changed"), "{message}");
+        assert!(
+            !destination.join("database/db/sub/part.bin").exists(),
+            "nothing was copied through it"
+        );
+        error
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_after_listing_is_named_not_followed() {
+        let error = copy_after_swap(|folder, outside| {
+            fs::rename(folder, folder.with_file_name("sub-moved")).unwrap();
+            std::os::unix::fs::symlink(outside, folder).unwrap();
+        });
+        assert!(error.to_string().contains("no longer a folder"), "{error}");
+    }
+
+    #[test]
+    fn a_folder_swapped_for_another_after_listing_is_named_not_read() {
+        let error = copy_after_swap(|folder, _| {
+            let other = folder.with_file_name("other");
+            fs::create_dir(&other).unwrap();
+            fs::write(other.join("part.bin"), "planted").unwrap();
+            fs::rename(folder, folder.with_file_name("sub-moved")).unwrap();
+            fs::rename(&other, folder).unwrap();
+        });
+        assert!(
+            error.to_string().contains("another folder took its place"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_replaced_after_listing_is_named_not_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        fs::create_dir_all(source.join("db")).unwrap();
+        fs::write(source.join("db/part.bin"), "listed").unwrap();
+        let mut plan = CopyPlan::default();
+        plan.add_tree(&source, "database", Treatment::Keep).unwrap();
+        plan.finish();
+        fs::write(source.join("db/new.bin"), "another").unwrap();
+        fs::rename(source.join("db/new.bin"), source.join("db/part.bin")).unwrap();
+        let staging = StagingFolder::claim(&dir.path().join("bundle")).unwrap();
+        let error = copy_plan(&plan, into(&staging), &Progress::default()).unwrap_err();
+        assert!(matches!(error, Error::SourceChanged { .. }), "{error}");
+        assert!(
+            error.to_string().contains("db/part.bin changed")
+                && error.to_string().contains("another file took its place"),
+            "{error}"
         );
     }
 }

@@ -1,14 +1,13 @@
 //! Checking a bundle against its manifest, and a live database against a bundle.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::manifest::{EntryKind, Manifest, ManifestEntry, KEPT_LOGS_FOLDER, MANIFEST_FILE};
-use super::tree::{hash_files, list_tree};
+use super::tree::{hash_files, list_tree, list_tree_at, Hashed, ListedEntry, ListedTree};
 use super::{Phase, Progress};
 use crate::error::{Error, Result};
 
@@ -52,39 +51,66 @@ pub fn verify_entries(
     manifest: &Manifest,
     progress: &Progress,
 ) -> Result<VerifyReport> {
-    let present: HashMap<String, fs::Metadata> = list_tree(bundle)?.into_iter().collect();
+    compare_with_manifest(&list_tree(bundle)?, manifest, progress)
+}
+
+/// Like [`verify_entries`], for the bundle folder already open as `handle`
+/// (one being written, whose name is not looked up again).
+///
+/// # Errors
+/// As [`verify_entries`].
+pub(crate) fn verify_entries_at(
+    handle: BorrowedFd<'_>,
+    bundle: &Path,
+    manifest: &Manifest,
+    progress: &Progress,
+) -> Result<VerifyReport> {
+    let handle = handle
+        .try_clone_to_owned()
+        .map_err(|error| Error::io("open", bundle, error))?;
+    compare_with_manifest(&list_tree_at(handle, bundle)?, manifest, progress)
+}
+
+fn compare_with_manifest(
+    listed: &ListedTree,
+    manifest: &Manifest,
+    progress: &Progress,
+) -> Result<VerifyReport> {
+    let present: HashMap<&str, &ListedEntry> = listed
+        .entries
+        .iter()
+        .map(|(path, entry)| (path.as_str(), entry))
+        .collect();
     let mut report = VerifyReport::default();
     let mut to_hash: Vec<&ManifestEntry> = Vec::new();
     for entry in &manifest.files {
-        let Some(metadata) = present.get(&entry.path) else {
+        let Some(found) = present.get(entry.path.as_str()) else {
             report.missing.push(entry.path.clone());
             continue;
         };
-        let file_type = metadata.file_type();
         let same_kind = match entry.kind {
-            EntryKind::File => file_type.is_file(),
-            EntryKind::Dir => file_type.is_dir(),
-            EntryKind::Symlink => file_type.is_symlink(),
+            EntryKind::File => found.stat.is_file(),
+            EntryKind::Dir => found.stat.is_dir(),
+            EntryKind::Symlink => found.stat.is_symlink(),
         };
         if !same_kind {
             report.changed.push(entry.path.clone());
             continue;
         }
         match entry.kind {
-            EntryKind::File if metadata.len() != entry.size => {
+            EntryKind::File if found.stat.size != entry.size => {
                 report.changed.push(entry.path.clone())
             }
             EntryKind::File => to_hash.push(entry),
             EntryKind::Symlink => {
-                let target = fs::read_link(bundle.join(&entry.path)).ok();
-                if target.as_deref() != entry.target.as_deref().map(Path::new) {
+                if found.target.as_deref() != entry.target.as_deref().map(Path::new) {
                     report.changed.push(entry.path.clone());
                 }
             }
             EntryKind::Dir => {}
         }
     }
-    let listed: HashSet<&str> = manifest
+    let listed_in_manifest: HashSet<&str> = manifest
         .files
         .iter()
         .map(|entry| entry.path.as_str())
@@ -92,29 +118,24 @@ pub fn verify_entries(
     report.extra = present
         .keys()
         .filter(|path| {
-            path.as_str() != MANIFEST_FILE && !is_kept_logs(path) && !listed.contains(path.as_str())
+            **path != MANIFEST_FILE && !is_kept_logs(path) && !listed_in_manifest.contains(*path)
         })
-        .cloned()
+        .map(|path| (*path).to_owned())
         .collect();
     progress.start(
         Phase::Verifying,
         to_hash.iter().map(|entry| entry.size).sum(),
         to_hash.len() as u64,
     );
-    let paths: Vec<PathBuf> = to_hash
-        .iter()
-        .map(|entry| bundle.join(&entry.path))
-        .collect();
-    let hashed = hash_files(&paths, progress);
+    let paths: Vec<&str> = to_hash.iter().map(|entry| entry.path.as_str()).collect();
+    let hashed = hash_files(listed, &paths, progress);
     progress.check_cancelled()?;
     for (entry, hashed) in to_hash.iter().zip(hashed) {
-        match hashed {
-            Ok((size, hash)) if size == entry.size && Some(&hash) == entry.blake3.as_ref() => {}
-            Ok(_) => report.changed.push(entry.path.clone()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                report.missing.push(entry.path.clone());
-            }
-            Err(error) => return Err(Error::io("read", bundle.join(&entry.path), error)),
+        match hashed? {
+            Hashed::File { size, blake3 }
+                if size == entry.size && Some(&blake3) == entry.blake3.as_ref() => {}
+            Hashed::File { .. } | Hashed::NotAFile => report.changed.push(entry.path.clone()),
+            Hashed::Missing => report.missing.push(entry.path.clone()),
         }
     }
     for list in [&mut report.missing, &mut report.changed, &mut report.extra] {
@@ -154,11 +175,14 @@ pub fn bundle_drift(
     progress: &Progress,
 ) -> Result<DriftReport> {
     let manifest = Manifest::read(bundle)?;
-    let resolved = fs::canonicalize(database)
+    let resolved = std::fs::canonicalize(database)
         .map_err(|error| Error::io("resolve the database folder", database, error))?;
-    let live: HashMap<String, fs::Metadata> = list_tree(&resolved)?
-        .into_iter()
-        .filter(|(_, metadata)| !metadata.is_dir())
+    let listed = list_tree(&resolved)?;
+    let live: HashMap<&str, &ListedEntry> = listed
+        .entries
+        .iter()
+        .filter(|(_, entry)| !entry.stat.is_dir())
+        .map(|(path, entry)| (path.as_str(), entry))
         .collect();
     let mut report = DriftReport {
         database: database.to_path_buf(),
@@ -172,21 +196,18 @@ pub fn bundle_drift(
             continue;
         }
         backed_up.insert(relative);
-        let Some(metadata) = live.get(relative) else {
+        let Some(found) = live.get(relative) else {
             report.removed.push(relative.to_owned());
             continue;
         };
         let changed = match entry.kind {
             EntryKind::File => {
-                !metadata.is_file()
-                    || metadata.len() != entry.size
-                    || metadata.mtime() != entry.mtime
-                    || metadata.mtime_nsec() as u32 != entry.mtime_nsec
+                !found.stat.is_file()
+                    || found.stat.size != entry.size
+                    || found.stat.mtime != entry.mtime
+                    || found.stat.mtime_nsec != entry.mtime_nsec
             }
-            EntryKind::Symlink => {
-                fs::read_link(resolved.join(relative)).ok().as_deref()
-                    != entry.target.as_deref().map(Path::new)
-            }
+            EntryKind::Symlink => found.target.as_deref() != entry.target.as_deref().map(Path::new),
             EntryKind::Dir => false,
         };
         if changed {
@@ -197,28 +218,22 @@ pub fn bundle_drift(
     }
     report.added = live
         .keys()
-        .filter(|path| !backed_up.contains(path.as_str()))
-        .cloned()
+        .filter(|path| !backed_up.contains(**path))
+        .map(|path| (*path).to_owned())
         .collect();
     progress.start(
         Phase::Verifying,
         to_hash.iter().map(|(_, entry)| entry.size).sum(),
         to_hash.len() as u64,
     );
-    let paths: Vec<PathBuf> = to_hash
-        .iter()
-        .map(|(relative, _)| resolved.join(relative))
-        .collect();
-    let hashed = hash_files(&paths, progress);
+    let paths: Vec<&str> = to_hash.iter().map(|(relative, _)| *relative).collect();
+    let hashed = hash_files(&listed, &paths, progress);
     progress.check_cancelled()?;
     for ((relative, entry), hashed) in to_hash.iter().zip(hashed) {
-        match hashed {
-            Ok((_, hash)) if Some(&hash) == entry.blake3.as_ref() => {}
-            Ok(_) => report.changed.push((*relative).to_owned()),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                report.removed.push((*relative).to_owned());
-            }
-            Err(error) => return Err(Error::io("read", resolved.join(relative), error)),
+        match hashed? {
+            Hashed::File { blake3, .. } if Some(&blake3) == entry.blake3.as_ref() => {}
+            Hashed::File { .. } | Hashed::NotAFile => report.changed.push((*relative).to_owned()),
+            Hashed::Missing => report.removed.push((*relative).to_owned()),
         }
     }
     for list in [&mut report.changed, &mut report.added, &mut report.removed] {

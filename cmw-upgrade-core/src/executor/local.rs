@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use crate::cancel::Cancel;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
+use crate::fd_walk;
 use crate::server::{DirEntry, ServerRead};
 
 /// The real thing, on this machine, with server paths under `root`.
@@ -256,7 +258,11 @@ impl Executor for LocalExecutor {
         match fs::symlink_metadata(&placed) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(error) => Err(Error::io("inspect", placed, error)),
-            // remove_dir_all removes links inside as links, never following them.
+            // remove_dir_all removes links inside as links, never following them,
+            // and since Rust 1.58.1 (CVE-2022-21658) it walks by handles
+            // (openat/unlinkat, O_NOFOLLOW), so a folder swapped for a link while
+            // it runs is not followed either; a link at `placed` itself is removed
+            // as a link.
             Ok(metadata) if metadata.is_dir() => {
                 fs::remove_dir_all(&placed).map_err(|error| Error::io("remove", placed, error))
             }
@@ -280,24 +286,81 @@ impl Executor for LocalExecutor {
 
     fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> Result<()> {
         let placed = self.place(path)?;
-        let mut pending = vec![placed];
-        while let Some(current) = pending.pop() {
-            std::os::unix::fs::lchown(&current, Some(uid), Some(gid))
-                .map_err(|error| Error::io("change the owner of", &current, error))?;
-            let metadata = fs::symlink_metadata(&current)
-                .map_err(|error| Error::io("inspect", &current, error))?;
-            if metadata.is_dir() {
-                for entry in
-                    fs::read_dir(&current).map_err(|error| Error::io("list", &current, error))?
-                {
-                    pending.push(
-                        entry
-                            .map_err(|error| Error::io("list", &current, error))?
-                            .path(),
-                    );
-                }
-            }
-        }
-        Ok(())
+        change_owner_of_tree(&placed, uid, gid)
     }
+}
+
+/// Gives the tree at `top` to `uid:gid`, links as links.
+///
+/// The tree belongs to the platform's service account, which can write in it
+/// while this runs as root: it could swap a folder for a link to `/etc` between
+/// a listing and a chown by path. So the walk holds folder handles (see
+/// `fd_walk`): each entry is chowned by name relative to its folder's handle
+/// without following it, and only a name that opens as a real folder
+/// (`O_NOFOLLOW | O_DIRECTORY`) is walked into; no path is resolved again.
+fn change_owner_of_tree(top: &Path, uid: u32, gid: u32) -> Result<()> {
+    use rustix::fs::{AtFlags, FileType, Gid, Uid};
+    let (owner, group) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    let handle = match fd_walk::open_folder(top) {
+        Ok(handle) => handle,
+        // Not a folder: a link (which `O_NOFOLLOW | O_DIRECTORY` reports so
+        // too), or a single file, changed as itself.
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            let is_link = fd_walk::stat_path(top)
+                .map_err(|error| Error::io("inspect", top, error.into()))?
+                .is_symlink();
+            if is_link {
+                return Err(Error::CheckFailed {
+                    what: format!("changing the owner of {}", top.display()),
+                    details: "it is a symbolic link, and owners are changed in a real folder \
+                              only, never through a link; name the folder it points to"
+                        .to_owned(),
+                });
+            }
+            // Never following a link, should one have taken its place since.
+            return rustix::fs::chownat(
+                rustix::fs::CWD,
+                top,
+                owner,
+                group,
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|error| Error::io("change the owner of", top, error.into()));
+        }
+        Err(error) => return Err(Error::io("open", top, error.into())),
+    };
+    let list = |handle: &OwnedFd, path: &Path| {
+        fd_walk::child_names(handle.as_fd()).map_err(|error| Error::io("list", path, error.into()))
+    };
+    rustix::fs::fchown(&handle, owner, group)
+        .map_err(|error| Error::io("change the owner of", top, error.into()))?;
+    let names = list(&handle, top)?;
+    // One handle per level of the tree is open: the folders being walked.
+    let mut stack = vec![(handle, top.to_path_buf(), names)];
+    while let Some((handle, path, names)) = stack.last_mut() {
+        let Some((name, kind)) = names.pop() else {
+            stack.pop();
+            continue;
+        };
+        let entry = path.join(fd_walk::name_of(&name));
+        rustix::fs::chownat(&*handle, &name, owner, group, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|error| Error::io("change the owner of", &entry, error.into()))?;
+        if !matches!(kind, FileType::Directory | FileType::Unknown) {
+            continue;
+        }
+        // A name that no longer opens as a folder is a link or a file now,
+        // changed above as the entry it is; it is never followed.
+        let Some(folder) = fd_walk::open_child_folder(handle.as_fd(), &name)
+            .map_err(|error| Error::io("open", &entry, error.into()))?
+        else {
+            continue;
+        };
+        // What is walked into is what was opened, which may have been swapped
+        // in after the chown by name: it is given away too, being in the tree.
+        rustix::fs::fchown(&folder, owner, group)
+            .map_err(|error| Error::io("change the owner of", &entry, error.into()))?;
+        let names = list(&folder, &entry)?;
+        stack.push((folder, entry, names));
+    }
+    Ok(())
 }

@@ -135,6 +135,33 @@ fn copy_rename_remove_and_chown_do_not_follow_links() {
 }
 
 #[test]
+fn chown_refuses_a_link_at_the_top_and_changes_a_single_file_as_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("keep.txt"), "keep").unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("data")).unwrap();
+    symlink(&outside, root.join("data/Database")).unwrap();
+    fs::write(root.join("data/file.bin"), "f").unwrap();
+    let local = LocalExecutor::new(&root);
+    let owner = |path: &std::path::Path| fs::symlink_metadata(path).unwrap().uid();
+    let before = owner(&outside.join("keep.txt"));
+    let error = local.chown_tree("/data/Database", 33, 33).unwrap_err();
+    assert!(matches!(error, Error::CheckFailed { .. }), "{error}");
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert_eq!(
+        owner(&outside.join("keep.txt")),
+        before,
+        "nothing was followed"
+    );
+    if rustix::process::geteuid().is_root() {
+        local.chown_tree("/data/file.bin", 33, 33).unwrap();
+        assert_eq!(owner(&root.join("data/file.bin")), 33);
+    }
+}
+
+#[test]
 fn a_recorded_dry_run_lists_everything_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir_all(dir.path().join("etc")).unwrap();

@@ -1,0 +1,559 @@
+//! Walking file trees that another account can write, through folder handles.
+//!
+//! The tool runs as root over folders the platform's service account owns and
+//! can write (the database, the uploaded files, the folder beside a restore's
+//! target). A walk by path resolves every component again on every call, so
+//! that account can swap a folder for a symlink while the walk runs and send
+//! root anywhere: a chown then gives root's files away, a copy reads them into
+//! a bundle, a removal deletes them. Here every folder below the top is opened
+//! relative to its parent's handle with `O_NOFOLLOW | O_DIRECTORY`, every entry
+//! is inspected, read, changed or removed relative to its folder's handle
+//! without following it, and no path is resolved again from the top: paths are
+//! kept only to name things in messages. A folder opened again later (to copy
+//! or hash a file listed earlier) is compared by device and inode with what was
+//! listed, so a swap in between is reported, never followed.
+//!
+//! The handles open at any time are one per level of the tree being walked,
+//! however wide it is.
+
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, CWD};
+use rustix::io::Errno;
+use rustix::path::Arg;
+
+use crate::error::{Error, Result};
+
+/// Opening a folder that must not be a link: a link (or a file) in its place
+/// fails to open (`ENOTDIR`; `ELOOP` on some kernels for a link) instead of
+/// being followed.
+const FOLDER_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opening a file to read that must not be a link. `NONBLOCK` because a pipe
+/// put in its place would otherwise hold the open until someone writes to it
+/// (what was opened is checked to be a regular file right after), `NOCTTY` so
+/// a terminal put there never becomes the tool's.
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Which file a stat describes: the same device and inode are the same file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Identity {
+    /// The device it is on.
+    pub dev: u64,
+    /// Its inode there.
+    pub ino: u64,
+}
+
+/// What `lstat` says about an entry, in the types the rest of the crate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryStat {
+    /// File, folder, link, or something else.
+    pub kind: FileType,
+    /// Device and inode.
+    pub identity: Identity,
+    /// Permission bits, set-id and sticky bits included.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Modification time, nanoseconds within the second.
+    pub mtime_nsec: u32,
+}
+
+impl EntryStat {
+    // The field types of `struct stat` differ between architectures, so a
+    // cast that changes nothing on one is needed on another.
+    #[allow(clippy::unnecessary_cast)]
+    fn from_stat(stat: &rustix::fs::Stat) -> EntryStat {
+        EntryStat {
+            kind: FileType::from_raw_mode(stat.st_mode as _),
+            identity: Identity {
+                dev: stat.st_dev as u64,
+                ino: stat.st_ino as u64,
+            },
+            mode: (stat.st_mode as u32) & 0o7777,
+            uid: stat.st_uid as u32,
+            gid: stat.st_gid as u32,
+            size: stat.st_size.max(0) as u64,
+            mtime: stat.st_mtime as i64,
+            mtime_nsec: stat.st_mtime_nsec as u32,
+        }
+    }
+
+    /// The same facts from std's metadata (of a path named by the admin, which
+    /// may be followed).
+    pub fn from_metadata(metadata: &std::fs::Metadata) -> EntryStat {
+        use std::os::unix::fs::MetadataExt;
+        EntryStat {
+            kind: FileType::from_raw_mode(metadata.mode()),
+            identity: Identity {
+                dev: metadata.dev(),
+                ino: metadata.ino(),
+            },
+            mode: metadata.mode() & 0o7777,
+            uid: metadata.uid(),
+            gid: metadata.gid(),
+            size: metadata.size(),
+            mtime: metadata.mtime(),
+            mtime_nsec: metadata.mtime_nsec() as u32,
+        }
+    }
+
+    /// Whether it is a folder.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileType::Directory
+    }
+
+    /// Whether it is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.kind == FileType::RegularFile
+    }
+
+    /// Whether it is a symbolic link.
+    pub fn is_symlink(&self) -> bool {
+        self.kind == FileType::Symlink
+    }
+}
+
+/// An entry name as the OS string it is.
+pub(crate) fn name_of(name: &CStr) -> &OsStr {
+    OsStr::from_bytes(name.to_bytes())
+}
+
+/// Opens the folder at `path`, which must not itself be a link (the folders
+/// above it are resolved as usual): `ENOTDIR` when it is a link or a file.
+pub(crate) fn open_folder(path: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(CWD, path, FOLDER_FLAGS, Mode::empty())
+}
+
+/// Opens the folder at `path`, following a link there: for a folder the admin
+/// named (a data disk mounted elsewhere and linked into place).
+pub(crate) fn open_folder_following(path: &Path) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// What is at `path`, not following a link there.
+pub(crate) fn stat_path(path: &Path) -> rustix::io::Result<EntryStat> {
+    stat_child(CWD, path)
+}
+
+/// Opens the entry `name` of `folder` as a folder, never following a link:
+/// `None` when it is not a folder (a link, a file, anything else) now.
+pub(crate) fn open_child_folder(
+    folder: BorrowedFd<'_>,
+    name: impl Arg,
+) -> rustix::io::Result<Option<OwnedFd>> {
+    match rustix::fs::openat(folder, name, FOLDER_FLAGS, Mode::empty()) {
+        Ok(handle) => Ok(Some(handle)),
+        Err(Errno::NOTDIR | Errno::LOOP) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Opens the entry `name` of `folder` to read, never following a link
+/// (`ELOOP` then); the caller checks that what it got is a regular file.
+pub(crate) fn open_child_file(folder: BorrowedFd<'_>, name: impl Arg) -> rustix::io::Result<File> {
+    rustix::fs::openat(folder, name, READ_FLAGS, Mode::empty()).map(File::from)
+}
+
+/// Creates the file `name` in `folder` with `mode`; never opens an existing
+/// file or a link.
+pub(crate) fn create_child_file(
+    folder: BorrowedFd<'_>,
+    name: impl Arg,
+    mode: u32,
+) -> rustix::io::Result<File> {
+    rustix::fs::openat(
+        folder,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    )
+    .map(File::from)
+}
+
+/// What the entry `name` of `folder` is, not following a link.
+pub(crate) fn stat_child(folder: BorrowedFd<'_>, name: impl Arg) -> rustix::io::Result<EntryStat> {
+    rustix::fs::statat(folder, name, AtFlags::SYMLINK_NOFOLLOW)
+        .map(|stat| EntryStat::from_stat(&stat))
+}
+
+/// What an open file or folder is.
+pub(crate) fn stat_handle(handle: impl AsFd) -> rustix::io::Result<EntryStat> {
+    rustix::fs::fstat(handle).map(|stat| EntryStat::from_stat(&stat))
+}
+
+/// The target of the link `name` in `folder`.
+pub(crate) fn read_link_child(
+    folder: BorrowedFd<'_>,
+    name: impl Arg,
+) -> rustix::io::Result<OsString> {
+    rustix::fs::readlinkat(folder, name, Vec::new())
+        .map(|target| OsString::from_vec(target.into_bytes()))
+}
+
+/// The names in `folder` (without `.` and `..`) and the kind the listing gives
+/// for each (`Unknown` on file systems that do not say).
+pub(crate) fn child_names(folder: BorrowedFd<'_>) -> rustix::io::Result<Vec<(CString, FileType)>> {
+    // A listing of its own (a new handle on the same folder, reopened through
+    // `.`), so the folder's handle stays free for the *at calls.
+    let listing = Dir::read_from(folder)?;
+    let mut names = Vec::new();
+    for entry in listing {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_bytes() == b"." || name.to_bytes() == b".." {
+            continue;
+        }
+        names.push((name.to_owned(), entry.file_type()));
+    }
+    Ok(names)
+}
+
+/// Opens, under `top`, the folder at `relative` (plain names, `/`-separated),
+/// each step relative to the last without following a link: for a tree only
+/// this process can enter (its own staging folder), so nothing is compared.
+pub(crate) fn open_folder_path(
+    top: BorrowedFd<'_>,
+    relative: &Path,
+) -> rustix::io::Result<OwnedFd> {
+    let mut handle = rustix::io::fcntl_dupfd_cloexec(top, 0)?;
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            return Err(Errno::INVAL);
+        };
+        handle = open_child_folder(handle.as_fd(), name)?.ok_or(Errno::NOTDIR)?;
+    }
+    Ok(handle)
+}
+
+fn changed(path: &Path, details: &str) -> Error {
+    Error::SourceChanged {
+        path: path.to_path_buf(),
+        details: details.to_owned(),
+    }
+}
+
+/// What took a listed folder's place, in words.
+const NO_LONGER_A_FOLDER: &str = "it is no longer a folder (a link or a file took its place)";
+
+/// Opens the folder `name` of `parent` that was listed as `expected`; `None`
+/// when it is gone.
+///
+/// # Errors
+/// [`Error::SourceChanged`] naming `path` when something else is there now (a
+/// link, a file, another folder, a folder on another device);
+/// [`Error::Io`] when it cannot be opened.
+pub(crate) fn open_listed_folder(
+    parent: BorrowedFd<'_>,
+    name: impl Arg,
+    expected: Identity,
+    path: &Path,
+) -> Result<Option<OwnedFd>> {
+    let handle = match open_child_folder(parent, name) {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return Err(changed(path, NO_LONGER_A_FOLDER)),
+        Err(Errno::NOENT) => return Ok(None),
+        Err(error) => return Err(Error::io("open", path, error.into())),
+    };
+    let found = stat_handle(&handle).map_err(|error| Error::io("inspect", path, error.into()))?;
+    if found.identity.dev != expected.dev {
+        return Err(changed(
+            path,
+            "a folder on another device took its place since it was listed",
+        ));
+    }
+    if found.identity.ino != expected.ino {
+        return Err(changed(
+            path,
+            "another folder took its place since it was listed",
+        ));
+    }
+    Ok(Some(handle))
+}
+
+/// Opens, under `top` (at `top_path`), the folder at `relative` again, one
+/// level at a time, each folder compared with what `expected` says was listed
+/// at that path (relative to the top); `None` when one of them is gone.
+///
+/// # Errors
+/// [`Error::SourceChanged`] naming the folder that is not the one listed;
+/// [`Error::Internal`] when a folder on the way was not listed.
+pub(crate) fn open_folder_below(
+    top: BorrowedFd<'_>,
+    top_path: &Path,
+    relative: &Path,
+    expected: impl Fn(&Path) -> Option<Identity>,
+) -> Result<Option<OwnedFd>> {
+    let mut handle = top
+        .try_clone_to_owned()
+        .map_err(|error| Error::io("open", top_path, error))?;
+    let mut walked = PathBuf::new();
+    for component in relative.components() {
+        let Component::Normal(name) = component else {
+            return Err(Error::Internal {
+                details: format!("{} is not a plain relative path", relative.display()),
+            });
+        };
+        walked.push(name);
+        let Some(identity) = expected(&walked) else {
+            return Err(Error::Internal {
+                details: format!("{} was not listed before it was opened", walked.display()),
+            });
+        };
+        match open_listed_folder(handle.as_fd(), name, identity, &top_path.join(&walked))? {
+            Some(next) => handle = next,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(handle))
+}
+
+/// One entry of a folder, as listed.
+pub(crate) struct Listed {
+    /// Its name in the folder.
+    pub name: CString,
+    /// What it was when listed (a link not followed).
+    pub stat: EntryStat,
+}
+
+/// A folder reached by [`walk_tree`], with its entries.
+pub(crate) struct FolderVisit<'a> {
+    /// Its path relative to the top (empty for the top).
+    pub relative: &'a Path,
+    /// Its handle, to read what it holds (a link's target) without a path.
+    pub handle: BorrowedFd<'a>,
+    /// What it holds.
+    pub children: &'a [Listed],
+}
+
+fn list_folder(handle: BorrowedFd<'_>, path: &Path) -> Result<Vec<Listed>> {
+    let names = child_names(handle).map_err(|error| Error::io("list", path, error.into()))?;
+    names
+        .into_iter()
+        .map(|(name, _)| {
+            let stat = stat_child(handle, name.as_c_str())
+                .map_err(|error| Error::io("inspect", path.join(name_of(&name)), error.into()))?;
+            Ok(Listed { name, stat })
+        })
+        .collect()
+}
+
+/// Walks the tree under the folder `top` (whose path is `top_path`, for
+/// messages): `visit` gets each folder with its entries and returns the
+/// indices of the entries (folders when listed) to walk into next. A folder
+/// walked into is opened through its parent's handle and must be the very
+/// folder listed.
+///
+/// # Errors
+/// What `visit` returns; [`Error::Io`] when a folder cannot be listed or an
+/// entry inspected; [`Error::SourceChanged`] when a folder to walk into is
+/// gone or something else took its place since it was listed.
+pub(crate) fn walk_tree(
+    top: BorrowedFd<'_>,
+    top_path: &Path,
+    mut visit: impl FnMut(&FolderVisit<'_>) -> Result<Vec<usize>>,
+) -> Result<()> {
+    // Folders waiting to be walked share their parent's handle, so one handle
+    // per level stays open, not one per waiting folder.
+    let mut pending: Vec<(Rc<OwnedFd>, CString, Identity, PathBuf)> = Vec::new();
+    let top = top
+        .try_clone_to_owned()
+        .map_err(|error| Error::io("open", top_path, error))?;
+    let mut next = Some((Rc::new(top), PathBuf::new()));
+    while let Some((handle, relative)) = next.take() {
+        let path = top_path.join(&relative);
+        let mut children = list_folder(handle.as_fd(), &path)?;
+        let descend = visit(&FolderVisit {
+            relative: &relative,
+            handle: handle.as_fd(),
+            children: &children,
+        })?;
+        let mut taken: Vec<Option<Listed>> = children.drain(..).map(Some).collect();
+        for index in descend {
+            if let Some(child) = taken.get_mut(index).and_then(Option::take) {
+                let child_relative = relative.join(name_of(&child.name));
+                pending.push((
+                    Rc::clone(&handle),
+                    child.name,
+                    child.stat.identity,
+                    child_relative,
+                ));
+            }
+        }
+        drop(handle);
+        if let Some((parent, name, expected, relative)) = pending.pop() {
+            let path = top_path.join(&relative);
+            let Some(handle) =
+                open_listed_folder(parent.as_fd(), name.as_c_str(), expected, &path)?
+            else {
+                return Err(changed(&path, "it vanished"));
+            };
+            next = Some((Rc::new(handle), relative));
+        }
+    }
+    Ok(())
+}
+
+/// A folder being emptied by [`remove_entry`].
+struct Emptying {
+    handle: OwnedFd,
+    /// Its name in its parent.
+    name: CString,
+    /// Its path, for messages.
+    path: PathBuf,
+    /// What is left in it to remove.
+    names: Vec<(CString, FileType)>,
+}
+
+impl Emptying {
+    fn new(handle: OwnedFd, name: CString, path: PathBuf, make_writable: bool) -> Result<Self> {
+        if make_writable {
+            // A folder of the tool's own copied with a read-only mode: the
+            // entries of a folder without write permission cannot be removed
+            // (by anyone but root). Through the handle, so a link is never changed.
+            let _ = rustix::fs::fchmod(&handle, Mode::from_raw_mode(0o700));
+        }
+        let names =
+            child_names(handle.as_fd()).map_err(|error| Error::io("list", &path, error.into()))?;
+        Ok(Emptying {
+            handle,
+            name,
+            path,
+            names,
+        })
+    }
+}
+
+/// Opens `name` in `folder` as a folder to empty; for the tool's own trees,
+/// one it may not read yet is made readable first.
+fn open_folder_to_remove(
+    folder: BorrowedFd<'_>,
+    name: &CStr,
+    make_writable: bool,
+) -> rustix::io::Result<Option<OwnedFd>> {
+    match open_child_folder(folder, name) {
+        // Only a user other than root gets EACCES, and such a user can only
+        // change the modes of its own files: following a link here (there is
+        // no chmod that does not) cannot reach anyone else's.
+        Err(Errno::ACCESS) if make_writable => {
+            rustix::fs::chmodat(folder, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+            open_child_folder(folder, name)
+        }
+        other => other,
+    }
+}
+
+fn unlink(folder: BorrowedFd<'_>, name: &CStr, path: &Path, flags: AtFlags) -> Result<bool> {
+    match rustix::fs::unlinkat(folder, name, flags) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        // The folder was emptied through its handle, but its name holds
+        // something else now (a link, another folder): that is not removed.
+        Err(Errno::NOTDIR | Errno::NOTEMPTY) if flags.contains(AtFlags::REMOVEDIR) => Err(changed(
+            path,
+            "something else took its place while it was emptied; it is left alone",
+        )),
+        Err(error) => Err(Error::io("remove", path, error.into())),
+    }
+}
+
+/// Removes the entry `name` of `folder` (at `path`, for messages): a file or a
+/// link is unlinked (a link's target is never touched), a folder is emptied
+/// through handles, deepest first, and removed. Returns whether there was
+/// anything to remove.
+///
+/// With `make_writable` (the tool's own trees), folders get mode `0700` before
+/// they are emptied. With `expected`, a folder found at `name` must be that one.
+///
+/// # Errors
+/// [`Error::SourceChanged`] when the folder at `name` is not `expected`;
+/// [`Error::Io`] naming what could not be listed or removed.
+pub(crate) fn remove_entry(
+    folder: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &Path,
+    make_writable: bool,
+    expected: Option<Identity>,
+) -> Result<bool> {
+    let name = CString::new(name.as_bytes())
+        .map_err(|error| Error::io("remove", path, std::io::Error::other(error)))?;
+    let top = match open_folder_to_remove(folder, &name, make_writable) {
+        Ok(Some(handle)) => handle,
+        Ok(None) if expected.is_some() => {
+            return Err(changed(
+                path,
+                "something else took its place; it is left alone",
+            ))
+        }
+        Ok(None) => return unlink(folder, &name, path, AtFlags::empty()),
+        Err(Errno::NOENT) => return Ok(false),
+        Err(error) => return Err(Error::io("open", path, error.into())),
+    };
+    if let Some(expected) = expected {
+        let found = stat_handle(&top).map_err(|error| Error::io("inspect", path, error.into()))?;
+        if found.identity != expected {
+            return Err(changed(
+                path,
+                "another folder took its place; it is left alone",
+            ));
+        }
+    }
+    let mut stack = vec![Emptying::new(top, name, path.to_path_buf(), make_writable)?];
+    while let Some(current) = stack.last_mut() {
+        let Some((child, kind)) = current.names.pop() else {
+            let done = stack.pop().expect("the loop holds a folder");
+            let parent = stack.last().map_or(folder, |parent| parent.handle.as_fd());
+            unlink(parent, &done.name, &done.path, AtFlags::REMOVEDIR)?;
+            continue;
+        };
+        let child_path = current.path.join(name_of(&child));
+        let maybe_folder = matches!(kind, FileType::Directory | FileType::Unknown);
+        if !maybe_folder {
+            match rustix::fs::unlinkat(current.handle.as_fd(), child.as_c_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => continue,
+                // A folder took the file's place since the listing: emptied below.
+                Err(Errno::ISDIR) => {}
+                Err(error) => return Err(Error::io("remove", &child_path, error.into())),
+            }
+        }
+        match open_folder_to_remove(current.handle.as_fd(), &child, make_writable) {
+            Ok(Some(handle)) => {
+                stack.push(Emptying::new(handle, child, child_path, make_writable)?);
+            }
+            Ok(None) => {
+                unlink(
+                    current.handle.as_fd(),
+                    &child,
+                    &child_path,
+                    AtFlags::empty(),
+                )?;
+            }
+            Err(Errno::NOENT) => {}
+            Err(error) => return Err(Error::io("open", &child_path, error.into())),
+        }
+    }
+    Ok(true)
+}
