@@ -557,3 +557,177 @@ pub(crate) fn remove_entry(
     }
     Ok(true)
 }
+
+/// Copies the tree (or file, or link) at `source` to `target`, which must not
+/// exist, keeping modes, owners (as root) and modification times, links as
+/// links: what `cp -a` does, through handles. Both sides may be in folders
+/// another account can write (a copy of the bundle's database beside the live
+/// one, the service's log folder into a bundle): no folder below either top
+/// is ever reached by path, nothing is followed, and every file is created
+/// new (`O_EXCL`), so a name swapped for a link mid-copy is an error, never a
+/// write or a read elsewhere. Anything but files, folders and links (a FIFO, a
+/// device) is refused, named.
+///
+/// # Errors
+/// [`Error::AlreadyExists`] when `target` exists; [`Error::Io`] naming the path.
+pub(crate) fn copy_tree(source: &Path, target: &Path) -> Result<()> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |errno: Errno| Error::io(action, path, errno.into())
+    };
+    let (Some(source_parent), Some(source_name)) = (source.parent(), source.file_name()) else {
+        return Err(Error::io(
+            "copy",
+            source,
+            std::io::Error::other("not a file or folder name"),
+        ));
+    };
+    let (Some(target_parent), Some(target_name)) = (target.parent(), target.file_name()) else {
+        return Err(Error::io(
+            "copy to",
+            target,
+            std::io::Error::other("not a file or folder name"),
+        ));
+    };
+    if stat_path(target).is_ok() {
+        return Err(Error::AlreadyExists {
+            path: target.to_path_buf(),
+            hint: "a copy never overwrites; move it away first",
+        });
+    }
+    let from = open_folder_following(source_parent).map_err(io("open", source_parent))?;
+    let to = open_folder_following(target_parent).map_err(io("open", target_parent))?;
+    copy_entry(
+        from.as_fd(),
+        source_name,
+        to.as_fd(),
+        target_name,
+        source,
+        target,
+    )
+}
+
+fn copy_entry(
+    from: BorrowedFd<'_>,
+    name: &OsStr,
+    to: BorrowedFd<'_>,
+    new_name: &OsStr,
+    source: &Path,
+    target: &Path,
+) -> Result<()> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |errno: Errno| Error::io(action, path, errno.into())
+    };
+    let stat = stat_child(from, name).map_err(io("inspect", source))?;
+    let running_as_root = rustix::process::geteuid().is_root();
+    let times = |stat: &EntryStat| rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: stat.mtime,
+            tv_nsec: stat.mtime_nsec.into(),
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: stat.mtime,
+            tv_nsec: stat.mtime_nsec.into(),
+        },
+    };
+    if stat.is_symlink() {
+        let link = read_link_child(from, name).map_err(io("read the link", source))?;
+        rustix::fs::symlinkat(link.as_os_str(), to, new_name)
+            .map_err(io("create the link", target))?;
+        if running_as_root {
+            rustix::fs::chownat(
+                to,
+                new_name,
+                Some(rustix::fs::Uid::from_raw(stat.uid)),
+                Some(rustix::fs::Gid::from_raw(stat.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io("change the owner of", target))?;
+        }
+        return rustix::fs::utimensat(to, new_name, &times(&stat), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io("set the times of", target));
+    }
+    if stat.is_file() {
+        let mut input = open_child_file(from, name).map_err(io("open", source))?;
+        let opened = stat_handle(&input).map_err(io("inspect", source))?;
+        if opened.identity != stat.identity || !opened.is_file() {
+            return Err(Error::SourceChanged {
+                path: source.to_path_buf(),
+                details: "another file took its place while it was being copied".to_owned(),
+            });
+        }
+        // Private until complete: the owner and mode are set last.
+        let mut output = create_child_file(to, new_name, 0o600).map_err(io("create", target))?;
+        std::io::copy(&mut input, &mut output).map_err(|error| Error::io("copy", source, error))?;
+        if running_as_root {
+            rustix::fs::fchown(
+                &output,
+                Some(rustix::fs::Uid::from_raw(stat.uid)),
+                Some(rustix::fs::Gid::from_raw(stat.gid)),
+            )
+            .map_err(io("change the owner of", target))?;
+        }
+        rustix::fs::fchmod(&output, Mode::from_raw_mode(stat.mode))
+            .map_err(io("set the mode of", target))?;
+        return rustix::fs::futimens(&output, &times(&stat))
+            .map_err(io("set the times of", target));
+    }
+    if !stat.is_dir() {
+        return Err(Error::io(
+            "copy",
+            source,
+            std::io::Error::other("not a file, folder or link (a FIFO, socket or device?)"),
+        ));
+    }
+    let Some(folder) = open_child_folder(from, name).map_err(io("open", source))? else {
+        return Err(Error::SourceChanged {
+            path: source.to_path_buf(),
+            details: "it is no longer a folder".to_owned(),
+        });
+    };
+    if stat_handle(&folder)
+        .map_err(io("inspect", source))?
+        .identity
+        != stat.identity
+    {
+        return Err(Error::SourceChanged {
+            path: source.to_path_buf(),
+            details: "another folder took its place while it was being copied".to_owned(),
+        });
+    }
+    rustix::fs::mkdirat(to, new_name, Mode::from_raw_mode(0o700))
+        .map_err(io("create the folder", target))?;
+    let Some(copy) = open_child_folder(to, new_name).map_err(io("open", target))? else {
+        return Err(Error::io(
+            "open",
+            target,
+            std::io::Error::other("the folder just made is no longer a folder"),
+        ));
+    };
+    let mut names = child_names(folder.as_fd()).map_err(io("list", source))?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (child, _) in names {
+        let child_name = name_of(&child);
+        copy_entry(
+            folder.as_fd(),
+            child_name,
+            copy.as_fd(),
+            child_name,
+            &source.join(child_name),
+            &target.join(child_name),
+        )?;
+    }
+    // The folder's own attributes last: writing into it changed its times.
+    if running_as_root {
+        rustix::fs::fchown(
+            &copy,
+            Some(rustix::fs::Uid::from_raw(stat.uid)),
+            Some(rustix::fs::Gid::from_raw(stat.gid)),
+        )
+        .map_err(io("change the owner of", target))?;
+    }
+    rustix::fs::fchmod(&copy, Mode::from_raw_mode(stat.mode))
+        .map_err(io("set the mode of", target))?;
+    rustix::fs::futimens(&copy, &times(&stat)).map_err(io("set the times of", target))
+}

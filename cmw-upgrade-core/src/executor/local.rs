@@ -220,32 +220,11 @@ impl Executor for LocalExecutor {
 
     fn copy(&self, from: &str, to: &str) -> Result<()> {
         let (source, target) = (self.place(from)?, self.place(to)?);
-        if fs::symlink_metadata(&target).is_ok() {
-            return Err(Error::AlreadyExists {
-                path: target,
-                hint: "a copy never overwrites; move it away first",
-            });
-        }
-        // GNU cp -a: modes, owners, times and links kept, the same on every family.
-        let spec = CommandSpec::new([
-            "cp".to_owned(),
-            "-a".to_owned(),
-            "--no-target-directory".to_owned(),
-            source.to_string_lossy().into_owned(),
-            target.to_string_lossy().into_owned(),
-        ])
-        .with_env("LC_ALL", "C");
-        let output = self.execute(&spec)?;
-        if output.success() {
-            Ok(())
-        } else {
-            Err(command_failed(
-                &spec,
-                format!("exit code {:?}", output.code),
-                output.stderr,
-                "check the free space and permissions there",
-            ))
-        }
+        // What `cp -a` does, through folder handles: both sides may sit in
+        // folders the service account can write (the pruned copy beside the
+        // database, its log folder copied into a bundle), and a copy by path
+        // would follow a folder swapped for a link while it runs.
+        crate::fd_walk::copy_tree(&source, &target)
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
