@@ -86,7 +86,9 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     let new = tempfile::tempdir().unwrap();
     write_new_server(new.path(), OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
     let new_database = new.path().join("var/lib/comindware/prod/Database");
-    fs::write(new_database.join("fresh.bin"), "fresh").unwrap();
+    // A fresh database, as Ignite lays one out.
+    fs::create_dir_all(new_database.join("db")).unwrap();
+    fs::write(new_database.join("db/fresh.bin"), "fresh").unwrap();
     let output = cmw_in(new.path(), &["restore", bundle_arg, "--instance", "prod"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--replace"), "{}", stderr(&output));
@@ -109,7 +111,7 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
         .unwrap()
         .contains("Database.before-restore-"));
     assert!(new_database.join("db").is_dir());
-    assert!(!new_database.join("fresh.bin").exists());
+    assert!(!new_database.join("db/fresh.bin").exists());
 }
 
 #[test]

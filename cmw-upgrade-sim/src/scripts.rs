@@ -83,7 +83,8 @@ TEMPLATES="$VDIR/templates"
   sed -e "s/@INSTANCE@/$NAME/g" -e "s/@PORT@/$PORT/g" -e "s/@BACKEND@/$BACKEND/g" -e "s/@VERSION@/$VERSION/g" "$TEMPLATES/$file" > "$target"
 done
 mkdir -p "$ROOT/var/lib/comindware/$NAME/Database" "$ROOT/var/log/comindware/$NAME/Logs"
-[ "$DB_NEW" = Yes ] && echo "$VERSION" > "$ROOT/var/lib/comindware/$NAME/Database/.cmw-sim-version"
+# A new database is what Ignite lays out: its work folder db/ (with the version marker).
+[ "$DB_NEW" = Yes ] && mkdir -p "$ROOT/var/lib/comindware/$NAME/Database/db" && echo "$VERSION" > "$ROOT/var/lib/comindware/$NAME/Database/.cmw-sim-version"
 ln -sfn "$VDIR" "$ROOT/var/www/$NAME/bin"
 SITE_DIR=$(cat "$SIM/site-dir")
 if [ -d "$ROOT/etc/nginx/sites-enabled" ] && [ "$SITE_DIR" = /etc/nginx/sites-available ]; then

@@ -202,11 +202,12 @@ fn backup_verify_restore_gives_back_the_same_tree() {
     // The new server's instance already has a (fresh) database.
     let new = dir.path().join("new");
     write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
-    fs::write(database_of(&new).join("fresh.bin"), "new install").unwrap();
+    fs::create_dir_all(database_of(&new).join("db")).unwrap();
+    fs::write(database_of(&new).join("db/fresh.bin"), "new install").unwrap();
     let restore = |replace| restore_into(bundle.clone(), &new, OsFamily::Deb, replace);
     assert!(matches!(restore(false), Err(Error::AlreadyExists { .. })));
     assert!(
-        database_of(&new).join("fresh.bin").exists(),
+        database_of(&new).join("db/fresh.bin").exists(),
         "refused means untouched"
     );
     let restored = restore(true).unwrap();
@@ -214,7 +215,7 @@ fn backup_verify_restore_gives_back_the_same_tree() {
     assert_eq!(tree_state(&database_of(&new)), before);
     let aside = restored.parts[0].moved_aside.clone().unwrap();
     assert_eq!(
-        fs::read_to_string(aside.join("fresh.bin")).unwrap(),
+        fs::read_to_string(aside.join("db/fresh.bin")).unwrap(),
         "new install"
     );
     assert_eq!(restored.parts[1].part, "streams");
@@ -764,4 +765,47 @@ fn a_platform_backup_with_a_duplicate_entry_is_refused() {
     assert_eq!(error.kind(), ErrorKind::CheckFailed, "{error}");
     assert!(error.to_string().contains("more than once"), "{error}");
     assert!(!bundle.exists() && !partial_path(&bundle).exists());
+}
+
+/// A non-empty folder that is not an Ignite database is never replaced, even
+/// with --replace: a wrong db.workDir stops the restore.
+#[test]
+fn a_folder_that_is_not_a_database_is_never_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let bundle = dir.path().join("bundle");
+    run_backup(&options(&old, &bundle)).unwrap();
+    let new = dir.path().join("new");
+    write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    let config = new.join("usr/share/comindware/configs/instance/prod.yml");
+    let text: String = fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("db.workDir"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    fs::write(
+        &config,
+        format!("{text}db.workDir: /home/admin/documents\n"),
+    )
+    .unwrap();
+    let documents = new.join("home/admin/documents");
+    fs::create_dir_all(&documents).unwrap();
+    fs::write(documents.join("thesis.odt"), "years of work").unwrap();
+    let error = restore_into(bundle, &new, OsFamily::Deb, true).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::CheckFailed, "{error}");
+    assert!(
+        error.to_string().contains("not an Ignite database"),
+        "{error}"
+    );
+    assert_eq!(
+        fs::read_to_string(documents.join("thesis.odt")).unwrap(),
+        "years of work"
+    );
+    assert_eq!(
+        fs::read_dir(new.join("home/admin")).unwrap().count(),
+        1,
+        "nothing moved aside"
+    );
 }

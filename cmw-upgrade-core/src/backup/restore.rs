@@ -94,7 +94,11 @@ pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreR
     // Every target is checked before any is touched.
     let mut targets = Vec::new();
     for (part, target) in &parts {
-        targets.push((*part, resolve_target(target, options.replace)?));
+        let resolved = resolve_target(target, options.replace)?;
+        if *part == "database" {
+            refuse_foreign_folder(&resolved)?;
+        }
+        targets.push((*part, resolved));
     }
     // Every part is copied and checked before any target is touched.
     let mut staged = Vec::new();
@@ -128,6 +132,46 @@ pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreR
         uid,
         gid,
         parts: restored,
+    })
+}
+
+/// Refuses to move aside a non-empty database target that is not an Ignite
+/// database (no `db/`, no node folder): a wrong path (a home folder, a web
+/// root) must stop the restore, even with `--replace`, not be replaced.
+fn refuse_foreign_folder(target: &Path) -> Result<()> {
+    let Ok(listing) = fs::read_dir(target) else {
+        return Ok(());
+    };
+    let entries: Vec<fs::DirEntry> = listing.flatten().collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let is_folder = |entry: &fs::DirEntry| entry.file_type().is_ok_and(|kind| kind.is_dir());
+    let holds_db = entries
+        .iter()
+        .any(|entry| entry.file_name() == "db" && is_folder(entry));
+    let holds_node_folder = entries
+        .iter()
+        .filter(|entry| is_folder(entry))
+        .any(|entry| {
+            fs::read_dir(entry.path()).is_ok_and(|children| {
+                children.flatten().any(|child| {
+                    child
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("cacheGroup-")
+                })
+            })
+        });
+    if holds_db || holds_node_folder {
+        return Ok(());
+    }
+    Err(Error::CheckFailed {
+        what: format!("checking {} before replacing it", target.display()),
+        details: "it is not empty and is not an Ignite database (no db/ folder, no node folder \
+                  holding cacheGroup-*); check db.workDir in the instance config: the tool \
+                  replaces only a database"
+            .to_owned(),
     })
 }
 
