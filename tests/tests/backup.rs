@@ -809,3 +809,59 @@ fn a_folder_that_is_not_a_database_is_never_replaced() {
         "nothing moved aside"
     );
 }
+
+/// A file written while it is copied is copied again; one that keeps changing
+/// is named in the report and in the manifest's consistency statement, never
+/// passed off as a consistent copy.
+#[test]
+fn a_file_that_keeps_changing_while_copied_is_named_not_passed_as_consistent() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let busy = database_of(&old).join("db/busy.wal");
+    fs::write(&busy, vec![7u8; 16 << 20]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = Arc::clone(&stop);
+        let busy = busy.clone();
+        std::thread::spawn(move || {
+            let mut file = fs::OpenOptions::new().append(true).open(busy).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                file.write_all(b"x").unwrap();
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        })
+    };
+    let bundle = dir.path().join("bundle");
+    let report = run_backup(&options(&old, &bundle));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let report = report.unwrap();
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("db/busy.wal") && warning.contains("kept changing")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report.consistency.contains("not consistent for 1 file"),
+        "{}",
+        report.consistency
+    );
+    let manifest = Manifest::read(&bundle).unwrap();
+    assert!(
+        manifest.consistency.contains("database/db/busy.wal"),
+        "{}",
+        manifest.consistency
+    );
+    assert!(
+        backup::verify_bundle(&bundle, &Progress::default())
+            .unwrap()
+            .ok,
+        "what was copied matches its manifest"
+    );
+}

@@ -492,7 +492,25 @@ pub fn backup(
         path: partial.path(),
         handle: partial.handle(),
     };
-    let files = copy_plan(&plan, destination, progress)?;
+    let copied = copy_plan(&plan, destination, progress)?;
+    let files = copied.entries;
+    let mut consistency = options.method.consistency().to_owned();
+    if !copied.torn.is_empty() {
+        // Said in the manifest too: the bundle verifies, but these files may
+        // hold bytes from before and after a write that never were on disk together.
+        consistency.push_str(&format!(
+            "; not consistent for {} file(s) that kept changing while they were copied: {}",
+            copied.torn.len(),
+            copied.torn.join(", ")
+        ));
+        warnings.push(format!(
+            "{} file(s) kept changing while they were copied ({} tries each): {}; their copies may mix \
+             old and new bytes: stop the instance, or use --method snapshot",
+            copied.torn.len(),
+            tree::COPY_ATTEMPTS,
+            copied.torn.join(", ")
+        ));
+    }
     let platform_version = read_optional(&layout.instance_config)?
         .and_then(|text| Directives::parse(&text, &layout.instance_config).ok())
         .and_then(|directives| directives.get("version"));
@@ -504,7 +522,7 @@ pub fn backup(
         os_family: Some(options.family.as_str().to_owned()),
         platform_version,
         method: options.method,
-        consistency: options.method.consistency().to_owned(),
+        consistency,
         snapshot: snapshot.clone(),
         sources: BundleSources {
             root: options.root.to_string_lossy().into_owned(),

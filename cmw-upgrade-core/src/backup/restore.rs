@@ -255,7 +255,8 @@ fn stage_part(
         path: staging.path(),
         handle: staging.handle(),
     };
-    let copied = copy_plan(&plan, destination, progress)?;
+    // A bundle does not change while it is read: nothing to tear.
+    let copied = copy_plan(&plan, destination, progress)?.entries;
     check_against_manifest(bundle, manifest, part, &copied)?;
     Ok(StagedPart {
         part,

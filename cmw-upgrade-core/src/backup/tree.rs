@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, FileTimes, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -466,6 +466,8 @@ fn system_time(seconds: i64, nanoseconds: u32) -> SystemTime {
 /// What the copy of one file found: its attributes when opened, its bytes and hash.
 struct CopiedFile {
     index: usize,
+    /// It kept changing while it was copied: the copy may mix old and new bytes.
+    torn: bool,
     size: u64,
     blake3: String,
     mode: u32,
@@ -581,13 +583,48 @@ fn copy_one_file(
     }
     let target = destination.path.join(&entry.path);
     let mut output = destination.create_file(&entry.path)?;
-    let (size, blake3) = hash_stream(&mut input, Some(&mut output), buffer, progress).map_err(
-        |error| match error {
-            StreamError::Read(error) => Error::io("read", source, error),
-            StreamError::Write(error) => Error::io("write", &target, error),
-            StreamError::Cancelled => super::cancelled(),
-        },
-    )?;
+    // A file written while it is read gives a copy that never existed on disk
+    // (old and new bytes mixed): its size or times differ after the read. It is
+    // copied again, a few times; one that keeps changing is reported, by name.
+    let mut metadata = metadata;
+    let mut attempts = 1;
+    let (size, blake3, torn) =
+        loop {
+            let (size, blake3) = hash_stream(&mut input, Some(&mut output), buffer, progress)
+                .map_err(|error| match error {
+                    StreamError::Read(error) => Error::io("read", source, error),
+                    StreamError::Write(error) => Error::io("write", &target, error),
+                    StreamError::Cancelled => super::cancelled(),
+                })?;
+            let after = input
+                .metadata()
+                .map_err(|error| Error::io("inspect", source, error))?;
+            let unchanged = (
+                after.len(),
+                after.mtime(),
+                after.mtime_nsec(),
+                after.ctime(),
+                after.ctime_nsec(),
+            ) == (
+                metadata.len(),
+                metadata.mtime(),
+                metadata.mtime_nsec(),
+                metadata.ctime(),
+                metadata.ctime_nsec(),
+            );
+            if unchanged || attempts == COPY_ATTEMPTS {
+                break (size, blake3, !unchanged);
+            }
+            attempts += 1;
+            metadata = after;
+            input
+                .seek(io::SeekFrom::Start(0))
+                .map_err(|error| Error::io("read", source, error))?;
+            output
+                .set_len(0)
+                .and_then(|()| output.seek(io::SeekFrom::Start(0)).map(drop))
+                .map_err(|error| Error::io("write", &target, error))?;
+        };
     start_writeback(&output);
     // Attributes as they were when the copy started: a file the instance changes
     // afterwards then shows up as changed in `backup drift`.
@@ -607,6 +644,7 @@ fn copy_one_file(
     progress.add_file();
     Ok(CopiedFile {
         index,
+        torn,
         size,
         blake3,
         mode: metadata.mode() & 0o7777,
@@ -689,9 +727,22 @@ fn start_writeback(file: &File) {
     }
 }
 
+/// How often a file that changes while it is read is copied before it is
+/// reported as torn.
+pub(crate) const COPY_ATTEMPTS: u32 = 3;
+
+/// What [`copy_plan`] copied.
+#[derive(Debug)]
+pub(crate) struct CopiedTree {
+    /// The manifest entries, in plan order.
+    pub entries: Vec<ManifestEntry>,
+    /// Files (plan paths) that kept changing while they were copied: their
+    /// copies match the manifest but may never have existed on disk as such.
+    pub torn: Vec<String>,
+}
+
 /// Copies everything in `plan` into `destination` (an existing folder, held
-/// open), hashing each file in the same pass. Returns the manifest entries in
-/// plan order.
+/// open), hashing each file in the same pass.
 ///
 /// # Errors
 /// The first [`Error::Io`] (naming the path: a full disk, a permission),
@@ -701,7 +752,7 @@ pub(crate) fn copy_plan(
     plan: &CopyPlan,
     destination: Destination<'_>,
     progress: &Progress,
-) -> Result<Vec<ManifestEntry>> {
+) -> Result<CopiedTree> {
     let as_root = running_as_root();
     progress.start(Phase::Copying, plan.data_bytes(), plan.file_count());
     for entry in plan
@@ -740,7 +791,11 @@ pub(crate) fn copy_plan(
             target: entry.target.clone(),
         })
         .collect();
+    let mut torn = Vec::new();
     for file in copied {
+        if file.torn {
+            torn.push(plan.entries[file.index].path.clone());
+        }
         let entry = &mut manifest[file.index];
         entry.size = file.size;
         entry.blake3 = Some(file.blake3);
@@ -803,7 +858,11 @@ pub(crate) fn copy_plan(
         };
         apply_attributes(&handle, &folder, &source, entry.treatment, true, as_root)?;
     }
-    Ok(manifest)
+    torn.sort();
+    Ok(CopiedTree {
+        entries: manifest,
+        torn,
+    })
 }
 
 /// One entry of a [`ListedTree`], as it was when listed.
@@ -1020,7 +1079,7 @@ mod tests {
         let destination = dir.path().join("bundle");
         let staging = StagingFolder::claim(&destination).unwrap();
         let progress = Progress::default();
-        let manifest = copy_plan(&plan, into(&staging), &progress).unwrap();
+        let manifest = copy_plan(&plan, into(&staging), &progress).unwrap().entries;
         let big = manifest
             .iter()
             .find(|entry| entry.path.ends_with("part-0.bin"))
