@@ -865,3 +865,36 @@ fn a_file_that_keeps_changing_while_copied_is_named_not_passed_as_consistent() {
         "what was copied matches its manifest"
     );
 }
+
+/// Two backups to one destination at once: the second refuses, and the
+/// first's work in progress is not removed as a leftover.
+#[test]
+fn a_second_backup_to_the_same_place_refuses_while_the_first_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let bundle = dir.path().join("bundle");
+    // The first backup's partial bundle, held as a running backup holds it.
+    let partial = backup::PartialBundle::create(&bundle).unwrap();
+    fs::write(
+        partial.path().join("in-progress.bin"),
+        "the first run's bytes",
+    )
+    .unwrap();
+    let error = run_backup(&options(&old, &bundle)).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::AlreadyExists, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("another cmw-upgrade is writing there now"),
+        "{error}"
+    );
+    assert_eq!(
+        fs::read_to_string(partial.path().join("in-progress.bin")).unwrap(),
+        "the first run's bytes"
+    );
+    // A leftover of a run that died holds no lock and is replaced (the kill -9
+    // test of the command line shows that); this one is still held.
+    drop(partial);
+    run_backup(&options(&old, &bundle)).unwrap();
+}

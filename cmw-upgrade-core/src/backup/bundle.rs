@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FlockOperation;
 use rustix::io::Errno;
 
 use super::manifest::{Manifest, MANIFEST_FILE};
@@ -148,6 +149,20 @@ impl StagingFolder {
                 if !ours {
                     return Err(not_ours(path));
                 }
+                // A leftover, or the folder another run is writing right now:
+                // that run holds its lock, and its work is not removed.
+                if let Err(error) =
+                    rustix::fs::flock(&existing, FlockOperation::NonBlockingLockExclusive)
+                {
+                    if error == Errno::WOULDBLOCK {
+                        return Err(Error::AlreadyExists {
+                            path: path.to_path_buf(),
+                            hint: "another cmw-upgrade is writing there now (a second backup or \
+                                   restore to the same place); wait for it, or pick another place",
+                        });
+                    }
+                    return Err(Error::io("lock", path, error.into()));
+                }
                 let identity = fd_walk::stat_handle(&existing)
                     .map_err(|error| Error::io("inspect", path, error.into()))?
                     .identity;
@@ -181,6 +196,12 @@ impl StagingFolder {
             && fd_walk::child_names(handle.as_fd()).is_ok_and(|names| names.is_empty());
         if !fresh {
             return Err(taken());
+        }
+        // Held as long as the handle: a second run to the same place sees it.
+        match rustix::fs::flock(&handle, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Err(taken()),
+            Err(error) => return Err(Error::io("lock", path, error.into())),
         }
         let staging = StagingFolder {
             path: path.to_path_buf(),
