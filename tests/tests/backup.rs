@@ -644,28 +644,39 @@ fn an_import_that_would_escape_the_bundle_writes_nothing() {
     assert!(error.to_string().contains("plain.cdbbz"), "{error}");
 }
 
+/// A bundle of the old fixture server, and a new server to restore it into.
+fn bundle_and_new_server(dir: &Path) -> (PathBuf, PathBuf) {
+    let old = dir.join("old");
+    old_server(&old);
+    let bundle = dir.join("bundle");
+    run_backup(&options(&old, &bundle)).unwrap();
+    let new = dir.join("new");
+    write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    (bundle, new)
+}
+
+/// Sets `db.workDir` in the new server's instance config.
+fn set_work_dir(new: &Path, work_dir: &str) {
+    let config = new.join("usr/share/comindware/configs/instance/prod.yml");
+    let text: String = fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.starts_with("db.workDir"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    fs::write(&config, format!("{text}db.workDir: {work_dir}\n")).unwrap();
+}
+
 /// A database path that names a system folder (from a carried config, a
 /// bundle) never makes a restore move that folder aside, even with --replace.
 #[test]
 fn a_database_path_naming_a_system_folder_is_refused_before_anything_moves() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("old");
-    old_server(&old);
-    let bundle = dir.path().join("bundle");
-    run_backup(&options(&old, &bundle)).unwrap();
-    let new = dir.path().join("new");
-    write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
+    let (bundle, new) = bundle_and_new_server(dir.path());
     fs::create_dir_all(new.join("etc/ssh")).unwrap();
     fs::write(new.join("etc/ssh/sshd_config"), "PermitRootLogin no\n").unwrap();
-    let config = new.join("usr/share/comindware/configs/instance/prod.yml");
     for bad in ["/etc", "/var/lib", "/data", "/", "/usr/../etc"] {
-        let text = fs::read_to_string(&config).unwrap();
-        let text: String = text
-            .lines()
-            .filter(|line| !line.starts_with("db.workDir"))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        fs::write(&config, format!("{text}db.workDir: {bad}\n")).unwrap();
+        set_work_dir(&new, bad);
         let before = tree_state(&new.join("etc"));
         let error = restore_into(bundle.clone(), &new, OsFamily::Deb, true).unwrap_err();
         assert_eq!(error.kind(), ErrorKind::SystemFolder, "{bad}: {error}");
@@ -772,24 +783,8 @@ fn a_platform_backup_with_a_duplicate_entry_is_refused() {
 #[test]
 fn a_folder_that_is_not_a_database_is_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let old = dir.path().join("old");
-    old_server(&old);
-    let bundle = dir.path().join("bundle");
-    run_backup(&options(&old, &bundle)).unwrap();
-    let new = dir.path().join("new");
-    write_new_server(&new, OsFamily::Deb, "prod", "5.0.1234.0", false).unwrap();
-    let config = new.join("usr/share/comindware/configs/instance/prod.yml");
-    let text: String = fs::read_to_string(&config)
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("db.workDir"))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    fs::write(
-        &config,
-        format!("{text}db.workDir: /home/admin/documents\n"),
-    )
-    .unwrap();
+    let (bundle, new) = bundle_and_new_server(dir.path());
+    set_work_dir(&new, "/home/admin/documents");
     let documents = new.join("home/admin/documents");
     fs::create_dir_all(&documents).unwrap();
     fs::write(documents.join("thesis.odt"), "years of work").unwrap();

@@ -70,14 +70,7 @@ impl Step<'_> {
         let started = Instant::now();
         let problem = loop {
             self.check_cancelled("the data-structure upgrade")?;
-            let report = self
-                .exec()
-                .tool(&ToolAction::Verdict {
-                    instance: Some(instance.clone()),
-                    log_dir: None,
-                })?
-                .verdict()?;
-            let Some(report) = report else {
+            let Some(report) = self.verdict()? else {
                 is_active(self.exec(), &unit)?;
                 return Ok(());
             };

@@ -300,6 +300,16 @@ impl Step<'_> {
         Ok(value)
     }
 
+    /// The upgrade verdict from the instance's logs; `None` in a dry run.
+    fn verdict(&self) -> Result<Option<crate::logs::UpgradeVerdict>> {
+        self.exec()
+            .tool(&ToolAction::Verdict {
+                instance: Some(self.instance().clone()),
+                log_dir: None,
+            })?
+            .verdict()
+    }
+
     fn note(&mut self, text: String) {
         (self.events)(&Event::Note { text });
     }

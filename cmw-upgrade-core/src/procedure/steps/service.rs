@@ -110,14 +110,10 @@ impl Step<'_> {
     pub(crate) fn final_check(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         self.wait_healthy("the final check")?;
-        let report = self
-            .exec()
-            .tool(&ToolAction::Verdict {
-                instance: Some(instance.clone()),
-                log_dir: None,
-            })?
-            .verdict()?;
-        if let Some(report) = report.filter(|report| report.verdict != Verdict::Succeeded) {
+        if let Some(report) = self
+            .verdict()?
+            .filter(|report| report.verdict != Verdict::Succeeded)
+        {
             return Err(check_failed(
                 "the final check",
                 format!("the upgrade verdict is now {}", report.verdict.as_str()),
