@@ -569,7 +569,9 @@ pub(crate) fn remove_entry(
 /// device) is refused, named.
 ///
 /// # Errors
-/// [`Error::AlreadyExists`] when `target` exists; [`Error::Io`] naming the path.
+/// [`Error::AlreadyExists`] when `target` exists; [`Error::SourceChanged`]
+/// naming the entry of the source that something else took the place of
+/// while it was copied; [`Error::Io`] naming the path.
 pub(crate) fn copy_tree(source: &Path, target: &Path) -> Result<()> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -632,7 +634,18 @@ fn copy_entry(
         },
     };
     if stat.is_symlink() {
-        let link = read_link_child(from, name).map_err(io("read the link", source))?;
+        let link = match read_link_child(from, name) {
+            Ok(link) => link,
+            // What it was looked at as is a folder or a file by now: a swap,
+            // reported as one (not as the kernel's "invalid argument").
+            Err(Errno::INVAL) => {
+                return Err(changed(
+                    source,
+                    "it is no longer a link (a folder or a file took its place)",
+                ))
+            }
+            Err(error) => return Err(io("read the link", source)(error)),
+        };
         rustix::fs::symlinkat(link.as_os_str(), to, new_name)
             .map_err(io("create the link", target))?;
         if running_as_root {
@@ -649,7 +662,17 @@ fn copy_entry(
             .map_err(io("set the times of", target));
     }
     if stat.is_file() {
-        let mut input = open_child_file(from, name).map_err(io("open", source))?;
+        let mut input = match open_child_file(from, name) {
+            Ok(input) => input,
+            // A link took the file's place (`O_NOFOLLOW`): not followed, reported.
+            Err(Errno::LOOP) => {
+                return Err(changed(
+                    source,
+                    "it is no longer a file (a link took its place)",
+                ))
+            }
+            Err(error) => return Err(io("open", source)(error)),
+        };
         let opened = stat_handle(&input).map_err(io("inspect", source))?;
         if opened.identity != stat.identity || !opened.is_file() {
             return Err(Error::SourceChanged {
@@ -730,4 +753,323 @@ fn copy_entry(
     rustix::fs::fchmod(&copy, Mode::from_raw_mode(stat.mode))
         .map_err(io("set the mode of", target))?;
     rustix::fs::futimens(&copy, &times(&stat)).map_err(io("set the times of", target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::{lchown, symlink, MetadataExt, PermissionsExt};
+
+    fn running_as_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// Sets the access and modification times of `path` (a link itself, not
+    /// followed) to `seconds` and `nanoseconds`.
+    fn set_times(path: &Path, seconds: i64, nanoseconds: i64) {
+        let time = rustix::fs::Timespec {
+            tv_sec: seconds,
+            tv_nsec: nanoseconds as _,
+        };
+        rustix::fs::utimensat(
+            CWD,
+            path,
+            &rustix::fs::Timestamps {
+                last_access: time,
+                last_modification: time,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Everything a copy keeps of every entry under `top` (the top included,
+    /// as ""), links not followed: kind, content or link target, mode, owner,
+    /// modification time to the nanosecond.
+    fn describe(top: &Path) -> BTreeMap<PathBuf, String> {
+        let mut found = BTreeMap::new();
+        let mut pending = vec![top.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            let content = if metadata.is_dir() {
+                for entry in fs::read_dir(&path).unwrap() {
+                    pending.push(entry.unwrap().path());
+                }
+                "folder".to_owned()
+            } else if metadata.is_symlink() {
+                format!("link -> {}", fs::read_link(&path).unwrap().display())
+            } else {
+                format!("file {:?}", fs::read_to_string(&path).unwrap())
+            };
+            found.insert(
+                path.strip_prefix(top).unwrap().to_path_buf(),
+                format!(
+                    "{content} mode {:o} owner {}:{} mtime {}.{:09}",
+                    metadata.mode() & 0o7777,
+                    metadata.uid(),
+                    metadata.gid(),
+                    metadata.mtime(),
+                    metadata.mtime_nsec()
+                ),
+            );
+        }
+        found
+    }
+
+    #[test]
+    fn copy_tree_keeps_modes_owners_and_times_of_files_and_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("Database");
+        fs::create_dir_all(source.join("db/node-1")).unwrap();
+        fs::create_dir(source.join("empty")).unwrap();
+        fs::write(source.join("config.xml"), "<config/>").unwrap();
+        fs::write(source.join("db/node-1/part-0.bin"), "part zero").unwrap();
+        fs::write(source.join("db/node-1/part-1.bin"), "").unwrap();
+        fs::write(source.join("run.sh"), "#!/bin/sh\n").unwrap();
+        // Owners first (a chown may clear set-id bits), then modes, then
+        // times, deepest first so a folder's own time is set last.
+        if running_as_root() {
+            for (relative, owner) in [
+                ("", (1001, 1002)),
+                ("db", (1003, 1004)),
+                ("db/node-1", (1005, 1006)),
+                ("db/node-1/part-0.bin", (1007, 1008)),
+                ("db/node-1/part-1.bin", (0, 1010)),
+                ("config.xml", (1011, 0)),
+                ("run.sh", (1013, 1014)),
+                ("empty", (1015, 1016)),
+            ] {
+                lchown(source.join(relative), Some(owner.0), Some(owner.1)).unwrap();
+            }
+        }
+        for (relative, mode) in [
+            ("config.xml", 0o640),
+            ("run.sh", 0o4755),
+            ("db/node-1/part-0.bin", 0o600),
+            ("db/node-1/part-1.bin", 0o444),
+            // A folder nobody may write to: the copy fills it all the same.
+            ("db/node-1", 0o500),
+            ("db", 0o2750),
+            ("empty", 0o711),
+            ("", 0o750),
+        ] {
+            set_mode(&source.join(relative), mode);
+        }
+        for (index, relative) in [
+            "config.xml",
+            "run.sh",
+            "db/node-1/part-0.bin",
+            "db/node-1/part-1.bin",
+            "db/node-1",
+            "db",
+            "empty",
+            "",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            set_times(
+                &source.join(relative),
+                1_000_000_000 + 86_400 * index as i64,
+                123_456_789 + index as i64,
+            );
+        }
+        let before = describe(&source);
+
+        let target = dir.path().join("Database.cmw-upgrade-pruned");
+        copy_tree(&source, &target).unwrap();
+
+        assert_eq!(describe(&target), before, "the copy is the source");
+        assert_eq!(describe(&source), before, "the source is unchanged");
+        if running_as_root() {
+            assert_eq!(
+                fs::symlink_metadata(target.join("db/node-1/part-0.bin"))
+                    .unwrap()
+                    .uid(),
+                1007,
+                "owners are kept"
+            );
+        }
+        assert_eq!(
+            fs::symlink_metadata(target.join("run.sh")).unwrap().mode() & 0o7777,
+            0o4755,
+            "a set-id bit survives the owner being set"
+        );
+        // So that the temporary folder can go, whoever runs the test.
+        set_mode(&source.join("db/node-1"), 0o700);
+        set_mode(&target.join("db/node-1"), 0o700);
+    }
+
+    #[test]
+    fn copy_tree_copies_links_as_links_and_never_follows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("secret"), "outside").unwrap();
+        let source = dir.path().join("logs");
+        fs::create_dir_all(source.join("archive")).unwrap();
+        fs::write(source.join("archive/old.log"), "old").unwrap();
+        let links = [
+            ("absolute", outside.clone()),
+            ("absolute-file", outside.join("secret")),
+            ("relative", PathBuf::from("../outside")),
+            ("relative-file", PathBuf::from("../outside/secret")),
+            ("inside", PathBuf::from("archive")),
+            ("dangling", PathBuf::from("/nowhere/at/all")),
+            ("archive/up", PathBuf::from("..")),
+        ];
+        for (index, (name, link_target)) in links.iter().enumerate() {
+            let link = source.join(name);
+            symlink(link_target, &link).unwrap();
+            if running_as_root() {
+                lchown(&link, Some(2000 + index as u32), Some(3000)).unwrap();
+            }
+            set_times(&link, 1_200_000_000 + index as i64, 987_654_321);
+        }
+        set_times(&source.join("archive"), 1_100_000_000, 5);
+        set_times(&source, 1_100_000_000, 6);
+        let outside_before = describe(&outside);
+        let before = describe(&source);
+
+        let target = dir.path().join("bundle-logs");
+        copy_tree(&source, &target).unwrap();
+
+        assert_eq!(describe(&target), before, "the copy is the source");
+        for (name, link_target) in &links {
+            let copied = target.join(name);
+            assert!(
+                fs::symlink_metadata(&copied).unwrap().is_symlink(),
+                "{name} is copied as a link"
+            );
+            assert_eq!(
+                &fs::read_link(&copied).unwrap(),
+                link_target,
+                "{name}'s target is kept as written"
+            );
+        }
+        assert_eq!(describe(&outside), outside_before, "nothing was followed");
+        assert_eq!(
+            fs::read_dir(&target)
+                .unwrap()
+                .filter(|entry| !entry.as_ref().unwrap().file_type().unwrap().is_symlink())
+                .count(),
+            1,
+            "only the real folder is a folder in the copy"
+        );
+    }
+
+    #[test]
+    fn copy_tree_refuses_a_target_that_exists_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("Database");
+        fs::create_dir(&source).unwrap();
+        fs::write(source.join("part.bin"), "new").unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let folder = dir.path().join("folder");
+        fs::create_dir(&folder).unwrap();
+        fs::write(folder.join("part.bin"), "old").unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, "old").unwrap();
+        let link = dir.path().join("link");
+        symlink(&elsewhere, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        symlink(elsewhere.join("made-through-a-link"), &dangling).unwrap();
+        let before = describe(dir.path());
+
+        for target in [&folder, &file, &link, &dangling] {
+            match copy_tree(&source, target) {
+                Err(Error::AlreadyExists { path, .. }) => assert_eq!(&path, target),
+                other => panic!("{}: {other:?}", target.display()),
+            }
+            // A file as the source too: the same refusal.
+            match copy_tree(&source.join("part.bin"), target) {
+                Err(Error::AlreadyExists { path, .. }) => assert_eq!(&path, target),
+                other => panic!("{}: {other:?}", target.display()),
+            }
+        }
+        assert_eq!(describe(dir.path()), before, "nothing changed anywhere");
+    }
+
+    #[test]
+    fn copy_tree_refuses_a_fifo_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("Database");
+        fs::create_dir_all(source.join("db")).unwrap();
+        fs::write(source.join("db/part.bin"), "part").unwrap();
+        let fifo = source.join("db/ignite.sock");
+        rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o666), 0).unwrap();
+
+        // On a thread, so a copy that waited on the FIFO fails the test
+        // instead of hanging it.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let (from, to) = (source.clone(), dir.path().join("copy"));
+        std::thread::spawn(move || {
+            let _ = sender.send(copy_tree(&from, &to));
+        });
+        let error = receiver
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the copy returned instead of waiting on the FIFO")
+            .expect_err("a FIFO is refused");
+        let Error::Io { path, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(path, &fifo, "{error}");
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        // And as the top.
+        match copy_tree(&fifo, &dir.path().join("fifo-copy")) {
+            Err(Error::Io { path, .. }) => assert_eq!(path, fifo),
+            other => panic!("{other:?}"),
+        }
+        assert!(fs::symlink_metadata(dir.path().join("fifo-copy")).is_err());
+    }
+
+    #[test]
+    fn copy_tree_copies_a_single_file_or_link_as_the_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        fs::create_dir(&folder).unwrap();
+        fs::write(folder.join("inside"), "inside").unwrap();
+        let file = dir.path().join("heartbeat.log");
+        fs::write(&file, "line\n").unwrap();
+        set_mode(&file, 0o640);
+        if running_as_root() {
+            lchown(&file, Some(1234), Some(5678)).unwrap();
+        }
+        set_times(&file, 1_300_000_000, 42);
+        let link = dir.path().join("current");
+        symlink(&folder, &link).unwrap();
+        if running_as_root() {
+            lchown(&link, Some(4321), Some(8765)).unwrap();
+        }
+        set_times(&link, 1_400_000_000, 24);
+        let relative = dir.path().join("relative");
+        symlink("folder/inside", &relative).unwrap();
+
+        let copies = dir.path().join("copies");
+        fs::create_dir(&copies).unwrap();
+        for (top, name) in [(&file, "file"), (&link, "link"), (&relative, "relative")] {
+            copy_tree(top, &copies.join(name)).unwrap();
+            assert_eq!(
+                describe(&copies.join(name)),
+                describe(top),
+                "{name} is copied as itself"
+            );
+        }
+        assert!(fs::symlink_metadata(copies.join("link"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(fs::read_link(copies.join("link")).unwrap(), folder);
+        assert_eq!(
+            fs::read_link(copies.join("relative")).unwrap(),
+            Path::new("folder/inside")
+        );
+        assert_eq!(fs::read_to_string(copies.join("file")).unwrap(), "line\n");
+    }
 }

@@ -3,9 +3,10 @@
 //! (`nobody`) swaps a folder inside the tree with a link to a folder of
 //! root's, in a tight loop (`renameat2(RENAME_EXCHANGE)`), while the walk runs
 //! again and again. After every walk, everything outside the tree must be as
-//! it was. The chown, backup and prune tests also run a copy of the old
-//! by-path walk against the same race for as many walks, and assert that the
-//! race does reach outside through it: the swap is real, and caught.
+//! it was. The chown, backup, prune and copy tests also run a copy of the old
+//! by-path walk (for the copy, GNU `cp -a` as the executor ran it) against the
+//! same race for as many walks, and assert that the race does reach outside
+//! through it: the swap is real, and caught.
 //!
 //! Needs root (it changes owners, switches to `nobody` and mounts a tmpfs),
 //! like the backup tests. The races run one at a time, each bounded by
@@ -714,5 +715,289 @@ fn prune_never_removes_root_files_through_a_node_folder_swapped_for_a_link() {
     assert!(
         old_hits > 0,
         "the old by-path prune was never caught by the race in {old_walks} walks"
+    );
+}
+
+/// The executor's copy as it was: GNU `cp -a --no-target-directory` by path.
+/// Whether it succeeded does not matter here, only where it read and wrote.
+fn old_copy_by_path(source: &Path, target: &Path) {
+    let status = Command::new("cp")
+        .args(["-a", "--no-target-directory"])
+        .arg(source)
+        .arg(target)
+        .env("LC_ALL", "C")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("cp runs");
+    // Only a cp that was killed would say nothing about the race.
+    assert!(status.code().is_some(), "cp: {status}");
+}
+
+/// What a copy of the log folder may hold at `relative` (the name the
+/// service account swaps, or the one it swaps it with): the link to root's
+/// folder, copied as that link, or the service account's own folder of files.
+fn check_swapped_entry(
+    copy: &Path,
+    relative: &str,
+    secrets: &Path,
+    inside: &BTreeMap<String, String>,
+) {
+    let entry = copy.join(relative);
+    let Ok(metadata) = fs::symlink_metadata(&entry) else {
+        return;
+    };
+    if metadata.is_symlink() {
+        assert_eq!(
+            fs::read_link(&entry).unwrap(),
+            secrets,
+            "{} is the link, copied as it is",
+            entry.display()
+        );
+    } else {
+        assert!(metadata.is_dir(), "{} is a folder", entry.display());
+        assert_eq!(
+            &state(&entry),
+            inside,
+            "{} is the service account's folder",
+            entry.display()
+        );
+    }
+}
+
+#[test]
+fn copy_never_reads_root_files_through_a_source_folder_swapped_for_a_link() {
+    const SECRET: &str = "ROOT-ONLY-SECRET";
+    let _one = ONE_RACE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let arena = Arena::new();
+    let server = arena.root();
+    // Root's secrets, and the service's log folder (which the service account
+    // owns) holding a folder with the same names and a link to root's.
+    let secrets = server.join("root/secrets");
+    files(&secrets, "key", SECRET, 32, 0, 0o600);
+    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700)).unwrap();
+    let logs = server.join("var/log/comindware/prod");
+    files(
+        &logs.join("sub"),
+        "key",
+        "inside",
+        32,
+        SERVICE_ACCOUNT,
+        0o644,
+    );
+    files(&logs, "heartbeat", "line", 2, SERVICE_ACCOUNT, 0o640);
+    symlink(&secrets, logs.join("link")).unwrap();
+    give_to_service_account(&logs.join("link"));
+    let inside = state(&logs.join("sub"));
+    // The bundle the logs are kept in: root's.
+    let bundle = server.join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    fs::set_permissions(&bundle, fs::Permissions::from_mode(0o700)).unwrap();
+    let check = |copy: &Path, walk: usize| {
+        assert!(
+            !holds(copy, SECRET),
+            "walk {walk}: the copy holds root's file"
+        );
+        for name in ["sub", "link"] {
+            check_swapped_entry(copy, name, &secrets, &inside);
+        }
+    };
+
+    let swapper = Swapper::start(&arena, &logs, "sub", "link");
+    let executor = LocalExecutor::new(server);
+    let (mut copied, mut changed) = (0, 0);
+    let started = Instant::now();
+    let walks = race(MAX_WALKS, |walk| {
+        let copy = bundle.join(format!("logs-{walk}"));
+        let result = executor.copy("/var/log/comindware/prod", &format!("/bundle/logs-{walk}"));
+        // Whatever the outcome, what was copied holds none of root's files:
+        // a copy that stopped half-way too.
+        if copy.exists() {
+            check(&copy, walk);
+        }
+        match result {
+            Ok(()) => {
+                copied += 1;
+                // Each swapped name as the link or as the whole folder
+                // (checked above), whichever it was when copied.
+                let names: Vec<_> = fs::read_dir(&copy)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().file_name())
+                    .collect();
+                assert_eq!(names.len(), 4, "walk {walk}: the copy is whole: {names:?}");
+            }
+            // A swap seen is a swap refused, naming the entry in the source
+            // (the link found a folder when read, the folder a link when
+            // opened, or another folder than the one looked at). An I/O error
+            // naming it would be as safe, but every swap is reported as one.
+            Err(Error::SourceChanged { path, details }) => {
+                changed += 1;
+                assert!(
+                    path == logs.join("sub") || path == logs.join("link"),
+                    "walk {walk}: {} ({details})",
+                    path.display()
+                );
+            }
+            Err(error) => panic!("walk {walk}: {error}"),
+        }
+        if copy.exists() {
+            fs::remove_dir_all(&copy).unwrap();
+        }
+    });
+    let fixed_time = started.elapsed();
+    let started = Instant::now();
+    let mut old_hits = 0;
+    let old_walks = race(walks, |walk| {
+        let copy = bundle.join(format!("old-{walk}"));
+        old_copy_by_path(&logs, &copy);
+        if holds(&copy, SECRET) {
+            old_hits += 1;
+        }
+        fs::remove_dir_all(&copy).unwrap();
+    });
+    let old_time = started.elapsed();
+    let swaps = swapper.stop();
+    eprintln!(
+        "copy from: {walks} copies by handles in {fixed_time:?} ({copied} copied, {changed} \
+         refused as changed), none held root's file; \
+         {old_walks} by cp -a in {old_time:?}, {old_hits} copied root's file; {swaps} swaps"
+    );
+    assert!(swaps > 0, "the helper swapped");
+    assert!(
+        old_hits > 0,
+        "the old cp -a was never caught by the race in {old_walks} copies"
+    );
+}
+
+/// Takes both swapped names out of `folder` (into root's `trash`, as
+/// `{walk}-{name}`) so the helper stops finding a pair to swap, and gives
+/// what was there: the link and, if the copy got that far, its folder,
+/// under whichever name the swaps left them.
+fn take_out(folder: &Path, names: [&str; 2], trash: &Path, walk: usize) -> Vec<PathBuf> {
+    let mut taken = Vec::new();
+    for name in names {
+        let away = trash.join(format!("{walk}-{name}"));
+        match fs::rename(folder.join(name), &away) {
+            Ok(()) => taken.push(away),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => panic!("{name}: {error}"),
+        }
+    }
+    taken
+}
+
+/// Puts the link the helper swaps back in `folder`, as the service account's.
+fn put_link_back(folder: &Path, link: &str, to: &Path) {
+    symlink(to, folder.join(link)).unwrap();
+    give_to_service_account(&folder.join(link));
+}
+
+#[test]
+fn copy_never_writes_through_a_target_swapped_for_a_link() {
+    const PRUNED: &str = "Database.cmw-upgrade-pruned";
+    let _one = ONE_RACE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let arena = Arena::new();
+    let server = arena.root();
+    // The bundle's database (root's), copied beside the live one, in the
+    // instance's folder, which the service account owns.
+    let source = server.join("bundle/Database");
+    files(&source.join("db"), "part", "bundle's", 16, 0, 0o600);
+    files(&source, "config", "bundle's", 16, 0, 0o644);
+    let instance = server.join("var/lib/comindware/prod");
+    fs::create_dir_all(&instance).unwrap();
+    give_to_service_account(&instance);
+    let victim = server.join("root/victim");
+    files(&victim, "keep", "root's", 4, 0, 0o600);
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    put_link_back(&instance, "link", &victim);
+    let before = state(&victim);
+    let whole = state(&source);
+    let trash = server.join("trash");
+    fs::create_dir(&trash).unwrap();
+    fs::set_permissions(&trash, fs::Permissions::from_mode(0o700)).unwrap();
+    // After each copy: the names taken out, the link found among them, and
+    // whether a folder among them is the whole copy.
+    let clean_up = |walk: usize| {
+        let taken = take_out(&instance, [PRUNED, "link"], &trash, walk);
+        let links = taken
+            .iter()
+            .filter(|path| fs::symlink_metadata(path).unwrap().is_symlink())
+            .collect::<Vec<_>>();
+        assert_eq!(links.len(), 1, "walk {walk}: the link is still there");
+        assert_eq!(fs::read_link(links[0]).unwrap(), victim);
+        let whole_copy = taken
+            .iter()
+            .any(|path| fs::symlink_metadata(path).unwrap().is_dir() && state(path) == whole);
+        for path in &taken {
+            if fs::symlink_metadata(path).unwrap().is_dir() {
+                fs::remove_dir_all(path).unwrap();
+            } else {
+                fs::remove_file(path).unwrap();
+            }
+        }
+        put_link_back(&instance, "link", &victim);
+        whole_copy
+    };
+
+    // The helper finds a pair to swap once the copy has made its folder.
+    let swapper = Swapper::start(&arena, &instance, PRUNED, "link");
+    let executor = LocalExecutor::new(server);
+    let target = instance.join(PRUNED);
+    let (mut copied, mut refused) = (0, 0);
+    let started = Instant::now();
+    let walks = race(MAX_WALKS, |walk| {
+        let result = executor.copy(
+            "/bundle/Database",
+            "/var/lib/comindware/prod/Database.cmw-upgrade-pruned",
+        );
+        assert_eq!(state(&victim), before, "walk {walk} changed root's folder");
+        let whole_copy = clean_up(walk);
+        match result {
+            // Into its own folder, through its handle, wherever the swaps
+            // left that folder's name.
+            Ok(()) => {
+                copied += 1;
+                assert!(whole_copy, "walk {walk}: the copy is whole");
+            }
+            // The link took the new folder's name before it was opened: the
+            // copy stops there, naming its target.
+            Err(error) => {
+                let Error::Io { path, .. } = &error else {
+                    panic!("walk {walk}: {error}")
+                };
+                refused += 1;
+                assert!(path.starts_with(&target), "walk {walk}: {error}");
+            }
+        }
+    });
+    let fixed_time = started.elapsed();
+    let started = Instant::now();
+    let mut old_hits = 0;
+    let old_walks = race(walks, |walk| {
+        old_copy_by_path(&source, &target);
+        if state(&victim) != before {
+            old_hits += 1;
+            fs::remove_dir_all(&victim).unwrap();
+            files(&victim, "keep", "root's", 4, 0, 0o600);
+            fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+            assert_eq!(state(&victim), before);
+        }
+        clean_up(walks + walk);
+    });
+    let old_time = started.elapsed();
+    let swaps = swapper.stop();
+    eprintln!(
+        "copy to: {walks} copies by handles in {fixed_time:?} ({copied} copied, {refused} \
+         refused as the new folder was swapped), none wrote outside; {old_walks} by cp -a in \
+         {old_time:?}, {old_hits} wrote into root's folder; {swaps} swaps"
+    );
+    assert!(swaps > 0, "the helper swapped");
+    assert!(
+        old_hits > 0,
+        "the old cp -a was never caught by the race in {old_walks} copies"
     );
 }
