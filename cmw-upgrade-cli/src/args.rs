@@ -26,7 +26,7 @@ const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bun
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
-const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
+const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
 
 /// `cmw-upgrade`.
 #[derive(Debug, Parser)]
@@ -491,6 +491,16 @@ pub struct VerdictArgs {
     /// Time between polls while waiting.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s", requires = "wait")]
     pub interval: Duration,
+
+    /// Count only records written at or after this time ("YYYY-MM-DD HH:MM:SS",
+    /// the server's local time as the logs write it): a folder that still holds an
+    /// earlier attempt's records (a retry) then gives this attempt's verdict.
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<cmw_upgrade_core::logs::Since>,
+}
+
+fn parse_since(text: &str) -> Result<cmw_upgrade_core::logs::Since, String> {
+    cmw_upgrade_core::logs::Since::parse(text)
 }
 
 #[derive(Debug, Subcommand)]

@@ -191,6 +191,50 @@ fn verdict_reads_the_seed_s_log_folder_too() {
         .ends_with("prod/Log"));
 }
 
+/// `--since`: an earlier attempt's records (a retry's folder) give no verdict.
+#[test]
+fn verdict_since_a_moment_ignores_earlier_records() {
+    let dir = server(ServerSpec::default());
+    let succeeded = cmw_in(dir.path(), &["logs", "verdict", "--instance", "prod"]);
+    assert_eq!(succeeded.status.code(), Some(0), "{}", stderr(&succeeded));
+    let later = cmw_in(
+        dir.path(),
+        &[
+            "--json",
+            "logs",
+            "verdict",
+            "--instance",
+            "prod",
+            "--since",
+            "2999-01-01 00:00:00",
+        ],
+    );
+    assert_eq!(
+        later.status.code(),
+        Some(3),
+        "not finished: {}",
+        stdout(&later)
+    );
+    assert_ne!(json(&later)["verdict"], "succeeded");
+    let typo = cmw_in(
+        dir.path(),
+        &[
+            "logs",
+            "verdict",
+            "--instance",
+            "prod",
+            "--since",
+            "yesterday",
+        ],
+    );
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        stderr(&typo).contains("YYYY-MM-DD HH:MM:SS"),
+        "{}",
+        stderr(&typo)
+    );
+}
+
 #[test]
 fn verdict_needs_exactly_one_source_and_an_existing_folder() {
     assert_eq!(cmw(&["logs", "verdict"]).status.code(), Some(2));

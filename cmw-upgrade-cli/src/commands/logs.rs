@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cmw_upgrade_core::disk::Disk;
-use cmw_upgrade_core::logs::{upgrade_verdict, LogFileStatus, LogWatcher, UpgradeVerdict, Verdict};
+use cmw_upgrade_core::logs::{
+    upgrade_verdict_since, LogFileStatus, LogWatcher, Since, UpgradeVerdict, Verdict,
+};
 use serde::Serialize;
 
 use crate::args::{GlobalArgs, VerdictArgs};
@@ -29,10 +31,11 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
         (None, None) => unreachable!("clap requires --instance or --log-dir"),
     };
     let (result, waited) = match args.wait {
-        None => (upgrade_verdict(&log_dir)?, None),
+        None => (upgrade_verdict_since(&log_dir, args.since)?, None),
         Some(limit) => {
             let started = Instant::now();
-            let result = wait_for_verdict(&log_dir, limit, args.interval, !global.json)?;
+            let result =
+                wait_for_verdict(&log_dir, args.since, limit, args.interval, !global.json)?;
             (result, Some(started.elapsed()))
         }
     };
@@ -54,11 +57,12 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
 /// Polls until the verdict is final or `limit` passes; draws a progress line on a terminal.
 fn wait_for_verdict(
     log_dir: &std::path::Path,
+    since: Option<Since>,
     limit: Duration,
     interval: Duration,
     allow_progress: bool,
 ) -> Result<UpgradeVerdict, CliError> {
-    let mut watcher = LogWatcher::new(log_dir);
+    let mut watcher = LogWatcher::new(log_dir).since(since);
     let started = Instant::now();
     let mut stderr = std::io::stderr();
     let progress = allow_progress && stderr.is_terminal();

@@ -20,10 +20,10 @@ pub mod scan;
 pub mod tail;
 pub mod verdict;
 
-pub use record::{contains_error_word, parse_record_start, ErrorReason, RecordStart};
-pub use scan::{scan_log_file, ErrorRecord, LastRecord, LogScanner};
+pub use record::{contains_error_word, parse_record_start, ErrorReason, RecordStart, Since};
+pub use scan::{scan_log_file, scan_log_file_since, ErrorRecord, LastRecord, LogScanner};
 pub use tail::last_record;
 pub use verdict::{
-    upgrade_verdict, LogFileStatus, LogWatcher, UpgradeVerdict, Verdict, ONTOLOGY_COMPLETED,
-    ONTOLOGY_LOG_NAME, UPGRADE_COMPLETED,
+    upgrade_verdict, upgrade_verdict_since, LogFileStatus, LogWatcher, UpgradeVerdict, Verdict,
+    ONTOLOGY_COMPLETED, ONTOLOGY_LOG_NAME, UPGRADE_COMPLETED,
 };

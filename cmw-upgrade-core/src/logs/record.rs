@@ -27,6 +27,49 @@ impl RecordStart {
     }
 }
 
+/// A moment in the logs' own clock (`YYYY-MM-DD HH:MM:SS`, the server's local
+/// time as records write it): records before it belong to an earlier attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Since([u8; 19]);
+
+impl Since {
+    /// Reads `YYYY-MM-DD HH:MM:SS` (or with `T` between date and time).
+    ///
+    /// # Errors
+    /// A message saying the form expected.
+    pub fn parse(text: &str) -> std::result::Result<Since, String> {
+        let bytes = text.trim().as_bytes();
+        let shaped = bytes.len() == 19
+            && bytes.iter().enumerate().all(|(index, byte)| match index {
+                4 | 7 => *byte == b'-',
+                10 => *byte == b' ' || *byte == b'T',
+                13 | 16 => *byte == b':',
+                _ => byte.is_ascii_digit(),
+            });
+        if !shaped {
+            return Err(format!(
+                "{text:?} is not a time as the logs write it: YYYY-MM-DD HH:MM:SS (the server's local time)"
+            ));
+        }
+        let mut moment = [0u8; 19];
+        moment.copy_from_slice(bytes);
+        moment[10] = b' ';
+        Ok(Since(moment))
+    }
+
+    /// Whether the record starting on `line` was written before this moment;
+    /// a line that does not start a record (no time) counts as before.
+    pub fn is_after_record(&self, line: &[u8]) -> bool {
+        if parse_record_start(line).is_none() {
+            return true;
+        }
+        let mut stamp = [0u8; 19];
+        stamp.copy_from_slice(&line[..19]);
+        stamp[10] = b' ';
+        stamp < self.0
+    }
+}
+
 /// Parses the start of a record, or returns `None` for a continuation line.
 ///
 /// Accepts `T` as well as a space between date and time, `.` as well as `,`

@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::record::{
-    is_error_level, is_whole_word_at, parse_record_start, ErrorReason, ERROR_KEYWORD,
+    is_error_level, is_whole_word_at, parse_record_start, ErrorReason, Since, ERROR_KEYWORD,
 };
 use crate::error::{Error, Result};
 
@@ -120,6 +120,8 @@ pub struct LogScanner {
     /// Scratch space for [`find_keyword_candidates`], kept between chunks.
     lowered: Vec<u8>,
     hits: Vec<usize>,
+    /// Records written before this belong to an earlier attempt: not counted.
+    since: Option<Since>,
 }
 
 impl LogScanner {
@@ -134,7 +136,15 @@ impl LogScanner {
             errors_total: 0,
             lowered: Vec::new(),
             hits: Vec::new(),
+            since: None,
         }
+    }
+
+    /// The same scanner counting only records written at or after `since`.
+    #[must_use]
+    pub fn since(mut self, since: Option<Since>) -> Self {
+        self.since = since;
+        self
     }
 
     /// Bytes consumed so far (always at a line boundary, or at the end after [`Self::finish`]).
@@ -219,15 +229,20 @@ impl LogScanner {
                     ..OpenRecord::default()
                 };
                 record_start_in_chunk = Some(content_start);
-                if is_error_level(level) {
+                // An earlier attempt's record: marked as if reported, so it never is.
+                if self.since.is_some_and(|since| since.is_after_record(line)) {
+                    record.flagged = true;
+                } else if is_error_level(level) {
                     record.flagged = true;
                     self.report(&record, ErrorReason::Level, start.message(line));
                 }
                 self.current = Some(record);
             } else if self.current.is_none() {
-                // Lines before the first record form a record of their own.
+                // Lines before the first record form a record of their own
+                // (of unknown time: an earlier attempt's when a moment is given).
                 self.current = Some(OpenRecord {
                     line: self.lines,
+                    flagged: self.since.is_some(),
                     ..OpenRecord::default()
                 });
                 record_start_in_chunk = Some(content_start);
@@ -381,7 +396,19 @@ fn first_line_of(bytes: &[u8]) -> &[u8] {
 /// # Errors
 /// [`Error::Io`] when the file cannot be read.
 pub fn scan_log_file(path: &Path, file_label: &str) -> Result<LogScanner> {
-    let mut scanner = LogScanner::new(file_label);
+    scan_log_file_since(path, file_label, None)
+}
+
+/// [`scan_log_file`] counting only records written at or after `since`.
+///
+/// # Errors
+/// As [`scan_log_file`].
+pub fn scan_log_file_since(
+    path: &Path,
+    file_label: &str,
+    since: Option<Since>,
+) -> Result<LogScanner> {
+    let mut scanner = LogScanner::new(file_label).since(since);
     scanner.scan_file(path, true)?;
     Ok(scanner)
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::contains_ignore_ascii_case;
-use super::scan::{scan_log_file, ErrorRecord, LastRecord, LogScanner};
+use super::record::{contains_ignore_ascii_case, Since};
+use super::scan::{scan_log_file_since, ErrorRecord, LastRecord, LogScanner};
 use super::tail::last_record;
 use crate::error::{Error, Result};
 
@@ -186,6 +186,11 @@ fn list_file_names(log_dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Whether a last record was written at or after `since` (any, without one).
+fn this_attempts(record: &LastRecord, since: Option<Since>) -> bool {
+    since.is_none_or(|since| !since.is_after_record(record.text.as_bytes()))
+}
+
 fn status(tracked: &TrackedLog<'_>, last: Option<&LastRecord>) -> LogFileStatus {
     LogFileStatus {
         file: tracked.main.map(str::to_owned),
@@ -227,18 +232,29 @@ fn assemble(
 /// # Errors
 /// [`Error::Io`] when the folder cannot be listed or a log cannot be read.
 pub fn upgrade_verdict(log_dir: &Path) -> Result<UpgradeVerdict> {
+    upgrade_verdict_since(log_dir, None)
+}
+
+/// [`upgrade_verdict`] counting only records written at or after `since`: a
+/// folder that still holds an earlier attempt's records (a retry) never
+/// passes them off as this attempt's verdict.
+///
+/// # Errors
+/// As [`upgrade_verdict`].
+pub fn upgrade_verdict_since(log_dir: &Path, since: Option<Since>) -> Result<UpgradeVerdict> {
     let names = list_file_names(log_dir)?;
     let tracked = tracked_logs(&names);
     let mut scanners = Vec::new();
     let mut statuses = Vec::new();
     for log in &tracked {
         for name in &log.scanned {
-            scanners.push(scan_log_file(&log_dir.join(name), name)?);
+            scanners.push(scan_log_file_since(&log_dir.join(name), name, since)?);
         }
         let last = match log.main {
             Some(main) => last_record(&log_dir.join(main))?,
             None => None,
-        };
+        }
+        .filter(|record| this_attempts(record, since));
         statuses.push(status(log, last.as_ref()));
     }
     let statuses: [LogFileStatus; 2] = statuses.try_into().expect("two tracked logs");
@@ -255,6 +271,7 @@ pub fn upgrade_verdict(log_dir: &Path) -> Result<UpgradeVerdict> {
 pub struct LogWatcher {
     log_dir: PathBuf,
     scanners: HashMap<(u64, u64), LogScanner>,
+    since: Option<Since>,
 }
 
 impl LogWatcher {
@@ -263,7 +280,15 @@ impl LogWatcher {
         LogWatcher {
             log_dir: log_dir.into(),
             scanners: HashMap::new(),
+            since: None,
         }
+    }
+
+    /// The same watcher counting only records written at or after `since`.
+    #[must_use]
+    pub fn since(mut self, since: Option<Since>) -> Self {
+        self.since = since;
+        self
     }
 
     /// The folder being watched.
@@ -303,16 +328,18 @@ impl LogWatcher {
                 let scanner = self
                     .scanners
                     .entry(key)
-                    .or_insert_with(|| LogScanner::new(*name));
+                    .or_insert_with(|| LogScanner::new(*name).since(self.since));
                 if metadata.len() < scanner.offset() {
-                    *scanner = LogScanner::new(*name);
+                    *scanner = LogScanner::new(*name).since(self.since);
                 }
                 scanner.scan_file(&path, false)?;
                 // A last line still being written counts for this verdict only.
                 let mut preview = scanner.clone();
                 preview.scan_file(&path, true)?;
                 if Some(*name) == log.main {
-                    main_last = preview.last_record();
+                    main_last = preview
+                        .last_record()
+                        .filter(|record| this_attempts(record, self.since));
                 }
                 previews.push(preview);
             }
@@ -327,6 +354,44 @@ impl LogWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_before_a_moment_are_an_earlier_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("UpgradeOntology.log"),
+            "2026-11-24 10:00:00,000 INFO Upgrade of ontology completed successfully\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("upgrade2026-11-24.log"),
+            "2026-11-24 10:00:01,000 ERROR step failed\n  at Upgrade.Run()\n\
+             2026-11-24 10:00:02,000 INFO Upgrade completed\n",
+        )
+        .unwrap();
+        let all = upgrade_verdict(dir.path()).unwrap();
+        assert_eq!((all.verdict, all.errors_total), (Verdict::Failed, 1));
+        let since = |text: &str| Some(Since::parse(text).unwrap());
+        let before = upgrade_verdict_since(dir.path(), since("2026-11-24 09:59:59")).unwrap();
+        assert_eq!((before.verdict, before.errors_total), (Verdict::Failed, 1));
+        let after = upgrade_verdict_since(dir.path(), since("2026-11-24T10:00:03")).unwrap();
+        assert_eq!(
+            after.errors_total, 0,
+            "the earlier attempt's error does not count"
+        );
+        assert!(!after.ontology_log.completed && !after.upgrade_log.completed);
+        assert_ne!(after.verdict, Verdict::Succeeded);
+        let mut watcher = LogWatcher::new(dir.path()).since(since("2026-11-24 10:00:03"));
+        assert_eq!(watcher.poll().unwrap().verdict, after.verdict);
+        for bad in [
+            "2026-11-24",
+            "yesterday",
+            "2026-11-24 10:00",
+            "2026/11/24 10:00:00",
+        ] {
+            assert!(Since::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn dated_log_names() {
