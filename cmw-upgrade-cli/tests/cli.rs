@@ -634,3 +634,23 @@ fn a_rollback_with_no_run_leaves_nothing_behind() {
     assert_eq!(json(&output)["error"]["kind"], "state_conflict");
     assert!(!dir.path().join("var/lib/cmw-upgrade").exists());
 }
+
+/// `--root` of a mounted copy: its absolute links lead into the copy, never to
+/// this machine's files (`/etc/os-release -> /usr/lib/os-release` is common).
+#[test]
+fn a_root_s_absolute_links_stay_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join("usr/lib")).unwrap();
+    fs::write(
+        root.join("usr/lib/os-release"),
+        "NAME=\"RED OS\"\nID=\"redos\"\nID_LIKE=\"rhel centos fedora\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/usr/lib/os-release", root.join("etc/os-release")).unwrap();
+    let output = cmw_in(root, &["--json", "detect"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // This machine is Debian (deb); the copy is RED OS.
+    assert_eq!(json(&output)["family"], "rpm", "{}", stdout(&output));
+}

@@ -33,13 +33,113 @@ impl Disk {
         &self.root
     }
 
-    /// A server path placed under the root: absolute, no `..`, no NUL.
+    /// A server path placed under the root: absolute, no `..`, no NUL; the
+    /// links on the way to its last part resolved inside the root (that part
+    /// itself is what an effect acts on: a link there is the link).
     ///
     /// # Errors
-    /// [`Error::PathOutsideRoot`].
+    /// [`Error::PathOutsideRoot`]; [`Error::Io`] for a link loop.
     pub fn place(&self, path: &str) -> Result<PathBuf> {
-        place_under_root(&self.root, path)
+        self.place_with(path, false)
     }
+
+    /// [`Disk::place`], a link in the last part followed too (inside the root):
+    /// for what reads through it (`/etc/os-release` is usually a link).
+    ///
+    /// # Errors
+    /// As [`Disk::place`].
+    pub fn place_following(&self, path: &str) -> Result<PathBuf> {
+        self.place_with(path, true)
+    }
+
+    fn place_with(&self, path: &str, follow_last: bool) -> Result<PathBuf> {
+        let placed = place_under_root(&self.root, path)?;
+        if self.root == Path::new("/") {
+            // The kernel resolves `/` the same way; nothing to contain.
+            return Ok(placed);
+        }
+        resolve_in_root(&self.root, &placed, follow_last)
+            .map_err(|error| Error::io("resolve", &placed, error))
+    }
+
+    /// A path under the root (a layout's, already placed) with every link on
+    /// it resolved inside the root, as `canonicalize` does on a live server.
+    ///
+    /// # Errors
+    /// [`Error::Io`]: nothing there, or a link loop.
+    pub fn canonical(&self, path: &Path) -> Result<PathBuf> {
+        let resolved = if self.root == Path::new("/") {
+            fs::canonicalize(path)
+        } else {
+            resolve_in_root(&self.root, path, true).and_then(|resolved| {
+                // What `canonicalize` also says: it must be there.
+                fs::symlink_metadata(&resolved).map(|_| resolved)
+            })
+        };
+        resolved.map_err(|error| Error::io("resolve", path, error))
+    }
+}
+
+/// Resolves the links on `path` (which is under `root`) the way the kernel
+/// would if `root` were `/`: an absolute link target starts again at `root`,
+/// `..` never climbs above it. A mounted copy of a server (`--root /mnt/old`)
+/// is full of absolute links (`/etc/os-release -> /usr/lib/os-release`, a data
+/// root linked to `/data/...`): followed by the kernel they would lead to this
+/// machine's files, not the copy's. `follow_last`: whether a link in the last
+/// part is resolved too. At most 40 links, as the kernel allows.
+///
+/// # Errors
+/// `InvalidInput` for a path not under `root`; a link loop; what reading a link says.
+pub fn resolve_in_root(root: &Path, path: &Path, follow_last: bool) -> std::io::Result<PathBuf> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let relative = path
+        .strip_prefix(root)
+        .map_err(|_| std::io::Error::new(IoKind::InvalidInput, "not under the root"))?;
+    let parts = |path: &Path| -> Vec<OsString> {
+        path.components()
+            .filter_map(|component| match component {
+                Component::Normal(part) => Some(part.to_owned()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut pending: VecDeque<OsString> = parts(relative).into();
+    let mut resolved = root.to_path_buf();
+    let mut depth = 0usize;
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            if depth > 0 {
+                resolved.pop();
+                depth -= 1;
+            }
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let last = pending.is_empty();
+        let is_link = fs::symlink_metadata(&candidate).is_ok_and(|metadata| metadata.is_symlink());
+        if is_link && (follow_last || !last) {
+            links += 1;
+            if links > 40 {
+                return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            let target = fs::read_link(&candidate)?;
+            if target.is_absolute() {
+                resolved = root.to_path_buf();
+                depth = 0;
+            }
+            for target_part in parts(&target).into_iter().rev() {
+                pending.push_front(target_part);
+            }
+            continue;
+        }
+        resolved = candidate;
+        depth += 1;
+    }
+    Ok(resolved)
 }
 
 fn missing(error: &std::io::Error) -> bool {
@@ -49,7 +149,7 @@ fn missing(error: &std::io::Error) -> bool {
 
 impl ServerRead for Disk {
     fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let placed = self.place(path)?;
+        let placed = self.place_following(path)?;
         match read_regular(&placed) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if missing(&error) => Ok(None),
@@ -62,7 +162,7 @@ impl ServerRead for Disk {
     }
 
     fn list_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
-        let placed = self.place(path)?;
+        let placed = self.place_following(path)?;
         let listing = match fs::read_dir(&placed) {
             Ok(listing) => listing,
             Err(error) if missing(&error) => return Ok(Vec::new()),
@@ -72,7 +172,14 @@ impl ServerRead for Disk {
         for entry in listing {
             let entry = entry.map_err(|error| Error::io("list", &placed, error))?;
             let link = entry.file_type().is_ok_and(|kind| kind.is_symlink());
-            let kind = match fs::metadata(entry.path()) {
+            // What a link leads to, inside the root (a copy's absolute links
+            // must not describe this machine's files).
+            let seen = if link && self.root != Path::new("/") {
+                resolve_in_root(&self.root, &entry.path(), true).unwrap_or_else(|_| entry.path())
+            } else {
+                entry.path()
+            };
+            let kind = match fs::metadata(seen) {
                 Ok(metadata) if metadata.is_file() => NodeKind::File,
                 Ok(metadata) if metadata.is_dir() => NodeKind::Folder,
                 _ => NodeKind::Other,

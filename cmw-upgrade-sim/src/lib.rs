@@ -16,7 +16,7 @@ pub mod service;
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -99,8 +99,8 @@ pub struct Simulation {
     pub port: u16,
     /// The service's own port (behind nginx).
     pub backend_port: u16,
-    /// Where the old server's backup goes (a server path; the same shared
-    /// storage is mounted on both servers).
+    /// Where the old server's backup goes (a server path, the same on both
+    /// servers once [`Simulation::bring_bundle`] has brought it over).
     pub bundle: String,
     /// The platform tarball (server path on the new server).
     pub distribution: String,
@@ -149,6 +149,31 @@ fn text(path: &Path) -> String {
 }
 
 impl Simulation {
+    /// Brings the old server's bundle to the new server at the same path, as
+    /// an admin does (a disk, `rsync`): `cp -a`, owners and times kept.
+    ///
+    /// # Errors
+    /// When the copy fails.
+    pub fn bring_bundle(&self) -> io::Result<()> {
+        let relative = self.bundle.trim_start_matches('/');
+        let to = self.new_root.join(relative);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let status = Command::new("cp")
+            .args(["-a", "--no-target-directory"])
+            .arg(self.old_root.join(relative))
+            .arg(&to)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "cp -a of the bundle failed: {status}"
+            )))
+        }
+    }
+
     /// Lays a simulation out in `dir` (which must be empty or absent).
     ///
     /// # Errors
@@ -220,11 +245,11 @@ impl Simulation {
             format!("{OLD_VERSION}\n"),
         )?;
 
-        // Shared backup storage, mounted at the same path on both servers.
-        let storage = new_root.join("mnt/cmw-backup");
-        fs::create_dir_all(&storage)?;
-        fs::create_dir_all(old_root.join("mnt"))?;
-        symlink(&storage, old_root.join("mnt/cmw-backup"))?;
+        // Backup storage at the same path on both servers; the bundle is
+        // brought over after the backup ([`Simulation::bring_bundle`]). Not a
+        // link between the two trees: a server's links stay inside it.
+        fs::create_dir_all(new_root.join("mnt/cmw-backup"))?;
+        fs::create_dir_all(old_root.join("mnt/cmw-backup"))?;
 
         // The new server: OS, accounts, nginx; no instance yet.
         write_file(&new_root, "/etc/os-release", os_release(family))?;

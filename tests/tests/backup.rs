@@ -349,7 +349,9 @@ fn a_database_behind_a_symlink_is_copied_and_a_link_loop_is_refused() {
     let other_disk = old.join("data/disk2/prod");
     fs::create_dir_all(other_disk.parent().unwrap()).unwrap();
     fs::rename(&data_root, &other_disk).unwrap();
-    symlink(&other_disk, &data_root).unwrap();
+    // The link holds the server's own path, as on the server: inside the root,
+    // it leads into the copy, never to this machine's /data.
+    symlink("/data/disk2/prod", &data_root).unwrap();
     let before = tree_state(&other_disk.join("Database"));
     let bundle = dir.path().join("bundle");
     run_backup(&options(&old, &bundle)).unwrap();
@@ -370,8 +372,8 @@ fn a_database_behind_a_symlink_is_copied_and_a_link_loop_is_refused() {
     // Now the data root is a link loop: a clear error, nothing written.
     fs::remove_file(&data_root).unwrap();
     let loop_b = old.join("var/lib/comindware/loop");
-    symlink(&loop_b, &data_root).unwrap();
-    symlink(&data_root, &loop_b).unwrap();
+    symlink("/var/lib/comindware/loop", &data_root).unwrap();
+    symlink("/var/lib/comindware/prod", &loop_b).unwrap();
     let looped = dir.path().join("looped");
     let error = run_backup(&options(&old, &looped)).unwrap_err();
     let message = error.to_string();

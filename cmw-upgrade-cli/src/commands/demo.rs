@@ -122,7 +122,7 @@ fn demo_in(
         );
     }
 
-    // On the old server: the backup, onto storage both servers mount.
+    // On the old server: the backup; then the bundle is brought to the new server.
     let clock = Instant::now();
     let old = Recording::new(LocalExecutor::new(&sim.old_root));
     printer.show(&cmw_upgrade_core::procedure::Event::StepStarted {
@@ -139,15 +139,21 @@ fn demo_in(
     old.tool(&ToolAction::VerifyBundle {
         bundle: sim.bundle.clone(),
     })?;
+    sim.bring_bundle().map_err(sim_error(folder))?;
+    let mut commands: Vec<String> = old
+        .take_operations()
+        .iter()
+        .map(Recorded::display)
+        .collect();
+    commands.push(format!(
+        "# then bring {} to the new server, at the same path",
+        sim.bundle
+    ));
     let backup_step = DemoStep {
         name: "backup-old-server".to_owned(),
         status: StepStatus::Done,
         seconds: clock.elapsed().as_secs_f64(),
-        commands: old
-            .take_operations()
-            .iter()
-            .map(Recorded::display)
-            .collect(),
+        commands,
         error: None,
         error_kind: None,
     };

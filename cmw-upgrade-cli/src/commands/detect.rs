@@ -1,8 +1,10 @@
 //! `cmw-upgrade detect`.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use cmw_upgrade_core::disk::Disk;
+use cmw_upgrade_core::os::{detect_os_family_from, OS_RELEASE_PATHS};
 use cmw_upgrade_core::{detect_os_family, InstanceLayout, OsFamily, OsInfo};
 use serde::Serialize;
 
@@ -26,30 +28,25 @@ struct DetectReport {
 }
 
 fn read_os_info(global: &GlobalArgs, args: &DetectArgs) -> Result<Option<OsInfo>, CliError> {
-    let candidates: Vec<PathBuf> = match &args.os_release {
-        Some(path) => vec![path.clone()],
-        None => vec![
-            global.root.join("etc/os-release"),
-            global.root.join("usr/lib/os-release"),
-        ],
-    };
-    for path in &candidates {
-        match std::fs::read_to_string(path) {
-            Ok(text) => return Ok(Some(detect_os_family(&text)?)),
-            Err(error)
-                if error.kind() == std::io::ErrorKind::NotFound && args.os_release.is_none() => {}
-            Err(error) => {
-                return Err(CliError::ReadArgument {
-                    path: path.clone(),
-                    source: error,
-                })
-            }
+    if let Some(path) = &args.os_release {
+        let text = std::fs::read_to_string(path).map_err(|source| CliError::ReadArgument {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok(Some(detect_os_family(&text)?));
+    }
+    // Through the disk reader: under --root, the copy's links lead into the copy.
+    match detect_os_family_from(&Disk::new(&global.root))? {
+        Some(os) => Ok(Some(os)),
+        None if args.family.is_some() => Ok(None),
+        None => Err(cmw_upgrade_core::Error::NoOsRelease {
+            tried: OS_RELEASE_PATHS
+                .iter()
+                .map(|relative| global.root.join(relative))
+                .collect(),
         }
+        .into()),
     }
-    if args.family.is_some() {
-        return Ok(None);
-    }
-    Err(cmw_upgrade_core::Error::NoOsRelease { tried: candidates }.into())
 }
 
 pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError> {

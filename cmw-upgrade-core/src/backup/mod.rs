@@ -405,22 +405,30 @@ pub fn backup(
     progress.start(Phase::Scanning, 0, 0);
     let layout = Disk::new(&options.root).layout(&options.instance, options.family)?;
     let parent = bundle::check_destination(&options.destination)?;
-    let database = std::fs::canonicalize(&layout.database.path).map_err(|error| {
-        Error::io(
-            "find the database folder (db.workDir, following its symlinks)",
-            &layout.database.path,
-            error,
-        )
-    })?;
+    // Followed through its links, inside the root (a mounted copy's absolute
+    // links lead into the copy, not to this machine's folders).
+    let disk = Disk::new(&options.root);
+    let database = disk
+        .canonical(&layout.database.path)
+        .map_err(|error| match error {
+            Error::Io { source, .. } => Error::io(
+                "find the database folder (db.workDir, following its symlinks)",
+                &layout.database.path,
+                source,
+            ),
+            other => other,
+        })?;
     let streams = if options.with_streams {
         Some(
-            std::fs::canonicalize(&layout.streams.path).map_err(|error| {
-                Error::io(
-                    "find the uploaded-files folder",
-                    &layout.streams.path,
-                    error,
-                )
-            })?,
+            disk.canonical(&layout.streams.path)
+                .map_err(|error| match error {
+                    Error::Io { source, .. } => Error::io(
+                        "find the uploaded-files folder",
+                        &layout.streams.path,
+                        source,
+                    ),
+                    other => other,
+                })?,
         )
     } else {
         None

@@ -94,7 +94,7 @@ pub fn restore(options: &RestoreOptions, progress: &Progress) -> Result<RestoreR
     // Every target is checked before any is touched.
     let mut targets = Vec::new();
     for (part, target) in &parts {
-        let resolved = resolve_target(target, options.replace)?;
+        let resolved = resolve_target(&options.root, target, options.replace)?;
         if *part == "database" {
             refuse_foreign_folder(&resolved)?;
         }
@@ -177,8 +177,15 @@ fn refuse_foreign_folder(target: &Path) -> Result<()> {
 
 /// Where a target folder really is (following a symlink to another disk), after
 /// checking it may be replaced.
-fn resolve_target(target: &Path, replace: bool) -> Result<PathBuf> {
-    let resolved = match fs::canonicalize(target) {
+fn resolve_target(root: &Path, target: &Path, replace: bool) -> Result<PathBuf> {
+    let canonical = if root == Path::new("/") {
+        fs::canonicalize(target)
+    } else {
+        // Inside the root: a mounted copy's absolute links lead into the copy.
+        crate::disk::resolve_in_root(root, target, true)
+            .and_then(|resolved| fs::symlink_metadata(&resolved).map(|_| resolved))
+    };
+    let resolved = match canonical {
         Ok(resolved) => resolved,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if fs::symlink_metadata(target).is_ok() {

@@ -36,6 +36,7 @@ use crate::layout::{
 };
 use crate::os::{OsFamily, Owner};
 use crate::paths::{join_default, under_root};
+use crate::server::ServerRead;
 use crate::systemd::service_owner;
 
 /// What the caller asks for beyond the defaults.
@@ -195,7 +196,8 @@ impl Planner<'_> {
         if let Some((_, after, _)) = self.texts.get(server_path) {
             return Ok(Some(after.clone()));
         }
-        read_optional(&join_default(self.root, Path::new(server_path)))
+        // Through the disk reader: inside the root, a copy's links lead into the copy.
+        Disk::new(self.root).read_text(server_path)
     }
 
     fn record(&mut self, server_path: &str, after: String, kind: FileKind) -> Result<()> {
@@ -451,7 +453,7 @@ pub fn plan_migration(
             }
             plan.report.files.push(server_path.clone());
             plan.updates.push(FileUpdate {
-                target: join_default(root, Path::new(&server_path)),
+                target: Disk::new(root).place(&server_path)?,
                 server_path,
                 before,
                 after,
