@@ -895,3 +895,80 @@ fn a_second_backup_to_the_same_place_refuses_while_the_first_writes() {
     drop(partial);
     run_backup(&options(&old, &bundle)).unwrap();
 }
+
+/// A read-only file system (a remounted disk) under a backup's destination or
+/// a restore's target: a clear error naming the place, nothing left half-done.
+#[test]
+fn a_read_only_destination_or_target_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, new) = bundle_and_new_server(dir.path());
+    let readonly = Tmpfs::mount(&dir.path().join("ro"), "4m");
+    assert!(Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&readonly.0)
+        .status()
+        .unwrap()
+        .success());
+    let old = dir.path().join("old");
+    let error = run_backup(&options(&old, &readonly.0.join("bundle"))).unwrap_err();
+    assert!(error.to_string().contains("ro/bundle"), "{error}");
+    assert_eq!(fs::read_dir(&readonly.0).unwrap().count(), 0);
+
+    // The instance's data on the read-only disk: the restore stops before it
+    // touches the current database.
+    let data = new.join("var/lib/comindware/prod");
+    let current = data.join("Database/db");
+    fs::create_dir_all(&current).unwrap();
+    fs::write(current.join("fresh.bin"), "fresh").unwrap();
+    let frozen = Tmpfs::mount(&dir.path().join("frozen"), "4m");
+    assert!(Command::new("cp")
+        .args(["-a", "--no-target-directory"])
+        .arg(&data)
+        .arg(&frozen.0)
+        .status()
+        .unwrap()
+        .success());
+    fs::remove_dir_all(&data).unwrap();
+    std::os::unix::fs::symlink("/frozen", &data).unwrap();
+    fs::create_dir_all(new.join("frozen")).unwrap();
+    assert!(Command::new("mount")
+        .args(["--bind"])
+        .arg(&frozen.0)
+        .arg(new.join("frozen"))
+        .status()
+        .unwrap()
+        .success());
+    let bind = Tmpfs(new.join("frozen"));
+    assert!(Command::new("mount")
+        .args(["-o", "remount,ro,bind"])
+        .arg(&bind.0)
+        .status()
+        .unwrap()
+        .success());
+    let error = restore_into(bundle, &new, OsFamily::Deb, true).unwrap_err();
+    assert!(error.to_string().contains("frozen"), "{error}");
+    assert_eq!(
+        fs::read_to_string(new.join("frozen/Database/db/fresh.bin")).unwrap(),
+        "fresh",
+        "the current database is untouched"
+    );
+    drop(bind);
+}
+
+/// A file name that is not UTF-8 (names are bytes on Linux) is named, with its
+/// folder, in the error: the manifest cannot record it, so nothing is written.
+#[test]
+fn a_file_name_that_is_not_utf8_is_named() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    old_server(&old);
+    let name = std::ffi::OsStr::from_bytes(b"part-\xff.bin");
+    fs::write(database_of(&old).join("db").join(name), "x").unwrap();
+    let bundle = dir.path().join("bundle");
+    let error = run_backup(&options(&old, &bundle)).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("db/part-"), "{message}");
+    assert!(message.contains("UTF-8"), "{message}");
+    assert!(!bundle.exists() && !partial_path(&bundle).exists());
+}
