@@ -137,8 +137,10 @@ pub(crate) fn bundle_drift<'py>(
     let instance = parse_instance(instance)?;
     let family = family_of_root(&root, family)?;
     let report = run_long_call(py, None, Feed::Counters, |worker| {
-        let layout = core::disk::Disk::new(&root).layout(&instance, family)?;
-        core::backup::bundle_drift(&path, &layout.database.path, deep, worker.progress)
+        let disk = core::disk::Disk::new(&root);
+        let layout = disk.layout(&instance, family)?;
+        let database = disk.canonical(&layout.database.path)?;
+        core::backup::bundle_drift(&path, &database, deep, worker.progress)
     })?;
     to_python(py, &report)
 }

@@ -191,10 +191,13 @@ fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, Cl
 
 fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliError> {
     let family = family_of_root(&global.root, args.family)?;
-    let layout = cmw_upgrade_core::disk::Disk::new(&global.root).layout(&args.instance, family)?;
+    let disk = cmw_upgrade_core::disk::Disk::new(&global.root);
+    let layout = disk.layout(&args.instance, family)?;
+    // Its links followed inside the root, as the backup followed them.
+    let database = disk.canonical(&layout.database.path)?;
     let progress = Progress::default();
     let report = with_progress(&progress, !global.json, || {
-        backup::bundle_drift(&args.bundle, &layout.database.path, args.deep, &progress)
+        backup::bundle_drift(&args.bundle, &database, args.deep, &progress)
     })?;
     let changed =
         !(report.changed.is_empty() && report.added.is_empty() && report.removed.is_empty());

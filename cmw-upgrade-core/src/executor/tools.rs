@@ -163,7 +163,7 @@ pub fn run_tool(
             let layout = disk.layout(instance, *family)?;
             ToolOutcome::Drift(bundle_drift(
                 &place(bundle)?,
-                &layout.database.path,
+                &disk.canonical(&layout.database.path)?,
                 *deep,
                 progress,
             )?)
