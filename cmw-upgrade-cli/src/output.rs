@@ -28,6 +28,18 @@ pub fn print_error(error: &CliError, json: bool) {
 
 pub use cmw_upgrade_core::units::human_bytes;
 
+/// One carried configuration value as `file: key = new (from old_key)`;
+/// `removed` stands for a value the migration drops.
+pub fn change_line(change: &cmw_upgrade_core::config::Change, removed: &str) -> String {
+    let from = change
+        .from
+        .as_deref()
+        .map(|from| format!(" (from {from})"))
+        .unwrap_or_default();
+    let new = change.new.as_deref().unwrap_or(removed);
+    format!("{}: {} = {new}{from}", change.file, change.key)
+}
+
 /// A duration as `1h02m03s`, `4m05s` or `7s`.
 pub fn human_duration(duration: std::time::Duration) -> String {
     let seconds = duration.as_secs();

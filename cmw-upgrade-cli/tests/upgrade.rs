@@ -306,6 +306,17 @@ impl Rehearsal {
         command
     }
 
+    /// `rollback --instance prod --json`, which must succeed.
+    fn rollback(&self) -> Output {
+        let rollback = self
+            .plain("rollback")
+            .args(["--instance", "prod", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+        rollback
+    }
+
     fn run(&self, kill_at: Option<&str>) -> Output {
         let mut command = self.command("run");
         if let Some(point) = kill_at {
@@ -623,12 +634,7 @@ fn status_lock_and_rollback_commands() {
         .unwrap();
     assert_eq!(status.status.code(), Some(3), "{}", stdout(&status));
     assert!(stdout(&status).contains("final-check"));
-    let rollback = rehearsal
-        .plain("rollback")
-        .args(["--instance", "prod", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    let rollback = rehearsal.rollback();
     let report = json(&rollback);
     assert!(report["steps"]
         .as_array()
@@ -700,12 +706,7 @@ fn rollback_brings_a_replaced_version_back() {
         "{}",
         stderr(&run)
     );
-    let rollback = rehearsal
-        .plain("rollback")
-        .args(["--instance", "prod", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    let rollback = rehearsal.rollback();
     let report = json(&rollback);
     let transcript: Vec<&str> = report["rollback"]["commands"]
         .as_array()
@@ -839,12 +840,7 @@ fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
     let rehearsal = Rehearsal::new();
     let first = rehearsal.run(None);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    let rollback = rehearsal
-        .plain("rollback")
-        .args(["--instance", "prod", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    rehearsal.rollback();
     // This attempt's service boots for a while before it writes anything, and
     // its upgrade takes a while: a stale verdict would not wait for either.
     fs::write(rehearsal.root().join("../sim/upgrade-seconds"), "3\n").unwrap();

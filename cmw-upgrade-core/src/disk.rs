@@ -68,15 +68,24 @@ impl Disk {
     /// # Errors
     /// [`Error::Io`]: nothing there, or a link loop.
     pub fn canonical(&self, path: &Path) -> Result<PathBuf> {
-        let resolved = if self.root == Path::new("/") {
-            fs::canonicalize(path)
-        } else {
-            resolve_in_root(&self.root, path, true).and_then(|resolved| {
-                // What `canonicalize` also says: it must be there.
-                fs::symlink_metadata(&resolved).map(|_| resolved)
-            })
-        };
-        resolved.map_err(|error| Error::io("resolve", path, error))
+        canonical_in_root(&self.root, path).map_err(|error| Error::io("resolve", path, error))
+    }
+}
+
+/// `fs::canonicalize` for a path under `root`, its links resolved inside the
+/// root ([`resolve_in_root`]); plain `canonicalize` when the root is `/`.
+///
+/// # Errors
+/// `NotFound` when the path (or a link's target) is not there, as
+/// `canonicalize` says; what [`resolve_in_root`] says.
+pub fn canonical_in_root(root: &Path, path: &Path) -> std::io::Result<PathBuf> {
+    if root == Path::new("/") {
+        fs::canonicalize(path)
+    } else {
+        resolve_in_root(root, path, true).and_then(|resolved| {
+            // What `canonicalize` also says: it must be there.
+            fs::symlink_metadata(&resolved).map(|_| resolved)
+        })
     }
 }
 

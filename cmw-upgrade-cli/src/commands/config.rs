@@ -11,7 +11,7 @@ use super::family_of_root;
 use crate::args::{GlobalArgs, MigrateArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::{change_line, print_json};
 
 pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, CliError> {
     let family = family_of_root(&global.root, args.family)?;
@@ -54,19 +54,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
-            let from = change
-                .from
-                .as_deref()
-                .map(|from| format!(" (from {from})"))
-                .unwrap_or_default();
-            writeln!(
-                out,
-                "  {:<11} {}: {} = {}{from}",
-                action,
-                change.file,
-                change.key,
-                change.new.as_deref().unwrap_or("")
-            )?;
+            writeln!(out, "  {action:<11} {}", change_line(change, ""))?;
         }
         for folder in &report.folders_to_create {
             writeln!(

@@ -16,7 +16,7 @@ use super::family_of_root;
 use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, UpgradeArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::{change_line, print_json};
 
 pub fn settings_of(global: &GlobalArgs, args: &UpgradeArgs) -> Result<UpgradeSettings, CliError> {
     Ok(UpgradeSettings {
@@ -44,18 +44,7 @@ fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result
         .collect();
     writeln!(out, "   will carry {} values:", carried.len())?;
     for change in carried {
-        let from = change
-            .from
-            .as_deref()
-            .map(|from| format!(" (from {from})"))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "     {} {} = {}{from}",
-            change.file,
-            change.key,
-            change.new.as_deref().unwrap_or("(removed)")
-        )?;
+        writeln!(out, "     {}", change_line(change, "(removed)"))?;
     }
     for warning in &report.warnings {
         writeln!(out, "   review: {warning}")?;

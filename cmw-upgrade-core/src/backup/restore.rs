@@ -178,14 +178,8 @@ fn refuse_foreign_folder(target: &Path) -> Result<()> {
 /// Where a target folder really is (following a symlink to another disk), after
 /// checking it may be replaced.
 fn resolve_target(root: &Path, target: &Path, replace: bool) -> Result<PathBuf> {
-    let canonical = if root == Path::new("/") {
-        fs::canonicalize(target)
-    } else {
-        // Inside the root: a mounted copy's absolute links lead into the copy.
-        crate::disk::resolve_in_root(root, target, true)
-            .and_then(|resolved| fs::symlink_metadata(&resolved).map(|_| resolved))
-    };
-    let resolved = match canonical {
+    // Inside the root: a mounted copy's absolute links lead into the copy.
+    let resolved = match crate::disk::canonical_in_root(root, target) {
         Ok(resolved) => resolved,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             if fs::symlink_metadata(target).is_ok() {

@@ -369,10 +369,7 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
 /// # Errors
 /// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
 pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
-    let refuse = |what: &str, details: String| Error::CheckFailed {
-        what: what.to_owned(),
-        details,
-    };
+    let refuse = steps::check_failed;
     let platform = dist::PlatformTarball::parse(&settings.distribution)?;
     let prerequisites = dist::PrerequisitesTarball::parse(&settings.prerequisites)?;
     for (path, os) in [
@@ -400,35 +397,7 @@ pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> 
             ));
         }
     }
-    let manifest_path = format!("{}/manifest.json", settings.bundle);
-    let Some(manifest) = exec.read_file(&manifest_path)? else {
-        return Err(refuse(
-            "finding the old server's bundle",
-            format!(
-                "no {manifest_path}; make it on the old server with: cmw-upgrade backup \
-                 --instance {} --dest DIR, then bring DIR here",
-                settings.instance
-            ),
-        ));
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
-            bundle: settings.bundle.clone().into(),
-            details: format!("manifest.json does not parse: {error}"),
-        })?;
-    if let Some(owner) = manifest
-        .get("instance")
-        .and_then(serde_json::Value::as_str)
-        .filter(|owner| *owner != settings.instance.as_str())
-    {
-        return Err(refuse(
-            "checking the bundle",
-            format!(
-                "{} is a backup of instance {owner}, not {}",
-                settings.bundle, settings.instance
-            ),
-        ));
-    }
+    steps::read_bundle_manifest(exec, settings)?;
     Ok(())
 }
 

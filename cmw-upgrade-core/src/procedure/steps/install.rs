@@ -2,36 +2,48 @@
 
 use super::*;
 
+/// The bundle's manifest, read and parsed, refused when it is missing or
+/// belongs to another instance. Both the preflight and the step ask this.
+pub(in crate::procedure) fn read_bundle_manifest(
+    exec: &dyn Executor,
+    settings: &UpgradeSettings,
+) -> Result<serde_json::Value> {
+    let manifest_path = format!("{}/manifest.json", settings.bundle);
+    let Some(manifest) = exec.read_file(&manifest_path)? else {
+        return Err(check_failed(
+            "finding the old server's bundle",
+            format!(
+                "no {manifest_path}; make it on the old server with: cmw-upgrade backup \
+                 --instance {} --dest DIR, then bring DIR here",
+                settings.instance
+            ),
+        ));
+    };
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
+            bundle: settings.bundle.clone().into(),
+            details: format!("manifest.json does not parse: {error}"),
+        })?;
+    if let Some(owner) = manifest
+        .get("instance")
+        .and_then(serde_json::Value::as_str)
+        .filter(|owner| *owner != settings.instance.as_str())
+    {
+        return Err(check_failed(
+            "checking the bundle",
+            format!(
+                "{} is a backup of instance {owner}, not {}",
+                settings.bundle, settings.instance
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
 impl Step<'_> {
     pub(crate) fn verify_bundle(&mut self) -> Result<()> {
         let bundle = self.settings.bundle.clone();
-        let manifest_path = format!("{bundle}/manifest.json");
-        let manifest = self.exec().read_file(&manifest_path)?;
-        let Some(manifest) = manifest else {
-            return Err(check_failed(
-                "finding the old server's bundle",
-                format!(
-                    "no {manifest_path}; make it on the old server with: cmw-upgrade backup --instance {} --dest DIR, then bring DIR here",
-                    self.instance()
-                ),
-            ));
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&manifest).map_err(|error| Error::BundleDamaged {
-                bundle: bundle.clone().into(),
-                details: format!("manifest.json does not parse: {error}"),
-            })?;
-        if let Some(owner) = manifest.get("instance").and_then(serde_json::Value::as_str) {
-            if owner != self.instance().as_str() {
-                return Err(check_failed(
-                    "checking the bundle",
-                    format!(
-                        "{bundle} is a backup of instance {owner}, not {}",
-                        self.instance()
-                    ),
-                ));
-            }
-        }
+        let manifest = read_bundle_manifest(self.exec(), self.settings)?;
         if let Some(version) = manifest
             .get("platform_version")
             .and_then(serde_json::Value::as_str)

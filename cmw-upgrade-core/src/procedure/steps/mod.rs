@@ -118,7 +118,7 @@ fn failed(spec: &CommandSpec, output: &CommandOutput, hint: &str) -> Error {
     }
 }
 
-fn check_failed(what: &str, details: String) -> Error {
+pub(super) fn check_failed(what: &str, details: String) -> Error {
     Error::CheckFailed {
         what: what.to_owned(),
         details,
@@ -317,6 +317,7 @@ impl Step<'_> {
 
 mod data;
 mod install;
+pub(super) use install::read_bundle_manifest;
 mod rollback;
 mod service;
 
