@@ -313,8 +313,16 @@ fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Reads a file to a string, mapping "not found" to `None` and everything else to [`Error::Io`].
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>> {
+    Ok(read_optional_bytes(path)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// A regular file's bytes; `None` when it does not exist.
+///
+/// # Errors
+/// [`Error::Io`] when it exists but cannot be read.
+pub(crate) fn read_optional_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
     match read_regular(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.kind() == IoKind::NotFound => Ok(None),
         Err(error) if error.kind() == IoKind::NotADirectory => Ok(None),
         Err(error) => Err(Error::io("read", path, error)),

@@ -22,10 +22,10 @@ use super::secrets::mask_spans;
 use super::xml::{map_workers_config, migrate_ignite, secret_spans as xml_secret_spans};
 use super::yaml_merge::{migrate_yaml, secret_spans as yaml_secret_spans, ExtraValue};
 use super::yaml_text::{double_quoted, needs_quotes, YamlText};
-use super::{Change, ChangeAction};
+use super::{raw_text, Change, ChangeAction};
 use crate::atomic::{backup_copy, write_atomic, FileAttributes};
 use crate::directives::Directives;
-use crate::disk::read_optional;
+use crate::disk::read_optional_bytes;
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
@@ -125,7 +125,8 @@ impl FileUpdate {
                 FileKind::Xml => xml_secret_spans(text),
                 FileKind::Nginx | FileKind::Other => Vec::new(),
             };
-            mask_spans(text, &mut spans)
+            // Bytes that are not UTF-8 are shown as `\xNN`, never as stand-ins.
+            raw_text::printable(&mask_spans(text, &mut spans)).into_owned()
         };
         let before = mask(&self.before);
         let after = mask(&self.after);
@@ -186,7 +187,9 @@ impl Planner<'_> {
         if let Some(text) = self.old_texts.get(server_path) {
             return Ok(text.clone());
         }
-        let text = read_optional(&join_default(self.from, Path::new(server_path)))?;
+        let text = read_optional_bytes(&join_default(self.from, Path::new(server_path)))?
+            .map(|bytes| raw_text::decode(&format!("old {server_path}"), &bytes))
+            .transpose()?;
         self.old_texts.insert(server_path.to_owned(), text.clone());
         Ok(text)
     }
@@ -197,7 +200,10 @@ impl Planner<'_> {
             return Ok(Some(after.clone()));
         }
         // Through the disk reader: inside the root, a copy's links lead into the copy.
-        Disk::new(self.root).read_text(server_path)
+        Disk::new(self.root)
+            .read_file(server_path)?
+            .map(|bytes| raw_text::decode(server_path, &bytes))
+            .transpose()
     }
 
     fn record(&mut self, server_path: &str, after: String, kind: FileKind) -> Result<()> {
@@ -686,7 +692,8 @@ fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
     let result = (|| {
         let site = work.join("site.conf");
         let main = work.join("nginx.conf");
-        fs::write(&site, &update.after).map_err(|error| Error::io("write", &site, error))?;
+        fs::write(&site, raw_text::encode(&update.after))
+            .map_err(|error| Error::io("write", &site, error))?;
         fs::write(&main, nginx_test_config(&site, &work))
             .map_err(|error| Error::io("write", &main, error))?;
         let argv: Vec<String> = vec![
@@ -757,7 +764,7 @@ pub fn apply_migration(
         let step = (|| {
             let attributes = FileAttributes::of(&update.target)?;
             backup_copy(&update.target, &backup_path)?;
-            write_atomic(&update.target, update.after.as_bytes(), attributes)
+            write_atomic(&update.target, &raw_text::encode(&update.after), attributes)
         })();
         if let Err(error) = step {
             // Put back what was already replaced, from the backups just made.
