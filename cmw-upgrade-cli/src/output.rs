@@ -1,28 +1,88 @@
 //! Printing: JSON for scripts, aligned text for people, errors on stderr.
+//!
+//! Everything goes out through [`stdout`] and [`stderr`], which pass each line
+//! through the core's one masking function: a secret read from any config
+//! (or shaped like one: a URL's password, `-D…password=…`) never reaches the
+//! terminal, a log or a script, whatever message carried it.
 
 use std::io::{self, Write};
 
+use cmw_upgrade_core::secrets::mask;
 use serde::Serialize;
 
 use crate::error::CliError;
 
+/// A writer that masks secrets, a line at a time (a secret never spans lines;
+/// a progress line ending in `\r` is a line too).
+pub struct Masked<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> Masked<W> {
+    fn new(inner: W) -> Self {
+        Masked {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    fn write_masked(&mut self, upto: usize) -> io::Result<()> {
+        let line: Vec<u8> = self.pending.drain(..upto).collect();
+        let text = String::from_utf8_lossy(&line);
+        self.inner.write_all(mask(&text).as_bytes())
+    }
+}
+
+impl<W: Write> Write for Masked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n' || b == b'\r') {
+            self.write_masked(end + 1)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_masked(self.pending.len())?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Masked<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Standard output, secrets masked.
+pub fn stdout() -> Masked<io::StdoutLock<'static>> {
+    Masked::new(io::stdout().lock())
+}
+
+/// Standard error, secrets masked.
+pub fn stderr() -> Masked<io::StderrLock<'static>> {
+    Masked::new(io::stderr().lock())
+}
+
 /// Prints a value as one pretty JSON document on stdout.
 pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
-    let mut stdout = io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, value).map_err(io::Error::from)?;
-    writeln!(stdout)?;
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::from)?;
+    let mut out = stdout();
+    writeln!(out, "{text}")?;
+    out.flush()?;
     Ok(())
 }
 
 /// Prints an error: always as text on stderr, and with --json also as
 /// `{"error": {"kind", "message"}}` on stdout so scripts see why nothing else came.
 pub fn print_error(error: &CliError, json: bool) {
-    eprintln!("error: {error}");
+    let _ = writeln!(stderr(), "error: {error}");
     if json {
         let document = serde_json::json!({
             "error": { "kind": error.kind(), "message": error.to_string() }
         });
-        println!("{document}");
+        let _ = writeln!(stdout(), "{document}");
     }
 }
 

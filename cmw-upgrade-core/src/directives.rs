@@ -34,11 +34,14 @@ pub const RENAMED_DIRECTIVES: &[(&str, &str)] = &[
 /// top level is not a mapping.
 pub fn parse_mapping(text: &str, file: &Path) -> Result<Mapping> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    // Every printer masks what is remembered here, parse error or not.
+    crate::secrets::remember_yaml_lines(text);
     let value: Value = yaml_serde::from_str(text).map_err(|error| Error::ConfigParse {
         path: file.to_path_buf(),
         line: error.location().map(|location| location.line()),
         message: crate::secrets::mask_secret_values(text, &error.to_string()),
     })?;
+    crate::secrets::remember_yaml_tree(&value);
     match value {
         Value::Null => Ok(Mapping::new()),
         Value::Mapping(mapping) => Ok(mapping),

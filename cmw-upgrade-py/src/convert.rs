@@ -1,6 +1,6 @@
 //! Plain Python data (dict, list, str, int, float, bool, None) from any core
 //! result, through its serde form: the same shape the CLI prints with --json;
-//! and paths as text.
+//! and paths as text. Every string passes the core's secret masking.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -34,7 +34,8 @@ fn json_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, Py
                 number.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)
             }
         }
-        Value::String(text) => text.into_bound_py_any(py),
+        // The one masking function: no secret read from a config reaches Python.
+        Value::String(text) => cmw_upgrade_core::secrets::mask(text).into_bound_py_any(py),
         Value::Array(items) => {
             let list = PyList::empty(py);
             for item in items {

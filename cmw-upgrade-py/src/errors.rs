@@ -22,9 +22,9 @@ macro_rules! exceptions {
     ($($class:ident = $kind:ident: $doc:literal;)*) => {
         $(create_exception!(cmw_upgrade, $class, CmwUpgradeError, $doc);)*
 
-        /// Converts a core error into the matching Python exception, message unchanged.
+        /// Converts a core error into the matching Python exception, secrets masked.
         pub fn core_error(error: Error) -> PyErr {
-            let message = error.to_string();
+            let message = cmw_upgrade_core::secrets::mask(&error.to_string()).into_owned();
             match error.kind() {
                 $(ErrorKind::$kind => $class::new_err(message),)*
                 _ => CmwUpgradeError::new_err(message),

@@ -100,7 +100,7 @@ fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<Exi
         print_json(report)?;
         return Ok(ExitStatus::Success);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     writeln!(
         out,
         "Bundle {}: {} files, {} in {:.1}s ({}/s).",
@@ -133,7 +133,13 @@ fn print_lists<T: serde::Serialize>(
     report: &T,
     clean: bool,
     lists: &[(&str, &Vec<String>)],
-) -> Result<(ExitStatus, Option<std::io::StdoutLock<'static>>), CliError> {
+) -> Result<
+    (
+        ExitStatus,
+        Option<crate::output::Masked<std::io::StdoutLock<'static>>>,
+    ),
+    CliError,
+> {
     let status = if clean {
         ExitStatus::Success
     } else {
@@ -143,7 +149,7 @@ fn print_lists<T: serde::Serialize>(
         print_json(report)?;
         return Ok((status, None));
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     for (label, paths) in lists {
         for path in paths.iter() {
             writeln!(out, "{label:<8} {path}")?;
@@ -269,7 +275,7 @@ pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Cli
         print_json(&report)?;
         return Ok(ExitStatus::Success);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     for part in &report.parts {
         writeln!(
             out,

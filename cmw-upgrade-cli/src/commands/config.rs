@@ -24,7 +24,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
     };
     let mut plan = plan_migration(&args.from, &global.root, &args.instance, family, &options)?;
     plan.report.check = args.check;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if args.check && !global.json {
         for update in &plan.updates {
             write!(out, "{}", update.masked_diff())?;

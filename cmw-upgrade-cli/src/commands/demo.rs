@@ -238,7 +238,7 @@ fn demo_in(
 }
 
 fn print_text(report: &DemoReport) -> Result<(), CliError> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     writeln!(
         out,
         "\nDemo on simulated {} servers: {}\n",

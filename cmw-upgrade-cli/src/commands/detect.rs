@@ -83,7 +83,7 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
     if global.json {
         print_json(&report)?;
     } else {
-        print_text(&mut std::io::stdout().lock(), &report)?;
+        print_text(&mut crate::output::stdout(), &report)?;
     }
     Ok(ExitStatus::Success)
 }

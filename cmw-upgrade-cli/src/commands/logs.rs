@@ -45,7 +45,7 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
             waited_seconds: waited.map(|waited| waited.as_secs_f64()),
         })?;
     } else {
-        print_text(&mut std::io::stdout().lock(), &result, waited)?;
+        print_text(&mut crate::output::stdout(), &result, waited)?;
     }
     Ok(match result.verdict {
         Verdict::Succeeded => ExitStatus::Success,
@@ -64,8 +64,8 @@ fn wait_for_verdict(
 ) -> Result<UpgradeVerdict, CliError> {
     let mut watcher = LogWatcher::new(log_dir).since(since);
     let started = Instant::now();
-    let mut stderr = std::io::stderr();
-    let progress = allow_progress && stderr.is_terminal();
+    let progress = allow_progress && std::io::stderr().is_terminal();
+    let mut stderr = crate::output::stderr();
     loop {
         let result = watcher.poll()?;
         let elapsed = started.elapsed();

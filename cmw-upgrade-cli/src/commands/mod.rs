@@ -36,6 +36,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
 fn agent(global: &crate::args::GlobalArgs) -> Result<ExitStatus, CliError> {
     let local = cmw_upgrade_core::executor::LocalExecutor::new(&global.root);
     let stdin = std::io::stdin().lock();
+    // The protocol's own channel: file contents travel here and must arrive
+    // as they are; what the controller prints from them is masked there.
     let stdout = std::io::stdout().lock();
     cmw_upgrade_core::executor::agent::serve(&local, stdin, stdout)?;
     Ok(ExitStatus::Success)

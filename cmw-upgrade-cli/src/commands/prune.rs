@@ -20,7 +20,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError>
         print_json(&report)?;
         return Ok(ExitStatus::Success);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     writeln!(out, "Ignite node folders under {}:", args.target.display())?;
     for folder in &report.node_folders {
         writeln!(out, "  {folder}")?;

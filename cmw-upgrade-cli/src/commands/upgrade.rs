@@ -68,7 +68,7 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
         }))?;
         return Ok(ExitStatus::Success);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     writeln!(
         out,
         "Plan for {} on this {} server (nothing is changed).\n\nOn the old server first:",
@@ -134,7 +134,7 @@ impl ProgressPrinter {
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr().lock();
+        let mut err = crate::output::stderr();
         if self.waiting_line && !matches!(event, Event::Waiting { .. }) {
             let _ = writeln!(err);
             self.waiting_line = false;
@@ -225,7 +225,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
     if global.json {
         print_json(&report)?;
     } else {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::stdout();
         if let Some(failed) = report
             .steps
             .iter()
@@ -266,7 +266,7 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
         print_json(&state)?;
         return Ok(exit);
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     writeln!(out, "Run of {}:", state.instance)?;
     for step in &state.steps {
         print_step(&mut out, step)?;
@@ -337,7 +337,7 @@ pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, C
     if global.json {
         print_json(&report)?;
     } else {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::stdout();
         for command in &report.rollback.commands {
             writeln!(out, "  $ {}", command.display())?;
         }
@@ -351,7 +351,7 @@ pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliErro
     if global.json {
         print_json(&report)?;
     } else {
-        let mut out = std::io::stdout().lock();
+        let mut out = crate::output::stdout();
         match (report.status, &report.unreachable) {
             (Some(status), _) => writeln!(out, "{}: HTTP {status}", report.url)?,
             (None, Some(reason)) => writeln!(out, "{}: no answer ({reason})", report.url)?,

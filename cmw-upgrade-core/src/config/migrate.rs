@@ -130,14 +130,17 @@ impl FileUpdate {
         };
         let before = mask(&self.before);
         let after = mask(&self.after);
-        similar::TextDiff::from_lines(&before, &after)
+        let diff = similar::TextDiff::from_lines(&before, &after)
             .unified_diff()
             .context_radius(3)
             .header(
                 &format!("a{}", self.server_path),
                 &format!("b{}", self.server_path),
             )
-            .to_string()
+            .to_string();
+        // The spans catch secrets by position; the one masking function catches
+        // them by value and shape (a `--take`n file, a URL, a JVM option).
+        crate::secrets::mask(&diff).into_owned()
     }
 }
 
@@ -190,6 +193,9 @@ impl Planner<'_> {
         let text = read_optional_bytes(&join_default(self.from, Path::new(server_path)))?
             .map(|bytes| raw_text::decode(&format!("old {server_path}"), &bytes))
             .transpose()?;
+        if let Some(text) = &text {
+            crate::secrets::remember_config(server_path, text);
+        }
         self.old_texts.insert(server_path.to_owned(), text.clone());
         Ok(text)
     }
@@ -200,10 +206,14 @@ impl Planner<'_> {
             return Ok(Some(after.clone()));
         }
         // Through the disk reader: inside the root, a copy's links lead into the copy.
-        Disk::new(self.root)
+        let text = Disk::new(self.root)
             .read_file(server_path)?
             .map(|bytes| raw_text::decode(server_path, &bytes))
-            .transpose()
+            .transpose()?;
+        if let Some(text) = &text {
+            crate::secrets::remember_config(server_path, text);
+        }
+        Ok(text)
     }
 
     fn record(&mut self, server_path: &str, after: String, kind: FileKind) -> Result<()> {

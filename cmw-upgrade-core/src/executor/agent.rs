@@ -53,7 +53,14 @@ impl<'a> AgentSession<'a> {
         }
         let local = self.local;
         let primitive = match action {
-            Action::Tool(action) => return json(&local.tool(action)?),
+            // A tool's report is printed by the controller, which never read the
+            // configs behind it: secrets are masked here, where they were read.
+            // (File contents of the primitives below travel as they are.)
+            Action::Tool(action) => {
+                let mut outcome = json(&local.tool(action)?)?;
+                crate::secrets::mask_json(&mut outcome);
+                return Ok(outcome);
+            }
             Action::Primitive(primitive) => primitive,
         };
         let outcome = match primitive {

@@ -627,7 +627,7 @@ impl Response {
             outcome: None,
             error: Some(WireError {
                 kind: error.kind().as_str().to_owned(),
-                message: error.to_string(),
+                message: crate::secrets::mask(&error.to_string()).into_owned(),
             }),
         }
     }

@@ -511,13 +511,13 @@ pub fn run_upgrade_with_cancel<E: Executor>(
             // Stopped on request in a wait: not a failure, and it starts over.
             Err(error @ Error::Cancelled { .. }) => {
                 record.status = StepStatus::Pending;
-                record.error = Some(error.to_string());
+                record.error = Some(crate::secrets::mask(&error.to_string()).into_owned());
                 record.error_kind = Some(error.kind().as_str().to_owned());
                 cancelled = Some(error);
             }
             Err(error) => {
                 record.status = StepStatus::Failed;
-                record.error = Some(error.to_string());
+                record.error = Some(crate::secrets::mask(&error.to_string()).into_owned());
                 record.error_kind = Some(error.kind().as_str().to_owned());
                 failed = true;
             }
@@ -697,7 +697,7 @@ pub fn rollback_upgrade<E: Executor>(
         }
         Err(error) => {
             record.status = StepStatus::Failed;
-            record.error = Some(error.to_string());
+            record.error = Some(crate::secrets::mask(&error.to_string()).into_owned());
             record.error_kind = Some(error.kind().as_str().to_owned());
             format!(
                 "The rollback stopped: {error}. Fix it and run it again: {}",
