@@ -192,6 +192,28 @@ def test_migrate_config_returns_the_cli_report(tmp_path):
     assert again["written"] == [] and again["files"] == []
 
 
+def test_no_secret_reaches_python(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    fixtures("server", old, "deb")
+    fixtures("new-server", new, "deb", "5.0.1234.0")
+    config = old / "usr/share/comindware/configs/instance/prod.yml"
+    config.write_text(
+        config.read_text()
+        + 'ldap:\n  bindPassword: "Zq-nested-secret"\naudit.uri: "https://u:Zq-url-secret@es:9200"\n'
+    )
+    env = old / "etc/sysconfig/comindwareprod-env"
+    env.write_text(env.read_text() + "export API_TOKEN='Zq-env-secret'\n")
+    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    printed = json.dumps(report)
+    assert "***" in printed
+    for secret in ("Zq-nested-secret", "Zq-url-secret", "Zq-env-secret"):
+        assert secret not in printed
+    # An error message quoting a broken line is masked too.
+    config.write_text(config.read_text() + 'journal.password: "Zq-broken-secret"\nbroken: [\n')
+    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    assert report["errors"] and "Zq-broken-secret" not in json.dumps(report)
+
+
 def test_migrate_config_errors(tmp_path):
     with pytest.raises(cmw_upgrade.InvalidInstanceNameError):
         cmw_upgrade.migrate_config(tmp_path, "../x", root=tmp_path, family="deb")
