@@ -324,7 +324,7 @@ impl Carry {
                         .iter()
                         .flatten()
                         .filter(|d| is_location_setting(&d.name))
-                        .map(|d| texts.old[d.start..d.end].to_owned())
+                        .map(|d| format!("`{}`", &texts.old[d.start..d.end]))
                         .collect();
                     if !settings.is_empty() {
                         self.warnings.push(format!(
@@ -332,7 +332,7 @@ impl Carry {
                              add them by hand where the new version serves that path",
                             texts.old_file,
                             old_location.line,
-                            settings.join(" "),
+                            settings.join(", "),
                             texts.file
                         ));
                     }
@@ -417,7 +417,7 @@ impl Carry {
                 .join(" ")
         };
         self.warnings.push(format!(
-            "{}:{}: the new version sets `{}` where the old site had `{}` (old {}:{}); the new value was kept — review it",
+            "{}:{}: the new version sets `{}` where the old site had `{}` ({}:{}); the new value was kept — review it",
             texts.file,
             new[0].line,
             text(new, texts.new),
