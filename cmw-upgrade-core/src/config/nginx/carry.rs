@@ -72,7 +72,7 @@ pub(super) struct Texts<'a> {
 
 /// The span removing `directive`: its whole line when it stands alone there,
 /// else just its text.
-fn removal_span(text: &str, directive: &Directive) -> (usize, usize) {
+pub(super) fn removal_span(text: &str, directive: &Directive) -> (usize, usize) {
     let line_start = text[..directive.start].rfind('\n').map_or(0, |n| n + 1);
     let line_end = text[directive.end..]
         .find('\n')
@@ -240,6 +240,8 @@ impl Carry {
     /// Carries the server-level site directives and includes of `old` into `new`.
     pub fn server(&mut self, texts: &Texts<'_>, label: &str, old: &Server<'_>, new: &Server<'_>) {
         let (old_block, new_block) = (old.block(), new.block());
+        // A new block with `ssl on;` of its own keeps that meaning for its listens.
+        let legacy_ssl = old.legacy_ssl && !new.legacy_ssl;
         let mut pending = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         for directive in old_block {
@@ -251,7 +253,7 @@ impl Carry {
             let old_items: Vec<Carried> = old_block
                 .iter()
                 .filter(|d| d.name == name)
-                .map(|d| texts.carried(d, old.legacy_ssl))
+                .map(|d| texts.carried(d, legacy_ssl))
                 .collect();
             let new_items: Vec<&Directive> = new_block.iter().filter(|d| d.name == name).collect();
             self.replace_named(texts, format!("{label}.{name}"), &old_items, &new_items, &mut pending);

@@ -52,8 +52,8 @@ pub struct NginxMigration {
 /// The migration of parsed texts, before it is applied.
 struct Plan {
     carry: Carry,
-    /// Old blocks without a counterpart, appended whole (offsets in the old text).
-    appended: Vec<(usize, usize)>,
+    /// Old blocks without a counterpart, appended whole.
+    appended: Vec<String>,
 }
 
 fn plan(file: &str, old_file: &str, old_text: &str, new_text: &str) -> Result<Plan> {
@@ -129,7 +129,7 @@ fn plan(file: &str, old_file: &str, old_text: &str, new_text: &str) -> Result<Pl
                 ),
             });
         }
-        appended.push((old.directive.start, old.directive.end));
+        appended.push(without_legacy_ssl(old_file, old_text, old)?);
         carry.changes.push(Change {
             file: file.to_owned(),
             key: format!("server (old line {})", old.directive.line),
@@ -144,6 +144,26 @@ fn plan(file: &str, old_file: &str, old_text: &str, new_text: &str) -> Result<Pl
         ));
     }
     Ok(Plan { carry, appended })
+}
+
+/// An old block's text without the `ssl` directive (gone from nginx 1.25),
+/// `ssl on;` put on its listens instead.
+fn without_legacy_ssl(old_file: &str, old_text: &str, server: &roles::Server<'_>) -> Result<String> {
+    let block = server.directive;
+    let mut edits = Vec::new();
+    for directive in server.block() {
+        if directive.name == "ssl" {
+            let (start, end) = carry::removal_span(old_text, directive);
+            edits.push((start - block.start, end - block.start, String::new()));
+        } else if directive.name == "listen"
+            && server.legacy_ssl
+            && !directive.args.iter().skip(1).any(|a| a == "ssl")
+        {
+            let at = directive.args_end - block.start;
+            edits.push((at, at, " ssl".to_owned()));
+        }
+    }
+    apply(old_file, &old_text[block.start..block.end], &mut edits)
 }
 
 /// Applies edits that must not overlap (each starts at or after the end of the one before).
@@ -206,8 +226,8 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
         tail.push_str(&format!(
             "{line_ending}# --- server blocks carried over from the old site file by cmw-upgrade ---{line_ending}"
         ));
-        for (start, end) in appended {
-            tail.push_str(&old_text[start..end]);
+        for block in appended {
+            tail.push_str(&block);
             tail.push_str(line_ending);
         }
         text.push_str(&tail);

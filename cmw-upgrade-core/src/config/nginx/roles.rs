@@ -215,24 +215,23 @@ impl Sides<'_, '_> {
         self.old_text[o.start..o.end] == self.new_text[n.start..n.end]
     }
 
-    fn refuse(&self, old: &[usize], new: &[usize], why: &str) -> Error {
-        let mut blocks: Vec<String> = old
-            .iter()
-            .map(|&index| self.old[index].describe(self.old_file))
-            .collect();
-        blocks.extend(new.iter().map(|&index| self.new[index].describe(self.file)));
-        let line = match (new.first(), old.first()) {
-            (Some(&index), _) => Some(self.new[index].directive.line),
-            (None, Some(&index)) => Some(self.old[index].directive.line),
-            (None, None) => None,
+    /// Refuses when two blocks of one file fit the role of one block of the
+    /// other: `old_side` says which file the two candidates are in.
+    fn refuse(&self, candidates: [usize; 2], target: usize, old_side: bool) -> Error {
+        let (side, file, other, other_file) = if old_side {
+            (self.old, self.old_file, self.new, self.file)
+        } else {
+            (self.new, self.file, self.old, self.old_file)
         };
         Error::ConfigParse {
-            path: if new.is_empty() { self.old_file } else { self.file }.into(),
-            line,
+            path: file.into(),
+            line: Some(side[candidates[0]].directive.line),
             message: format!(
-                "{why}: {}; nothing was carried — give the blocks distinct listen ports or \
-                 server_name, or carry the site by hand",
-                blocks.join(" and ")
+                "two server blocks fit the role of {}: {} and {}; nothing was carried — give \
+                 the blocks distinct listen ports or server_name, or carry the site by hand",
+                other[target].describe(other_file),
+                side[candidates[0]].describe(file),
+                side[candidates[1]].describe(file),
             ),
         }
     }
@@ -282,13 +281,7 @@ impl Sides<'_, '_> {
                     pairs[new_index] = Some(old);
                     taken[old] = Some(new_index);
                 }
-                Err(pool) => {
-                    return Err(self.refuse(
-                        &pool[..2],
-                        &[new_index],
-                        "two old server blocks fit one new block by role",
-                    ))
-                }
+                Err(pool) => return Err(self.refuse([pool[0], pool[1]], new_index, true)),
             }
         }
         for kind in [Kind::Proxies, Kind::Redirects, Kind::Other] {
@@ -304,13 +297,7 @@ impl Sides<'_, '_> {
                     pairs[*new] = Some(*old);
                     taken[*old] = Some(*new);
                 }
-                (_, [_]) => {
-                    return Err(self.refuse(
-                        &rest_old,
-                        &rest_new[..2],
-                        "one old server block fits two new blocks by role",
-                    ))
-                }
+                (_, [old]) => return Err(self.refuse([rest_new[0], rest_new[1]], *old, false)),
                 _ => {
                     for &new in &rest_new {
                         let free: Vec<usize> =
@@ -321,11 +308,7 @@ impl Sides<'_, '_> {
                                 taken[old] = Some(new);
                             }
                             Err(pool) if pool.len() >= 2 => {
-                                return Err(self.refuse(
-                                    &pool[..2],
-                                    &[new],
-                                    "two old server blocks fit one new block by role",
-                                ))
+                                return Err(self.refuse([pool[0], pool[1]], new, true))
                             }
                             Err(_) => {}
                         }

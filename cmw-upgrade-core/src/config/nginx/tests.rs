@@ -248,14 +248,22 @@ fn a_redirect_block_stays_a_redirect_whatever_its_position() {
 fn two_blocks_of_one_role_are_refused_naming_both() {
     let old = "server {\n    listen 80;\n    server_name a.example.org;\n    location / { proxy_pass http://127.0.0.1:5000; }\n}\n\nserver {\n    listen 80;\n    server_name b.example.org;\n    location / { proxy_pass http://127.0.0.1:5001; }\n}\n";
     let (message, line) = parse_error_line(migrate_nginx("site", old, NEW_SITE));
-    assert_eq!(line, 2, "{message}");
-    assert!(message.contains("old site:1 (proxying") && message.contains("old site:7 (proxying"), "{message}");
+    assert_eq!(line, 1, "{message}");
+    assert!(message.starts_with("old site: two server blocks fit the role of site:2 (proxying"), "{message}");
+    assert!(message.contains("old site:1 (proxying server block, listen 80, server_name a.example.org) and old site:7 (proxying"), "{message}");
     // server_name decides when it can; the other old proxying block then has no place.
     let new = NEW_SITE.replace("server_name localhost;", "server_name b.example.org;");
     let result = migrate_nginx("site", old, &new);
     let (message, line) = parse_error_line(result);
     assert_eq!(line, 1, "{message}");
     assert!(message.contains("old site:1") && message.contains("no server block of the new file takes its role"), "{message}");
+    // Two new blocks of one role and no listen or name to tell them apart: refused the other way round.
+    let old = "server {\n    listen 8443 ssl;\n    location / { proxy_pass http://127.0.0.1:5000; }\n}\n";
+    let new = format!("{NEW_SITE}{}", NEW_SITE.replace("listen 80;", "listen 81;"));
+    let (message, line) = parse_error_line(migrate_nginx("site", old, &new));
+    assert_eq!(line, 2, "{message}");
+    assert!(message.starts_with("site: two server blocks fit the role of old site:1 (proxying server block, listen 8443 ssl)"), "{message}");
+    assert!(message.contains("site:2 (proxying") && message.contains("site:15 (proxying"), "{message}");
 }
 
 #[test]
