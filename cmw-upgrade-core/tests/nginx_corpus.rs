@@ -99,7 +99,10 @@ fn site_directives(tree: &[Directive]) -> Vec<(String, Vec<String>)> {
                 continue;
             }
             let mut raw = directive.raw_args.clone();
-            if directive.name == "listen" && legacy_ssl && !directive.args[1..].contains(&"ssl".to_owned()) {
+            if directive.name == "listen"
+                && legacy_ssl
+                && !directive.args[1..].contains(&"ssl".to_owned())
+            {
                 raw.push("ssl".to_owned());
             }
             found.push((directive.name.clone(), raw));
@@ -192,11 +195,16 @@ fn every_corpus_config_parses_or_is_refused_and_migrates_or_is_refused() {
                 continue;
             }
         };
-        let result = parse_nginx("site", &migration.text)
-            .unwrap_or_else(|e| panic!("{name}: the result does not parse: {e}\n{}", migration.text));
+        let result = parse_nginx("site", &migration.text).unwrap_or_else(|e| {
+            panic!("{name}: the result does not parse: {e}\n{}", migration.text)
+        });
         let held = site_directives(&result);
         for wanted in site_directives(&tree) {
-            assert!(held.contains(&wanted), "{name}: {wanted:?} missing from\n{}", migration.text);
+            assert!(
+                held.contains(&wanted),
+                "{name}: {wanted:?} missing from\n{}",
+                migration.text
+            );
         }
         assert!(
             server_blocks(&result)
@@ -208,7 +216,10 @@ fn every_corpus_config_parses_or_is_refused_and_migrates_or_is_refused() {
         );
         assert_outside_edits_kept(NEW_SITE, &migration);
         let again = migrate_nginx("site", &text, &migration.text).unwrap();
-        assert_eq!(again.text, migration.text, "{name}: a second run changes the site");
+        assert_eq!(
+            again.text, migration.text,
+            "{name}: a second run changes the site"
+        );
 
         // Differential check with the real nginx: when the old file's server
         // blocks alone pass `nginx -t`, the migrated site must pass too.
@@ -218,7 +229,10 @@ fn every_corpus_config_parses_or_is_refused_and_migrates_or_is_refused() {
             .collect();
         if nginx_accepts(&old_blocks).is_ok() {
             if let Err(nginx_says) = nginx_accepts(&migration.text) {
-                panic!("{name}: nginx rejects the migrated site:\n{nginx_says}\n{}", migration.text);
+                panic!(
+                    "{name}: nginx rejects the migrated site:\n{nginx_says}\n{}",
+                    migration.text
+                );
             }
             tally.checked_by_nginx.push(name.clone());
         }
@@ -233,22 +247,37 @@ fn every_corpus_config_parses_or_is_refused_and_migrates_or_is_refused() {
         "nginx-tests/proxy.conf",
         "crossplane/simple/nginx.conf",
     ] {
-        assert!(tally.migrated.iter().any(|n| n == expected), "{expected}: {tally:#?}");
+        assert!(
+            tally.migrated.iter().any(|n| n == expected),
+            "{expected}: {tally:#?}"
+        );
     }
     for (expected, why) in [
-        ("crossplane/lua-block-simple/nginx.conf:2:", "init_by_lua_block"),
-        ("crossplane/missing-semicolon/broken-above.conf:5:", "expecting \";\""),
+        (
+            "crossplane/lua-block-simple/nginx.conf:2:",
+            "init_by_lua_block",
+        ),
+        (
+            "crossplane/missing-semicolon/broken-above.conf:5:",
+            "expecting \";\"",
+        ),
         ("own/lua-auth.conf:5:", "access_by_lua_block"),
     ] {
         assert!(
-            tally.refused_to_parse.iter().any(|e| e.starts_with(expected) && e.contains(why)),
+            tally
+                .refused_to_parse
+                .iter()
+                .any(|e| e.starts_with(expected) && e.contains(why)),
             "{expected}: {tally:#?}"
         );
     }
     assert!(
-        tally.refused_to_migrate.iter().any(|e| e.starts_with("own/two-sites-one-port.conf")
-            && e.contains("old site:2 (proxying")
-            && e.contains("old site:10 (proxying")),
+        tally
+            .refused_to_migrate
+            .iter()
+            .any(|e| e.starts_with("own/two-sites-one-port.conf")
+                && e.contains("old site:2 (proxying")
+                && e.contains("old site:10 (proxying")),
         "{tally:#?}"
     );
     assert!(tally.checked_by_nginx.len() >= 10, "{tally:#?}");
@@ -263,12 +292,24 @@ fn a_legacy_tls_site_lands_on_443_with_ssl_and_its_redirect_stays_a_redirect() {
     let migration = migrate_nginx("site", &old, NEW_SITE).unwrap();
     let text = &migration.text;
     let (site, appended) = text.split_once("# --- server blocks").unwrap();
-    assert!(site.contains("    listen 443 ssl;\n    server_name cmw.example.org;\n"), "{text}");
+    assert!(
+        site.contains("    listen 443 ssl;\n    server_name cmw.example.org;\n"),
+        "{text}"
+    );
     assert!(site.contains("        proxy_read_timeout 600s;\n        proxy_set_header X-Forwarded-Proto https;\n    }"), "{text}");
-    assert!(!site.contains("return 301") && !site.contains("listen 80"), "{text}");
-    assert!(appended.contains("listen 80;\r\n    server_name cmw.example.org;\r\n    return 301"), "{text}");
+    assert!(
+        !site.contains("return 301") && !site.contains("listen 80"),
+        "{text}"
+    );
+    assert!(
+        appended.contains("listen 80;\r\n    server_name cmw.example.org;\r\n    return 301"),
+        "{text}"
+    );
     assert!(!appended.contains("ssl"), "{text}");
     // The certificate line's cp1251 comment is not carried: comments after a
     // directive stay in the old file; the directive itself is.
-    assert!(site.contains("ssl_certificate /etc/ssl/certs/cmw.crt;\n"), "{text}");
+    assert!(
+        site.contains("ssl_certificate /etc/ssl/certs/cmw.crt;\n"),
+        "{text}"
+    );
 }

@@ -157,7 +157,10 @@ fn child_indent(text: &str, block: &Directive) -> String {
 impl Texts<'_> {
     fn carried(&self, directive: &Directive, legacy_ssl: bool) -> Carried {
         let text = &self.old[directive.start..directive.end];
-        if directive.name == "listen" && legacy_ssl && !directive.args.iter().skip(1).any(|a| a == "ssl") {
+        if directive.name == "listen"
+            && legacy_ssl
+            && !directive.args.iter().skip(1).any(|a| a == "ssl")
+        {
             // `ssl on;` is gone from nginx 1.25: its meaning moves onto the listen.
             let split = directive.args_end - directive.start;
             let mut raw_args = directive.raw_args.clone();
@@ -174,7 +177,13 @@ impl Texts<'_> {
     }
 }
 
-fn change(file: &str, key: String, action: ChangeAction, old: Option<String>, new: Option<String>) -> Change {
+fn change(
+    file: &str,
+    key: String,
+    action: ChangeAction,
+    old: Option<String>,
+    new: Option<String>,
+) -> Change {
     Change {
         file: file.to_owned(),
         key,
@@ -256,7 +265,13 @@ impl Carry {
                 .map(|d| texts.carried(d, legacy_ssl))
                 .collect();
             let new_items: Vec<&Directive> = new_block.iter().filter(|d| d.name == name).collect();
-            self.replace_named(texts, format!("{label}.{name}"), &old_items, &new_items, &mut pending);
+            self.replace_named(
+                texts,
+                format!("{label}.{name}"),
+                &old_items,
+                &new_items,
+                &mut pending,
+            );
         }
         if old.legacy_ssl && !old_block.iter().any(|d| d.name == "listen") {
             self.warnings.push(format!(
@@ -274,10 +289,22 @@ impl Carry {
             let key = format!("{label}.include {}", include.raw_args_text());
             let shown_args = Some(include.raw_args_text());
             if new_includes.contains(&&include.raw_args) {
-                self.changes.push(change(texts.file, key, ChangeAction::Kept, shown_args.clone(), shown_args));
+                self.changes.push(change(
+                    texts.file,
+                    key,
+                    ChangeAction::Kept,
+                    shown_args.clone(),
+                    shown_args,
+                ));
             } else {
                 pending.push(texts.old[include.start..include.end].to_owned());
-                self.changes.push(change(texts.file, key, ChangeAction::Appended, None, shown_args));
+                self.changes.push(change(
+                    texts.file,
+                    key,
+                    ChangeAction::Appended,
+                    None,
+                    shown_args,
+                ));
                 self.warnings.push(format!(
                     "{}: `include {}` (old {}:{}) was carried into the site: the file it names must exist on the new server",
                     texts.file,
@@ -301,7 +328,13 @@ impl Carry {
 
     /// Carries each old `location`'s settings into the new location written the
     /// same way (modifier and path as written), nested locations too.
-    fn locations(&mut self, texts: &Texts<'_>, label: &str, old_block: &[Directive], new_block: &[Directive]) {
+    fn locations(
+        &mut self,
+        texts: &Texts<'_>,
+        label: &str,
+        old_block: &[Directive],
+        new_block: &[Directive],
+    ) {
         let new_locations = locations(new_block);
         for (path, occurrence, old_index) in locations(old_block) {
             let old_location = &old_block[old_index];
@@ -356,17 +389,31 @@ impl Carry {
                 names.push(name);
             }
         }
-        let raw = |items: &[&Directive]| -> Vec<Vec<String>> { items.iter().map(|d| d.raw_args.clone()).collect() };
+        let raw = |items: &[&Directive]| -> Vec<Vec<String>> {
+            items.iter().map(|d| d.raw_args.clone()).collect()
+        };
         for name in names {
             let old_items: Vec<&Directive> = old_block.iter().filter(|d| d.name == name).collect();
             let new_items: Vec<&Directive> = new_block.iter().filter(|d| d.name == name).collect();
             if is_location_tuning(name) || new_items.is_empty() {
-                let carried: Vec<Carried> = old_items.iter().map(|d| texts.carried(d, false)).collect();
-                self.replace_named(texts, format!("{key}.{name}"), &carried, &new_items, &mut pending);
+                let carried: Vec<Carried> =
+                    old_items.iter().map(|d| texts.carried(d, false)).collect();
+                self.replace_named(
+                    texts,
+                    format!("{key}.{name}"),
+                    &carried,
+                    &new_items,
+                    &mut pending,
+                );
             } else if raw(&old_items) == raw(&new_items) {
                 let value = shown(&raw(&old_items));
-                self.changes
-                    .push(change(texts.file, format!("{key}.{name}"), ChangeAction::Kept, value.clone(), value));
+                self.changes.push(change(
+                    texts.file,
+                    format!("{key}.{name}"),
+                    ChangeAction::Kept,
+                    value.clone(),
+                    value,
+                ));
             } else {
                 self.kept_new(texts, &old_items, &new_items);
             }
@@ -378,13 +425,23 @@ impl Carry {
                 .iter()
                 .filter(|d| d.name == "proxy_set_header" && header(d) == header(old_header))
                 .collect();
-            let key = format!("{key}.proxy_set_header {}", old_header.raw_args.first().map_or("", String::as_str));
+            let key = format!(
+                "{key}.proxy_set_header {}",
+                old_header.raw_args.first().map_or("", String::as_str)
+            );
             let value = Some(old_header.raw_args_text());
             if same.is_empty() {
                 pending.push(texts.old[old_header.start..old_header.end].to_owned());
-                self.changes.push(change(texts.file, key, ChangeAction::Appended, None, value));
+                self.changes
+                    .push(change(texts.file, key, ChangeAction::Appended, None, value));
             } else if same.iter().any(|d| d.raw_args == old_header.raw_args) {
-                self.changes.push(change(texts.file, key, ChangeAction::Kept, value.clone(), value));
+                self.changes.push(change(
+                    texts.file,
+                    key,
+                    ChangeAction::Kept,
+                    value.clone(),
+                    value,
+                ));
             } else {
                 self.kept_new(texts, &[old_header], &same);
             }
@@ -395,10 +452,21 @@ impl Carry {
             let key = format!("{key}.allow/deny");
             let value = shown(&raw(&old_rules));
             if new_rules.is_empty() {
-                pending.extend(old_rules.iter().map(|d| texts.old[d.start..d.end].to_owned()));
-                self.changes.push(change(texts.file, key, ChangeAction::Appended, None, value));
+                pending.extend(
+                    old_rules
+                        .iter()
+                        .map(|d| texts.old[d.start..d.end].to_owned()),
+                );
+                self.changes
+                    .push(change(texts.file, key, ChangeAction::Appended, None, value));
             } else if raw(&old_rules) == raw(&new_rules) {
-                self.changes.push(change(texts.file, key, ChangeAction::Kept, value.clone(), value));
+                self.changes.push(change(
+                    texts.file,
+                    key,
+                    ChangeAction::Kept,
+                    value.clone(),
+                    value,
+                ));
             } else {
                 self.kept_new(texts, &old_rules, &new_rules);
             }

@@ -148,7 +148,11 @@ fn plan(file: &str, old_file: &str, old_text: &str, new_text: &str) -> Result<Pl
 
 /// An old block's text without the `ssl` directive (gone from nginx 1.25),
 /// `ssl on;` put on its listens instead.
-fn without_legacy_ssl(old_file: &str, old_text: &str, server: &roles::Server<'_>) -> Result<String> {
+fn without_legacy_ssl(
+    old_file: &str,
+    old_text: &str,
+    server: &roles::Server<'_>,
+) -> Result<String> {
     let block = server.directive;
     let mut edits = Vec::new();
     for directive in server.block() {
@@ -176,8 +180,9 @@ fn apply(file: &str, text: &str, edits: &mut [(usize, usize, String)]) -> Result
             return Err(Error::ConfigParse {
                 path: file.into(),
                 line: None,
-                message: "two edits of the site file overlap; nothing was written — please report this"
-                    .to_owned(),
+                message:
+                    "two edits of the site file overlap; nothing was written — please report this"
+                        .to_owned(),
             });
         }
         out.push_str(&text[position..*start]);

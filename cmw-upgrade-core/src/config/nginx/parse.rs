@@ -298,10 +298,8 @@ fn parse_block(
                 }
                 Token::Open(at) => {
                     if depth >= MAX_DEPTH {
-                        return Err(lexer.error(
-                            at,
-                            format!("blocks are nested more than {MAX_DEPTH} deep"),
-                        ));
+                        return Err(lexer
+                            .error(at, format!("blocks are nested more than {MAX_DEPTH} deep")));
                     }
                     let (inner, close) = parse_block(lexer, Some(at), depth + 1)?;
                     directives.push(Directive {

@@ -88,9 +88,16 @@ fn is_pass(name: &str) -> bool {
     )
 }
 
-fn proxies(block: &[Directive]) -> bool {
+/// Whether anything in `block` passes requests on. An `include` inside a
+/// location counts: the snippet it names is where sites keep their proxying.
+fn proxies(block: &[Directive], in_location: bool) -> bool {
     block.iter().any(|directive| {
-        is_pass(&directive.name) || directive.block.as_deref().is_some_and(proxies)
+        is_pass(&directive.name)
+            || (in_location && directive.name == "include")
+            || directive
+                .block
+                .as_deref()
+                .is_some_and(|inner| proxies(inner, in_location || directive.name == "location"))
     })
 }
 
@@ -161,7 +168,7 @@ fn server_role(directive: &Directive) -> Server<'_> {
         .filter(|d| d.name == "server_name")
         .flat_map(|d| d.raw_args.iter().cloned())
         .collect();
-    let kind = if proxies(block) {
+    let kind = if proxies(block, false) {
         Kind::Proxies
     } else if redirects(block) {
         Kind::Redirects
@@ -300,8 +307,11 @@ impl Sides<'_, '_> {
                 (_, [old]) => return Err(self.refuse([rest_new[0], rest_new[1]], *old, false)),
                 _ => {
                     for &new in &rest_new {
-                        let free: Vec<usize> =
-                            rest_old.iter().copied().filter(|&o| taken[o].is_none()).collect();
+                        let free: Vec<usize> = rest_old
+                            .iter()
+                            .copied()
+                            .filter(|&o| taken[o].is_none())
+                            .collect();
                         match self.narrow(new, free) {
                             Ok(old) => {
                                 pairs[new] = Some(old);

@@ -119,7 +119,10 @@ fn a_backslash_before_any_character_is_read_as_nginx_does() {
     }
     let tree = parse_nginx("site", "a \"\\я\" \\#b \"c\\\"d\" 'e\\'f' \\t;").unwrap();
     assert_eq!(tree[0].args, ["\\я", "\\#b", "c\"d", "e'f", "\t"]);
-    assert_eq!(tree[0].raw_args, ["\"\\я\"", "\\#b", "\"c\\\"d\"", "'e\\'f'", "\\t"]);
+    assert_eq!(
+        tree[0].raw_args,
+        ["\"\\я\"", "\\#b", "\"c\\\"d\"", "'e\\'f'", "\\t"]
+    );
     // Escaped delimiters stay inside the word; `}` never ends a word.
     let tree = parse_nginx("site", "location /\\{\\;\\}\\ #\\ ab {}\nreturn 200 a}b;\n").unwrap();
     assert_eq!(tree[0].raw_args, ["/\\{\\;\\}\\ #\\ ab"]);
@@ -178,7 +181,10 @@ fn legacy_ssl_on_moves_onto_the_carried_listens() {
     );
     assert!(!text.contains("ssl on"), "{text}");
     assert!(!text.contains("listen 80;"), "{text}");
-    assert!(text.contains("    ssl_certificate /etc/ssl/cmw.crt;\n    location / {"), "{text}");
+    assert!(
+        text.contains("    ssl_certificate /etc/ssl/cmw.crt;\n    location / {"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -216,12 +222,27 @@ fn location_tuning_goes_into_the_location_written_the_same_way() {
         text.contains("    location ~ \\.php$ {\n        proxy_pass http://127.0.0.1:8081;\n        proxy_send_timeout 90s;\n    }\n"),
         "{text}"
     );
-    assert!(!text.contains("91s") && !text.contains("3600s") && !text.contains("5000"), "{text}");
+    assert!(
+        !text.contains("91s") && !text.contains("3600s") && !text.contains("5000"),
+        "{text}"
+    );
     let warned = |needle: &str| migration.warnings.iter().any(|w| w.contains(needle));
-    assert!(warned("old site:16: `location ~ \\.PHP$` sets `proxy_send_timeout 91s;`;"), "{:?}", migration.warnings);
-    assert!(warned("old site:19: `location /reports/`"), "{:?}", migration.warnings);
+    assert!(
+        warned("old site:16: `location ~ \\.PHP$` sets `proxy_send_timeout 91s;`;"),
+        "{:?}",
+        migration.warnings
+    );
+    assert!(
+        warned("old site:19: `location /reports/`"),
+        "{:?}",
+        migration.warnings
+    );
     // The new version's own Host header stays, and the admin is told.
-    assert!(warned("proxy_set_header Host $host;"), "{:?}", migration.warnings);
+    assert!(
+        warned("proxy_set_header Host $host;"),
+        "{:?}",
+        migration.warnings
+    );
 }
 
 #[test]
@@ -232,16 +253,43 @@ fn a_redirect_block_stays_a_redirect_whatever_its_position() {
     let migration = migrate(old, new);
     let text = &migration.text;
     let (proxying, redirect) = text.split_once("}\nserver {").unwrap();
-    assert!(proxying.contains("ssl_certificate /etc/ssl/cmw.crt;") && proxying.contains("client_max_body_size 1g;"), "{text}");
-    assert!(redirect.contains("listen 80;") && redirect.contains("server_name cmw.example.org;"), "{text}");
-    assert!(!redirect.contains("ssl_") && !redirect.contains("client_max_body_size"), "{text}");
+    assert!(
+        proxying.contains("ssl_certificate /etc/ssl/cmw.crt;")
+            && proxying.contains("client_max_body_size 1g;"),
+        "{text}"
+    );
+    assert!(
+        redirect.contains("listen 80;") && redirect.contains("server_name cmw.example.org;"),
+        "{text}"
+    );
+    assert!(
+        !redirect.contains("ssl_") && !redirect.contains("client_max_body_size"),
+        "{text}"
+    );
     assert!(migration.warnings.is_empty(), "{:?}", migration.warnings);
 
     // A new file with only a proxying block on 80 never takes the redirect's role.
     let migration = migrate(old, NEW_SITE);
     let (site, appended) = migration.text.split_once("# --- server blocks").unwrap();
-    assert!(site.contains("listen 443 ssl;") && !site.contains("return 301"), "{site}");
+    assert!(
+        site.contains("listen 443 ssl;") && !site.contains("return 301"),
+        "{site}"
+    );
     assert!(appended.contains("return 301"), "{appended}");
+}
+
+#[test]
+fn a_block_proxying_through_an_included_snippet_is_the_site() {
+    let old = "server {\n    listen 80;\n    server_name cmw.example.org;\n    location / {\n        include snippets/cmw-proxy.conf;\n    }\n}\n";
+    let migration = migrate(old, NEW_SITE);
+    assert!(
+        migration
+            .text
+            .contains("    server_name cmw.example.org;\n")
+            && !migration.text.contains("# --- server blocks"),
+        "{}",
+        migration.text
+    );
 }
 
 #[test]
@@ -249,21 +297,32 @@ fn two_blocks_of_one_role_are_refused_naming_both() {
     let old = "server {\n    listen 80;\n    server_name a.example.org;\n    location / { proxy_pass http://127.0.0.1:5000; }\n}\n\nserver {\n    listen 80;\n    server_name b.example.org;\n    location / { proxy_pass http://127.0.0.1:5001; }\n}\n";
     let (message, line) = parse_error_line(migrate_nginx("site", old, NEW_SITE));
     assert_eq!(line, 1, "{message}");
-    assert!(message.starts_with("old site: two server blocks fit the role of site:2 (proxying"), "{message}");
+    assert!(
+        message.starts_with("old site: two server blocks fit the role of site:2 (proxying"),
+        "{message}"
+    );
     assert!(message.contains("old site:1 (proxying server block, listen 80, server_name a.example.org) and old site:7 (proxying"), "{message}");
     // server_name decides when it can; the other old proxying block then has no place.
     let new = NEW_SITE.replace("server_name localhost;", "server_name b.example.org;");
     let result = migrate_nginx("site", old, &new);
     let (message, line) = parse_error_line(result);
     assert_eq!(line, 1, "{message}");
-    assert!(message.contains("old site:1") && message.contains("no server block of the new file takes its role"), "{message}");
+    assert!(
+        message.contains("old site:1")
+            && message.contains("no server block of the new file takes its role"),
+        "{message}"
+    );
     // Two new blocks of one role and no listen or name to tell them apart: refused the other way round.
-    let old = "server {\n    listen 8443 ssl;\n    location / { proxy_pass http://127.0.0.1:5000; }\n}\n";
+    let old =
+        "server {\n    listen 8443 ssl;\n    location / { proxy_pass http://127.0.0.1:5000; }\n}\n";
     let new = format!("{NEW_SITE}{}", NEW_SITE.replace("listen 80;", "listen 81;"));
     let (message, line) = parse_error_line(migrate_nginx("site", old, &new));
     assert_eq!(line, 2, "{message}");
     assert!(message.starts_with("site: two server blocks fit the role of old site:1 (proxying server block, listen 8443 ssl)"), "{message}");
-    assert!(message.contains("site:2 (proxying") && message.contains("site:15 (proxying"), "{message}");
+    assert!(
+        message.contains("site:2 (proxying") && message.contains("site:15 (proxying"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -291,7 +350,11 @@ fn assert_outside_edits_kept(new: &str, migration: &NginxMigration) {
     let mut rebuilt = String::new();
     let mut position = 0;
     for edit in &migration.edits {
-        assert!(edit.start >= position && edit.end >= edit.start, "{:?}", migration.edits);
+        assert!(
+            edit.start >= position && edit.end >= edit.start,
+            "{:?}",
+            migration.edits
+        );
         rebuilt.push_str(&new[position..edit.start]);
         rebuilt.push_str(&edit.replacement);
         position = edit.end;
@@ -306,11 +369,24 @@ mod properties {
     use proptest::prelude::*;
 
     /// A parse error names a line the text has; anything else is a bug.
-    fn assert_clean_error(error: &Error, old: &str, new: &str) -> std::result::Result<(), TestCaseError> {
-        let Error::ConfigParse { path, line, message } = error else {
+    fn assert_clean_error(
+        error: &Error,
+        old: &str,
+        new: &str,
+    ) -> std::result::Result<(), TestCaseError> {
+        let Error::ConfigParse {
+            path,
+            line,
+            message,
+        } = error
+        else {
             return Err(TestCaseError::fail(format!("not a parse error: {error:?}")));
         };
-        let text = if path.to_str() == Some("old site") { old } else { new };
+        let text = if path.to_str() == Some("old site") {
+            old
+        } else {
+            new
+        };
         let lines = text.matches('\n').count() + 1;
         prop_assert!(
             line.is_some_and(|line| (1..=lines).contains(&line)),
@@ -401,7 +477,15 @@ mod properties {
     }
 
     fn separator() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec![" ", "\t", "\n", "\r\n", "  ", " # c;}{\"'\n", "\n\t\t"])
+        prop::sample::select(vec![
+            " ",
+            "\t",
+            "\n",
+            "\r\n",
+            "  ",
+            " # c;}{\"'\n",
+            "\n\t\t",
+        ])
     }
 
     /// Renders nodes with the given separators (cycled).
@@ -562,6 +646,204 @@ mod properties {
                 (result, expected) => {
                     prop_assert!(false, "{text:?}: {result:?}, expected an error on line {expected:?}");
                 }
+            }
+        }
+    }
+}
+
+mod generated_sites {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An old site as admins have them: a proxying block with TLS (on the
+    /// listen or by the legacy `ssl on;`), maybe a redirect block before or
+    /// after it, and tuned locations.
+    #[derive(Debug, Clone)]
+    struct OldSite {
+        port: u16,
+        legacy_ssl: bool,
+        name: &'static str,
+        body_size: Option<&'static str>,
+        include: bool,
+        /// Per location (of `LOCATIONS`): a read timeout in seconds and an extra header.
+        locations: Vec<(bool, Option<u16>, bool)>,
+        redirect: Option<bool>,
+    }
+
+    const LOCATIONS: [&str; 4] = ["/", "~ \\.php$", "/api/", "= /health"];
+    /// The locations the new version's site has.
+    const NEW_LOCATIONS: [&str; 2] = ["/", "~ \\.php$"];
+
+    fn old_site() -> impl Strategy<Value = OldSite> {
+        (
+            prop::sample::select(vec![443u16, 8443]),
+            any::<bool>(),
+            prop::sample::select(vec![
+                "cmw.example.org",
+                "cmw.example.org www.cmw.example.org",
+                "_",
+            ]),
+            prop::option::of(prop::sample::select(vec!["300m", "1g", "\"2g\""])),
+            any::<bool>(),
+            prop::collection::vec(
+                (any::<bool>(), prop::option::of(1u16..4000), any::<bool>()),
+                4,
+            ),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(
+                |(port, legacy_ssl, name, body_size, include, mut locations, redirect)| {
+                    // The site always proxies `/`.
+                    locations[0].0 = true;
+                    OldSite {
+                        port,
+                        legacy_ssl,
+                        name,
+                        body_size,
+                        include,
+                        locations,
+                        redirect,
+                    }
+                },
+            )
+    }
+
+    fn render_old(site: &OldSite) -> String {
+        let mut main = format!(
+            "server {{\n    listen {}{};\n",
+            site.port,
+            if site.legacy_ssl { "" } else { " ssl" }
+        );
+        if site.legacy_ssl {
+            main.push_str("    ssl on;\n");
+        }
+        main.push_str(&format!(
+            "    server_name {};\n    ssl_certificate /etc/ssl/cmw.crt;\n",
+            site.name
+        ));
+        if let Some(size) = site.body_size {
+            main.push_str(&format!("    client_max_body_size {size};\n"));
+        }
+        if site.include {
+            main.push_str("    include snippets/cmw-headers.conf;\n");
+        }
+        for (path, (present, timeout, header)) in LOCATIONS.iter().zip(&site.locations) {
+            if !present {
+                continue;
+            }
+            main.push_str(&format!(
+                "    location {path} {{\n        proxy_pass http://127.0.0.1:5000;\n"
+            ));
+            if let Some(seconds) = timeout {
+                main.push_str(&format!("        proxy_read_timeout {seconds}s;\n"));
+            }
+            if *header {
+                main.push_str("        proxy_set_header X-Site old;\n");
+            }
+            main.push_str("    }\n");
+        }
+        main.push_str("}\n");
+        let redirect = "server {\n    listen 80;\n    server_name cmw.example.org;\n    return 301 https://$host$request_uri;\n}\n";
+        match site.redirect {
+            Some(true) => format!("{redirect}{main}"),
+            Some(false) => format!("{main}{redirect}"),
+            None => main,
+        }
+    }
+
+    /// The new version's site in one of several writing styles.
+    fn render_new(crlf: bool, tabs: bool, own_redirect: bool) -> String {
+        let mut text = String::from("# new version\nserver {\n    listen 80;\n    server_name localhost;\n    client_max_body_size 100m;\n\n");
+        for path in NEW_LOCATIONS {
+            text.push_str(&format!("    location {path} {{\n        proxy_pass http://127.0.0.1:8080;\n        proxy_set_header Host $host;\n    }}\n"));
+        }
+        text.push_str("}\n");
+        if own_redirect {
+            text.push_str(
+                "server {\n    listen 8000;\n    return 301 https://$host$request_uri;\n}\n",
+            );
+        }
+        if tabs {
+            text = text.replace("    ", "\t");
+        }
+        if crlf {
+            text = text.replace('\n', "\r\n");
+        }
+        text
+    }
+
+    fn directive_args(block: &[Directive], name: &str) -> Vec<Vec<String>> {
+        block
+            .iter()
+            .filter(|d| d.name == name)
+            .map(|d| d.raw_args.clone())
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// The oracle is the generator's own description of the old site.
+        #[test]
+        fn the_site_lands_in_the_proxying_block_and_the_redirect_stays_one(
+            site in old_site(),
+            crlf in any::<bool>(),
+            tabs in any::<bool>(),
+            own_redirect in any::<bool>(),
+        ) {
+            let old = render_old(&site);
+            let new = render_new(crlf, tabs, own_redirect);
+            let migration = migrate_nginx("site", &old, &new).unwrap();
+            assert_outside_edits_kept(&new, &migration);
+            let again = migrate_nginx("site", &old, &migration.text).unwrap();
+            prop_assert_eq!(&again.text, &migration.text);
+
+            let tree = parse_nginx("site", &migration.text).unwrap();
+            let blocks: Vec<&[Directive]> = tree.iter().map(|d| d.block.as_deref().unwrap()).collect();
+            let proxying: Vec<&[Directive]> = blocks.iter().copied().filter(|b| b.iter().any(|d| d.name == "location")).collect();
+            prop_assert_eq!(proxying.len(), 1);
+            let main = proxying[0];
+            let port = site.port.to_string();
+            prop_assert_eq!(directive_args(main, "listen"), vec![vec![port, "ssl".to_owned()]]);
+            prop_assert!(main.iter().all(|d| d.name != "ssl"));
+            let names: Vec<String> = site.name.split(' ').map(str::to_owned).collect();
+            prop_assert_eq!(directive_args(main, "server_name"), vec![names]);
+            let body = site.body_size.unwrap_or("100m").to_owned();
+            prop_assert_eq!(directive_args(main, "client_max_body_size"), vec![vec![body]]);
+            prop_assert_eq!(directive_args(main, "include").len(), usize::from(site.include));
+            for (path, (present, timeout, header)) in LOCATIONS.iter().zip(&site.locations) {
+                let location = main.iter().find(|d| d.name == "location" && d.raw_args_text() == *path);
+                let carried = *present && (timeout.is_some() || *header);
+                match location {
+                    Some(location) => {
+                        let block = location.block.as_deref().unwrap();
+                        let want_timeout: Vec<Vec<String>> = timeout
+                            .filter(|_| *present)
+                            .map(|s| vec![format!("{s}s")])
+                            .into_iter()
+                            .collect();
+                        prop_assert_eq!(directive_args(block, "proxy_read_timeout"), want_timeout);
+                        prop_assert_eq!(directive_args(block, "proxy_set_header").len(), 1 + usize::from(*present && *header));
+                        prop_assert_eq!(directive_args(block, "proxy_pass"), vec![vec!["http://127.0.0.1:8080".to_owned()]]);
+                    }
+                    None => {
+                        let warned = migration.warnings.iter().any(|w| w.contains(&format!("`location {path}` sets")));
+                        prop_assert_eq!(warned, carried, "{:?}", migration.warnings);
+                    }
+                }
+            }
+            // Every other block redirects and holds none of the site's proxy settings.
+            for block in blocks.iter().filter(|b| !b.iter().any(|d| d.name == "location")) {
+                prop_assert!(block.iter().any(|d| d.name == "return"));
+                prop_assert!(block.iter().all(|d| !d.name.starts_with("ssl") && d.name != "client_max_body_size" && d.name != "include"));
+            }
+            // The old redirect takes the new version's redirect block when it has one, else is appended.
+            let redirects = blocks.len() - 1;
+            prop_assert_eq!(redirects, usize::from(own_redirect || site.redirect.is_some()));
+            if site.redirect.is_some() {
+                let redirect = blocks.iter().find(|b| !b.iter().any(|d| d.name == "location")).unwrap();
+                prop_assert_eq!(directive_args(redirect, "listen"), vec![vec!["80".to_owned()]]);
+                prop_assert_eq!(directive_args(redirect, "server_name"), vec![vec!["cmw.example.org".to_owned()]]);
             }
         }
     }
