@@ -389,33 +389,16 @@ impl Carry {
                 names.push(name);
             }
         }
-        let raw = |items: &[&Directive]| -> Vec<Vec<String>> {
-            items.iter().map(|d| d.raw_args.clone()).collect()
-        };
         for name in names {
             let old_items: Vec<&Directive> = old_block.iter().filter(|d| d.name == name).collect();
             let new_items: Vec<&Directive> = new_block.iter().filter(|d| d.name == name).collect();
-            if is_location_tuning(name) || new_items.is_empty() {
+            let key = format!("{key}.{name}");
+            if is_location_tuning(name) {
                 let carried: Vec<Carried> =
                     old_items.iter().map(|d| texts.carried(d, false)).collect();
-                self.replace_named(
-                    texts,
-                    format!("{key}.{name}"),
-                    &carried,
-                    &new_items,
-                    &mut pending,
-                );
-            } else if raw(&old_items) == raw(&new_items) {
-                let value = shown(&raw(&old_items));
-                self.changes.push(change(
-                    texts.file,
-                    format!("{key}.{name}"),
-                    ChangeAction::Kept,
-                    value.clone(),
-                    value,
-                ));
+                self.replace_named(texts, key, &carried, &new_items, &mut pending);
             } else {
-                self.kept_new(texts, &old_items, &new_items);
+                self.add_if_missing(texts, key, &old_items, &new_items, &mut pending);
             }
         }
         // Headers the admin added; a header the new version sets itself keeps its value.
@@ -429,51 +412,49 @@ impl Carry {
                 "{key}.proxy_set_header {}",
                 old_header.raw_args.first().map_or("", String::as_str)
             );
-            let value = Some(old_header.raw_args_text());
-            if same.is_empty() {
-                pending.push(texts.old[old_header.start..old_header.end].to_owned());
-                self.changes
-                    .push(change(texts.file, key, ChangeAction::Appended, None, value));
-            } else if same.iter().any(|d| d.raw_args == old_header.raw_args) {
-                self.changes.push(change(
-                    texts.file,
-                    key,
-                    ChangeAction::Kept,
-                    value.clone(),
-                    value,
-                ));
-            } else {
-                self.kept_new(texts, &[old_header], &same);
-            }
+            self.add_if_missing(texts, key, &[old_header], &same, &mut pending);
         }
         // Access rules apply in order as a list: carried whole, into a location without its own.
         let (old_rules, new_rules) = (access_rules(old_block), access_rules(new_block));
         if !old_rules.is_empty() {
             let key = format!("{key}.allow/deny");
-            let value = shown(&raw(&old_rules));
-            if new_rules.is_empty() {
-                pending.extend(
-                    old_rules
-                        .iter()
-                        .map(|d| texts.old[d.start..d.end].to_owned()),
-                );
-                self.changes
-                    .push(change(texts.file, key, ChangeAction::Appended, None, value));
-            } else if raw(&old_rules) == raw(&new_rules) {
-                self.changes.push(change(
-                    texts.file,
-                    key,
-                    ChangeAction::Kept,
-                    value.clone(),
-                    value,
-                ));
-            } else {
-                self.kept_new(texts, &old_rules, &new_rules);
-            }
+            self.add_if_missing(texts, key, &old_rules, &new_rules, &mut pending);
         }
         if !pending.is_empty() {
             let insertion = Insertion::before(texts.new, new, new.block_end);
             self.edits.push(insertion.edit(&pending, texts.line_ending));
+        }
+    }
+
+    /// Carries `old` when the new location has nothing in its place (`new` is
+    /// empty); when it has the same, nothing changes; else the new version's
+    /// value stays and the admin is told.
+    fn add_if_missing(
+        &mut self,
+        texts: &Texts<'_>,
+        key: String,
+        old: &[&Directive],
+        new: &[&Directive],
+        pending: &mut Vec<String>,
+    ) {
+        let raw = |items: &[&Directive]| -> Vec<Vec<String>> {
+            items.iter().map(|d| d.raw_args.clone()).collect()
+        };
+        let value = shown(&raw(old));
+        if new.is_empty() {
+            pending.extend(old.iter().map(|d| texts.old[d.start..d.end].to_owned()));
+            self.changes
+                .push(change(texts.file, key, ChangeAction::Appended, None, value));
+        } else if raw(old) == raw(new) {
+            self.changes.push(change(
+                texts.file,
+                key,
+                ChangeAction::Kept,
+                value.clone(),
+                value,
+            ));
+        } else {
+            self.kept_new(texts, old, new);
         }
     }
 

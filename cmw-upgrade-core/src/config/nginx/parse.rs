@@ -269,7 +269,8 @@ fn parse_block(
         let mut args = Vec::new();
         let mut raw_args = Vec::new();
         let mut args_end = end;
-        loop {
+        // The block, if any, and the offset of the `;` or `}` ending the directive.
+        let (block, last) = loop {
             let Some(token) = lexer.next_token()? else {
                 return Err(lexer.error(
                     lexer.text.len(),
@@ -282,38 +283,14 @@ fn parse_block(
                     raw_args.push(lexer.text[start..end].to_owned());
                     args_end = end;
                 }
-                Token::Semicolon(at) => {
-                    directives.push(Directive {
-                        name,
-                        args,
-                        raw_args,
-                        line,
-                        start,
-                        args_end,
-                        end: at + 1,
-                        block: None,
-                        block_end: at + 1,
-                    });
-                    break;
-                }
+                Token::Semicolon(at) => break (None, at),
                 Token::Open(at) => {
                     if depth >= MAX_DEPTH {
                         return Err(lexer
                             .error(at, format!("blocks are nested more than {MAX_DEPTH} deep")));
                     }
                     let (inner, close) = parse_block(lexer, Some(at), depth + 1)?;
-                    directives.push(Directive {
-                        name,
-                        args,
-                        raw_args,
-                        line,
-                        start,
-                        args_end,
-                        end: close + 1,
-                        block: Some(inner),
-                        block_end: close,
-                    });
-                    break;
+                    break (Some(inner), close);
                 }
                 Token::Close(at) => {
                     return Err(lexer.error(
@@ -322,6 +299,17 @@ fn parse_block(
                     ))
                 }
             }
-        }
+        };
+        directives.push(Directive {
+            name,
+            args,
+            raw_args,
+            line,
+            start,
+            args_end,
+            end: last + 1,
+            block_end: if block.is_some() { last } else { last + 1 },
+            block,
+        });
     }
 }
