@@ -10,7 +10,9 @@
 use yaml_serde::{Mapping, Value};
 
 use super::secrets::{is_secret_key, shown};
-use super::yaml_text::{render_value, Quote, YamlText};
+use super::yaml_text::{
+    double_quoted, needs_quotes, render_value, Entry, Quote, ValueKind, YamlText,
+};
 use super::{Change, ChangeAction};
 use crate::directives::RENAMED_DIRECTIVES;
 use crate::error::{Error, Result};
@@ -57,20 +59,76 @@ pub fn current_name(key: &str) -> &str {
 /// Parses a config's meaning as a top-level mapping; `file` labels errors.
 ///
 /// # Errors
-/// As [`crate::directives::parse_mapping`].
+/// As [`crate::directives::parse_mapping`]; where the YAML parser names no line
+/// or the mapping's first line for a repeated key, the line is found in the text.
 pub fn parse_mapping(text: &str, file: &str) -> Result<Mapping> {
-    crate::directives::parse_mapping(text, std::path::Path::new(file))
+    crate::directives::parse_mapping(text, std::path::Path::new(file)).map_err(
+        |error| match error {
+            Error::ConfigParse {
+                path,
+                line,
+                message,
+            } => {
+                let line = better_error_line(text, &message).or(line);
+                Error::ConfigParse {
+                    path,
+                    line,
+                    message,
+                }
+            }
+            other => other,
+        },
+    )
+}
+
+/// The line the parser's complaint is about, where its own is missing or is the
+/// start of the mapping: a repeated key's second line, a second document's start.
+fn better_error_line(text: &str, message: &str) -> Option<usize> {
+    if message.contains("duplicate entry") {
+        let parsed = YamlText::parse(text);
+        let active: Vec<_> = parsed.entries().iter().filter(|e| !e.commented).collect();
+        return active
+            .iter()
+            .enumerate()
+            .find(|(index, entry)| active[..*index].iter().any(|e| e.key == entry.key))
+            .map(|(_, entry)| entry.line);
+    }
+    if message.contains("more than one document") {
+        let mut content_seen = false;
+        for (index, line) in text.lines().enumerate() {
+            let marker = line.starts_with("---") || line.starts_with("...");
+            if marker && content_seen {
+                return Some(index + 1);
+            }
+            let trimmed = line.trim_start_matches('\u{feff}').trim();
+            if !marker
+                && !trimmed.is_empty()
+                && !trimmed.starts_with('#')
+                && !trimmed.starts_with('%')
+            {
+                content_seen = true;
+            }
+        }
+    }
+    None
 }
 
 /// One value to carry into the new file.
 struct Carried {
     key: String,
     from_key: String,
-    /// The value's text after the colon, as written (for blocks: the following lines).
+    /// The value's text after the colon as written (for a value on several lines:
+    /// with its lines, in the new file's line ends).
     raw: String,
+    /// For a one-line scalar without anchor or tag: its text, which can be
+    /// re-quoted in the style of the line it goes to.
+    scalar: Option<String>,
+    /// The old value's form.
+    kind: ValueKind,
     value: Value,
-    block: bool,
     from_description: Option<String>,
+    /// The file and line that set the value, for errors.
+    origin: (String, Option<usize>),
 }
 
 /// Text of a value for the report: the raw scalar, trimmed; `(list)` for blocks.
@@ -82,12 +140,72 @@ fn report_text(raw: &str, block: bool) -> String {
     }
 }
 
+/// A value written as one line of YAML (flow style), where it can be: for a value
+/// whose text as written cannot be moved (an alias, a block scalar whose kept
+/// line ends depend on what follows it).
+pub fn flow_text(value: &Value) -> Option<String> {
+    Some(match value {
+        Value::Null => "null".to_owned(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.to_string(),
+        Value::String(text) => double_quoted(text),
+        Value::Sequence(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(flow_text)
+                .collect::<Option<Vec<_>>>()?
+                .join(", ")
+        ),
+        Value::Mapping(mapping) => format!(
+            "{{{}}}",
+            mapping
+                .iter()
+                .map(|(key, value)| {
+                    let complex = matches!(key, Value::Sequence(_) | Value::Mapping(_));
+                    let explicit = if complex { "? " } else { "" };
+                    Some(format!(
+                        "{explicit}{}: {}",
+                        flow_text(key)?,
+                        flow_text(value)?
+                    ))
+                })
+                .collect::<Option<Vec<_>>>()?
+                .join(", ")
+        ),
+        Value::Tagged(_) => return None,
+    })
+}
+
+/// A key as written at the start of a line: plain where YAML reads that as the
+/// same string, else double-quoted.
+fn key_text(key: &str) -> String {
+    let plain = key
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'/'))
+        && !needs_quotes(key);
+    if plain {
+        key.to_owned()
+    } else {
+        double_quoted(key)
+    }
+}
+
 /// Migrates one YAML config. `old_text` is the old server's file (if it had one);
 /// `extra` are values from elsewhere, which the old file's own values override.
 ///
+/// Nothing the old file sets is lost silently: every key its YAML parser reads
+/// must hold its old value in the result (under its current name), or this fails
+/// naming the old file's line.
+///
 /// # Errors
-/// [`Error::ConfigParse`] when a file is not YAML, or when the edited text does not
-/// mean what was intended (then nothing must be written).
+/// [`Error::ConfigParse`] when a file is not YAML, when an old value cannot be
+/// carried (its file and line), or when the edited text would not mean what was
+/// intended (then nothing must be written).
 pub fn migrate_yaml(
     file: &str,
     old_text: Option<&str>,
@@ -95,12 +213,14 @@ pub fn migrate_yaml(
     extra: &[ExtraValue],
     stamp: &str,
 ) -> Result<YamlMigration> {
+    let old_file = format!("old {file}");
     let old_meaning = match old_text {
-        Some(text) => parse_mapping(text, &format!("old {file}"))?,
+        Some(text) => parse_mapping(text, &old_file)?,
         None => Mapping::new(),
     };
     let new_meaning = parse_mapping(new_text, file)?;
     let new = YamlText::parse(new_text);
+    let line_ending = new.line_ending();
     let mut warnings = Vec::new();
 
     // What to carry: every active old directive under its current name.
@@ -108,9 +228,10 @@ pub fn migrate_yaml(
     if let Some(old_text) = old_text {
         let old = YamlText::parse(old_text);
         for entry in old.entries().iter().filter(|entry| !entry.commented) {
-            if NEVER_CARRIED.contains(&entry.key.as_str()) {
+            if NEVER_CARRIED.contains(&entry.key.as_str()) || !entry.key_is_text {
                 continue;
             }
+            // A key the scanner misread is not in the mapping: the final check names it.
             let Some(value) = old_meaning.get(entry.key.as_str()) else {
                 continue;
             };
@@ -125,18 +246,20 @@ pub fn migrate_yaml(
             if carried.iter().any(|c| c.key == key) {
                 continue;
             }
-            let raw = if entry.block {
-                old_text[entry.after_colon()..entry.value_end].to_owned()
-            } else {
-                entry.raw_value(old_text).to_owned()
-            };
+            let raw = old_text[entry.after_colon()..entry.value_end]
+                .replace("\r\n", "\n")
+                .replace('\n', line_ending);
             carried.push(Carried {
                 from_key: entry.key.clone(),
                 key,
                 raw,
+                scalar: entry
+                    .is_simple()
+                    .then(|| entry.raw_value(old_text).to_owned()),
+                kind: entry.kind,
                 value: value.clone(),
-                block: entry.block,
                 from_description: None,
+                origin: (old_file.clone(), Some(entry.line)),
             });
         }
     }
@@ -155,25 +278,264 @@ pub fn migrate_yaml(
         carried.push(Carried {
             key: extra.key.clone(),
             from_key: extra.key.clone(),
-            raw: extra.raw.clone(),
+            raw: format!(" {}", extra.raw),
+            scalar: Some(extra.raw.clone()),
+            kind: ValueKind::Scalar,
             value,
-            block: false,
             from_description: Some(extra.from.clone()),
+            origin: (
+                file.to_owned(),
+                new.active(&extra.key).map(|entry| entry.line),
+            ),
         });
     }
 
     let mut intended = new_meaning.clone();
+    for c in &carried {
+        intended.insert(Value::String(c.key.clone()), c.value.clone());
+    }
+
+    // First every value as written; values whose text did not carry their
+    // meaning (an alias, kept line ends of a block scalar) again as one flow line.
+    let mut as_flow: Vec<&str> = Vec::new();
+    loop {
+        let (text, changes) = compose(
+            file,
+            new_text,
+            &new,
+            &new_meaning,
+            &carried,
+            &as_flow,
+            stamp,
+        );
+        let result = parse_mapping(&text, file).ok();
+        let differing: Vec<&Value> = match &result {
+            Some(result) => intended
+                .iter()
+                .filter(|(key, value)| result.get(*key) != Some(*value))
+                .map(|(key, _)| key)
+                .chain(result.keys().filter(|key| !intended.contains_key(*key)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let failing: Vec<&Carried> = match &result {
+            Some(_) => carried
+                .iter()
+                .filter(|c| {
+                    differing
+                        .iter()
+                        .any(|key| key.as_str() == Some(c.key.as_str()))
+                })
+                .collect(),
+            // The text does not parse: suspect the values moved as written on several lines.
+            None if carried.iter().any(|c| c.scalar.is_none()) => {
+                carried.iter().filter(|c| c.scalar.is_none()).collect()
+            }
+            None => carried.iter().collect(),
+        };
+        if result.is_some() && differing.is_empty() {
+            if let Some(result) = &result {
+                check_nothing_lost(file, old_text, &old_meaning, result)?;
+            }
+            return Ok(YamlMigration {
+                text,
+                changes,
+                warnings,
+            });
+        }
+        let retry: Vec<&str> = failing
+            .iter()
+            .filter(|c| !as_flow.contains(&c.key.as_str()) && flow_text(&c.value).is_some())
+            .map(|c| c.key.as_str())
+            .collect();
+        if retry.is_empty() {
+            let (path, line, what) = match failing.first() {
+                Some(c) => (c.origin.0.clone(), c.origin.1, c.key.clone()),
+                None => {
+                    let key = differing
+                        .first()
+                        .and_then(|key| key.as_str())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let line = new.active(&key).map(|entry| entry.line);
+                    (file.to_owned(), line, key)
+                }
+            };
+            return Err(Error::ConfigParse {
+                path: path.into(),
+                line,
+                message: format!(
+                    "{what}: the value cannot be carried into {file} without changing what the file means; \
+                     nothing was written — set it by hand in the new file, or take the old file whole with --take {file}"
+                ),
+            });
+        }
+        as_flow.extend(retry);
+    }
+}
+
+/// The independent check that nothing the old file sets was left behind: every
+/// key YAML reads in the old file holds its old value in the result, under its
+/// current name.
+fn check_nothing_lost(
+    file: &str,
+    old_text: Option<&str>,
+    old_meaning: &Mapping,
+    result: &Mapping,
+) -> Result<()> {
+    let Some(old_text) = old_text else {
+        return Ok(());
+    };
+    for (key, value) in old_meaning {
+        let refuse = |why: String| {
+            Error::ConfigParse {
+            path: format!("old {file}").into(),
+            line: Some(line_of_key(old_text, key)),
+            message: format!("{why}; nothing was written — set it by hand in the new file, or take the old file whole with --take {file}"),
+        }
+        };
+        let Some(name) = key.as_str() else {
+            return Err(refuse(format!(
+                "the key {} is not a name (YAML reads it as {}), so it cannot be carried",
+                flow_text(key).unwrap_or_default(),
+                kind_of(key)
+            )));
+        };
+        if NEVER_CARRIED.contains(&name) {
+            continue;
+        }
+        let current = current_name(name);
+        // The old file also sets the current name: that one was carried (and warned about).
+        if current != name && old_meaning.contains_key(current) {
+            continue;
+        }
+        if result.get(current) != Some(value) {
+            return Err(refuse(format!(
+                "{name} is set here but was not carried: its key or value is written in a form this tool does not edit"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// The line of the old file that sets a key: the directive's line where the
+/// scanner found it, else the first line holding the key's text, else line 1.
+fn line_of_key(text: &str, key: &Value) -> usize {
+    let parsed = YamlText::parse(text);
+    let found = parsed.entries().iter().find(|entry| {
+        !entry.commented
+            && match key.as_str() {
+                Some(name) => entry.key_is_text && entry.key == name,
+                None => yaml_serde::from_str::<Value>(&entry.key).ok().as_ref() == Some(key),
+            }
+    });
+    if let Some(entry) = found {
+        return entry.line;
+    }
+    let needle = key
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| flow_text(key))
+        .unwrap_or_default();
+    text.lines()
+        .position(|line| !needle.is_empty() && line.contains(&needle))
+        .map_or(1, |index| index + 1)
+}
+
+/// The edits of one carried value to an active line of the new file.
+fn replace_active(
+    c: &Carried,
+    entry: &Entry,
+    one_line: Option<&str>,
+    new_text: &str,
+) -> (usize, usize, String) {
+    let comment = entry.comment.map(|(start, end)| &new_text[start..end]);
+    // Where the line's own comment goes when the value's text around it changes.
+    let end = entry
+        .comment
+        .map_or(entry.value_end, |(_, end)| end.max(entry.value_end));
+    match one_line {
+        Some(scalar) if entry.is_simple() => {
+            let style = if entry.kind == ValueKind::Empty {
+                Quote::Plain
+            } else {
+                entry.quote
+            };
+            let mut replacement = render_value(scalar, &c.value, style);
+            if entry.value_start == entry.after_colon() {
+                replacement.insert(0, ' ');
+            }
+            if entry.kind == ValueKind::Empty && comment.is_some() {
+                replacement.push(' ');
+            }
+            (entry.value_start, entry.value_end, replacement)
+        }
+        Some(scalar) => {
+            let mut replacement = format!(" {}", render_value(scalar, &c.value, Quote::Plain));
+            if let Some(comment) = comment {
+                replacement.push_str("  ");
+                replacement.push_str(comment);
+            }
+            (entry.after_colon(), end, replacement)
+        }
+        None => (
+            entry.after_colon(),
+            end,
+            with_comment(&c.raw, c.kind, comment),
+        ),
+    }
+}
+
+/// A value's text with a comment of the line it replaces: on the key's line of
+/// a block (unless it has its own), after the value otherwise.
+fn with_comment(raw: &str, kind: ValueKind, comment: Option<&str>) -> String {
+    let Some(comment) = comment else {
+        return raw.to_owned();
+    };
+    if matches!(kind, ValueKind::BlockScalar | ValueKind::Collection) {
+        let head_end = raw.find(['\r', '\n']).unwrap_or(raw.len());
+        if raw[..head_end].contains('#') {
+            return raw.to_owned();
+        }
+        return format!("{}  {comment}{}", &raw[..head_end], &raw[head_end..]);
+    }
+    format!("{raw}  {comment}")
+}
+
+/// The new text with the carried values, and the report of what was done;
+/// `as_flow` names the values to write as one flow line instead of as written.
+fn compose(
+    file: &str,
+    new_text: &str,
+    new: &YamlText<'_>,
+    new_meaning: &Mapping,
+    carried: &[Carried],
+    as_flow: &[&str],
+    stamp: &str,
+) -> (String, Vec<Change>) {
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut appended: Vec<String> = Vec::new();
     let mut changes = Vec::new();
     let line_ending = new.line_ending();
-    for c in &carried {
-        intended.insert(Value::String(c.key.clone()), c.value.clone());
+    for c in carried {
         let renamed = c.from_key != c.key;
         let from = c
             .from_description
             .clone()
             .or_else(|| renamed.then(|| c.from_key.clone()));
+        let block = c.scalar.is_none();
         let change = |action: ChangeAction, old: Option<String>| Change {
             file: file.to_owned(),
             key: c.key.clone(),
@@ -183,41 +545,23 @@ pub fn migrate_yaml(
                 action
             },
             old: shown(&c.key, old.as_deref()),
-            new: shown(&c.key, Some(&report_text(&c.raw, c.block))),
+            new: shown(&c.key, Some(&report_text(&c.raw, block))),
             from: from.clone(),
         };
-        // Old text of a block value uses the old file's line ends; use the new file's.
-        let block_raw = || c.raw.replace("\r\n", "\n").replace('\n', line_ending);
+        let flow = as_flow
+            .contains(&c.key.as_str())
+            .then(|| flow_text(&c.value))
+            .flatten();
+        let one_line = flow.as_deref().or(c.scalar.as_deref());
         if let Some(entry) = new.active(&c.key) {
-            let current = new_meaning.get(c.key.as_str());
-            let before = report_text(
-                if entry.block {
-                    &new_text[entry.after_colon()..entry.value_end]
-                } else {
-                    entry.raw_value(new_text)
-                },
-                entry.block,
-            );
-            if current == Some(&c.value) {
+            let before = report_text(&new_text[entry.after_colon()..entry.value_end], entry.block);
+            if new_meaning.get(c.key.as_str()) == Some(&c.value) {
                 changes.push(change(ChangeAction::Kept, Some(before)));
                 continue;
             }
-            let (start, replacement) = if c.block || entry.block {
-                let replacement = if c.block {
-                    block_raw()
-                } else {
-                    format!(" {}", render_value(&c.raw, &c.value, Quote::Plain))
-                };
-                (entry.after_colon(), replacement)
-            } else {
-                (
-                    entry.value_start,
-                    render_value(&c.raw, &c.value, entry.quote),
-                )
-            };
-            edits.push((start, entry.value_end, replacement));
+            edits.push(replace_active(c, entry, one_line, new_text));
             changes.push(change(ChangeAction::Set, Some(before)));
-        } else if let Some(entry) = new.commented(&c.key).filter(|_| !c.block) {
+        } else if let (Some(entry), Some(scalar)) = (new.commented(&c.key), one_line) {
             let spacing = &new_text[entry.after_colon()..entry.value_start];
             let spacing = if spacing.is_empty() { " " } else { spacing };
             let style = if entry.value_end > entry.value_start {
@@ -228,21 +572,16 @@ pub fn migrate_yaml(
             let replacement = format!(
                 "{}:{spacing}{}",
                 c.key,
-                render_value(&c.raw, &c.value, style)
+                render_value(scalar, &c.value, style)
             );
             edits.push((entry.content_start, entry.value_end, replacement));
             changes.push(change(ChangeAction::Uncommented, None));
         } else {
-            let line = if c.block {
-                format!("{}:{}", c.key, block_raw())
-            } else {
-                format!(
-                    "{}: {}",
-                    c.key,
-                    render_value(&c.raw, &c.value, Quote::Plain)
-                )
+            let value = match one_line {
+                Some(scalar) => format!(" {}", render_value(scalar, &c.value, Quote::Plain)),
+                None => c.raw.clone(),
             };
-            appended.push(line);
+            appended.push(format!("{}:{value}", key_text(&c.key)));
             changes.push(change(ChangeAction::Appended, None));
         }
     }
@@ -266,28 +605,7 @@ pub fn migrate_yaml(
             }
         }
     }
-
-    let result_meaning = parse_mapping(&text, file)?;
-    if result_meaning != intended {
-        let differing: Vec<String> = intended
-            .iter()
-            .filter(|(key, value)| result_meaning.get(*key) != Some(*value))
-            .filter_map(|(key, _)| key.as_str().map(str::to_owned))
-            .collect();
-        return Err(Error::ConfigParse {
-            path: file.into(),
-            line: None,
-            message: format!(
-                "the edited file would not mean what was intended (keys: {}); nothing was written — please report this",
-                differing.join(", ")
-            ),
-        });
-    }
-    Ok(YamlMigration {
-        text,
-        changes,
-        warnings,
-    })
+    (text, changes)
 }
 
 /// Applies non-overlapping `(start, end, replacement)` edits to a text.
