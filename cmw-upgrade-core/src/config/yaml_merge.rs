@@ -290,6 +290,26 @@ pub fn migrate_yaml(
         });
     }
 
+    for c in &carried {
+        let Some(entry) = new.active(&c.key) else {
+            continue;
+        };
+        if new_meaning.get(c.key.as_str()) == Some(&c.value) {
+            continue;
+        }
+        if let Some(anchor) = referenced_anchor(new_text, entry) {
+            return Err(Error::ConfigParse {
+                path: file.into(),
+                line: Some(entry.line),
+                message: format!(
+                    "{}: other values refer to this value's anchor (*{anchor}), so carrying the old value would change them too; \
+                     nothing was written — write the value in place of each *{anchor} in the new file, or set it by hand",
+                    c.key
+                ),
+            });
+        }
+    }
+
     let mut intended = new_meaning.clone();
     for c in &carried {
         intended.insert(Value::String(c.key.clone()), c.value.clone());
@@ -514,6 +534,34 @@ fn with_comment(raw: &str, kind: ValueKind, comment: Option<&str>) -> String {
     format!("{raw}  {comment}")
 }
 
+/// Whether the text's last directive is a block scalar that keeps its final
+/// line ends (`|+`, `>+`), which reach up to the next line at the margin.
+fn ends_with_kept_block_scalar(text: &YamlText<'_>) -> bool {
+    text.entries()
+        .iter()
+        .rev()
+        .find(|entry| !entry.commented)
+        .is_some_and(|entry| {
+            entry.kind == ValueKind::BlockScalar && {
+                let header = &text.text()[entry.value_start..entry.value_end];
+                header.lines().next().is_some_and(|line| line.contains('+'))
+            }
+        })
+}
+
+/// An anchor on the new file's value for `key` that other values refer to:
+/// replacing that value would change theirs too. Returns the anchor's name.
+fn referenced_anchor<'t>(text: &'t str, entry: &Entry) -> Option<&'t str> {
+    if !entry.properties {
+        return None;
+    }
+    let properties = text[entry.value_start..].split([' ', '\t', '\r', '\n']);
+    properties
+        .take_while(|token| token.starts_with(['&', '!']))
+        .filter_map(|token| token.strip_prefix('&'))
+        .find(|name| text.contains(&format!("*{name}")))
+}
+
 /// The new text with the carried values, and the report of what was done;
 /// `as_flow` names the values to write as one flow line instead of as written.
 fn compose(
@@ -597,7 +645,10 @@ fn compose(
                 if !text.is_empty() && !text.ends_with('\n') {
                     text.push_str(line_ending);
                 }
-                text.push_str(line_ending);
+                // A block scalar that keeps its line ends (`|+`) would take in a blank line.
+                if !ends_with_kept_block_scalar(new) {
+                    text.push_str(line_ending);
+                }
                 text.push_str(&format!("{APPENDED_BLOCK_START} {stamp} ---{line_ending}"));
                 text.push_str(&lines);
                 text.push_str(APPENDED_BLOCK_END);
