@@ -292,6 +292,17 @@ pub fn migrate_yaml(
 
     for c in &carried {
         let Some(entry) = new.active(&c.key) else {
+            if new_meaning.contains_key(c.key.as_str()) {
+                return Err(Error::ConfigParse {
+                    path: file.into(),
+                    line: Some(line_of_key(new_text, &Value::String(c.key.clone()))),
+                    message: format!(
+                        "{}: set here in a form this tool does not edit (an explicit `?` key, a key with an anchor or tag, \
+                         or a flow mapping); nothing was written — write it as `key: value` at the start of a line, or set it by hand",
+                        c.key
+                    ),
+                });
+            }
             continue;
         };
         if new_meaning.get(c.key.as_str()) == Some(&c.value) {
@@ -534,6 +545,23 @@ fn with_comment(raw: &str, kind: ValueKind, comment: Option<&str>) -> String {
     format!("{raw}  {comment}")
 }
 
+/// Where the last line starts when it is a document end marker (`...`) with
+/// nothing but blank lines and comments after it.
+fn document_end(text: &str) -> Option<usize> {
+    let mut offset = text.len();
+    for line in text.split_inclusive('\n').rev() {
+        offset -= line.len();
+        let content = line.trim_end();
+        if content == "..." || content.starts_with("... ") || content.starts_with("...\t") {
+            return Some(offset);
+        }
+        if !(content.is_empty() || content.starts_with('#')) {
+            return None;
+        }
+    }
+    None
+}
+
 /// Whether the text's last directive is a block scalar that keeps its final
 /// line ends (`|+`, `>+`), which reach up to the next line at the margin.
 fn ends_with_kept_block_scalar(text: &YamlText<'_>) -> bool {
@@ -552,14 +580,16 @@ fn ends_with_kept_block_scalar(text: &YamlText<'_>) -> bool {
 /// An anchor on the new file's value for `key` that other values refer to:
 /// replacing that value would change theirs too. Returns the anchor's name.
 fn referenced_anchor<'t>(text: &'t str, entry: &Entry) -> Option<&'t str> {
-    if !entry.properties {
-        return None;
-    }
-    let properties = text[entry.value_start..].split([' ', '\t', '\r', '\n']);
-    properties
-        .take_while(|token| token.starts_with(['&', '!']))
+    let value = &text[entry.value_start..entry.value_end];
+    let outside = [&text[..entry.value_start], &text[entry.value_end..]];
+    value
+        .split(|c: char| c.is_whitespace() || matches!(c, '[' | '{' | ','))
         .filter_map(|token| token.strip_prefix('&'))
-        .find(|name| text.contains(&format!("*{name}")))
+        .filter(|name| !name.is_empty())
+        .find(|name| {
+            let alias = format!("*{name}");
+            outside.iter().any(|part| part.contains(&alias))
+        })
 }
 
 /// The new text with the carried values, and the report of what was done;
@@ -641,6 +671,14 @@ fn compose(
         match text.find(APPENDED_BLOCK_END) {
             // A block from an earlier run: add to it rather than starting another.
             Some(end_marker) => text.insert_str(end_marker, &lines),
+            // After a document end marker (`...`) a line would start another document.
+            None if document_end(&text).is_some() => {
+                let at = document_end(&text).unwrap_or(text.len());
+                let block = format!(
+                    "{APPENDED_BLOCK_START} {stamp} ---{line_ending}{lines}{APPENDED_BLOCK_END}{line_ending}"
+                );
+                text.insert_str(at, &block);
+            }
             None => {
                 if !text.is_empty() && !text.ends_with('\n') {
                     text.push_str(line_ending);

@@ -287,10 +287,12 @@ fn key_extent(line: &str) -> Option<(usize, usize)> {
     None
 }
 
-/// The key as YAML reads it, and whether that is a string.
+/// The key as YAML reads it (as the key of a mapping, where `a::` means `a:`),
+/// and whether that is a string.
 fn key_meaning(raw: &str) -> Option<(String, bool)> {
-    match yaml_serde::from_str::<Value>(raw).ok()? {
-        Value::String(key) => Some((key, true)),
+    let mapping = yaml_serde::from_str::<yaml_serde::Mapping>(&format!("{raw}: 0")).ok()?;
+    match mapping.keys().next()? {
+        Value::String(key) => Some((key.clone(), true)),
         Value::Null | Value::Bool(_) | Value::Number(_) => Some((raw.to_owned(), false)),
         _ => None,
     }
