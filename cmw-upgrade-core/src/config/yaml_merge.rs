@@ -848,6 +848,135 @@ mod tests {
         );
     }
 
+    fn carried(old: &str, new: &str) -> String {
+        let migration = migrate(old, new);
+        let mut intended = parse_mapping(new, "new").unwrap();
+        for (key, value) in parse_mapping(old, "old").unwrap() {
+            intended.insert(key, value);
+        }
+        assert_eq!(parse_mapping(&migration.text, "result").unwrap(), intended);
+        migration.text
+    }
+
+    fn refusal(old: &str, new: &str) -> (String, Option<usize>) {
+        match migrate_yaml("f.yml", Some(old), new, &[], "now").unwrap_err() {
+            Error::ConfigParse { path, line, .. } => (path.display().to_string(), line),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn quoted_keys_and_a_space_before_the_colon() {
+        assert_eq!(
+            carried(
+                "\"journal.password\": s3cret\n'a.b' : yes-no\n",
+                "journal.password: x  # set me\n\"a.b\" : 'z'\n"
+            ),
+            "journal.password: s3cret  # set me\n\"a.b\" : 'yes-no'\n"
+        );
+        let text = carried("\"odd: key\": 1\n", "a: 2\n");
+        assert!(text.contains("\n\"odd: key\": 1\n"), "{text}");
+    }
+
+    #[test]
+    fn block_scalars_as_values_and_as_targets() {
+        assert_eq!(
+            carried(
+                "cert: |-\n  line one\n  line two\nz: 1\n",
+                "cert: none  # the certificate\nz: 1\n"
+            ),
+            "cert: |-  # the certificate\n  line one\n  line two\nz: 1\n"
+        );
+        assert_eq!(
+            carried(
+                "cert: plain\n",
+                "cert: >2\n   indented\n  text\n\nnext: 1\n"
+            ),
+            "cert: plain\n\nnext: 1\n"
+        );
+        // Kept line ends depend on what follows: carried as one quoted line.
+        assert_eq!(
+            carried("motd: >+\n  hi\n\nz: 1\n", "motd: x\nz: 1\n"),
+            "motd: \"hi\\n\\n\"\nz: 1\n"
+        );
+    }
+
+    #[test]
+    fn quoted_values_over_several_lines_and_flow_collections() {
+        assert_eq!(
+            carried("msg: \"a\n  b\"\n", "msg: 'x'  # note\n"),
+            "msg: \"a\n  b\"  # note\n"
+        );
+        assert_eq!(
+            carried("msg: 'it''s\n  long'\n", "msg: x\n"),
+            "msg: 'it''s\n  long'\n"
+        );
+        assert_eq!(
+            carried("hosts: [a, b]\n", "hosts:\n  - c\nz: 1\n"),
+            "hosts: [a, b]\nz: 1\n"
+        );
+        assert_eq!(
+            carried("hosts:\n  - a\n", "hosts: {c: 1}  # list\nz: 1\n"),
+            "hosts:  # list\n  - a\nz: 1\n"
+        );
+    }
+
+    #[test]
+    fn anchors_and_aliases() {
+        // The alias would come before its anchor: both written as values.
+        let text = carried("base: &b /data\ncopy: *b\n", "copy: /y\n");
+        assert!(text.starts_with("copy: /data\n"), "{text}");
+        // An anchor in the new file that another value refers to is not replaced.
+        let (path, line) = refusal("base: /data\n", "# cfg\nbase: &b /x\ncopy: *b\n");
+        assert_eq!((path.as_str(), line), ("f.yml", Some(2)));
+    }
+
+    #[test]
+    fn crlf_old_values_over_several_lines_take_the_new_files_line_ends() {
+        let text = carried("a: |\r\n  x\r\n  y\r\n", "a: 1\nb: 2\n");
+        assert_eq!(text, "a: |\n  x\n  y\nb: 2\n");
+        let text = carried("a: |\n  x\n", "\u{feff}a: 1\r\nb: 2\r\n");
+        assert_eq!(text, "\u{feff}a: |\r\n  x\r\nb: 2\r\n");
+    }
+
+    #[test]
+    fn an_empty_value_with_a_comment_gets_the_old_value_before_it() {
+        assert_eq!(
+            carried("a: 5\n", "a:  # unset\nb:\n"),
+            "a:  5 # unset\nb:\n"
+        );
+        assert_eq!(carried("b: 5\n", "a: 1\nb:\n"), "a: 1\nb: 5\n");
+    }
+
+    #[test]
+    fn what_cannot_be_carried_is_refused_naming_the_original_line() {
+        // An explicit key on line 3 of the old file.
+        assert_eq!(
+            refusal("a: 1\n# c\n? b\n: 2\n", "a: 0\n"),
+            ("old f.yml".to_owned(), Some(3))
+        );
+        // A key YAML reads as a number.
+        assert_eq!(
+            refusal("a: 1\n1: x\n", "a: 0\n"),
+            ("old f.yml".to_owned(), Some(2))
+        );
+        // A repeated key: its second line.
+        assert_eq!(
+            refusal("a: 1\nb: 2\na: 3\n", "a: 0\n"),
+            ("old f.yml".to_owned(), Some(3))
+        );
+        // The new file's key in a flow mapping.
+        assert_eq!(
+            refusal("a: 1\n", "# new\n{a: 0}\n"),
+            ("f.yml".to_owned(), Some(2))
+        );
+        // A second document.
+        assert_eq!(
+            refusal("a: 1\n---\nb: 2\n", "a: 0\n"),
+            ("old f.yml".to_owned(), Some(2))
+        );
+    }
+
     fn scalar() -> impl Strategy<Value = String> {
         prop_oneof![
             "[a-z][a-z/._-]{0,11}",

@@ -771,6 +771,45 @@ mod tests {
     }
 
     #[test]
+    fn every_value_form_has_its_span() {
+        let text = "\"q.key\" : 'v'  # c\nk2 : plain text\n  going on\nlit: |-2  # header\n   a\n\n  b\nx: 1\nmsg: \"a\n  b\" # after\nflow: [a, {b: c},\n  d]\nmap: {a: 1}\nanchored: &a !!str v\nalias: *a\nlist: # about\n- x\n# between\n- y\n#commented: 1\n";
+        let parsed = YamlText::parse(text);
+        let found: Vec<(&str, ValueKind, &str)> = parsed
+            .entries()
+            .iter()
+            .filter(|entry| !entry.commented)
+            .map(|entry| (entry.key.as_str(), entry.kind, entry.raw_value(text)))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("q.key", ValueKind::Scalar, "'v'"),
+                ("k2", ValueKind::MultiLine, "plain text\n  going on"),
+                ("lit", ValueKind::BlockScalar, "|-2  # header\n   a\n\n  b"),
+                ("x", ValueKind::Scalar, "1"),
+                ("msg", ValueKind::MultiLine, "\"a\n  b\""),
+                ("flow", ValueKind::Flow, "[a, {b: c},\n  d]"),
+                ("map", ValueKind::Flow, "{a: 1}"),
+                ("anchored", ValueKind::Scalar, "&a !!str v"),
+                ("alias", ValueKind::Alias, "*a"),
+                ("list", ValueKind::Collection, "\n- x\n# between\n- y"),
+            ]
+        );
+        let comment = |key: &str| {
+            let entry = parsed.active(key).unwrap();
+            entry.comment.map(|(start, end)| &text[start..end])
+        };
+        assert_eq!(comment("q.key"), Some("# c"));
+        assert_eq!(comment("lit"), Some("# header"));
+        assert_eq!(comment("msg"), Some("# after"));
+        assert_eq!(comment("list"), Some("# about"));
+        assert!(parsed.active("anchored").unwrap().properties);
+        assert!(!parsed.active("anchored").unwrap().is_simple());
+        assert_eq!(parsed.commented("commented").unwrap().line, 20);
+        assert!(yaml_serde::from_str::<Value>(text).is_ok());
+    }
+
+    #[test]
     fn crlf_and_bom() {
         let text = "\u{feff}a: 1\r\nb: \"x\"\r\n";
         let parsed = YamlText::parse(text);
