@@ -131,12 +131,16 @@ struct Carried {
     origin: (String, Option<usize>),
 }
 
-/// Text of a value for the report: the raw scalar, trimmed; `(list)` for blocks.
-fn report_text(raw: &str, block: bool) -> String {
-    if block {
-        "(list or mapping)".to_owned()
-    } else {
-        raw.trim().to_owned()
+/// Text of a value for the report: a one-line value as written; a list or
+/// mapping as `(list or mapping)`; another value over several lines as one
+/// quoted line.
+fn report_text(raw: &str, value: Option<&Value>) -> String {
+    match value {
+        Some(Value::Sequence(_) | Value::Mapping(_)) => "(list or mapping)".to_owned(),
+        Some(value) if raw.trim().contains(['\n', '\r']) => {
+            flow_text(value).unwrap_or_else(|| raw.trim().to_owned())
+        }
+        _ => raw.trim().to_owned(),
     }
 }
 
@@ -613,7 +617,6 @@ fn compose(
             .from_description
             .clone()
             .or_else(|| renamed.then(|| c.from_key.clone()));
-        let block = c.scalar.is_none();
         let change = |action: ChangeAction, old: Option<String>| Change {
             file: file.to_owned(),
             key: c.key.clone(),
@@ -623,7 +626,7 @@ fn compose(
                 action
             },
             old: shown(&c.key, old.as_deref()),
-            new: shown(&c.key, Some(&report_text(&c.raw, block))),
+            new: shown(&c.key, Some(&report_text(&c.raw, Some(&c.value)))),
             from: from.clone(),
         };
         let flow = as_flow
@@ -632,7 +635,10 @@ fn compose(
             .flatten();
         let one_line = flow.as_deref().or(c.scalar.as_deref());
         if let Some(entry) = new.active(&c.key) {
-            let before = report_text(&new_text[entry.after_colon()..entry.value_end], entry.block);
+            let before = report_text(
+                &new_text[entry.after_colon()..entry.value_end],
+                new_meaning.get(c.key.as_str()),
+            );
             if new_meaning.get(c.key.as_str()) == Some(&c.value) {
                 changes.push(change(ChangeAction::Kept, Some(before)));
                 continue;
