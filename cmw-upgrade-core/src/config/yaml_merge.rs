@@ -4,8 +4,17 @@
 //! the old file replaces the value on its line in the new file; a commented-out
 //! `#key:` line is uncommented; a key the new file lacks is appended in a marked
 //! block at the end. Old directive names are written under their current names;
-//! `version` belongs to the new install and is never carried. The result is
-//! parsed again and must mean exactly the intended mapping, or nothing is written.
+//! `version` belongs to the new install and is never carried.
+//!
+//! A one-line scalar takes the quoting of the line it goes to; any other value
+//! (a block scalar, a quoted or plain scalar over several lines, a flow or block
+//! collection, an anchored value) moves as written, and where that would not
+//! mean the same in its new place (an alias, a block scalar keeping its final
+//! line ends) it is written as one flow line instead. The result is parsed
+//! again and must mean exactly the intended mapping; and, as an independent
+//! check, every key the YAML parser reads in the old file must hold its old
+//! value in the result. Otherwise nothing is written, and the error names the
+//! file and line (of the original file) the value could not be carried from.
 
 use yaml_serde::{Mapping, Value};
 
@@ -956,31 +965,22 @@ mod tests {
 
     #[test]
     fn what_cannot_be_carried_is_refused_naming_the_original_line() {
-        // An explicit key on line 3 of the old file.
-        assert_eq!(
-            refusal("a: 1\n# c\n? b\n: 2\n", "a: 0\n"),
-            ("old f.yml".to_owned(), Some(3))
-        );
-        // A key YAML reads as a number.
-        assert_eq!(
-            refusal("a: 1\n1: x\n", "a: 0\n"),
-            ("old f.yml".to_owned(), Some(2))
-        );
-        // A repeated key: its second line.
-        assert_eq!(
-            refusal("a: 1\nb: 2\na: 3\n", "a: 0\n"),
-            ("old f.yml".to_owned(), Some(3))
-        );
-        // The new file's key in a flow mapping.
-        assert_eq!(
-            refusal("a: 1\n", "# new\n{a: 0}\n"),
-            ("f.yml".to_owned(), Some(2))
-        );
-        // A second document.
-        assert_eq!(
-            refusal("a: 1\n---\nb: 2\n", "a: 0\n"),
-            ("old f.yml".to_owned(), Some(2))
-        );
+        // (old text, new text, the file and line named)
+        let cases = [
+            // An explicit key on line 3 of the old file.
+            ("a: 1\n# c\n? b\n: 2\n", "a: 0\n", "old f.yml", 3),
+            // A key YAML reads as a number.
+            ("a: 1\n1: x\n", "a: 0\n", "old f.yml", 2),
+            // A repeated key: its second line.
+            ("a: 1\nb: 2\na: 3\n", "a: 0\n", "old f.yml", 3),
+            // The new file's key in a flow mapping.
+            ("a: 1\n", "# new\n{a: 0}\n", "f.yml", 2),
+            // A second document.
+            ("a: 1\n---\nb: 2\n", "a: 0\n", "old f.yml", 2),
+        ];
+        for (old, new, path, line) in cases {
+            assert_eq!(refusal(old, new), (path.to_owned(), Some(line)), "{old:?}");
+        }
     }
 
     fn scalar() -> impl Strategy<Value = String> {

@@ -633,27 +633,7 @@ pub fn needs_quotes(value: &str) -> bool {
             return true;
         }
     }
-    if matches!(
-        first,
-        b'-' | b'?'
-            | b':'
-            | b','
-            | b'['
-            | b']'
-            | b'{'
-            | b'}'
-            | b'#'
-            | b'&'
-            | b'*'
-            | b'!'
-            | b'|'
-            | b'>'
-            | b'\''
-            | b'"'
-            | b'%'
-            | b'@'
-            | b'`'
-    ) {
+    if is_indicator(first) {
         return true;
     }
     value.contains(": ")
