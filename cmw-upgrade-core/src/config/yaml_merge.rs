@@ -256,7 +256,13 @@ pub fn migrate_yaml(
                 ));
                 continue;
             }
-            if carried.iter().any(|c| c.key == key) {
+            if let Some(first) = carried.iter().find(|c| c.key == key) {
+                if first.value != *value {
+                    warnings.push(format!(
+                        "{file}: the old file sets both {} and {}, old names of {key}; {}'s value was carried",
+                        first.from_key, entry.key, first.from_key
+                    ));
+                }
                 continue;
             }
             let raw = old_text[entry.after_colon()..entry.value_end]
@@ -449,8 +455,17 @@ fn check_nothing_lost(
             continue;
         }
         let current = current_name(name);
-        // The old file also sets the current name: that one was carried (and warned about).
-        if current != name && old_meaning.contains_key(current) {
+        // The old file also sets the current name, or an earlier old name of it:
+        // that one was carried (and warned about).
+        let carried_instead = old_meaning
+            .keys()
+            .take_while(|other| *other != key)
+            .any(|other| {
+                other
+                    .as_str()
+                    .is_some_and(|other| current_name(other) == current)
+            });
+        if current != name && (old_meaning.contains_key(current) || carried_instead) {
             continue;
         }
         if result.get(current) != Some(value) {
@@ -878,6 +893,16 @@ mod tests {
             Error::ConfigParse { path, line, .. } => (path.display().to_string(), line),
             other => panic!("{other}"),
         }
+    }
+
+    #[test]
+    fn two_old_names_of_one_directive_carry_the_first_with_a_warning() {
+        let migration = migrate(
+            "backupPath: /b1\nbackup.config.default.repository.localDisk.path: /b2\n",
+            "backup.defaultFolder: /x\n",
+        );
+        assert_eq!(migration.text, "backup.defaultFolder: /b1\n");
+        assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
     }
 
     #[test]
