@@ -370,10 +370,15 @@ pub fn plan_migration(
 
     if !planner.take_if_asked(&env_file)? {
         if let Some((Some(old), new)) = planner.pair(&env_file)? {
-            let migration = migrate_env(&env_file, &old, &new, &options.stamp);
-            planner.report.changes.extend(migration.changes);
-            if migration.text != new {
-                planner.record(&env_file, migration.text, FileKind::Env)?;
+            match migrate_env(&env_file, &old, &new, &options.stamp) {
+                Ok(migration) => {
+                    planner.report.changes.extend(migration.changes);
+                    planner.report.warnings.extend(migration.warnings);
+                    if migration.text != new {
+                        planner.record(&env_file, migration.text, FileKind::Env)?;
+                    }
+                }
+                Err(error) => planner.report.errors.push(error.to_string()),
             }
         }
     }
