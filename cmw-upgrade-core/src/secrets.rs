@@ -377,7 +377,7 @@ fn mask_shapes(text: &str) -> Cow<'_, str> {
     while let Some(found) = text[search..].find("://") {
         let authority_start = search + found + 3;
         let authority_end = text[authority_start..]
-            .find(|c: char| c.is_whitespace() || "/?#\"'<>\\".contains(c))
+            .find(|c: char| c.is_whitespace() || "/?#\"<>\\".contains(c))
             .map_or(text.len(), |n| authority_start + n);
         let authority = &text[authority_start..authority_end];
         if let Some(at) = authority.rfind('@') {
@@ -538,6 +538,7 @@ mod tests {
                 "git https://ghp_abcdef@github.com/x",
                 "git https://***@github.com/x",
             ),
+            ("'https://u:it's;ok@h/'", "'https://u:***@h/'"),
             (
                 "JAVA_OPTS=\"-Xmx2g -Djavax.net.ssl.trustStorePassword=changeit -Dfoo=bar\"",
                 "JAVA_OPTS=\"-Xmx2g -Djavax.net.ssl.trustStorePassword=*** -Dfoo=bar\"",
