@@ -60,6 +60,12 @@ impl Since {
         Ok(Since(moment))
     }
 
+    /// The day, `YYYY-MM-DD`.
+    pub fn date(&self) -> &str {
+        // Only ASCII digits and `-` were accepted into the first ten bytes.
+        std::str::from_utf8(&self.0[..10]).unwrap_or("")
+    }
+
     /// Whether the record starting on `line` was written before this moment;
     /// a line that does not start a record (no time) counts as before.
     pub fn is_after_record(&self, line: &[u8]) -> bool {
