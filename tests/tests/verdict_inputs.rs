@@ -3,8 +3,9 @@
 //! encodings, and lines longer than any buffer.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use cmw_upgrade_core::logs::{
     upgrade_verdict, upgrade_verdict_since, ErrorReason, LogWatcher, Since, Verdict,
@@ -23,20 +24,28 @@ fn gzip(path: &Path) {
     assert!(status.success(), "gzip {}", path.display());
 }
 
+/// `text` in UTF-16 with a byte-order mark, as iconv writes it.
 fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
-    let mut bytes = if big_endian {
-        vec![0xfe, 0xff]
+    let (bom, target): (&[u8], &str) = if big_endian {
+        (b"\xfe\xff", "UTF-16BE")
     } else {
-        vec![0xff, 0xfe]
+        (b"\xff\xfe", "UTF-16LE")
     };
-    for unit in text.encode_utf16() {
-        bytes.extend(if big_endian {
-            unit.to_be_bytes()
-        } else {
-            unit.to_le_bytes()
-        });
-    }
-    bytes
+    let mut iconv = Command::new("iconv")
+        .args(["-f", "UTF-8", "-t", target])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    iconv
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = iconv.wait_with_output().unwrap();
+    assert!(output.status.success());
+    [bom, &output.stdout].concat()
 }
 
 /// The one-shot verdict and a watcher's first poll, which must agree.

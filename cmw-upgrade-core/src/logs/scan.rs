@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::record::{
     is_error_level, is_whole_word_at, parse_record_start, ErrorReason, Since, ERROR_KEYWORD,
 };
-use super::source::{
-    is_gzip, sniff_encoding, TextEncoding, Utf16Decoder, BOM_SNIFF_MIN, SNIFF_LEN,
-};
+use super::source::{is_gzip, sniff_encoding, TextEncoding, Transcoder, BOM_SNIFF_MIN, SNIFF_LEN};
 use crate::error::{Error, Result};
 
 /// How much of the last record is kept; completion markers sit in its first line.
@@ -483,74 +481,29 @@ impl LogScanner {
     /// left for the next call, and of a character cut by the end, are not).
     fn read_text(&mut self, reader: &mut dyn Read, path: &Path, at_end: bool) -> Result<u64> {
         let read_error = |error| Error::io("read", path, error);
-        let mut text: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
-        let mut read_total = 0u64;
-        let encoding = match self.encoding {
-            Some(encoding) => encoding,
-            None => {
-                // The file's start tells its encoding; wait for enough of it.
-                text.resize(SNIFF_LEN, 0);
-                let head_len = read_up_to(reader, &mut text).map_err(read_error)?;
-                text.truncate(head_len);
-                if head_len < BOM_SNIFF_MIN && !at_end {
-                    return Ok(0);
-                }
-                let encoding =
-                    sniff_encoding(&text).map_err(|error| Error::io("decode", path, error))?;
-                self.encoding = Some(encoding);
-                read_total = head_len as u64;
-                if encoding != TextEncoding::Utf8 {
-                    let head = std::mem::replace(&mut text, Vec::with_capacity(READ_CHUNK * 2));
-                    let mut decoder = Utf16Decoder::new(encoding == TextEncoding::Utf16Be);
-                    decoder.decode(&head[encoding.bom_len()..], &mut text);
-                    return self.read_decoded(reader, path, at_end, decoder, text, read_total);
-                }
-                encoding
+        let mut head = Vec::new();
+        if self.encoding.is_none() {
+            // The file's start tells its encoding; wait for enough of it.
+            head.resize(SNIFF_LEN, 0);
+            let head_len = read_up_to(reader, &mut head).map_err(read_error)?;
+            head.truncate(head_len);
+            if head_len < BOM_SNIFF_MIN && !at_end {
+                return Ok(0);
             }
-        };
-        if encoding != TextEncoding::Utf8 {
-            let decoder = Utf16Decoder::new(encoding == TextEncoding::Utf16Be);
-            return self.read_decoded(reader, path, at_end, decoder, text, read_total);
+            let encoding =
+                sniff_encoding(&head).map_err(|error| Error::io("decode", path, error))?;
+            self.encoding = Some(encoding);
         }
-        loop {
-            let filled = text.len();
-            text.resize(filled + READ_CHUNK, 0);
-            let read = reader.read(&mut text[filled..]).map_err(read_error)?;
-            text.truncate(filled + read);
-            read_total += read as u64;
-            if read == 0 || text.len() >= READ_CHUNK {
-                let consumed = self.feed(&text);
-                text.drain(..consumed);
-            }
-            if read == 0 {
-                break;
-            }
-        }
-        if at_end {
-            self.finish(&text);
-            text.clear();
-        }
-        Ok(read_total - text.len() as u64)
-    }
-
-    /// [`Self::read_text`] for a UTF-16 file: raw bytes are decoded into `text` first.
-    fn read_decoded(
-        &mut self,
-        reader: &mut dyn Read,
-        path: &Path,
-        at_end: bool,
-        mut decoder: Utf16Decoder,
-        mut text: Vec<u8>,
-        mut read_total: u64,
-    ) -> Result<u64> {
         let encoding = self.encoding.unwrap_or(TextEncoding::Utf8);
-        let mut raw = vec![0u8; READ_CHUNK];
+        let mut transcoder = Transcoder::new(encoding);
+        let mut text: Vec<u8> = Vec::with_capacity(READ_CHUNK * 2);
+        transcoder.decode(&head[encoding.bom_len().min(head.len())..], &mut text);
+        let mut read_total = head.len() as u64;
         loop {
-            let read = reader
-                .read(&mut raw)
-                .map_err(|error| Error::io("read", path, error))?;
+            let read = transcoder
+                .read_into(reader, &mut text)
+                .map_err(read_error)?;
             read_total += read as u64;
-            decoder.decode(&raw[..read], &mut text);
             if read == 0 || text.len() >= READ_CHUNK {
                 let consumed = self.feed(&text);
                 text.drain(..consumed);
@@ -560,11 +513,11 @@ impl LogScanner {
             }
         }
         if at_end {
-            decoder.finish(&mut text);
+            transcoder.finish(&mut text);
             self.finish(&text);
             text.clear();
         }
-        Ok(read_total - encoding.source_len(&text) - decoder.pending_len())
+        Ok(read_total - encoding.source_len(&text) - transcoder.pending_len())
     }
 }
 

@@ -7,7 +7,9 @@
 //! NUL bytes in the first line without any byte-order mark) is an error naming
 //! the file: a verdict that silently read nothing would wait for ever.
 
-use std::io;
+use std::io::{self, Read};
+
+use super::scan::READ_CHUNK as READ_LEN;
 
 /// The gzip magic number.
 const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
@@ -91,6 +93,71 @@ pub(crate) fn sniff_encoding(head: &[u8]) -> io::Result<TextEncoding> {
         );
     }
     Ok(TextEncoding::Utf8)
+}
+
+/// Turns a reader's bytes into UTF-8 text, a read at a time: UTF-8 as it is,
+/// UTF-16 through a [`Utf16Decoder`].
+pub(crate) enum Transcoder {
+    Utf8,
+    Utf16 { decoder: Utf16Decoder, raw: Vec<u8> },
+}
+
+impl Transcoder {
+    pub(crate) fn new(encoding: TextEncoding) -> Self {
+        match encoding {
+            TextEncoding::Utf8 => Transcoder::Utf8,
+            TextEncoding::Utf16Le | TextEncoding::Utf16Be => Transcoder::Utf16 {
+                decoder: Utf16Decoder::new(encoding == TextEncoding::Utf16Be),
+                raw: vec![0; READ_LEN],
+            },
+        }
+    }
+
+    /// Decodes bytes already read, appending to `text`.
+    pub(crate) fn decode(&mut self, bytes: &[u8], text: &mut Vec<u8>) {
+        match self {
+            Transcoder::Utf8 => text.extend_from_slice(bytes),
+            Transcoder::Utf16 { decoder, .. } => decoder.decode(bytes, text),
+        }
+    }
+
+    /// Reads once from `reader`, appending the text to `text`; returns how many
+    /// bytes were read (0 at the end).
+    pub(crate) fn read_into(
+        &mut self,
+        reader: &mut dyn Read,
+        text: &mut Vec<u8>,
+    ) -> io::Result<usize> {
+        match self {
+            Transcoder::Utf8 => {
+                let filled = text.len();
+                text.resize(filled + READ_LEN, 0);
+                let read = reader.read(&mut text[filled..]);
+                text.truncate(filled + *read.as_ref().unwrap_or(&0));
+                read
+            }
+            Transcoder::Utf16 { decoder, raw } => {
+                let read = reader.read(raw)?;
+                decoder.decode(&raw[..read], text);
+                Ok(read)
+            }
+        }
+    }
+
+    /// Bytes read but not yet turned into text.
+    pub(crate) fn pending_len(&self) -> u64 {
+        match self {
+            Transcoder::Utf8 => 0,
+            Transcoder::Utf16 { decoder, .. } => decoder.pending_len(),
+        }
+    }
+
+    /// Ends the text (see [`Utf16Decoder::finish`]).
+    pub(crate) fn finish(&mut self, text: &mut Vec<u8>) {
+        if let Transcoder::Utf16 { decoder, .. } = self {
+            decoder.finish(text);
+        }
+    }
 }
 
 /// A streaming UTF-16 to UTF-8 decoder: input may be cut anywhere, even inside
@@ -193,28 +260,17 @@ mod tests {
 
     #[test]
     fn byte_order_marks_and_binary_heads() {
-        assert_eq!(
-            sniff_encoding(b"2026-11-24 x\n").unwrap(),
-            TextEncoding::Utf8
-        );
-        assert_eq!(
-            sniff_encoding(b"\xef\xbb\xbfx").unwrap(),
-            TextEncoding::Utf8
-        );
-        assert_eq!(sniff_encoding(b"").unwrap(), TextEncoding::Utf8);
-        assert_eq!(
-            sniff_encoding(b"\xff\xfe2\x00").unwrap(),
-            TextEncoding::Utf16Le
-        );
-        assert_eq!(
-            sniff_encoding(b"\xfe\xff\x002").unwrap(),
-            TextEncoding::Utf16Be
-        );
-        // NUL bytes after the first line are a damaged tail, not an encoding.
-        assert_eq!(
-            sniff_encoding(b"text\n\x00\x00").unwrap(),
-            TextEncoding::Utf8
-        );
+        for (head, encoding) in [
+            (&b"2026-11-24 x\n"[..], TextEncoding::Utf8),
+            (b"\xef\xbb\xbfx", TextEncoding::Utf8),
+            (b"", TextEncoding::Utf8),
+            (b"\xff\xfe2\x00", TextEncoding::Utf16Le),
+            (b"\xfe\xff\x002", TextEncoding::Utf16Be),
+            // NUL bytes after the first line are a damaged tail, not an encoding.
+            (b"text\n\x00\x00", TextEncoding::Utf8),
+        ] {
+            assert_eq!(sniff_encoding(head).unwrap(), encoding, "{head:?}");
+        }
         for (head, says) in [
             (&b"\xff\xfe\x00\x002\x00\x00\x00"[..], "UTF-32"),
             (b"\x00\x00\xfe\xff\x00\x00\x002", "UTF-32"),
