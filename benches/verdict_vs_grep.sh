@@ -36,5 +36,6 @@ for locale in "${LANG:-C.UTF-8}" C; do
   awk -v v="$v" -v g="$g" -v l="$locale" 'BEGIN {
     printf "grep -c -i error (LC_ALL=%s): %.3f s   cmw-upgrade logs verdict: %.3f s   ratio grep/verdict: %.2f (target >= 1.0)\n", l, g/1e9, v/1e9, g/v }'
 done
-errors=$("$bin/cmw-upgrade" --json logs verdict --log-dir "$work/Logs" | sed -n 's/.*"errors_total": \([0-9]*\).*/\1/p')
+# The verdict is "failed" (exit 1): the log holds error records on purpose.
+errors=$({ "$bin/cmw-upgrade" --json logs verdict --log-dir "$work/Logs" || [ $? -le 3 ]; } | sed -n 's/.*"errors_total": \([0-9]*\).*/\1/p')
 echo "verdict found $errors error records; grep counted $(LC_ALL=C grep -c -i error "$log") lines containing 'error' (it cannot tell ErrorHandler or '0 errors' from errors)"

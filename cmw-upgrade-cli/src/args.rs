@@ -494,7 +494,9 @@ pub struct VerdictArgs {
 
     /// Count only records written at or after this time ("YYYY-MM-DD HH:MM:SS",
     /// the server's local time as the logs write it): a folder that still holds an
-    /// earlier attempt's records (a retry) then gives this attempt's verdict.
+    /// earlier attempt's records (a retry) then gives this attempt's verdict. Every
+    /// dated upgrade log from that day on is read (a run across midnight writes two);
+    /// without --since only the newest one is.
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub since: Option<cmw_upgrade_core::logs::Since>,
 }

@@ -251,6 +251,20 @@ fn verdict_needs_exactly_one_source_and_an_existing_folder() {
         "{}",
         stderr(&missing)
     );
+    // A log it cannot decode is an error to fix, also while waiting: never an endless wait.
+    let dir = tempfile::tempdir().unwrap();
+    let utf32 = dir.path().join("upgrade2026-11-27.log");
+    fs::write(&utf32, b"\xff\xfe\x00\x002\x00\x00\x00").unwrap();
+    let log_dir = dir.path().to_str().unwrap();
+    for wait in [&[][..], &["--wait", "1h"]] {
+        let unreadable = cmw(&[&["logs", "verdict", "--log-dir", log_dir][..], wait].concat());
+        assert_eq!(unreadable.status.code(), Some(2));
+        assert!(
+            stderr(&unreadable).contains(utf32.to_str().unwrap()),
+            "{}",
+            stderr(&unreadable)
+        );
+    }
     let bad_wait = cmw(&["logs", "verdict", "--log-dir", "/tmp", "--wait", "soon"]);
     assert_eq!(bad_wait.status.code(), Some(2));
     assert!(

@@ -167,26 +167,263 @@ pub struct OsRelease {
     pub pretty_name: Option<String>,
     /// `VERSION_ID`, if present.
     pub version_id: Option<String>,
+    /// Lines that are not assignments a shell would make, and so set nothing.
+    pub unread: Vec<OsReleaseLineError>,
+}
+
+/// One `NAME=value` assignment of an os-release file, its value unquoted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OsReleaseAssignment {
+    /// 1-based line the assignment starts on.
+    pub line: usize,
+    /// The variable's name.
+    pub name: String,
+    /// The value, as a shell would assign it.
+    pub value: String,
+}
+
+/// A line of an os-release file that is not read as an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OsReleaseLineError {
+    /// 1-based line.
+    pub line: usize,
+    /// The variable, when the line names one before going wrong.
+    pub name: Option<String>,
+    /// Why it is not an assignment.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for OsReleaseLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "line {} ({name}): {}", self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+/// Reads os-release text the way os-release(5) defines it and a shell that
+/// sources it (`. /etc/os-release`) reads it: `NAME=value` assignments, one a
+/// line, optionally after `export`; values bare, in `'...'` (taken literally) or
+/// in `"..."` (where `\` escapes `"`, `\`, `$` and a backquote, and is kept before
+/// anything else), or made of such parts; `\` outside quotes takes the next
+/// character literally; a `#` at the start of a word starts a comment.
+///
+/// What a shell would not read as a plain assignment is an error for its line,
+/// and sets nothing: spaces around `=`, more words after the value (an
+/// unquoted space), expansions (`$`, a backquote, a leading `~`), shell
+/// operators, an unterminated quote (the rest of the file is inside it).
+/// Two leniencies, for files written on other systems: a byte-order mark at the
+/// start is skipped, and a `\r` before a line end is dropped.
+pub fn parse_os_release_assignments(
+    text: &str,
+) -> Vec<Result<OsReleaseAssignment, OsReleaseLineError>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = ShellReader {
+        chars: text.chars().collect(),
+        at: 0,
+        line: 1,
+    };
+    let mut out = Vec::new();
+    loop {
+        reader.skip_blanks();
+        match reader.peek() {
+            None => break,
+            Some('\n') => {
+                reader.next();
+                continue;
+            }
+            Some('#') => {
+                reader.skip_line();
+                continue;
+            }
+            Some(_) => {}
+        }
+        let line = reader.line;
+        match reader.assignment() {
+            Ok((name, value)) => out.push(Ok(OsReleaseAssignment { line, name, value })),
+            Err((name, reason)) => {
+                reader.skip_line();
+                out.push(Err(OsReleaseLineError { line, name, reason }));
+            }
+        }
+    }
+    out
+}
+
+/// A cursor over os-release text, reading shell words.
+struct ShellReader {
+    chars: Vec<char>,
+    at: usize,
+    line: usize,
+}
+
+type ShellFailure = (Option<String>, &'static str);
+
+impl ShellReader {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.at).copied()
+    }
+
+    fn peek_second(&self) -> Option<char> {
+        self.chars.get(self.at + 1).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.at += 1;
+        if c == '\n' {
+            self.line += 1;
+        }
+        Some(c)
+    }
+
+    fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(' ' | '\t')) || self.at_crlf() {
+            self.next();
+        }
+    }
+
+    /// A `\r` that ends a line (written on Windows): dropped, as the line end is.
+    fn at_crlf(&self) -> bool {
+        self.peek() == Some('\r') && matches!(self.peek_second(), Some('\n') | None)
+    }
+
+    /// Skips to the start of the next line.
+    fn skip_line(&mut self) {
+        while let Some(c) = self.next() {
+            if c == '\n' {
+                break;
+            }
+        }
+    }
+
+    fn name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(c) = self.peek() {
+            let fits =
+                c == '_' || c.is_ascii_alphabetic() || (!name.is_empty() && c.is_ascii_digit());
+            if !fits {
+                break;
+            }
+            name.push(c);
+            self.next();
+        }
+        name
+    }
+
+    /// `[export ]NAME=value[ # comment]` up to the line end.
+    fn assignment(&mut self) -> Result<(String, String), ShellFailure> {
+        let mut name = self.name();
+        if name == "export" && matches!(self.peek(), Some(' ' | '\t')) {
+            self.skip_blanks();
+            name = self.name();
+        }
+        if name.is_empty() {
+            return Err((None, "not an assignment: a line is NAME=value"));
+        }
+        if self.peek() != Some('=') {
+            let reason = if matches!(self.peek(), Some(' ' | '\t')) {
+                "spaces around = make the line a command, not an assignment: write NAME=value"
+            } else {
+                "not an assignment: a line is NAME=value"
+            };
+            return Err((Some(name), reason));
+        }
+        self.next();
+        let value = match self.word() {
+            Ok(value) => value,
+            Err(reason) => return Err((Some(name), reason)),
+        };
+        self.skip_blanks();
+        match self.peek() {
+            None | Some('\n') => Ok((name, value)),
+            Some('#') => {
+                self.skip_line();
+                Ok((name, value))
+            }
+            Some(_) => Err((
+                Some(name),
+                "more than one word after =: quote a value that holds spaces",
+            )),
+        }
+    }
+
+    /// One shell word, quotes removed, up to an unquoted blank or line end.
+    fn word(&mut self) -> Result<String, &'static str> {
+        let mut value = String::new();
+        // Where a `~` would be expanded: at the start, and after an unquoted `:`.
+        let mut tilde_expands = true;
+        loop {
+            let Some(c) = self.peek() else {
+                return Ok(value);
+            };
+            if matches!(c, ' ' | '\t' | '\n') || self.at_crlf() {
+                return Ok(value);
+            }
+            self.next();
+            match c {
+                '\'' => loop {
+                    match self.next() {
+                        None => return Err("a '...' quote is not closed"),
+                        Some('\'') => break,
+                        Some(c) => value.push(c),
+                    }
+                },
+                '"' => loop {
+                    match self.next() {
+                        None => return Err("a \"...\" quote is not closed"),
+                        Some('"') => break,
+                        Some('$' | '`') => {
+                            return Err(
+                                "$ or a backquote inside \"...\" expands: escape it with \\",
+                            )
+                        }
+                        Some('\\') => match self.next() {
+                            None => return Err("a \"...\" quote is not closed"),
+                            Some('\n') => {}
+                            Some(c @ ('"' | '\\' | '$' | '`')) => value.push(c),
+                            Some(c) => {
+                                value.push('\\');
+                                value.push(c);
+                            }
+                        },
+                        Some(c) => value.push(c),
+                    }
+                },
+                '\\' => match self.next() {
+                    None => return Err("a \\ ends the file"),
+                    Some('\n') => {}
+                    Some(c) => value.push(c),
+                },
+                '$' | '`' => return Err("$ or a backquote expands: quote the value in '...'"),
+                '~' if tilde_expands => {
+                    return Err("a leading ~ expands to a home folder: quote the value")
+                }
+                ';' | '&' | '|' | '<' | '>' | '(' | ')' => {
+                    return Err("a shell operator in the value: quote the value")
+                }
+                c => value.push(c),
+            }
+            tilde_expands = c == ':';
+        }
+    }
 }
 
 impl OsRelease {
-    /// Parses the text of an os-release file.
-    ///
-    /// Accepts what the format allows and what real files contain: comments,
-    /// blank lines, CRLF line ends, values in double or single quotes or bare,
-    /// backslash escapes inside double quotes, and stray spaces around `=`.
+    /// Parses the text of an os-release file (see [`parse_os_release_assignments`]);
+    /// as in a shell, a later assignment of a name replaces an earlier one.
     pub fn parse(text: &str) -> Self {
         let mut release = OsRelease::default();
-        for raw_line in text.lines() {
-            let line = raw_line.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                continue;
+        for assignment in parse_os_release_assignments(text) {
+            let OsReleaseAssignment { name, value, .. } = match assignment {
+                Ok(assignment) => assignment,
+                Err(error) => {
+                    release.unread.push(error);
+                    continue;
+                }
             };
-            let value = unquote(value.trim());
-            match key.trim() {
+            match name.as_str() {
                 "ID" => release.id = value.to_ascii_lowercase(),
                 "ID_LIKE" => {
                     release.id_like = value
@@ -205,7 +442,8 @@ impl OsRelease {
     /// The family: `ID` decides when it is known, then the first known word of `ID_LIKE`.
     ///
     /// # Errors
-    /// [`Error::UnknownOsFamily`] naming what the file said when neither is known.
+    /// [`Error::UnknownOsFamily`] naming what the file said, and the `ID` or
+    /// `ID_LIKE` lines it could not read, when neither is known.
     pub fn family(&self) -> Result<OsFamily> {
         if let Some(family) = OsFamily::from_distro_id(&self.id) {
             return Ok(family);
@@ -217,42 +455,18 @@ impl OsRelease {
         {
             return Ok(family);
         }
-        let found = if self.id.is_empty() && self.id_like.is_empty() {
+        let mut found = if self.id.is_empty() && self.id_like.is_empty() {
             "the os-release text has no ID and no ID_LIKE".to_owned()
         } else {
             format!("ID={:?} ID_LIKE={:?}", self.id, self.id_like.join(" "))
         };
-        Err(Error::UnknownOsFamily { found })
-    }
-}
-
-/// Strips one level of shell-style quoting from an os-release value.
-fn unquote(value: &str) -> String {
-    let bytes = value.as_bytes();
-    if bytes.len() >= 2 && bytes[0] == b'\'' && bytes[bytes.len() - 1] == b'\'' {
-        return value[1..value.len() - 1].to_owned();
-    }
-    if bytes.len() >= 2 && bytes[0] == b'"' && bytes[bytes.len() - 1] == b'"' {
-        let inner = &value[1..value.len() - 1];
-        let mut out = String::with_capacity(inner.len());
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            if c == '\\' {
-                if let Some(escaped) = chars.next() {
-                    out.push(escaped);
-                }
-            } else {
-                out.push(c);
+        for error in &self.unread {
+            if matches!(error.name.as_deref(), Some("ID" | "ID_LIKE")) {
+                found.push_str(&format!("; unread {error}"));
             }
         }
-        return out;
+        Err(Error::UnknownOsFamily { found })
     }
-    // A bare value ends at an unquoted comment, as in a shell assignment.
-    value
-        .split_once(" #")
-        .map_or(value, |(before, _)| before)
-        .trim()
-        .to_owned()
 }
 
 /// What [`detect_os_family`] found.
@@ -345,18 +559,69 @@ mod tests {
     }
 
     #[test]
-    fn crlf_comments_blank_lines_and_spaces_are_accepted() {
-        let text = "\u{feff}# generated\r\n\r\n  ID = \"Ubuntu\"  \r\nVERSION_ID=\"22.04\"\r\n";
+    fn crlf_comments_blank_lines_export_and_trailing_comments_are_read() {
+        let text = "\u{feff}# generated\r\n\r\n  export ID=\"Ubuntu\" # comment\r\nVERSION_ID=\"22.04\"\r\n";
         let info = detect_os_family(text).unwrap();
         assert_eq!(info.family, OsFamily::Deb);
         assert_eq!(info.distro, "ubuntu");
         assert_eq!(info.version_id.as_deref(), Some("22.04"));
+        let release = OsRelease::parse("ID=debian # the id\nVERSION_ID='12' #x\n");
+        assert_eq!(release.id, "debian");
+        assert_eq!(release.version_id.as_deref(), Some("12"));
+        assert!(release.unread.is_empty(), "{:?}", release.unread);
     }
 
     #[test]
-    fn escapes_in_double_quotes_are_undone() {
-        let release = OsRelease::parse("PRETTY_NAME=\"A \\\"quoted\\\" name\"\nID=debian");
-        assert_eq!(release.pretty_name.as_deref(), Some("A \"quoted\" name"));
+    fn escapes_are_undone_as_a_shell_does() {
+        let release = OsRelease::parse(
+            "PRETTY_NAME=\"A \\\"quoted\\\" name \\$5 \\n\"\nID=deb\\ ian\nVERSION_ID=1\"-\"'2'\\3",
+        );
+        assert_eq!(
+            release.pretty_name.as_deref(),
+            Some("A \"quoted\" name $5 \\n")
+        );
+        assert_eq!(release.id, "deb ian");
+        assert_eq!(release.version_id.as_deref(), Some("1-23"));
+    }
+
+    #[test]
+    fn lines_a_shell_would_not_assign_set_nothing_and_are_named() {
+        for (text, reason) in [
+            ("ID = debian", "spaces around ="),
+            ("ID =debian", "spaces around ="),
+            ("ID= debian", "more than one word"),
+            ("ID=deb ian", "more than one word"),
+            ("ID=$OTHER", "expands"),
+            ("ID=\"$(cat x)\"", "expands"),
+            ("ID=`x`", "expands"),
+            ("ID=~", "~ expands"),
+            ("ID=a:~b", "~ expands"),
+            ("ID=\"debian", "not closed"),
+            ("ID='debian", "not closed"),
+            ("ID=a;b", "operator"),
+            ("ID=a|b", "operator"),
+            ("ID=debian\\", "ends the file"),
+            ("export", "NAME=value"),
+            ("-ID=x", "NAME=value"),
+            ("1D=x", "NAME=value"),
+        ] {
+            let release = OsRelease::parse(&format!("ID=earlier\n{text}"));
+            assert_eq!(release.id, "earlier", "{text}");
+            assert_eq!(release.unread.len(), 1, "{text}");
+            let error = &release.unread[0];
+            assert_eq!(error.line, 2, "{text}");
+            assert!(error.reason.contains(reason), "{text}: {}", error.reason);
+        }
+        let error = detect_os_family("ID = debian\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("unread line 1 (ID): spaces around ="),
+            "{error}"
+        );
+        // The literal characters a shell keeps as they are.
+        let release = OsRelease::parse("ID=a~b#c*?[x]{y}!%^=,:@+\n");
+        assert_eq!(release.id, "a~b#c*?[x]{y}!%^=,:@+");
     }
 
     #[test]

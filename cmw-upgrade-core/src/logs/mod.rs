@@ -17,6 +17,7 @@
 
 pub mod record;
 pub mod scan;
+mod source;
 pub mod tail;
 pub mod verdict;
 

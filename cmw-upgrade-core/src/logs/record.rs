@@ -1,6 +1,7 @@
 //! The shape of one platform log record, byte-level and allocation-free.
 //!
-//! A record starts with `YYYY-MM-DD HH:MM:SS,mmm LEVEL`; every other line
+//! A record starts with its time and level (`YYYY-MM-DD HH:MM:SS,mmm LEVEL`,
+//! and the other layouts [`parse_record_start`] lists); every other line
 //! continues the record before it (stack traces, long messages). The code works
 //! on bytes so that invalid UTF-8 in a message never stops the parse.
 
@@ -23,7 +24,9 @@ impl RecordStart {
 
     /// The message part of `line`: everything after the level, trimmed.
     pub fn message<'a>(&self, line: &'a [u8]) -> &'a [u8] {
-        line[self.level_end..].trim_ascii()
+        // NLog's `|Logger|message` after the level: the `|` is a separator, not text.
+        let rest = line[self.level_end..].trim_ascii();
+        rest.strip_prefix(b"|").unwrap_or(rest)
     }
 }
 
@@ -57,6 +60,12 @@ impl Since {
         Ok(Since(moment))
     }
 
+    /// The day, `YYYY-MM-DD`.
+    pub fn date(&self) -> &str {
+        // Only ASCII digits and `-` were accepted into the first ten bytes.
+        std::str::from_utf8(&self.0[..10]).unwrap_or("")
+    }
+
     /// Whether the record starting on `line` was written before this moment;
     /// a line that does not start a record (no time) counts as before.
     pub fn is_after_record(&self, line: &[u8]) -> bool {
@@ -72,9 +81,15 @@ impl Since {
 
 /// Parses the start of a record, or returns `None` for a continuation line.
 ///
-/// Accepts `T` as well as a space between date and time, `.` as well as `,`
-/// before the fraction, one to nine fraction digits, and any level word of
-/// ASCII letters (the levels are written in any case).
+/// A record starts with its time: `YYYY-MM-DD HH:MM:SS` (`T` or a space between
+/// date and time), `,` or `.` and one to nine fraction digits, and optionally a
+/// zone (`Z`, `+03:00`, `-0500`). The level word (ASCII letters, in any case)
+/// follows in one of the layouts the platform's loggers write:
+///
+/// - log4net `%date %level`: `2026-11-27 10:15:02,123 ERROR message`;
+/// - log4net `%date [%thread] %level`: `2026-11-27 10:15:02,123 [12] ERROR message`;
+/// - NLog `${longdate}|${level}|`: `2026-11-27 10:15:02.1234|ERROR|Logger|message`;
+/// - ISO 8601 with a zone: `2026-11-27T10:15:02.123+03:00 ERROR message`.
 pub fn parse_record_start(line: &[u8]) -> Option<RecordStart> {
     // "2026-11-24 10:23:45," is 20 bytes; the separators are checked first because
     // they reject continuation lines fastest, and this runs for every line of a log.
@@ -100,14 +115,25 @@ pub fn parse_record_start(line: &[u8]) -> Option<RecordStart> {
         return None;
     }
     let mut position = 20 + fraction_digits;
-    let spaces = line[position..]
-        .iter()
-        .take_while(|b| **b == b' ' || **b == b'\t')
-        .count();
-    if spaces == 0 {
-        return None;
+    position += zone_len(&line[position..]);
+    let piped = line.get(position) == Some(&b'|');
+    if piped {
+        position += 1;
+    } else {
+        let spaces = blank_len(&line[position..]);
+        if spaces == 0 {
+            return None;
+        }
+        position += spaces;
+        let thread = thread_len(&line[position..]);
+        if thread > 0 {
+            let spaces = blank_len(&line[position + thread..]);
+            if spaces == 0 {
+                return None;
+            }
+            position += thread + spaces;
+        }
     }
-    position += spaces;
     let level_len = line[position..]
         .iter()
         .take_while(|b| b.is_ascii_alphabetic())
@@ -117,12 +143,47 @@ pub fn parse_record_start(line: &[u8]) -> Option<RecordStart> {
     }
     let level_end = position + level_len;
     match line.get(level_end) {
-        None | Some(b' ' | b'\t' | b'\r') => Some(RecordStart {
-            level_start: position,
-            level_end,
-        }),
-        Some(_) => None,
+        None | Some(b' ' | b'\t' | b'\r') => {}
+        Some(b'|') if piped => {}
+        Some(_) => return None,
     }
+    Some(RecordStart {
+        level_start: position,
+        level_end,
+    })
+}
+
+/// How many spaces and tabs `text` starts with.
+fn blank_len(text: &[u8]) -> usize {
+    text.iter()
+        .take_while(|b| **b == b' ' || **b == b'\t')
+        .count()
+}
+
+/// The length of the zone that `text` starts with: `Z`, `+HH:MM` or `+HHMM` (or `-`), else 0.
+fn zone_len(text: &[u8]) -> usize {
+    let digits = |range: std::ops::Range<usize>| {
+        text.get(range)
+            .is_some_and(|part| part.iter().all(u8::is_ascii_digit))
+    };
+    match text.first() {
+        Some(b'Z') => 1,
+        Some(b'+' | b'-') if digits(1..3) && text.get(3) == Some(&b':') && digits(4..6) => 6,
+        Some(b'+' | b'-') if digits(1..5) => 5,
+        _ => 0,
+    }
+}
+
+/// The longest thread name log4net's `[%thread]` is taken to write, brackets included.
+const THREAD_CAP: usize = 128;
+
+/// The length of the bracketed thread (`[12]`, `[Worker 3]`) that `text` starts with, else 0.
+fn thread_len(text: &[u8]) -> usize {
+    if text.first() != Some(&b'[') {
+        return 0;
+    }
+    let window = &text[..text.len().min(THREAD_CAP)];
+    memchr::memchr(b']', window).map_or(0, |close| close + 1)
 }
 
 /// Whether a level word is an error level (`Error` or `Fatal`, any case).
@@ -228,6 +289,56 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(ok)
             );
+        }
+    }
+
+    #[test]
+    fn log4net_nlog_and_zoned_layouts_give_level_and_message() {
+        for (line, level, message) in [
+            (
+                "2026-11-27 10:15:02,123 [12] ERROR Upgrade.Step - failed",
+                "ERROR",
+                "Upgrade.Step - failed",
+            ),
+            (
+                "2026-11-27 10:15:02,123 [Worker 3] INFO  Upgrade - ok",
+                "INFO",
+                "Upgrade - ok",
+            ),
+            (
+                "2026-11-27 10:15:02.1234|ERROR|Comindware.Upgrade|cannot migrate",
+                "ERROR",
+                "Comindware.Upgrade|cannot migrate",
+            ),
+            ("2026-11-27 10:15:02.1234|Info|L|x", "Info", "L|x"),
+            ("2026-11-27 10:15:02.1234|Fatal", "Fatal", ""),
+            (
+                "2026-11-27T10:15:02.123+03:00 ERROR zoned",
+                "ERROR",
+                "zoned",
+            ),
+            ("2026-11-27T10:15:02.123-0500 Warn x", "Warn", "x"),
+            ("2026-11-27T10:15:02.123Z error utc", "error", "utc"),
+            (
+                "2026-11-27T10:15:02.123+03:00 [7] Fatal both",
+                "Fatal",
+                "both",
+            ),
+        ] {
+            let start = parse_record_start(line.as_bytes()).expect(line);
+            assert_eq!(start.level(line.as_bytes()), level.as_bytes(), "{line}");
+            assert_eq!(start.message(line.as_bytes()), message.as_bytes(), "{line}");
+        }
+        for line in [
+            "2026-11-27 10:15:02,123 [12]ERROR no space after the thread",
+            "2026-11-27 10:15:02,123 [12 ERROR unclosed thread",
+            "2026-11-27 10:15:02.1234|ERROR-x|L|m",
+            "2026-11-27 10:15:02,123 ERROR|x",
+            "2026-11-27T10:15:02.123+3:00 ERROR short zone",
+            "2026-11-27T10:15:02.123+03:00ERROR glued",
+            "2026-11-27 10:15:02.1234||ERROR|L|m",
+        ] {
+            assert!(parse_record_start(line.as_bytes()).is_none(), "{line}");
         }
     }
 

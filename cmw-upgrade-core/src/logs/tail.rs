@@ -1,8 +1,11 @@
 //! Finding the last record of a log by reading backwards from its end.
 //!
-//! A verdict only needs the last record of a log that may be gigabytes long, so
-//! the file is read from the end in small blocks until a line that starts a
-//! record is found; the cost depends on the size of the last record, not of the file.
+//! A caller that needs only the last record of a log that may be gigabytes
+//! long (not its errors) reads the file from the end in small blocks until a
+//! line that starts a record is found; the cost depends on the size of the last
+//! record, not of the file. It reads UTF-8 text only; the verdict, which scans
+//! every file forward anyway, takes the last record from that scan, which
+//! decodes UTF-16 and compressed parts too.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;

@@ -4,8 +4,14 @@
 //! `Upgrade of ontology completed successfully` when done, and the newest dated
 //! upgrade log (`upgrade<YYYY-MM-DD>.log`, also named `update_<YYYY-MM-DD>.log`),
 //! whose last record reads `Upgrade completed`. Any error record in either means
-//! the upgrade failed and must not be continued. Rotated parts of a log
-//! (`<name>.1`, `<name>.2`, ...) are scanned for errors too.
+//! the upgrade failed and must not be continued.
+//!
+//! Every file of the run is scanned for errors: with a start time (`since`),
+//! each dated upgrade log of that day or later (a run that crosses midnight
+//! writes two), and of each log its rotated parts: logrotate's `<name>.1`,
+//! `<name>.2.gz` and `<name>-20261127[.gz]` (`dateext`), and NLog's archives
+//! `<stem>.1.log`. Without a start time only the newest dated log counts: an
+//! older one may be an earlier attempt's.
 
 use std::collections::HashMap;
 use std::fs;
@@ -16,7 +22,6 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{contains_ignore_ascii_case, Since};
 use super::scan::{scan_log_file_since, ErrorRecord, LastRecord, LogScanner};
-use super::tail::last_record;
 use crate::error::{Error, Result};
 
 /// The ontology upgrade log's name.
@@ -119,17 +124,49 @@ pub fn newest_upgrade_log<'a>(names: impl IntoIterator<Item = &'a str>) -> Optio
         .map(|(_, name)| name)
 }
 
-/// The rotated parts of `log` among `names`, oldest (highest number) first.
+/// How old a rotated part is among the parts of one log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PartAge<'a> {
+    /// logrotate `dateext`: `<log>-20261127`; an earlier date is older. These come first.
+    Dated(&'a str),
+    /// `<log>.3`, `<stem>.3.log`: a higher number is older, so it is kept negated.
+    Numbered(std::cmp::Reverse<u64>),
+}
+
+/// How old `name` is as a rotated part of `log`, or `None` when it is not one.
+fn part_age<'a>(log: &str, name: &'a str) -> Option<PartAge<'a>> {
+    let base = name.strip_suffix(".gz").unwrap_or(name);
+    let number = |digits: &str| {
+        (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| PartAge::Numbered(std::cmp::Reverse(digits.parse().unwrap_or(u64::MAX))))
+    };
+    if let Some(rest) = base.strip_prefix(log) {
+        if let Some(digits) = rest.strip_prefix('.') {
+            return number(digits);
+        }
+        if let Some(date) = rest.strip_prefix('-') {
+            let is_date = date.len() >= 8 && date.bytes().all(|b| b.is_ascii_digit());
+            return is_date.then_some(PartAge::Dated(date));
+        }
+        return None;
+    }
+    let stem = log.strip_suffix(".log")?;
+    let digits = base
+        .strip_prefix(stem)?
+        .strip_prefix('.')?
+        .strip_suffix(".log")?;
+    number(digits)
+}
+
+/// The rotated parts of `log` among `names`, oldest first: logrotate's
+/// `<log>.N` and `<log>-DATE` (either gzip-compressed as `.gz`) and NLog's
+/// `<stem>.N.log`, the highest number and the earliest date being the oldest.
 pub fn rotated_parts<'a>(log: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut parts: Vec<(u64, &str)> = names
+    let mut parts: Vec<(PartAge<'a>, &str)> = names
         .into_iter()
-        .filter_map(|name| {
-            let number = name.strip_prefix(log)?.strip_prefix('.')?;
-            let is_number = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
-            is_number.then(|| (number.parse().unwrap_or(u64::MAX), name))
-        })
+        .filter_map(|name| part_age(log, name).map(|age| (age, name)))
         .collect();
-    parts.sort_by(|a, b| b.cmp(a));
+    parts.sort();
     parts.into_iter().map(|(_, name)| name).collect()
 }
 
@@ -149,24 +186,44 @@ pub fn decide(ontology: &LogFileStatus, upgrade: &LogFileStatus, errors_total: u
 /// Which files of a folder listing make up one tracked log.
 struct TrackedLog<'a> {
     main: Option<&'a str>,
-    /// Rotated parts first (oldest first), then the main file: the order records were written.
+    /// The files in the order records were written: for each log of the run
+    /// (for the upgrade log, each dated one, oldest first) its rotated parts,
+    /// oldest first, then the log itself; `main` is the last.
     scanned: Vec<&'a str>,
     completion: &'static str,
 }
 
-fn tracked_logs(names: &[String]) -> [TrackedLog<'_>; 2] {
-    let ontology = names
+/// The dated upgrade logs of this run: the newest, and with a start time every
+/// one of that day or later; oldest first.
+fn upgrade_logs_of_run(names: &[String], since: Option<Since>) -> Vec<&str> {
+    let newest = newest_upgrade_log(names.iter().map(String::as_str));
+    let mut logs: Vec<(&str, &str)> = names
         .iter()
         .map(String::as_str)
-        .find(|name| *name == ONTOLOGY_LOG_NAME);
-    let upgrade = newest_upgrade_log(names.iter().map(String::as_str));
-    [(ontology, ONTOLOGY_COMPLETED), (upgrade, UPGRADE_COMPLETED)].map(|(main, completion)| {
-        let mut scanned = main
-            .map(|main| rotated_parts(main, names.iter().map(String::as_str)))
-            .unwrap_or_default();
-        scanned.extend(main);
+        .filter_map(|name| dated_upgrade_log_date(name).map(|date| (date, name)))
+        .filter(|(date, name)| {
+            Some(*name) == newest || since.is_some_and(|since| *date >= since.date())
+        })
+        .collect();
+    logs.sort();
+    logs.into_iter().map(|(_, name)| name).collect()
+}
+
+fn tracked_logs(names: &[String], since: Option<Since>) -> [TrackedLog<'_>; 2] {
+    let ontology: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|name| *name == ONTOLOGY_LOG_NAME)
+        .collect();
+    let upgrade = upgrade_logs_of_run(names, since);
+    [(ontology, ONTOLOGY_COMPLETED), (upgrade, UPGRADE_COMPLETED)].map(|(logs, completion)| {
+        let mut scanned = Vec::new();
+        for log in &logs {
+            scanned.extend(rotated_parts(log, names.iter().map(String::as_str)));
+            scanned.push(*log);
+        }
         TrackedLog {
-            main,
+            main: logs.last().copied(),
             scanned,
             completion,
         }
@@ -226,8 +283,8 @@ fn assemble(
     }
 }
 
-/// The verdict over a log folder, read once: each log's last record by reading
-/// backwards from its end, and each file scanned for errors in one forward pass.
+/// The verdict over a log folder, read once: each file scanned for errors in
+/// one forward pass, which also keeps each log's last record.
 ///
 /// # Errors
 /// [`Error::Io`] when the folder cannot be listed or a log cannot be read.
@@ -243,19 +300,23 @@ pub fn upgrade_verdict(log_dir: &Path) -> Result<UpgradeVerdict> {
 /// As [`upgrade_verdict`].
 pub fn upgrade_verdict_since(log_dir: &Path, since: Option<Since>) -> Result<UpgradeVerdict> {
     let names = list_file_names(log_dir)?;
-    let tracked = tracked_logs(&names);
+    let tracked = tracked_logs(&names, since);
     let mut scanners = Vec::new();
     let mut statuses = Vec::new();
     for log in &tracked {
+        let mut main_last = None;
         for name in &log.scanned {
-            scanners.push(scan_log_file_since(&log_dir.join(name), name, since)?);
+            let scanner = scan_log_file_since(&log_dir.join(name), name, since)?;
+            // The forward scan keeps the last record's head: no second read from the end,
+            // which could not decode a UTF-16 log anyway.
+            if Some(*name) == log.main {
+                main_last = scanner
+                    .last_record()
+                    .filter(|record| this_attempts(record, since));
+            }
+            scanners.push(scanner);
         }
-        let last = match log.main {
-            Some(main) => last_record(&log_dir.join(main))?,
-            None => None,
-        }
-        .filter(|record| this_attempts(record, since));
-        statuses.push(status(log, last.as_ref()));
+        statuses.push(status(log, main_last.as_ref()));
     }
     let statuses: [LogFileStatus; 2] = statuses.try_into().expect("two tracked logs");
     Ok(assemble(log_dir, statuses, scanners.iter().collect()))
@@ -309,7 +370,7 @@ impl LogWatcher {
             }
             Err(error) => return Err(error),
         };
-        let tracked = tracked_logs(&names);
+        let tracked = tracked_logs(&names, self.since);
         let mut seen = Vec::new();
         let mut previews: Vec<LogScanner> = Vec::new();
         let mut statuses = Vec::new();
@@ -332,7 +393,19 @@ impl LogWatcher {
                 if metadata.len() < scanner.offset() {
                     *scanner = LogScanner::new(*name).since(self.since);
                 }
-                scanner.scan_file(&path, false)?;
+                match scanner.scan_file(&path, false) {
+                    Ok(()) => {}
+                    // logrotate is still compressing this part: the next poll reads it whole.
+                    Err(Error::Io {
+                        action: "decompress",
+                        source,
+                        ..
+                    }) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        self.scanners.remove(&key);
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
                 // A last line still being written counts for this verdict only.
                 let mut preview = scanner.clone();
                 preview.scan_file(&path, true)?;
@@ -441,6 +514,80 @@ mod tests {
             rotated_parts("a.log", names),
             ["a.log.10", "a.log.2", "a.log.1"]
         );
+    }
+
+    #[test]
+    fn logrotate_and_nlog_parts_are_found_oldest_first() {
+        let names = [
+            "a.log",
+            "a.log.1",
+            "a.log.2.gz",
+            "a.log-20261127",
+            "a.log-20261126.gz",
+            "a.3.log",
+            "a.4.log.gz",
+            "a.log.gz",
+            "a.log-2026.gz",
+            "a.log-2026112x",
+            "a.x.log",
+            "a..log",
+            "a.log.1.gz.tmp",
+            "ab.1.log",
+            "b.log-20261127",
+        ];
+        assert_eq!(
+            rotated_parts("a.log", names),
+            [
+                "a.log-20261126.gz",
+                "a.log-20261127",
+                "a.4.log.gz",
+                "a.3.log",
+                "a.log.2.gz",
+                "a.log.1"
+            ]
+        );
+        assert_eq!(
+            rotated_parts(
+                "UpgradeOntology.log",
+                ["UpgradeOntology.1.log", "UpgradeOntology.log.1"]
+            ),
+            ["UpgradeOntology.1.log", "UpgradeOntology.log.1"]
+        );
+    }
+
+    #[test]
+    fn with_a_start_time_every_dated_log_from_that_day_on_is_the_runs() {
+        let names: Vec<String> = [
+            "upgrade2026-11-26.log",
+            "upgrade2026-11-27.log",
+            "upgrade2026-11-27.log.1.gz",
+            "update_2026-11-28.log",
+            "UpgradeOntology.log",
+            "UpgradeOntology.1.log",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let since = Since::parse("2026-11-27 23:50:00").ok();
+        let [ontology, upgrade] = tracked_logs(&names, since);
+        assert_eq!(
+            ontology.scanned,
+            ["UpgradeOntology.1.log", "UpgradeOntology.log"]
+        );
+        assert_eq!(
+            upgrade.scanned,
+            [
+                "upgrade2026-11-27.log.1.gz",
+                "upgrade2026-11-27.log",
+                "update_2026-11-28.log"
+            ]
+        );
+        assert_eq!(upgrade.main, Some("update_2026-11-28.log"));
+        let [_, without] = tracked_logs(&names, None);
+        assert_eq!(without.scanned, ["update_2026-11-28.log"]);
+        // A start after the newest log's day still reads the newest (it may be this run's).
+        let later = Since::parse("2026-11-29 00:10:00").ok();
+        let [_, later] = tracked_logs(&names, later);
+        assert_eq!(later.scanned, ["update_2026-11-28.log"]);
     }
 
     fn status_of(exists: bool, completed: bool) -> LogFileStatus {
