@@ -700,6 +700,7 @@ mod tests {
             Command::Logs(LogsCommand::Verdict(args)) => ToolAction::Verdict {
                 instance: args.instance,
                 log_dir: args.log_dir.as_deref().map(text),
+                since: args.since.as_ref().map(|since| since.as_str().to_owned()),
             },
             Command::Check(args) => ToolAction::Check {
                 instance: args.instance,
@@ -751,6 +752,7 @@ mod tests {
                     ToolAction::Verdict {
                         instance: flag.then(|| prod.clone()),
                         log_dir: (!flag).then(|| "/var/log/comindware/prod/Logs".to_owned()),
+                        since: flag.then(|| "2026-11-27 23:45:00".to_owned()),
                     },
                     ToolAction::Check {
                         instance: prod.clone(),

@@ -194,6 +194,7 @@ fn a_missing_agent_is_named_and_tool_errors_keep_their_kind() {
         .tool(&ToolAction::Verdict {
             instance: None,
             log_dir: Some(work.path().to_str().unwrap().to_owned()),
+            since: None,
         })
         .unwrap()
         .verdict()

@@ -351,3 +351,54 @@ fn the_report_of_a_huge_line_is_bounded() {
     let serialized = serde_json::to_string(&verdict).unwrap();
     assert!(serialized.len() < 200 * 1024, "{}", serialized.len());
 }
+
+/// The procedure asks for the verdict of a log folder it emptied before the
+/// service started: every dated log in it counts, so an error written before
+/// midnight fails a run whose newest log is clean.
+#[test]
+fn the_procedures_verdict_action_reads_every_dated_log_of_the_run() {
+    use cmw_upgrade_core::executor::{Executor, LocalExecutor, ToolAction};
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    fs::create_dir(&logs).unwrap();
+    fs::write(logs.join("UpgradeOntology.log"), ONTOLOGY_DONE).unwrap();
+    fs::write(
+        logs.join("upgrade2026-11-27.log"),
+        "2026-11-27 23:45:00,000 INFO Upgrade started\n\
+         2026-11-27 23:59:58,000 ERROR Cannot migrate stream 42\n",
+    )
+    .unwrap();
+    fs::write(
+        logs.join("upgrade2026-11-28.log"),
+        "2026-11-28 00:10:00,000 INFO Upgrade completed\n",
+    )
+    .unwrap();
+    let local = LocalExecutor::new(root.path());
+    let verdict = |since: Option<String>| {
+        local
+            .tool(&ToolAction::Verdict {
+                instance: None,
+                log_dir: Some("/logs".to_owned()),
+                since,
+            })
+            .unwrap()
+            .verdict()
+            .unwrap()
+            .unwrap()
+            .verdict
+    };
+    assert_eq!(
+        verdict(Some(Since::EARLIEST.as_str().to_owned())),
+        Verdict::Failed
+    );
+    // Only the newest day's log, as `logs verdict` without --since reads.
+    assert_ne!(verdict(None), Verdict::Failed);
+    let refused = local
+        .tool(&ToolAction::Verdict {
+            instance: None,
+            log_dir: Some("/logs".to_owned()),
+            since: Some("yesterday".to_owned()),
+        })
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::BadRequest);
+}

@@ -96,6 +96,11 @@ pub enum ToolAction {
         /// A log folder, instead of the instance's.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         log_dir: Option<String>,
+        /// `YYYY-MM-DD HH:MM:SS` in the logs' clock: every dated upgrade log
+        /// from that day on is read, records before it not counted; without
+        /// it, only the newest dated log.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
     },
     /// `GET <url>` must answer 200 and the heartbeat logs must hold no error.
     Check {
@@ -192,13 +197,20 @@ impl ToolAction {
                     push(&["--check"]);
                 }
             }
-            ToolAction::Verdict { instance, log_dir } => {
+            ToolAction::Verdict {
+                instance,
+                log_dir,
+                since,
+            } => {
                 push(&["logs", "verdict"]);
                 if let Some(instance) = instance {
                     push(&["--instance", instance.as_str()]);
                 }
                 if let Some(log_dir) = log_dir {
                     push(&["--log-dir", log_dir]);
+                }
+                if let Some(since) = since {
+                    push(&["--since", since]);
                 }
             }
             ToolAction::Check { instance, url } => {
@@ -760,7 +772,8 @@ mod tests {
             request.action,
             Action::Tool(ToolAction::Verdict {
                 instance: None,
-                log_dir: Some("/var/log/x".into())
+                log_dir: Some("/var/log/x".into()),
+                since: None,
             })
         );
         assert_eq!(serde_json::to_string(&request).unwrap(), line);

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::health::smoke_check;
 
-use crate::logs::upgrade_verdict;
+use crate::logs::{upgrade_verdict_since, Since};
 use crate::os::{detect_os_family_from, OS_RELEASE_PATHS};
 use crate::prune::prune_caches;
 
@@ -108,7 +108,11 @@ pub fn run_tool(
             plan.report.written = apply_migration(&plan, runner, &stamp)?;
             ToolOutcome::Migrate(plan.report)
         }
-        ToolAction::Verdict { instance, log_dir } => {
+        ToolAction::Verdict {
+            instance,
+            log_dir,
+            since,
+        } => {
             let log_dir = match (instance, log_dir) {
                 (Some(instance), None) => disk.log_dir(instance)?.path,
                 (None, Some(log_dir)) => place(log_dir)?,
@@ -118,7 +122,12 @@ pub fn run_tool(
                     })
                 }
             };
-            ToolOutcome::Verdict(upgrade_verdict(&log_dir)?)
+            let since = since
+                .as_deref()
+                .map(Since::parse)
+                .transpose()
+                .map_err(|details| Error::BadRequest { details })?;
+            ToolOutcome::Verdict(upgrade_verdict_since(&log_dir, since)?)
         }
         ToolAction::Check { instance, url } => {
             ToolOutcome::Check(smoke_check(root, instance, url)?)

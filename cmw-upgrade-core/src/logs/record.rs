@@ -36,6 +36,9 @@ impl RecordStart {
 pub struct Since([u8; 19]);
 
 impl Since {
+    /// Before any record: every dated log counts, every record in it too.
+    pub const EARLIEST: Since = Since(*b"0000-01-01 00:00:00");
+
     /// Reads `YYYY-MM-DD HH:MM:SS` (or with `T` between date and time).
     ///
     /// # Errors
@@ -58,6 +61,12 @@ impl Since {
         moment.copy_from_slice(bytes);
         moment[10] = b' ';
         Ok(Since(moment))
+    }
+
+    /// The moment as written, `YYYY-MM-DD HH:MM:SS`.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was accepted.
+        std::str::from_utf8(&self.0).unwrap_or("")
     }
 
     /// The day, `YYYY-MM-DD`.

@@ -306,6 +306,10 @@ impl Step<'_> {
             .tool(&ToolAction::Verdict {
                 instance: Some(self.instance().clone()),
                 log_dir: None,
+                // The log folder was emptied (its content set aside) before the
+                // service started on the transferred data: every dated log in it
+                // is this run's, and a run across midnight writes two.
+                since: Some(crate::logs::Since::EARLIEST.as_str().to_owned()),
             })?
             .verdict()
     }
