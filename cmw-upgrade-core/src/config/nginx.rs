@@ -4,7 +4,8 @@
 //! The new version's `location`s and everything else in its file stay as they
 //! are; the site's own settings (names, ports, TLS, body size, proxy timeouts,
 //! logs) come from the old file. The result is checked with the real `nginx -t`
-//! before it replaces anything (see [`nginx_test_config`]).
+//! before it replaces anything, in the new server's own nginx configuration
+//! (see [`super::nginx_context`]).
 
 use super::yaml_merge::apply_edits;
 use super::{Change, ChangeAction};
@@ -429,20 +430,6 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
         changes,
         warnings,
     })
-}
-
-/// A minimal main config that includes `site_file`, for `nginx -t -c <it>`:
-/// logs and the pid file go to `work_dir`, so the test touches nothing else.
-pub fn nginx_test_config(site_file: &std::path::Path, work_dir: &std::path::Path) -> String {
-    format!(
-        "# written by cmw-upgrade to test a site file with `nginx -t`\n\
-         pid {work}/nginx.pid;\n\
-         error_log {work}/error.log;\n\
-         events {{}}\n\
-         http {{\n    include {site};\n}}\n",
-        work = work_dir.display(),
-        site = site_file.display()
-    )
 }
 
 #[cfg(test)]
