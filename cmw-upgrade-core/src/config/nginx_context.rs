@@ -558,6 +558,18 @@ impl Walker<'_> {
                         next.push(path);
                     }
                 }
+                // The site file may not be there yet: once written, the glob takes it.
+                if last {
+                    if let Some((site_folder, site_name)) = self.site.rsplit_once('/') {
+                        let absent = !next.iter().any(|path| path == self.site);
+                        if absent
+                            && site_folder == folder
+                            && matcher.matches_with(site_name, options)
+                        {
+                            next.push(self.site.to_owned());
+                        }
+                    }
+                }
             }
             found = next;
             if found.len() > MAX_FILES {
