@@ -780,6 +780,35 @@ mod tests {
     }
 
     #[test]
+    fn nginx_messages_name_server_paths_and_mask_secrets() {
+        let root = tempfile::tempdir().unwrap();
+        let site = "server {\n    listen 80;\n    location / {\n        \
+                    proxy_set_header Authorization \"Basic c2VjcmV0OnBhc3N3b3Jk\";\n        \
+                    proxy_set_header X-Api-Token tok-12345;\n        proxy_set_header Host $host;\n    }\n}\n";
+        let work = Path::new("/tmp/cmw-upgrade-nginx-1-2");
+        let copy = prepare(root.path(), "/etc/nginx/conf.d/site", site, work).unwrap();
+        let message = "nginx: [emerg] invalid value \"Basic c2VjcmV0OnBhc3N3b3Jk\" in \
+                       /tmp/cmw-upgrade-nginx-1-2/tree/etc/nginx/conf.d/site:4 (tok-12345)\n\
+                       nginx: [alert] could not open /tmp/cmw-upgrade-nginx-1-2/error.log";
+        assert_eq!(
+            copy.shown(message),
+            "nginx: [emerg] invalid value \"***\" in /etc/nginx/conf.d/site:4 (***)\n\
+             nginx: [alert] could not open (the test folder)/error.log"
+        );
+        // The copy of the site is where the server keeps it; pid and logs are in the folder.
+        let main = String::from_utf8(copy.files[&copy.main].clone()).unwrap();
+        assert!(
+            main.contains("include /tmp/cmw-upgrade-nginx-1-2/tree/etc/nginx/conf.d/site;"),
+            "{main}"
+        );
+        assert!(
+            main.contains("pid /tmp/cmw-upgrade-nginx-1-2/nginx.pid;"),
+            "{main}"
+        );
+        assert!(main.contains("client_body_temp_path /tmp/cmw-upgrade-nginx-1-2/body;"));
+    }
+
+    #[test]
     fn arguments_are_quoted_only_when_needed() {
         assert_eq!(quote("/tmp/a/b.conf"), "/tmp/a/b.conf");
         assert_eq!(quote("a b"), "\"a b\"");
