@@ -121,6 +121,24 @@ impl CommandRunner for Watching {
     }
 }
 
+impl Watching {
+    fn assert_created(&self, paths: &[String]) {
+        let created = self.created.borrow();
+        for path in paths {
+            assert!(created.contains(path), "{path} not in {created:#?}");
+        }
+    }
+}
+
+/// A root laid out by `tree` with this test's tag, and what it holds.
+fn laid_out(test: &str, tree: fn(&Path, &str)) -> (String, tempfile::TempDir, BTreeSet<String>) {
+    let tag = tag(test);
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path(), &tag);
+    let before = listing(dir.path());
+    (tag, dir, before)
+}
+
 /// Debian's stock layout: modules-enabled, conf.d, sites-enabled links into
 /// sites-available, snippets, proxy_params; `$connection_upgrade` from a map in conf.d.
 fn debian_tree(root: &Path, tag: &str) {
@@ -203,18 +221,14 @@ fn site(tag: &str) -> String {
 
 #[test]
 fn a_debian_site_passes_in_its_servers_context_and_fails_alone() {
-    let tag = tag("deb");
-    let dir = tempfile::tempdir().unwrap();
+    let (tag, dir, before) = laid_out("deb", debian_tree);
     let root = dir.path();
-    debian_tree(root, &tag);
-    let before = listing(root);
     let runner = Watching::default();
     test_site_in_context(root, DEB_SITE, &site(&tag), &runner).unwrap();
     assert_eq!(listing(root), before, "nothing under the root changed");
     assert_host_untouched(&tag);
     // What nginx created went into its private copy, at the server's paths.
-    let created = runner.created.borrow().clone();
-    for path in [
+    runner.assert_created(&[
         format!("tree/run/{tag}.pid"),
         format!("tree/var/log/nginx/{tag}.access.log"),
         format!("tree/var/log/nginx/{tag}.error.log"),
@@ -224,9 +238,8 @@ fn a_debian_site_passes_in_its_servers_context_and_fails_alone() {
         "tree/etc/ssl/private/cmw.key".to_owned(),
         // Left to nginx's compiled-in /var/lib/nginx/fastcgi, it would create that.
         "fastcgi".to_owned(),
-    ] {
-        assert!(created.contains(&path), "{path} not in {created:#?}");
-    }
+    ]);
+    let created = runner.created.borrow().clone();
     assert!(
         !created.iter().any(|path| path.ends_with(".so")),
         "{created:#?}"
@@ -336,26 +349,20 @@ fn plain_site(tag: &str, listen: &str) -> String {
 
 #[test]
 fn a_rhel_site_outside_conf_d_globs_is_tested_in_http_and_said_so() {
-    let tag = tag("rpm");
-    let dir = tempfile::tempdir().unwrap();
+    let (tag, dir, before) = laid_out("rpm", rhel_tree);
     let root = dir.path();
-    rhel_tree(root, &tag);
-    let before = listing(root);
     let runner = Watching::default();
     let candidate = plain_site(&tag, "443");
     // conf.d/comindwareprod has no `.conf`: nginx.conf's glob does not take it.
     // It passes though `user nginx;` names an account this machine lacks (dropped).
     test_site_in_context(root, RPM_SITE, &candidate, &runner).unwrap();
-    let created = runner.created.borrow().clone();
-    for path in [
+    runner.assert_created(&[
         format!("tree/var/log/nginx/{tag}-cmw.access.log"),
         "tree/etc/nginx/conf.d/comindwareprod".to_owned(),
         "body".to_owned(),
         "proxy".to_owned(),
         "tree/etc/nginx/conf.d/websocket.conf".to_owned(),
-    ] {
-        assert!(created.contains(&path), "{path} not in {created:#?}");
-    }
+    ]);
     let warnings = context_warnings(root, RPM_SITE, &candidate).unwrap();
     assert!(
         warnings
