@@ -43,6 +43,13 @@ ro6HoQXhfDFo2EYHG18gl8HU4UkIbVwZjxGqqbJYp6dkwebTnhjq1IHU
 -----END PRIVATE KEY-----
 ";
 
+/// The map that gives sites `$connection_upgrade` for websockets.
+const WEBSOCKET_MAP: &str =
+    "map $http_upgrade $connection_upgrade {\n    default upgrade;\n    ''      close;\n}\n";
+
+/// The folders nginx's package makes for its pid, logs and temp files.
+const NGINX_FOLDERS: [&str; 3] = ["/run", "/var/log/nginx", "/var/lib/nginx"];
+
 fn write(root: &Path, server_path: &str, text: &str) {
     let path = root.join(server_path.trim_start_matches('/'));
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -167,11 +174,7 @@ fn debian_tree(root: &Path, tag: &str) {
         "/etc/nginx/modules-enabled/50-mod-http-geoip2.conf",
         "load_module modules/ngx_http_geoip2_module.so;\n",
     );
-    write(
-        root,
-        "/etc/nginx/conf.d/websocket.conf",
-        "map $http_upgrade $connection_upgrade {\n    default upgrade;\n    ''      close;\n}\n",
-    );
+    write(root, "/etc/nginx/conf.d/websocket.conf", WEBSOCKET_MAP);
     write(
         root,
         "/etc/nginx/proxy_params",
@@ -203,7 +206,7 @@ fn debian_tree(root: &Path, tag: &str) {
         "server {\n    listen 80;\n    server_name localhost;\n}\n",
     );
     link(root, "/etc/nginx/sites-enabled/comindwareprod", DEB_SITE);
-    for path in ["/run", "/var/log/nginx", "/var/lib/nginx"] {
+    for path in NGINX_FOLDERS {
         folder(root, path);
     }
 }
@@ -323,18 +326,14 @@ fn rhel_tree(root: &Path, tag: &str) {
         "/usr/share/nginx/modules/mod-stream.conf",
         "load_module \"/usr/lib64/nginx/modules/ngx_stream_module.so\";\n",
     );
-    write(
-        root,
-        "/etc/nginx/conf.d/websocket.conf",
-        "map $http_upgrade $connection_upgrade {\n    default upgrade;\n    ''      close;\n}\n",
-    );
+    write(root, "/etc/nginx/conf.d/websocket.conf", WEBSOCKET_MAP);
     write(
         root,
         "/etc/nginx/conf.d/status.conf",
         "server {\n    listen 127.0.0.1:8081 default_server;\n    location /status { stub_status; }\n}\n",
     );
     folder(root, "/etc/nginx/default.d");
-    for path in ["/run", "/var/log/nginx", "/var/lib/nginx"] {
+    for path in NGINX_FOLDERS {
         folder(root, path);
     }
 }
