@@ -217,8 +217,6 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
         site_resolved: resolve_in_root(root, &join_default(root, Path::new(site)), true).ok(),
         candidate,
         in_context,
-        work: work.to_path_buf(),
-        tree: tree.clone(),
         stack: Vec::new(),
         site_included: false,
         main_seen: BTreeSet::new(),
@@ -226,7 +224,12 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
         http_done: false,
         copy: ContextCopy {
             work: work.to_path_buf(),
-            main: mirror(&tree, MAIN_CONFIG),
+            // Without the server's own, nginx's messages must not name a file it lacks.
+            main: if in_context {
+                mirror(&tree, MAIN_CONFIG)
+            } else {
+                work.join("minimal-nginx.conf")
+            },
             tree,
             files: BTreeMap::new(),
             folders: BTreeSet::new(),
@@ -246,7 +249,7 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
     if !walker.main_seen.contains("pid") {
         text.push_str(&format!(
             "\npid {};\n",
-            quote(&walker.work.join("nginx.pid").to_string_lossy())
+            quote(&walker.copy.work.join("nginx.pid").to_string_lossy())
         ));
     }
     if !walker.http_done {
@@ -268,8 +271,6 @@ struct Walker<'a> {
     /// Whether the server's own nginx.conf is tested (not the minimal one):
     /// then a folder missing on the server is missing in the copy too.
     in_context: bool,
-    work: PathBuf,
-    tree: PathBuf,
     /// The files being walked, outermost first: an include cycle is refused.
     stack: Vec<String>,
     site_included: bool,
@@ -376,7 +377,7 @@ impl Walker<'_> {
         let mut additions = String::from("\n# added by cmw-upgrade for `nginx -t`\n");
         for (directive, name) in HTTP_DEFAULTS {
             if !self.http_seen.contains(*directive) {
-                let path = self.work.join(name);
+                let path = self.copy.work.join(name);
                 additions.push_str(&format!(
                     "{directive} {};\n",
                     quote(&path.to_string_lossy())
@@ -397,7 +398,7 @@ impl Walker<'_> {
             let site = self.site;
             let candidate = self.candidate;
             let text = self.walk_file(site, candidate, context)?;
-            let copy = mirror(&self.tree, site);
+            let copy = mirror(&self.copy.tree, site);
             additions.push_str(&format!("include {};\n", quote(&copy.to_string_lossy())));
             self.copy.files.insert(copy, raw_text::encode(&text));
         }
@@ -431,7 +432,7 @@ impl Walker<'_> {
                     .map(|bytes| raw_text::decode(&path, &bytes))
                     .transpose()?
             };
-            let copy = mirror(&self.tree, &path);
+            let copy = mirror(&self.copy.tree, &path);
             // A file missing on the server stays missing: nginx names it.
             if let Some(text) = text {
                 let rewritten = self.walk_file(&path, &text, context)?;
@@ -453,7 +454,7 @@ impl Walker<'_> {
         let path = server_path(argument, SERVER_PREFIX);
         match self.disk.read_file(&path)? {
             Some(bytes) => {
-                let copy = mirror(&self.tree, &path);
+                let copy = mirror(&self.copy.tree, &path);
                 let rewritten = rewritten(directive, &copy);
                 self.copy.files.insert(copy, bytes);
                 Ok(rewritten)
@@ -484,7 +485,7 @@ impl Walker<'_> {
             return Ok(None);
         }
         let path = server_path(argument, CONFIG_FOLDER);
-        let copy = mirror(&self.tree, &path);
+        let copy = mirror(&self.copy.tree, &path);
         if let Some(bytes) = self.disk.read_file(&path)? {
             self.copy.files.insert(copy.clone(), bytes);
         }
@@ -501,7 +502,7 @@ impl Walker<'_> {
             return None;
         }
         let path = server_path(argument, SERVER_PREFIX);
-        let copy = mirror(&self.tree, &path);
+        let copy = mirror(&self.copy.tree, &path);
         if let Some(parent) = Path::new(&path).parent() {
             // With the server's own config, a folder the server lacks is lacking
             // in the copy too: nginx fails there as it would on the server.
