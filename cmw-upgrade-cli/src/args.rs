@@ -522,7 +522,8 @@ pub enum ConfigCommand {
     /// Workers.config (gone since 5.0) switches set to false become instance directives.
     /// The nginx site file gets the old server block's own directives (server_name, listen,
     /// ssl_*, client_max_body_size, proxy_*_timeout, access_log, error_log) and keeps the new
-    /// version's locations; it must pass `nginx -t` before it is written. Other *.config,
+    /// version's locations; it must pass `nginx -t` (in a temp copy of the new server's
+    /// nginx configuration) before it is written, taken whole or not. Other *.config,
     /// *.json files and Agent.config are reported when they differ (--take copies one whole).
     ///
     /// Then checks: db.name and nodeName as on the old instance; clusterName, apigateway

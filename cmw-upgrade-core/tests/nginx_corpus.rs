@@ -11,12 +11,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use cmw_upgrade_core::config::nginx::{
-    is_site_directive, migrate_nginx, nginx_test_config, parse_nginx, Directive, NginxMigration,
+    is_site_directive, migrate_nginx, parse_nginx, Directive, NginxMigration,
 };
+use cmw_upgrade_core::config::nginx_context::test_site_in_context;
 use cmw_upgrade_core::config::raw_text;
+use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::Error;
 
 /// A new version's site as the platform's packages write it.
@@ -124,35 +125,43 @@ fn assert_outside_edits_kept(new: &str, migration: &NginxMigration) {
     assert_eq!(rebuilt, migration.text);
 }
 
-/// Whether the real nginx accepts `site` included in a minimal main config.
-fn nginx_accepts(site: &str) -> Result<(), String> {
-    let work = tempfile::tempdir().unwrap();
-    let site_path = work.path().join("site");
-    fs::write(&site_path, raw_text::encode(site)).unwrap();
-    let main = work.path().join("nginx.conf");
-    fs::write(&main, nginx_test_config(&site_path, work.path())).unwrap();
-    let output = Command::new(nginx())
-        .arg("-t")
-        .arg("-p")
-        .arg(work.path())
-        .arg("-c")
-        .arg(&main)
-        .output()
-        .expect("nginx runs");
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
+/// The new server's nginx configuration as Debian ships it, with the map
+/// the platform's sites use.
+const DEBIAN_NGINX_CONF: &str = "user www-data;\nworker_processes auto;\npid /run/nginx.pid;\n\
+events { worker_connections 768; }\nhttp {\n    include /etc/nginx/mime.types;\n    \
+default_type application/octet-stream;\n    access_log /var/log/nginx/access.log;\n    \
+error_log /var/log/nginx/error.log;\n    \
+map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n    \
+include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;\n}\n";
 
-fn nginx() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|folder| folder.join("nginx"))
-        .find(|candidate| candidate.is_file())
-        .expect("the tests run the real nginx: install it (apt-get install nginx-light)")
+const SITE: &str = "/etc/nginx/sites-available/comindwareprod";
+
+/// Whether the real nginx accepts `site` as a server would load it: through
+/// the same in-context test `config migrate` runs, on a root holding Debian's
+/// nginx configuration with the site enabled.
+fn nginx_accepts(site: &str) -> Result<(), String> {
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/nginx");
+    for folder in ["sites-available", "sites-enabled", "conf.d"] {
+        fs::create_dir_all(etc.join(folder)).unwrap();
+    }
+    for folder in ["var/log/nginx", "run"] {
+        fs::create_dir_all(root.path().join(folder)).unwrap();
+    }
+    fs::write(etc.join("nginx.conf"), DEBIAN_NGINX_CONF).unwrap();
+    fs::write(etc.join("mime.types"), "types { text/html html; }\n").unwrap();
+    fs::write(
+        root.path().join(SITE.trim_start_matches('/')),
+        raw_text::encode(site),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../sites-available/comindwareprod",
+        etc.join("sites-enabled/comindwareprod"),
+    )
+    .unwrap();
+    test_site_in_context(root.path(), SITE, site, &LocalExecutor::new("/"))
+        .map_err(|error| error.to_string())
 }
 
 #[derive(Default, Debug)]

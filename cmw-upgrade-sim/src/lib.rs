@@ -254,33 +254,11 @@ impl Simulation {
         // The new server: OS, accounts, nginx; no instance yet.
         write_file(&new_root, "/etc/os-release", os_release(family))?;
         write_accounts(&new_root)?;
-        for folder in [
-            family.nginx_site_dir(),
-            "/etc/nginx/sites-enabled",
-            "/run",
-            "/var/log/nginx",
-            "/var/lib/nginx",
-            "/usr/lib/systemd/system",
-            "/opt/distr",
-        ] {
+        write_nginx_tree(&new_root, family)?;
+        for folder in ["/usr/lib/systemd/system", "/opt/distr"] {
             fs::create_dir_all(new_root.join(folder.trim_start_matches('/')))?;
         }
         let root_text = text(&new_root);
-        let include = if family == OsFamily::Deb {
-            format!("{root_text}/etc/nginx/sites-enabled/*")
-        } else {
-            format!("{root_text}{}/*", family.nginx_site_dir())
-        };
-        write_file(
-            &new_root,
-            "/etc/nginx/nginx.conf",
-            &format!(
-                "# The simulated server's nginx (cmw-upgrade simulator)\nworker_processes 1;\npid {r}/run/nginx.pid;\nerror_log {r}/var/log/nginx/error.log;\n\
-                 events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n    client_body_temp_path {r}/var/lib/nginx/body;\n    proxy_temp_path {r}/var/lib/nginx/proxy;\n    \
-                 fastcgi_temp_path {r}/var/lib/nginx/fastcgi;\n    uwsgi_temp_path {r}/var/lib/nginx/uwsgi;\n    scgi_temp_path {r}/var/lib/nginx/scgi;\n    include {include};\n}}\n",
-                r = root_text
-            ),
-        )?;
 
         // Stand-ins.
         let prologue = scripts::prologue(&root_text, &text(&sim));
@@ -391,6 +369,58 @@ impl Drop for Simulation {
     }
 }
 
+/// The new server's nginx configuration, as its package lays it out, with
+/// server paths: nginx.conf (defining `$connection_upgrade`, which the new
+/// version's site uses), mime.types, conf.d, and on deb sites-enabled with
+/// `proxy_params`. The `nginx` stand-in runs this machine's nginx on it under
+/// the root ([`scripts::nginx`]); `config migrate` tests sites in it.
+fn write_nginx_tree(root: &Path, family: OsFamily) -> io::Result<()> {
+    for folder in [
+        family.nginx_site_dir(),
+        "/etc/nginx/conf.d",
+        "/etc/nginx/sites-enabled",
+        "/run",
+        "/var/log/nginx",
+        "/var/lib/nginx",
+    ] {
+        fs::create_dir_all(root.join(folder.trim_start_matches('/')))?;
+    }
+    // deb enables sites by links in sites-enabled; the others include the site folder.
+    let sites = if family == OsFamily::Deb {
+        "include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;".to_owned()
+    } else {
+        format!("include {}/*;", family.nginx_site_dir())
+    };
+    write_file(
+        root,
+        "/etc/nginx/nginx.conf",
+        &format!(
+            "# The simulated server's nginx (cmw-upgrade simulator)\nworker_processes 1;\npid /run/nginx.pid;\n\
+             error_log /var/log/nginx/error.log;\n\nevents {{\n    worker_connections 64;\n}}\n\n\
+             http {{\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n    \
+             access_log /var/log/nginx/access.log;\n    client_body_temp_path /var/lib/nginx/body;\n    \
+             proxy_temp_path /var/lib/nginx/proxy;\n    fastcgi_temp_path /var/lib/nginx/fastcgi;\n    \
+             uwsgi_temp_path /var/lib/nginx/uwsgi;\n    scgi_temp_path /var/lib/nginx/scgi;\n\n    \
+             map $http_upgrade $connection_upgrade {{\n        default upgrade;\n        ''      close;\n    }}\n\n    \
+             {sites}\n}}\n"
+        ),
+    )?;
+    write_file(
+        root,
+        "/etc/nginx/mime.types",
+        "types {\n    text/html html htm;\n    text/css css;\n    application/javascript js;\n    application/json json;\n}\n",
+    )?;
+    if family == OsFamily::Deb {
+        write_file(
+            root,
+            "/etc/nginx/proxy_params",
+            "proxy_set_header Host $http_host;\nproxy_set_header X-Real-IP $remote_addr;\n\
+             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\nproxy_set_header X-Forwarded-Proto $scheme;\n",
+        )?;
+    }
+    Ok(())
+}
+
 /// The new version's templates: what `instance_create.sh` lays out, with
 /// `@INSTANCE@`, `@PORT@`, `@BACKEND@`, `@VERSION@` to fill in.
 fn write_templates(folder: &Path, family: OsFamily, version: &str) -> io::Result<()> {
@@ -404,7 +434,9 @@ fn write_templates(folder: &Path, family: OsFamily, version: &str) -> io::Result
         &format!("{}/comindware@INSTANCE@", family.nginx_site_dir()),
         &format!(
             "# Comindware Platform {version}\nserver {{\n    listen 127.0.0.1:@PORT@;\n    server_name localhost;\n    client_max_body_size 100m;\n\n    \
-             location / {{\n        proxy_pass http://127.0.0.1:@BACKEND@;\n        proxy_set_header Host $host;\n    }}\n}}\n"
+             location / {{\n        proxy_pass http://127.0.0.1:@BACKEND@;\n        proxy_set_header Host $host;\n        \
+             proxy_http_version 1.1;\n        proxy_set_header Upgrade $http_upgrade;\n        \
+             proxy_set_header Connection $connection_upgrade;\n    }}\n}}\n"
         ),
     )?;
     let owner = family.web_owner();

@@ -88,7 +88,8 @@ mkdir -p "$ROOT/var/lib/comindware/$NAME/Database" "$ROOT/var/log/comindware/$NA
 ln -sfn "$VDIR" "$ROOT/var/www/$NAME/bin"
 SITE_DIR=$(cat "$SIM/site-dir")
 if [ -d "$ROOT/etc/nginx/sites-enabled" ] && [ "$SITE_DIR" = /etc/nginx/sites-available ]; then
-  ln -sfn "$ROOT$SITE_DIR/comindware$NAME" "$ROOT/etc/nginx/sites-enabled/comindware$NAME"
+  # Relative, so that it leads to the site both inside the root and for this machine's nginx.
+  ln -sfn "../sites-available/comindware$NAME" "$ROOT/etc/nginx/sites-enabled/comindware$NAME"
 fi
 echo "OK     Instance folder created."
 echo "OK     Instance Web config created."
@@ -240,14 +241,17 @@ echo "$TOOL $*" >> "$SIM/state/packages/log"
     )
 }
 
-/// `nginx`: the real nginx, on the simulation's main config unless `-c` is given.
+/// `nginx`: the real nginx, on the simulated server's main config unless `-c`
+/// is given. That config names server paths (`/etc/nginx/...`, `/run/nginx.pid`);
+/// this machine's nginx is given a copy whose absolute paths lead under the root.
 pub fn nginx(real_nginx: &str) -> String {
     format!(
         "REAL={}\n{}",
         quote(real_nginx),
         r#"
 for arg in "$@"; do [ "$arg" = -c ] && exec "$REAL" "$@"; done
-exec "$REAL" -c "$ROOT/etc/nginx/nginx.conf" -e "$ROOT/var/log/nginx/error.log" "$@"
+sed -E "s#^([[:space:]]*[a-z_]+[[:space:]]+)/#\1$ROOT/#" "$ROOT/etc/nginx/nginx.conf" > "$SIM/nginx.conf" || exit 1
+exec "$REAL" -c "$SIM/nginx.conf" -e "$ROOT/var/log/nginx/error.log" "$@"
 "#
     )
 }

@@ -7,7 +7,7 @@
 //! [`apply_migration`] tests the nginx site with the real `nginx -t`, keeps every
 //! original as `<file>.cmw-upgrade.<stamp>.bak`, and replaces files atomically.
 
-// `nginx -t` needs the candidate site as a file: it is written to a private temp folder and removed.
+// Lists the old server's www folder and reads back its own backups to undo a failed write.
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::BTreeMap;
@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::env_file::{migrate_env, secret_spans as env_secret_spans};
-use super::nginx::{migrate_nginx, nginx_test_config};
+use super::nginx::migrate_nginx;
+use super::nginx_context::{context_warnings, test_site_in_context};
 use super::secrets::mask_spans;
 use super::xml::{map_workers_config, migrate_ignite, secret_spans as xml_secret_spans};
 use super::yaml_merge::{migrate_yaml, secret_spans as yaml_secret_spans, ExtraValue};
@@ -151,6 +152,8 @@ pub struct MigrationPlan {
     pub report: MigrationReport,
     /// The files to rewrite, in a stable order (empty when the report has errors).
     pub updates: Vec<FileUpdate>,
+    /// The new server's root: the nginx site is tested in its nginx configuration.
+    root: PathBuf,
 }
 
 /// Directives naming folders the instance needs.
@@ -257,8 +260,9 @@ impl Planner<'_> {
         }
     }
 
-    /// Takes the old file whole when asked; returns whether it did.
-    fn take_if_asked(&mut self, server_path: &str) -> Result<bool> {
+    /// Takes the old file whole when asked; returns whether it did. `kind`:
+    /// what checks it (a taken nginx site goes through `nginx -t` as a migrated one).
+    fn take_if_asked(&mut self, server_path: &str, kind: FileKind) -> Result<bool> {
         if !self.options.take.iter().any(|taken| taken == server_path) {
             return Ok(false);
         }
@@ -266,7 +270,7 @@ impl Planner<'_> {
             Some(old) => {
                 let unchanged = self.current(server_path)?.as_deref() == Some(old.as_str());
                 if !unchanged {
-                    self.record(server_path, old, FileKind::Other)?;
+                    self.record(server_path, old, kind)?;
                 }
                 self.report.changes.push(Change {
                     file: server_path.to_owned(),
@@ -289,7 +293,7 @@ impl Planner<'_> {
     }
 
     fn migrate_yaml_file(&mut self, server_path: &str, extra: &[ExtraValue]) -> Result<()> {
-        if self.take_if_asked(server_path)? {
+        if self.take_if_asked(server_path, FileKind::Other)? {
             return Ok(());
         }
         let Some((old, new)) = self.pair(server_path)? else {
@@ -368,7 +372,7 @@ pub fn plan_migration(
         planner.migrate_yaml_file(&format!("{www}/{name}"), &[])?;
     }
 
-    if !planner.take_if_asked(&env_file)? {
+    if !planner.take_if_asked(&env_file, FileKind::Other)? {
         if let Some((Some(old), new)) = planner.pair(&env_file)? {
             match migrate_env(&env_file, &old, &new, &options.stamp) {
                 Ok(migration) => {
@@ -384,7 +388,7 @@ pub fn plan_migration(
     }
 
     let ignite = format!("{www}/Ignite.config");
-    if !planner.take_if_asked(&ignite)? {
+    if !planner.take_if_asked(&ignite, FileKind::Other)? {
         if let Some((Some(old), new)) = planner.pair(&ignite)? {
             match migrate_ignite(&ignite, &old, &new) {
                 Ok(migration) => {
@@ -415,7 +419,7 @@ pub fn plan_migration(
             break;
         }
     }
-    if !planner.take_if_asked(&new_site)? {
+    if !planner.take_if_asked(&new_site, FileKind::Nginx)? {
         match (old_site_path, planner.current(&new_site)?) {
             (Some(old_path), Some(new)) => {
                 let old = planner.old_file(&old_path)?.unwrap_or_default();
@@ -466,6 +470,7 @@ pub fn plan_migration(
     let mut plan = MigrationPlan {
         report: planner.report,
         updates: Vec::new(),
+        root: root.to_path_buf(),
     };
     if plan.report.errors.is_empty() {
         for (server_path, (before, after, kind)) in planner.texts {
@@ -481,8 +486,31 @@ pub fn plan_migration(
                 kind,
             });
         }
+        nginx_context_findings(&mut plan)?;
     }
     Ok(plan)
+}
+
+/// What the report must say about how each nginx site will be tested (alone,
+/// or placed where nginx.conf does not include it); a server config that
+/// cannot be copied to test in stops the migration as the gate would.
+fn nginx_context_findings(plan: &mut MigrationPlan) -> Result<()> {
+    let mut errors = Vec::new();
+    for update in plan.updates.iter().filter(|u| u.kind == FileKind::Nginx) {
+        match context_warnings(&plan.root, &update.server_path, &update.after) {
+            Ok(warnings) => plan.report.warnings.extend(warnings),
+            Err(error @ (Error::ConfigParse { .. } | Error::PathOutsideRoot { .. })) => {
+                errors.push(error.to_string());
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    if !errors.is_empty() {
+        plan.report.errors.extend(errors);
+        plan.report.files.clear();
+        plan.updates.clear();
+    }
+    Ok(())
 }
 
 /// Other `*.config`, `*.yml`, `*.json` files and `Agent.config`: reported when they
@@ -511,7 +539,7 @@ fn other_files(planner: &mut Planner<'_>, www: &str, workers: &str) -> Result<()
         .collect();
     paths.push(format!("{www}/data/Plugins/Agent/Agent.config"));
     for path in paths {
-        if planner.take_if_asked(&path)? {
+        if planner.take_if_asked(&path, FileKind::Other)? {
             continue;
         }
         let Some(old) = planner.old_file(&path)? else {
@@ -683,72 +711,22 @@ pub fn migration_refusal(
 }
 
 /// The checks a planned migration must pass before anything is written: each
-/// migrated nginx site through the real `nginx -t`, in a private temp folder
+/// nginx site to write (migrated, or taken with `--take`) through the real
+/// `nginx -t`, in a private temp copy of the new server's nginx configuration
 /// (so a check mode and a plan run it too, changing nothing).
 ///
 /// # Errors
 /// [`Error::CheckFailed`] with nginx's words; [`Error::CommandFailed`] when
-/// nginx cannot be run.
+/// nginx cannot be run; what [`test_site_in_context`] says.
 pub fn gate_migration(plan: &MigrationPlan, runner: &dyn CommandRunner) -> Result<()> {
     for update in plan
         .updates
         .iter()
         .filter(|update| update.kind == FileKind::Nginx)
     {
-        nginx_test(update, runner)?;
+        test_site_in_context(&plan.root, &update.server_path, &update.after, runner)?;
     }
     Ok(())
-}
-
-/// Tests a planned nginx site file with the real `nginx -t` in a private folder.
-fn nginx_test(update: &FileUpdate, runner: &dyn CommandRunner) -> Result<()> {
-    // A fresh private folder per check: parallel runs never share or remove each other's.
-    let work = crate::paths::private_temp_dir("cmw-upgrade-nginx")?;
-    let result = (|| {
-        let site = work.join("site.conf");
-        let main = work.join("nginx.conf");
-        fs::write(&site, raw_text::encode(&update.after))
-            .map_err(|error| Error::io("write", &site, error))?;
-        fs::write(&main, nginx_test_config(&site, &work))
-            .map_err(|error| Error::io("write", &main, error))?;
-        let argv: Vec<String> = vec![
-            "nginx".into(),
-            "-t".into(),
-            "-p".into(),
-            work.to_string_lossy().into_owned(),
-            "-c".into(),
-            main.to_string_lossy().into_owned(),
-        ];
-        let output = runner.run(&argv).map_err(|error| match error {
-            Error::CommandFailed {
-                command,
-                status,
-                output,
-                ..
-            } => Error::CommandFailed {
-                command,
-                status,
-                output,
-                hint: format!(
-                    "install nginx here: it checks the new {} before it is written",
-                    update.server_path
-                ),
-            },
-            other => other,
-        })?;
-        if !output.success() {
-            let details = output
-                .stderr
-                .replace(&site.to_string_lossy().into_owned(), &update.server_path);
-            return Err(Error::CheckFailed {
-                what: format!("`nginx -t` on the new {}", update.server_path),
-                details: details.trim().to_owned(),
-            });
-        }
-        Ok(())
-    })();
-    let _ = fs::remove_dir_all(&work);
-    result
 }
 
 /// Writes a plan: nginx test first, then every file with a backup, atomically.

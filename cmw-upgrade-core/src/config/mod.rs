@@ -7,6 +7,7 @@
 pub mod env_file;
 pub mod migrate;
 pub mod nginx;
+pub mod nginx_context;
 pub mod raw_text;
 // Secrets are a domain fact every layer masks with; kept here under their old path.
 pub use crate::secrets;

@@ -8,7 +8,8 @@
 //! Blocks are matched by role, never by position ([`roles`]). Only the spans
 //! that change are edited: every other byte of the new file stays as it was.
 //! The result is checked with the real `nginx -t` before it replaces
-//! anything (see [`nginx_test_config`]).
+//! anything, in the new server's own nginx configuration (see
+//! [`super::nginx_context`]).
 
 mod carry;
 mod parse;
@@ -272,18 +273,4 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
         warnings,
         edits,
     })
-}
-
-/// A minimal main config that includes `site_file`, for `nginx -t -c <it>`:
-/// logs and the pid file go to `work_dir`, so the test touches nothing else.
-pub fn nginx_test_config(site_file: &std::path::Path, work_dir: &std::path::Path) -> String {
-    format!(
-        "# written by cmw-upgrade to test a site file with `nginx -t`\n\
-         pid {work}/nginx.pid;\n\
-         error_log {work}/error.log;\n\
-         events {{}}\n\
-         http {{\n    include {site};\n}}\n",
-        work = work_dir.display(),
-        site = site_file.display()
-    )
 }
