@@ -367,9 +367,10 @@ impl Parser<'_> {
             },
             _ => {
                 let (parent, path, item) = self.place();
+                // A map entry is known by its key, whatever its position.
                 let path = match item {
-                    Some((_, position)) => format!("{path}[{position}]"),
-                    None => path,
+                    Some((_, position)) if local != "entry" => format!("{path}[{position}]"),
+                    _ => path,
                 };
                 let path = match self.attribute(tag, "id") {
                     Some(id) if parent.is_none() => format!("#{id}"),
@@ -469,9 +470,11 @@ impl Parser<'_> {
                         entry.value_start = value_start;
                         entry.value_end = value_end;
                         entry.value = PropertyValue::Slot(kind);
-                        if entry.name == "name" && kind == SlotKind::Text {
-                            self.beans[bean].name_property =
-                                unescape(inner, &self.entities, None).ok();
+                        if entry.name == "name" {
+                            self.beans[bean].name_property = match kind {
+                                SlotKind::Text => unescape(inner, &self.entities, None).ok(),
+                                _ => Some(self.text[value_start..value_end].to_owned()),
+                            };
                         }
                     }
                     _ => self.note(&format!("<value>{inner}</value>")),

@@ -11,7 +11,7 @@ mod beans;
 mod tests_ignite;
 mod values;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
@@ -278,6 +278,26 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
         changes,
         warnings,
     })
+}
+
+/// Every property value the tool can carry, as XML means it (decoded and
+/// unescaped), by bean identity and property name. A value it cannot read (an
+/// undeclared entity, bytes not valid in the file's encoding) is left out: the
+/// migration reports it.
+///
+/// # Errors
+/// [`Error::ConfigParse`] as for [`migrate_ignite`].
+pub fn property_values(file: &str, text: &str) -> Result<BTreeMap<(String, String), String>> {
+    let side = Side::read(file.to_owned(), text)?;
+    Ok(side
+        .document
+        .properties
+        .iter()
+        .filter_map(|property| {
+            let value = side.value(property).ok()?;
+            Some(((property.bean.clone(), property.name.clone()), value))
+        })
+        .collect())
 }
 
 /// The edited file must still be well-formed and hold every intended value.
