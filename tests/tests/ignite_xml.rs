@@ -499,3 +499,92 @@ fn dedup(regions: Vec<Region>) -> Vec<Region> {
         .filter(|r| seen.insert(r.name.clone()))
         .collect()
 }
+
+mod through_the_planner {
+    use cmw_upgrade_core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+    use cmw_upgrade_core::executor::LocalExecutor;
+    use cmw_upgrade_core::{InstanceName, OsFamily};
+    use cmw_upgrade_tests::write_new_server;
+
+    const IGNITE: &str = "var/www/prod/Ignite.config";
+
+    /// Two 5.0 servers whose Ignite.config files are `old` and `new` (bytes).
+    fn servers(old: &[u8], new: &[u8]) -> (tempfile::TempDir, tempfile::TempDir) {
+        let old_root = tempfile::tempdir().unwrap();
+        write_new_server(old_root.path(), OsFamily::Alt, "prod", "5.0.1234.0", true).unwrap();
+        let new_root = tempfile::tempdir().unwrap();
+        write_new_server(new_root.path(), OsFamily::Alt, "prod", "5.1.77.0", false).unwrap();
+        std::fs::write(old_root.path().join(IGNITE), old).unwrap();
+        std::fs::write(new_root.path().join(IGNITE), new).unwrap();
+        (old_root, new_root)
+    }
+
+    fn plan(
+        old: &tempfile::TempDir,
+        new: &tempfile::TempDir,
+    ) -> cmw_upgrade_core::config::migrate::MigrationPlan {
+        let options = MigrateOptions {
+            stamp: "20261128T090000Z".to_owned(),
+            ..MigrateOptions::default()
+        };
+        plan_migration(
+            old.path(),
+            new.path(),
+            &InstanceName::new("prod").unwrap(),
+            OsFamily::Alt,
+            &options,
+        )
+        .unwrap()
+    }
+
+    const BEAN: &str = "<bean class=\"org.apache.ignite.configuration.IgniteConfiguration\">\
+                        <property name=\"consistentId\" value=\"VALUE\"/></bean>";
+
+    #[test]
+    fn a_utf8_value_lands_in_a_windows_1251_file_as_windows_1251_bytes() {
+        let old = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<beans>\n{}\n</beans>\n",
+            BEAN.replace("VALUE", "Узел-1")
+        );
+        // A windows-1251 file with "Сайт" in a comment.
+        let mut new = b"<?xml version=\"1.0\" encoding=\"windows-1251\"?>\n<!-- \xD1\xE0\xE9\xF2 -->\n<beans>\n".to_vec();
+        new.extend_from_slice(BEAN.replace("VALUE", "node").as_bytes());
+        new.extend_from_slice(b"\n</beans>\n");
+        let (old_root, new_root) = servers(old.as_bytes(), &new);
+        let plan = plan(&old_root, &new_root);
+        assert!(plan.report.errors.is_empty(), "{:#?}", plan.report.errors);
+        apply_migration(&plan, &LocalExecutor::new("/"), "20261128T090000Z").unwrap();
+        let written = std::fs::read(new_root.path().join(IGNITE)).unwrap();
+        let at = new.windows(4).position(|w| w == b"node").unwrap();
+        let mut expected = new.clone();
+        expected.splice(at..at + 4, b"\xD3\xE7\xE5\xEB-1".iter().copied());
+        assert_eq!(written, expected);
+    }
+
+    #[test]
+    fn a_utf16_file_is_refused_and_left_alone() {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<beans>\n{}\n</beans>\n",
+            BEAN.replace("VALUE", "node")
+        );
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let old = text
+            .replace(" encoding=\"UTF-16\"", "")
+            .replace("node", "old-node");
+        let (old_root, new_root) = servers(old.as_bytes(), &utf16);
+        let plan = plan(&old_root, &new_root);
+        assert!(
+            plan.report
+                .errors
+                .iter()
+                .any(|e| e.contains("Ignite.config:1: is stored as UTF-16")),
+            "{:#?}",
+            plan.report.errors
+        );
+        assert!(plan.updates.is_empty());
+        assert_eq!(std::fs::read(new_root.path().join(IGNITE)).unwrap(), utf16);
+    }
+}

@@ -233,7 +233,7 @@ impl Parser<'_> {
         Some(unescape(raw, &self.entities, Some(quote)).unwrap_or_else(|_| raw.to_owned()))
     }
 
-    /// The nearest property and the number of frames above it, when no bean is nearer.
+    /// The nearest enclosing property, unless a bean is nearer.
     fn enclosing_property(&self) -> Option<usize> {
         for frame in self.frames.iter().rev() {
             match frame {
@@ -402,7 +402,6 @@ impl Parser<'_> {
                 } else if parent.is_none() && !path.starts_with('#') {
                     Frame::Neutral
                 } else {
-                    let local = local;
                     Frame::Other {
                         parent,
                         path: format!("{path}/{local}"),
