@@ -1,10 +1,17 @@
 //! The platform's XML configs: `Ignite.config` (Spring beans) and the legacy
 //! `Workers.config`.
 //!
-//! Ignite values are carried by replacing only the bytes of a `value` attribute,
-//! so the rest of the file (BOM, CRLF, comments, CDATA, formatting) stays
-//! byte-identical. `Workers.config` switches, gone since 5.0, map to instance
-//! config directives where the target is clear ([`WORKER_SWITCHES`]).
+//! Ignite values are carried bean by bean: each bean is matched by its identity
+//! (its id, its `name` property in a list, the path of properties leading to
+//! it; its position only as a last resort, with a warning), never by its place
+//! among beans of its class, so regions listed in another order keep their own
+//! sizes. Only the bytes of a value that differs are replaced, so the rest of the
+//! file (BOM, CRLF, comments, CDATA, its encoding, formatting) stays
+//! byte-identical. What cannot be carried (a bean or property the new file
+//! lacks, a list that differs, an entity the tool cannot expand) is reported.
+//!
+//! `Workers.config` switches, gone since 5.0, map to instance config
+//! directives where the target is clear ([`WORKER_SWITCHES`]).
 
 mod beans;
 #[cfg(test)]
