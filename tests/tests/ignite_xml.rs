@@ -182,20 +182,23 @@ mod oracle {
     }
 }
 
-fn corpus() -> Vec<(String, Vec<u8>)> {
-    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/ignite-xml");
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
-        .map(|path| {
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&path).unwrap())
-        })
-        .collect();
-    files.sort();
-    assert!(files.len() >= 20, "the corpus is at {}", folder.display());
-    files
+fn corpus() -> &'static [(String, Vec<u8>)] {
+    static CORPUS: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/ignite-xml");
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "xml"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20, "the corpus is at {}", folder.display());
+        files
+    })
 }
 
 #[test]
@@ -204,7 +207,10 @@ fn every_corpus_file_round_trips_byte_for_byte() {
         let text = raw_text::decode(&name, &bytes).unwrap();
         let migration =
             migrate_ignite(&name, &text, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(raw_text::encode(&migration.text) == bytes, "{name} changed");
+        assert!(
+            raw_text::encode(&migration.text) == *bytes,
+            "{name} changed"
+        );
         assert!(
             migration.warnings.is_empty(),
             "{name}: {:?}",
@@ -476,6 +482,33 @@ proptest! {
                 prop_assert!(cut.is_some() && oracle_new.is_err(), "{error}");
                 prop_assert!(error.to_string().starts_with("Ignite.config:"), "{error}");
             }
+        }
+    }
+
+    /// A corpus file with a piece cut out or pasted elsewhere: no panic, and a
+    /// file migrated onto itself is unchanged.
+    #[test]
+    fn damaged_corpus_files_never_panic(
+        file in any::<proptest::sample::Index>(),
+        from in any::<proptest::sample::Index>(),
+        length in 0usize..40,
+        to in any::<proptest::sample::Index>(),
+    ) {
+        let files = corpus();
+        let (name, bytes) = &files[file.index(files.len())];
+        let mut damaged = bytes.clone();
+        let start = from.index(damaged.len());
+        let piece: Vec<u8> = damaged.drain(start..(start + length).min(damaged.len())).collect();
+        let at = to.index(damaged.len() + 1);
+        damaged.splice(at..at, piece.iter().copied().rev());
+        let Ok(damaged) = raw_text::decode(name, &damaged) else {
+            return Ok(());
+        };
+        let original = raw_text::decode(name, bytes).unwrap();
+        let _ = migrate_ignite(name, &original, &damaged);
+        let _ = migrate_ignite(name, &damaged, &original);
+        if let Ok(migration) = migrate_ignite(name, &damaged, &damaged) {
+            prop_assert_eq!(migration.text, damaged);
         }
     }
 

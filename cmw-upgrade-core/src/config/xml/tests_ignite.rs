@@ -310,3 +310,22 @@ fn broken_or_unusual_input_is_refused_without_panicking() {
         "{error}"
     );
 }
+
+#[test]
+fn a_value_whose_bytes_are_not_its_file_s_encoding_is_reported() {
+    // A UTF-8 file (no declaration) whose value holds windows-1251 bytes.
+    let bean = |value: &[u8]| {
+        let mut bytes = b"<beans><bean class=\"x.A\"><property name=\"v\" value=\"".to_vec();
+        bytes.extend_from_slice(value);
+        bytes.extend_from_slice(b"\"/></bean></beans>\n");
+        raw_text::decode("Ignite.config", &bytes).unwrap()
+    };
+    let migration = migrate(&bean(b"\xD1\xE0\xE9\xF2"), &bean(b"x"));
+    assert_eq!(migration.text, bean(b"x"));
+    assert_eq!(migration.warnings.len(), 1);
+    assert!(
+        migration.warnings[0].contains("holds bytes that are not valid UTF-8"),
+        "{}",
+        migration.warnings[0]
+    );
+}
