@@ -30,6 +30,8 @@ pub struct Bean {
     pub positional_among: usize,
     /// 1-based line of its start tag.
     pub line: usize,
+    /// Whether it is a child of `<beans>` (not inside another bean or a list).
+    pub top_level: bool,
 }
 
 /// What a property holds.
@@ -626,6 +628,7 @@ fn finish(parser: Parser<'_>) -> BeanDocument {
             identity,
             positional_among,
             line: bean.line,
+            top_level: bean.parent.is_none() && bean.item.is_none() && bean.path.is_empty(),
         });
     }
     // Two beans with one identity (two `constructor-arg` beans, say) are told apart by order.

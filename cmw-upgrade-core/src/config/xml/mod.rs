@@ -133,6 +133,18 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
         .map(|property| ((property.bean.as_str(), property.name.as_str()), property))
         .collect();
     let mut warnings = Vec::new();
+    let renamed = renamed_top_level_beans(&old.document, &new.document);
+    for (from, to) in &renamed {
+        if let Some(bean) = new_beans.get(to.as_str()) {
+            warnings.push(format!(
+                "{file}:{}: the {class} {from} of the old file is {to} in this one (the only \
+                 {class} in each file); its settings were carried into it — check that it is \
+                 the same bean",
+                bean.line,
+                class = short_class(&bean.class),
+            ));
+        }
+    }
 
     // Beans first: one the new file lacks (or has as another class) is reported once, whole.
     let mut unmatched: Vec<&str> = Vec::new();
@@ -142,7 +154,7 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
                 .strip_prefix(outer)
                 .is_some_and(|rest| rest.starts_with(['/', '[', '<']))
         });
-        let problem = match new_beans.get(bean.identity.as_str()) {
+        let problem = match new_beans.get(translated(&bean.identity, &renamed).as_str()) {
             None => "is not in the new file".to_owned(),
             Some(other) if other.class != bean.class => format!(
                 "is a {} in the new file, not a {}",
@@ -176,13 +188,17 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
     let mut changes = Vec::new();
     let mut intended: Vec<(&BeanProperty, String)> = Vec::new();
     let mut positional_warned: HashSet<&str> = HashSet::new();
+    let mut targets_taken: HashSet<usize> = HashSet::new();
     for property in &old.document.properties {
         if unmatched.contains(&property.bean.as_str()) {
             continue;
         }
         let key = property.display_key();
         let Some(target) = new_properties
-            .get(&(property.bean.as_str(), property.name.as_str()))
+            .get(&(
+                translated(&property.bean, &renamed).as_str(),
+                property.name.as_str(),
+            ))
             .copied()
         else {
             let value = old.value(property).ok();
@@ -212,6 +228,13 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
             }
             continue;
         };
+        // Spring refuses a property set twice in one bean; the tool will not guess which one counts.
+        if !targets_taken.insert(target.value_start) {
+            warnings.push(not_carried(
+                "the old file sets it more than once in this bean",
+            ));
+            continue;
+        }
         if property.is_reference != target.is_reference {
             warnings.push(not_carried(
                 "it is a reference to a bean (ref=) in one file and a value in the other",
@@ -228,7 +251,7 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
         let before = new.value(target).ok();
         let change = |action| Change {
             file: file.to_owned(),
-            key: key.clone(),
+            key: target.display_key(),
             action,
             old: shown(&property.name, before.as_deref()),
             new: shown(&property.name, Some(&value)),
@@ -285,6 +308,43 @@ pub fn migrate_ignite(file: &str, old_text: &str, new_text: &str) -> Result<Igni
         changes,
         warnings,
     })
+}
+
+/// Top-level beans whose id differs between the files but that are the only
+/// top-level bean of their class in each: `(old identity, new identity)`.
+fn renamed_top_level_beans(old: &BeanDocument, new: &BeanDocument) -> Vec<(String, String)> {
+    let only = |document: &'_ BeanDocument, class: &str| -> Option<String> {
+        let mut beans = document
+            .beans
+            .iter()
+            .filter(|bean| bean.top_level && bean.class == class);
+        let first = beans.next()?;
+        beans.next().is_none().then(|| first.identity.clone())
+    };
+    let known = |document: &BeanDocument, identity: &str| {
+        document.beans.iter().any(|bean| bean.identity == identity)
+    };
+    old.beans
+        .iter()
+        .filter(|bean| bean.top_level && !known(new, &bean.identity))
+        .filter_map(|bean| {
+            let from = only(old, &bean.class)?;
+            let to = only(new, &bean.class)?;
+            (!known(old, &to)).then_some((from, to))
+        })
+        .collect()
+}
+
+/// An old file's bean identity as the new file names it.
+fn translated(identity: &str, renamed: &[(String, String)]) -> String {
+    for (from, to) in renamed {
+        if let Some(rest) = identity.strip_prefix(from.as_str()) {
+            if rest.is_empty() || rest.starts_with(['/', '[', '<']) {
+                return format!("{to}{rest}");
+            }
+        }
+    }
+    identity.to_owned()
 }
 
 /// Every property value the tool can carry, as XML means it (decoded and

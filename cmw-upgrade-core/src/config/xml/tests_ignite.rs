@@ -329,3 +329,57 @@ fn a_value_whose_bytes_are_not_its_file_s_encoding_is_reported() {
         migration.warnings[0]
     );
 }
+
+#[test]
+fn a_property_set_twice_in_the_old_bean_is_carried_once_and_reported() {
+    let old = format!("{HEAD}<bean class=\"x.A\">\n<property name=\"v\" value=\"1\"/>\n<property name=\"v\" value=\"2\"/>\n</bean>\n</beans>\n");
+    let new = format!(
+        "{HEAD}<bean class=\"x.A\">\n<property name=\"v\" value=\"3\"/>\n</bean>\n</beans>\n"
+    );
+    let migration = migrate(&old, &new);
+    assert_eq!(migration.text, new.replace("\"3\"", "\"1\""));
+    assert_eq!(migration.warnings.len(), 1);
+    assert!(
+        migration.warnings[0].contains("sets it more than once"),
+        "{}",
+        migration.warnings[0]
+    );
+}
+
+#[test]
+fn the_one_top_level_configuration_matches_though_its_id_changed() {
+    let old = with_regions(&[("Default_Region", "1")]);
+    let new =
+        with_regions(&[("Default_Region", "2")]).replace("id=\"ignite.cfg\"", "id=\"grid.cfg\"");
+    let migration = migrate(&old, &new);
+    assert_eq!(migration.text, new.replace("\"2\"", "\"1\""));
+    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
+    assert!(
+        migration.warnings[0].starts_with(
+            "Ignite.config:3: the IgniteConfiguration #ignite.cfg of the old file is #grid.cfg in this one"
+        ),
+        "{}",
+        migration.warnings[0]
+    );
+    assert_eq!(
+        migration
+            .changes
+            .iter()
+            .find(|c| c.action == ChangeAction::Set)
+            .unwrap()
+            .key,
+        "#grid.cfg/dataStorageConfiguration/dataRegionConfigurations[name=Default_Region].maxSize"
+    );
+    // With two of the class in a file, an id that changed is not guessed.
+    let two = new.replace(
+        "</beans>",
+        "<bean class=\"org.apache.ignite.configuration.IgniteConfiguration\"/>\n</beans>",
+    );
+    let migration = migrate(&old, &two);
+    assert_eq!(migration.text, two);
+    assert!(
+        migration.warnings[0].contains("#ignite.cfg is not in the new file"),
+        "{:?}",
+        migration.warnings
+    );
+}
