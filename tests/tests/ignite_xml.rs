@@ -204,9 +204,9 @@ fn corpus() -> &'static [(String, Vec<u8>)] {
 #[test]
 fn every_corpus_file_round_trips_byte_for_byte() {
     for (name, bytes) in corpus() {
-        let text = raw_text::decode(&name, &bytes).unwrap();
+        let text = raw_text::decode(name, bytes).unwrap();
         let migration =
-            migrate_ignite(&name, &text, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            migrate_ignite(name, &text, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(
             raw_text::encode(&migration.text) == *bytes,
             "{name} changed"
@@ -229,9 +229,9 @@ fn every_corpus_file_round_trips_byte_for_byte() {
 #[test]
 fn the_parser_reads_every_corpus_file_as_a_dom_does() {
     for (name, bytes) in corpus() {
-        let text = raw_text::decode(&name, &bytes).unwrap();
-        bean_properties(&name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let ours = property_values(&name, &text).unwrap();
+        let text = raw_text::decode(name, bytes).unwrap();
+        bean_properties(name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let ours = property_values(name, &text).unwrap();
         let theirs = oracle::values(&text).unwrap();
         assert_eq!(ours, theirs, "{name}");
     }
@@ -302,7 +302,7 @@ fn apply(text: &str, mut edits: Vec<(std::ops::Range<usize>, String)>) -> String
 fn values_come_back_from_a_perturbed_copy_by_identity() {
     let mut lists_reversed = 0;
     for (name, bytes) in corpus() {
-        let text = raw_text::decode(&name, &bytes).unwrap();
+        let text = raw_text::decode(name, bytes).unwrap();
         let (new, reversed) = perturbed(&text);
         lists_reversed += reversed;
         let values = oracle::values(&text).unwrap();
@@ -310,8 +310,7 @@ fn values_come_back_from_a_perturbed_copy_by_identity() {
             !values.is_empty() && oracle::values(&new).unwrap() != values,
             "{name}: nothing perturbed"
         );
-        let migration =
-            migrate_ignite(&name, &text, &new).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let migration = migrate_ignite(name, &text, &new).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(oracle::values(&migration.text).unwrap(), values, "{name}");
         assert!(
             migration
@@ -329,7 +328,7 @@ fn values_come_back_from_a_perturbed_copy_by_identity() {
             migration.warnings
         );
         // The new file's order stands: only values moved.
-        let again = migrate_ignite(&name, &new, &migration.text).unwrap();
+        let again = migrate_ignite(name, &new, &migration.text).unwrap();
         assert_eq!(
             oracle::values(&again.text).unwrap(),
             oracle::values(&new).unwrap(),
