@@ -300,8 +300,12 @@ impl Parser<'_> {
                 path: String::new(),
             };
         }
-        match local {
-            "bean" => {
+        let enclosing_bean = match self.frames.last() {
+            Some(Frame::Bean(bean)) => Some(*bean),
+            _ => None,
+        };
+        match (local, enclosing_bean) {
+            ("bean", _) => {
                 let (parent, path, item) = self.place();
                 let index = self.beans.len();
                 self.beans.push(PendingBean {
@@ -319,54 +323,35 @@ impl Parser<'_> {
                 for (name, value_start, value_end, quote) in attribute_spans(tag) {
                     if let Some(property) = name.strip_prefix("p:").filter(|p| !p.ends_with("-ref"))
                     {
-                        self.push_property(
-                            index,
-                            property,
-                            line,
-                            start + value_start,
-                            start + value_end,
-                            quote,
-                            false,
-                        );
+                        let span = (start + value_start, start + value_end, Some(quote));
+                        self.push_property(index, property, line, span, false);
                     }
                 }
                 Frame::Bean(index)
             }
-            "property" if matches!(self.frames.last(), Some(Frame::Bean(_))) => {
-                let Some(Frame::Bean(bean)) = self.frames.last() else {
-                    return Frame::Neutral;
-                };
-                let bean = *bean;
+            ("property", Some(bean)) => {
                 let name = self.attribute(tag, "name").unwrap_or_default();
-                let (value_start, value_end, quote, is_reference) =
-                    match attribute_span(tag, "value")
-                        .map(|span| (span, false))
-                        .or_else(|| attribute_span(tag, "ref").map(|span| (span, true)))
-                    {
-                        Some(((value_start, value_end, quote), is_reference)) => {
-                            (start + value_start, start + value_end, quote, is_reference)
-                        }
-                        None => (end, end, 0, false),
-                    };
-                let index = self.push_property(
-                    bean,
-                    &name,
-                    line,
-                    value_start,
-                    value_end,
-                    quote,
-                    is_reference,
-                );
-                if quote == 0 {
-                    self.properties[index].value = PropertyValue::Composite(String::new());
-                }
+                let (value, is_reference) = match attribute_span(tag, "value") {
+                    Some(span) => (Some(span), false),
+                    None => (attribute_span(tag, "ref"), true),
+                };
+                let (span, is_reference) = match value {
+                    Some((value_start, value_end, quote)) => (
+                        (start + value_start, start + value_end, Some(quote)),
+                        is_reference,
+                    ),
+                    None => ((end, end, None), false),
+                };
+                let index = self.push_property(bean, &name, line, span, is_reference);
                 Frame::Property(bean, index)
             }
-            "value" if matches!(self.frames.last(), Some(Frame::Property(..))) => Frame::Value {
-                start: end,
-                cdata: None,
-                mixed: false,
-            },
+            ("value", _) if matches!(self.frames.last(), Some(Frame::Property(..))) => {
+                Frame::Value {
+                    start: end,
+                    cdata: None,
+                    mixed: false,
+                }
+            }
             _ => {
                 let (parent, path, item) = self.place();
                 // A map entry is known by its key, whatever its position.
@@ -413,21 +398,27 @@ impl Parser<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Records a property of `bean`: `(start, end, quote)` is its value
+    /// attribute's span and quote, or (with no quote) where its content starts.
     fn push_property(
         &mut self,
         bean: usize,
         name: &str,
         line: usize,
-        value_start: usize,
-        value_end: usize,
-        quote: u8,
+        (value_start, value_end, quote): (usize, usize, Option<u8>),
         is_reference: bool,
     ) -> usize {
-        if name == "name" && !is_reference && quote != 0 {
-            let raw = &self.text[value_start..value_end];
-            self.beans[bean].name_property = unescape(raw, &self.entities, Some(quote)).ok();
-        }
+        let value = match quote {
+            Some(quote) => {
+                if name == "name" && !is_reference {
+                    let raw = &self.text[value_start..value_end];
+                    self.beans[bean].name_property =
+                        unescape(raw, &self.entities, Some(quote)).ok();
+                }
+                PropertyValue::Slot(SlotKind::Attribute(quote))
+            }
+            None => PropertyValue::Composite(String::new()),
+        };
         self.properties.push(BeanProperty {
             bean_class: String::new(),
             bean: String::new(),
@@ -435,7 +426,7 @@ impl Parser<'_> {
             line,
             value_start,
             value_end,
-            value: PropertyValue::Slot(SlotKind::Attribute(quote)),
+            value,
             is_reference,
         });
         self.property_bean.push(bean);
