@@ -226,6 +226,9 @@ struct Parser<'a> {
     collections: usize,
 }
 
+const CDATA_OPEN: &str = "<![CDATA[";
+const CDATA_CLOSE: &str = "]]>";
+
 const COLLECTIONS: &[&str] = &["list", "set", "array", "map", "props", "properties"];
 
 impl Parser<'_> {
@@ -449,7 +452,9 @@ impl Parser<'_> {
                     && matches!(&self.properties[property].value, PropertyValue::Composite(c) if c.is_empty());
                 let slot = match cdata {
                     Some((cdata_start, cdata_end))
-                        if inner.trim() == &self.text[cdata_start - 9..cdata_end + 3] =>
+                        if inner.trim()
+                            == &self.text
+                                [cdata_start - CDATA_OPEN.len()..cdata_end + CDATA_CLOSE.len()] =>
                     {
                         Some((cdata_start, cdata_end, SlotKind::Cdata))
                     }
@@ -545,7 +550,7 @@ pub fn parse_beans(file: &str, text: &str) -> Result<BeanDocument> {
                     if cdata.is_some() {
                         *mixed = true;
                     }
-                    *cdata = Some((start + "<![CDATA[".len(), end - "]]>".len()));
+                    *cdata = Some((start + CDATA_OPEN.len(), end - CDATA_CLOSE.len()));
                 } else {
                     parser.content(&text[start..end]);
                 }
