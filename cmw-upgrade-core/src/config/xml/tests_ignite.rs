@@ -383,3 +383,23 @@ fn the_one_top_level_configuration_matches_though_its_id_changed() {
         migration.warnings
     );
 }
+
+#[test]
+fn an_old_spring_dtd_and_spel_values_pass_through() {
+    let file = |value: &str, quote: char| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE beans PUBLIC \"-//SPRING//DTD BEAN 2.0//EN\" \
+             \"http://www.springframework.org/dtd/spring-beans-2.0.dtd\">\n<beans>\n\t<bean class=\"x.A\">\r\n\t\t\
+             <property name=\"workDirectory\" value={quote}{value}{quote}/>\r\n\t</bean>\n</beans>\n"
+        )
+    };
+    let old = file("#{systemEnvironment['CMW_HOME']}/work", '"');
+    let new = file("/var/lib/ignite", '\'');
+    let migration = migrate(&old, &new);
+    assert_eq!(
+        migration.text,
+        file("#{systemEnvironment[&apos;CMW_HOME&apos;]}/work", '\'')
+    );
+    assert!(migration.warnings.is_empty(), "{:?}", migration.warnings);
+    assert_eq!(migrate(&old, &old).text, old);
+}
