@@ -28,6 +28,12 @@ fn migrate(old: &str, new: &str) -> IgniteMigration {
     migrate_ignite("Ignite.config", old, new).unwrap()
 }
 
+/// The one warning of a migration that must have exactly one.
+fn only_warning(migration: &IgniteMigration) -> &str {
+    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
+    &migration.warnings[0]
+}
+
 #[test]
 fn regions_in_another_order_keep_their_own_sizes() {
     let old = with_regions(&[
@@ -68,19 +74,15 @@ fn a_region_the_new_file_lacks_is_reported_with_its_line() {
     let new = with_regions(&[("Default_Region", "3")]);
     let migration = migrate(&old, &new);
     assert_eq!(migration.text, with_regions(&[("Default_Region", "1")]));
-    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
+    let warning = only_warning(&migration);
     let line = old.lines().position(|l| l.contains("Archive")).unwrap(); // the bean starts a line above
     assert!(
-        migration.warnings[0].starts_with(&format!(
+        warning.starts_with(&format!(
             "old Ignite.config:{line}: the DataRegionConfiguration "
         )),
-        "{}",
-        migration.warnings[0]
+        "{warning}"
     );
-    assert!(
-        migration.warnings[0].contains("[name=Archive]")
-            && migration.warnings[0].contains("name, maxSize")
-    );
+    assert!(warning.contains("[name=Archive]") && warning.contains("name, maxSize"));
 }
 
 #[test]
@@ -138,11 +140,10 @@ fn a_bean_of_another_class_is_reported_not_filled() {
     let new = format!("{HEAD}<bean id=\"finder\" class=\"x.MulticastIpFinder\"><property name=\"shared\" value=\"false\"/></bean>\n</beans>\n");
     let migration = migrate(&old, &new);
     assert_eq!(migration.text, new);
-    assert_eq!(migration.warnings.len(), 1);
+    let warning = only_warning(&migration);
     assert!(
-        migration.warnings[0].contains("is a MulticastIpFinder in the new file"),
-        "{}",
-        migration.warnings[0]
+        warning.contains("is a MulticastIpFinder in the new file"),
+        "{warning}"
     );
 }
 
@@ -186,13 +187,12 @@ fn declared_entities_are_expanded_and_others_refused_with_the_line() {
     let new = "<beans>\n<bean class=\"x.A\">\n  <property name=\"walPath\" value=\"/var/wal\"/>\n  <property name=\"archive\" value=\"/var/archive\"/>\n</bean>\n</beans>\n";
     let migration = migrate(old, new);
     assert_eq!(migration.text, new.replace("/var/wal", "/srv/data/wal"));
-    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
+    let warning = only_warning(&migration);
     assert!(
-        migration.warnings[0].starts_with(
+        warning.starts_with(
             "Ignite.config:4: A.archive was not carried: the old value uses the entity &ext;"
         ),
-        "{}",
-        migration.warnings[0]
+        "{warning}"
     );
     assert!(migration.warnings[0].contains("old file line 9"));
     // The new file declaring the same entity may keep the reference as written.
@@ -284,8 +284,8 @@ fn comments_cdata_namespaces_lists_and_refs_do_not_confuse_matching() {
             ("Finder.spi", ChangeAction::Set),
         ]
     );
-    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
-    assert!(migration.warnings[0].contains("Finder.addresses was not carried: it holds a list"));
+    let warning = only_warning(&migration);
+    assert!(warning.contains("Finder.addresses was not carried: it holds a list"));
 }
 
 #[test]
@@ -322,11 +322,10 @@ fn a_value_whose_bytes_are_not_its_file_s_encoding_is_reported() {
     };
     let migration = migrate(&bean(b"\xD1\xE0\xE9\xF2"), &bean(b"x"));
     assert_eq!(migration.text, bean(b"x"));
-    assert_eq!(migration.warnings.len(), 1);
+    let warning = only_warning(&migration);
     assert!(
-        migration.warnings[0].contains("holds bytes that are not valid UTF-8"),
-        "{}",
-        migration.warnings[0]
+        warning.contains("holds bytes that are not valid UTF-8"),
+        "{warning}"
     );
 }
 
@@ -338,12 +337,8 @@ fn a_property_set_twice_in_the_old_bean_is_carried_once_and_reported() {
     );
     let migration = migrate(&old, &new);
     assert_eq!(migration.text, new.replace("\"3\"", "\"1\""));
-    assert_eq!(migration.warnings.len(), 1);
-    assert!(
-        migration.warnings[0].contains("sets it more than once"),
-        "{}",
-        migration.warnings[0]
-    );
+    let warning = only_warning(&migration);
+    assert!(warning.contains("sets it more than once"), "{warning}");
 }
 
 #[test]
@@ -353,14 +348,10 @@ fn the_one_top_level_configuration_matches_though_its_id_changed() {
         with_regions(&[("Default_Region", "2")]).replace("id=\"ignite.cfg\"", "id=\"grid.cfg\"");
     let migration = migrate(&old, &new);
     assert_eq!(migration.text, new.replace("\"2\"", "\"1\""));
-    assert_eq!(migration.warnings.len(), 1, "{:?}", migration.warnings);
-    assert!(
-        migration.warnings[0].starts_with(
+    let warning = only_warning(&migration);
+    assert!(warning.starts_with(
             "Ignite.config:3: the IgniteConfiguration #ignite.cfg of the old file is #grid.cfg in this one"
-        ),
-        "{}",
-        migration.warnings[0]
-    );
+        ), "{warning}");
     assert_eq!(
         migration
             .changes
