@@ -266,6 +266,17 @@ fn parse_block(
             ));
         }
         let line = line_at(lexer.text, start);
+        // Errors quote the name only when it reads as a directive name: a file
+        // that is not nginx config at all (an include of `/etc/passwd`) must
+        // not have its content printed.
+        let shown_name = if !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            format!("`{name}`")
+        } else {
+            "a word that is not a directive name".to_owned()
+        };
         let mut args = Vec::new();
         let mut raw_args = Vec::new();
         let mut args_end = end;
@@ -274,7 +285,7 @@ fn parse_block(
             let Some(token) = lexer.next_token()? else {
                 return Err(lexer.error(
                     lexer.text.len(),
-                    format!("unexpected end of file, expecting \";\" or \"{{\" after `{name}` (line {line})"),
+                    format!("unexpected end of file, expecting \";\" or \"{{\" after {shown_name} (line {line})"),
                 ));
             };
             match token {
@@ -295,7 +306,9 @@ fn parse_block(
                 Token::Close(at) => {
                     return Err(lexer.error(
                         at,
-                        format!("unexpected \"}}\", expecting \";\" after `{name}` (line {line})"),
+                        format!(
+                            "unexpected \"}}\", expecting \";\" after {shown_name} (line {line})"
+                        ),
                     ))
                 }
             }
