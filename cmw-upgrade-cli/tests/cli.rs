@@ -511,6 +511,31 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
     assert_eq!(report["errors"], Value::Array(Vec::new()));
 }
 
+/// `--check` checks what the write would: the migrated site through the real
+/// `nginx -t` in the new server's nginx configuration.
+#[test]
+fn config_migrate_check_runs_nginx_t_on_the_candidate_site() {
+    let (old, new) = migration_servers();
+    let site = new.path().join("etc/nginx/sites-available/comindwareprod");
+    let text = fs::read_to_string(&site).unwrap().replacen(
+        "proxy_set_header Host $host;",
+        "proxy_set_header Host $host;\n        add_header X-Test $no_such_variable;",
+        1,
+    );
+    fs::write(&site, text).unwrap();
+    let before = snapshot(new.path());
+    let from = old.path().to_str().unwrap();
+    let output = migrate_cmd(new.path(), from, &["--json", "--check"]);
+    let report = json(&output);
+    let errors = report["errors"].to_string();
+    assert!(
+        errors.contains("nginx -t") && errors.contains("no_such_variable"),
+        "{errors}"
+    );
+    assert!(!output.status.success());
+    assert_eq!(snapshot(new.path()), before, "a check writes nothing");
+}
+
 #[test]
 fn config_migrate_writes_with_backups_then_changes_nothing() {
     let (old, new) = migration_servers();

@@ -29,7 +29,7 @@ pub(crate) fn migrate_config<'py>(
     take: Option<Vec<String>>,
     family: Option<&str>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    use core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+    use core::config::migrate::{apply_migration, check_migration, plan_migration, MigrateOptions};
     let instance = parse_instance(instance)?;
     let family = family_of_root(&root, family)?;
     let stamp = core::exec::utc_stamp(std::time::SystemTime::now());
@@ -42,10 +42,11 @@ pub(crate) fn migrate_config<'py>(
     let report = py
         .detach(|| -> core::Result<_> {
             let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
-            plan.report.check = check;
-            if !check && plan.report.errors.is_empty() {
-                plan.report.written =
-                    apply_migration(&plan, &core::executor::LocalExecutor::new("/"), &stamp)?;
+            let runner = core::executor::LocalExecutor::new("/");
+            if check {
+                check_migration(&mut plan, &runner);
+            } else if plan.report.errors.is_empty() {
+                plan.report.written = apply_migration(&plan, &runner, &stamp)?;
             }
             Ok(plan.report)
         })

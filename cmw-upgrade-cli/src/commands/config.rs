@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use cmw_upgrade_core::config::migrate::{apply_migration, plan_migration, MigrateOptions};
+use cmw_upgrade_core::config::migrate::{
+    apply_migration, check_migration, plan_migration, MigrateOptions,
+};
 use cmw_upgrade_core::config::ChangeAction;
 use cmw_upgrade_core::exec::utc_stamp;
 use cmw_upgrade_core::executor::LocalExecutor;
@@ -23,7 +25,9 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         preview_missing: false,
     };
     let mut plan = plan_migration(&args.from, &global.root, &args.instance, family, &options)?;
-    plan.report.check = args.check;
+    if args.check {
+        check_migration(&mut plan, &LocalExecutor::new("/"));
+    }
     let mut out = crate::output::stdout();
     if args.check && !global.json {
         for update in &plan.updates {

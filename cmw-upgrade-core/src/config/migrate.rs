@@ -729,6 +729,18 @@ pub fn gate_migration(plan: &MigrationPlan, runner: &dyn CommandRunner) -> Resul
     Ok(())
 }
 
+/// What a check mode checks: what the run would check before writing (the
+/// candidate site through `nginx -t` in the server's context). A refusal
+/// becomes an error of the report, as a parse error is; nothing is written.
+pub fn check_migration(plan: &mut MigrationPlan, runner: &dyn CommandRunner) {
+    if plan.report.errors.is_empty() {
+        if let Err(error) = gate_migration(plan, runner) {
+            plan.report.errors.push(error.to_string());
+        }
+    }
+    plan.report.check = true;
+}
+
 /// Writes a plan: nginx test first, then every file with a backup, atomically.
 /// A failure while writing puts back the files already replaced.
 ///

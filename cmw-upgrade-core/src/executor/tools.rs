@@ -11,7 +11,7 @@ use crate::backup::{
     backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
 };
 use crate::config::migrate::{
-    apply_migration, gate_migration, migration_refusal, plan_migration, MigrateOptions,
+    apply_migration, check_migration, migration_refusal, plan_migration, MigrateOptions,
 };
 use crate::disk::Disk;
 use crate::error::{Error, Result};
@@ -92,14 +92,7 @@ pub fn run_tool(
             };
             let mut plan = plan_migration(&place(from)?, root, instance, *family, &options)?;
             if *check {
-                // What the run would check before writing, a check mode checks
-                // too: the candidate site through `nginx -t` on a temp copy.
-                if plan.report.errors.is_empty() {
-                    if let Err(error) = gate_migration(&plan, runner) {
-                        plan.report.errors.push(error.to_string());
-                    }
-                }
-                plan.report.check = true;
+                check_migration(&mut plan, runner);
                 return Ok(ToolOutcome::Migrate(plan.report));
             }
             if let Some(refusal) = migration_refusal(&plan.report, from, instance) {
