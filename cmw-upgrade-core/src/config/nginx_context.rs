@@ -41,7 +41,7 @@ use crate::disk::{canonical_in_root, resolve_in_root, Disk};
 use crate::error::{Error, Result};
 use crate::exec::CommandRunner;
 use crate::paths::{join_default, private_temp_dir};
-use crate::secrets::{is_secret_key, MASK};
+use crate::secrets::is_secret_key;
 use crate::server::{NodeKind, ServerRead};
 
 /// The server's main config file.
@@ -198,8 +198,9 @@ struct ContextCopy {
     /// Folders to make, for what nginx creates inside them.
     folders: BTreeSet<PathBuf>,
     warnings: Vec<String>,
-    /// Secret values met in the config, masked in nginx's messages.
-    secrets: BTreeSet<String>,
+    /// Whether the root is this machine's own `/`: the nginx that tests is the
+    /// server's own, and its compiled-in error log the server's.
+    on_this_server: bool,
 }
 
 fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<ContextCopy> {
@@ -234,7 +235,7 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
             files: BTreeMap::new(),
             folders: BTreeSet::new(),
             warnings: Vec::new(),
-            secrets: BTreeSet::new(),
+            on_this_server: root == Path::new("/"),
         },
     };
     if !in_context {
@@ -607,8 +608,10 @@ impl Walker<'_> {
         };
         for value in values {
             // Short values would mask ordinary words; a variable is no secret.
-            if value.len() >= 4 && !value.starts_with('$') {
-                self.copy.secrets.insert(value.clone());
+            // Remembered, they are masked by every printer: nginx's words here,
+            // and the site's diff too.
+            if !value.starts_with('$') {
+                crate::secrets::remember(value);
             }
         }
     }
@@ -657,7 +660,41 @@ impl ContextCopy {
             "-e".into(),
             text(&self.work.join("error.log")),
         ];
-        let output = runner.run(&argv).map_err(|error| match error {
+        let mut output = self.run_argv(&argv, site, runner)?;
+        if !output.success()
+            && output.stderr.contains("invalid option: \"e\"")
+            && self.on_this_server
+        {
+            // nginx before 1.19.5 has no `-e`. On the server itself its
+            // compiled-in error log is the server's own, which an admin's
+            // `nginx -t` opens too; under another root it would be this
+            // machine's, so there the refusal below stands.
+            output = self.run_argv(&argv[..argv.len() - 2], site, runner)?;
+        }
+        if output.success() {
+            return Ok(());
+        }
+        let mut details = self.shown(&output.stderr).trim().to_owned();
+        if details.contains("invalid option: \"e\"") {
+            details.push_str(
+                " — this nginx is older than 1.19.5 and cannot be kept off its compiled-in \
+                 error log outside the root; install nginx 1.19.5 or newer here, or run the \
+                 migration on the server itself",
+            );
+        }
+        Err(Error::CheckFailed {
+            what: format!("`nginx -t` on the new {site} in the new server's nginx configuration"),
+            details,
+        })
+    }
+
+    fn run_argv(
+        &self,
+        argv: &[String],
+        site: &str,
+        runner: &dyn CommandRunner,
+    ) -> Result<crate::exec::CommandOutput> {
+        runner.run(argv).map_err(|error| match error {
             Error::CommandFailed {
                 command,
                 status,
@@ -670,33 +707,16 @@ impl ContextCopy {
                 hint: format!("install nginx here: it checks the new {site} before it is written"),
             },
             other => other,
-        })?;
-        if output.success() {
-            return Ok(());
-        }
-        let mut details = self.shown(&output.stderr).trim().to_owned();
-        if details.contains("invalid option: \"e\"") {
-            details.push_str(
-                " — this nginx is older than 1.19.5 and cannot be kept off its compiled-in \
-                 error log; install nginx 1.19.5 or newer here to test the site",
-            );
-        }
-        Err(Error::CheckFailed {
-            what: format!("`nginx -t` on the new {site} in the new server's nginx configuration"),
-            details,
         })
     }
 
     /// nginx's words as the admin should read them: the copy's paths as the
     /// server's, the test folder named as such, secret values masked.
     fn shown(&self, message: &str) -> String {
-        let mut shown = message
+        let shown = message
             .replace(&*self.tree.to_string_lossy(), "")
             .replace(&*self.work.to_string_lossy(), "(the test folder)");
-        for secret in &self.secrets {
-            shown = shown.replace(secret.as_str(), MASK);
-        }
-        shown
+        crate::secrets::mask(&shown).into_owned()
     }
 }
 
@@ -807,6 +827,51 @@ mod tests {
             "{main}"
         );
         assert!(main.contains("client_body_temp_path /tmp/cmw-upgrade-nginx-1-2/body;"));
+    }
+
+    /// An nginx older than 1.19.5: `-e` is an invalid option.
+    struct NginxWithoutE(std::cell::RefCell<Vec<Vec<String>>>);
+
+    impl CommandRunner for NginxWithoutE {
+        fn run(&self, argv: &[String]) -> Result<crate::exec::CommandOutput> {
+            self.0.borrow_mut().push(argv.to_vec());
+            let has_e = argv.iter().any(|arg| arg == "-e");
+            Ok(crate::exec::CommandOutput {
+                code: Some(if has_e { 1 } else { 0 }),
+                stdout: String::new(),
+                stderr: if has_e {
+                    "nginx: invalid option: \"e\"\n".to_owned()
+                } else {
+                    String::new()
+                },
+            })
+        }
+    }
+
+    #[test]
+    fn an_nginx_without_e_tests_on_the_server_itself_and_refuses_under_another_root() {
+        let root = tempfile::tempdir().unwrap();
+        let site = "server {\n    listen 80;\n}\n";
+        let work = Path::new("/tmp/cmw-upgrade-nginx-3-4");
+        let mut copy = prepare(root.path(), "/etc/nginx/conf.d/site", site, work).unwrap();
+        let nginx = NginxWithoutE(Default::default());
+        let error = copy
+            .run("/etc/nginx/conf.d/site", &nginx)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("older than 1.19.5"), "{error}");
+        assert_eq!(
+            nginx.0.borrow().len(),
+            1,
+            "under another root: no second try"
+        );
+
+        copy.on_this_server = true;
+        copy.run("/etc/nginx/conf.d/site", &nginx).unwrap();
+        let runs = nginx.0.borrow();
+        assert_eq!(runs.len(), 3);
+        assert!(!runs[2].contains(&"-e".to_owned()), "{:?}", runs[2]);
+        assert_eq!(runs[2][..], runs[1][..runs[1].len() - 2]);
     }
 
     #[test]
