@@ -6,6 +6,15 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 
+/// The version and the commit it was built from (`unknown` outside a git
+/// checkout, unless `CMW_UPGRADE_COMMIT` was set for the build).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CMW_UPGRADE_COMMIT"),
+    ")"
+);
+
 const ABOUT: &str = "Upgrade a Comindware Platform instance to a new version without stopping it.";
 
 const LONG_ABOUT: &str = "\
@@ -26,11 +35,14 @@ const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bun
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
+const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
+const MAN_EXAMPLES: &str =
+    "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
 
 /// `cmw-upgrade`.
 #[derive(Debug, Parser)]
-#[command(name = "cmw-upgrade", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(name = "cmw-upgrade", version = VERSION, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -184,6 +196,17 @@ pub enum Command {
     ///
     /// Exit codes: 0 healthy, 1 not.
     Check(CheckArgs),
+
+    /// Print a shell completion script.
+    ///
+    /// The packages install these into the standard folders; by hand:
+    /// `cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade`.
+    #[command(after_long_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+
+    /// Print the man page, or write one per command into a folder.
+    #[command(after_long_help = MAN_EXAMPLES)]
+    Man(ManArgs),
 
     /// The simulator's platform service (used by `demo` and the tests).
     #[command(name = "simulated-service", hide = true)]
@@ -621,6 +644,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
     }
     Ok(total)
+}
+
+/// `cmw-upgrade completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `cmw-upgrade man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write `cmw-upgrade.1` and one page per command (`cmw-upgrade-run.1`, ...)
+    /// into DIR instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -20,6 +20,16 @@ pub enum CliError {
         source: io::Error,
     },
 
+    /// A file the command writes (a man page) cannot be written.
+    #[error("cannot write {path}: {source}", path = .path.display())]
+    WriteFile {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+
     /// Writing the output failed (a closed pipe, a full disk).
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
@@ -31,6 +41,7 @@ impl CliError {
         match self {
             CliError::Core(error) => error.kind().as_str(),
             CliError::ReadArgument { .. } => "read_argument",
+            CliError::WriteFile { .. } => "write_file",
             CliError::Output(_) => "output",
         }
     }

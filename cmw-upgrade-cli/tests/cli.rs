@@ -693,3 +693,56 @@ fn a_root_s_absolute_links_stay_inside_it() {
     // This machine is Debian (deb); the copy is RED OS.
     assert_eq!(json(&output)["family"], "rpm", "{}", stdout(&output));
 }
+
+/// The texts the packages install come from the binary itself.
+#[test]
+fn completions_man_pages_and_version_come_from_the_binary() {
+    let version = cmw(&["--version"]);
+    assert!(version.status.success());
+    let version = stdout(&version);
+    assert!(
+        version.starts_with(&format!(
+            "cmw-upgrade {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
+    );
+    for (shell, check) in [("bash", Some("bash")), ("zsh", None), ("fish", None)] {
+        let output = cmw(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        for word in ["cmw-upgrade", "rollback", "--instance"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        if let Some(interpreter) = check {
+            // The script must at least parse in its shell.
+            let file = tempfile::NamedTempFile::new().unwrap();
+            fs::write(file.path(), &script).unwrap();
+            let parsed = std::process::Command::new(interpreter)
+                .arg("-n")
+                .arg(file.path())
+                .status()
+                .unwrap();
+            assert!(parsed.success(), "{shell} completion does not parse");
+        }
+    }
+    let page = stdout(&cmw(&["man"]));
+    assert!(page.contains(".TH cmw-upgrade 1") && page.contains("rollback"));
+    let dir = tempfile::tempdir().unwrap();
+    let output = cmw(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for page in [
+        "cmw-upgrade.1",
+        "cmw-upgrade-run.1",
+        "cmw-upgrade-logs-verdict.1",
+    ] {
+        let text = fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page}");
+    }
+    assert!(
+        !dir.path().join("cmw-upgrade-agent.1").exists(),
+        "hidden commands get no page"
+    );
+    let typo = cmw(&["completions", "tcsh"]);
+    assert_eq!(typo.status.code(), Some(2));
+}

@@ -29,7 +29,53 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
         Command::Agent => agent(&cli.global),
+        Command::Completions(args) => completions(args),
+        Command::Man(args) => man(args),
     }
+}
+
+/// Prints a completion script for the shell.
+fn completions(args: crate::args::CompletionsArgs) -> Result<ExitStatus, CliError> {
+    use clap::CommandFactory;
+    let mut command = crate::args::Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut command, "cmw-upgrade", &mut out);
+    Ok(ExitStatus::Success)
+}
+
+/// Prints the main man page, or writes one page per visible command into a folder.
+fn man(args: crate::args::ManArgs) -> Result<ExitStatus, CliError> {
+    use clap::CommandFactory;
+    let command = crate::args::Cli::command();
+    let Some(dir) = args.dir else {
+        clap_mangen::Man::new(command).render(&mut std::io::stdout().lock())?;
+        return Ok(ExitStatus::Success);
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::WriteFile {
+        path: dir.clone(),
+        source,
+    })?;
+    // `generate_to` names each page after its command path: cmw-upgrade-logs-verdict.1.
+    let mut command = command;
+    command.build();
+    let mut pending = vec![command];
+    while let Some(command) = pending.pop() {
+        pending.extend(
+            command
+                .get_subcommands()
+                .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+                .cloned(),
+        );
+        let name = command
+            .get_display_name()
+            .unwrap_or_else(|| command.get_name())
+            .to_owned();
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command).render(&mut page)?;
+        std::fs::write(&path, page).map_err(|source| CliError::WriteFile { path, source })?;
+    }
+    Ok(ExitStatus::Success)
 }
 
 /// Serves the agent protocol on stdin and stdout until stdin ends.
