@@ -29,7 +29,8 @@ step() { printf '\n==> %s\n' "$*"; }
 target=x86_64-unknown-linux-musl
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 out=target/dist
-staging=$out/staging
+# Outside target/: cargo-deb takes any path with target/ in it for a build output.
+staging=dist/.staging
 tools=target/dist-tools
 cargo_deb_version=3.8.0
 cargo_generate_rpm_version=0.21.1
@@ -50,8 +51,9 @@ export PATH="$PWD/$tools/bin:$PATH"
 step "static binary ($target)"
 # relocation-model=static: a plain static executable (no dynamic section at all),
 # not a static PIE, so `ldd` and `file` say what an admin expects.
+# The commit for --version comes from git (cmw-upgrade-cli/build.rs), or from
+# CMW_UPGRADE_COMMIT when building from a source tarball.
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C relocation-model=static" \
-  CMW_UPGRADE_COMMIT="${CMW_UPGRADE_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)}" \
   cargo build --release --locked --target "$target" -p cmw-upgrade-cli
 binary=target/$target/release/cmw-upgrade
 
