@@ -3,11 +3,13 @@
 # (Astra Linux SE 1.7, Debian 10+, Ubuntu 20.04+, RED OS 7.3, Rocky 8, ALT p10)
 # and proves it before anyone copies it there:
 #
-#   1. builds target/dist/cmw_upgrade-<version>-cp39-abi3-manylinux_2_28_x86_64.whl
-#      with maturin and zig, which links against glibc 2.28 stubs whatever glibc
-#      this machine has (a plain build here would need this machine's glibc);
-#   2. checks the file's tag (cp39, abi3, manylinux_2_28 or older), the highest
-#      GLIBC_x.y symbol version the extension asks for (at most 2.28, read with
+#   1. builds target/dist/cmw_upgrade-<version>-cp39-abi3-manylinux2014_x86_64
+#      .manylinux_2_17_x86_64.whl with maturin and zig, which links against
+#      glibc 2.17 stubs whatever glibc this machine has (a plain build here would
+#      need this machine's glibc, 2.36);
+#   2. checks the file's tag (cp39, abi3, manylinux for glibc 2.28 or older, with
+#      a legacy name old pips know), the highest GLIBC_x.y symbol version the
+#      extension asks for (at most 2.28 and no newer than its tag says, read with
 #      objdump and readelf), and what auditwheel says of it;
 #   3. installs the wheel offline into a fresh venv of the oldest Python it
 #      supports (3.9, where one is found) and runs cmw-upgrade-py/tests against
@@ -30,9 +32,15 @@ auditwheel_version="6.8.2"
 # The last pytest that still runs on Python 3.9.
 pytest_version="8.4.2"
 
-# Astra Linux SE 1.7, Debian 10, Rocky 8 and RED OS 7.3 all have glibc 2.28.
+# The oldest glibc among the target servers is 2.28 (Astra Linux SE 1.7 and
+# Debian 10, Rocky 8): no symbol may need a newer one.
 glibc_ceiling="2.28"
-compatibility="manylinux_2_28"
+# Built for glibc 2.17 all the same: its tag, manylinux2014, is one that pip
+# before 20.3 can install, and such pips come with distribution Pythons 3.9
+# (pip 20.2.4 refuses a manylinux_2_28 wheel as "not a supported wheel").
+# Rust's standard library needs glibc 2.17 at least and finds newer functions
+# (statx, copy_file_range, getrandom) at run time.
+compatibility="manylinux2014"
 # PyO3 0.30 supports Python 3.9 and newer; the stable ABI makes one wheel for all.
 python_tag="cp39"
 # An explicit triple keeps the zig-linked objects in their own folder under
@@ -72,9 +80,9 @@ tag_glibc() {
 }
 
 # Fails unless every platform tag in a dot-separated list is manylinux with a
-# glibc no newer than the ceiling.
+# glibc no newer than the ceiling; prints the newest glibc the tags name.
 check_platform_tags() {
-  local what="$1" tags="$2" tag glibc
+  local what="$1" tags="$2" tag glibc newest="0.0"
   local -a list
   IFS=. read -r -a list <<<"$tags"
   for tag in "${list[@]}"; do
@@ -82,7 +90,11 @@ check_platform_tags() {
     if [ "$(version_number "$glibc")" -gt "$(version_number "$glibc_ceiling")" ]; then
       fail "$what: platform tag $tag needs glibc $glibc, newer than $glibc_ceiling"
     fi
+    if [ "$(version_number "$glibc")" -gt "$(version_number "$newest")" ]; then
+      newest="$glibc"
+    fi
   done
+  echo "$newest"
 }
 
 command -v cargo >/dev/null 2>&1 || fail "cargo is not on PATH"
@@ -122,8 +134,12 @@ step "check the tag of $name"
 IFS=- read -r _ _ wheel_python wheel_abi wheel_platforms <<<"${name%.whl}"
 [ "$wheel_python" = "$python_tag" ] || fail "$name: python tag $wheel_python, expected $python_tag"
 [ "$wheel_abi" = "abi3" ] || fail "$name: ABI tag $wheel_abi, expected abi3"
-check_platform_tags "$name" "$wheel_platforms"
-echo "tag: $wheel_python-$wheel_abi-$wheel_platforms"
+tag_ceiling="$(check_platform_tags "$name" "$wheel_platforms")"
+case ".$wheel_platforms." in
+  *.manylinux2014_x86_64.* | *.manylinux2010_x86_64.* | *.manylinux1_x86_64.*) ;;
+  *) fail "$name: no legacy manylinux tag; pip before 20.3 (PEP 600) would refuse it" ;;
+esac
+echo "tag: $wheel_python-$wheel_abi-$wheel_platforms (glibc $tag_ceiling or newer)"
 
 step "check the extension's GLIBC symbol versions"
 unpacked="$(mktemp -d)"
@@ -158,9 +174,11 @@ versions="$(
 [ -n "$versions" ] || fail "$so: no GLIBC symbol versions found (objdump/readelf output not understood)"
 ceiling="$(tail -n 1 <<<"$versions")"
 echo "GLIBC versions used: $(tr '\n' ' ' <<<"$versions")"
-if [ "$(version_number "$ceiling")" -gt "$(version_number "$glibc_ceiling")" ]; then
-  fail "$so needs GLIBC_$ceiling, newer than $glibc_ceiling; symbols: $(objdump -T "$so" | grep "GLIBC_$ceiling" | awk '{print $NF}' | tr '\n' ' ')"
-fi
+for limit in "$glibc_ceiling" "$tag_ceiling"; do
+  if [ "$(version_number "$ceiling")" -gt "$(version_number "$limit")" ]; then
+    fail "$so needs GLIBC_$ceiling, newer than $limit; symbols: $(objdump -T "$so" | grep "GLIBC_$ceiling" | awk '{print $NF}' | tr '\n' ' ')"
+  fi
+done
 if readelf --dynamic "$so" | grep -q 'Shared library: \[libpython'; then
   fail "$so links libpython; an abi3 extension takes its symbols from the interpreter that loads it"
 fi
@@ -170,7 +188,7 @@ audit="$("$tools/bin/auditwheel" show "$wheel")" || fail "auditwheel show failed
 echo "$audit"
 audit_tag="$(tr '\n' ' ' <<<"$audit" | grep -oE 'platform tag: +"[^"]+"' | head -n 1 | grep -oE '"[^"]+"' | tr -d '"')"
 [ -n "$audit_tag" ] || fail "auditwheel show named no platform tag for $name"
-check_platform_tags "auditwheel" "$audit_tag"
+check_platform_tags "auditwheel" "$audit_tag" >/dev/null
 
 step "fresh venv, wheel installed offline, Python tests"
 test_python="${WHEEL_TEST_PYTHON:-}"
@@ -226,6 +244,6 @@ size="$(stat -c %s "$wheel")"
 step "summary"
 printf 'wheel:         %s\n' "$repo/$wheel"
 printf 'size:          %s bytes (%s KiB)\n' "$size" "$((size / 1024))"
-printf 'GLIBC ceiling: %s (limit %s)\n' "$ceiling" "$glibc_ceiling"
+printf 'GLIBC ceiling: %s (tag: %s, limit: %s)\n' "$ceiling" "$tag_ceiling" "$glibc_ceiling"
 printf 'auditwheel:    %s\n' "$audit_tag"
 printf 'tested on:     Python %s\n' "$test_version"
