@@ -29,15 +29,15 @@ repo="$PWD"
 maturin_version="1.16.0"
 ziglang_version="0.15.2"
 auditwheel_version="6.8.2"
-# The last pytest that still runs on Python 3.9.
+# A pytest that still runs on Python 3.9.
 pytest_version="8.4.2"
 
-# The oldest glibc among the target servers is 2.28 (Astra Linux SE 1.7 and
-# Debian 10, Rocky 8): no symbol may need a newer one.
+# The target servers run glibc 2.28 or newer (Astra Linux SE 1.7, Debian 10 and
+# Rocky 8 have 2.28): no symbol may need a newer one.
 glibc_ceiling="2.28"
 # Built for glibc 2.17 all the same: its tag, manylinux2014, is one that pip
-# before 20.3 can install, and such pips come with distribution Pythons 3.9
-# (pip 20.2.4 refuses a manylinux_2_28 wheel as "not a supported wheel").
+# before 20.3 can install (pip 20.2.4 refuses a manylinux_2_28 wheel as "not a
+# supported wheel"), and an older distribution Python's pip may be that old.
 # Rust's standard library needs glibc 2.17 at least and finds newer functions
 # (statx, copy_file_range, getrandom) at run time.
 compatibility="manylinux2014"
