@@ -355,8 +355,14 @@ pub struct BackupArgs {
     pub dest: Option<PathBuf>,
 
     /// copy: copy the database files; snapshot: run Ignite's snapshot command first.
-    #[arg(long, value_enum, default_value = "copy")]
-    pub method: MethodArg,
+    /// Default: snapshot when the instance runs (consistent), copy when it is stopped.
+    #[arg(long, value_enum)]
+    pub method: Option<MethodArg>,
+
+    /// Allow `--method copy` of a running instance: its bundle is only
+    /// crash-consistent (like restarting after a power cut).
+    #[arg(long)]
+    pub accept_crash_consistent: bool,
 
     /// Also copy the uploaded files (userStorage.localDisk.path, default Streams/).
     #[arg(long)]

@@ -299,3 +299,54 @@ fn an_unreadable_file_names_the_path_and_leaves_nothing() {
         "the partial bundle is removed"
     );
 }
+
+/// `backup` with a `systemctl` that says whether the instance runs (`code`:
+/// 0 active, 3 inactive), first on PATH.
+fn backup_with_service(root: &Path, dest: &Path, code: i32, extra: &[&str]) -> std::process::Output {
+    let bin = tempfile::tempdir().unwrap();
+    let systemctl = bin.path().join("systemctl");
+    fs::write(&systemctl, format!("#!/bin/sh\nexit {code}\n")).unwrap();
+    fs::set_permissions(&systemctl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .env("PATH", path)
+        .arg("--root")
+        .arg(root)
+        .args(["backup", "--instance", "prod", "--dest"])
+        .arg(dest)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A running instance is backed up consistently: by default with an Ignite
+/// snapshot; a file copy of it must be accepted as crash-consistent in so many words.
+#[test]
+fn a_copy_of_a_running_instance_must_be_accepted_as_crash_consistent() {
+    let old = server(ServerSpec::default());
+    let work = tempfile::tempdir().unwrap();
+
+    let refused = backup_with_service(old.path(), &work.path().join("a"), 0, &["--method", "copy"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--accept-crash-consistent"), "{}", stderr(&refused));
+    assert!(!work.path().join("a").exists(), "nothing written");
+
+    // By default a running instance gets a snapshot: here, with no Ignite
+    // control script on the fixture, that fails before anything is written.
+    let snapshot = backup_with_service(old.path(), &work.path().join("b"), 0, &[]);
+    assert_eq!(snapshot.status.code(), Some(2), "{}", stdout(&snapshot));
+    assert!(stderr(&snapshot).contains("control.sh"), "{}", stderr(&snapshot));
+
+    let accepted = backup_with_service(
+        old.path(),
+        &work.path().join("c"),
+        0,
+        &["--method", "copy", "--accept-crash-consistent"],
+    );
+    assert_eq!(accepted.status.code(), Some(0), "{}", stderr(&accepted));
+    assert!(stdout(&accepted).contains("crash-consistent"));
+
+    // A stopped instance is copied by default: consistent, nothing to accept.
+    let stopped = backup_with_service(old.path(), &work.path().join("d"), 3, &["--json"]);
+    assert_eq!(stopped.status.code(), Some(0), "{}", stderr(&stopped));
+}

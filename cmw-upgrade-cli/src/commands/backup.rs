@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cmw_upgrade_core::backup::{
-    self, BackupMethod, BackupOptions, BackupReport, Phase, Progress, RestoreOptions,
+    self, BackupMethod, BackupOptions, BackupReport, Phase, Progress, RestoreOptions, ServiceState,
 };
 use cmw_upgrade_core::executor::LocalExecutor;
+use cmw_upgrade_core::InstanceName;
 
 use super::family_of_root;
 use crate::args::{
@@ -75,24 +76,52 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
     let (Some(instance), Some(destination)) = (args.instance, args.dest) else {
         unreachable!("clap requires --instance and --dest without a subcommand")
     };
+    let runner = LocalExecutor::new("/");
+    let service = service_state(&runner, &instance);
+    let method = backup::choose_method(
+        args.method.map(|method| match method {
+            MethodArg::Copy => BackupMethod::Copy,
+            MethodArg::Snapshot => BackupMethod::Snapshot,
+        }),
+        service,
+        args.accept_crash_consistent,
+    )?;
     let options = BackupOptions {
         family: family_of_root(&global.root, args.family)?,
         root: global.root.clone(),
         instance,
         destination,
-        method: match args.method {
-            MethodArg::Copy => BackupMethod::Copy,
-            MethodArg::Snapshot => BackupMethod::Snapshot,
-        },
+        method,
         with_streams: args.with_streams,
         control_script: args.control_script,
         check_space: !args.no_space_check,
     };
     let progress = Progress::default();
-    let report = with_progress(&progress, !global.json, || {
-        backup::backup(&options, &LocalExecutor::new("/"), &progress)
+    let mut report = with_progress(&progress, !global.json, || {
+        backup::backup(&options, &runner, &progress)
     })?;
+    if args.method.is_none() && service == ServiceState::Unknown {
+        report.warnings.push(format!(
+            "could not ask systemd whether comindware{} runs, so the database was copied \
+             (crash-consistent if it does); pass --method snapshot for a running instance",
+            options.instance
+        ));
+    }
     print_backup_report(global, &report)
+}
+
+/// Whether the instance's service runs, from `systemctl is-active` (0 active;
+/// 3 inactive; 4 no such unit); anything else, or no systemctl, is unknown.
+fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
+    use cmw_upgrade_core::executor::{CommandSpec, Executor};
+    let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
+        .with_timeout(std::time::Duration::from_secs(30))
+        .read_only();
+    match runner.execute(&spec).map(|output| output.code) {
+        Ok(Some(0)) => ServiceState::Running,
+        Ok(Some(3 | 4)) => ServiceState::Stopped,
+        _ => ServiceState::Unknown,
+    }
 }
 
 fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {

@@ -208,6 +208,47 @@ pub struct BackupOptions {
     pub check_space: bool,
 }
 
+/// Whether the instance's service runs, as far as could be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceState {
+    /// `systemctl is-active` says active.
+    Running,
+    /// It says inactive (or failed).
+    Stopped,
+    /// It could not be asked (no systemd here, a mounted copy).
+    Unknown,
+}
+
+/// The method a backup uses: the one asked for, or — when none is — a
+/// snapshot of a running instance (consistent) and a copy of a stopped one.
+/// A file copy of a running instance is only crash-consistent: it is refused
+/// unless the admin accepts that in so many words.
+///
+/// # Errors
+/// [`Error::CheckFailed`] for a copy of a running instance without
+/// `accept_crash_consistent`.
+pub fn choose_method(
+    requested: Option<BackupMethod>,
+    service: ServiceState,
+    accept_crash_consistent: bool,
+) -> Result<BackupMethod> {
+    match (requested, service) {
+        (None, ServiceState::Running) => Ok(BackupMethod::Snapshot),
+        (None, _) => Ok(BackupMethod::Copy),
+        (Some(BackupMethod::Copy), ServiceState::Running) if !accept_crash_consistent => {
+            Err(Error::CheckFailed {
+                what: "a file copy of a running instance".to_owned(),
+                details: "the instance runs, so a copy of its database files is only \
+                          crash-consistent (like restarting after a power cut); take an Ignite \
+                          snapshot instead (--method snapshot, the default for a running \
+                          instance), stop the instance first, or pass --accept-crash-consistent"
+                    .to_owned(),
+            })
+        }
+        (Some(method), _) => Ok(method),
+    }
+}
+
 /// What a finished backup or import wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupReport {
@@ -564,6 +605,42 @@ pub fn backup(
 mod tests {
     use super::*;
     use crate::executor::LocalExecutor;
+
+    #[test]
+    fn a_running_instance_gets_a_snapshot_and_a_copy_of_it_must_be_accepted() {
+        use ServiceState::*;
+        assert_eq!(
+            choose_method(None, Running, false).unwrap(),
+            BackupMethod::Snapshot
+        );
+        assert_eq!(
+            choose_method(None, Stopped, false).unwrap(),
+            BackupMethod::Copy
+        );
+        assert_eq!(
+            choose_method(None, Unknown, false).unwrap(),
+            BackupMethod::Copy
+        );
+        let refused = choose_method(Some(BackupMethod::Copy), Running, false).unwrap_err();
+        assert!(
+            refused.to_string().contains("--accept-crash-consistent"),
+            "{refused}"
+        );
+        assert_eq!(
+            choose_method(Some(BackupMethod::Copy), Running, true).unwrap(),
+            BackupMethod::Copy
+        );
+        for service in [Running, Stopped, Unknown] {
+            assert_eq!(
+                choose_method(Some(BackupMethod::Snapshot), service, false).unwrap(),
+                BackupMethod::Snapshot
+            );
+            assert_eq!(
+                choose_method(Some(BackupMethod::Copy), Stopped, false).unwrap(),
+                BackupMethod::Copy
+            );
+        }
+    }
 
     /// A server under `root` whose instance `prod` has the default layout, a
     /// database of `files` files of `bytes` each, and a data owner that is
