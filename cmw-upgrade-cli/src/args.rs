@@ -717,7 +717,8 @@ mod tests {
                 deep: args.deep,
             },
             Command::Backup(args) => {
-                assert!(matches!(args.method, MethodArg::Copy));
+                assert!(matches!(args.method, Some(MethodArg::Copy)));
+                assert!(args.accept_crash_consistent);
                 assert!(!args.with_streams && args.control_script.is_none());
                 ToolAction::Backup {
                     instance: args.instance.unwrap(),

@@ -149,8 +149,11 @@ impl ToolAction {
                 instance.as_str(),
                 "--dest",
                 dest,
+                // The action is a file copy whether or not the instance runs:
+                // said so, it pastes as the same action.
                 "--method",
                 "copy",
+                "--accept-crash-consistent",
                 "--family",
                 family.as_str(),
             ]),
