@@ -22,6 +22,7 @@ pub mod agent;
 mod dry_run;
 mod local;
 pub mod protocol;
+pub mod provision;
 mod recording;
 mod ssh;
 mod tools;
