@@ -243,3 +243,76 @@ fn an_agent_of_another_protocol_is_replaced_or_named() {
     assert!(remote.provisioned().unwrap().copied);
     assert_eq!(remote.agent_version(), VERSION);
 }
+
+#[test]
+fn the_preflight_report_of_a_server_reads_only() {
+    use cmw_upgrade_core::executor::preflight::PreflightRequest;
+    use cmw_upgrade_core::InstanceName;
+
+    let sshd = TestSshd::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bin = bin_folder(&work);
+    let remote = SshExecutor::connect(missing_agent(&sshd, &bin)).unwrap();
+    let folder = work.path().to_str().unwrap().to_owned();
+    let not_yet = work.path().join("backups/not yet made");
+    let request = PreflightRequest {
+        folders: vec![folder.clone(), not_yet.to_str().unwrap().to_owned()],
+        min_free_bytes: Some(1),
+        instance: Some(InstanceName::new("preflightnosuch").unwrap()),
+    };
+    let before: Vec<_> = fs::read_dir(work.path()).unwrap().collect();
+    let report = remote.preflight(&request);
+    let checks: Vec<(&str, bool)> = report
+        .checks
+        .iter()
+        .map(|check| (check.name.as_str(), check.ok))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("agent", true),
+            ("root", true),
+            ("os", true),
+            ("free_space", true),
+            ("free_space", true),
+            ("instance", false)
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.agent_version.as_deref(), Some(VERSION));
+    assert!(report.checks[0].detail.contains("copied cmw-upgrade"));
+    assert!(report.root && report.uid == Some(0));
+    assert!(report.family.is_some());
+    assert_eq!(report.free_space[0].measured, folder);
+    assert_eq!(
+        report.free_space[1].measured, folder,
+        "its nearest existing parent"
+    );
+    assert!(report.free_space[0].available_bytes > 0);
+    assert_eq!(report.instance_exists, Some(false));
+    let failed: Vec<_> = report.failed().collect();
+    assert!(
+        failed[0]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("check the instance name"),
+        "{failed:?}"
+    );
+    assert!(!report.ok());
+    assert!(!not_yet.exists(), "nothing was created");
+    assert_eq!(fs::read_dir(work.path()).unwrap().count(), before.len());
+
+    // Too little space is a failed check that says what to do.
+    let report = remote.preflight(&PreflightRequest {
+        folders: vec![folder],
+        min_free_bytes: Some(u64::MAX),
+        instance: None,
+    });
+    let space = report.failed().next().unwrap();
+    assert_eq!(space.name, "free_space");
+    assert!(space.fix.as_deref().unwrap().contains("free space there"));
+    // The report is JSON for a caller.
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["checks"][0]["name"], "agent");
+}

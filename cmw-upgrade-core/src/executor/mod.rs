@@ -21,6 +21,7 @@
 pub mod agent;
 mod dry_run;
 mod local;
+pub mod preflight;
 pub mod protocol;
 pub mod provision;
 mod recording;
