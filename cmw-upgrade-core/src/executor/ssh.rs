@@ -104,7 +104,8 @@ impl SshExecutor {
     /// message has ssh's own words) or the agent does not answer (not
     /// installed there, and not provisioned); [`Error::CheckFailed`] for a bad
     /// destination, a host key that does not match (nothing is sent), an
-    /// agent of another protocol that is not replaced (both versions named),
+    /// agent of another protocol (or an older one) that is not replaced: both
+    /// versions are named, with why the copy failed,
     /// an unsafe folder for the copy or a copy whose checksum differs;
     /// [`Error::Io`] for the control folder or reading this binary.
     pub fn connect(target: SshTarget) -> Result<SshExecutor> {
