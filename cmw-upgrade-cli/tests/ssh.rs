@@ -21,6 +21,9 @@ fn target(sshd: &TestSshd, agent: &[&str]) -> SshTarget {
         identity_file: Some(sshd.identity_file()),
         known_hosts_file: Some(sshd.known_hosts_file()),
         agent: agent.iter().map(|arg| (*arg).to_owned()).collect(),
+        // The agent is this build's: nothing to copy (tests/provision.rs copies).
+        provision: false,
+        ..SshTarget::new(sshd.destination())
     }
 }
 
@@ -146,8 +149,11 @@ fn a_wrong_host_key_or_key_is_refused() {
     wrong_host_key.known_hosts_file = Some(empty.path().to_path_buf());
     let error = SshExecutor::connect(wrong_host_key).unwrap_err();
     let message = error.to_string();
+    assert_eq!(error.kind(), ErrorKind::CheckFailed, "{message}");
     assert!(
-        message.contains("Host key verification failed"),
+        message.contains("Host key verification failed")
+            && message.contains("checking the host key")
+            && message.contains("fix known_hosts"),
         "{message}"
     );
     let mut option_as_host = target(&sshd, &[BINARY, "agent"]);

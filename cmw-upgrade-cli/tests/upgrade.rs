@@ -793,6 +793,7 @@ fn the_whole_run_over_ssh_ends_as_the_local_run() {
         identity_file: Some(sshd.identity_file()),
         known_hosts_file: Some(sshd.known_hosts_file()),
         agent,
+        ..SshTarget::new(sshd.destination())
     })
     .expect("connects and greets the agent");
     let text = |key: &str| remote.setup[key].as_str().unwrap().to_owned();

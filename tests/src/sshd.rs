@@ -55,6 +55,15 @@ impl TestSshd {
     /// # Errors
     /// When keys cannot be made or sshd does not start (is openssh-server installed?).
     pub fn start() -> io::Result<TestSshd> {
+        TestSshd::start_with("")
+    }
+
+    /// Like [`TestSshd::start`], with `extra` lines added to its `sshd_config`
+    /// (e.g. `SetEnv PATH=...` to put test programs first on the sessions' PATH).
+    ///
+    /// # Errors
+    /// As [`TestSshd::start`].
+    pub fn start_with(extra: &str) -> io::Result<TestSshd> {
         let dir = tempfile::tempdir()?;
         keygen(&dir.path().join("host_key"))?;
         keygen(&dir.path().join("client_key"))?;
@@ -69,7 +78,7 @@ impl TestSshd {
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {dir}/host_key\nPidFile {dir}/sshd.pid\n\
              AuthorizedKeysFile {dir}/authorized_keys\nStrictModes no\nPermitRootLogin prohibit-password\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n\
-             MaxSessions 50\n",
+             MaxSessions 50\n{extra}\n",
             dir = dir.path().display()
         );
         fs::write(dir.path().join("sshd_config"), config)?;

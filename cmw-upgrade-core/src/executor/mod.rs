@@ -21,7 +21,9 @@
 pub mod agent;
 mod dry_run;
 mod local;
+pub mod preflight;
 pub mod protocol;
+pub mod provision;
 mod recording;
 mod ssh;
 mod tools;

@@ -8,6 +8,11 @@
 //! step with dozens of operations authenticates once. Host keys are checked
 //! (`BatchMode`, no prompts).
 //!
+//! When the agent there is missing, speaks another protocol or is older than
+//! this binary, this binary is copied there first ([`provision`](super::provision):
+//! into `/var/lib/cmw-upgrade/bin`, checksum checked, moved into place) and
+//! the agent started from the copy; [`SshTarget::provision`] turns that off.
+//!
 //! The remote side runs the agent's command line through the login shell,
 //! which is how ssh works; that line is built only from [`shell_quote`]d argv
 //! elements. Nothing else is ever given to a shell there: requests are data.
@@ -16,9 +21,11 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::agent::AgentExecutor;
-use super::protocol::{ToolAction, ToolOutcome};
+use super::protocol::{ToolAction, ToolOutcome, PROTOCOL_VERSION};
+use super::provision::{is_older, provision, Provisioned, RemoteCommands, DEFAULT_BIN_DIR};
 use super::{shell_quote, CommandSpec, Executor, LocalExecutor, LockGuard};
 use crate::error::{Error, Result};
 use crate::exec::CommandOutput;
@@ -36,8 +43,18 @@ pub struct SshTarget {
     /// A known-hosts file to check the host key against, instead of the user's.
     pub known_hosts_file: Option<PathBuf>,
     /// The agent's command line on the other server ([`SshTarget::DEFAULT_AGENT`]
-    /// by default; a full path, or `--root DIR` for a mounted tree).
+    /// by default; a full path, or `--root DIR` for a mounted tree). Its first
+    /// element is the program: a copied binary takes its place, the rest is kept.
     pub agent: Vec<String>,
+    /// Copy this binary there when the agent is missing, speaks another
+    /// protocol or is older (true by default).
+    pub provision: bool,
+    /// The folder of the copy there ([`DEFAULT_BIN_DIR`] by default): the
+    /// ssh user's alone, on a path no other account can change.
+    pub provision_dir: String,
+    /// The binary to copy (this one, `current_exe`, by default): it must be a
+    /// `cmw-upgrade` of this version that runs there (the shipped one is static).
+    pub local_binary: Option<PathBuf>,
 }
 
 impl SshTarget {
@@ -52,6 +69,9 @@ impl SshTarget {
             identity_file: None,
             known_hosts_file: None,
             agent: SshTarget::DEFAULT_AGENT.map(String::from).to_vec(),
+            provision: true,
+            provision_dir: DEFAULT_BIN_DIR.to_owned(),
+            local_binary: None,
         }
     }
 }
@@ -63,6 +83,7 @@ pub struct SshExecutor {
     // Dropped first: the agent's session ends before its master connection.
     agent: AgentExecutor,
     master: SshMaster,
+    provisioned: Option<Provisioned>,
 }
 
 /// The master connection; closed when dropped.
@@ -74,13 +95,19 @@ struct SshMaster {
 }
 
 impl SshExecutor {
-    /// Opens the master connection to `target` and starts its agent there.
+    /// Opens the master connection to `target` and starts its agent there,
+    /// copying this binary there first when the agent is missing, speaks
+    /// another protocol or is older (unless [`SshTarget::provision`] is off).
     ///
     /// # Errors
     /// [`Error::CommandFailed`] when ssh cannot connect or authenticate (the
     /// message has ssh's own words) or the agent does not answer (not
-    /// installed there); [`Error::CheckFailed`] for a bad destination or an
-    /// agent of another protocol version; [`Error::Io`] for the control folder.
+    /// installed there, and not provisioned); [`Error::CheckFailed`] for a bad
+    /// destination, a host key that does not match (nothing is sent), an
+    /// agent of another protocol (or an older one) that is not replaced: both
+    /// versions are named, with why the copy failed,
+    /// an unsafe folder for the copy or a copy whose checksum differs;
+    /// [`Error::Io`] for the control folder or reading this binary.
     pub fn connect(target: SshTarget) -> Result<SshExecutor> {
         if target.destination.starts_with('-') || target.destination.contains(char::is_whitespace) {
             return Err(Error::CheckFailed {
@@ -120,6 +147,26 @@ impl SshExecutor {
             ..CommandSpec::default()
         };
         let output = executor.local.execute(&spec)?;
+        if !output.success() && output.stderr.contains("Host key verification failed") {
+            return Err(Error::CheckFailed {
+                what: format!(
+                    "checking the host key of {} (port {})",
+                    executor.target.destination, executor.target.port
+                ),
+                details: format!(
+                    "it does not match the known_hosts{} ({}): compare the server's key \
+                     fingerprint (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there) with \
+                     the expected one, then fix known_hosts; nothing was sent",
+                    executor
+                        .target
+                        .known_hosts_file
+                        .as_ref()
+                        .map(|path| format!(" file {}", path.display()))
+                        .unwrap_or_default(),
+                    output.stderr.trim()
+                ),
+            });
+        }
         if !output.success() {
             return Err(Error::CommandFailed {
                 command: spec.display(),
@@ -129,24 +176,58 @@ impl SshExecutor {
                     .to_owned(),
             });
         }
-        let mut argv = executor.base_argv();
-        argv.extend(["-o", "ControlMaster=no"].map(String::from));
-        argv.push(executor.target.destination.clone());
-        argv.push("--".to_owned());
-        argv.push(
-            executor
-                .target
-                .agent
-                .iter()
-                .map(|arg| shell_quote(arg))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
-        let agent = AgentExecutor::spawn(&argv, executor.target.destination.clone())?;
+        let label = executor.target.destination.clone();
+        let first = AgentExecutor::spawn(&executor.remote_argv(&executor.target.agent), &label);
+        let why = match first {
+            Ok(agent)
+                if !executor.target.provision
+                    || !is_older(agent.agent_version(), crate::VERSION) =>
+            {
+                return Ok(SshExecutor {
+                    agent,
+                    master: executor,
+                    provisioned: None,
+                })
+            }
+            Ok(agent) => Replace::Older(agent.agent_version().to_owned()),
+            Err(error) => match Replace::from_error(error) {
+                Ok(why) if executor.target.provision => why,
+                Ok(why) => return Err(why.incompatible(&label, None)),
+                Err(error) => return Err(error),
+            },
+        };
+        let provisioned = match provision(
+            &executor,
+            &executor.target.provision_dir,
+            executor.target.local_binary.as_deref(),
+        ) {
+            Ok(provisioned) => provisioned,
+            Err(error) => return Err(why.incompatible(&label, Some(error))),
+        };
+        let mut argv = executor.target.agent.clone();
+        argv[0] = provisioned.path.clone();
+        let agent = AgentExecutor::spawn(&executor.remote_argv(&argv), &label)?;
         Ok(SshExecutor {
             agent,
             master: executor,
+            provisioned: Some(provisioned),
         })
+    }
+
+    /// What was copied to the other server when it connected, if anything
+    /// ([`Provisioned::note`] is a line for the admin).
+    pub fn provisioned(&self) -> Option<&Provisioned> {
+        self.provisioned.as_ref()
+    }
+
+    /// The protocol the agent there speaks (this binary's: another is refused).
+    pub fn agent_protocol(&self) -> u32 {
+        PROTOCOL_VERSION
+    }
+
+    /// The server, as given to ssh.
+    pub fn destination(&self) -> &str {
+        &self.master.target.destination
     }
 
     /// The master connection's control socket.
@@ -160,9 +241,104 @@ impl SshExecutor {
     }
 }
 
+/// Why the agent there is replaced by a copy of this binary.
+enum Replace {
+    /// It did not start or answer (not installed, or broken).
+    Missing(Error),
+    /// It speaks another protocol (its own words name its version).
+    OtherProtocol(String),
+    /// It is of this protocol but older (its version).
+    Older(String),
+}
+
+impl Replace {
+    /// Sorts a failed start: `Err` for failures a copy would not cure.
+    fn from_error(error: Error) -> std::result::Result<Replace, Error> {
+        match error {
+            Error::CommandFailed { .. } => Ok(Replace::Missing(error)),
+            // An agent of an older protocol refuses the greeting of this one.
+            Error::Remote {
+                kind: crate::error::ErrorKind::BadRequest,
+                ref message,
+                ..
+            } if message.contains("protocol") => Ok(Replace::OtherProtocol(message.clone())),
+            // It answered the greeting with another protocol.
+            Error::CheckFailed { ref details, .. } if details.contains("speaking protocol") => {
+                Ok(Replace::OtherProtocol(details.clone()))
+            }
+            other => Err(other),
+        }
+    }
+
+    /// The error for an agent that does not fit and was not replaced (for a
+    /// missing one, the copy's error, or the failed start's without a copy).
+    fn incompatible(self, server: &str, copy_failed: Option<Error>) -> Error {
+        let theirs = match self {
+            Replace::Missing(error) => return copy_failed.unwrap_or(error),
+            Replace::OtherProtocol(words) => format!("it answered: {words}"),
+            Replace::Older(version) => format!("it is cmw-upgrade {version}"),
+        };
+        let next = match copy_failed {
+            Some(error) => format!(
+                "copying this binary there failed ({error}); fix that, or install cmw-upgrade {} there",
+                crate::VERSION
+            ),
+            None => format!(
+                "install cmw-upgrade {} there, or allow copying this binary there (provisioning)",
+                crate::VERSION
+            ),
+        };
+        Error::CheckFailed {
+            what: format!("greeting the agent on {server}"),
+            details: format!(
+                "{theirs}; this is cmw-upgrade {} speaking protocol {PROTOCOL_VERSION}: {next}",
+                crate::VERSION
+            ),
+        }
+    }
+}
+
+impl RemoteCommands for SshMaster {
+    fn server(&self) -> &str {
+        &self.target.destination
+    }
+
+    fn run(
+        &self,
+        argv: &[&str],
+        stdin: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<CommandOutput> {
+        let argv: Vec<String> = argv.iter().map(|arg| (*arg).to_owned()).collect();
+        self.local.execute(&CommandSpec {
+            argv: self.remote_argv(&argv),
+            timeout: Some(timeout),
+            stdin,
+            ..CommandSpec::default()
+        })
+    }
+}
+
 impl SshMaster {
     fn control_path(&self) -> PathBuf {
         self.control_dir.join("master")
+    }
+
+    /// `ssh … host -- ARGV`, every element shell-quoted for the login shell
+    /// there, over the master connection.
+    fn remote_argv(&self, remote: &[String]) -> Vec<String> {
+        let mut argv = self.base_argv();
+        argv.extend(["-o", "ControlMaster=no"].map(String::from));
+        argv.push(self.target.destination.clone());
+        argv.push("--".to_owned());
+        argv.push(
+            remote
+                .iter()
+                .map(|arg| shell_quote(arg))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        argv
     }
 
     fn base_argv(&self) -> Vec<String> {
