@@ -302,12 +302,25 @@ fn an_unreadable_file_names_the_path_and_leaves_nothing() {
 
 /// `backup` with a `systemctl` that says whether the instance runs (`code`:
 /// 0 active, 3 inactive), first on PATH.
-fn backup_with_service(root: &Path, dest: &Path, code: i32, extra: &[&str]) -> std::process::Output {
+fn backup_with_service(
+    root: &Path,
+    dest: &Path,
+    code: i32,
+    extra: &[&str],
+) -> std::process::Output {
     let bin = tempfile::tempdir().unwrap();
     let systemctl = bin.path().join("systemctl");
     fs::write(&systemctl, format!("#!/bin/sh\nexit {code}\n")).unwrap();
-    fs::set_permissions(&systemctl, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    fs::set_permissions(
+        &systemctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
         .env("PATH", path)
         .arg("--root")
@@ -328,14 +341,22 @@ fn a_copy_of_a_running_instance_must_be_accepted_as_crash_consistent() {
 
     let refused = backup_with_service(old.path(), &work.path().join("a"), 0, &["--method", "copy"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("--accept-crash-consistent"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--accept-crash-consistent"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(!work.path().join("a").exists(), "nothing written");
 
     // By default a running instance gets a snapshot: here, with no Ignite
     // control script on the fixture, that fails before anything is written.
     let snapshot = backup_with_service(old.path(), &work.path().join("b"), 0, &[]);
     assert_eq!(snapshot.status.code(), Some(2), "{}", stdout(&snapshot));
-    assert!(stderr(&snapshot).contains("control.sh"), "{}", stderr(&snapshot));
+    assert!(
+        stderr(&snapshot).contains("control.sh"),
+        "{}",
+        stderr(&snapshot)
+    );
 
     let accepted = backup_with_service(
         old.path(),
