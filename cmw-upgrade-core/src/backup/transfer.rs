@@ -190,6 +190,22 @@ fn open_file_in(top: BorrowedFd<'_>, bundle: &Path, relative: &str) -> Result<Fi
     Ok(file)
 }
 
+/// Makes the pipe behind `fd` hold 1 MiB instead of the kernel's 64 KiB, so
+/// the two sides of a transfer wait on each other less; does nothing for
+/// anything but a pipe, or when the kernel refuses.
+pub fn widen_pipe(fd: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETPIPE_SZ only reads its integer argument, and the descriptor
+    // is borrowed for the call. A failure changes nothing.
+    unsafe {
+        libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            BUFFER_BYTES as libc::c_int,
+        );
+    }
+}
+
 fn split(relative: &str) -> (&str, &str) {
     relative.rsplit_once('/').unwrap_or(("", relative))
 }
@@ -623,14 +639,16 @@ impl Receiver<'_> {
                 .and_then(|handle| fd_walk::stat_child(handle.as_fd(), name));
             match found {
                 Ok(stat) if stat.is_file() && stat.size == entry.size => {}
-                _ => return Err(damaged(
-                    self.dest,
-                    format!(
+                _ => {
+                    return Err(damaged(
+                        self.dest,
+                        format!(
                         "{} is not in place after the transfer (it was neither sent nor there); \
                              run the transfer again",
                         entry.path
                     ),
-                )),
+                    ))
+                }
             }
         }
         Ok(())
