@@ -559,30 +559,32 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         }
         None => None,
     };
-    if let Some(status) = sender_status {
-        if !status.success() && receiver_status.success() {
-            return Err(failed(&send_argv, status, &sender_outcome, SSH_HINT));
+    let receiver_error = || {
+        remote_error(&to.server(), &receiver_stdout).unwrap_or_else(|| {
+            failed(
+                &receive_argv,
+                receiver_status,
+                &receiver_err,
+                "nothing incomplete kept its name; run the same transfer again",
+            )
+        })
+    };
+    if let Some(status) = sender_status.filter(|status| !status.success()) {
+        // Both sides' words: the sender's cause, and what it did to the receiver.
+        let mut output = sender_outcome.trim().to_owned();
+        if !receiver_status.success() {
+            output.push_str(&format!("; the receiver says: {}", receiver_error()));
         }
-        if !status.success() && !sender_outcome.trim().is_empty() && status.code().is_some() {
-            return Err(failed(
-                &send_argv,
-                status,
-                &sender_outcome,
-                "nothing incomplete kept its name on the receiver; fix the cause and run the same transfer again",
-            ));
-        }
+        return Err(failed(
+            &send_argv,
+            status,
+            &output,
+            "nothing incomplete kept its name on the receiver; fix the cause and run the same \
+             transfer again: it sends only what is missing",
+        ));
     }
     if !receiver_status.success() {
-        return Err(
-            remote_error(&to.server(), &receiver_stdout).unwrap_or_else(|| {
-                failed(
-                    &receive_argv,
-                    receiver_status,
-                    &receiver_err,
-                    "nothing incomplete kept its name; run the same transfer again",
-                )
-            }),
-        );
+        return Err(receiver_error());
     }
     let report: ReceiveReport =
         serde_json::from_str(&receiver_stdout).map_err(|error| Error::Internal {
