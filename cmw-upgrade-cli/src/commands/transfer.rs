@@ -228,14 +228,146 @@ impl Endpoint {
     }
 }
 
+/// The ssh options of every connection the control point opens.
+fn ssh_options(args: &TransferArgs, port: u16) -> Vec<String> {
+    let mut argv: Vec<String> = ["ssh", "-T", "-p", &port.to_string()]
+        .map(String::from)
+        .to_vec();
+    for option in [
+        "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        "ServerAliveInterval=15",
+        "ServerAliveCountMax=4",
+        "ClearAllForwardings=yes",
+    ] {
+        argv.extend(["-o".to_owned(), option.to_owned()]);
+    }
+    if let Some(known_hosts) = &args.known_hosts {
+        argv.extend([
+            "-o".to_owned(),
+            format!("UserKnownHostsFile={}", known_hosts.display()),
+        ]);
+    }
+    if let Some(identity) = &args.identity_file {
+        argv.extend(["-o".to_owned(), "IdentitiesOnly=yes".to_owned()]);
+        argv.extend(["-i".to_owned(), identity.display().to_string()]);
+    }
+    argv
+}
+
+/// One OpenSSH master connection to a server: the control point's sessions
+/// there (the manifest, the needed files, the stream) share it, so the server
+/// authenticates once. Closed when dropped; an orphan (this process killed)
+/// closes itself a minute after its last session.
+struct Master {
+    folder: PathBuf,
+    /// `ssh` and the options that reach the server through the master.
+    argv: Vec<String>,
+    destination: String,
+}
+
+impl Master {
+    fn open(args: &TransferArgs, destination: &str, port: u16) -> Result<Master, CliError> {
+        let folder = cmw_upgrade_core::paths::private_temp_dir("cmw-upgrade-transfer")?;
+        let mut argv = ssh_options(args, port);
+        argv.extend([
+            "-o".to_owned(),
+            format!("ControlPath={}", folder.join("master").display()),
+        ]);
+        let master = Master {
+            folder,
+            argv,
+            destination: destination.to_owned(),
+        };
+        let mut start = master.argv.clone();
+        start.extend(
+            [
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPersist=60",
+                "-N",
+                "-f",
+            ]
+            .map(String::from),
+        );
+        start.push(destination.to_owned());
+        // The backgrounded master keeps its stderr: a file, so nothing waits on it.
+        let log = master.folder.join("master.log");
+        let stderr = File::create(&log).map_err(|source| CliError::WriteFile {
+            path: log.clone(),
+            source,
+        })?;
+        let status = command_of(&start)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .status()
+            .map_err(|error| Error::io("start", "ssh", error))?;
+        if !status.success() {
+            let mut said = String::new();
+            if let Ok(file) = File::open(&log) {
+                said = tail_of(file);
+            }
+            return Err(failed(
+                &start,
+                status,
+                &said,
+                "check the address, the port, the key and the host key (known_hosts)",
+            ));
+        }
+        Ok(master)
+    }
+
+    /// The argv running `remote` (already shell-quoted) through the master.
+    fn session(&self, remote: String) -> Vec<String> {
+        let mut argv = self.argv.clone();
+        argv.extend(["-o".to_owned(), "ControlMaster=no".to_owned()]);
+        argv.push(self.destination.clone());
+        argv.push("--".to_owned());
+        argv.push(remote);
+        argv
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let mut argv = self.argv.clone();
+        argv.extend(["-O".to_owned(), "exit".to_owned()]);
+        argv.push(self.destination.clone());
+        let _ = command_of(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
 /// How the control point starts the commands on either side.
 struct Launcher<'a> {
     global: &'a GlobalArgs,
     args: &'a TransferArgs,
     this_binary: PathBuf,
+    masters: Vec<((String, u16), Master)>,
 }
 
 impl Launcher<'_> {
+    /// Opens the master connection to `endpoint`'s server, once per server.
+    fn connect(&mut self, endpoint: &Endpoint) -> Result<(), CliError> {
+        if let Endpoint::Remote {
+            destination, port, ..
+        } = endpoint
+        {
+            let key = (destination.clone(), *port);
+            if !self.masters.iter().any(|(known, _)| *known == key) {
+                let master = Master::open(self.args, destination, *port)?;
+                self.masters.push((key, master));
+            }
+        }
+        Ok(())
+    }
+
     /// The argv running `cmw-upgrade [--root R] [--json] ARGS...` at `endpoint`.
     fn argv(&self, endpoint: &Endpoint, json: bool, tail: &[&str]) -> Vec<String> {
         let mut tool: Vec<String> = Vec::new();
@@ -256,36 +388,23 @@ impl Launcher<'_> {
             Endpoint::Remote {
                 destination, port, ..
             } => {
-                let mut argv: Vec<String> = ["ssh", "-T", "-p", &port.to_string()]
-                    .map(String::from)
-                    .to_vec();
-                for option in [
-                    "BatchMode=yes",
-                    "StrictHostKeyChecking=yes",
-                    "ServerAliveInterval=15",
-                    "ServerAliveCountMax=4",
-                    "ClearAllForwardings=yes",
-                ] {
-                    argv.extend(["-o".to_owned(), option.to_owned()]);
-                }
-                if let Some(known_hosts) = &self.args.known_hosts {
-                    argv.extend([
-                        "-o".to_owned(),
-                        format!("UserKnownHostsFile={}", known_hosts.display()),
-                    ]);
-                }
-                if let Some(identity) = &self.args.identity_file {
-                    argv.extend(["-o".to_owned(), "IdentitiesOnly=yes".to_owned()]);
-                    argv.extend(["-i".to_owned(), identity.display().to_string()]);
-                }
-                argv.push(destination.clone());
-                argv.push("--".to_owned());
                 let remote: Vec<String> = std::iter::once(self.args.remote_cmw_upgrade.clone())
                     .chain(tool)
                     .map(|arg| shell_quote(&arg))
                     .collect();
-                argv.push(remote.join(" "));
-                argv
+                let remote = remote.join(" ");
+                match self
+                    .masters
+                    .iter()
+                    .find(|(key, _)| key.0 == *destination && key.1 == *port)
+                {
+                    Some((_, master)) => master.session(remote),
+                    None => {
+                        let mut argv = ssh_options(self.args, *port);
+                        argv.extend([destination.clone(), "--".to_owned(), remote]);
+                        argv
+                    }
+                }
             }
         }
     }
@@ -448,11 +567,14 @@ fn kill(child: &mut Child) {
 pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, CliError> {
     let from = Endpoint::parse("--from", &args.from)?;
     let to = Endpoint::parse("--to", &args.to)?;
-    let launcher = Launcher {
+    let mut launcher = Launcher {
         global,
         args: &args,
         this_binary: std::env::current_exe()?,
+        masters: Vec::new(),
     };
+    launcher.connect(&from)?;
+    launcher.connect(&to)?;
     let started = Instant::now();
 
     let manifest_argv = launcher.argv(&from, false, &["bundle-send", from.dir(), "--manifest"]);

@@ -681,11 +681,12 @@ fn open_destination(dest: &Path) -> Result<OwnedFd> {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(error) => return Err(Error::io("create the bundle folder", dest, error.into())),
     }
-    match fd_walk::open_folder(dest) {
+    // Followed when it is a link: the admin named it (as `backup verify` does).
+    match fd_walk::open_folder_following(dest) {
         Ok(handle) => Ok(handle),
         Err(Errno::NOTDIR | Errno::LOOP) => Err(Error::NotAFolder {
             path: dest.to_path_buf(),
-            hint: "name a new or existing folder (not a link) to receive the bundle",
+            hint: "name a new or existing folder to receive the bundle",
         }),
         Err(error) => Err(Error::io("open", dest, error.into())),
     }
