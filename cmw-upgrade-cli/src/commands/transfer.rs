@@ -739,10 +739,19 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         report.skipped_files,
         report.files,
     )?;
+    // `backup verify` takes the folder as it is on that server (under --root).
+    let placed = server_path(global, to.dir())?;
+    let verify = format!(
+        "cmw-upgrade backup verify {}",
+        shell_quote(&placed.to_string_lossy())
+    );
+    let verify = match &to {
+        Endpoint::Local(_) => verify,
+        Endpoint::Remote { destination, .. } => format!("(on {destination})  {verify}"),
+    };
     writeln!(
         out,
-        "Every file sent was checked against the manifest on arrival. Check the whole copy with:\n  cmw-upgrade backup verify {}",
-        shell_quote(to.dir())
+        "Every file sent was checked against the manifest on arrival. Check the whole copy with:\n  {verify}"
     )?;
     Ok(ExitStatus::Success)
 }

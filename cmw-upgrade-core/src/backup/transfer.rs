@@ -1045,6 +1045,15 @@ mod tests {
         symlink(work.path().join("secret"), source.join("database/z.dat")).unwrap();
         let error = send_bundle(&source, None, &mut Vec::new(), &Progress::default()).unwrap_err();
         assert!(matches!(error, Error::Io { .. }), "{error}");
+        // A folder swapped for a link to a copy of it outside is not entered either.
+        std::fs::remove_file(source.join("database/z.dat")).unwrap();
+        std::fs::write(source.join("database/z.dat"), b"last").unwrap();
+        let outside = work.path().join("outside");
+        std::fs::rename(source.join("config"), &outside).unwrap();
+        symlink(&outside, source.join("config")).unwrap();
+        let error = send_bundle(&source, None, &mut Vec::new(), &Progress::default()).unwrap_err();
+        assert!(matches!(error, Error::Io { .. }), "{error}");
+        assert!(error.to_string().contains("config"), "{error}");
     }
 
     fn check_resume(cut: usize) {
