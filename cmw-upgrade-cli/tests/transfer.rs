@@ -170,6 +170,7 @@ fn bad_input_exits_2_and_help_teaches_the_syntax() {
     for (from, to) in [
         ("old:relative/path", "/tmp/x"),
         ("-oProxyCommand=touch:/x", "/tmp/x"),
+        ("/tmp/x", "local:/tmp/x"),
     ] {
         let output = cmw(&["bundle", "transfer", "--from", from, "--to", to]);
         assert_eq!(output.status.code(), Some(2), "{from}");

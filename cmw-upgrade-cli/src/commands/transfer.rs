@@ -567,6 +567,13 @@ fn kill(child: &mut Child) {
 pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, CliError> {
     let from = Endpoint::parse("--from", &args.from)?;
     let to = Endpoint::parse("--to", &args.to)?;
+    if from == to {
+        return Err(Error::CheckFailed {
+            what: "reading --from and --to".to_owned(),
+            details: format!("both name {}; name another folder to copy to", to.name()),
+        }
+        .into());
+    }
     let mut launcher = Launcher {
         global,
         args: &args,
