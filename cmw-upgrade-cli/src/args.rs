@@ -36,6 +36,7 @@ const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
 const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
+const TRANSFER_EXAMPLES: &str = "Examples:\n  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  cmw-upgrade bundle transfer --from root@10.0.0.5:2222:/mnt/backup/prod --to root@10.0.0.6:/mnt/backup/prod --identity-file ~/.ssh/upgrade --json\n  (on the old server)  cmw-upgrade bundle transfer --from /mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  (on the new server)  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to local:/mnt/backup/prod";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -196,6 +197,25 @@ pub enum Command {
     ///
     /// Exit codes: 0 healthy, 1 not.
     Check(CheckArgs),
+
+    /// Move backup bundles between servers.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+
+    /// Write a bundle as a transfer stream on stdout (run by `bundle transfer`).
+    ///
+    /// Reads the wanted files on stdin, one bundle-relative path a line, and sends
+    /// those; an empty stdin sends every file. DIR is a server path under --root.
+    #[command(name = "bundle-send", hide = true)]
+    BundleSend(BundleSendArgs),
+
+    /// Receive a transfer stream on stdin into a bundle folder (run by `bundle transfer`).
+    ///
+    /// Writes progress as JSON lines on stderr and the report as JSON on stdout. With
+    /// --needed, reads a manifest on stdin instead and prints the files DEST still
+    /// needs as a JSON array. DEST is a server path under --root.
+    #[command(name = "bundle-receive", hide = true)]
+    BundleReceive(BundleReceiveArgs),
 
     /// Print a shell completion script.
     ///
@@ -658,6 +678,75 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Copy a bundle from one server to another through this machine, verified and
+    /// resumable.
+    ///
+    /// Each side is `[user@]host[:port]:DIR` (a server reached with the system's ssh,
+    /// host keys checked, no prompts; DIR absolute there) or a path on this machine
+    /// (`/path`, `./path`, or `local:PATH`). The receiver is asked first which files it
+    /// lacks (a file already there with the manifest's size and BLAKE3 is not sent
+    /// again, so an interrupted transfer resumes); then the sender's output goes
+    /// straight into the receiver through a pipe. Every file is written under a
+    /// temporary name, checked against the manifest, then renamed into place with its
+    /// mode, time and (as root) owner; manifest.json is written last, so a folder
+    /// without it is an unfinished transfer: run the same command again.
+    ///
+    /// Both servers need cmw-upgrade (--remote-cmw-upgrade names it there). --root
+    /// places both DIRs under a root on their servers. Exit codes: 0 done, 2 an error
+    /// (message on stderr; what was received in full stays for the rerun).
+    #[command(after_long_help = TRANSFER_EXAMPLES)]
+    Transfer(TransferArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// The bundle to send: [user@]host[:port]:DIR, or a local path (local:PATH).
+    #[arg(long, value_name = "[USER@]HOST[:PORT]:DIR|DIR")]
+    pub from: String,
+
+    /// Where the bundle goes (created 0700 when missing): [user@]host[:port]:DIR, or a
+    /// local path (local:PATH).
+    #[arg(long, value_name = "[USER@]HOST[:PORT]:DIR|DIR")]
+    pub to: String,
+
+    /// The ssh private key for both servers (instead of ssh's defaults and agent).
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+
+    /// A known_hosts file to check both servers' host keys against (instead of the
+    /// user's).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// cmw-upgrade's command on the servers reached by ssh.
+    #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
+    pub remote_cmw_upgrade: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleSendArgs {
+    /// The bundle folder (a server path).
+    #[arg(value_name = "DIR")]
+    pub bundle: String,
+
+    /// Print only the bundle's manifest.json.
+    #[arg(long)]
+    pub manifest: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleReceiveArgs {
+    /// The bundle folder to write (a server path; created 0700 when missing).
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+
+    /// Read a manifest on stdin and print, as a JSON array, the files DEST still needs.
+    #[arg(long)]
+    pub needed: bool,
 }
 
 /// `cmw-upgrade man`.

@@ -6,9 +6,10 @@ mod demo;
 mod detect;
 mod logs;
 mod prune;
+mod transfer;
 mod upgrade;
 
-use crate::args::{Cli, Command, ConfigCommand, LogsCommand};
+use crate::args::{BundleCommand, Cli, Command, ConfigCommand, LogsCommand};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 
@@ -29,6 +30,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
         Command::Agent => agent(&cli.global),
+        Command::Bundle(BundleCommand::Transfer(args)) => transfer::transfer(&cli.global, args),
+        Command::BundleSend(args) => transfer::send(&cli.global, args),
+        Command::BundleReceive(args) => transfer::receive(&cli.global, args),
         Command::Completions(args) => completions(args),
         Command::Man(args) => man(args),
     }

@@ -22,6 +22,7 @@ pub mod bundle;
 mod import;
 pub mod manifest;
 mod restore;
+pub mod transfer;
 mod tree;
 mod verify;
 

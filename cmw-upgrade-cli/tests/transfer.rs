@@ -1,0 +1,200 @@
+//! `cmw-upgrade bundle transfer` between two folders of a real OpenSSH server
+//! on loopback, with this build's `cmw-upgrade` on the other side: a bundle
+//! made by `backup` arrives verified, a sender killed midway leaves nothing
+//! that looks finished, and the rerun sends only what is missing.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+mod util;
+
+use cmw_upgrade_tests::sshd::TestSshd;
+use cmw_upgrade_tests::{DatabaseSpec, ServerSpec};
+use util::{cmw, cmw_in, json, server, stderr};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cmw-upgrade");
+
+fn transfer(sshd: &TestSshd, remote: &str, from: &str, to: &str) -> std::process::Output {
+    let identity = sshd.identity_file();
+    let known_hosts = sshd.known_hosts_file();
+    cmw(&[
+        "--json",
+        "bundle",
+        "transfer",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--identity-file",
+        identity.to_str().unwrap(),
+        "--known-hosts",
+        known_hosts.to_str().unwrap(),
+        "--remote-cmw-upgrade",
+        remote,
+    ])
+}
+
+fn on(sshd: &TestSshd, path: &Path) -> String {
+    format!("{}:{}:{}", sshd.destination(), sshd.port, path.display())
+}
+
+/// Files under `folder` still under a temporary name.
+fn partial_files(folder: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        let Ok(listing) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in listing.map(Result::unwrap) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".cmw-upgrade-partial")
+            {
+                found.push(entry.path().display().to_string());
+            }
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_bundle_crosses_over_ssh_verified_and_a_killed_transfer_resumes() {
+    let sshd = TestSshd::start().expect("sshd starts (openssh-server is installed by .ci/run)");
+    let old = server(ServerSpec {
+        database: DatabaseSpec {
+            entities: 10,
+            files_per_group: 3,
+            bytes_per_file: 256 << 10,
+            ..DatabaseSpec::default()
+        },
+        ..ServerSpec::default()
+    });
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("old server's bundle");
+    let output = cmw_in(
+        old.path(),
+        &[
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    // A sender killed after 1 MiB of its stream (the pipe to `head` closes:
+    // SIGPIPE), as a sender dying midway.
+    let killer = work.path().join("cmw-upgrade-killed-midway");
+    fs::write(
+        &killer,
+        format!(
+            "#!/bin/sh\ncase \" $* \" in\n  *' bundle-send '*' --manifest '*) exec '{BINARY}' \"$@\" ;;\n  \
+             *' bundle-send '*) '{BINARY}' \"$@\" | head -c 1048576; exit 1 ;;\n  *) exec '{BINARY}' \"$@\" ;;\nesac\n"
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&killer, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let copy = work.path().join("new server").join("prod bundle");
+    fs::create_dir(work.path().join("new server")).unwrap();
+    let output = transfer(
+        &sshd,
+        killer.to_str().unwrap(),
+        &on(&sshd, &bundle),
+        &on(&sshd, &copy),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let error = json(&output);
+    // The sender's failure, with what the receiver made of it.
+    assert_eq!(error["error"]["kind"], "command_failed", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("bundle-send") && message.contains("ended early"),
+        "{error}"
+    );
+    assert!(
+        !copy.join("manifest.json").exists(),
+        "an unfinished copy must not look finished"
+    );
+    assert!(
+        partial_files(&copy).is_empty(),
+        "{:?}",
+        partial_files(&copy)
+    );
+    assert_eq!(
+        fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    let output = transfer(&sshd, BINARY, &on(&sshd, &bundle), &on(&sshd, &copy));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    let (files, sent, skipped) = (
+        report["files"].as_u64().unwrap(),
+        report["sent_files"].as_u64().unwrap(),
+        report["skipped_files"].as_u64().unwrap(),
+    );
+    assert!(
+        skipped > 0 && sent > 0 && sent + skipped == files,
+        "{report}"
+    );
+    assert!(report["sent_bytes"].as_u64().unwrap() < report["bytes"].as_u64().unwrap());
+    let output = cmw(&["--json", "backup", "verify", copy.to_str().unwrap()]);
+    assert_eq!(json(&output)["ok"], true, "{}", util::stdout(&output));
+
+    // Once more: nothing to send, still complete.
+    let output = transfer(&sshd, BINARY, &on(&sshd, &bundle), &on(&sshd, &copy));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output)["sent_files"], 0);
+    let output = cmw(&["--json", "backup", "verify", copy.to_str().unwrap()]);
+    assert_eq!(json(&output)["ok"], true);
+
+    // From the remote bundle to this machine too.
+    let local = work.path().join("here");
+    let output = transfer(&sshd, BINARY, &on(&sshd, &bundle), local.to_str().unwrap());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = cmw(&["--json", "backup", "verify", local.to_str().unwrap()]);
+    assert_eq!(json(&output)["ok"], true);
+}
+
+#[test]
+fn bad_input_exits_2_and_help_teaches_the_syntax() {
+    let work = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        ("old:relative/path", "/tmp/x"),
+        ("-oProxyCommand=touch:/x", "/tmp/x"),
+        ("/tmp/x", "local:/tmp/x"),
+    ] {
+        let output = cmw(&["bundle", "transfer", "--from", from, "--to", to]);
+        assert_eq!(output.status.code(), Some(2), "{from}");
+    }
+    // Not a bundle: the sender says so, nothing is created.
+    let target = work.path().join("copy");
+    let output = cmw(&[
+        "bundle",
+        "transfer",
+        "--from",
+        work.path().to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("manifest.json"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!target.exists());
+    let help = util::stdout(&cmw(&["bundle", "transfer", "--help"]));
+    assert!(
+        help.contains("[user@]host[:port]:DIR") && help.contains("Examples:"),
+        "{help}"
+    );
+}
