@@ -64,6 +64,25 @@ impl TestSshd {
     /// # Errors
     /// As [`TestSshd::start`].
     pub fn start_with(extra: &str) -> io::Result<TestSshd> {
+        // The port is picked free, then released for sshd: another test may take
+        // it in between. Then this sshd exits (its bind fails) while the port
+        // still answers — the other test's server — so a start only counts once
+        // this sshd itself is seen alive after the port answers.
+        let mut last_error = None;
+        for _ in 0..5 {
+            match TestSshd::try_start(extra) {
+                Ok(Some(sshd)) => return Ok(sshd),
+                Ok(None) => {}
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            io::Error::other("sshd exited at start five times (each port taken meanwhile)")
+        }))
+    }
+
+    /// One start on a fresh port: `None` when sshd exited (its port was taken).
+    fn try_start(extra: &str) -> io::Result<Option<TestSshd>> {
         let dir = tempfile::tempdir()?;
         keygen(&dir.path().join("host_key"))?;
         keygen(&dir.path().join("client_key"))?;
@@ -98,15 +117,25 @@ impl TestSshd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let sshd = TestSshd { dir, child, port };
+        let mut sshd = TestSshd { dir, child, port };
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            if sshd.child.try_wait()?.is_some() {
+                return Ok(None);
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Alive after the port answered: the port is this sshd's.
+                std::thread::sleep(Duration::from_millis(50));
+                if sshd.child.try_wait()?.is_some() {
+                    return Ok(None);
+                }
+                return Ok(Some(sshd));
+            }
             if started.elapsed() > Duration::from_secs(10) {
                 return Err(io::Error::other("sshd did not start listening within 10 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(sshd)
     }
 
     /// The client's private key.
