@@ -100,6 +100,30 @@ pub fn change_line(change: &cmw_upgrade_core::config::Change, removed: &str) -> 
     format!("{}: {} = {new}{from}", change.file, change.key)
 }
 
+/// A progress line for long copies: `label  42%  1.2 GiB / 3.0 GiB  10/20 files
+/// 95 MiB/s  ETA 20s`, the rate over `elapsed`.
+pub fn copy_progress_line(
+    label: &str,
+    (done_bytes, total_bytes): (u64, u64),
+    (done_files, total_files): (u64, u64),
+    elapsed: std::time::Duration,
+) -> String {
+    let rate = done_bytes as f64 / elapsed.as_secs_f64().max(0.001);
+    let remaining = total_bytes.saturating_sub(done_bytes) as f64;
+    let eta = if rate > 0.0 {
+        human_duration(std::time::Duration::from_secs_f64(remaining / rate))
+    } else {
+        "?".to_owned()
+    };
+    format!(
+        "{label:<9} {:>3}%  {} / {}  {done_files}/{total_files} files  {}/s  ETA {eta}",
+        done_bytes * 100 / total_bytes.max(1),
+        human_bytes(done_bytes),
+        human_bytes(total_bytes),
+        human_bytes(rate as u64),
+    )
+}
+
 /// A duration as `1h02m03s`, `4m05s` or `7s`.
 pub fn human_duration(duration: std::time::Duration) -> String {
     let seconds = duration.as_secs();

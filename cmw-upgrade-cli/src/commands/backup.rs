@@ -17,7 +17,7 @@ use crate::args::{
 };
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, human_duration, print_json};
+use crate::output::{human_bytes, print_json};
 
 /// Runs `work` while a progress line is redrawn on stderr, when it is a terminal.
 fn with_progress<R>(progress: &Progress, enabled: bool, work: impl FnOnce() -> R) -> R {
@@ -33,24 +33,12 @@ fn with_progress<R>(progress: &Progress, enabled: bool, work: impl FnOnce() -> R
                 if now.phase != phase_started.0 {
                     phase_started = (now.phase, Instant::now());
                 }
-                let elapsed = phase_started.1.elapsed().as_secs_f64().max(0.001);
-                let rate = now.done_bytes as f64 / elapsed;
                 let line = if now.total_bytes > 0 {
-                    let remaining = now.total_bytes.saturating_sub(now.done_bytes) as f64;
-                    let eta = if rate > 0.0 {
-                        human_duration(Duration::from_secs_f64(remaining / rate))
-                    } else {
-                        "?".to_owned()
-                    };
-                    format!(
-                        "{:<9} {:>3}%  {} / {}  {}/{} files  {}/s  ETA {eta}",
+                    crate::output::copy_progress_line(
                         now.phase.as_str(),
-                        now.done_bytes * 100 / now.total_bytes.max(1),
-                        human_bytes(now.done_bytes),
-                        human_bytes(now.total_bytes),
-                        now.done_files,
-                        now.total_files,
-                        human_bytes(rate as u64),
+                        (now.done_bytes, now.total_bytes),
+                        (now.done_files, now.total_files),
+                        phase_started.1.elapsed(),
                     )
                 } else {
                     format!("{}...", now.phase.as_str())

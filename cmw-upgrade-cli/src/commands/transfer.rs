@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::{BundleReceiveArgs, BundleSendArgs, GlobalArgs, TransferArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, human_duration, print_json};
+use crate::output::{human_bytes, print_json};
 
 fn server_path(global: &GlobalArgs, path: &str) -> Result<PathBuf, CliError> {
     Ok(under_root(&global.root, path, "the command line")?)
@@ -540,21 +540,11 @@ struct ProgressLine {
 
 /// The progress line for a terminal.
 fn progress_line(now: &ProgressLine, elapsed: Duration) -> String {
-    let rate = now.done_bytes as f64 / elapsed.as_secs_f64().max(0.001);
-    let remaining = now.total_bytes.saturating_sub(now.done_bytes) as f64;
-    let eta = if rate > 0.0 {
-        human_duration(Duration::from_secs_f64(remaining / rate))
-    } else {
-        "?".to_owned()
-    };
-    format!(
-        "sending {:>3}%  {} / {}  {}/{} files  {}/s  ETA {eta}",
-        now.done_bytes * 100 / now.total_bytes.max(1),
-        human_bytes(now.done_bytes),
-        human_bytes(now.total_bytes),
-        now.done_files,
-        now.total_files,
-        human_bytes(rate as u64),
+    crate::output::copy_progress_line(
+        "sending",
+        (now.done_bytes, now.total_bytes),
+        (now.done_files, now.total_files),
+        elapsed,
     )
 }
 
