@@ -69,7 +69,9 @@ make_texts() { # binary
   gzip -9n "$staging"/man/*.1
 }
 
-rm -f "$out"/cmw-upgrade*.tar.gz "$out"/cmw-upgrade_*.deb "$out"/cmw-upgrade-*.rpm
+# Every artifact of an earlier build goes, so SHA256SUMS lists only this one's.
+rm -f "$out"/cmw-upgrade*.tar.gz "$out"/cmw-upgrade_*.deb "$out"/cmw-upgrade-*.rpm \
+  "$out"/cmw_upgrade-*.whl "$out"/SHA256SUMS
 for target in "${targets[@]}"; do
   arch=${target%%-*}
   step "static binary ($target)"

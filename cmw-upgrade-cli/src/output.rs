@@ -66,9 +66,14 @@ pub fn stderr() -> Masked<io::StderrLock<'static>> {
 }
 
 /// Prints a value as one pretty JSON document on stdout.
+///
+/// Secrets are masked in its strings, value by value, so the document stays
+/// valid JSON whatever a secret looks like (never `"bytes": 1***1`).
 pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(value).map_err(io::Error::from)?;
-    let mut out = stdout();
+    let mut document = serde_json::to_value(value).map_err(io::Error::from)?;
+    cmw_upgrade_core::secrets::mask_json(&mut document);
+    let text = serde_json::to_string_pretty(&document).map_err(io::Error::from)?;
+    let mut out = io::stdout().lock();
     writeln!(out, "{text}")?;
     out.flush()?;
     Ok(())
@@ -79,10 +84,11 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
 pub fn print_error(error: &CliError, json: bool) {
     let _ = writeln!(stderr(), "error: {error}");
     if json {
-        let document = serde_json::json!({
+        let mut document = serde_json::json!({
             "error": { "kind": error.kind(), "message": error.to_string() }
         });
-        let _ = writeln!(stdout(), "{document}");
+        cmw_upgrade_core::secrets::mask_json(&mut document);
+        let _ = writeln!(io::stdout().lock(), "{document}");
     }
 }
 

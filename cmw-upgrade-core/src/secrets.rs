@@ -137,7 +137,14 @@ pub fn remember(value: &str) {
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     for part in parts {
+        // A number or a JSON literal, masked everywhere, would corrupt sizes,
+        // counts and JSON documents; next to its key it is masked still.
+        let plain_value = part
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+            || matches!(part, "true" | "false" | "null");
         if part.chars().count() >= SHORTEST_REMEMBERED
+            && !plain_value
             && !remembered.iter().any(|known| known == part)
         {
             remembered.push(part.to_owned());
@@ -358,9 +365,19 @@ pub fn mask_json(value: &mut serde_json::Value) {
 /// Where a value that follows a secret name ends: at blanks, quotes, a
 /// backslash (a JSON escape) and the separators of lists and query strings.
 fn value_end(text: &str, from: usize) -> usize {
-    text[from..]
-        .find(|c: char| c.is_whitespace() || "\"'\\,;&}])<>".contains(c))
-        .map_or(text.len(), |n| from + n)
+    let mut chars = text[from..].char_indices();
+    while let Some((at, c)) = chars.next() {
+        if c == '\\' {
+            // An escaped character (`\"` in JSON, `\\` in a shell word) is part
+            // of the value: stopping there would show its rest.
+            chars.next();
+            continue;
+        }
+        if c.is_whitespace() || "\"',;&}])<>".contains(c) {
+            return from + at;
+        }
+    }
+    text.len()
 }
 
 fn is_name_char(c: char) -> bool {
@@ -569,6 +586,22 @@ mod tests {
         ] {
             assert_eq!(mask(plain), plain);
         }
+    }
+
+    #[test]
+    fn numbers_stay_and_escapes_do_not_cut_a_value_short() {
+        // A secret-named number is masked next to its key, never in counts.
+        remember_yaml("auth:\n  tokenLifetime: 360017\n");
+        assert_eq!(mask("\"bytes\": 13600171"), "\"bytes\": 13600171");
+        assert_eq!(mask("tokenLifetime: 360017"), "tokenLifetime: ***");
+        assert_eq!(
+            mask("{\"password\": \"ab\\\"cdefgh\"}"),
+            "{\"password\": \"***\"}"
+        );
+        assert_eq!(
+            mask("-Djournal.password=p\\w0rd -Dx=y"),
+            "-Djournal.password=*** -Dx=y"
+        );
     }
 
     #[test]

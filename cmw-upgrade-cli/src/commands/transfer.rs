@@ -106,7 +106,8 @@ pub fn receive(global: &GlobalArgs, args: BundleReceiveArgs) -> Result<ExitStatu
             .read_to_end(&mut bytes)?;
         let manifest = parse_manifest(&bytes, &dest)?;
         let needed = files_needed(&dest, &manifest, &Progress::default())?;
-        let mut out = crate::output::stdout();
+        // A protocol answer: file names must arrive exactly, never masked.
+        let mut out = std::io::stdout().lock();
         writeln!(
             out,
             "{}",

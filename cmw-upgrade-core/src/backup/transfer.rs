@@ -143,6 +143,13 @@ pub fn parse_manifest(bytes: &[u8], bundle: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// The permission bits a received entry gets: the manifest's, without setuid
+/// and setgid — the sending server may be compromised, and the receiver runs
+/// as root and gives the manifest's owners (a setuid-root file of its choice).
+fn received_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
 /// Reads a bundle's `manifest.json` as bytes, without following a link there.
 ///
 /// # Errors
@@ -498,7 +505,7 @@ impl Receiver<'_> {
                 let (uid, gid) = ids(entry);
                 rustix::fs::fchown(&output, uid, gid).map_err(set("change the owner of"))?;
             }
-            rustix::fs::fchmod(&output, Mode::from_raw_mode(entry.mode & 0o7777))
+            rustix::fs::fchmod(&output, Mode::from_raw_mode(received_mode(entry.mode)))
                 .map_err(set("set the mode of"))?;
             rustix::fs::futimens(&output, &timestamps(entry.mtime, entry.mtime_nsec))
                 .map_err(set("set the times of"))?;
@@ -623,7 +630,7 @@ impl Receiver<'_> {
                 rustix::fs::fchown(&handle, uid, gid)
                     .map_err(|error| Error::io("change the owner of", &path, error.into()))?;
             }
-            rustix::fs::fchmod(&handle, Mode::from_raw_mode(entry.mode & 0o7777))
+            rustix::fs::fchmod(&handle, Mode::from_raw_mode(received_mode(entry.mode)))
                 .map_err(|error| Error::io("set the mode of", &path, error.into()))?;
             rustix::fs::futimens(&handle, &timestamps(entry.mtime, entry.mtime_nsec))
                 .map_err(|error| Error::io("set the times of", &path, error.into()))?;
@@ -753,8 +760,19 @@ pub fn receive_bundle(
         top,
         as_root: running_as_root(),
     };
-    // A manifest already there (another bundle's, or this one's from a
-    // finished run) goes first: until the end the folder is incomplete.
+    // A finished bundle already there must be this one (a rerun): another
+    // bundle is never overwritten, whatever --to said.
+    if let Ok(existing) = read_manifest_bytes(dest) {
+        if existing != manifest_bytes {
+            return Err(Error::AlreadyExists {
+                path: dest.to_path_buf(),
+                hint: "it holds another bundle (its manifest.json differs); choose an empty \
+                       folder, or remove that bundle first",
+            });
+        }
+    }
+    // This bundle's manifest from a finished run goes first: until the end
+    // the folder is incomplete.
     match rustix::fs::unlinkat(receiver.top.as_fd(), MANIFEST_FILE, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => {}
         Err(error) => {
@@ -994,6 +1012,44 @@ mod tests {
             }
         }
         found
+    }
+
+    /// The sending server may be compromised: no setuid or setgid bit from its
+    /// manifest, and a finished bundle of another manifest is never replaced.
+    #[test]
+    fn a_sender_cannot_plant_setuid_files_or_replace_another_bundle() {
+        let work = tempfile::tempdir().unwrap();
+        let source = work.path().join("source");
+        let mut manifest = make_bundle(&source);
+        for entry in &mut manifest.files {
+            if entry.path == "database/z.dat" {
+                entry.mode = 0o6755;
+            }
+        }
+        std::fs::write(
+            source.join(MANIFEST_FILE),
+            serde_json::to_vec_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
+        let dest = work.path().join("copy");
+        receive(&dest, &stream_of(&source, None)).unwrap();
+        let mode = std::fs::metadata(dest.join("database/z.dat"))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755, "{mode:o}");
+
+        let other = work.path().join("other");
+        let mut other_manifest = make_bundle(&other);
+        other_manifest.host = "another-server".to_owned();
+        std::fs::write(
+            other.join(MANIFEST_FILE),
+            serde_json::to_vec_pretty(&other_manifest).unwrap(),
+        )
+        .unwrap();
+        let before = read_manifest_bytes(&dest).unwrap();
+        let refused = receive(&dest, &stream_of(&other, None)).unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::AlreadyExists, "{refused}");
+        assert_eq!(read_manifest_bytes(&dest).unwrap(), before);
     }
 
     #[test]

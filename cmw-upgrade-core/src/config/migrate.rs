@@ -126,8 +126,11 @@ impl FileUpdate {
                 FileKind::Xml => xml_secret_spans(text),
                 FileKind::Nginx | FileKind::Other => Vec::new(),
             };
-            // Bytes that are not UTF-8 are shown as `\xNN`, never as stand-ins.
-            raw_text::printable(&mask_spans(text, &mut spans)).into_owned()
+            // Masked while the text still holds the bytes as read (a remembered
+            // cp1251 secret matches there), then bytes that are not UTF-8 are
+            // shown as `\xNN`, never as stand-ins.
+            let masked = mask_spans(text, &mut spans);
+            raw_text::printable(&crate::secrets::mask(&masked)).into_owned()
         };
         let before = mask(&self.before);
         let after = mask(&self.after);

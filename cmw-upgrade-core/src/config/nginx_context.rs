@@ -88,6 +88,8 @@ const READ_FILES: &[&str] = &[
     "uwsgi_ssl_trusted_certificate",
     "uwsgi_ssl_crl",
     "uwsgi_ssl_password_file",
+    // A module directive that reads a file at load time.
+    "xml_entities",
     "geoip_country",
     "geoip_city",
     "geoip_org",
@@ -446,13 +448,24 @@ impl Walker<'_> {
         Ok(Some(includes.join(" ")))
     }
 
-    /// A `load_module`: the module file copied from the root, or the line
-    /// dropped (with a warning) when the root has no such file.
+    /// A `load_module`: on the server itself, its own module file (copied);
+    /// under another root the line is dropped with a warning — a module is
+    /// code, and this machine's nginx (run as root) must never load code taken
+    /// from another server's tree.
     fn load_module(&mut self, file: &str, text: &str, directive: &Directive) -> Result<String> {
         let Some(argument) = directive.args.first() else {
             return Ok(text[directive.start..directive.end].to_owned());
         };
         let path = server_path(argument, SERVER_PREFIX);
+        if !self.copy.on_this_server {
+            let line = text[..directive.start].matches('\n').count() + 1;
+            self.copy.warnings.push(format!(
+                "{file}:{line}: load_module {argument}: not loaded — the configuration is not \
+                 this machine's (--root), and a module is code; `nginx -t` tested the site \
+                 without that module"
+            ));
+            return Ok(String::new());
+        }
         match self.disk.read_file(&path)? {
             Some(bytes) => {
                 let copy = mirror(&self.copy.tree, &path);
