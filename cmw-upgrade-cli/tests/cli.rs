@@ -9,7 +9,7 @@ use std::process::Output;
 
 use cmw_upgrade_tests::{upgrade_logs, DatabaseSpec, ServerSpec, UpgradeLogState};
 use serde_json::Value;
-use util::{cmw, cmw_in, json, server, stderr, stdout};
+use util::{backup_bundle, cmw, cmw_in, json, server, stderr, stdout};
 
 #[test]
 fn detect_reports_family_owner_and_layout() {
@@ -599,16 +599,7 @@ fn the_agent_answers_one_json_line_per_request() {
     let old = server(ServerSpec::default());
     let bundle = old.path().join("mnt/backup/prod");
     fs::create_dir_all(bundle.parent().unwrap()).unwrap();
-    let output = cmw_in(
-        old.path(),
-        &[
-            "backup",
-            "--instance",
-            "prod",
-            "--dest",
-            bundle.to_str().unwrap(),
-        ],
-    );
+    let output = backup_bundle(old.path(), &bundle);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     // Damage one file of the bundle: a restore must refuse it, kind kept.
     let damaged = fs::read_dir(bundle.join("database"))

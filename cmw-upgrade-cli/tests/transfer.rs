@@ -11,7 +11,7 @@ mod util;
 
 use cmw_upgrade_tests::sshd::TestSshd;
 use cmw_upgrade_tests::{DatabaseSpec, ServerSpec};
-use util::{cmw, cmw_in, json, server, stderr};
+use util::{backup_bundle, cmw, json, server, stderr};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cmw-upgrade");
 
@@ -77,16 +77,7 @@ fn a_bundle_crosses_over_ssh_verified_and_a_killed_transfer_resumes() {
     });
     let work = tempfile::tempdir().unwrap();
     let bundle = work.path().join("old server's bundle");
-    let output = cmw_in(
-        old.path(),
-        &[
-            "backup",
-            "--instance",
-            "prod",
-            "--dest",
-            bundle.to_str().unwrap(),
-        ],
-    );
+    let output = backup_bundle(old.path(), &bundle);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
     // A sender killed after 1 MiB of its stream (the pipe to `head` closes:

@@ -43,3 +43,17 @@ pub fn cmw_in(root: &Path, args: &[&str]) -> Output {
     full.extend_from_slice(args);
     cmw(&full)
 }
+
+/// `cmw-upgrade --root ROOT backup --instance prod --dest DEST`.
+pub fn backup_bundle(root: &Path, dest: &Path) -> Output {
+    cmw_in(
+        root,
+        &[
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
+    )
+}

@@ -302,16 +302,13 @@ pub fn migrate_env(
     appended.reverse();
     let mut text = apply_edits(new_text, &mut edits);
     if !appended.is_empty() {
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push_str(line_ending);
-        }
-        text.push_str(&format!(
-            "# --- carried over from the old instance by cmw-upgrade {stamp} ---{line_ending}"
-        ));
-        for line in appended {
-            text.push_str(&line);
-            text.push_str(line_ending);
-        }
+        let tail = super::marked_tail(
+            &text,
+            line_ending,
+            &format!("# --- carried over from the old instance by cmw-upgrade {stamp} ---"),
+            appended,
+        );
+        text.push_str(&tail);
     }
     let (old_values, not_understood) = env_values(old_text);
     let warnings = not_understood

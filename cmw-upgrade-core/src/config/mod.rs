@@ -17,6 +17,28 @@ pub mod yaml_text;
 
 use serde::{Deserialize, Serialize};
 
+/// What a migration appends at the end of `text`: a line break if the file
+/// lacks its last one, the `marker` comment line, then each item on its own
+/// line — so the admin sees at once what the tool added.
+pub(crate) fn marked_tail(
+    text: &str,
+    line_ending: &str,
+    marker: &str,
+    items: impl IntoIterator<Item = String>,
+) -> String {
+    let mut tail = String::new();
+    if !text.is_empty() && !text.ends_with('\n') {
+        tail.push_str(line_ending);
+    }
+    tail.push_str(marker);
+    tail.push_str(line_ending);
+    for item in items {
+        tail.push_str(&item);
+        tail.push_str(line_ending);
+    }
+    tail
+}
+
 /// What the migration did with one directive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

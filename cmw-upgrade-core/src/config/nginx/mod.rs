@@ -225,17 +225,14 @@ pub fn migrate_nginx(file: &str, old_text: &str, new_text: &str) -> Result<Nginx
         })
         .collect();
     if !appended.is_empty() {
-        let mut tail = String::new();
-        if !text.is_empty() && !text.ends_with('\n') {
-            tail.push_str(line_ending);
-        }
-        tail.push_str(&format!(
-            "{line_ending}# --- server blocks carried over from the old site file by cmw-upgrade ---{line_ending}"
-        ));
-        for block in appended {
-            tail.push_str(&block);
-            tail.push_str(line_ending);
-        }
+        let tail = super::marked_tail(
+            &text,
+            line_ending,
+            &format!(
+                "{line_ending}# --- server blocks carried over from the old site file by cmw-upgrade ---"
+            ),
+            appended,
+        );
         text.push_str(&tail);
         edits.push(NginxEdit {
             start: new_text.len(),
