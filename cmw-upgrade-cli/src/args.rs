@@ -33,6 +33,7 @@ const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod -
 const RESTORE_EXAMPLES: &str = "Examples:\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod --replace --json";
 const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan ... --json";
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
+const UPGRADE_EXAMPLES: &str = "Examples:\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --plan\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --bundle-dir /mnt/backup\n  (on the new server)  cmw-upgrade upgrade --old admin@10.0.0.5:2222 --new local --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
 const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
@@ -180,6 +181,37 @@ pub enum Command {
     #[command(after_long_help = ROLLBACK_EXAMPLES)]
     Rollback(InstanceArgs),
 
+    /// The whole upgrade from one place: back up the old server, bring the bundle to
+    /// the new one, run every step there, and compare the old server's database with
+    /// the bundle at the end.
+    ///
+    /// Each server is `[user@]host[:port]`, reached with the system's ssh (keys, no
+    /// prompts, host keys checked), or `local` (this machine). cmw-upgrade runs on each
+    /// as an agent; where it is missing or older, this binary is copied to
+    /// /var/lib/cmw-upgrade/bin/ there, its checksum checked, and the output says so.
+    ///
+    /// First a preflight of both servers, which changes nothing and records nothing:
+    /// root or sudo, the OS family, the instance on the old server, the tarballs on the
+    /// new one (paths there, for its family), the free space each side needs (the
+    /// numbers are shown). Then: backup-old (an Ignite snapshot when the instance runs,
+    /// a copy when it is stopped; a copy of a running one needs
+    /// --accept-crash-consistent), transfer-bundle (old server to new directly when it
+    /// can reach it by ssh, else through this machine; resumable, every file checked on
+    /// arrival; used in place when both see the same bundle on shared storage), the
+    /// steps of `run` on the new server, and drift-old (what the old server wrote after
+    /// the backup). The old server keeps serving throughout.
+    ///
+    /// The state is kept on this machine (/var/lib/cmw-upgrade/<instance>/state.json
+    /// under --root) with each step's server: run the same command again after any
+    /// interruption (a killed process, a dropped connection) and it reconnects and
+    /// resumes at the first step not done. `cmw-upgrade status` and `cmw-upgrade
+    /// rollback` here read it too.
+    ///
+    /// Exit codes: 0 upgraded, 1 a step failed (rerun to resume, or rollback), 2 bad
+    /// input or a failed preflight (nothing changed, nothing recorded).
+    #[command(after_long_help = UPGRADE_EXAMPLES)]
+    Upgrade(TwoServerArgs),
+
     /// Rehearse the whole upgrade on simulated servers in a temporary folder.
     ///
     /// Lays out an old 4.7 server with data and an empty new server (with stand-ins for
@@ -282,6 +314,112 @@ pub struct UpgradeArgs {
     /// Apply the config migration's evident fixes (see `config migrate --fix`).
     #[arg(long)]
     pub fix_config: bool,
+}
+
+/// How the bundle travels from the old server to the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteArg {
+    /// Directly when the old server reaches the new one by ssh, else through here.
+    Auto,
+    /// The old server sends straight to the new one over its own ssh.
+    Direct,
+    /// Through this machine (the bytes pass through its pipe, never its disk).
+    ThroughHere,
+}
+
+/// How the old server's database is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupMethodArg {
+    /// A file copy (crash-consistent only if the instance runs).
+    Copy,
+    /// An Ignite snapshot first (control.sh --snapshot create).
+    Snapshot,
+}
+
+/// `upgrade`.
+#[derive(Debug, Args)]
+pub struct TwoServerArgs {
+    /// The old server: [user@]host[:port], or local.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub old: String,
+
+    /// The new server: [user@]host[:port], or local.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub new: String,
+
+    /// The instance (the same name on both servers).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The platform tarball, a path on the new server.
+    #[arg(long, value_name = "TARBALL")]
+    pub distribution: String,
+
+    /// The prerequisites tarball, a path on the new server.
+    #[arg(long, value_name = "TARBALL")]
+    pub prerequisites: String,
+
+    /// The instance's site port on the new server (instance_create.sh -p).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub port: u16,
+
+    /// The folder for the bundle, the same path on both servers (shared storage
+    /// mounted there on both is used in place).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/cmw-upgrade/bundles")]
+    pub bundle_dir: String,
+
+    /// Show the preflight and every step with its server and commands; change nothing.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// How to take the old database (default: a snapshot if it runs, else a copy).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: Option<BackupMethodArg>,
+
+    /// Accept a file copy of a running instance (only crash-consistent).
+    #[arg(long)]
+    pub accept_crash_consistent: bool,
+
+    /// How the bundle travels.
+    #[arg(long, value_enum, value_name = "ROUTE", default_value = "auto")]
+    pub route: RouteArg,
+
+    /// An ssh option (KEY=VALUE) for the old server's own ssh to the new one on the
+    /// direct route, e.g. IdentityFile=/root/.ssh/upgrade; repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub direct_ssh_option: Vec<String>,
+
+    /// The ssh private key for both servers (instead of ssh's defaults and agent).
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+
+    /// A known_hosts file to check both servers' host keys against.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// cmw-upgrade's command on the servers (copied there when missing or older).
+    #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
+    pub remote_cmw_upgrade: String,
+
+    /// How long the data-structure upgrade may take.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
+    pub upgrade_timeout: Duration,
+
+    /// How long the site may take to answer after a start.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5m")]
+    pub health_timeout: Duration,
+
+    /// Apply the config migration's evident fixes (see `config migrate --fix`).
+    #[arg(long)]
+    pub fix_config: bool,
+
+    /// The old server's `/` for the tool there (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub old_root: Option<String>,
+
+    /// The new server's `/` for the tool there (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub new_root: Option<String>,
 }
 
 /// `status` and `rollback`.
@@ -762,6 +900,7 @@ pub struct ManArgs {
 mod tests {
     use super::*;
     use clap::Parser;
+    use cmw_upgrade_core::backup::manifest::BackupMethod;
     use cmw_upgrade_core::executor::ToolAction;
 
     #[test]
@@ -806,13 +945,20 @@ mod tests {
                 deep: args.deep,
             },
             Command::Backup(args) => {
-                assert!(matches!(args.method, Some(MethodArg::Copy)));
-                assert!(args.accept_crash_consistent);
                 assert!(!args.with_streams && args.control_script.is_none());
+                let method = match args.method {
+                    Some(MethodArg::Copy) => {
+                        assert!(args.accept_crash_consistent);
+                        BackupMethod::Copy
+                    }
+                    Some(MethodArg::Snapshot) => BackupMethod::Snapshot,
+                    None => panic!("the method is always said"),
+                };
                 ToolAction::Backup {
                     instance: args.instance.unwrap(),
                     family: args.family.unwrap(),
                     dest: text(&args.dest.unwrap()),
+                    method,
                 }
             }
             Command::Restore(args) => {
@@ -869,6 +1015,11 @@ mod tests {
                         instance: prod.clone(),
                         family,
                         dest: spaced.clone(),
+                        method: if flag {
+                            BackupMethod::Snapshot
+                        } else {
+                            BackupMethod::Copy
+                        },
                     },
                     ToolAction::Restore {
                         bundle: spaced.clone(),

@@ -148,6 +148,18 @@ impl TestSshd {
         self.dir.path().join("known_hosts")
     }
 
+    /// Lets the holder of another client key in too (the public key file of
+    /// another [`TestSshd`]'s client), so one key reaches several servers.
+    ///
+    /// # Errors
+    /// When a file cannot be read or written.
+    pub fn authorize(&self, public_key: &Path) -> io::Result<()> {
+        let key = fs::read_to_string(public_key)?;
+        let mut keys = fs::read_to_string(self.dir.path().join("authorized_keys"))?;
+        keys.push_str(&key);
+        fs::write(self.dir.path().join("authorized_keys"), keys)
+    }
+
     /// `user@127.0.0.1` for the user running the tests.
     pub fn destination(&self) -> String {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".to_owned());

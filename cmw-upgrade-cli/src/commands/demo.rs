@@ -130,11 +130,13 @@ fn demo_in(
         total: 1,
         name: "backup-old-server".to_owned(),
         title: "On the old server: back up the database and configs (it keeps serving)".to_owned(),
+        server: Some("old".to_owned()),
     });
     old.tool(&ToolAction::Backup {
         instance: args.instance.clone(),
         family: args.family,
         dest: sim.bundle.clone(),
+        method: cmw_upgrade_core::backup::manifest::BackupMethod::Copy,
     })?;
     old.tool(&ToolAction::VerifyBundle {
         bundle: sim.bundle.clone(),

@@ -7,6 +7,7 @@ mod detect;
 mod logs;
 mod prune;
 mod transfer;
+mod two_servers;
 mod upgrade;
 
 use crate::args::{BundleCommand, Cli, Command, ConfigCommand, LogsCommand};
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Run(args) => upgrade::run(&cli.global, args),
         Command::Status(args) => upgrade::status(&cli.global, args),
         Command::Rollback(args) => upgrade::rollback(&cli.global, args),
+        Command::Upgrade(args) => two_servers::upgrade(&cli.global, args),
         Command::Check(args) => upgrade::check(&cli.global, args),
         Command::Demo(args) => demo::run(&cli.global, args),
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),

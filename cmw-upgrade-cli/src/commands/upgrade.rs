@@ -9,7 +9,7 @@ use cmw_upgrade_core::procedure::state::{RunState, StepRecord, StepStatus};
 use cmw_upgrade_core::procedure::RunLock;
 use cmw_upgrade_core::procedure::{
     plan_upgrade, preflight, rollback_command, rollback_upgrade, run_upgrade, Event,
-    UpgradeSettings,
+    RollbackReport, UpgradeSettings,
 };
 
 use super::family_of_root;
@@ -119,6 +119,8 @@ pub struct ProgressPrinter {
     quiet: bool,
     terminal: bool,
     waiting_line: bool,
+    /// The label of the server of the step under way (`[old] `), if any.
+    server: String,
 }
 
 impl ProgressPrinter {
@@ -127,6 +129,7 @@ impl ProgressPrinter {
             quiet,
             terminal: std::io::stderr().is_terminal(),
             waiting_line: false,
+            server: String::new(),
         }
     }
 
@@ -135,7 +138,8 @@ impl ProgressPrinter {
             return;
         }
         let mut err = crate::output::stderr();
-        if self.waiting_line && !matches!(event, Event::Waiting { .. }) {
+        let transient = matches!(event, Event::Waiting { .. } | Event::Transfer { .. });
+        if self.waiting_line && !transient {
             let _ = writeln!(err);
             self.waiting_line = false;
         }
@@ -145,7 +149,14 @@ impl ProgressPrinter {
                 total,
                 name,
                 title,
-            } => writeln!(err, "[{}/{total}] {name}: {title}", index + 1),
+                server,
+            } => {
+                self.server = server
+                    .as_ref()
+                    .map(|server| format!("[{server}] "))
+                    .unwrap_or_default();
+                writeln!(err, "[{}/{total}] {}{name}: {title}", index + 1, self.server)
+            }
             Event::StepSkipped { name } => writeln!(err, "[done] {name}: done in an earlier run"),
             Event::StepFinished {
                 name,
@@ -176,7 +187,30 @@ impl ProgressPrinter {
                     Ok(())
                 }
             }
-            Event::Note { text } => writeln!(err, "      note: {text}"),
+            Event::Transfer {
+                bytes_done,
+                bytes_total,
+                files_done,
+                files_total,
+                seconds,
+            } => {
+                if self.terminal {
+                    self.waiting_line = true;
+                    write!(
+                        err,
+                        "\r\x1b[2K      {}",
+                        crate::output::copy_progress_line(
+                            "sending",
+                            (*bytes_done, *bytes_total),
+                            (*files_done, *files_total),
+                            std::time::Duration::from_secs_f64(*seconds),
+                        )
+                    )
+                } else {
+                    Ok(())
+                }
+            }
+            Event::Note { text } => writeln!(err, "      {}note: {text}", self.server),
         };
     }
 }
@@ -186,7 +220,7 @@ impl ProgressPrinter {
 /// makes the process kill itself with SIGKILL right after that boundary is
 /// saved, so the tests can prove a run resumes from any boundary.
 #[cfg(feature = "test-hooks")]
-fn kill_hook(event: &Event) {
+pub(super) fn kill_hook(event: &Event) {
     let Ok(target) = std::env::var("CMW_UPGRADE_KILL_AT") else {
         return;
     };
@@ -205,7 +239,7 @@ fn kill_hook(event: &Event) {
 }
 
 #[cfg(not(feature = "test-hooks"))]
-fn kill_hook(_event: &Event) {}
+pub(super) fn kill_hook(_event: &Event) {}
 
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
     let settings = settings_of(global, &args)?;
@@ -274,13 +308,20 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
     if let Some(rollback) = &state.rollback {
         print_step(&mut out, rollback)?;
     }
+    // A run from a control point is resumed with the command that started it.
+    let (verb, server) = match &state.servers {
+        Some(servers) => ("upgrade", servers.settings.new.display()),
+        None => ("run", "this server".to_owned()),
+    };
     let next = match exit {
-        ExitStatus::Success => "All steps done: switch DNS or the upstream proxy to this server.".to_owned(),
+        ExitStatus::Success => {
+            format!("All steps done: switch DNS or the upstream proxy to {server}.")
+        }
         ExitStatus::Failed => format!(
-            "Fix the failed step's cause and rerun the same `cmw-upgrade run` to resume, or undo with: {}",
+            "Fix the failed step's cause and rerun the same `cmw-upgrade {verb}` to resume, or undo with: {}",
             rollback_command(&args.instance)
         ),
-        _ => "Not finished: rerun the same `cmw-upgrade run` to resume.".to_owned(),
+        _ => format!("Not finished: rerun the same `cmw-upgrade {verb}` to resume."),
     };
     writeln!(out, "{next}")?;
     Ok(exit)
@@ -310,7 +351,16 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
         .seconds
         .map(|seconds| format!("{seconds:.1}s"))
         .unwrap_or_default();
-    writeln!(out, "  {:<17} {:<12} {seconds:>8}", step.name, status)?;
+    let server = step
+        .server
+        .as_ref()
+        .map(|server| format!("[{server}] "))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "  {server}{:<17} {:<12} {seconds:>8}",
+        step.name, status
+    )?;
     if let Some(error) = &step.error {
         writeln!(out, "      {error}")?;
     }
@@ -330,16 +380,33 @@ pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, C
         }
         .into());
     }
+    if let Some(servers) = super::two_servers::recorded(&local, &args.instance)? {
+        return super::two_servers::rollback(global, &args.instance, &servers);
+    }
     let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::new(global.json);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
+    print_rollback(global, &report, "")
+}
+
+/// The rollback's report; each command labelled with its server when one is given.
+pub fn print_rollback(
+    global: &GlobalArgs,
+    report: &RollbackReport,
+    server: &str,
+) -> Result<ExitStatus, CliError> {
     if global.json {
-        print_json(&report)?;
+        print_json(report)?;
     } else {
+        let label = if server.is_empty() {
+            String::new()
+        } else {
+            format!("[{server}] ")
+        };
         let mut out = crate::output::stdout();
         for command in &report.rollback.commands {
-            writeln!(out, "  $ {}", command.display())?;
+            writeln!(out, "  {label}$ {}", command.display())?;
         }
         writeln!(out, "Rolled back. {}", report.next)?;
     }

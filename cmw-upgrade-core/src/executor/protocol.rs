@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{shell_quote, CommandSpec};
+use crate::backup::manifest::BackupMethod;
 use crate::backup::{BackupReport, DriftReport, RestoreReport, VerifyReport};
 use crate::config::migrate::MigrationReport;
 use crate::error::{Error, ErrorKind, Result};
@@ -35,6 +36,11 @@ use crate::server::DirEntry;
 /// refused with kind `bad_request`, so an old agent never guesses.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// A backup request without a method is a copy (what protocol 1 first sent).
+fn copy_method() -> BackupMethod {
+    BackupMethod::Copy
+}
+
 /// One of the tool's own actions on a server; paths are server paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -45,7 +51,8 @@ pub enum ToolAction {
         /// The bundle folder.
         bundle: String,
     },
-    /// Back up an instance (plain copy; the instance is stopped first).
+    /// Back up an instance: a file copy (of a stopped instance, or accepted
+    /// as crash-consistent), or an Ignite snapshot first (a running one).
     Backup {
         /// The instance.
         instance: InstanceName,
@@ -53,6 +60,9 @@ pub enum ToolAction {
         family: OsFamily,
         /// The bundle folder to create.
         dest: String,
+        /// How the database is taken (a copy when absent: older requests).
+        #[serde(default = "copy_method")]
+        method: BackupMethod,
     },
     /// Restore a bundle's database into the instance, the current one moved aside.
     Restore {
@@ -143,20 +153,21 @@ impl ToolAction {
                 instance,
                 family,
                 dest,
-            } => push(&[
-                "backup",
-                "--instance",
-                instance.as_str(),
-                "--dest",
-                dest,
-                // The action is a file copy whether or not the instance runs:
-                // said so, it pastes as the same action.
-                "--method",
-                "copy",
-                "--accept-crash-consistent",
-                "--family",
-                family.as_str(),
-            ]),
+                method,
+            } => {
+                push(&["backup", "--instance", instance.as_str(), "--dest", dest]);
+                match method {
+                    // A copy is the action whether or not the instance runs:
+                    // said so, it pastes as the same action.
+                    BackupMethod::Copy => {
+                        push(&["--method", "copy", "--accept-crash-consistent"]);
+                    }
+                    BackupMethod::Snapshot | BackupMethod::Import => {
+                        push(&["--method", "snapshot"]);
+                    }
+                }
+                push(&["--family", family.as_str()]);
+            }
             ToolAction::Restore {
                 bundle,
                 instance,

@@ -6,7 +6,6 @@
 //! all-or-nothing behaviour, recorded as one operation by a [`Recording`](super::Recording).
 
 use super::protocol::{DetectReport, ToolAction, ToolOutcome};
-use crate::backup::manifest::BackupMethod;
 use crate::backup::{
     backup, bundle_drift, restore, verify_bundle, BackupOptions, Progress, RestoreOptions,
 };
@@ -46,13 +45,14 @@ pub fn run_tool(
             instance,
             family,
             dest,
+            method,
         } => {
             let options = BackupOptions {
                 root: root.to_path_buf(),
                 instance: instance.clone(),
                 family: *family,
                 destination: place(dest)?,
-                method: BackupMethod::Copy,
+                method: *method,
                 with_streams: false,
                 control_script: None,
                 check_space: true,

@@ -16,6 +16,7 @@ pub mod dist;
 mod memory;
 pub mod state;
 mod steps;
+pub mod two_servers;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -248,6 +249,9 @@ pub enum Event {
         name: String,
         /// What it does.
         title: String,
+        /// The server it runs on, in a run from a control point (`old`, `new`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server: Option<String>,
     },
     /// A step ended (its status is saved).
     StepFinished {
@@ -273,6 +277,19 @@ pub enum Event {
         limit: f64,
         /// What it looks like now (e.g. the verdict).
         detail: String,
+    },
+    /// The bundle on its way to the new server.
+    Transfer {
+        /// Bytes received and checked so far.
+        bytes_done: u64,
+        /// Bytes to send in all.
+        bytes_total: u64,
+        /// Files received so far.
+        files_done: u64,
+        /// Files to send in all.
+        files_total: u64,
+        /// Seconds since the transfer started.
+        seconds: f64,
     },
     /// Something the admin should read.
     Note {
@@ -369,6 +386,17 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
 /// # Errors
 /// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
 pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
+    preflight_tarballs(exec, settings)?;
+    steps::read_bundle_manifest(exec, settings)?;
+    Ok(())
+}
+
+/// The tarballs' part of [`preflight`]: their names read, are for this
+/// server's family, and they exist.
+///
+/// # Errors
+/// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
+pub(crate) fn preflight_tarballs(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
     let refuse = steps::check_failed;
     let platform = dist::PlatformTarball::parse(&settings.distribution)?;
     let prerequisites = dist::PrerequisitesTarball::parse(&settings.prerequisites)?;
@@ -397,7 +425,6 @@ pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> 
             ));
         }
     }
-    steps::read_bundle_manifest(exec, settings)?;
     Ok(())
 }
 
@@ -439,30 +466,133 @@ pub fn run_upgrade_with_cancel<E: Executor>(
 ) -> Result<RunReport> {
     let store: &dyn Executor = recorder.inner();
     let mut state = load_or_start(store, settings)?;
+    if state.servers.is_some() {
+        return Err(two_servers::driven_elsewhere(&settings.instance));
+    }
     if state.resume_index() == Some(0) && state.steps[0].status == StepStatus::Pending {
         // A new run: nothing is recorded before its inputs check out.
         preflight(store, settings)?;
     }
+    let table = NewServerSteps {
+        recorder,
+        store,
+        settings,
+        server: None,
+    };
+    let failed = drive(store, &mut state, &settings.instance, &table, events, cancel)?;
+    Ok(run_report(settings, state, failed))
+}
+
+/// The report of a run that ended (failed or not).
+fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunReport {
+    let next = if failed {
+        format!(
+            "The old server is unchanged and still serves. Fix the cause and rerun the same command to resume, or undo with: {}",
+            rollback_command(&settings.instance)
+        )
+    } else {
+        "The new server serves the upgraded instance. Switch DNS or the upstream proxy to it (lower the TTL first), then check it from several networks.".to_owned()
+    };
+    RunReport {
+        outcome: if failed { "failed" } else { "upgraded" }.to_owned(),
+        instance: settings.instance.to_string(),
+        steps: state.steps,
+        next,
+    }
+}
+
+/// The steps a driver runs, by name: what each is called in progress lines,
+/// and how it runs.
+pub(crate) trait StepTable {
+    /// The step's title and the server it runs on; `None` for a name this
+    /// table does not know (a state written by another version).
+    fn describe(&self, name: &str) -> Option<(String, Option<String>)>;
+
+    /// Runs the step at `index` of `state`; returns how it ended and the
+    /// operations it performed.
+    fn run(
+        &self,
+        index: usize,
+        state: &mut RunState,
+        events: EventSink<'_>,
+        cancel: &Cancel,
+    ) -> (Result<()>, Vec<Recorded>);
+}
+
+/// The procedure's own steps ([`STEPS`]) on the new server.
+pub(crate) struct NewServerSteps<'a, E: Executor> {
+    /// Every effect on the new server goes here.
+    pub recorder: &'a Recording<E>,
+    /// Where the state is saved.
+    pub store: &'a dyn Executor,
+    pub settings: &'a UpgradeSettings,
+    /// The label of the new server in a run from a control point.
+    pub server: Option<String>,
+}
+
+impl<E: Executor> StepTable for NewServerSteps<'_, E> {
+    fn describe(&self, name: &str) -> Option<(String, Option<String>)> {
+        STEPS
+            .iter()
+            .find(|step| step.name == name)
+            .map(|step| (step.title.to_owned(), self.server.clone()))
+    }
+
+    fn run(
+        &self,
+        index: usize,
+        state: &mut RunState,
+        events: EventSink<'_>,
+        cancel: &Cancel,
+    ) -> (Result<()>, Vec<Recorded>) {
+        let name = state.steps[index].name.clone();
+        let Some(info) = STEPS.iter().find(|step| step.name == name) else {
+            return (Err(unknown_step(&name)), Vec::new());
+        };
+        self.recorder.take_operations();
+        let outcome = (info.run)(&mut Step::new(
+            self.recorder,
+            self.store,
+            self.settings,
+            state,
+            index,
+            events,
+            cancel,
+        ));
+        (outcome, fold_repeats(self.recorder.take_operations()))
+    }
+}
+
+fn unknown_step(name: &str) -> Error {
+    Error::StateConflict {
+        details: format!(
+            "the run state names an unknown step {name:?}: it was written by another version of \
+             cmw-upgrade; finish or roll back that run with that version"
+        ),
+    }
+}
+
+/// Runs the steps of `state` that are not done, in order, saving the state
+/// through `store` around each; stops at the first failure. Returns whether
+/// a step failed.
+fn drive(
+    store: &dyn Executor,
+    state: &mut RunState,
+    instance: &InstanceName,
+    table: &dyn StepTable,
+    events: EventSink<'_>,
+    cancel: &Cancel,
+) -> Result<bool> {
     state.rollback = None;
     state.save(store)?;
     let total = state.steps.len();
-    let mut failed = false;
     for index in 0..total {
         let name = state.steps[index].name.clone();
         if state.steps[index].status == StepStatus::Done {
             events(&Event::StepSkipped { name });
             continue;
         }
-        let info =
-            STEPS
-                .iter()
-                .find(|step| step.name == name)
-                .ok_or_else(|| Error::StateConflict {
-                    details: format!(
-                        "the run state names an unknown step {name:?}: it was written by another \
-                     version of cmw-upgrade; finish or roll back that run with that version"
-                    ),
-                })?;
+        let (title, server) = table.describe(&name).ok_or_else(|| unknown_step(&name))?;
         if cancel.is_cancelled() {
             // The state on disk already says where to resume: the steps done,
             // and this one still pending.
@@ -470,7 +600,7 @@ pub fn run_upgrade_with_cancel<E: Executor>(
                 left: format!(
                     "the steps done stay done and {name} has not started; run again with \
                      the same settings to resume, or undo with: {}",
-                    rollback_command(&settings.instance)
+                    rollback_command(instance)
                 ),
             });
         }
@@ -482,30 +612,24 @@ pub fn run_upgrade_with_cancel<E: Executor>(
             record.error = None;
             record.error_kind = None;
             record.commands.clear();
+            record.server.clone_from(&server);
         }
         state.save(store)?;
         events(&Event::StepStarted {
             index,
             total,
             name: name.clone(),
-            title: info.title.to_owned(),
+            title,
+            server,
         });
         let clock = Instant::now();
-        recorder.take_operations();
-        let outcome = (info.run)(&mut Step::new(
-            recorder,
-            store,
-            settings,
-            &mut state,
-            index,
-            &mut *events,
-            cancel,
-        ));
+        let (outcome, commands) = table.run(index, state, &mut *events, cancel);
         let record = &mut state.steps[index];
-        record.commands = fold_repeats(recorder.take_operations());
+        record.commands = commands;
         record.seconds = Some(clock.elapsed().as_secs_f64());
         record.finished = Some(now());
         let mut cancelled = None;
+        let mut failed = false;
         match outcome {
             Ok(()) => record.status = StepStatus::Done,
             // Stopped on request in a wait: not a failure, and it starts over.
@@ -533,23 +657,10 @@ pub fn run_upgrade_with_cancel<E: Executor>(
             return Err(error);
         }
         if failed {
-            break;
+            return Ok(true);
         }
     }
-    let next = if failed {
-        format!(
-            "The old server is unchanged and still serves. Fix the cause and rerun the same command to resume, or undo with: {}",
-            rollback_command(&settings.instance)
-        )
-    } else {
-        "The new server serves the upgraded instance. Switch DNS or the upstream proxy to it (lower the TTL first), then check it from several networks.".to_owned()
-    };
-    Ok(RunReport {
-        outcome: if failed { "failed" } else { "upgraded" }.to_owned(),
-        instance: settings.instance.to_string(),
-        steps: state.steps,
-        next,
-    })
+    Ok(false)
 }
 
 /// One step of a plan: what it does and the exact commands.
@@ -573,6 +684,9 @@ pub struct PlannedStep {
     pub findings: Vec<ToolOutcome>,
     /// Why it could not be planned in full now (a file not there yet).
     pub note: Option<String>,
+    /// The server it runs on, in a run from a control point (`old`, `new`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// Plans the run: every step and its commands, changing nothing. `executor`
@@ -590,6 +704,15 @@ pub fn plan_upgrade<E: Executor>(
         });
     }
     preflight(recorder, settings)?;
+    Ok(plan_steps(recorder, settings))
+}
+
+/// Every step of [`STEPS`] planned on a dry-run `recorder`; a step that
+/// cannot be planned in full (a file not there yet) says why in its note.
+pub(crate) fn plan_steps<E: Executor>(
+    recorder: &Recording<E>,
+    settings: &UpgradeSettings,
+) -> Vec<PlannedStep> {
     let mut state = fresh_state(settings);
     let mut planned = Vec::new();
     let never = Cancel::new();
@@ -619,9 +742,10 @@ pub fn plan_upgrade<E: Executor>(
                 .collect(),
             findings: recorder.take_findings(),
             note: outcome.err().map(|error| error.to_string()),
+            server: None,
         });
     }
-    Ok(planned)
+    planned
 }
 
 /// What a rollback did.
@@ -651,6 +775,22 @@ pub fn rollback_upgrade<E: Executor>(
     events: EventSink<'_>,
 ) -> Result<RollbackReport> {
     let store: &dyn Executor = recorder.inner();
+    if RunState::load(store, instance)?.is_some_and(|state| state.servers.is_some()) {
+        return Err(two_servers::driven_elsewhere(instance));
+    }
+    rollback_upgrade_on(recorder, store, instance, None, events)
+}
+
+/// [`rollback_upgrade`] with the state kept through `store` (a control
+/// point's) while the rollback acts through `recorder` (on the new server,
+/// labelled `server` in the progress).
+pub(crate) fn rollback_upgrade_on<E: Executor>(
+    recorder: &Recording<E>,
+    store: &dyn Executor,
+    instance: &InstanceName,
+    server: Option<String>,
+    events: EventSink<'_>,
+) -> Result<RollbackReport> {
     let Some(mut state) = RunState::load(store, instance)? else {
         return Err(Error::StateConflict {
             details: format!("no run of {instance} is recorded on this server; nothing to undo"),
@@ -673,6 +813,7 @@ pub fn rollback_upgrade<E: Executor>(
         title:
             "Roll back: stop, keep the logs, restore the old database, bring the old version back"
                 .to_owned(),
+        server: server.clone(),
     });
     let outcome = steps::rollback(recorder, &settings, &mut state, events);
     let mut record = StepRecord {
@@ -685,6 +826,7 @@ pub fn rollback_upgrade<E: Executor>(
         commands: recorder.take_operations(),
         error: None,
         error_kind: None,
+        server,
     };
     let next = match &outcome {
         Ok(next) => {

@@ -86,6 +86,10 @@ pub struct StepRecord {
     /// The kind of that error (`check_failed`, `command_failed`, ...), for scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
+    /// The server it runs on (`old`, `new`, `old→new`), in a run driven from
+    /// a control point; `None` in a run on the new server itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// A whole run's state.
@@ -103,6 +107,11 @@ pub struct RunState {
     /// The last rollback, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<StepRecord>,
+    /// The two servers, when the run is driven from a control point
+    /// (`cmw-upgrade upgrade --old … --new …`): its state lives there, and
+    /// `status`, `rollback` and a rerun reach the servers from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<crate::procedure::two_servers::RecordedServers>,
 }
 
 impl RunState {
@@ -123,10 +132,12 @@ impl RunState {
                     commands: Vec::new(),
                     error: None,
                     error_kind: None,
+                    server: None,
                 })
                 .collect(),
             settings: None,
             rollback: None,
+            servers: None,
         }
     }
 

@@ -160,6 +160,8 @@ impl Step<'_> {
             instance,
             family: self.settings.family,
             dest,
+            // The instance is stopped: a copy is consistent.
+            method: crate::backup::manifest::BackupMethod::Copy,
         })?;
         Ok(())
     }
