@@ -401,6 +401,15 @@ pub struct TwoServerArgs {
     #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
     pub remote_cmw_upgrade: String,
 
+    /// Never copy this binary to the servers: a missing, older or incompatible
+    /// cmw-upgrade there is an error instead.
+    #[arg(long)]
+    pub no_copy_agent: bool,
+
+    /// Where the copy goes on the servers (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub copy_agent_to: Option<String>,
+
     /// How long the data-structure upgrade may take.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
     pub upgrade_timeout: Duration,

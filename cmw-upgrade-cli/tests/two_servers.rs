@@ -75,31 +75,53 @@ impl TwoServers {
         PathBuf::from(self.text("root"))
     }
 
-    /// `cmw-upgrade --root <control point> upgrade …` reaching both servers.
+    /// `cmw-upgrade --root <control point> upgrade …` reaching both servers,
+    /// then `extra` (flags, or options that replace the usual ones).
     fn upgrade(&self, extra: &[&str]) -> Command {
+        let mut options: Vec<(String, Option<String>)> = vec![
+            ("--old", Some(format!("{}:{}", self.old.destination(), self.old.port))),
+            ("--new", Some(format!("{}:{}", self.new.destination(), self.new.port))),
+            ("--old-root", Some(self.old_root().display().to_string())),
+            ("--new-root", Some(self.new_root().display().to_string())),
+            (
+                "--remote-cmw-upgrade",
+                Some(env!("CARGO_BIN_EXE_cmw-upgrade").to_owned()),
+            ),
+            (
+                "--identity-file",
+                Some(self.old.identity_file().display().to_string()),
+            ),
+            (
+                "--known-hosts",
+                Some(self.dir.path().join("known_hosts").display().to_string()),
+            ),
+            ("--instance", Some("prod".to_owned())),
+            ("--distribution", Some(self.text("distribution"))),
+            ("--prerequisites", Some(self.text("prerequisites"))),
+            ("--port", Some(self.setup["port"].to_string())),
+            ("--upgrade-timeout", Some("30s".to_owned())),
+            ("--health-timeout", Some("30s".to_owned())),
+            ("--bundle-dir", Some("/var/backups/cmw".to_owned())),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let mut extra = extra.iter().peekable();
+        while let Some(arg) = extra.next() {
+            let value = extra
+                .next_if(|next| !next.starts_with("--"))
+                .map(|value| (*value).to_owned());
+            match options.iter_mut().find(|(name, _)| name == arg) {
+                Some(option) => option.1 = value,
+                None => options.push(((*arg).to_owned(), value)),
+            }
+        }
         let mut command = bin();
-        command
-            .arg("--root")
-            .arg(self.control())
-            .arg("upgrade")
-            .args(["--old", &format!("{}:{}", self.old.destination(), self.old.port)])
-            .args(["--new", &format!("{}:{}", self.new.destination(), self.new.port)])
-            .arg("--old-root")
-            .arg(self.old_root())
-            .arg("--new-root")
-            .arg(self.new_root())
-            .args(["--remote-cmw-upgrade", env!("CARGO_BIN_EXE_cmw-upgrade")])
-            .arg("--identity-file")
-            .arg(self.old.identity_file())
-            .arg("--known-hosts")
-            .arg(self.dir.path().join("known_hosts"))
-            .args(["--instance", "prod"])
-            .args(["--distribution", &self.text("distribution")])
-            .args(["--prerequisites", &self.text("prerequisites")])
-            .args(["--port", &self.setup["port"].to_string()])
-            .args(["--upgrade-timeout", "30s", "--health-timeout", "30s"])
-            .args(["--bundle-dir", "/var/backups/cmw"])
-            .args(extra);
+        command.arg("--root").arg(self.control()).arg("upgrade");
+        for (name, value) in options {
+            command.arg(name);
+            command.args(value);
+        }
         command
     }
 
@@ -165,4 +187,169 @@ fn a_bundle_on_shared_storage_is_used_in_place() {
     let output = run(&mut servers.upgrade(&["--json"]));
     println!("{}", stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}
+
+/// The old and new servers' trees, to compare before and after.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            if metadata.is_dir() {
+                pending.push(path.clone());
+            }
+            found.push((path, metadata.len(), metadata.mtime()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A refused start: exit 2, the message names `expected`, nothing recorded
+/// on the control point, nothing changed on either server.
+fn assert_refused(servers: &TwoServers, command: &mut Command, expected: &str) {
+    let old_before = snapshot(&servers.old_root());
+    let new_before = snapshot(&servers.new_root());
+    let output = command.output().unwrap();
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{message}{}", stdout(&output));
+    assert!(message.contains(expected), "{expected:?} not in: {message}");
+    assert!(
+        fs::read_dir(servers.control()).unwrap().next().is_none(),
+        "nothing recorded on the control point"
+    );
+    assert_eq!(snapshot(&servers.old_root()), old_before, "the old server unchanged");
+    assert_eq!(snapshot(&servers.new_root()), new_before, "the new server unchanged");
+}
+
+#[test]
+fn mistakes_and_unfit_servers_are_refused_before_anything_changes() {
+    let servers = TwoServers::new("deb");
+    // A typo in a server.
+    let mut typo = servers.upgrade(&["--old", "-oProxyCommand=x"]);
+    assert_refused(&servers, &mut typo, "--old");
+    // A tarball that is not there.
+    let mut missing = servers.upgrade(&[
+        "--distribution",
+        "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz.typo",
+    ]);
+    assert_refused(&servers, &mut missing, "[new] tarballs");
+    // A tarball of another family.
+    let mut family = servers.upgrade(&[
+        "--prerequisites",
+        "/opt/distr/5.0-release-ru-5.0.77.prerequisites.redos.tar.gz",
+    ]);
+    assert_refused(&servers, &mut family, "rpm family");
+    // An instance the old server does not have.
+    let mut instance = servers.upgrade(&["--instance", "nosuch"]);
+    assert_refused(&servers, &mut instance, "[old] instance");
+
+    // A host key that does not match the known one.
+    let other = servers.dir.path().join("other_key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut fields = public.split_whitespace();
+    let wrong = servers.dir.path().join("wrong_known_hosts");
+    fs::write(
+        &wrong,
+        format!(
+            "{}[127.0.0.1]:{} {} {}\n",
+            fs::read_to_string(servers.old.known_hosts_file()).unwrap(),
+            servers.new.port,
+            fields.next().unwrap(),
+            fields.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut host_key = servers.upgrade(&["--known-hosts", wrong.to_str().unwrap()]);
+    assert_refused(&servers, &mut host_key, "checking the host key of");
+
+    // An agent of another protocol, with copying forbidden: a clear error.
+    let script = servers.dir.path().join("old-agent");
+    fs::write(
+        &script,
+        "#!/bin/sh\nread -r line\necho '{\"ok\":false,\"error\":{\"kind\":\"bad_request\",\
+         \"message\":\"protocol 1 is not spoken here: this agent (cmw-upgrade 0.0.1) speaks \
+         protocol 0\"}}'\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut protocol = servers.upgrade(&[
+        "--no-copy-agent",
+        "--remote-cmw-upgrade",
+        script.to_str().unwrap(),
+    ]);
+    assert_refused(&servers, &mut protocol, "speaks protocol 0");
+
+    // Not enough space on the new server: its df says 100 KiB are free.
+    let fake = servers.dir.path().join("full-disk");
+    fs::create_dir_all(&fake).unwrap();
+    fs::write(
+        fake.join("df"),
+        "#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n\
+         echo '/dev/full 1000 900 100 90% /'\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(fake.join("df"), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let full = TestSshd::start_with(&format!(
+        "SetEnv PATH={}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        fake.display(),
+        servers.text("programs")
+    ))
+    .unwrap();
+    full.authorize(&servers.old.identity_file().with_extension("pub"))
+        .unwrap();
+    let known = servers.dir.path().join("full_known_hosts");
+    fs::write(
+        &known,
+        format!(
+            "{}{}",
+            fs::read_to_string(servers.old.known_hosts_file()).unwrap(),
+            fs::read_to_string(full.known_hosts_file()).unwrap()
+        ),
+    )
+    .unwrap();
+    let new = format!("{}:{}", full.destination(), full.port);
+    let mut space = servers.upgrade(&["--new", &new, "--known-hosts", known.to_str().unwrap()]);
+    assert_refused(&servers, &mut space, "[new] space");
+}
+
+#[test]
+fn a_missing_agent_is_copied_and_said_so() {
+    let servers = TwoServers::new("deb");
+    let bin = servers.dir.path().join("agent-bin");
+    let output = servers
+        .upgrade(&[
+            "--plan",
+            "--remote-cmw-upgrade",
+            "/nonexistent/cmw-upgrade",
+            "--copy-agent-to",
+            bin.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let said = stderr(&output);
+    // Both sshd run on this machine: the second finds the first one's copy.
+    assert!(
+        said.contains("[old] copied cmw-upgrade")
+            && said.contains("[new] found the same cmw-upgrade"),
+        "{said}"
+    );
+    assert!(bin.join("cmw-upgrade").is_file());
+    assert!(servers.state().is_none(), "a plan records nothing");
 }

@@ -36,6 +36,8 @@ fn server_spec(
     spec.known_hosts_file = args.known_hosts.clone();
     spec.program = args.remote_cmw_upgrade.clone();
     spec.root = root.cloned();
+    spec.provision = !args.no_copy_agent;
+    spec.provision_dir.clone_from(&args.copy_agent_to);
     Ok(spec)
 }
 

@@ -79,6 +79,17 @@ pub struct ServerSpec {
     /// ssh, the agent's `--root` there. Only tests and rehearsals set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<String>,
+    /// Copy this binary there when the agent is missing, speaks another
+    /// protocol or is older (else such an agent is an error).
+    #[serde(default = "yes")]
+    pub provision: bool,
+    /// Where the copy goes there (`/var/lib/cmw-upgrade/bin` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provision_dir: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ServerSpec {
@@ -136,6 +147,8 @@ impl ServerSpec {
             known_hosts_file: None,
             program: "cmw-upgrade".to_owned(),
             root: None,
+            provision: true,
+            provision_dir: None,
         })
     }
 
@@ -148,6 +161,8 @@ impl ServerSpec {
             known_hosts_file: None,
             program: "cmw-upgrade".to_owned(),
             root: None,
+            provision: true,
+            provision_dir: None,
         }
     }
 
@@ -201,13 +216,17 @@ impl Server {
             agent.extend(["--root".to_owned(), root.clone()]);
         }
         agent.push("agent".to_owned());
-        let target = SshTarget {
+        let mut target = SshTarget {
             port: spec.port,
             identity_file: spec.identity_file.clone(),
             known_hosts_file: spec.known_hosts_file.clone(),
             agent,
+            provision: spec.provision,
             ..SshTarget::new(spec.destination.clone())
         };
+        if let Some(folder) = &spec.provision_dir {
+            target.provision_dir.clone_from(folder);
+        }
         Ok(Server::Ssh(Box::new(SshExecutor::connect(target)?)))
     }
 
