@@ -97,6 +97,23 @@ fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError> {
     })
 }
 
+/// The new server's own lock for the instance, so a `run` there cannot start
+/// meanwhile; `None` when the new server is this control point's own tree
+/// (its lock is the control point's, already held).
+fn lock_new<'a>(
+    global: &GlobalArgs,
+    spec: &ServerSpec,
+    new: &'a Server,
+    instance: &InstanceName,
+) -> Result<Option<RunLock<'a>>, CliError> {
+    let same_tree = spec.is_local()
+        && std::path::Path::new(spec.root.as_deref().unwrap_or("/")) == global.root.as_path();
+    if same_tree {
+        return Ok(None);
+    }
+    Ok(Some(RunLock::acquire(new.executor(), instance)?))
+}
+
 /// Says what was copied to a server to reach it.
 fn say_provisioned(global: &GlobalArgs, label: &str, server: &Server) {
     if let (false, Server::Ssh(ssh)) = (global.json, server) {
@@ -133,7 +150,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     }
     // Locks only once the preflight passed: a typo leaves no file behind.
     let _here = RunLock::acquire(&store, &settings.instance)?;
-    let _there = RunLock::acquire(new.executor(), &settings.instance)?;
+    let _there = lock_new(global, &two.new, &new, &settings.instance)?;
     let mut printer = ProgressPrinter::new(global.json);
     let report = run_two_servers(
         &servers,
@@ -281,7 +298,7 @@ pub fn rollback(
     let store = LocalExecutor::new(&global.root);
     let new = connect("new", &servers.settings.new)?;
     let _here = RunLock::acquire(&store, instance)?;
-    let _there = RunLock::acquire(new.executor(), instance)?;
+    let _there = lock_new(global, &servers.settings.new, &new, instance)?;
     let mut printer = ProgressPrinter::new(global.json);
     let report = rollback_two_servers(&store, &new, instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "new")

@@ -1235,3 +1235,114 @@ pub struct TwoServerPlan {
     /// Every step, with its server, in order.
     pub steps: Vec<PlannedStep>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::preflight::FreeSpace;
+
+    #[test]
+    fn servers_are_read_as_ssh_reads_them() {
+        let spec = ServerSpec::parse("admin@10.0.0.5:2222").unwrap();
+        assert_eq!((spec.destination.as_str(), spec.port), ("admin@10.0.0.5", 2222));
+        let spec = ServerSpec::parse("old-server").unwrap();
+        assert_eq!((spec.destination.as_str(), spec.port), ("old-server", 22));
+        let spec = ServerSpec::parse("root@[fe80::1]:22").unwrap();
+        assert_eq!(spec.destination, "root@fe80::1");
+        let spec = ServerSpec::parse("[::1]").unwrap();
+        assert_eq!((spec.destination.as_str(), spec.port), ("::1", 22));
+        assert!(ServerSpec::parse("local").unwrap().is_local());
+        assert!(ServerSpec::parse("localhost").unwrap().is_local());
+        assert_eq!(ServerSpec::parse("local").unwrap().display(), "this machine");
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "host name",
+            "@host",
+            "user@",
+            "host:0",
+            "host:65536",
+            "host:ssh",
+            "[::1",
+            "[::1]x",
+        ] {
+            let error = ServerSpec::parse(bad).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::BadRequest, "{bad:?}");
+            assert!(error.to_string().contains("[user@]host[:port]"), "{error}");
+        }
+    }
+
+    #[test]
+    fn space_is_summed_per_file_system() {
+        let mut report = preflight(
+            &crate::executor::DryRun::new(LocalExecutor::new("/nonexistent-root")),
+            "test",
+            &PreflightRequest::default(),
+        );
+        report.checks.clear();
+        report.free_space = vec![
+            FreeSpace {
+                folder: "/a".into(),
+                measured: "/a".into(),
+                available_bytes: 10 << 20,
+                mount: "/".into(),
+            },
+            FreeSpace {
+                folder: "/b".into(),
+                measured: "/b".into(),
+                available_bytes: 10 << 20,
+                mount: "/".into(),
+            },
+            FreeSpace {
+                folder: "/c".into(),
+                measured: "/c".into(),
+                available_bytes: 100 << 20,
+                mount: "/data".into(),
+            },
+        ];
+        check_space(
+            &mut report,
+            &[
+                ("/a", 6 << 20, "one".into()),
+                ("/b", 6 << 20, "two".into()),
+                ("/c", 6 << 20, "three".into()),
+            ],
+        );
+        assert_eq!(report.checks.len(), 2);
+        let root = &report.checks[0];
+        assert!(!root.ok, "6 + 6 MiB do not fit in 10 on one file system");
+        assert_eq!(
+            root.detail,
+            "/: 12 MiB needed (one 6 MiB in /a + two 6 MiB in /b), 10 MiB free"
+        );
+        assert!(root.fix.is_some());
+        assert!(report.checks[1].ok);
+    }
+
+    #[test]
+    fn drift_is_summed_up_in_a_line() {
+        let mut report = DriftReport {
+            database: PathBuf::from("/var/lib/comindware/prod/Database"),
+            deep: false,
+            changed: Vec::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        assert!(drift_summary(&report).contains("nothing was written after the backup"));
+        report.changed.push("db/node/part-1.bin".into());
+        report.added.push("db/node/part-2.bin".into());
+        let line = drift_summary(&report);
+        assert!(
+            line.contains("1 files changed, 1 added, 0 removed"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn step_names_put_the_old_servers_steps_around_the_new_ones() {
+        let names = two_server_step_names();
+        assert_eq!(names[..2], [BACKUP_OLD, TRANSFER_BUNDLE]);
+        assert_eq!(names.last(), Some(&DRIFT_OLD));
+        assert_eq!(names.len(), step_names().len() + 3);
+    }
+}
