@@ -351,5 +351,18 @@ fn a_missing_agent_is_copied_and_said_so() {
         "{said}"
     );
     assert!(bin.join("cmw-upgrade").is_file());
+    // The plan shows the preflight of both servers, and every command with its server.
+    let plan = stdout(&output);
+    for line in [
+        "[old] instance   ok",
+        "[new] tarballs   ok",
+        "[new] offline    ok  the prerequisites tarball carries 1 package(s)",
+        "[old] $ cmw-upgrade backup --instance prod --dest '/var/backups/cmw/prod-<stamp>'",
+        "[old->new] $ cmw-upgrade bundle transfer --from",
+        "&& bash instance_create.sh -n=prod",
+        "[old] $ cmw-upgrade backup drift",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in:\n{plan}");
+    }
     assert!(servers.state().is_none(), "a plan records nothing");
 }

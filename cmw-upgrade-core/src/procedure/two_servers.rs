@@ -414,6 +414,59 @@ fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
     }
 }
 
+/// Whether the prerequisites tarball holds the packages the steps install
+/// (librdkafka for the family's package tool), so the package tool has no
+/// reason to reach a repository: servers are often without internet.
+fn offline_check(exec: &dyn Executor, settings: &UpgradeSettings) -> PreflightCheck {
+    let fail = |detail: String| PreflightCheck {
+        name: "offline".to_owned(),
+        ok: false,
+        detail,
+        fix: Some(
+            "use the prerequisites tarball for the new server's OS from the platform's \
+             distribution (it carries the packages)"
+                .to_owned(),
+        ),
+    };
+    let Ok(tarball) = super::dist::PrerequisitesTarball::parse(&settings.prerequisites) else {
+        return fail(format!("{} is not named as a prerequisites tarball", settings.prerequisites));
+    };
+    let command = CommandSpec::new(["tar", "-tzf"])
+        .path_arg(settings.prerequisites.clone())
+        .with_timeout(Duration::from_secs(600))
+        .read_only();
+    let listing = match exec.execute(&command) {
+        Ok(output) if output.success() => output.stdout,
+        Ok(output) => return fail(format!("`tar -tzf` cannot list it: {}", output.stderr.trim())),
+        Err(error) => return fail(error.to_string()),
+    };
+    let folder = tarball.librdkafka_dir("");
+    let folder = folder.trim_start_matches('/');
+    let extension = format!(".{}", settings.family.package_extension());
+    let packages: Vec<&str> = listing
+        .lines()
+        .map(|line| line.trim_start_matches("./"))
+        .filter(|line| line.starts_with(folder) && line.ends_with(&extension))
+        .collect();
+    if packages.is_empty() {
+        return fail(format!(
+            "{} holds no *{extension} under {folder}/: the package tool would look for \
+             librdkafka in a repository",
+            settings.prerequisites
+        ));
+    }
+    PreflightCheck {
+        name: "offline".to_owned(),
+        ok: true,
+        detail: format!(
+            "the prerequisites tarball carries {} package(s) for the package tool; nothing is \
+             downloaded",
+            packages.len()
+        ),
+        fix: None,
+    }
+}
+
 /// Looks at both servers, changing nothing: the agent, root, family, the
 /// instance on the old server, the tarballs on the new one (their names
 /// match its family and they exist), and the free space each side needs for
@@ -535,7 +588,13 @@ pub fn preflight_both(
             .filter_map(|path| size_on(new.executor(), path))
             .sum::<u64>()
             .saturating_mul(3);
+        let tarballs_ok = tarballs.ok;
         new_report.checks.push(tarballs);
+        if tarballs_ok {
+            new_report
+                .checks
+                .push(offline_check(new.executor(), &settings));
+        }
         check_space(
             &mut new_report,
             &[
