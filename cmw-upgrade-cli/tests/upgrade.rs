@@ -306,15 +306,20 @@ impl Rehearsal {
         command
     }
 
-    /// `rollback --instance prod --json`, which must succeed.
-    fn rollback(&self) -> Output {
+    /// `rollback --instance prod --yes --json` plus `extra`, which must succeed.
+    fn rollback_with(&self, extra: &[&str]) -> Output {
         let rollback = self
             .plain("rollback")
-            .args(["--instance", "prod", "--json"])
+            .args(["--instance", "prod", "--yes", "--json"])
+            .args(extra)
             .output()
             .unwrap();
         assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
         rollback
+    }
+
+    fn rollback(&self) -> Output {
+        self.rollback_with(&[])
     }
 
     fn run(&self, kill_at: Option<&str>) -> Output {
@@ -841,7 +846,27 @@ fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
     let rehearsal = Rehearsal::new();
     let first = rehearsal.run(None);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    rehearsal.rollback();
+    // A finished run may have traffic on it: refused without --force, and a
+    // rollback off a terminal needs --yes; neither changes anything.
+    let state = fs::read(rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json")).unwrap();
+    for (args, expected) in [
+        (&["--yes"][..], "--force"),
+        (&["--force"][..], "pass --yes"),
+    ] {
+        let refused = rehearsal
+            .plain("rollback")
+            .args(["--instance", "prod"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(expected), "{}", stderr(&refused));
+        assert_eq!(
+            fs::read(rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
+            state
+        );
+    }
+    rehearsal.rollback_with(&["--force"]);
     // This attempt's service boots for a while before it writes anything, and
     // its upgrade takes a while: a stale verdict would not wait for either.
     fs::write(rehearsal.root().join("../sim/upgrade-seconds"), "3\n").unwrap();

@@ -13,7 +13,7 @@ use cmw_upgrade_core::procedure::{
 };
 
 use super::family_of_root;
-use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, UpgradeArgs};
+use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, RollbackArgs, UpgradeArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 use crate::output::{change_line, print_json};
@@ -367,10 +367,10 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
+pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, CliError> {
     let local = LocalExecutor::new(&global.root);
     // Nothing recorded, nothing to lock: no folder or lock file is made for a typo.
-    if RunState::load(&local, &args.instance)?.is_none() {
+    let Some(state) = RunState::load(&local, &args.instance)? else {
         return Err(cmw_upgrade_core::Error::StateConflict {
             details: format!(
                 "no run of {} is recorded on this server ({}); nothing to undo",
@@ -379,7 +379,8 @@ pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, C
             ),
         }
         .into());
-    }
+    };
+    confirm_rollback(&state, &args)?;
     if let Some(servers) = super::two_servers::recorded(&local, &args.instance)? {
         return super::two_servers::rollback(global, &args.instance, &servers);
     }
@@ -388,6 +389,53 @@ pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, C
     let mut printer = ProgressPrinter::new(global.json);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "")
+}
+
+/// A rollback stops production: refused for a finished run without
+/// `--force` (traffic may be on it), asked on a terminal, and needs `--yes`
+/// elsewhere.
+fn confirm_rollback(state: &RunState, args: &RollbackArgs) -> Result<(), CliError> {
+    let refuse = |details: String| -> CliError {
+        cmw_upgrade_core::Error::CheckFailed {
+            what: format!("rolling back {} (nothing was changed)", args.instance),
+            details,
+        }
+        .into()
+    };
+    let finished = state
+        .steps
+        .iter()
+        .all(|step| step.status == StepStatus::Done);
+    if finished && !args.force {
+        return Err(refuse(
+            "every step of the run is done: DNS or the upstream proxy may already send traffic              to this instance, and a rollback would stop it and drop what was written since.              Switch traffic back to the old server first; then pass --force"
+                .to_owned(),
+        ));
+    }
+    if args.yes {
+        return Ok(());
+    }
+    let where_ = match &state.servers {
+        Some(servers) => format!("the new server {}", servers.settings.new.display()),
+        None => "this server".to_owned(),
+    };
+    if !std::io::stdin().is_terminal() {
+        return Err(refuse(format!(
+            "a rollback stops {} on {where_} and puts the bundle's database back; pass --yes              to confirm it when not on a terminal",
+            args.instance
+        )));
+    }
+    eprint!(
+        "Roll back {} on {where_}? It stops the instance there and puts the bundle's database          back. [y/N] ",
+        args.instance
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(refuse("not confirmed".to_owned()))
+    }
 }
 
 /// The rollback's report; each command labelled with its server when one is given.

@@ -487,7 +487,7 @@ pub fn run_upgrade_with_cancel<E: Executor>(
 fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunReport {
     let next = if failed {
         format!(
-            "The old server is unchanged and still serves. Fix the cause and rerun the same command to resume, or undo with: {}",
+            "The old server was not changed by this run. Fix the cause and rerun the same command to resume, or undo with: {}",
             rollback_command(&settings.instance)
         )
     } else {

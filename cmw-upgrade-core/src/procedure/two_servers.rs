@@ -1149,9 +1149,9 @@ pub fn run_two_servers(
     let mut run = run_report(&settings, state, failed);
     if !failed {
         run.next = format!(
-            "The new server ({}) serves the upgraded instance; the old one ({}) still serves \
-             the old version. Switch DNS or the upstream proxy to the new server (lower the TTL \
-             first), then check it from several networks.",
+            "The new server ({}) serves the upgraded instance; the old one ({}) was only read \
+             (its bundle aside). Switch DNS or the upstream proxy to the new server (lower the \
+             TTL first), then check it from several networks.",
             recorded.settings.new.display(),
             recorded.settings.old.display()
         );

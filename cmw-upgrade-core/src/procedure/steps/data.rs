@@ -124,7 +124,7 @@ impl Step<'_> {
             step: "wait-upgrade".to_owned(),
             details: format!(
                 "the data-structure upgrade: {problem}. The instance is stopped; its logs are kept \
-                 in {kept}. The old server is unchanged and still serves. Roll back with: {}",
+                 in {kept}. The old server was not changed by this run. Roll back with: {}",
                 rollback_command(&instance)
             ),
         })
