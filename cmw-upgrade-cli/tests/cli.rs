@@ -737,3 +737,47 @@ fn completions_man_pages_and_version_come_from_the_binary() {
     let typo = cmw(&["completions", "tcsh"]);
     assert_eq!(typo.status.code(), Some(2));
 }
+
+/// `check` is healthy only with a 200, at least one heartbeat log, and no
+/// error in them; a URL it cannot check is bad input (2), not bad news (1).
+#[test]
+fn check_needs_an_answer_and_a_heartbeat_log() {
+    use std::io::{Read, Write};
+    let dir = server(ServerSpec::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = [0_u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/api/health");
+    let logs = dir.path().join("var/log/comindware/prod/Logs");
+    let healthy = cmw_in(dir.path(), &["check", "--instance", "prod", "--url", &url]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", stdout(&healthy));
+    assert!(
+        stdout(&healthy).contains("heartbeat logs: 1 scanned, 0 error records"),
+        "{}",
+        stdout(&healthy)
+    );
+    for entry in fs::read_dir(&logs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("heartbeat") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let silent = cmw_in(dir.path(), &["--json", "check", "--instance", "prod", "--url", &url]);
+    assert_eq!(silent.status.code(), Some(1), "{}", stdout(&silent));
+    let report = json(&silent);
+    assert_eq!(report["heartbeat_logs"], 0);
+    assert_eq!(report["ok"], false);
+    let unsupported = cmw_in(
+        dir.path(),
+        &["check", "--instance", "prod", "--url", "https://127.0.0.1/api/health"],
+    );
+    assert_eq!(unsupported.status.code(), Some(2), "{}", stderr(&unsupported));
+    assert!(stderr(&unsupported).contains("only http://"));
+}

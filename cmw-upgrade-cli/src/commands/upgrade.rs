@@ -472,7 +472,20 @@ pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliErro
             (None, Some(reason)) => writeln!(out, "{}: no answer ({reason})", report.url)?,
             (None, None) => writeln!(out, "{}: no answer", report.url)?,
         }
-        writeln!(out, "heartbeat errors: {}", report.heartbeat_errors.len())?;
+        if report.heartbeat_logs == 0 {
+            writeln!(
+                out,
+                "no heartbeat log in {}: the instance has not written one yet (or it logs elsewhere)",
+                report.log_dir
+            )?;
+        } else {
+            writeln!(
+                out,
+                "heartbeat logs: {} scanned, {} error records",
+                report.heartbeat_logs,
+                report.heartbeat_errors.len()
+            )?;
+        }
         for error in &report.heartbeat_errors {
             writeln!(out, "  {error}")?;
         }
