@@ -44,6 +44,9 @@ class NotEnoughSpaceError(CmwUpgradeError):
 class AlreadyExistsError(CmwUpgradeError):
     """Something is in the way that the tool will not overwrite."""
 
+class LockedError(CmwUpgradeError):
+    """Another run holds the instance's lock; retry when it is done."""
+
 class BundleDamagedError(CmwUpgradeError):
     """A bundle does not match its manifest."""
 
@@ -364,7 +367,7 @@ def run(
     """Runs (or resumes) the upgrade; returns {"outcome", "instance", "steps", "next"}.
 
     `progress` gets each event as a dict ("event": step_started, step_finished,
-    step_skipped, waiting or note). Raises AlreadyExistsError when another run
+    step_skipped, waiting or note). Raises LockedError when another run
     holds the instance's lock. Ctrl-C stops the run before its next step (a step
     under way finishes first); the steps done stay done, so the same call resumes.
     """

@@ -24,7 +24,8 @@ traffic is switched by DNS or an upstream proxy, with a way back at every step.
 
 Exit codes: 0 success (for a verdict: the upgrade succeeded), 1 bad news (the upgrade failed, \
 a bundle is damaged, the database changed since its backup), \
-2 bad input or an error to fix (message on stderr), 3 not finished yet.";
+2 bad input or an error to fix (message on stderr), 3 not finished yet (or not started), \
+4 busy: another run holds the instance's lock (retry later).";
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
@@ -167,8 +168,8 @@ pub enum Command {
 
     /// Show where the run of an instance is: each step's status, time and error.
     ///
-    /// Exit codes: 0 all steps done, 3 not finished (or rolled back), 1 a step failed,
-    /// 2 no run recorded.
+    /// Exit codes: 0 all steps done, 3 not finished, rolled back, or no run recorded
+    /// (the JSON's `recorded` is false then), 1 a step failed.
     Status(InstanceArgs),
 
     /// Undo a run on this server, per the platform procedure's "problems" section.

@@ -26,7 +26,11 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             output::print_error(&error, json);
-            exit::ExitStatus::BadInput.into()
+            if error.kind() == cmw_upgrade_core::ErrorKind::Locked.as_str() {
+                exit::ExitStatus::Locked.into()
+            } else {
+                exit::ExitStatus::BadInput.into()
+            }
         }
     }
 }

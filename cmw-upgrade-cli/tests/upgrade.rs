@@ -614,8 +614,10 @@ fn status_lock_and_rollback_commands() {
         .args(["--instance", "prod"])
         .output();
     let none = none.unwrap();
-    assert_eq!(none.status.code(), Some(2));
-    // A second run while the first works is refused, naming the holder.
+    // Not started: the code of "not finished", not of a mistake.
+    assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
+    assert!(stdout(&none).contains("no run of prod is recorded"));
+    // A second run while the first works is refused as busy (4), naming the holder.
     let mut slow = rehearsal.command("run");
     slow.env("CMW_UPGRADE_KILL_AT", "final-check:start");
     let mut child = slow.spawn().unwrap();
@@ -624,7 +626,7 @@ fn status_lock_and_rollback_commands() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = rehearsal.run(None);
-    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
     assert!(
         stderr(&second).contains(&child.id().to_string()),
         "{}",

@@ -197,6 +197,15 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Another run holds the instance's lock: retry when it is done.
+    #[error("{path} is locked by another cmw-upgrade run ({holder}); wait for it to finish, or see `cmw-upgrade status`", path = .path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it (`process 1234`).
+        holder: String,
+    },
+
     /// A bundle whose files do not match its manifest.
     #[error("the bundle {bundle} is damaged: {details}; make a new backup or use another copy", bundle = .bundle.display())]
     BundleDamaged {
@@ -287,6 +296,8 @@ pub enum ErrorKind {
     NotEnoughSpace,
     /// [`Error::AlreadyExists`].
     AlreadyExists,
+    /// [`Error::Locked`].
+    Locked,
     /// [`Error::BundleDamaged`].
     BundleDamaged,
     /// [`Error::UnknownAccount`].
@@ -320,6 +331,7 @@ impl Error {
             Error::Internal { .. } => ErrorKind::Internal,
             Error::NotEnoughSpace { .. } => ErrorKind::NotEnoughSpace,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::Locked { .. } => ErrorKind::Locked,
             Error::BundleDamaged { .. } => ErrorKind::BundleDamaged,
             Error::UnknownAccount { .. } => ErrorKind::UnknownAccount,
             Error::SourceChanged { .. } => ErrorKind::SourceChanged,
@@ -340,7 +352,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -357,6 +369,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::NotEnoughSpace,
         ErrorKind::AlreadyExists,
+        ErrorKind::Locked,
         ErrorKind::BundleDamaged,
         ErrorKind::UnknownAccount,
         ErrorKind::SourceChanged,
@@ -390,6 +403,7 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::NotEnoughSpace => "not_enough_space",
             ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Locked => "locked",
             ErrorKind::BundleDamaged => "bundle_damaged",
             ErrorKind::UnknownAccount => "unknown_account",
             ErrorKind::SourceChanged => "source_changed",

@@ -87,7 +87,7 @@ pub(crate) fn plan<'py>(
 /// exception. `progress` is an optional callable taking each event as a dict
 /// ({"event": "step_started"|"step_finished"|"step_skipped"|"waiting"|"note", ...}),
 /// called from the calling thread while the run works with the interpreter released.
-/// Raises AlreadyExistsError when another run holds the instance's lock. Ctrl-C
+/// Raises LockedError when another run holds the instance's lock. Ctrl-C
 /// (or an exception from `progress`) stops the run before its next step; the
 /// steps done stay done, so the same call resumes it.
 #[pyfunction]

@@ -286,14 +286,23 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
 pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
     let local = LocalExecutor::new(&global.root);
     let Some(state) = RunState::load(&local, &args.instance)? else {
-        return Err(cmw_upgrade_core::Error::StateConflict {
-            details: format!(
-                "no run of {} is recorded under {}; start one with cmw-upgrade run",
-                args.instance,
-                cmw_upgrade_core::procedure::state_file(&args.instance)
-            ),
+        // Not started is not a mistake: the same code as not finished.
+        let message = format!(
+            "no run of {} is recorded under {}; start one with cmw-upgrade run (or upgrade)",
+            args.instance,
+            cmw_upgrade_core::procedure::state_file(&args.instance)
+        );
+        if global.json {
+            print_json(&serde_json::json!({
+                "ok": false,
+                "recorded": false,
+                "instance": args.instance,
+                "message": message,
+            }))?;
+        } else {
+            writeln!(crate::output::stdout(), "{message}")?;
         }
-        .into());
+        return Ok(ExitStatus::NotFinished);
     };
     let exit = status_exit(&state);
     if global.json {

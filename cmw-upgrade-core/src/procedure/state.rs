@@ -254,7 +254,7 @@ impl<'a> RunLock<'a> {
     /// Takes the lock of `instance` (`/var/lib/cmw-upgrade/<i>/lock`) without waiting.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when another run holds it (its pid is named);
+    /// [`Error::Locked`] when another run holds it (its pid is named);
     /// [`Error::Io`] when the lock file cannot be made.
     pub fn acquire(executor: &'a dyn Executor, instance: &InstanceName) -> Result<RunLock<'a>> {
         let path = format!("{STATE_ROOT}/{instance}/lock");
