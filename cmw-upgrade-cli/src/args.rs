@@ -28,6 +28,7 @@ a bundle is damaged, the database changed since its backup), \
 4 busy: another run holds the instance's lock (retry later).";
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
+const INSTANCES_EXAMPLES: &str = "Examples:\n  cmw-upgrade instances\n  cmw-upgrade instances --json\n  cmw-upgrade --root /mnt/old-server instances";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
@@ -99,6 +100,11 @@ pub enum Command {
     /// Try --check first: it lists what would go and changes nothing.
     #[command(name = "prune-caches", after_long_help = PRUNE_EXAMPLES)]
     PruneCaches(PruneArgs),
+
+    /// List the instances configured on this server, with their platform versions and
+    /// whether their service runs.
+    #[command(after_long_help = INSTANCES_EXAMPLES)]
+    Instances,
 
     /// Back up an instance's database and config files into a bundle with a checksum
     /// manifest; verify, compare or import bundles.

@@ -781,3 +781,29 @@ fn check_needs_an_answer_and_a_heartbeat_log() {
     assert_eq!(unsupported.status.code(), Some(2), "{}", stderr(&unsupported));
     assert!(stderr(&unsupported).contains("only http://"));
 }
+
+/// `instances` lists what the server has; `detect --instance` of another name
+/// is a mistake (exit 2) that names them.
+#[test]
+fn instances_are_listed_and_a_missing_one_is_named() {
+    let dir = server(ServerSpec::default());
+    let listed = cmw_in(dir.path(), &["--json", "instances"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let report = json(&listed);
+    assert_eq!(report["instances"][0]["name"], "prod");
+    assert_eq!(report["instances"][0]["version"], "4.7.2890.0");
+    assert_eq!(report["instances"].as_array().unwrap().len(), 1);
+    let text = cmw_in(dir.path(), &["instances"]);
+    assert!(stdout(&text).starts_with("prod"), "{}", stdout(&text));
+    let typo = cmw_in(dir.path(), &["detect", "--instance", "prd"]);
+    assert_eq!(typo.status.code(), Some(2), "{}", stdout(&typo));
+    assert!(
+        stderr(&typo).contains("the instances here are: prod"),
+        "{}",
+        stderr(&typo)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let none = cmw_in(empty.path(), &["instances"]);
+    assert_eq!(none.status.code(), Some(0));
+    assert!(stdout(&none).contains("No instance is configured"));
+}

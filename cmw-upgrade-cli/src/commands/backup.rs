@@ -100,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
 
 /// Whether the instance's service runs, from `systemctl is-active` (0 active;
 /// 3 inactive; 4 no such unit); anything else, or no systemctl, is unknown.
-fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
+pub(super) fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
     use cmw_upgrade_core::executor::{CommandSpec, Executor};
     let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
         .with_timeout(std::time::Duration::from_secs(30))

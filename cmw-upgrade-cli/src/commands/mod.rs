@@ -18,6 +18,7 @@ use crate::exit::ExitStatus;
 pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
     match cli.command {
         Command::Detect(args) => detect::run(&cli.global, args),
+        Command::Instances => detect::instances(&cli.global),
         Command::Logs(LogsCommand::Verdict(args)) => logs::verdict(&cli.global, args),
         Command::PruneCaches(args) => prune::run(&cli.global, args),
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),

@@ -289,13 +289,14 @@ pub fn preflight<E: Executor + ?Sized>(
         match executor.exists(&config) {
             Ok(exists) => {
                 report.instance_exists = Some(exists);
+                let detail = match crate::layout::require_instance(&executor, instance) {
+                    Ok(()) => format!("instance {instance}: {config} is there"),
+                    Err(error) => error.to_string(),
+                };
                 report.check(
                     "instance",
                     exists,
-                    format!(
-                        "instance {instance}: {config} {}",
-                        if exists { "is there" } else { "is missing" }
-                    ),
+                    detail,
                     "check the instance name (`ls /usr/share/comindware/configs/instance` there), \
                      or create the instance first",
                 );
