@@ -376,7 +376,11 @@ pub struct TwoServerArgs {
 
     /// The folder for the bundle, the same path on both servers (shared storage
     /// mounted there on both is used in place).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/cmw-upgrade/bundles")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/cmw-upgrade/bundles"
+    )]
     pub bundle_dir: String,
 
     /// Show the preflight and every step with its server and commands; change nothing.

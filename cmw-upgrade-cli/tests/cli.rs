@@ -765,20 +765,39 @@ fn check_needs_an_answer_and_a_heartbeat_log() {
     );
     for entry in fs::read_dir(&logs).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("heartbeat") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("heartbeat")
+        {
             fs::remove_file(path).unwrap();
         }
     }
-    let silent = cmw_in(dir.path(), &["--json", "check", "--instance", "prod", "--url", &url]);
+    let silent = cmw_in(
+        dir.path(),
+        &["--json", "check", "--instance", "prod", "--url", &url],
+    );
     assert_eq!(silent.status.code(), Some(1), "{}", stdout(&silent));
     let report = json(&silent);
     assert_eq!(report["heartbeat_logs"], 0);
     assert_eq!(report["ok"], false);
     let unsupported = cmw_in(
         dir.path(),
-        &["check", "--instance", "prod", "--url", "https://127.0.0.1/api/health"],
+        &[
+            "check",
+            "--instance",
+            "prod",
+            "--url",
+            "https://127.0.0.1/api/health",
+        ],
     );
-    assert_eq!(unsupported.status.code(), Some(2), "{}", stderr(&unsupported));
+    assert_eq!(
+        unsupported.status.code(),
+        Some(2),
+        "{}",
+        stderr(&unsupported)
+    );
     assert!(stderr(&unsupported).contains("only http://"));
 }
 
@@ -806,4 +825,35 @@ fn instances_are_listed_and_a_missing_one_is_named() {
     let none = cmw_in(empty.path(), &["instances"]);
     assert_eq!(none.status.code(), Some(0));
     assert!(stdout(&none).contains("No instance is configured"));
+}
+
+/// `config migrate --from` a folder without the old server's files is a
+/// mistake (exit 2) that says what was expected, and writes nothing.
+#[test]
+fn a_migration_from_a_folder_without_old_files_is_refused() {
+    let dir = server(ServerSpec::default());
+    let bundle = tempfile::tempdir().unwrap();
+    let dest = bundle.path().join("prod");
+    let made = backup_bundle(dir.path(), &dest);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    for (from, expected) in [
+        (dest.clone(), "it is a bundle: give its config folder"),
+        (dest.join("nosuch"), "it does not exist"),
+        (dest.join("database"), "give the bundle's config/ folder"),
+    ] {
+        let output = cmw_in(
+            dir.path(),
+            &[
+                "config",
+                "migrate",
+                "--from",
+                from.to_str().unwrap(),
+                "--instance",
+                "prod",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+        assert!(stderr(&output).contains("nothing was written"));
+    }
 }

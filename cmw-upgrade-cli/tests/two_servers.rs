@@ -79,8 +79,14 @@ impl TwoServers {
     /// then `extra` (flags, or options that replace the usual ones).
     fn upgrade(&self, extra: &[&str]) -> Command {
         let mut options: Vec<(String, Option<String>)> = vec![
-            ("--old", Some(format!("{}:{}", self.old.destination(), self.old.port))),
-            ("--new", Some(format!("{}:{}", self.new.destination(), self.new.port))),
+            (
+                "--old",
+                Some(format!("{}:{}", self.old.destination(), self.old.port)),
+            ),
+            (
+                "--new",
+                Some(format!("{}:{}", self.new.destination(), self.new.port)),
+            ),
             ("--old-root", Some(self.old_root().display().to_string())),
             ("--new-root", Some(self.new_root().display().to_string())),
             (
@@ -215,14 +221,27 @@ fn assert_refused(servers: &TwoServers, command: &mut Command, expected: &str) {
     let new_before = snapshot(&servers.new_root());
     let output = command.output().unwrap();
     let message = stderr(&output);
-    assert_eq!(output.status.code(), Some(2), "{message}{}", stdout(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{message}{}",
+        stdout(&output)
+    );
     assert!(message.contains(expected), "{expected:?} not in: {message}");
     assert!(
         fs::read_dir(servers.control()).unwrap().next().is_none(),
         "nothing recorded on the control point"
     );
-    assert_eq!(snapshot(&servers.old_root()), old_before, "the old server unchanged");
-    assert_eq!(snapshot(&servers.new_root()), new_before, "the new server unchanged");
+    assert_eq!(
+        snapshot(&servers.old_root()),
+        old_before,
+        "the old server unchanged"
+    );
+    assert_eq!(
+        snapshot(&servers.new_root()),
+        new_before,
+        "the new server unchanged"
+    );
 }
 
 #[test]

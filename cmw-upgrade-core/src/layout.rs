@@ -527,7 +527,10 @@ mod tests {
         let disk = crate::disk::Disk::new(dir.path());
         assert_eq!(configured_instances(&disk).unwrap(), []);
         let error = require_instance(&disk, &prod()).unwrap_err();
-        assert!(error.to_string().contains("no instance is configured"), "{error}");
+        assert!(
+            error.to_string().contains("no instance is configured"),
+            "{error}"
+        );
         let configs = dir.path().join("usr/share/comindware/configs/instance");
         std::fs::create_dir_all(&configs).unwrap();
         std::fs::write(configs.join("test.yml"), "version: 5.0.1.0\n").unwrap();
@@ -551,7 +554,9 @@ mod tests {
         let error = require_instance(&disk, &InstanceName::new("prd").unwrap()).unwrap_err();
         assert_eq!(error.kind(), crate::ErrorKind::CheckFailed);
         assert!(
-            error.to_string().contains("the instances here are: prod, test"),
+            error
+                .to_string()
+                .contains("the instances here are: prod, test"),
             "{error}"
         );
     }

@@ -468,6 +468,9 @@ pub fn plan_migration(
         }
     }
 
+    if !planner.old_texts.values().any(Option::is_some) {
+        return Err(no_old_files(from, &instance_config, &www));
+    }
     check_result(&mut planner, instance, family, &instance_config, &www)?;
 
     let mut plan = MigrationPlan {
@@ -492,6 +495,31 @@ pub fn plan_migration(
         nginx_context_findings(&mut plan)?;
     }
     Ok(plan)
+}
+
+/// The error for a `from` folder that holds none of the old server's files:
+/// a typo, or the bundle's root given instead of its `config/`.
+fn no_old_files(from: &Path, instance_config: &str, www: &str) -> Error {
+    let hint = if from.join("manifest.json").is_file() && from.join("config").is_dir() {
+        format!(
+            "it is a bundle: give its config folder, {}",
+            from.join("config").display()
+        )
+    } else if !from.exists() {
+        "it does not exist".to_owned()
+    } else {
+        "give the bundle's config/ folder (the old server's files at their absolute paths)"
+            .to_owned()
+    };
+    Error::CheckFailed {
+        what: format!("reading the old server's files in {}", from.display()),
+        details: format!(
+            "none is there (expected e.g. {}{instance_config} or {}{www}/Ignite.config); {hint}; \
+             nothing was written",
+            from.display(),
+            from.display()
+        ),
+    }
 }
 
 /// What the report must say about how each nginx site will be tested (alone,

@@ -14,6 +14,7 @@ mod decisions;
 pub mod dist;
 #[cfg(test)]
 mod memory;
+mod servers;
 pub mod state;
 mod steps;
 pub mod two_servers;
@@ -479,7 +480,14 @@ pub fn run_upgrade_with_cancel<E: Executor>(
         settings,
         server: None,
     };
-    let failed = drive(store, &mut state, &settings.instance, &table, events, cancel)?;
+    let failed = drive(
+        store,
+        &mut state,
+        &settings.instance,
+        &table,
+        events,
+        cancel,
+    )?;
     Ok(run_report(settings, state, failed))
 }
 

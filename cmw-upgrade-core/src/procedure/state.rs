@@ -111,7 +111,7 @@ pub struct RunState {
     /// (`cmw-upgrade upgrade --old … --new …`): its state lives there, and
     /// `status`, `rollback` and a rerun reach the servers from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub servers: Option<crate::procedure::two_servers::RecordedServers>,
+    pub servers: Option<super::servers::RecordedServers>,
 }
 
 impl RunState {

@@ -18,14 +18,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::state::{RunState, StepStatus, STATE_ROOT};
 use super::steps::rollback_command;
 use super::{
-    drive, fold_repeats, plan_steps, preflight_tarballs, rollback_upgrade_on,
-    run_report, step_names, Event, EventSink, NewServerSteps, PlannedStep, RollbackReport,
-    RunReport, StepTable, UpgradeSettings,
+    drive, fold_repeats, plan_steps, preflight_tarballs, rollback_upgrade_on, run_report,
+    step_names, Event, EventSink, NewServerSteps, PlannedStep, RollbackReport, RunReport,
+    StepTable, UpgradeSettings,
 };
 use crate::backup::manifest::BackupMethod;
 use crate::backup::{choose_method, DriftReport, ServiceState};
@@ -34,15 +34,17 @@ use crate::error::{Error, Result};
 use crate::exec::utc_stamp;
 use crate::executor::preflight::{preflight, PreflightCheck, PreflightReport, PreflightRequest};
 use crate::executor::transfer::{
-    transfer_bundle, BundleEnd, DirectSsh, Route, TransferProgress, TransferRequest,
+    transfer_bundle, BundleEnd, DirectSsh, TransferProgress, TransferRequest,
 };
 use crate::executor::{
-    CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording,
-    SshExecutor, SshTarget, ToolAction,
+    CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording, SshExecutor,
+    SshTarget, ToolAction,
 };
 use crate::instance::InstanceName;
 use crate::os::OsFamily;
 use crate::server::ServerRead;
+
+pub use super::servers::{RecordedServers, ServerSpec, TwoServerSettings};
 
 /// The step that backs up the old server.
 pub const BACKUP_OLD: &str = "backup-old";
@@ -57,136 +59,6 @@ pub const OLD: &str = "old";
 pub const NEW: &str = "new";
 /// The label of a step that moves data from the old server to the new one.
 pub const OLD_TO_NEW: &str = "old->new";
-
-/// How to reach one server: `local` (this machine, no ssh) or
-/// `[user@]host[:port]` through the system's ssh with host keys checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerSpec {
-    /// `local`, or `user@host` (a `Host` alias of the ssh config works too).
-    pub destination: String,
-    /// The ssh port.
-    pub port: u16,
-    /// A private key to use instead of ssh's defaults (a path on the control point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
-    /// A known_hosts file to check the host key against (on the control point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts_file: Option<PathBuf>,
-    /// `cmw-upgrade` there (found on its PATH by default); a missing or older
-    /// one is replaced by a copy of this binary, checksum checked.
-    pub program: String,
-    /// The server's `/` as the tool sees it: for `local`, a folder here; over
-    /// ssh, the agent's `--root` there. Only tests and rehearsals set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-    /// Copy this binary there when the agent is missing, speaks another
-    /// protocol or is older (else such an agent is an error).
-    #[serde(default = "yes")]
-    pub provision: bool,
-    /// Where the copy goes there (`/var/lib/cmw-upgrade/bin` by default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provision_dir: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl ServerSpec {
-    /// Reads `local`/`localhost`, or `[user@]host[:port]` (`[v6addr]:port` too).
-    ///
-    /// # Errors
-    /// [`Error::BadRequest`] for an empty text, a bad port, or one starting
-    /// with `-` or holding spaces (it would read as an ssh option).
-    pub fn parse(text: &str) -> Result<ServerSpec> {
-        let bad = |why: &str| Error::BadRequest {
-            details: format!("{text:?} is not a server: {why}; give local or [user@]host[:port]"),
-        };
-        if text == "local" || text == "localhost" {
-            return Ok(ServerSpec::local());
-        }
-        if text.is_empty() || text.starts_with('-') || text.contains(char::is_whitespace) {
-            return Err(bad("empty, or it would read as an option"));
-        }
-        let (user, host_port) = match text.rsplit_once('@') {
-            Some((user, rest)) if !user.is_empty() => (Some(user), rest),
-            Some(_) => return Err(bad("no user before @")),
-            None => (None, text),
-        };
-        let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(|| bad("no closing ]"))?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None if after.is_empty() => (host, None),
-                None => return Err(bad("text after ]")),
-            }
-        } else {
-            match host_port.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port > 0)
-                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
-            None => 22,
-        };
-        Ok(ServerSpec {
-            destination: match user {
-                Some(user) => format!("{user}@{host}"),
-                None => host.to_owned(),
-            },
-            port,
-            identity_file: None,
-            known_hosts_file: None,
-            program: "cmw-upgrade".to_owned(),
-            root: None,
-            provision: true,
-            provision_dir: None,
-        })
-    }
-
-    /// This machine.
-    pub fn local() -> ServerSpec {
-        ServerSpec {
-            destination: "local".to_owned(),
-            port: 22,
-            identity_file: None,
-            known_hosts_file: None,
-            program: "cmw-upgrade".to_owned(),
-            root: None,
-            provision: true,
-            provision_dir: None,
-        }
-    }
-
-    /// Whether it is this machine.
-    pub fn is_local(&self) -> bool {
-        self.destination == "local"
-    }
-
-    /// How it reads in messages: `this machine`, or `user@host:port`.
-    pub fn display(&self) -> String {
-        if self.is_local() {
-            "this machine".to_owned()
-        } else {
-            format!("{}:{}", self.destination, self.port)
-        }
-    }
-
-    /// Whether `other` is the same server (a rerun must reach the same two).
-    fn same_server(&self, other: &ServerSpec) -> bool {
-        self.destination == other.destination
-            && self.port == other.port
-            && self.root == other.root
-    }
-}
 
 /// A server reached: this machine, or another through ssh and its agent.
 #[derive(Debug)]
@@ -259,42 +131,6 @@ impl Server {
             Server::Ssh(ssh) => ssh.preflight(request),
         }
     }
-}
-
-/// What a run from a control point is asked to do, beyond the new server's
-/// [`UpgradeSettings`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TwoServerSettings {
-    /// The old server.
-    pub old: ServerSpec,
-    /// The new server.
-    pub new: ServerSpec,
-    /// The folder, on both servers, that holds the bundle
-    /// (`<bundle_dir>/<instance>-<stamp>`).
-    pub bundle_dir: String,
-    /// How the old server's database is taken: `None` chooses (a snapshot
-    /// of a running instance, a copy of a stopped one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_method: Option<BackupMethod>,
-    /// A file copy of a running instance is accepted as crash-consistent.
-    #[serde(default)]
-    pub accept_crash_consistent: bool,
-    /// How the bundle travels.
-    pub route: Route,
-    /// Extra `-o` options for the ssh the old server runs to reach the new
-    /// one (the direct route), e.g. `IdentityFile=/root/.ssh/upgrade`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub direct_ssh_options: Vec<String>,
-}
-
-/// What the run state keeps about the two servers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedServers {
-    /// The request, as given when the run started.
-    #[serde(flatten)]
-    pub settings: TwoServerSettings,
-    /// The old server's family (the bundle is read with it).
-    pub old_family: OsFamily,
 }
 
 /// The error for a run that a control point drives, met by a command run on
@@ -378,7 +214,11 @@ fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
 fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
     let mut by_mount: Vec<(String, u64, u64, Vec<String>)> = Vec::new();
     for (folder, bytes, what) in needs {
-        let Some(space) = report.free_space.iter().find(|space| space.folder == *folder) else {
+        let Some(space) = report
+            .free_space
+            .iter()
+            .find(|space| space.folder == *folder)
+        else {
             continue;
         };
         let line = format!("{what} {} MiB in {folder}", bytes / (1 << 20));
@@ -429,7 +269,10 @@ fn offline_check(exec: &dyn Executor, settings: &UpgradeSettings) -> PreflightCh
         ),
     };
     let Ok(tarball) = super::dist::PrerequisitesTarball::parse(&settings.prerequisites) else {
-        return fail(format!("{} is not named as a prerequisites tarball", settings.prerequisites));
+        return fail(format!(
+            "{} is not named as a prerequisites tarball",
+            settings.prerequisites
+        ));
     };
     let command = CommandSpec::new(["tar", "-tzf"])
         .path_arg(settings.prerequisites.clone())
@@ -437,7 +280,12 @@ fn offline_check(exec: &dyn Executor, settings: &UpgradeSettings) -> PreflightCh
         .read_only();
     let listing = match exec.execute(&command) {
         Ok(output) if output.success() => output.stdout,
-        Ok(output) => return fail(format!("`tar -tzf` cannot list it: {}", output.stderr.trim())),
+        Ok(output) => {
+            return fail(format!(
+                "`tar -tzf` cannot list it: {}",
+                output.stderr.trim()
+            ))
+        }
         Err(error) => return fail(error.to_string()),
     };
     let folder = tarball.librdkafka_dir("");
@@ -498,18 +346,16 @@ pub fn preflight_both(
                 family: Some(family),
             });
             let database = detected.and_then(|outcome| outcome.detect()).map(|found| {
-                found
-                    .and_then(|found| found.layout)
-                    .map(|layout| {
-                        // Detection reports paths under the agent's root; commands
-                        // take server paths.
-                        let relative = layout
-                            .database
-                            .path
-                            .strip_prefix(&layout.root)
-                            .unwrap_or(&layout.database.path);
-                        format!("/{}", relative.to_string_lossy().trim_start_matches('/'))
-                    })
+                found.and_then(|found| found.layout).map(|layout| {
+                    // Detection reports paths under the agent's root; commands
+                    // take server paths.
+                    let relative = layout
+                        .database
+                        .path
+                        .strip_prefix(&layout.root)
+                        .unwrap_or(&layout.database.path);
+                    format!("/{}", relative.to_string_lossy().trim_start_matches('/'))
+                })
             });
             match database {
                 Ok(Some(database)) => match size_on(old.executor(), &database) {
@@ -1100,7 +946,11 @@ pub fn run_two_servers(
         // Prepared as new: nothing may have been recorded since (another
         // control point started meanwhile).
         if let Some(now) = RunState::load(servers.store, &given.instance)? {
-            if now.steps.iter().any(|step| step.status != StepStatus::Pending) {
+            if now
+                .steps
+                .iter()
+                .any(|step| step.status != StepStatus::Pending)
+            {
                 return Err(Error::StateConflict {
                     details: format!(
                         "another run of {} was recorded here while this one prepared; see                          `cmw-upgrade status --instance {}`",
@@ -1303,7 +1153,10 @@ mod tests {
     #[test]
     fn servers_are_read_as_ssh_reads_them() {
         let spec = ServerSpec::parse("admin@10.0.0.5:2222").unwrap();
-        assert_eq!((spec.destination.as_str(), spec.port), ("admin@10.0.0.5", 2222));
+        assert_eq!(
+            (spec.destination.as_str(), spec.port),
+            ("admin@10.0.0.5", 2222)
+        );
         let spec = ServerSpec::parse("old-server").unwrap();
         assert_eq!((spec.destination.as_str(), spec.port), ("old-server", 22));
         let spec = ServerSpec::parse("root@[fe80::1]:22").unwrap();
@@ -1312,7 +1165,10 @@ mod tests {
         assert_eq!((spec.destination.as_str(), spec.port), ("::1", 22));
         assert!(ServerSpec::parse("local").unwrap().is_local());
         assert!(ServerSpec::parse("localhost").unwrap().is_local());
-        assert_eq!(ServerSpec::parse("local").unwrap().display(), "this machine");
+        assert_eq!(
+            ServerSpec::parse("local").unwrap().display(),
+            "this machine"
+        );
         for bad in [
             "",
             "-oProxyCommand=x",
