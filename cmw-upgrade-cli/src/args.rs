@@ -66,6 +66,36 @@ pub struct GlobalArgs {
     /// Print one JSON document on stdout instead of text, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// How long work shows its progress on stderr: text lines for people (not with
+    /// --json), json (one JSON object a line: step_started, step_finished, waiting,
+    /// transfer, copy, note; for Ansible's async and other scripts), or none.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "HOW",
+        default_value = "text"
+    )]
+    pub progress: ProgressMode,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Lines for people (quiet with --json).
+    Text,
+    /// One JSON object a line.
+    Json,
+    /// Nothing.
+    None,
+}
+
+impl GlobalArgs {
+    /// Whether progress goes to stderr as text lines.
+    pub fn text_progress(&self) -> bool {
+        self.progress == ProgressMode::Text && !self.json
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -857,3 +857,34 @@ fn a_migration_from_a_folder_without_old_files_is_refused() {
         assert!(stderr(&output).contains("nothing was written"));
     }
 }
+
+/// `--progress json`: stderr carries one JSON object a line (for Ansible's
+/// async and other scripts), stdout the one report.
+#[test]
+fn progress_can_be_json_lines() {
+    let dir = server(ServerSpec::default());
+    let bundle = tempfile::tempdir().unwrap();
+    let dest = bundle.path().join("prod");
+    let output = cmw_in(
+        dir.path(),
+        &[
+            "--json",
+            "--progress",
+            "json",
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(json(&output)["files"].as_u64().unwrap() > 0);
+    let lines: Vec<Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let last = lines.last().expect("at least the final reading");
+    assert_eq!(last["event"], "copy");
+    assert_eq!(last["done_files"], last["total_files"]);
+}

@@ -190,9 +190,26 @@ fn a_bundle_on_shared_storage_is_used_in_place() {
         .env("CMW_UPGRADE_KILL_AT", "transfer-bundle:start"));
     assert_eq!(killed.status.code(), None, "{}", stderr(&killed));
     share_bundle(&servers);
-    let output = run(&mut servers.upgrade(&["--json"]));
-    println!("{}", stderr(&output));
+    let output = run(&mut servers.upgrade(&["--json", "--progress", "json"]));
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let report = json(&output);
+    assert_eq!(report["ok"], true);
+    let steps = report["report"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["server"], "old");
+    assert_eq!(steps[1]["server"], "old->new");
+    assert_eq!(steps[1]["artifacts"]["route"], "in_place");
+    assert_eq!(steps[2]["server"], "new");
+    // The resumed run skips the backup and says the bundle was used in place.
+    let events: Vec<Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(events[0]["event"], "step_skipped");
+    assert!(events.iter().any(|event| event["event"] == "note"
+        && event["text"].as_str().unwrap().contains("used in place")));
+    assert!(events.iter().any(|event| event["event"] == "step_started"
+        && event["server"] == "new"
+        && event["name"] == "wait-upgrade"));
 }
 
 /// The old and new servers' trees, to compare before and after.

@@ -115,7 +115,7 @@ fn lock_new<'a>(
 
 /// Says what was copied to a server to reach it.
 fn say_provisioned(global: &GlobalArgs, label: &str, server: &Server) {
-    if let (false, Server::Ssh(ssh)) = (global.json, server) {
+    if let (true, Server::Ssh(ssh)) = (global.text_progress(), server) {
         if let Some(provisioned) = ssh.provisioned() {
             eprintln!("[{label}] {}", provisioned.note());
         }
@@ -144,13 +144,13 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
         store: &store,
     };
     let prepared = prepare_two_servers(&servers, &two, &settings)?;
-    if let (Some(preflight), false) = (&prepared.preflight, global.json) {
+    if let (Some(preflight), true) = (&prepared.preflight, global.text_progress()) {
         print_preflight(&mut crate::output::stderr(), preflight)?;
     }
     // Locks only once the preflight passed: a typo leaves no file behind.
     let _here = RunLock::acquire(&store, &settings.instance)?;
     let _there = lock_new(global, &two.new, &new, &settings.instance)?;
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = run_two_servers(
         &servers,
         prepared,
@@ -298,7 +298,7 @@ pub fn rollback(
     let new = connect("new", &servers.settings.new)?;
     let _here = RunLock::acquire(&store, instance)?;
     let _there = lock_new(global, &servers.settings.new, &new, instance)?;
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = rollback_two_servers(&store, &new, instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "new")
 }

@@ -117,6 +117,8 @@ fn old_server_commands(settings: &UpgradeSettings) -> Vec<String> {
 /// Draws the procedure's events on stderr for people.
 pub struct ProgressPrinter {
     quiet: bool,
+    /// One JSON object a line instead of text (`--progress json`).
+    json_lines: bool,
     terminal: bool,
     waiting_line: bool,
     /// The label of the server of the step under way (`[old] `), if any.
@@ -124,9 +126,20 @@ pub struct ProgressPrinter {
 }
 
 impl ProgressPrinter {
+    /// The printer `--progress` (and `--json`) ask for.
+    pub fn for_global(global: &GlobalArgs) -> Self {
+        let mut printer = ProgressPrinter::new(!global.text_progress());
+        if global.progress == crate::args::ProgressMode::Json {
+            printer.quiet = false;
+            printer.json_lines = true;
+        }
+        printer
+    }
+
     pub fn new(quiet: bool) -> Self {
         ProgressPrinter {
             quiet,
+            json_lines: false,
             terminal: std::io::stderr().is_terminal(),
             waiting_line: false,
             server: String::new(),
@@ -138,6 +151,12 @@ impl ProgressPrinter {
             return;
         }
         let mut err = crate::output::stderr();
+        if self.json_lines {
+            if let Ok(line) = serde_json::to_string(event) {
+                let _ = writeln!(err, "{line}");
+            }
+            return;
+        }
         let transient = matches!(event, Event::Waiting { .. } | Event::Transfer { .. });
         if self.waiting_line && !transient {
             let _ = writeln!(err);
@@ -256,7 +275,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
     }
     let _lock = RunLock::acquire(&local, &settings.instance)?;
     let recorder = Recording::new(&local);
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = run_upgrade(&recorder, &settings, &mut |event| {
         printer.show(event);
         kill_hook(event);
@@ -400,7 +419,7 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, C
     }
     let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "")
 }
