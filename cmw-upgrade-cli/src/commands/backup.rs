@@ -64,7 +64,7 @@ fn with_json_progress<R>(progress: &Progress, work: impl FnOnce() -> R) -> R {
     let done = AtomicBool::new(false);
     let line = || {
         let now = progress.snapshot();
-        let mut event = serde_json::to_value(&now).unwrap_or_default();
+        let mut event = serde_json::to_value(now).unwrap_or_default();
         if let Some(object) = event.as_object_mut() {
             object.insert("event".to_owned(), "copy".into());
         }
