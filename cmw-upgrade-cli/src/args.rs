@@ -29,6 +29,7 @@ a bundle is damaged, the database changed since its backup), \
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
 const INSTANCES_EXAMPLES: &str = "Examples:\n  cmw-upgrade instances\n  cmw-upgrade instances --json\n  cmw-upgrade --root /mnt/old-server instances";
+const CLEANUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade cleanup --instance prod --list\n  cmw-upgrade cleanup --instance prod\n  cmw-upgrade cleanup --instance prod --include-bundle --yes --json";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
@@ -253,6 +254,21 @@ pub enum Command {
     #[command(after_long_help = UPGRADE_EXAMPLES)]
     Upgrade(TwoServerArgs),
 
+    /// List what a finished run kept on the new server, with sizes, and remove it.
+    ///
+    /// A successful run keeps the database several times over: the clean database
+    /// instance_create.sh made, the upgraded backup, the upgraded database before
+    /// pruning, the unpacked distribution, and the old server's bundle. Each was kept so a
+    /// step could be undone or resumed; once every step is done they only take space.
+    /// The bundle (the data as it was before the upgrade) goes only with
+    /// --include-bundle. Asks on a terminal; --yes elsewhere. For a run driven from a
+    /// control point, run it there: it reaches the new server as the run did.
+    ///
+    /// Exit codes: 0 removed (or nothing to remove), 2 not finished, not confirmed, or
+    /// an error.
+    #[command(after_long_help = CLEANUP_EXAMPLES)]
+    Cleanup(CleanupArgs),
+
     /// Rehearse the whole upgrade on simulated servers in a temporary folder.
     ///
     /// Lays out an old 4.7 server with data and an empty new server (with stand-ins for
@@ -474,6 +490,26 @@ pub struct TwoServerArgs {
     /// The new server's `/` for the tool there (rehearsals and tests only).
     #[arg(long, value_name = "DIR", hide = true)]
     pub new_root: Option<String>,
+}
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The instance whose finished run kept the files.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Also remove the old server's bundle (the data as it was before the upgrade).
+    #[arg(long)]
+    pub include_bundle: bool,
+
+    /// Do not ask (needed when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Only list what is kept, with sizes.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// `rollback`.

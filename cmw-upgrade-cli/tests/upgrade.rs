@@ -922,3 +922,76 @@ fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
         .count();
     assert!(kept_ontology_logs >= 1, "the earlier logs are kept");
 }
+
+/// After a finished run, `cleanup` lists what it kept with sizes, asks (or
+/// needs --yes), removes it, and keeps the old server's bundle unless asked.
+#[test]
+fn cleanup_removes_what_a_finished_run_kept() {
+    let rehearsal = Rehearsal::new();
+    let early = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        early.status.code(),
+        Some(2),
+        "no run yet: {}",
+        stderr(&early)
+    );
+    let run = rehearsal.run(None);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let listed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let listed = json(&listed);
+    let removable: Vec<String> = listed["removable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        removable.iter().any(|path| path.contains("/upgraded-"))
+            && removable.iter().any(|path| path.ends_with("/dist")),
+        "{removable:?}"
+    );
+    let bundle = rehearsal.setup["bundle"].as_str().unwrap();
+    assert_eq!(listed["kept"][0]["path"], bundle);
+    let unconfirmed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod"])
+        .output()
+        .unwrap();
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(stderr(&unconfirmed).contains("pass --yes"));
+    let root = rehearsal.root();
+    for path in &removable {
+        assert!(root.join(path.trim_start_matches('/')).exists(), "{path}");
+    }
+    let removed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(removed.status.code(), Some(0), "{}", stderr(&removed));
+    for path in &removable {
+        assert!(!root.join(path.trim_start_matches('/')).exists(), "{path}");
+    }
+    assert!(root.join(bundle.trim_start_matches('/')).exists());
+    let with_bundle = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes", "--include-bundle"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        with_bundle.status.code(),
+        Some(0),
+        "{}",
+        stderr(&with_bundle)
+    );
+    assert!(!root.join(bundle.trim_start_matches('/')).exists());
+}

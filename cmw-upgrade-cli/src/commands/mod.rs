@@ -1,6 +1,7 @@
 //! One module per command; each returns the exit status its outcome means.
 
 mod backup;
+mod cleanup;
 mod config;
 mod demo;
 mod detect;
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
     match cli.command {
         Command::Detect(args) => detect::run(&cli.global, args),
         Command::Instances => detect::instances(&cli.global),
+        Command::Cleanup(args) => cleanup::run(&cli.global, args),
         Command::Logs(LogsCommand::Verdict(args)) => logs::verdict(&cli.global, args),
         Command::PruneCaches(args) => prune::run(&cli.global, args),
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),
@@ -94,6 +96,30 @@ fn agent(global: &crate::args::GlobalArgs) -> Result<ExitStatus, CliError> {
     let stdout = std::io::stdout().lock();
     cmw_upgrade_core::executor::agent::serve(&local, stdin, stdout)?;
     Ok(ExitStatus::Success)
+}
+
+/// Asks `question` on a terminal (yes/no, no by default); elsewhere only
+/// `yes` (`--yes`) agrees. `Err` says why not, naming `what` it would do.
+fn confirm(yes: bool, question: &str, what: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "{what}; pass --yes to confirm it when not on a terminal"
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return Err("no answer".to_owned());
+    }
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err("not confirmed".to_owned())
+    }
 }
 
 /// The family of the server under `root`: the override, or its os-release.

@@ -441,34 +441,29 @@ fn confirm_rollback(state: &RunState, args: &RollbackArgs) -> Result<(), CliErro
         .all(|step| step.status == StepStatus::Done);
     if finished && !args.force {
         return Err(refuse(
-            "every step of the run is done: DNS or the upstream proxy may already send traffic              to this instance, and a rollback would stop it and drop what was written since.              Switch traffic back to the old server first; then pass --force"
+            "every step of the run is done: DNS or the upstream proxy may already send traffic \
+             to this instance, and a rollback would stop it and drop what was written since. \
+             Switch traffic back to the old server first; then pass --force"
                 .to_owned(),
         ));
-    }
-    if args.yes {
-        return Ok(());
     }
     let where_ = match &state.servers {
         Some(servers) => format!("the new server {}", servers.settings.new.display()),
         None => "this server".to_owned(),
     };
-    if !std::io::stdin().is_terminal() {
-        return Err(refuse(format!(
-            "a rollback stops {} on {where_} and puts the bundle's database back; pass --yes              to confirm it when not on a terminal",
+    super::confirm(
+        args.yes,
+        &format!(
+            "Roll back {} on {where_}? It stops the instance there and puts the bundle's \
+             database back.",
             args.instance
-        )));
-    }
-    eprint!(
-        "Roll back {} on {where_}? It stops the instance there and puts the bundle's database          back. [y/N] ",
-        args.instance
-    );
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
-    } else {
-        Err(refuse("not confirmed".to_owned()))
-    }
+        ),
+        &format!(
+            "a rollback stops {} on {where_} and puts the bundle's database back",
+            args.instance
+        ),
+    )
+    .map_err(refuse)
 }
 
 /// The rollback's report; each command labelled with its server when one is given.

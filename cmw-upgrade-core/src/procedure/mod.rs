@@ -9,6 +9,7 @@
 //! The same code makes the plan: run on `Recording<DryRun<_>>` it changes
 //! nothing and yields every command in order.
 
+pub mod cleanup;
 #[cfg(test)]
 mod decisions;
 pub mod dist;

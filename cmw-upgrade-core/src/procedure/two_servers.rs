@@ -197,7 +197,7 @@ impl TwoServerPreflight {
 }
 
 /// The size of a file or tree there, from `du -skH` (links inside not followed).
-fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
+pub(crate) fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
     let mut command = CommandSpec::new(["du", "-skH", "--"]).read_only();
     command = command.path_arg(path);
     command.timeout = Some(Duration::from_secs(600));

@@ -97,7 +97,7 @@ fn work_dir(instance: &InstanceName) -> String {
     format!("{STATE_ROOT}/{instance}")
 }
 
-fn dist_dir(instance: &InstanceName) -> String {
+pub(in crate::procedure) fn dist_dir(instance: &InstanceName) -> String {
     format!("{}/dist", work_dir(instance))
 }
 
