@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::state::{RunState, StepStatus};
 use super::steps::dist_dir;
-use super::two_servers::size_on;
 use crate::error::{Error, Result};
+use crate::executor::preflight::size_of;
 use crate::executor::Executor;
 use crate::instance::InstanceName;
 
@@ -94,7 +94,7 @@ pub fn kept_by_run(exec: &dyn Executor, state: &RunState) -> Result<Vec<KeptItem
         if exec.exists(&path)? {
             kept.push(KeptItem {
                 what,
-                bytes: size_on(exec, &path),
+                bytes: size_of(exec, &path),
                 path,
                 is_bundle,
             });

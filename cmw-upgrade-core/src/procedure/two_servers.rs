@@ -32,7 +32,9 @@ use crate::backup::{choose_method, DriftReport, ServiceState};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::utc_stamp;
-use crate::executor::preflight::{preflight, PreflightCheck, PreflightReport, PreflightRequest};
+use crate::executor::preflight::{
+    preflight, size_of as size_on, PreflightCheck, PreflightReport, PreflightRequest,
+};
 use crate::executor::transfer::{
     transfer_bundle, BundleEnd, DirectSsh, TransferProgress, TransferRequest,
 };
@@ -194,19 +196,6 @@ impl TwoServerPreflight {
             details: failed.join("; "),
         })
     }
-}
-
-/// The size of a file or tree there, from `du -skH` (links inside not followed).
-pub(crate) fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
-    let mut command = CommandSpec::new(["du", "-skH", "--"]).read_only();
-    command = command.path_arg(path);
-    command.timeout = Some(Duration::from_secs(600));
-    let output = exec.execute(&command).ok()?;
-    if !output.success() {
-        return None;
-    }
-    let kib: u64 = output.stdout.split_whitespace().next()?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
 }
 
 /// Adds a `free_space` check per file system of `report`: the sum of what
