@@ -243,6 +243,23 @@ pub enum Error {
         hint: String,
     },
 
+    /// A value given by the admin that names nothing there (a backend, a
+    /// server); the message names what exists.
+    #[error("{details}")]
+    BadInput {
+        /// What was given, what exists, and what to pass instead.
+        details: String,
+    },
+
+    /// Something the tool accepts on its command line but does not do yet.
+    #[error("{what} is not built yet; {hint}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+
     /// The work was asked to stop (Ctrl-C) and stopped at a safe point.
     #[error("stopped on request at a safe point; nothing was left half-done: {left}")]
     Cancelled {
@@ -297,6 +314,10 @@ pub enum ErrorKind {
     CommandFailed,
     /// [`Error::Cancelled`].
     Cancelled,
+    /// [`Error::BadInput`].
+    BadInput,
+    /// [`Error::Unsupported`].
+    Unsupported,
 }
 
 impl Error {
@@ -325,6 +346,8 @@ impl Error {
             Error::SourceChanged { .. } => ErrorKind::SourceChanged,
             Error::CommandFailed { .. } => ErrorKind::CommandFailed,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::BadInput { .. } => ErrorKind::BadInput,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
         }
     }
 
@@ -340,7 +363,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -362,6 +385,8 @@ impl ErrorKind {
         ErrorKind::SourceChanged,
         ErrorKind::CommandFailed,
         ErrorKind::Cancelled,
+        ErrorKind::BadInput,
+        ErrorKind::Unsupported,
     ];
 
     /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
@@ -395,6 +420,8 @@ impl ErrorKind {
             ErrorKind::SourceChanged => "source_changed",
             ErrorKind::CommandFailed => "command_failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::BadInput => "bad_input",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 }
