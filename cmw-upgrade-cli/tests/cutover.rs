@@ -1,0 +1,410 @@
+//! `cmw-upgrade cutover` with the real HAProxy on loopback: traffic moves to
+//! the new server under a keep-alive load with no failed request, comes back
+//! with revert (also after a crash mid-apply), the config keeps the switch.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+mod util;
+
+use cmw_upgrade_core::cutover::{self, CutoverOptions, HaproxyTarget};
+use cmw_upgrade_core::executor::{
+    CommandSpec, DirEntry, Executor, LocalExecutor, LockGuard, ServerRead, ToolAction, ToolOutcome,
+};
+use cmw_upgrade_core::InstanceName;
+use cmw_upgrade_tests::haproxy::{http_get, Load, TestBackend, TestHaproxy};
+use util::{cmw, cmw_in, json, stderr};
+
+/// A proxy in front of two backends, with its config and socket under a test root.
+struct Rig {
+    haproxy: TestHaproxy,
+    root: tempfile::TempDir,
+    _old: TestBackend,
+    _new: TestBackend,
+}
+
+fn rig() -> Rig {
+    let root = tempfile::tempdir().unwrap();
+    let old = TestBackend::start("old").unwrap();
+    let new = TestBackend::start("new").unwrap();
+    let haproxy = TestHaproxy::start(root.path(), old.port, new.port)
+        .expect("haproxy starts (is the haproxy package installed?)");
+    Rig {
+        haproxy,
+        root,
+        _old: old,
+        _new: new,
+    }
+}
+
+impl Rig {
+    /// `cmw-upgrade --root ROOT --json cutover ACTION ...` for this proxy.
+    fn cutover(&self, action: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec![
+            "--json",
+            "cutover",
+            action,
+            "--instance",
+            "prod",
+            "--method",
+            "haproxy",
+            "--haproxy-socket",
+            &self.haproxy.socket,
+            "--backend",
+            "cmw",
+            "--old-server",
+            "old",
+            "--new-server",
+            "new",
+        ];
+        args.extend_from_slice(extra);
+        cmw_in(self.root.path(), &args)
+    }
+
+    fn with_config(&self, action: &str) -> std::process::Output {
+        self.cutover(
+            action,
+            &[
+                "--haproxy-config",
+                &self.haproxy.config,
+                "--drain-seconds",
+                "2",
+            ],
+        )
+    }
+
+    fn saved_state(&self) -> std::path::PathBuf {
+        self.root
+            .path()
+            .join("var/lib/cmw-upgrade/prod/cutover.json")
+    }
+
+    /// Every answer of a few fresh requests.
+    fn answers(&self) -> Vec<String> {
+        (0..4)
+            .map(|_| http_get(self.haproxy.port).unwrap())
+            .collect()
+    }
+}
+
+fn assert_ok(output: &std::process::Output) -> serde_json::Value {
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
+    json(output)
+}
+
+fn haproxy_check(config: &Path) {
+    let status = std::process::Command::new("haproxy")
+        .args(["-c", "-q", "-f"])
+        .arg(config)
+        .status()
+        .unwrap();
+    assert!(status.success(), "haproxy -c refuses {}", config.display());
+}
+
+#[test]
+fn apply_moves_traffic_under_load_and_revert_brings_it_back() {
+    let rig = rig();
+    let config_file = rig.haproxy.config_file();
+    let original = fs::read_to_string(&config_file).unwrap();
+    assert_eq!(rig.answers(), ["old"; 4]);
+
+    // plan: every change listed, nothing changed.
+    let plan = assert_ok(&rig.with_config("plan"));
+    assert_eq!(plan["ok"], true);
+    assert_eq!(plan["changed"], false);
+    let steps: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "check_reachable",
+            "save_state",
+            "set_state",
+            "wait_up",
+            "set_state",
+            "drain",
+            "set_state",
+            "persist_config"
+        ]
+    );
+    assert!(plan["steps"][2]["display"]
+        .as_str()
+        .unwrap()
+        .contains("set server cmw/new state ready"));
+    assert!(!rig.saved_state().exists());
+    assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
+    assert_eq!(rig.answers(), ["old"; 4]);
+
+    // apply through a load that never retries.
+    let load = Load::start(rig.haproxy.port, 4, Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let applied = assert_ok(&rig.with_config("apply"));
+    let seen = load.finish();
+    assert_eq!(seen.failed, 0, "failed requests during apply: {seen:?}");
+    // The load ran through the switch: it saw both servers.
+    let bodies: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
+    assert_eq!(bodies, ["old", "new"], "{seen:?}");
+    assert_eq!(applied["changed"], true);
+    assert_eq!(rig.answers(), ["new"; 4]);
+    let verified = assert_ok(&rig.with_config("verify"));
+    assert_eq!(verified["ok"], true, "{verified}");
+
+    // The state before, saved 0600; the config keeps the switch, nothing else changed.
+    let saved = fs::metadata(rig.saved_state()).unwrap();
+    assert_eq!(saved.permissions().mode() & 0o777, 0o600);
+    let switched = fs::read_to_string(&config_file).unwrap();
+    assert_eq!(
+        switched,
+        original
+            .replace(
+                "inter 100ms   # the old",
+                "inter 100ms disabled   # the old"
+            )
+            .replace("inter 100ms disabled\n", "inter 100ms\n")
+    );
+    haproxy_check(&config_file);
+    let backups: Vec<_> = fs::read_dir(config_file.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "haproxy.cfg")
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups[0].starts_with("haproxy.cfg.cmw-upgrade.") && backups[0].ends_with(".bak"));
+    assert_eq!(
+        fs::read_to_string(config_file.with_file_name(&backups[0])).unwrap(),
+        original
+    );
+
+    // A second apply changes nothing.
+    let again = assert_ok(&rig.with_config("apply"));
+    assert_eq!(again["changed"], false, "{again}");
+
+    // revert under load: the old server serves again, the config is as it was.
+    let load = Load::start(rig.haproxy.port, 4, Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let reverted = assert_ok(&rig.with_config("revert"));
+    let seen = load.finish();
+    assert_eq!(seen.failed, 0, "failed requests during revert: {seen:?}");
+    let bodies: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
+    assert_eq!(bodies, ["new", "old"], "{seen:?}");
+    assert_eq!(reverted["changed"], true);
+    assert_eq!(rig.answers(), ["old"; 4]);
+    assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
+    assert!(!rig.saved_state().exists());
+    let verify = rig.with_config("verify");
+    assert_eq!(verify.status.code(), Some(1), "{}", stderr(&verify));
+    assert_eq!(json(&verify)["ok"], false);
+}
+
+#[test]
+fn wrong_names_are_bad_input_naming_what_exists() {
+    let rig = rig();
+    let mut args: Vec<String> = [
+        "--json",
+        "cutover",
+        "plan",
+        "--instance",
+        "prod",
+        "--method",
+        "haproxy",
+        "--haproxy-socket",
+        &rig.haproxy.socket,
+        "--backend",
+        "cwm",
+        "--old-server",
+        "old",
+        "--new-server",
+        "new",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let run = |args: &[String]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = cmw_in(rig.root.path(), &args);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        json(&output)["error"].clone()
+    };
+    let error = run(&args);
+    assert_eq!(error["kind"], "bad_input");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("backends with servers: cmw"),
+        "{error}"
+    );
+    args[10] = "cmw".into();
+    args[14] = "nwe".into();
+    let error = run(&args);
+    assert_eq!(error["kind"], "bad_input");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"nwe\"") && message.contains("old, new"),
+        "{message}"
+    );
+    assert_eq!(rig.answers(), ["old"; 4]);
+}
+
+#[test]
+fn nginx_and_dns_are_not_built_yet() {
+    for method in ["nginx", "dns"] {
+        let output = cmw(&[
+            "--json",
+            "cutover",
+            "apply",
+            "--instance",
+            "prod",
+            "--method",
+            method,
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let error = &json(&output)["error"];
+        assert_eq!(error["kind"], "unsupported");
+        assert!(
+            error["message"].as_str().unwrap().contains("not built yet"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_config_haproxy_refuses_is_never_written() {
+    let rig = rig();
+    let config_file = rig.haproxy.config_file();
+    let broken = format!(
+        "{}    no-such-directive here\n",
+        fs::read_to_string(&config_file).unwrap()
+    );
+    fs::write(&config_file, &broken).unwrap();
+    let output = rig.with_config("apply");
+    assert_eq!(output.status.code(), Some(2));
+    let error = &json(&output)["error"];
+    assert!(
+        error["message"].as_str().unwrap().contains("haproxy -c"),
+        "{error}"
+    );
+    assert_eq!(fs::read_to_string(&config_file).unwrap(), broken);
+    assert_eq!(
+        fs::read_dir(config_file.parent().unwrap()).unwrap().count(),
+        1
+    );
+    // The runtime switch itself went through and revert undoes it.
+    assert_eq!(rig.answers(), ["new"; 4]);
+    assert_ok(&rig.cutover("revert", &["--drain-seconds", "1"]));
+    assert_eq!(rig.answers(), ["old"; 4]);
+}
+
+/// Forwards to a local executor and dies (panics) when asked to drain the
+/// old server: a crash after the state was saved and the new server set ready.
+struct CrashAtDrain(LocalExecutor);
+
+impl ServerRead for CrashAtDrain {
+    fn read_file(&self, path: &str) -> cmw_upgrade_core::Result<Option<Vec<u8>>> {
+        self.0.read_file(path)
+    }
+    fn exists(&self, path: &str) -> cmw_upgrade_core::Result<bool> {
+        self.0.exists(path)
+    }
+    fn list_dir(&self, path: &str) -> cmw_upgrade_core::Result<Vec<DirEntry>> {
+        self.0.list_dir(path)
+    }
+    fn read_link(&self, path: &str) -> cmw_upgrade_core::Result<Option<String>> {
+        self.0.read_link(path)
+    }
+}
+
+impl Executor for CrashAtDrain {
+    fn execute(
+        &self,
+        command: &CommandSpec,
+    ) -> cmw_upgrade_core::Result<cmw_upgrade_core::exec::CommandOutput> {
+        self.0.execute(command)
+    }
+    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> cmw_upgrade_core::Result<()> {
+        self.0.write_file(path, content, mode)
+    }
+    fn create_dir_all(&self, path: &str) -> cmw_upgrade_core::Result<()> {
+        self.0.create_dir_all(path)
+    }
+    fn copy(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
+        self.0.copy(from, to)
+    }
+    fn rename(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &str) -> cmw_upgrade_core::Result<()> {
+        self.0.remove(path)
+    }
+    fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> cmw_upgrade_core::Result<()> {
+        self.0.chown_tree(path, uid, gid)
+    }
+    fn lock(&self, path: &str) -> cmw_upgrade_core::Result<LockGuard<'_>> {
+        self.0.lock(path)
+    }
+    fn tool(&self, action: &ToolAction) -> cmw_upgrade_core::Result<ToolOutcome> {
+        if let ToolAction::HaproxyCommand { command, .. } = action {
+            assert!(
+                !command.ends_with("old state drain"),
+                "crash before the drain"
+            );
+        }
+        self.0.tool(action)
+    }
+}
+
+#[test]
+fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
+    let rig = rig();
+    let options = CutoverOptions {
+        instance: InstanceName::new("prod").unwrap(),
+        target: HaproxyTarget {
+            socket: rig.haproxy.socket.clone(),
+            backend: "cmw".into(),
+            old_server: "old".into(),
+            new_server: "new".into(),
+            config: None,
+        },
+        drain: Duration::from_secs(1),
+        up_limit: Duration::from_secs(10),
+        stamp: "20261128T120000Z".into(),
+    };
+    let crashing = CrashAtDrain(LocalExecutor::new(rig.root.path()));
+    let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cutover::apply(&crashing, &options)
+    }));
+    assert!(crash.is_err(), "the apply did not crash");
+    assert!(rig.saved_state().exists());
+    // Both serve now; the saved state says only the old one did.
+    let mut answers = rig.answers();
+    answers.sort();
+    answers.dedup();
+    assert_eq!(answers, ["new", "old"]);
+
+    let reverted = assert_ok(&rig.cutover("revert", &["--drain-seconds", "1"]));
+    assert_eq!(reverted["changed"], true);
+    assert_eq!(rig.answers(), ["old"; 4]);
+    let after: Vec<(String, String)> = reverted["after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["name"].as_str().unwrap().to_owned(),
+                row["admin"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        after,
+        [
+            ("old".to_owned(), "ready".to_owned()),
+            ("new".to_owned(), "maint".to_owned())
+        ]
+    );
+}
