@@ -80,7 +80,7 @@ fn split_line(line: &[u8]) -> Line {
     Line { words, content_end }
 }
 
-fn word<'a>(line: &'a [u8], span: (usize, usize)) -> &'a [u8] {
+fn word(line: &[u8], span: (usize, usize)) -> &[u8] {
     &line[span.0..span.1]
 }
 
