@@ -1005,6 +1005,24 @@ mod tests {
         }
     }
 
+    /// The cut-over's examples paste as they are: each, its `\\` lines joined,
+    /// is a command line the parser takes.
+    #[test]
+    fn cutover_examples_parse() {
+        let joined = CUTOVER_EXAMPLES.replace("\\\n", " ");
+        let examples: Vec<&str> = joined
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("cmw-upgrade "))
+            .collect();
+        assert_eq!(examples.len(), 4);
+        for example in examples {
+            let cli = Cli::try_parse_from(example.split_whitespace())
+                .unwrap_or_else(|error| panic!("{example}: {error}"));
+            assert!(matches!(cli.command, Command::Cutover(_)), "{example}");
+        }
+    }
+
     /// Every action the procedure shows as a `cmw-upgrade` command line is one
     /// the real parser reads back to the same action, so plans and transcripts
     /// never show a command that would not work by hand.

@@ -26,10 +26,14 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with(TestBackend::start("new").unwrap(), None)
+}
+
+/// A rig whose `new` server line points at `new_port` (default: the new backend's).
+fn rig_with(new: TestBackend, new_port: Option<u16>) -> Rig {
     let root = tempfile::tempdir().unwrap();
     let old = TestBackend::start("old").unwrap();
-    let new = TestBackend::start("new").unwrap();
-    let haproxy = TestHaproxy::start(root.path(), old.port, new.port)
+    let haproxy = TestHaproxy::start(root.path(), old.port, new_port.unwrap_or(new.port))
         .expect("haproxy starts (is the haproxy package installed?)");
     Rig {
         haproxy,
@@ -248,6 +252,29 @@ fn wrong_names_are_bad_input_naming_what_exists() {
         message.contains("\"nwe\"") && message.contains("old, new"),
         "{message}"
     );
+    assert_eq!(rig.answers(), ["old"; 4]);
+}
+
+#[test]
+fn an_unreachable_new_server_changes_nothing() {
+    // A port nothing listens on: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let rig = rig_with(TestBackend::start("new").unwrap(), Some(closed_port));
+    let config = fs::read(rig.haproxy.config_file()).unwrap();
+    let output = rig.with_config("apply");
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let error = &json(&output)["error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{closed_port}")),
+        "{error}"
+    );
+    assert!(!rig.saved_state().exists());
+    assert_eq!(fs::read(rig.haproxy.config_file()).unwrap(), config);
     assert_eq!(rig.answers(), ["old"; 4]);
 }
 

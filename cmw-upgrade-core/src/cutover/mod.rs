@@ -637,6 +637,10 @@ fn run_steps(
     for step in steps {
         let display = step.display(runtime.socket());
         let detail = run_step(executor, runtime, options, rows, &step, dry).map_err(|error| {
+            // Before the first change the error is the whole story: nothing to undo.
+            if !report.changed {
+                return error;
+            }
             let done: Vec<String> = report
                 .steps
                 .iter()
