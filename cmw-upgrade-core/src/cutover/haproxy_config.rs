@@ -88,6 +88,7 @@ fn word(line: &[u8], span: (usize, usize)) -> &[u8] {
 /// each server, the index of its line in `lines`.
 fn server_lines(lines: &[&[u8]], backend: &str) -> Result<BTreeMap<String, usize>, String> {
     let mut in_backend = false;
+    let mut in_defaults = false;
     let mut found_backend = false;
     let mut servers = BTreeMap::new();
     for (number, line) in lines.iter().enumerate() {
@@ -100,8 +101,18 @@ fn server_lines(lines: &[&[u8]], backend: &str) -> Result<BTreeMap<String, usize
             let name = parsed.words.get(1).map(|&span| word(line, span));
             in_backend =
                 (keyword == b"backend" || keyword == b"listen") && name == Some(backend.as_bytes());
+            in_defaults = keyword == b"defaults";
             found_backend |= in_backend;
             continue;
+        }
+        // A server line's own flag then no longer says how the server starts.
+        if (in_backend || in_defaults) && keyword == b"default-server" && has_disabled(line) {
+            return Err(format!(
+                "line {}: `default-server ... disabled` decides for every server without a \
+                 flag of its own, and this tool only edits `server` lines: move `disabled` \
+                 from default-server to the server lines that need it",
+                number + 1
+            ));
         }
         if in_backend && keyword == b"server" {
             if let Some(&name) = parsed.words.get(1) {
@@ -264,6 +275,14 @@ mod tests {
         );
         let error = disabled_flags(CONFIG.as_bytes(), "cwm").unwrap_err();
         assert!(error.contains("no `backend cwm`"), "{error}");
+    }
+
+    #[test]
+    fn a_disabled_default_server_is_refused() {
+        let text =
+            "defaults\n  default-server inter 1s disabled\nbackend cmw\n  server new 10.0.0.6:80\n";
+        let error = disabled_flags(text.as_bytes(), "cmw").unwrap_err();
+        assert!(error.starts_with("line 2: `default-server"), "{error}");
     }
 
     #[test]
