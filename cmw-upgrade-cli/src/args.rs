@@ -712,7 +712,8 @@ pub enum CutoverCommand {
 
     /// Switch traffic to the new server with no failed request.
     ///
-    /// haproxy: checks the new server takes TCP connections from this host, saves the
+    /// haproxy: checks the new server takes TCP connections from this host (and, with
+    /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the
     /// servers' state to /var/lib/cmw-upgrade/<instance>/cutover.json (0600; kept from the
     /// first apply until a revert), sets the new server `ready` and waits until it is UP,
     /// sets the old one `drain` (no new traffic, open requests finish), waits until it has

@@ -99,6 +99,14 @@ pub enum Step {
         /// The port.
         port: u16,
     },
+    /// The config as it would be written must pass `haproxy -c`: checked
+    /// before the first change, so a config problem never stops a switch half-way.
+    CheckConfig {
+        /// Server path.
+        path: String,
+        /// Each server's flag.
+        disabled: BTreeMap<String, bool>,
+    },
     /// Save the state before any change.
     SaveState {
         /// Server path.
@@ -141,6 +149,9 @@ impl Step {
             Step::CheckReachable { server, host, port } => {
                 format!("check {server} ({host}:{port}) takes TCP connections from the proxy's host")
             }
+            Step::CheckConfig { path, .. } => format!(
+                "check that {path} with the new flags passes `haproxy -c` (in a temporary copy beside it)"
+            ),
             Step::SaveState { path } => format!("save the servers' state to {path}"),
             Step::SetState { command, .. } => {
                 format!("echo {} | socat stdio {}", shell_quote(command), shell_quote(socket))
@@ -336,6 +347,16 @@ pub fn plan_apply(
             port,
         });
     }
+    let disabled = BTreeMap::from([
+        (target.new_server.clone(), false),
+        (target.old_server.clone(), true),
+    ]);
+    if let Some(config) = &target.config {
+        steps.push(Step::CheckConfig {
+            path: config.clone(),
+            disabled: disabled.clone(),
+        });
+    }
     if save_state {
         steps.push(Step::SaveState {
             path: saved_state_path(&options.instance),
@@ -349,10 +370,7 @@ pub fn plan_apply(
     if let Some(config) = &target.config {
         steps.push(Step::PersistConfig {
             path: config.clone(),
-            disabled: BTreeMap::from([
-                (target.new_server.clone(), false),
-                (target.old_server.clone(), true),
-            ]),
+            disabled,
         });
     }
     Ok(steps)
@@ -383,8 +401,19 @@ pub fn plan_revert(rows: &[ServerState], saved: &SavedState, drain: Duration) ->
         (target.old_server.clone(), was(&target.old_server)?),
         (target.new_server.clone(), was(&target.new_server)?),
     ];
-    let mut steps = plan_moves(rows, &target.backend, &wanted, drain);
-    if let (Some(config), false) = (&target.config, saved.config_disabled.is_empty()) {
+    let mut steps = Vec::new();
+    let config = target
+        .config
+        .as_ref()
+        .filter(|_| !saved.config_disabled.is_empty());
+    if let Some(config) = config {
+        steps.push(Step::CheckConfig {
+            path: config.clone(),
+            disabled: saved.config_disabled.clone(),
+        });
+    }
+    steps.extend(plan_moves(rows, &target.backend, &wanted, drain));
+    if let Some(config) = config {
         steps.push(Step::PersistConfig {
             path: config.clone(),
             disabled: saved.config_disabled.clone(),
@@ -793,6 +822,12 @@ fn run_step(
                 std::thread::sleep(POLL);
             }
         }
+        Step::CheckConfig { path, disabled } => Ok(
+            match checked_candidate(executor, options, path, disabled, false)? {
+                Some(_) => Some("haproxy -c passes".to_owned()),
+                None => Some(UNCHANGED.to_owned()),
+            },
+        ),
         Step::PersistConfig { path, disabled } => persist_config(executor, options, path, disabled),
     }
 }
@@ -805,48 +840,59 @@ fn persist_config(
     path: &str,
     disabled: &BTreeMap<String, bool>,
 ) -> Result<Option<String>> {
-    let backend = &options.target.backend;
-    let text = read_config(executor, path)?;
-    let candidate =
-        haproxy_config::set_disabled_flags(&text, backend, disabled).map_err(|details| {
-            Error::BadInput {
-                details: format!("{path}: {details}"),
-            }
-        })?;
-    if candidate == text {
+    let Some(candidate_path) = checked_candidate(executor, options, path, disabled, true)? else {
         return Ok(Some(UNCHANGED.to_owned()));
-    }
-    let mode = file_mode(executor, path)?;
-    let candidate_path = format!("{path}.cmw-upgrade.{}.candidate", options.stamp);
-    let backup = format!("{path}.cmw-upgrade.{}.bak", options.stamp);
-    executor.write_file(&candidate_path, &candidate, mode)?;
-    let check = CommandSpec::new(["haproxy", "-c", "-f"])
-        .path_arg(candidate_path.clone())
-        .with_timeout(Duration::from_secs(60));
-    let output = match executor.execute(&check) {
-        Ok(output) => output,
-        Err(error) => {
-            let _ = executor.remove(&candidate_path);
-            return Err(error);
-        }
     };
-    if output.code != Some(0) {
-        let _ = executor.remove(&candidate_path);
-        return Err(Error::CheckFailed {
-            what: format!("`{}`", check.display()),
-            details: format!(
-                "{}{}; the config {path} was left as it is, the runtime state is switched: \
-                 fix the config, then rerun",
-                output.stdout.trim(),
-                output.stderr.trim()
-            ),
-        });
-    }
+    let backup = format!("{path}.cmw-upgrade.{}.bak", options.stamp);
     if !executor.exists(&backup)? {
         executor.copy(path, &backup)?;
     }
     executor.rename(&candidate_path, path)?;
     Ok(Some(format!("original kept as {backup}")))
+}
+
+/// Writes the config with the flags as wanted beside it (same folder, same
+/// mode; a name HAProxy never loads from a folder, which takes `*.cfg`) and
+/// checks it with `haproxy -c`; keeps it when `keep`, for the rename.
+/// `None` when the flags are already so.
+fn checked_candidate(
+    executor: &dyn Executor,
+    options: &CutoverOptions,
+    path: &str,
+    disabled: &BTreeMap<String, bool>,
+    keep: bool,
+) -> Result<Option<String>> {
+    let text = read_config(executor, path)?;
+    let candidate = haproxy_config::set_disabled_flags(&text, &options.target.backend, disabled)
+        .map_err(|details| Error::BadInput {
+            details: format!("{path}: {details}"),
+        })?;
+    if candidate == text {
+        return Ok(None);
+    }
+    let mode = file_mode(executor, path)?;
+    let candidate_path = format!("{path}.cmw-upgrade.{}.candidate", options.stamp);
+    executor.write_file(&candidate_path, &candidate, mode)?;
+    let check = CommandSpec::new(["haproxy", "-c", "-f"])
+        .path_arg(candidate_path.clone())
+        .with_timeout(Duration::from_secs(60));
+    let result = executor.execute(&check);
+    let passed = matches!(&result, Ok(output) if output.code == Some(0));
+    if !passed || !keep {
+        let _ = executor.remove(&candidate_path);
+    }
+    let output = result?;
+    if !passed {
+        return Err(Error::CheckFailed {
+            what: format!("`{}`", check.display()),
+            details: format!(
+                "{}{}; {path} was left as it is: fix what HAProxy refuses there, then rerun",
+                output.stdout.trim(),
+                output.stderr.trim()
+            ),
+        });
+    }
+    Ok(Some(candidate_path))
 }
 
 /// The permission bits of a file (`stat -c %a`, run on the server: the

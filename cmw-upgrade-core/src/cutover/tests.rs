@@ -38,6 +38,7 @@ fn kinds(steps: &[Step]) -> Vec<String> {
         .iter()
         .map(|step| match step {
             Step::CheckReachable { server, .. } => format!("reach {server}"),
+            Step::CheckConfig { .. } => "check config".to_owned(),
             Step::SaveState { .. } => "save".to_owned(),
             Step::SetState { server, state, .. } => format!("{server} {state}"),
             Step::WaitUp { server } => format!("up {server}"),
@@ -55,6 +56,7 @@ fn apply_brings_the_new_server_up_before_the_old_one_leaves() {
         kinds(&steps),
         [
             "reach new",
+            "check config",
             "save",
             "new ready",
             "up new",
@@ -65,7 +67,7 @@ fn apply_brings_the_new_server_up_before_the_old_one_leaves() {
         ]
     );
     assert_eq!(
-        steps[2].display("/run/haproxy/admin.sock"),
+        steps[3].display("/run/haproxy/admin.sock"),
         "echo 'set server cmw/new state ready' | socat stdio /run/haproxy/admin.sock"
     );
 }
@@ -92,6 +94,7 @@ fn revert_restores_the_saved_states_in_the_same_order() {
     assert_eq!(
         kinds(&steps),
         [
+            "check config",
             "old ready",
             "up old",
             "new drain",
