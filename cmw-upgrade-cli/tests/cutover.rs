@@ -14,8 +14,11 @@ use cmw_upgrade_core::executor::{
     CommandSpec, DirEntry, Executor, LocalExecutor, LockGuard, ServerRead, ToolAction, ToolOutcome,
 };
 use cmw_upgrade_core::InstanceName;
-use cmw_upgrade_tests::haproxy::{http_get, Load, TestBackend, TestHaproxy};
+use cmw_upgrade_tests::haproxy::{http_get, Load, LoadReport, TestBackend, TestHaproxy};
 use util::{cmw, cmw_in, json, stderr};
+
+/// The longest a load runs: far beyond a switch, so only a hung test meets it.
+const LOAD_LIMIT: Duration = Duration::from_secs(60);
 
 /// A proxy in front of two backends, with its config and socket under a test root.
 struct Rig {
@@ -93,6 +96,13 @@ impl Rig {
     }
 }
 
+/// The servers a load's answers came from, sorted: both when it ran through a switch.
+fn servers_seen(seen: &LoadReport) -> Vec<&str> {
+    let mut servers: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
+    servers.sort_unstable();
+    servers
+}
+
 fn assert_ok(output: &std::process::Output) -> serde_json::Value {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
     json(output)
@@ -147,14 +157,13 @@ fn apply_moves_traffic_under_load_and_revert_brings_it_back() {
     assert_eq!(rig.answers(), ["old"; 4]);
 
     // apply through a load that never retries.
-    let load = Load::start(rig.haproxy.port, 4, Duration::from_secs(2));
-    std::thread::sleep(Duration::from_millis(300));
+    let load = Load::start(rig.haproxy.port, 4, LOAD_LIMIT);
+    load.wait_for_answers(200);
     let applied = assert_ok(&rig.with_config("apply"));
     let seen = load.finish();
     assert_eq!(seen.failed, 0, "failed requests during apply: {seen:?}");
     // The load ran through the switch: it saw both servers.
-    let bodies: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
-    assert_eq!(bodies, ["old", "new"], "{seen:?}");
+    assert_eq!(servers_seen(&seen), ["new", "old"], "{seen:?}");
     assert_eq!(applied["changed"], true);
     assert_eq!(rig.answers(), ["new"; 4]);
     let verified = assert_ok(&rig.with_config("verify"));
@@ -191,13 +200,12 @@ fn apply_moves_traffic_under_load_and_revert_brings_it_back() {
     assert_eq!(again["changed"], false, "{again}");
 
     // revert under load: the old server serves again, the config is as it was.
-    let load = Load::start(rig.haproxy.port, 4, Duration::from_secs(2));
-    std::thread::sleep(Duration::from_millis(300));
+    let load = Load::start(rig.haproxy.port, 4, LOAD_LIMIT);
+    load.wait_for_answers(200);
     let reverted = assert_ok(&rig.with_config("revert"));
     let seen = load.finish();
     assert_eq!(seen.failed, 0, "failed requests during revert: {seen:?}");
-    let bodies: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
-    assert_eq!(bodies, ["new", "old"], "{seen:?}");
+    assert_eq!(servers_seen(&seen), ["new", "old"], "{seen:?}");
     assert_eq!(reverted["changed"], true);
     assert_eq!(rig.answers(), ["old"; 4]);
     assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
@@ -434,4 +442,20 @@ fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
             ("new".to_owned(), "maint".to_owned())
         ]
     );
+}
+
+#[test]
+fn one_switch_at_a_time() {
+    let rig = rig();
+    let local = LocalExecutor::new(rig.root.path());
+    let held = local
+        .lock("/var/lib/cmw-upgrade/prod/cutover.lock")
+        .unwrap();
+    let output = rig.cutover("apply", &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(json(&output)["error"]["kind"], "already_exists");
+    assert_eq!(rig.answers(), ["old"; 4]);
+    drop(held);
+    assert_ok(&rig.cutover("apply", &["--drain-seconds", "1"]));
+    assert_eq!(rig.answers(), ["new"; 4]);
 }

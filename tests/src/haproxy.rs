@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -306,22 +306,32 @@ pub struct LoadReport {
     pub bodies: Vec<(String, u64)>,
 }
 
-/// A bounded load running in the background: `clients` keep-alive clients
-/// sending GETs back to back until `duration` is over.
+/// A load running in the background: `clients` keep-alive clients sending
+/// GETs back to back until [`Load::finish`] (or its time limit).
 pub struct Load {
     threads: Vec<JoinHandle<LoadReport>>,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
 }
 
 impl Load {
-    /// Starts the load against 127.0.0.1:`port`.
-    pub fn start(port: u16, clients: usize, duration: Duration) -> Load {
+    /// Starts the load against 127.0.0.1:`port`; it stops by itself after
+    /// `limit`, so a test that never finishes it still ends.
+    pub fn start(port: u16, clients: usize, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
         let threads = (0..clients)
             .map(|_| {
+                let stop = Arc::clone(&stop);
+                let answered = Arc::clone(&answered);
                 std::thread::spawn(move || {
-                    let deadline = Instant::now() + duration;
+                    let deadline = Instant::now() + limit;
                     let mut report = LoadReport::default();
                     let mut client = None;
                     while Instant::now() < deadline {
+                        // Read before the request: the last request of each
+                        // client starts after `finish` was called.
+                        let last = stop.load(Ordering::SeqCst);
                         let result = match client.as_mut() {
                             Some(client) => HttpClient::get(client),
                             None => HttpClient::connect(port).and_then(|mut fresh| {
@@ -333,6 +343,7 @@ impl Load {
                         match result {
                             Ok(body) => {
                                 report.answered += 1;
+                                answered.fetch_add(1, Ordering::SeqCst);
                                 match report.bodies.iter_mut().find(|(seen, _)| *seen == body) {
                                     Some((_, count)) => *count += 1,
                                     None => report.bodies.push((body, 1)),
@@ -348,16 +359,35 @@ impl Load {
                                 client = None;
                             }
                         }
+                        if last {
+                            break;
+                        }
                     }
                     report
                 })
             })
             .collect();
-        Load { threads }
+        Load {
+            threads,
+            stop,
+            answered,
+        }
     }
 
-    /// Waits for the load to end and sums what every client saw.
+    /// Waits until the clients have had `count` answers (the load is
+    /// really running), at most the load's own limit.
+    pub fn wait_for_answers(&self, count: u64) {
+        while self.answered.load(Ordering::SeqCst) < count
+            && self.threads.iter().any(|thread| !thread.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the load (each client sends one more request, started now)
+    /// and sums what every client saw.
     pub fn finish(self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
         let mut total = LoadReport::default();
         for thread in self.threads {
             let report = thread.join().unwrap_or_else(|_| LoadReport {

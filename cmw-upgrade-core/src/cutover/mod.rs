@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::executor::{shell_quote, CommandSpec, Executor, ToolAction};
+use crate::executor::{shell_quote, CommandSpec, Executor, LockGuard, ToolAction};
 use crate::instance::InstanceName;
 use haproxy::{AdminState, Runtime, ServerState};
 
@@ -497,6 +497,7 @@ pub fn plan(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutover
 /// [`Error::StateConflict`] when a saved state is for other servers;
 /// [`Error::StepFailed`] when a step fails after a change (the message says what serves).
 pub fn apply(executor: &dyn Executor, options: &CutoverOptions) -> Result<CutoverReport> {
+    let _lock = lock(executor, &options.instance)?;
     let runtime = Runtime::new(executor, options.target.socket.clone());
     let rows = runtime.servers_state(&options.target.backend)?;
     let saved = read_saved_state(executor, &options.instance)?;
@@ -531,6 +532,7 @@ pub fn apply(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutove
 /// [`Error::StateConflict`] when there is no saved state or it is for other
 /// servers; as [`apply`] otherwise.
 pub fn revert(executor: &dyn Executor, options: &CutoverOptions) -> Result<CutoverReport> {
+    let _lock = lock(executor, &options.instance)?;
     let path = saved_state_path(&options.instance);
     let saved =
         read_saved_state(executor, &options.instance)?.ok_or_else(|| Error::StateConflict {
@@ -626,6 +628,14 @@ pub fn verify(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutov
     report.ok = checks.iter().all(|check| check.ok);
     report.checks = checks;
     Ok(report)
+}
+
+/// One apply or revert at a time per instance: two admins switching the
+/// same backend would each save the other's half-done state.
+fn lock<'a>(executor: &'a dyn Executor, instance: &InstanceName) -> Result<LockGuard<'a>> {
+    let folder = format!("/var/lib/cmw-upgrade/{}", instance.as_str());
+    executor.create_dir_all(&folder)?;
+    executor.lock(&format!("{folder}/cutover.lock"))
 }
 
 fn same_servers(saved: &HaproxyTarget, now: &HaproxyTarget) -> bool {
