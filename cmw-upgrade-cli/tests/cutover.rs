@@ -396,19 +396,7 @@ impl Executor for CrashAtDrain {
 #[test]
 fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
     let rig = rig();
-    let options = CutoverOptions {
-        instance: InstanceName::new("prod").unwrap(),
-        target: HaproxyTarget {
-            socket: rig.haproxy.socket.clone(),
-            backend: "cmw".into(),
-            old_server: "old".into(),
-            new_server: "new".into(),
-            config: None,
-        },
-        drain: Duration::from_secs(1),
-        up_limit: Duration::from_secs(10),
-        stamp: "20261128T120000Z".into(),
-    };
+    let options = core_options(&rig, None);
     let crashing = CrashAtDrain(LocalExecutor::new(rig.root.path()));
     let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         cutover::apply(&crashing, &options)
@@ -458,4 +446,49 @@ fn one_switch_at_a_time() {
     drop(held);
     assert_ok(&rig.cutover("apply", &["--drain-seconds", "1"]));
     assert_eq!(rig.answers(), ["new"; 4]);
+}
+
+/// The options of a switch of the rig's proxy, for the core's own calls.
+fn core_options(rig: &Rig, config: Option<&str>) -> CutoverOptions {
+    CutoverOptions {
+        instance: InstanceName::new("prod").unwrap(),
+        target: HaproxyTarget {
+            socket: rig.haproxy.socket.clone(),
+            backend: "cmw".into(),
+            old_server: "old".into(),
+            new_server: "new".into(),
+            config: config.map(str::to_owned),
+        },
+        drain: Duration::from_secs(1),
+        up_limit: Duration::from_secs(10),
+        stamp: "20261128T120000Z".into(),
+    }
+}
+
+#[test]
+fn a_proxy_on_another_host_is_switched_over_ssh() {
+    use cmw_upgrade_core::executor::{SshExecutor, SshTarget};
+    let sshd = cmw_upgrade_tests::sshd::TestSshd::start()
+        .expect("sshd starts (openssh-server is installed by .ci/run)");
+    let rig = rig();
+    let root = rig.root.path().to_str().unwrap();
+    let agent = [env!("CARGO_BIN_EXE_cmw-upgrade"), "--root", root, "agent"];
+    let remote = SshExecutor::connect(SshTarget {
+        destination: sshd.destination(),
+        port: sshd.port,
+        identity_file: Some(sshd.identity_file()),
+        known_hosts_file: Some(sshd.known_hosts_file()),
+        agent: agent.iter().map(|arg| (*arg).to_owned()).collect(),
+        provision: false,
+        ..SshTarget::new(sshd.destination())
+    })
+    .expect("connects to the test sshd");
+    let options = core_options(&rig, Some(&rig.haproxy.config));
+    let applied = cutover::apply(&remote, &options).unwrap();
+    assert!(applied.changed);
+    assert_eq!(rig.answers(), ["new"; 4]);
+    assert!(cutover::verify(&remote, &options).unwrap().ok);
+    assert!(rig.saved_state().exists());
+    cutover::revert(&remote, &options).unwrap();
+    assert_eq!(rig.answers(), ["old"; 4]);
 }
