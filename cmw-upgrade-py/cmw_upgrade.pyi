@@ -87,6 +87,9 @@ class CancelledError(CmwUpgradeError):
     exception) instead; this class stands for the core's "cancelled" kind.
     """
 
+class BadInputError(CmwUpgradeError):
+    """A value that names nothing there (a backend, a server); the message names what exists."""
+
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property

@@ -41,6 +41,21 @@ const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance pr
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
 const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
 const TRANSFER_EXAMPLES: &str = "Examples:\n  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  cmw-upgrade bundle transfer --from root@10.0.0.5:2222:/mnt/backup/prod --to root@10.0.0.6:/mnt/backup/prod --identity-file ~/.ssh/upgrade --json\n  (on the old server)  cmw-upgrade bundle transfer --from /mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  (on the new server)  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to local:/mnt/backup/prod";
+const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
+  cmw-upgrade cutover plan --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --haproxy-config /etc/haproxy/haproxy.cfg --drain-seconds 30
+  cmw-upgrade cutover verify --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --json
+  cmw-upgrade cutover revert --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --haproxy-config /etc/haproxy/haproxy.cfg";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -290,6 +305,11 @@ pub enum Command {
     /// Move backup bundles between servers.
     #[command(subcommand)]
     Bundle(BundleCommand),
+
+    /// Switch traffic from the old server to the new one through the upstream
+    /// proxy with no failed request, check it, and switch back.
+    #[command(subcommand)]
+    Cutover(CutoverCommand),
 
     /// Write a bundle as a transfer stream on stdout (run by `bundle transfer`).
     ///
@@ -925,6 +945,129 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CutoverCommand {
+    /// Print every change `apply` would make now, from the proxy's current state;
+    /// changes nothing.
+    ///
+    /// Reads the servers' state through the proxy's admin socket and checks that the new
+    /// server takes TCP connections from this host (the proxy's).
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Plan(CutoverArgs),
+
+    /// Switch traffic to the new server with no failed request.
+    ///
+    /// haproxy: checks the new server takes TCP connections from this host (and, with
+    /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the
+    /// servers' state to /var/lib/cmw-upgrade/<instance>/cutover.json (0600; kept from the
+    /// first apply until a revert), sets the new server `ready` and waits until it is UP,
+    /// sets the old one `drain` (no new traffic, open requests finish), waits until it has
+    /// no session (at most --drain-seconds), then sets it `maint`. With --haproxy-config
+    /// the servers' `disabled` flags are written into the config too (only those bytes
+    /// change; `haproxy -c` must pass first; the original is kept as
+    /// <config>.cmw-upgrade.<time>.bak), so a reload or restart keeps the switch.
+    /// Running it again changes nothing more.
+    ///
+    /// Exit codes: 0 switched, 2 an error (the message says what serves now and what to do).
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Apply(CutoverArgs),
+
+    /// Check that the new server serves alone: UP and ready, the old one in maintenance
+    /// with no session (and, with --haproxy-config, the config's flags in step).
+    ///
+    /// Exit codes: 0 all checks hold, 1 one does not (listed), 2 an error.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Verify(CutoverArgs),
+
+    /// Switch back to what `apply` saved, in the same order: the old server `ready` and UP
+    /// first, then the new one drained and put back as it was (and the config's flags).
+    ///
+    /// Works from the saved state alone, also after a crash during `apply`. The saved
+    /// state is then kept as cutover.reverted.<time>.json.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Revert(CutoverArgs),
+
+    /// Send one command to a HAProxy runtime API and print its answer (what plans and
+    /// transcripts show as `echo ... | socat stdio SOCKET`).
+    #[command(name = "haproxy-command", hide = true)]
+    HaproxyCommand(HaproxyCommandArgs),
+
+    /// Check that HOST:PORT takes TCP connections from this server.
+    #[command(hide = true)]
+    Reach(ReachArgs),
+}
+
+/// How traffic is switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CutoverMethod {
+    /// HAProxy's runtime API over its admin socket.
+    Haproxy,
+}
+
+/// `cutover plan|apply|verify|revert`.
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The instance (the saved state lives in /var/lib/cmw-upgrade/<instance>/).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// How traffic is switched; only haproxy is built yet.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: CutoverMethod,
+
+    /// HAProxy's admin socket (`stats socket PATH level admin` in its config).
+    #[arg(long, value_name = "PATH", required_if_eq("method", "haproxy"))]
+    pub haproxy_socket: Option<String>,
+
+    /// The backend holding the old and the new server.
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub backend: Option<String>,
+
+    /// The server traffic leaves (its name in the backend).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub old_server: Option<String>,
+
+    /// The server traffic goes to (its name in the backend).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub new_server: Option<String>,
+
+    /// The config file HAProxy loads: the switch is written into it so a reload keeps it.
+    #[arg(long, value_name = "PATH")]
+    pub haproxy_config: Option<String>,
+
+    /// The longest the old server may keep open sessions before maintenance.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub drain_seconds: u64,
+
+    /// The longest a server set ready may take to pass its health check.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub up_timeout: Duration,
+}
+
+/// `cutover haproxy-command`.
+#[derive(Debug, Args)]
+pub struct HaproxyCommandArgs {
+    /// HAProxy's admin socket.
+    #[arg(long, value_name = "PATH")]
+    pub haproxy_socket: String,
+
+    /// The command, e.g. 'show servers state cmw'.
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+}
+
+/// `cutover reach`.
+#[derive(Debug, Args)]
+pub struct ReachArgs {
+    /// Host name or address.
+    #[arg(long, value_name = "HOST")]
+    pub host: String,
+
+    /// TCP port.
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BundleCommand {
     /// Copy a bundle from one server to another through this machine, verified and
     /// resumable.
@@ -1099,7 +1242,33 @@ mod tests {
                 instance: args.instance,
                 family: args.family,
             },
+            Command::Cutover(CutoverCommand::HaproxyCommand(args)) => ToolAction::HaproxyCommand {
+                socket: args.haproxy_socket,
+                command: args.command,
+            },
+            Command::Cutover(CutoverCommand::Reach(args)) => ToolAction::TcpConnect {
+                host: args.host,
+                port: args.port,
+            },
             other => panic!("not a tool action: {other:?}"),
+        }
+    }
+
+    /// The cut-over's examples paste as they are: each, its `\\` lines joined,
+    /// is a command line the parser takes.
+    #[test]
+    fn cutover_examples_parse() {
+        let joined = CUTOVER_EXAMPLES.replace("\\\n", " ");
+        let examples: Vec<&str> = joined
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("cmw-upgrade "))
+            .collect();
+        assert_eq!(examples.len(), 4);
+        for example in examples {
+            let cli = Cli::try_parse_from(example.split_whitespace())
+                .unwrap_or_else(|error| panic!("{example}: {error}"));
+            assert!(matches!(cli.command, Command::Cutover(_)), "{example}");
         }
     }
 
@@ -1161,6 +1330,18 @@ mod tests {
                         instance: prod.clone(),
                         family,
                         deep: flag,
+                    },
+                    ToolAction::HaproxyCommand {
+                        socket: "/run/haproxy/admin sock".into(),
+                        command: if flag {
+                            "set server cmw/new state ready".into()
+                        } else {
+                            "show servers state cmw".into()
+                        },
+                    },
+                    ToolAction::TcpConnect {
+                        host: "10.0.0.6".into(),
+                        port: 8080,
                     },
                 ]);
             }

@@ -252,6 +252,14 @@ pub enum Error {
         hint: String,
     },
 
+    /// A value given by the admin that names nothing there (a backend, a
+    /// server); the message names what exists.
+    #[error("{details}")]
+    BadInput {
+        /// What was given, what exists, and what to pass instead.
+        details: String,
+    },
+
     /// The work was asked to stop (Ctrl-C) and stopped at a safe point.
     #[error("stopped on request at a safe point; nothing was left half-done: {left}")]
     Cancelled {
@@ -308,6 +316,8 @@ pub enum ErrorKind {
     CommandFailed,
     /// [`Error::Cancelled`].
     Cancelled,
+    /// [`Error::BadInput`].
+    BadInput,
 }
 
 impl Error {
@@ -337,6 +347,7 @@ impl Error {
             Error::SourceChanged { .. } => ErrorKind::SourceChanged,
             Error::CommandFailed { .. } => ErrorKind::CommandFailed,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::BadInput { .. } => ErrorKind::BadInput,
         }
     }
 
@@ -352,7 +363,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -375,6 +386,7 @@ impl ErrorKind {
         ErrorKind::SourceChanged,
         ErrorKind::CommandFailed,
         ErrorKind::Cancelled,
+        ErrorKind::BadInput,
     ];
 
     /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
@@ -409,6 +421,7 @@ impl ErrorKind {
             ErrorKind::SourceChanged => "source_changed",
             ErrorKind::CommandFailed => "command_failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::BadInput => "bad_input",
         }
     }
 }

@@ -64,4 +64,5 @@ exceptions! {
     SourceChangedError = SourceChanged: "A source file changed while it was being copied.";
     CommandFailedError = CommandFailed: "An external command failed.";
     CancelledError = Cancelled: "The work stopped on request at a safe point; nothing was left half-done.";
+    BadInputError = BadInput: "A value that names nothing there (a backend, a server); the message names what exists.";
 }

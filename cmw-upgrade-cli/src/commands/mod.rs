@@ -3,6 +3,7 @@
 mod backup;
 mod cleanup;
 mod config;
+mod cutover;
 mod demo;
 mod detect;
 mod logs;
@@ -11,7 +12,7 @@ mod transfer;
 mod two_servers;
 mod upgrade;
 
-use crate::args::{BundleCommand, Cli, Command, ConfigCommand, LogsCommand};
+use crate::args::{BundleCommand, Cli, Command, ConfigCommand, CutoverCommand, LogsCommand};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 
@@ -36,6 +37,14 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
         Command::Agent => agent(&cli.global),
         Command::Bundle(BundleCommand::Transfer(args)) => transfer::transfer(&cli.global, args),
+        Command::Cutover(CutoverCommand::Plan(args)) => cutover::plan(&cli.global, args),
+        Command::Cutover(CutoverCommand::Apply(args)) => cutover::apply(&cli.global, args),
+        Command::Cutover(CutoverCommand::Verify(args)) => cutover::verify(&cli.global, args),
+        Command::Cutover(CutoverCommand::Revert(args)) => cutover::revert(&cli.global, args),
+        Command::Cutover(CutoverCommand::HaproxyCommand(args)) => {
+            cutover::haproxy_command(&cli.global, args)
+        }
+        Command::Cutover(CutoverCommand::Reach(args)) => cutover::reach(&cli.global, args),
         Command::BundleSend(args) => transfer::send(&cli.global, args),
         Command::BundleReceive(args) => transfer::receive(&cli.global, args),
         Command::Completions(args) => completions(args),
