@@ -301,7 +301,7 @@ def backup(
     """
 
 def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
-    """Re-hashes every file of a bundle: {"ok", "missing", "changed", "extra"}."""
+    """Re-hashes every file of a bundle: {"ok", "missing", "changed_files", "extra"}."""
 
 def bundle_drift(
     path: StrPath,
@@ -310,7 +310,7 @@ def bundle_drift(
     deep: bool = False,
     family: Optional[str] = None,
 ) -> dict[str, Any]:
-    """What the live database changed since the bundle: {"changed", "added", "removed", ...}."""
+    """What the live database changed since the bundle: {"changed_files", "added", "removed", ...}."""
 
 def restore_bundle(
     path: StrPath,

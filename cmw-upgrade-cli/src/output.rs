@@ -79,12 +79,38 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints a command's JSON report with the two keys every report has first:
+/// `ok` (the command did what was asked, and the answer is good news) and
+/// `changed` (this call changed the server), then the report's own fields.
+pub fn print_outcome<T: Serialize>(value: &T, ok: bool, changed: bool) -> Result<(), CliError> {
+    let fields = serde_json::to_value(value).map_err(io::Error::from)?;
+    let mut document = serde_json::Map::new();
+    document.insert("ok".to_owned(), ok.into());
+    document.insert("changed".to_owned(), changed.into());
+    match fields {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields {
+                if key != "ok" && key != "changed" {
+                    document.insert(key, value);
+                }
+            }
+        }
+        other => {
+            document.insert("result".to_owned(), other);
+        }
+    }
+    print_json(&serde_json::Value::Object(document))
+}
+
 /// Prints an error: always as text on stderr, and with --json also as
-/// `{"error": {"kind", "message"}}` on stdout so scripts see why nothing else came.
+/// `{"ok": false, "error": {"kind", "message"}}` on stdout so scripts see why
+/// nothing else came. (No `changed`: an error may come after a change; its
+/// message says what is left.)
 pub fn print_error(error: &CliError, json: bool) {
     let _ = writeln!(stderr(), "error: {error}");
     if json {
         let mut document = serde_json::json!({
+            "ok": false,
             "error": { "kind": error.kind(), "message": error.to_string() }
         });
         cmw_upgrade_core::secrets::mask_json(&mut document);

@@ -888,3 +888,56 @@ fn progress_can_be_json_lines() {
     assert_eq!(last["event"], "copy");
     assert_eq!(last["done_files"], last["total_files"]);
 }
+
+/// One contract for scripts: every `--json` report has `ok` and `changed`,
+/// every refusal `{"ok": false, "error": {"kind", "message"}}` — the
+/// parser's too.
+#[test]
+fn every_json_answer_has_ok_and_changed_or_an_error() {
+    let dir = server(ServerSpec::default());
+    let detect = json(&cmw_in(
+        dir.path(),
+        &["--json", "detect", "--instance", "prod"],
+    ));
+    assert_eq!(
+        (&detect["ok"], &detect["changed"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    let prune = json(&cmw_in(
+        dir.path(),
+        &[
+            "--json",
+            "prune-caches",
+            dir.path()
+                .join("var/lib/comindware/prod/Database")
+                .to_str()
+                .unwrap(),
+            "--check",
+        ],
+    ));
+    assert_eq!(
+        (&prune["ok"], &prune["changed"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    for args in [
+        &["--json", "detect", "--bogus"][..],
+        &["--json", "nosuchcommand"][..],
+        &["--json", "status"][..],
+    ] {
+        let output = cmw(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let refusal = json(&output);
+        assert_eq!(refusal["ok"], false);
+        assert_eq!(refusal["error"]["kind"], "bad_arguments", "{args:?}");
+        assert!(!refusal["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let typo = json(&cmw_in(
+        dir.path(),
+        &["--json", "detect", "--instance", "prd"],
+    ));
+    assert_eq!(typo["ok"], false);
+    assert_eq!(typo["error"]["kind"], "check_failed");
+    // Help and the version are not refusals.
+    assert_eq!(cmw(&["--version"]).status.code(), Some(0));
+    assert_eq!(cmw(&["detect", "--help"]).status.code(), Some(0));
+}

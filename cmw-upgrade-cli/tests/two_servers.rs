@@ -194,7 +194,8 @@ fn a_bundle_on_shared_storage_is_used_in_place() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let report = json(&output);
     assert_eq!(report["ok"], true);
-    let steps = report["report"]["steps"].as_array().unwrap();
+    assert_eq!(report["changed"], true);
+    let steps = report["steps"].as_array().unwrap();
     assert_eq!(steps[0]["server"], "old");
     assert_eq!(steps[1]["server"], "old->new");
     assert_eq!(steps[1]["artifacts"]["route"], "in_place");

@@ -241,14 +241,14 @@ def test_backup_verify_drift_restore(tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["instance"] == "prod" and manifest["platform_version"] == "4.7.2890.0"
 
-    assert cmw_upgrade.verify_bundle(bundle) == {"ok": True, "missing": [], "changed": [], "extra": []}
+    assert cmw_upgrade.verify_bundle(bundle) == {"ok": True, "missing": [], "changed_files": [], "extra": []}
     cli = REPO / "target" / "debug" / "cmw-upgrade"
     output = subprocess.run([str(cli), "--json", "backup", "verify", str(bundle)], capture_output=True, text=True)
     assert json.loads(output.stdout) == cmw_upgrade.verify_bundle(str(bundle))
 
     (old / "var/lib/comindware/prod/Database/db/late.bin").write_text("late")
     drift = cmw_upgrade.bundle_drift(bundle, "prod", root=old)
-    assert drift["added"] == ["db/late.bin"] and drift["changed"] == [] and drift["removed"] == []
+    assert drift["added"] == ["db/late.bin"] and drift["changed_files"] == [] and drift["removed"] == []
 
     with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten"):
         cmw_upgrade.backup("prod", bundle, root=old)

@@ -17,7 +17,7 @@ use crate::args::{
 };
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, print_json};
+use crate::output::{human_bytes, print_outcome};
 
 /// Runs `work` while its progress shows on stderr: a line redrawn on a
 /// terminal, or (`--progress json`) a JSON object a second.
@@ -151,7 +151,7 @@ pub(super) fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> 
 
 fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {
     if global.json {
-        print_json(report)?;
+        print_outcome(report, true, true)?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();
@@ -200,7 +200,7 @@ fn print_lists<T: serde::Serialize>(
         ExitStatus::Failed
     };
     if global.json {
-        print_json(report)?;
+        print_outcome(report, clean, false)?;
         return Ok((status, None));
     }
     let mut out = crate::output::stdout();
@@ -324,7 +324,7 @@ pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Cli
     let progress = Progress::default();
     let report = with_progress(&progress, global, || backup::restore(&options, &progress))?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, true, true)?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();

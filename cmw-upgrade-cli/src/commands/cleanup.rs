@@ -11,7 +11,7 @@ use cmw_upgrade_core::procedure::RunLock;
 use crate::args::{CleanupArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, print_json};
+use crate::output::{human_bytes, print_outcome};
 
 fn size(item: &KeptItem) -> String {
     item.bytes.map_or_else(|| "?".to_owned(), human_bytes)
@@ -64,9 +64,11 @@ pub fn run(global: &GlobalArgs, args: CleanupArgs) -> Result<ExitStatus, CliErro
     }
     if args.list || chosen.is_empty() {
         if global.json {
-            print_json(&serde_json::json!({
-                "ok": true, "changed": false, "removable": chosen, "kept": left,
-            }))?;
+            print_outcome(
+                &serde_json::json!({ "removable": chosen, "kept": left }),
+                true,
+                false,
+            )?;
         }
         return Ok(ExitStatus::Success);
     }
@@ -88,9 +90,11 @@ pub fn run(global: &GlobalArgs, args: CleanupArgs) -> Result<ExitStatus, CliErro
     })?;
     let freed = remove_kept(exec, &chosen)?;
     if global.json {
-        print_json(&serde_json::json!({
-            "ok": true, "changed": true, "removed": chosen, "kept": left, "freed_bytes": freed,
-        }))?;
+        print_outcome(
+            &serde_json::json!({ "removed": chosen, "kept": left, "freed_bytes": freed }),
+            true,
+            true,
+        )?;
     } else {
         writeln!(
             crate::output::stdout(),

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::args::{DetectArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::print_outcome;
 
 #[derive(Serialize)]
 struct DetectReport {
@@ -85,7 +85,7 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
         layout,
     };
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, true, false)?;
     } else {
         print_text(&mut crate::output::stdout(), &report)?;
     }
@@ -220,7 +220,7 @@ pub fn instances(global: &GlobalArgs) -> Result<ExitStatus, CliError> {
         })
         .collect();
     if global.json {
-        print_json(&serde_json::json!({"ok": true, "changed": false, "instances": lines}))?;
+        print_outcome(&serde_json::json!({ "instances": lines }), true, false)?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::args::{GlobalArgs, VerdictArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_duration, print_json};
+use crate::output::{human_duration, print_outcome};
 
 #[derive(Serialize)]
 struct VerdictReport<'a> {
@@ -40,10 +40,14 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
         }
     };
     if global.json {
-        print_json(&VerdictReport {
-            verdict: &result,
-            waited_seconds: waited.map(|waited| waited.as_secs_f64()),
-        })?;
+        print_outcome(
+            &VerdictReport {
+                verdict: &result,
+                waited_seconds: waited.map(|waited| waited.as_secs_f64()),
+            },
+            result.verdict == Verdict::Succeeded,
+            false,
+        )?;
     } else {
         print_text(&mut crate::output::stdout(), &result, waited)?;
     }

@@ -11,14 +11,14 @@ use cmw_upgrade_core::procedure::two_servers::{
     Server, ServerSpec, TwoServerPlan, TwoServerPreflight, TwoServerReport, TwoServerRun,
     TwoServerSettings,
 };
-use cmw_upgrade_core::procedure::{RunLock, UpgradeSettings};
+use cmw_upgrade_core::procedure::{Event, RunLock, UpgradeSettings};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 
 use super::upgrade::{print_rollback, ProgressPrinter};
 use crate::args::{BackupMethodArg, GlobalArgs, RouteArg, TwoServerArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::print_outcome;
 
 /// One server of the command line, with the options both share.
 fn server_spec(
@@ -131,7 +131,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     if args.plan {
         let plan = plan_two_servers(&old, &new, &two, &settings)?;
         if global.json {
-            print_json(&serde_json::json!({"ok": true, "changed": false, "plan": plan}))?;
+            print_outcome(&plan, true, false)?;
         } else {
             print_plan(&plan)?;
         }
@@ -151,11 +151,13 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     let _here = RunLock::acquire(&store, &settings.instance)?;
     let _there = lock_new(global, &two.new, &new, &settings.instance)?;
     let mut printer = ProgressPrinter::for_global(global);
+    let mut ran_a_step = false;
     let report = run_two_servers(
         &servers,
         prepared,
         &settings,
         &mut |event| {
+            ran_a_step |= matches!(event, Event::StepStarted { .. });
             printer.show(event);
             super::upgrade::kill_hook(event);
         },
@@ -163,11 +165,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     )?;
     let upgraded = report.run.outcome == "upgraded";
     if global.json {
-        print_json(&serde_json::json!({
-            "ok": upgraded,
-            "changed": true,
-            "report": report,
-        }))?;
+        print_outcome(&report, upgraded, ran_a_step)?;
     } else {
         print_report(&report)?;
     }

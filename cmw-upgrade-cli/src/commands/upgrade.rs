@@ -16,7 +16,7 @@ use super::family_of_root;
 use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, RollbackArgs, UpgradeArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{change_line, print_json};
+use crate::output::{change_line, print_outcome};
 
 pub fn settings_of(global: &GlobalArgs, args: &UpgradeArgs) -> Result<UpgradeSettings, CliError> {
     Ok(UpgradeSettings {
@@ -60,12 +60,16 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
     let recorder = Recording::new(DryRun::new(LocalExecutor::new(&global.root)));
     let steps = plan_upgrade(&recorder, &settings)?;
     if global.json {
-        print_json(&serde_json::json!({
-            "instance": settings.instance,
-            "family": settings.family,
-            "old_server": old_server_commands(&settings),
-            "steps": steps,
-        }))?;
+        print_outcome(
+            &serde_json::json!({
+                "instance": settings.instance,
+                "family": settings.family,
+                "old_server": old_server_commands(&settings),
+                "steps": steps,
+            }),
+            true,
+            false,
+        )?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();
@@ -276,12 +280,15 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
     let _lock = RunLock::acquire(&local, &settings.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::for_global(global);
+    // Whether this call ran a step (a rerun of a finished run changes nothing).
+    let mut ran_a_step = false;
     let report = run_upgrade(&recorder, &settings, &mut |event| {
+        ran_a_step |= matches!(event, Event::StepStarted { .. });
         printer.show(event);
         kill_hook(event);
     })?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, report.outcome == "upgraded", ran_a_step)?;
     } else {
         let mut out = crate::output::stdout();
         if let Some(failed) = report
@@ -317,12 +324,15 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
             cmw_upgrade_core::procedure::state_file(&args.instance)
         );
         if global.json {
-            print_json(&serde_json::json!({
-                "ok": false,
-                "recorded": false,
-                "instance": args.instance,
-                "message": message,
-            }))?;
+            print_outcome(
+                &serde_json::json!({
+                    "recorded": false,
+                    "instance": args.instance,
+                    "message": message,
+                }),
+                false,
+                false,
+            )?;
         } else {
             writeln!(crate::output::stdout(), "{message}")?;
         }
@@ -330,7 +340,7 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
     };
     let exit = status_exit(&state);
     if global.json {
-        print_json(&state)?;
+        print_outcome(&state, exit == ExitStatus::Success, false)?;
         return Ok(exit);
     }
     let mut out = crate::output::stdout();
@@ -473,7 +483,7 @@ pub fn print_rollback(
     server: &str,
 ) -> Result<ExitStatus, CliError> {
     if global.json {
-        print_json(report)?;
+        print_outcome(report, true, true)?;
     } else {
         let label = if server.is_empty() {
             String::new()
@@ -492,7 +502,7 @@ pub fn print_rollback(
 pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliError> {
     let report = smoke_check(&global.root, &args.instance, &args.url)?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, report.ok, false)?;
     } else {
         let mut out = crate::output::stdout();
         match (report.status, &report.unreachable) {
