@@ -94,6 +94,15 @@ pub struct GlobalArgs {
         default_value = "text"
     )]
     pub progress: ProgressMode,
+
+    /// No progress on stderr (the same as --progress none); the result and errors
+    /// still show.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: `run` lists every command each step ran (its transcript).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
 }
 
 /// How progress is shown on stderr.
@@ -110,7 +119,7 @@ pub enum ProgressMode {
 impl GlobalArgs {
     /// Whether progress goes to stderr as text lines.
     pub fn text_progress(&self) -> bool {
-        self.progress == ProgressMode::Text && !self.json
+        self.progress == ProgressMode::Text && !self.json && !self.quiet
     }
 }
 

@@ -55,6 +55,16 @@ impl<W: Write> Drop for Masked<W> {
     }
 }
 
+/// Whether stderr is a terminal that takes escape sequences: a redrawn
+/// progress line and a coloured "error:". `TERM=dumb` (an editor's shell, a
+/// serial console) and `NO_COLOR` (https://no-color.org) get plain lines.
+pub fn stderr_is_styled_terminal() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
+}
+
 /// Standard output, secrets masked.
 pub fn stdout() -> Masked<io::StdoutLock<'static>> {
     Masked::new(io::stdout().lock())
@@ -107,7 +117,12 @@ pub fn print_outcome<T: Serialize>(value: &T, ok: bool, changed: bool) -> Result
 /// nothing else came. (No `changed`: an error may come after a change; its
 /// message says what is left.)
 pub fn print_error(error: &CliError, json: bool) {
-    let _ = writeln!(stderr(), "error: {error}");
+    let label = if stderr_is_styled_terminal() {
+        "\x1b[1;31merror:\x1b[0m"
+    } else {
+        "error:"
+    };
+    let _ = writeln!(stderr(), "{label} {error}");
     if json {
         let mut document = serde_json::json!({
             "ok": false,

@@ -941,3 +941,31 @@ fn every_json_answer_has_ok_and_changed_or_an_error() {
     assert_eq!(cmw(&["--version"]).status.code(), Some(0));
     assert_eq!(cmw(&["detect", "--help"]).status.code(), Some(0));
 }
+
+/// On a terminal an error is in colour; `TERM=dumb` and `NO_COLOR` get no
+/// escape sequence at all (the terminal is util-linux's `script`).
+#[test]
+fn escape_sequences_only_where_the_terminal_takes_them() {
+    let binary = env!("CARGO_BIN_EXE_cmw-upgrade");
+    let on_terminal = |env: &[(&str, &str)]| -> String {
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-qec"])
+            .arg(format!("{binary} --root /nonexistent-root detect"))
+            .arg("/dev/null")
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("script (util-linux) runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_terminal(&[]);
+    assert!(coloured.contains("\x1b[1;31merror:"), "{coloured:?}");
+    for env in [[("TERM", "dumb")], [("NO_COLOR", "1")]] {
+        let plain = on_terminal(&env);
+        assert!(plain.contains("error:"), "{plain:?}");
+        assert!(!plain.contains('\x1b'), "{env:?}: {plain:?}");
+    }
+}

@@ -1,6 +1,6 @@
 //! `cmw-upgrade backup`, `backup verify|drift|import` and `restore`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,10 +22,10 @@ use crate::output::{human_bytes, print_outcome};
 /// Runs `work` while its progress shows on stderr: a line redrawn on a
 /// terminal, or (`--progress json`) a JSON object a second.
 fn with_progress<R>(progress: &Progress, global: &GlobalArgs, work: impl FnOnce() -> R) -> R {
-    if global.progress == crate::args::ProgressMode::Json {
+    if global.progress == crate::args::ProgressMode::Json && !global.quiet {
         return with_json_progress(progress, work);
     }
-    if !global.text_progress() || !std::io::stderr().is_terminal() {
+    if !global.text_progress() || !crate::output::stderr_is_styled_terminal() {
         return work();
     }
     let done = AtomicBool::new(false);

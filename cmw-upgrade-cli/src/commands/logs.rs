@@ -1,6 +1,6 @@
 //! `cmw-upgrade logs verdict`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ fn wait_for_verdict(
 ) -> Result<UpgradeVerdict, CliError> {
     let mut watcher = LogWatcher::new(log_dir).since(since);
     let started = Instant::now();
-    let progress = allow_progress && std::io::stderr().is_terminal();
+    let progress = allow_progress && crate::output::stderr_is_styled_terminal();
     let mut stderr = crate::output::stderr();
     loop {
         let result = watcher.poll()?;

@@ -1,6 +1,6 @@
 //! `plan`, `run`, `status`, `rollback`, `check`: the whole procedure.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use cmw_upgrade_core::config::ChangeAction;
 use cmw_upgrade_core::executor::{shell_quote, DryRun, LocalExecutor, Recording, ToolOutcome};
@@ -133,7 +133,7 @@ impl ProgressPrinter {
     /// The printer `--progress` (and `--json`) ask for.
     pub fn for_global(global: &GlobalArgs) -> Self {
         let mut printer = ProgressPrinter::new(!global.text_progress());
-        if global.progress == crate::args::ProgressMode::Json {
+        if global.progress == crate::args::ProgressMode::Json && !global.quiet {
             printer.quiet = false;
             printer.json_lines = true;
         }
@@ -144,7 +144,7 @@ impl ProgressPrinter {
         ProgressPrinter {
             quiet,
             json_lines: false,
-            terminal: std::io::stderr().is_terminal(),
+            terminal: crate::output::stderr_is_styled_terminal(),
             waiting_line: false,
             server: String::new(),
         }
@@ -291,6 +291,14 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
         print_outcome(&report, report.outcome == "upgraded", ran_a_step)?;
     } else {
         let mut out = crate::output::stdout();
+        if global.verbose {
+            for step in &report.steps {
+                print_step(&mut out, step)?;
+                for command in &step.commands {
+                    writeln!(out, "      $ {}", command.display())?;
+                }
+            }
+        }
         if let Some(failed) = report
             .steps
             .iter()
