@@ -574,6 +574,48 @@ fn plan_shows_every_step_and_changes_nothing() {
         "{}",
         stderr(&other_family)
     );
+    // Tarballs of two releases, and a version that is not newer than the
+    // bundle's data, are refused the same way (the names are read first).
+    for (distribution, prerequisites, expected) in [
+        (
+            "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz",
+            "/opt/distr/5.1-release-ru-5.1.3.prerequisites.astra.tar.gz",
+            "take both from the same release",
+        ),
+        (
+            "/opt/distr/4.7-release-ru-4.7.2890.0.astra.tar.gz",
+            "/opt/distr/4.7-release-ru-4.7.1.prerequisites.astra.tar.gz",
+            "an upgrade goes to a newer version",
+        ),
+    ] {
+        for (from, to) in [
+            ("5.0-release-ru-5.0.1234.0.astra", distribution),
+            ("5.0-release-ru-5.0.77.prerequisites.astra", prerequisites),
+        ] {
+            let from = rehearsal.root().join(format!("opt/distr/{from}.tar.gz"));
+            let to = rehearsal.root().join(to.trim_start_matches('/'));
+            if from != to && !to.exists() {
+                fs::copy(&from, &to).unwrap();
+            }
+        }
+        let refused = rehearsal
+            .plain("plan")
+            .args([
+                "--instance",
+                "prod",
+                "--bundle",
+                rehearsal.setup["bundle"].as_str().unwrap(),
+                "--distribution",
+                distribution,
+                "--prerequisites",
+                prerequisites,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(expected), "{}", stderr(&refused));
+    }
+    let before = tree(&rehearsal.root());
     assert_same_tree(&tree(&rehearsal.root()), &before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
     assert!(

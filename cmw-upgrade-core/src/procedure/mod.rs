@@ -389,7 +389,24 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
 /// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
 pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
     preflight_tarballs(exec, settings)?;
-    steps::read_bundle_manifest(exec, settings)?;
+    let manifest = steps::read_bundle_manifest(exec, settings)?;
+    // An upgrade goes to a newer version than the bundle's data.
+    let platform = dist::PlatformTarball::parse(&settings.distribution)?;
+    if let Some(old) = manifest
+        .get("platform_version")
+        .and_then(serde_json::Value::as_str)
+    {
+        if dist::compare_versions(&platform.version, old).is_le() {
+            return Err(steps::check_failed(
+                "checking the versions",
+                format!(
+                    "{} installs {}, and the bundle's data is of {old}: an upgrade goes to a \
+                     newer version; download the new release's tarballs",
+                    settings.distribution, platform.version
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -402,6 +419,18 @@ pub(crate) fn preflight_tarballs(exec: &dyn Executor, settings: &UpgradeSettings
     let refuse = steps::check_failed;
     let platform = dist::PlatformTarball::parse(&settings.distribution)?;
     let prerequisites = dist::PrerequisitesTarball::parse(&settings.prerequisites)?;
+    if platform.release != prerequisites.release {
+        return Err(refuse(
+            "checking the tarballs",
+            format!(
+                "{} is of release {}, {} of release {}: take both from the same release",
+                settings.distribution,
+                platform.release,
+                settings.prerequisites,
+                prerequisites.release
+            ),
+        ));
+    }
     for (path, os) in [
         (&settings.distribution, &platform.os),
         (&settings.prerequisites, &prerequisites.os),

@@ -243,6 +243,24 @@ fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
     }
 }
 
+/// Whether the distribution installs a newer version than the old instance runs.
+fn version_check(distribution: &str, old_version: &str) -> PreflightCheck {
+    let new_version = super::dist::PlatformTarball::parse(distribution)
+        .map(|tarball| tarball.version)
+        .unwrap_or_default();
+    let ok = super::dist::compare_versions(&new_version, old_version).is_gt();
+    PreflightCheck {
+        name: "versions".to_owned(),
+        ok,
+        detail: format!(
+            "the old instance runs {old_version}; the distribution installs {new_version}"
+        ),
+        fix: (!ok).then(|| {
+            "an upgrade goes to a newer version: download the new release's tarballs".to_owned()
+        }),
+    }
+}
+
 /// Whether the prerequisites tarball holds the packages the steps install
 /// (librdkafka for the family's package tool), so the package tool has no
 /// reason to reach a repository: servers are often without internet.
@@ -366,6 +384,16 @@ pub fn preflight_both(
             }
         }
     }
+    // The version the old instance runs, from its config there.
+    let old_version = old
+        .executor()
+        .read_file(&format!(
+            "{}/{instance}.yml",
+            crate::layout::INSTANCE_CONFIG_DIR
+        ))
+        .ok()
+        .flatten()
+        .and_then(|bytes| crate::layout::config_version(&String::from_utf8_lossy(&bytes)));
     // The bundle: the database and a little for configs and logs.
     let bundle_bytes = database_bytes.saturating_add(database_bytes / 10);
     check_space(
@@ -425,6 +453,11 @@ pub fn preflight_both(
             .saturating_mul(3);
         let tarballs_ok = tarballs.ok;
         new_report.checks.push(tarballs);
+        if let (true, Some(old_version)) = (tarballs_ok, &old_version) {
+            new_report
+                .checks
+                .push(version_check(&settings.distribution, old_version));
+        }
         if tarballs_ok {
             new_report
                 .checks
