@@ -27,6 +27,7 @@ pub mod provision;
 mod recording;
 mod ssh;
 mod tools;
+pub mod transfer;
 
 use std::time::Duration;
 
