@@ -722,9 +722,26 @@ pub struct TransferArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// cmw-upgrade's command on the servers reached by ssh.
+    /// cmw-upgrade's command on the servers reached by ssh (its agent runs as
+    /// `PATH [--root R] agent`; when it is missing or older, this binary is copied
+    /// to /var/lib/cmw-upgrade/bin there and used instead).
     #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
     pub remote_cmw_upgrade: String,
+
+    /// Which way the bytes go between two servers: `direct` (the sending server
+    /// pipes into ssh to the receiving one; the bytes cross the network once),
+    /// `through-here` (both servers' streams meet in a pipe on this machine), or
+    /// `auto`: direct when the sending server reaches the receiving one by ssh
+    /// (tried first, BatchMode, host key checked), through here otherwise.
+    #[arg(long, value_name = "ROUTE", default_value = "auto", value_parser = ["auto", "direct", "through-here"])]
+    pub route: String,
+
+    /// An ssh option for the ssh the sending server runs on the direct route, as
+    /// for `ssh -o` (e.g. IdentityFile=/root/.ssh/deploy,
+    /// UserKnownHostsFile=/root/.ssh/known_hosts_new); repeatable. Paths are on the
+    /// sending server.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub direct_ssh_option: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -736,6 +753,12 @@ pub struct BundleSendArgs {
     /// Print only the bundle's manifest.json.
     #[arg(long)]
     pub manifest: bool,
+
+    /// After `--`: a command (argv) to stream into instead of stdout, the direct
+    /// route's ssh to the receiving server; its stderr is passed through, and its
+    /// stdout (the receiver's report) printed once it succeeded.
+    #[arg(last = true, value_name = "ARGV")]
+    pub into: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -747,6 +770,11 @@ pub struct BundleReceiveArgs {
     /// Read a manifest on stdin and print, as a JSON array, the files DEST still needs.
     #[arg(long)]
     pub needed: bool,
+
+    /// Refuse a stream whose manifest.json has another BLAKE3 (hex) than this: the
+    /// one the needed files were listed from.
+    #[arg(long, value_name = "HEX")]
+    pub manifest_blake3: Option<String>,
 }
 
 /// `cmw-upgrade man`.
