@@ -90,12 +90,24 @@ fn damaged(dest: &Path, details: impl Into<String>) -> Error {
     }
 }
 
+/// What a receiver says when the stream stops before its end.
+const ENDED_EARLY: &str = "the transfer stream ended early (the sender or the connection \
+                           stopped); run the transfer again: it sends only what is missing";
+
 fn truncated(dest: &Path) -> Error {
-    damaged(
-        dest,
-        "the transfer stream ended early (the sender or the connection stopped); \
-         run the transfer again: it sends only what is missing",
-    )
+    damaged(dest, ENDED_EARLY)
+}
+
+/// Whether `error` is a receiver's "the stream ended early", here or from
+/// another server: the sender's failure, if any, is then the cause to report.
+pub fn ended_early(error: &Error) -> bool {
+    match error {
+        Error::BundleDamaged { details, .. } => details == ENDED_EARLY,
+        Error::Remote { kind, message, .. } => {
+            *kind == crate::ErrorKind::BundleDamaged && message.contains(ENDED_EARLY)
+        }
+        _ => false,
+    }
 }
 
 /// Parses and checks a manifest that came over the wire (as [`Manifest::read`]

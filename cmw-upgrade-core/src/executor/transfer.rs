@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use super::ssh::remote_command_line;
 use super::{shell_quote, SshExecutor};
 use crate::backup::transfer::{
-    files_needed, manifest_hash, parse_manifest, read_manifest_bytes, receive_bundle_expecting,
-    send_bundle, send_manifest_only, widen_pipe, ReceiveReport,
+    ended_early, files_needed, manifest_hash, parse_manifest, read_manifest_bytes,
+    receive_bundle_expecting, send_bundle, send_manifest_only, widen_pipe, ReceiveReport,
 };
 use crate::backup::Progress;
 use crate::cancel::Cancel;
@@ -1083,16 +1083,17 @@ impl Stream<'_, '_> {
     }
 }
 
-/// One error for a stream whose sender or receiver failed: the receiver's,
-/// unless it only saw the stream end early or go wrong, which the sender's
-/// failure explains (then the sender's, with the receiver's words).
+/// One error for a stream whose sender or receiver failed: the receiver's
+/// (a sender stopped by it fails too), unless it only saw the stream end
+/// early, which the sender's failure explains: then the sender's, with the
+/// receiver's words.
 fn combine(sent: Ended<()>, received: Ended<ReceiveReport>) -> Result<ReceiveReport> {
     match (sent, received) {
         (Ended::Ok(()), Ended::Ok(report)) => Ok(report),
         (Ended::Ok(()), Ended::Failed(error)) => Err(error),
         (Ended::Failed(error), Ended::Ok(_)) => Err(error),
         (Ended::Failed(sender), Ended::Failed(receiver)) => {
-            if receiver.kind() != ErrorKind::BundleDamaged {
+            if !ended_early(&receiver) {
                 return Err(receiver);
             }
             Err(match sender {
