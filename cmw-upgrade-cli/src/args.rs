@@ -682,20 +682,21 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Copy a bundle from one server to another through this machine, verified and
-    /// resumable.
+    /// Copy a bundle from one server to another, verified and resumable.
     ///
     /// Each side is `[user@]host[:port]:DIR` (a server reached with the system's ssh,
     /// host keys checked, no prompts; DIR absolute there) or a path on this machine
     /// (`/path`, `./path`, or `local:PATH`). The receiver is asked first which files it
     /// lacks (a file already there with the manifest's size and BLAKE3 is not sent
     /// again, so an interrupted transfer resumes); then the sender's output goes
-    /// straight into the receiver through a pipe. Every file is written under a
+    /// straight into the receiver: from server to server by ssh, or through a pipe on
+    /// this machine (--route). Every file is written under a
     /// temporary name, checked against the manifest, then renamed into place with its
     /// mode, time and (as root) owner; manifest.json is written last, so a folder
     /// without it is an unfinished transfer: run the same command again.
     ///
-    /// Both servers need cmw-upgrade (--remote-cmw-upgrade names it there). --root
+    /// A server whose cmw-upgrade (--remote-cmw-upgrade) is missing or older gets a
+    /// copy of this binary in /var/lib/cmw-upgrade/bin. --root
     /// places both DIRs under a root on their servers. Exit codes: 0 done, 2 an error
     /// (message on stderr; what was received in full stays for the rerun).
     #[command(after_long_help = TRANSFER_EXAMPLES)]

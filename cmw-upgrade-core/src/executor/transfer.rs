@@ -253,6 +253,18 @@ pub fn transfer_bundle(
     progress: &mut dyn FnMut(&TransferProgress),
     cancel: &Cancel,
 ) -> Result<TransferReport> {
+    // Whichever step noticed the stop, the admin learns that a rerun resumes.
+    transfer(request, progress, cancel).map_err(|error| match error {
+        Error::Cancelled { .. } => cancelled(),
+        other => other,
+    })
+}
+
+fn transfer(
+    request: &TransferRequest<'_>,
+    progress: &mut dyn FnMut(&TransferProgress),
+    cancel: &Cancel,
+) -> Result<TransferReport> {
     let started = Instant::now();
     check_ends(request)?;
     let manifest = sender_manifest(&request.from, cancel)?;
@@ -322,11 +334,6 @@ fn check_ends(request: &TransferRequest<'_>) -> Result<()> {
     Ok(())
 }
 
-/// The argv of `cmw-upgrade ARGS…` on `ssh`'s server, and its display.
-fn tool_on(ssh: &SshExecutor, args: &[&str]) -> Result<Vec<String>> {
-    ssh.tool_argv(args)
-}
-
 /// How a command is shown in messages: on which server, which argv.
 fn display(server: &str, argv: &[String]) -> String {
     let line = argv
@@ -341,7 +348,7 @@ fn sender_manifest(from: &BundleEnd<'_>, cancel: &Cancel) -> Result<Vec<u8>> {
     match from {
         BundleEnd::Local { root, dir } => read_manifest_bytes(&place_under_root(root, dir)?),
         BundleEnd::Remote { ssh, dir } => {
-            let argv = tool_on(ssh, &["bundle-send", "--json", dir, "--manifest"])?;
+            let argv = ssh.tool_argv(&["bundle-send", "--json", dir, "--manifest"])?;
             let output = run_captured(ssh.command(&argv), b"", QUESTION_LIMIT, cancel)?;
             output.into_result(ssh.destination(), &argv, SSH_HINT)
         }
@@ -356,7 +363,7 @@ fn receiver_needed(to: &BundleEnd<'_>, manifest: &[u8], cancel: &Cancel) -> Resu
             files_needed(&dest, &parsed, &Progress::with_cancel(cancel.clone()))
         }
         BundleEnd::Remote { ssh, dir } => {
-            let argv = tool_on(ssh, &["bundle-receive", "--json", dir, "--needed"])?;
+            let argv = ssh.tool_argv(&["bundle-receive", "--json", dir, "--needed"])?;
             let output = run_captured(ssh.command(&argv), manifest, QUESTION_LIMIT, cancel)?;
             let answer = output.into_result(ssh.destination(), &argv, SSH_HINT)?;
             serde_json::from_slice(&answer).map_err(|error| Error::Internal {
@@ -443,7 +450,7 @@ fn choose_route(
         }),
         Route::Auto => {
             let mut probe = direct_ssh_argv(&direct, &["ConnectTimeout=10"]);
-            probe.push(remote_command_line(&tool_on(to_ssh, &["--version"])?));
+            probe.push(remote_command_line(&to_ssh.tool_argv(&["--version"])?));
             let output = run_captured(from_ssh.command(&probe), b"", PROBE_LIMIT, cancel)?;
             if output.status.success() {
                 return Ok(ChosenRoute {
@@ -749,16 +756,13 @@ impl Stream<'_, '_> {
     }
 
     fn receive_argv(&self, ssh: &SshExecutor, dir: &str) -> Result<Vec<String>> {
-        tool_on(
-            ssh,
-            &[
-                "bundle-receive",
-                "--json",
-                dir,
-                "--manifest-blake3",
-                self.manifest_blake3,
-            ],
-        )
+        ssh.tool_argv(&[
+            "bundle-receive",
+            "--json",
+            dir,
+            "--manifest-blake3",
+            self.manifest_blake3,
+        ])
     }
 
     /// The sender's output goes into the receiver through one OS pipe here.
@@ -792,7 +796,7 @@ impl Stream<'_, '_> {
         let mut send_argv = Vec::new();
         match &self.request.from {
             BundleEnd::Remote { ssh, dir } if !self.needed.is_empty() => {
-                send_argv = tool_on(ssh, &["bundle-send", "--json", dir])?;
+                send_argv = ssh.tool_argv(&["bundle-send", "--json", dir])?;
                 let mut command = ssh.command(&send_argv);
                 command
                     .stdin(Stdio::piped())
@@ -1013,7 +1017,7 @@ impl Stream<'_, '_> {
         into.push(remote_command_line(&self.receive_argv(to, dest)?));
         let mut args: Vec<&str> = vec!["bundle-send", "--json", dir, "--"];
         args.extend(into.iter().map(String::as_str));
-        let send_argv = tool_on(from, &args)?;
+        let send_argv = from.tool_argv(&args)?;
         let mut command = from.command(&send_argv);
         command
             .stdin(Stdio::piped())
@@ -1151,7 +1155,8 @@ pub fn send_bundle_into(
         .stderr(Stdio::piped());
     let mut child = start(command, program)?;
     let progress = Progress::with_cancel(cancel.clone());
-    let (events, _unused) = mpsc::channel::<ProgressLine>();
+    // The lines are passed through as text; the parsed copies are not read.
+    let (events, _not_read) = mpsc::channel::<ProgressLine>();
     let (sent, answer, said) = std::thread::scope(|scope| {
         let stdout = child.stdout.take();
         let answer = scope.spawn(move || read_all(stdout));
