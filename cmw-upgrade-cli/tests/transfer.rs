@@ -408,3 +408,34 @@ fn a_manifest_that_changes_between_the_needed_list_and_the_stream_is_refused() {
     );
     verified(&copy);
 }
+
+#[test]
+fn a_cancelled_transfer_stops_both_sides_and_the_rerun_resumes() {
+    let sshd = TestSshd::start().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bundle = small_bundle(work.path());
+    let to = connect(&sshd, BINARY);
+    let copy = work.path().join("copy");
+    let request = TransferRequest {
+        from: BundleEnd::Local {
+            root: "/".into(),
+            dir: bundle.to_str().unwrap().to_owned(),
+        },
+        to: remote(&to, &copy),
+        route: Route::Auto,
+        direct: None,
+    };
+    // Stopped at the receiver's first progress line.
+    let cancel = Cancel::new();
+    let stop = cancel.clone();
+    let error = transfer_bundle(&request, &mut |_| stop.cancel(), &cancel).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Cancelled, "{error}");
+    assert!(error.to_string().contains("resumes"), "{error}");
+    assert!(!copy.join("manifest.json").exists());
+
+    let report = transfer_bundle(&request, &mut |_| {}, &Cancel::new()).unwrap();
+    assert_eq!(report.route_taken, RouteTaken::ThroughHere, "{report:?}");
+    assert_eq!(report.sent_files + report.skipped_files, report.files);
+    assert!(partial_files(&copy).is_empty());
+    verified(&copy);
+}
