@@ -143,6 +143,20 @@ fn a_bundle_crosses_over_ssh_verified_and_a_killed_transfer_resumes() {
         "{report}"
     );
     assert!(report["sent_bytes"].as_u64().unwrap() < report["bytes"].as_u64().unwrap());
+    // One server for both ends, no key of its own for itself: through here, saying why.
+    assert_eq!(report["route_taken"], "through_here", "{report}");
+    assert!(
+        report["route_reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{report}"
+    );
+    let hash = report["manifest_blake3"].as_str().unwrap();
+    assert!(
+        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{report}"
+    );
     let output = cmw(&["--json", "backup", "verify", copy.to_str().unwrap()]);
     assert_eq!(json(&output)["ok"], true, "{}", util::stdout(&output));
 

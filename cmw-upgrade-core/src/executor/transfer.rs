@@ -773,13 +773,20 @@ impl Stream<'_, '_> {
         let (events, arrived) = mpsc::channel::<ProgressLine>();
         let started = Instant::now();
 
+        // Both command lines first: nothing is started when one cannot be made.
+        let receive_argv = match &self.request.to {
+            BundleEnd::Remote { ssh, dir } => self.receive_argv(ssh, dir)?,
+            BundleEnd::Local { .. } => Vec::new(),
+        };
+        let send_argv = match &self.request.from {
+            BundleEnd::Remote { ssh, dir } => ssh.tool_argv(&["bundle-send", "--json", dir])?,
+            BundleEnd::Local { .. } => Vec::new(),
+        };
         // The receiver: a child reading the pipe, or a thread here.
         let mut receiver_child = None;
         let mut receiver_reader = None;
-        let mut receive_argv = Vec::new();
         match &self.request.to {
-            BundleEnd::Remote { ssh, dir } => {
-                receive_argv = self.receive_argv(ssh, dir)?;
+            BundleEnd::Remote { ssh, .. } => {
                 let mut command = ssh.command(&receive_argv);
                 command
                     .stdin(Stdio::from(reader))
@@ -793,10 +800,8 @@ impl Stream<'_, '_> {
         // manifest alone, when the receiver has every file).
         let mut sender_child = None;
         let mut sender_writer = None;
-        let mut send_argv = Vec::new();
         match &self.request.from {
-            BundleEnd::Remote { ssh, dir } if !self.needed.is_empty() => {
-                send_argv = ssh.tool_argv(&["bundle-send", "--json", dir])?;
+            BundleEnd::Remote { ssh, .. } if !self.needed.is_empty() => {
                 let mut command = ssh.command(&send_argv);
                 command
                     .stdin(Stdio::piped())
