@@ -743,10 +743,33 @@ struct Stream<'a, 'b> {
     cancel: &'a Cancel,
 }
 
-/// How one side of the stream ended.
-enum Ended<T> {
-    Ok(T),
-    Failed(Error),
+/// The report a receiver printed (`--json`) once `status` says it succeeded;
+/// otherwise the error it printed, or ssh's words (`said`) with `hint`.
+fn report_of(
+    server: &str,
+    argv: &[String],
+    status: io::Result<ExitStatus>,
+    answer: &[u8],
+    said: &str,
+    hint: &str,
+) -> Result<ReceiveReport> {
+    let status = status.map_err(|error| Error::io("wait for", "ssh", error))?;
+    if !status.success() {
+        return Err(tool_error(server, answer)
+            .unwrap_or_else(|| failed(display(server, argv), status, said, hint)));
+    }
+    serde_json::from_slice(answer).map_err(|error| Error::Internal {
+        details: format!("the receiver's report from {server} does not parse: {error}"),
+    })
+}
+
+/// A side that ran as a thread here: its result (a panic is an internal error).
+fn joined<T>(result: std::thread::Result<Result<T>>, side: &str) -> Result<T> {
+    result.unwrap_or_else(|_| {
+        Err(Error::Internal {
+            details: format!("the {side} thread panicked"),
+        })
+    })
 }
 
 impl Stream<'_, '_> {
@@ -920,77 +943,42 @@ impl Stream<'_, '_> {
                 }
             }
             let received = match (receiver_child.as_mut(), receiver_thread) {
-                (Some(child), _) => {
-                    let status = child.wait();
-                    let answer = receiver_answer.join().unwrap_or_default();
-                    let said = receiver_said.join().unwrap_or_default();
-                    let server = self.request.to.server();
-                    match status {
-                        Ok(status) if status.success() => {
-                            match serde_json::from_slice::<ReceiveReport>(&answer) {
-                                Ok(report) => Ended::Ok(report),
-                                Err(error) => Ended::Failed(Error::Internal {
-                                    details: format!(
-                                        "the receiver's report from {server} does not parse: {error}"
-                                    ),
-                                }),
-                            }
-                        }
-                        Ok(status) => {
-                            Ended::Failed(tool_error(&server, &answer).unwrap_or_else(|| {
-                                failed(
-                                    display(&server, &receive_argv),
-                                    status,
-                                    &said,
-                                    "nothing incomplete kept its name; run the same transfer again",
-                                )
-                            }))
-                        }
-                        Err(error) => Ended::Failed(Error::io("wait for", "ssh", error)),
-                    }
-                }
-                (None, Some(thread)) => match thread.join() {
-                    Ok(Ok(report)) => Ended::Ok(report),
-                    Ok(Err(error)) => Ended::Failed(error),
-                    Err(_) => Ended::Failed(Error::Internal {
-                        details: "the receiving thread panicked".to_owned(),
-                    }),
-                },
-                (None, None) => Ended::Failed(Error::Internal {
+                (Some(child), _) => report_of(
+                    &self.request.to.server(),
+                    &receive_argv,
+                    child.wait(),
+                    &receiver_answer.join().unwrap_or_default(),
+                    &receiver_said.join().unwrap_or_default(),
+                    "nothing incomplete kept its name; run the same transfer again",
+                ),
+                (None, Some(thread)) => joined(thread.join(), "receiving"),
+                (None, None) => Err(Error::Internal {
                     details: "no receiver was started".to_owned(),
                 }),
             };
             // A receiver that stopped leaves a sender blocked on the pipe.
-            if matches!(received, Ended::Failed(_)) {
+            if received.is_err() {
                 if let Some(child) = sender_child.as_mut() {
                     stop(child);
                 }
             }
             let sent = match (sender_child.as_mut(), sender_thread) {
                 (Some(child), _) => {
-                    let status = child.wait();
-                    let said = sender_said.join().unwrap_or_default();
                     let server = self.request.from.server();
-                    match status {
-                        Ok(status) if status.success() => Ended::Ok(()),
-                        Ok(status) => Ended::Failed(failed(
+                    match child.wait() {
+                        Ok(status) if status.success() => Ok(()),
+                        Ok(status) => Err(failed(
                             display(&server, &send_argv),
                             status,
-                            &String::from_utf8_lossy(&said),
+                            &String::from_utf8_lossy(&sender_said.join().unwrap_or_default()),
                             "nothing incomplete kept its name on the receiver; fix the cause and \
                              run the same transfer again: it sends only what is missing",
                         )),
-                        Err(error) => Ended::Failed(Error::io("wait for", "ssh", error)),
+                        Err(error) => Err(Error::io("wait for", "ssh", error)),
                     }
                 }
-                (None, Some(thread)) => match thread.join() {
-                    Ok(Ok(())) => Ended::Ok(()),
-                    Ok(Err(error)) => Ended::Failed(error),
-                    Err(_) => Ended::Failed(Error::Internal {
-                        details: "the sending thread panicked".to_owned(),
-                    }),
-                },
-                (None, None) => Ended::Ok(()),
+                (None, Some(thread)) => joined(thread.join(), "sending"),
+                (None, None) => Ok(()),
             };
             (was_cancelled, sent, received)
         });
@@ -1072,23 +1060,17 @@ impl Stream<'_, '_> {
         if was_cancelled || self.cancel.is_cancelled() {
             return Err(cancelled());
         }
-        let status = status.map_err(|error| Error::io("wait for", "ssh", error))?;
-        let server = from.destination();
-        if !status.success() {
-            return Err(tool_error(server, &answer).unwrap_or_else(|| {
-                failed(
-                    display(server, &send_argv),
-                    status,
-                    &said,
-                    "check that the sending server reaches the receiving one by ssh (key, \
-                     host key), or use the route through this machine; nothing incomplete \
-                     kept its name: run the same transfer again",
-                )
-            }));
-        }
-        serde_json::from_slice(&answer).map_err(|error| Error::Internal {
-            details: format!("the receiver's report through {server} does not parse: {error}"),
-        })
+        // The sender prints the receiver's report, or the error of either.
+        report_of(
+            from.destination(),
+            &send_argv,
+            status,
+            &answer,
+            &said,
+            "check that the sending server reaches the receiving one by ssh (key, host key), \
+             or use the route through this machine; nothing incomplete kept its name: run the \
+             same transfer again",
+        )
     }
 }
 
@@ -1096,12 +1078,11 @@ impl Stream<'_, '_> {
 /// (a sender stopped by it fails too), unless it only saw the stream end
 /// early, which the sender's failure explains: then the sender's, with the
 /// receiver's words.
-fn combine(sent: Ended<()>, received: Ended<ReceiveReport>) -> Result<ReceiveReport> {
+fn combine<T>(sent: Result<()>, received: Result<T>) -> Result<T> {
     match (sent, received) {
-        (Ended::Ok(()), Ended::Ok(report)) => Ok(report),
-        (Ended::Ok(()), Ended::Failed(error)) => Err(error),
-        (Ended::Failed(error), Ended::Ok(_)) => Err(error),
-        (Ended::Failed(sender), Ended::Failed(receiver)) => {
+        (Ok(()), received) => received,
+        (Err(error), Ok(_)) => Err(error),
+        (Err(sender), Err(receiver)) => {
             if !ended_early(&receiver) {
                 return Err(receiver);
             }
@@ -1209,9 +1190,9 @@ pub fn send_bundle_into(
         return Err(cancelled());
     }
     let received = if status.success() {
-        Ended::Ok(ReceiveReport::default())
+        Ok(())
     } else {
-        Ended::Failed(
+        Err(
             tool_error("the receiving server", &answer).unwrap_or_else(|| {
                 failed(
                     argv.iter()
@@ -1225,10 +1206,6 @@ pub fn send_bundle_into(
                 )
             }),
         )
-    };
-    let sent = match sent {
-        Ok(()) => Ended::Ok(()),
-        Err(error) => Ended::Failed(error),
     };
     combine(sent, received)?;
     Ok(answer)
