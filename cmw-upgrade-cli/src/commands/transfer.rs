@@ -267,6 +267,24 @@ fn connect(
     })?)
 }
 
+/// The core's end for `endpoint`: on its server when it has one, here otherwise.
+fn bundle_end<'a>(
+    global: &GlobalArgs,
+    endpoint: &Endpoint,
+    ssh: Option<&'a SshExecutor>,
+) -> BundleEnd<'a> {
+    match (endpoint, ssh) {
+        (Endpoint::Remote { dir, .. }, Some(ssh)) => BundleEnd::Remote {
+            ssh,
+            dir: dir.clone(),
+        },
+        _ => BundleEnd::Local {
+            root: global.root.clone(),
+            dir: endpoint.dir().to_owned(),
+        },
+    }
+}
+
 fn route_of(text: &str) -> Route {
     match text {
         "direct" => Route::Direct,
@@ -299,22 +317,6 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         Some((destination, port)) => Some(connect(global, &args, destination, port)?),
         None => None,
     };
-    fn end<'a>(
-        global: &GlobalArgs,
-        endpoint: &Endpoint,
-        ssh: Option<&'a SshExecutor>,
-    ) -> BundleEnd<'a> {
-        match (endpoint, ssh) {
-            (Endpoint::Remote { dir, .. }, Some(ssh)) => BundleEnd::Remote {
-                ssh,
-                dir: dir.clone(),
-            },
-            _ => BundleEnd::Local {
-                root: global.root.clone(),
-                dir: endpoint.dir().to_owned(),
-            },
-        }
-    }
     for provisioned in [&from_ssh, &to_ssh]
         .into_iter()
         .flatten()
@@ -333,8 +335,8 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         _ => None,
     };
     let request = TransferRequest {
-        from: end(global, &from, from_ssh.as_ref()),
-        to: end(global, &to, to_ssh.as_ref().or(from_ssh.as_ref())),
+        from: bundle_end(global, &from, from_ssh.as_ref()),
+        to: bundle_end(global, &to, to_ssh.as_ref().or(from_ssh.as_ref())),
         route: route_of(&args.route),
         direct,
     };
