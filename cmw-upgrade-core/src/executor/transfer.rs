@@ -571,10 +571,19 @@ fn last_words(stderr: &[u8]) -> Option<String> {
 }
 
 fn failed(command: String, status: ExitStatus, output: &str, hint: &str) -> Error {
+    let output = match output.trim() {
+        // ssh's 255 without a word: the session ended without an exit status,
+        // as when the command there is killed or the connection drops.
+        "" if status.code() == Some(255) => "ssh said nothing: the command there was killed \
+                                             or the connection dropped"
+            .to_owned(),
+        "" => "it said nothing".to_owned(),
+        said => said.to_owned(),
+    };
     Error::CommandFailed {
         command,
         status: exit_text(status),
-        output: output.trim().to_owned(),
+        output,
         hint: hint.to_owned(),
     }
 }
