@@ -1078,20 +1078,21 @@ pub struct ReachArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Copy a bundle from one server to another through this machine, verified and
-    /// resumable.
+    /// Copy a bundle from one server to another, verified and resumable.
     ///
     /// Each side is `[user@]host[:port]:DIR` (a server reached with the system's ssh,
     /// host keys checked, no prompts; DIR absolute there) or a path on this machine
     /// (`/path`, `./path`, or `local:PATH`). The receiver is asked first which files it
     /// lacks (a file already there with the manifest's size and BLAKE3 is not sent
     /// again, so an interrupted transfer resumes); then the sender's output goes
-    /// straight into the receiver through a pipe. Every file is written under a
+    /// straight into the receiver: from server to server by ssh, or through a pipe on
+    /// this machine (--route). Every file is written under a
     /// temporary name, checked against the manifest, then renamed into place with its
     /// mode, time and (as root) owner; manifest.json is written last, so a folder
     /// without it is an unfinished transfer: run the same command again.
     ///
-    /// Both servers need cmw-upgrade (--remote-cmw-upgrade names it there). --root
+    /// A server whose cmw-upgrade (--remote-cmw-upgrade) is missing or older gets a
+    /// copy of this binary in /var/lib/cmw-upgrade/bin. --root
     /// places both DIRs under a root on their servers. Exit codes: 0 done, 2 an error
     /// (message on stderr; what was received in full stays for the rerun).
     #[command(after_long_help = TRANSFER_EXAMPLES)]
@@ -1118,9 +1119,26 @@ pub struct TransferArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// cmw-upgrade's command on the servers reached by ssh.
+    /// cmw-upgrade's command on the servers reached by ssh (its agent runs as
+    /// `PATH [--root R] agent`; when it is missing or older, this binary is copied
+    /// to /var/lib/cmw-upgrade/bin there and used instead).
     #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
     pub remote_cmw_upgrade: String,
+
+    /// Which way the bytes go between two servers: `direct` (the sending server
+    /// pipes into ssh to the receiving one; the bytes cross the network once),
+    /// `through-here` (both servers' streams meet in a pipe on this machine), or
+    /// `auto`: direct when the sending server reaches the receiving one by ssh
+    /// (tried first, BatchMode, host key checked), through here otherwise.
+    #[arg(long, value_name = "ROUTE", default_value = "auto", value_parser = ["auto", "direct", "through-here"])]
+    pub route: String,
+
+    /// An ssh option for the ssh the sending server runs on the direct route, as
+    /// for `ssh -o` (e.g. IdentityFile=/root/.ssh/deploy,
+    /// UserKnownHostsFile=/root/.ssh/known_hosts_new); repeatable. Paths are on the
+    /// sending server.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub direct_ssh_option: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1132,6 +1150,12 @@ pub struct BundleSendArgs {
     /// Print only the bundle's manifest.json.
     #[arg(long)]
     pub manifest: bool,
+
+    /// After `--`: a command (argv) to stream into instead of stdout, the direct
+    /// route's ssh to the receiving server; its stderr is passed through, and its
+    /// stdout (the receiver's report) printed once it succeeded.
+    #[arg(last = true, value_name = "ARGV")]
+    pub into: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -1143,6 +1167,11 @@ pub struct BundleReceiveArgs {
     /// Read a manifest on stdin and print, as a JSON array, the files DEST still needs.
     #[arg(long)]
     pub needed: bool,
+
+    /// Refuse a stream whose manifest.json has another BLAKE3 (hex) than this: the
+    /// one the needed files were listed from.
+    #[arg(long, value_name = "HEX")]
+    pub manifest_blake3: Option<String>,
 }
 
 /// `cmw-upgrade man`.

@@ -9,7 +9,9 @@ use std::process::{Command, Output};
 
 use cmw_upgrade_tests::sshd::TestSshd;
 use serde_json::Value;
-use util::{json, stderr, stdout};
+use std::collections::BTreeMap;
+
+use util::{assert_same_tree, json, stderr, stdout, tree};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
@@ -152,16 +154,82 @@ fn run(command: &mut Command) -> Output {
     command.output().unwrap()
 }
 
+/// The new server after today's local run (`run` on the new server, the
+/// bundle brought by hand) of a simulation of `family`, for comparison.
+fn local_run_end(family: &str) -> BTreeMap<String, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s"])
+        .args(["--family", family, "--keep"])
+        .arg(dir.path().join("sim"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let setup = json(&output);
+    let root = PathBuf::from(setup["root"].as_str().unwrap());
+    let text = |key: &str| setup[key].as_str().unwrap().to_owned();
+    let run = bin()
+        .env("PATH", text("path"))
+        .arg("--root")
+        .arg(&root)
+        .arg("run")
+        .args(["--instance", "prod", "--bundle", &text("bundle")])
+        .args(["--distribution", &text("distribution")])
+        .args(["--prerequisites", &text("prerequisites")])
+        .args(["--port", &setup["port"].to_string()])
+        .args(["--upgrade-timeout", "30s", "--health-timeout", "30s"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let end = util::final_state(&root, &root, &setup);
+    let _ = Command::new(Path::new(&text("programs")).join("systemctl"))
+        .args(["stop", "comindwareprod", "nginx"])
+        .env("PATH", text("path"))
+        .output();
+    end
+}
+
+/// The whole upgrade of each family from a control point ends as the local
+/// run does, with the old server's files untouched but for its bundle.
 #[test]
 fn the_whole_upgrade_from_a_control_point() {
-    let servers = TwoServers::new("deb");
-    let plan = run(&mut servers.upgrade(&["--plan"]));
-    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
-    println!("{}", stdout(&plan));
-    assert!(servers.state().is_none(), "a plan records nothing");
-    let output = run(&mut servers.upgrade(&[]));
-    println!("{}\n{}", stdout(&output), stderr(&output));
-    assert_eq!(output.status.code(), Some(0));
+    for family in ["deb", "rpm", "alt"] {
+        let servers = TwoServers::new(family);
+        let old_before = tree(&servers.old_root());
+        let plan = run(&mut servers.upgrade(&["--plan"]));
+        assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+        assert!(servers.state().is_none(), "a plan records nothing");
+        let output = run(&mut servers.upgrade(&[]));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{family}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        let text = stdout(&output);
+        for line in [
+            "[old     ] backup-old        done",
+            "[old->new] transfer-bundle   done",
+            "[new     ] final-check       done",
+            "[old     ] drift-old         done",
+            "nothing was written after the backup",
+        ] {
+            assert!(text.contains(line), "{family}: {line:?} not in\n{text}");
+        }
+        // The old server: only its bundle was added.
+        let mut old_after = tree(&servers.old_root());
+        old_after.retain(|path, _| !path.starts_with("var/backups"));
+        assert_same_tree(&old_after, &old_before, "the old server changed");
+        let mut end = util::final_state(&servers.new_root(), &servers.control(), &servers.setup);
+        for step in ["backup-old", "transfer-bundle", "drift-old"] {
+            assert_eq!(
+                end.remove(&format!("step \"{step}\"")).as_deref(),
+                Some("\"done\"")
+            );
+        }
+        assert_same_tree(&end, &local_run_end(family), "not the local run's end");
+    }
 }
 
 /// Copies the bundle the old server made to the same path on the new one,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use util::{json, stderr, stdout};
+use util::{assert_same_tree, database, json, stderr, stdout, tree};
 
 const STEPS: [&str; 12] = [
     "verify-bundle",
@@ -40,56 +40,6 @@ fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
         .unwrap();
     let report = json(&output);
     (output, report)
-}
-
-/// Every file under `folder`: relative path → content (links as `-> target`).
-fn tree(folder: &Path) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            let relative = path
-                .strip_prefix(folder)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let metadata = fs::symlink_metadata(&path).unwrap();
-            if metadata.file_type().is_symlink() {
-                found.insert(
-                    relative,
-                    format!("-> {}", fs::read_link(&path).unwrap().display()),
-                );
-            } else if metadata.is_dir() {
-                found.insert(relative + "/", String::new());
-                pending.push(path);
-            } else {
-                found.insert(
-                    relative,
-                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
-                );
-            }
-        }
-    }
-    found
-}
-
-/// Fails naming only the entries that differ (a whole tree is too long to read).
-fn assert_same_tree(
-    after: &BTreeMap<String, String>,
-    before: &BTreeMap<String, String>,
-    what: &str,
-) {
-    let differing: Vec<&String> = after
-        .keys()
-        .chain(before.keys())
-        .filter(|key| after.get(*key) != before.get(*key))
-        .collect();
-    assert!(differing.is_empty(), "{what}: {differing:?}");
-}
-
-fn database(root: &Path) -> PathBuf {
-    root.join("var/lib/comindware/prod/Database")
 }
 
 fn commands(report: &Value) -> Vec<String> {
@@ -332,48 +282,7 @@ impl Rehearsal {
 
     /// What the upgraded server looks like, with this simulation's ports named.
     fn final_state(&self) -> BTreeMap<String, String> {
-        let root = self.root();
-        let port = self.setup["port"].to_string();
-        let backend = fs::read_to_string(self.root().join("../sim/backend-port")).unwrap();
-        // The migration stamps the block it appends with the time.
-        let unstamped = |text: String| -> String {
-            text.lines()
-                .map(|line| {
-                    if line.contains("by cmw-upgrade 20") {
-                        "# stamp"
-                    } else {
-                        line
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let mut state: BTreeMap<String, String> = tree(&database(&root))
-            .into_iter()
-            .map(|(path, content)| (format!("Database/{path}"), content))
-            .collect();
-        for file in [
-            "usr/share/comindware/configs/instance/prod.yml",
-            "etc/nginx/sites-available/comindwareprod",
-            "etc/sysconfig/comindwareprod-env",
-            "var/www/prod/adapterhost.yml",
-            "var/www/prod/apigateway.yml",
-            "var/www/prod/Ignite.config",
-        ] {
-            let text = fs::read_to_string(root.join(file)).unwrap();
-            let text = text
-                .replace(&port, "PORT")
-                .replace(backend.trim(), "BACKEND");
-            state.insert(file.to_owned(), unstamped(text));
-        }
-        let run_state: Value = serde_json::from_slice(
-            &fs::read(root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
-        )
-        .unwrap();
-        for step in run_state["steps"].as_array().unwrap() {
-            state.insert(format!("step {}", step["name"]), step["status"].to_string());
-        }
-        state
+        util::final_state(&self.root(), &self.root(), &self.setup)
     }
 }
 

@@ -514,8 +514,7 @@ fn no_old_files(from: &Path, instance_config: &str, www: &str) -> Error {
     Error::CheckFailed {
         what: format!("reading the old server's files in {}", from.display()),
         details: format!(
-            "none is there (expected e.g. {}{instance_config} or {}{www}/Ignite.config); {hint}; \
-             nothing was written",
+            "none is there (expected e.g. {}{instance_config} or {}{www}/Ignite.config); {hint}",
             from.display(),
             from.display()
         ),
