@@ -466,8 +466,64 @@ fn a_missing_agent_is_copied_and_said_so() {
         "[old->new] $ cmw-upgrade bundle transfer --from",
         "&& bash instance_create.sh -n=prod",
         "[old] $ cmw-upgrade backup drift",
+        "note: reads the bundle, which backup-old makes and transfer-bundle brings to",
     ] {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
     assert!(servers.state().is_none(), "a plan records nothing");
+}
+
+/// A control point killed (-9) in the middle of the transfer, and again while
+/// the new server waits for the data-structure upgrade: each rerun reconnects
+/// and resumes, and the run ends upgraded with a bundle that verifies.
+#[test]
+#[cfg_attr(
+    not(feature = "test-hooks"),
+    ignore = "needs the kill hook: cargo test --features cmw-upgrade-cli/test-hooks (bash .ci/run does)"
+)]
+fn a_killed_control_point_resumes_where_it_stopped() {
+    use std::os::unix::process::ExitStatusExt;
+    let servers = TwoServers::new("deb");
+    // Enough data that the transfer reports progress before it ends.
+    let big = util::database(&servers.old_root()).join("db/big-part.bin");
+    fs::write(&big, vec![0x5a_u8; 64 << 20]).unwrap();
+    let step_status = |name: &str| -> String {
+        let state = servers.state().unwrap();
+        state["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == name)
+            .map(|step| step["status"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    for (point, step) in [
+        ("transfer:progress", "transfer-bundle"),
+        ("wait-upgrade:start", "wait-upgrade"),
+    ] {
+        let killed = run(servers.upgrade(&[]).env("CMW_UPGRADE_KILL_AT", point));
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{point}: {}",
+            stderr(&killed)
+        );
+        assert_eq!(step_status(step), "running", "{point}");
+    }
+    let rerun = run(&mut servers.upgrade(&["--json"]));
+    assert_eq!(rerun.status.code(), Some(0), "{}", stdout(&rerun));
+    let report = json(&rerun);
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|step| step["status"] == "done"));
+    // The bundle on the new server is whole: its own verify passes.
+    let bundle = report["steps"][0]["artifacts"]["old_bundle"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let verify = bin()
+        .args(["--json", "backup", "verify"])
+        .arg(servers.new_root().join(bundle.trim_start_matches('/')))
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 }

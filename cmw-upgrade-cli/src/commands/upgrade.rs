@@ -246,7 +246,8 @@ impl ProgressPrinter {
 /// A test hook, only in builds with the `test-hooks` feature (the tests';
 /// never the release binary): `CMW_UPGRADE_KILL_AT=<step>:start|<step>:end`
 /// makes the process kill itself with SIGKILL right after that boundary is
-/// saved, so the tests can prove a run resumes from any boundary.
+/// saved, so the tests can prove a run resumes from any boundary;
+/// `transfer:progress` kills it at the bundle transfer's first progress report.
 #[cfg(feature = "test-hooks")]
 pub(super) fn kill_hook(event: &Event) {
     let Ok(target) = std::env::var("CMW_UPGRADE_KILL_AT") else {
@@ -255,6 +256,7 @@ pub(super) fn kill_hook(event: &Event) {
     let here = match event {
         Event::StepStarted { name, .. } => format!("{name}:start"),
         Event::StepFinished { name, .. } => format!("{name}:end"),
+        Event::Transfer { .. } => "transfer:progress".to_owned(),
         _ => return,
     };
     if here == target {

@@ -803,6 +803,21 @@ pub fn receive_bundle_expecting(
         ));
     }
     let top = open_destination(dest)?;
+    // One receiver per folder: a transfer left running by a killed control
+    // point must not write the same files as its rerun. The kernel drops the
+    // lock with the process.
+    if let Err(error) =
+        rustix::fs::flock(&top, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    {
+        return Err(if error == Errno::WOULDBLOCK {
+            Error::Locked {
+                path: dest.to_path_buf(),
+                holder: "another transfer is writing into it".to_owned(),
+            }
+        } else {
+            Error::io("lock", dest, error.into())
+        });
+    }
     let receiver = Receiver {
         dest,
         top,

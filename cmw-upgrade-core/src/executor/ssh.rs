@@ -254,10 +254,27 @@ impl SshExecutor {
     /// through its stdin and stdout (a bundle transfer) instead of one agent
     /// request. `argv` is shell-quoted element by element for the login shell
     /// there, as the agent's own command line is; stdio is the caller's to set.
+    ///
+    /// The ssh process dies with the thread that starts it: a transfer's two
+    /// sessions feed each other through a pipe that does not pass through this
+    /// process, so without that, a killed control point would leave them
+    /// running (and racing its rerun).
     pub fn command(&self, argv: &[String]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
         let argv = self.master.remote_argv(argv);
         let mut command = std::process::Command::new(&argv[0]);
         command.args(&argv[1..]);
+        // SAFETY: the closure runs in the child between fork and exec, and
+        // only makes one prctl(2) call, which is async-signal-safe; it
+        // allocates nothing and touches no lock.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
         command
     }
 

@@ -1136,6 +1136,18 @@ pub fn plan_two_servers(
     let recorder = Recording::new(crate::executor::DryRun::new(new.executor()));
     for mut step in plan_steps(&recorder, &settings) {
         step.server = Some(NEW.to_owned());
+        // The bundle is not on the new server before the run makes and brings it.
+        if step
+            .note
+            .as_deref()
+            .is_some_and(|note| note.contains(&settings.bundle))
+        {
+            step.note = Some(format!(
+                "reads the bundle, which {BACKUP_OLD} makes and {TRANSFER_BUNDLE} brings to \
+                 {}: the run plans it in full then",
+                settings.bundle
+            ));
+        }
         steps.push(step);
     }
     steps.push(PlannedStep {
