@@ -103,6 +103,13 @@ pub struct GlobalArgs {
     /// Say more: `run` lists every command each step ran (its transcript).
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
+
+    /// Where this machine keeps the state of a run it drives as a control point
+    /// (`upgrade`; read by `status`, `rollback`, `cleanup`): DIR/<instance>/state.json
+    /// instead of /var/lib/cmw-upgrade/<instance>/ under --root. For an admin without
+    /// root on the control point.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state: Option<PathBuf>,
 }
 
 /// How progress is shown on stderr.

@@ -527,3 +527,67 @@ fn a_killed_control_point_resumes_where_it_stopped() {
         .unwrap();
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 }
+
+/// A failed upgrade is rolled back from the control point, with the state
+/// in a folder of the admin's (`--state`): `status` and `rollback` there
+/// reach the new server as the run did.
+#[test]
+fn a_failed_upgrade_is_rolled_back_from_the_control_point() {
+    let servers = TwoServers::new("deb");
+    let state = servers.dir.path().join("my-state");
+    let state_arg = state.to_str().unwrap();
+    fs::write(servers.new_root().join("../sim/failure"), "error\n").unwrap();
+    let failed = run(&mut servers.upgrade(&["--state", state_arg]));
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(state.join("prod/state.json").is_file());
+    assert!(
+        servers.state().is_none(),
+        "nothing under --root with --state"
+    );
+    let status = bin()
+        .args(["--state", state_arg, "status", "--instance", "prod"])
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(1), "{}", stdout(&status));
+    let text = stdout(&status);
+    assert!(
+        text.contains("[old] backup-old") && text.contains("[new] wait-upgrade"),
+        "{text}"
+    );
+    assert!(text.contains("cmw-upgrade upgrade"), "{text}");
+    let rollback = bin()
+        .args([
+            "--json",
+            "--state",
+            state_arg,
+            "rollback",
+            "--instance",
+            "prod",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
+    let report = json(&rollback);
+    assert_eq!(report["changed"], true);
+    assert_eq!(report["rollback"]["server"], "new");
+    // The new server is back where the run found it: the instance stopped,
+    // its database the bundle's.
+    let recorded: Value =
+        serde_json::from_slice(&fs::read(state.join("prod/state.json")).unwrap()).unwrap();
+    assert!(recorded["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|step| step["status"] == "rolled_back" || step["status"] == "pending"));
+    let bundle = recorded["settings"]["bundle"].as_str().unwrap();
+    assert_eq!(
+        tree(&util::database(&servers.new_root())),
+        tree(
+            &servers
+                .new_root()
+                .join(bundle.trim_start_matches('/'))
+                .join("database")
+        )
+    );
+}

@@ -18,8 +18,9 @@ fn size(item: &KeptItem) -> String {
 }
 
 pub fn run(global: &GlobalArgs, args: CleanupArgs) -> Result<ExitStatus, CliError> {
+    let store = super::state_store(global);
     let local = LocalExecutor::new(&global.root);
-    let Some(state) = RunState::load(&local, &args.instance)? else {
+    let Some(state) = RunState::load(store.as_ref(), &args.instance)? else {
         return Err(cmw_upgrade_core::Error::StateConflict {
             details: format!(
                 "no run of {} is recorded here ({}); nothing it kept to remove",
@@ -36,9 +37,12 @@ pub fn run(global: &GlobalArgs, args: CleanupArgs) -> Result<ExitStatus, CliErro
     };
     let exec: &dyn Executor = match &remote {
         Some(server) => server.executor(),
-        None => &local,
+        None => {
+            super::refuse_state_folder(global)?;
+            &local
+        }
     };
-    let _lock = RunLock::acquire(&local, &args.instance)?;
+    let _lock = RunLock::acquire(store.as_ref(), &args.instance)?;
     let kept = kept_by_run(exec, &state)?;
     let (chosen, left): (Vec<KeptItem>, Vec<KeptItem>) = kept
         .into_iter()

@@ -107,6 +107,29 @@ fn agent(global: &crate::args::GlobalArgs) -> Result<ExitStatus, CliError> {
     Ok(ExitStatus::Success)
 }
 
+/// Where this machine's run state is kept: `--state DIR`, or the tool's
+/// folder under `--root`.
+fn state_store(global: &crate::args::GlobalArgs) -> Box<dyn cmw_upgrade_core::executor::Executor> {
+    match &global.state {
+        Some(folder) => Box::new(cmw_upgrade_core::procedure::state::StateFolder::new(folder)),
+        None => Box::new(cmw_upgrade_core::executor::LocalExecutor::new(&global.root)),
+    }
+}
+
+/// `--state` is for runs driven from a control point; a run on the server
+/// itself keeps its state beside what it changes.
+fn refuse_state_folder(global: &crate::args::GlobalArgs) -> Result<(), CliError> {
+    if global.state.is_some() {
+        return Err(cmw_upgrade_core::Error::BadRequest {
+            details: "--state keeps the state of a run driven from a control point (cmw-upgrade \
+                      upgrade); a run on this server keeps it in /var/lib/cmw-upgrade under --root"
+                .to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Asks `question` on a terminal (yes/no, no by default); elsewhere only
 /// `yes` (`--yes`) agrees. `Err` says why not, naming `what` it would do.
 fn confirm(yes: bool, question: &str, what: &str) -> Result<(), String> {

@@ -5,7 +5,6 @@ use std::io::Write;
 
 use cmw_upgrade_core::backup::manifest::BackupMethod;
 use cmw_upgrade_core::executor::transfer::Route;
-use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::procedure::two_servers::{
     plan_two_servers, prepare_two_servers, rollback_two_servers, run_two_servers, RecordedServers,
     Server, ServerSpec, TwoServerPlan, TwoServerPreflight, TwoServerReport, TwoServerRun,
@@ -105,7 +104,8 @@ fn lock_new<'a>(
     new: &'a Server,
     instance: &InstanceName,
 ) -> Result<Option<RunLock<'a>>, CliError> {
-    let same_tree = spec.is_local()
+    let same_tree = global.state.is_none()
+        && spec.is_local()
         && std::path::Path::new(spec.root.as_deref().unwrap_or("/")) == global.root.as_path();
     if same_tree {
         return Ok(None);
@@ -137,18 +137,18 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
         }
         return Ok(ExitStatus::Success);
     }
-    let store = LocalExecutor::new(&global.root);
+    let store = super::state_store(global);
     let servers = TwoServerRun {
         old: &old,
         new: &new,
-        store: &store,
+        store: store.as_ref(),
     };
     let prepared = prepare_two_servers(&servers, &two, &settings)?;
     if let (Some(preflight), true) = (&prepared.preflight, global.text_progress()) {
         print_preflight(&mut crate::output::stderr(), preflight)?;
     }
     // Locks only once the preflight passed: a typo leaves no file behind.
-    let _here = RunLock::acquire(&store, &settings.instance)?;
+    let _here = RunLock::acquire(store.as_ref(), &settings.instance)?;
     let _there = lock_new(global, &two.new, &new, &settings.instance)?;
     let mut printer = ProgressPrinter::for_global(global);
     let mut ran_a_step = false;
@@ -275,16 +275,6 @@ fn print_report(report: &TwoServerReport) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The servers a run from this control point recorded, if it is one.
-pub fn recorded(
-    store: &LocalExecutor,
-    instance: &InstanceName,
-) -> Result<Option<RecordedServers>, CliError> {
-    Ok(cmw_upgrade_core::procedure::two_servers::recorded_servers(
-        store, instance,
-    )?)
-}
-
 /// `rollback` of a run from this control point: reconnects to the recorded
 /// new server and undoes its part (the old server was only read).
 pub fn rollback(
@@ -292,11 +282,13 @@ pub fn rollback(
     instance: &InstanceName,
     servers: &RecordedServers,
 ) -> Result<ExitStatus, CliError> {
-    let store = LocalExecutor::new(&global.root);
+    let store = super::state_store(global);
     let new = connect("new", &servers.settings.new)?;
-    let _here = RunLock::acquire(&store, instance)?;
+    let _here = RunLock::acquire(store.as_ref(), instance)?;
     let _there = lock_new(global, &servers.settings.new, &new, instance)?;
     let mut printer = ProgressPrinter::for_global(global);
-    let report = rollback_two_servers(&store, &new, instance, &mut |event| printer.show(event))?;
+    let report = rollback_two_servers(store.as_ref(), &new, instance, &mut |event| {
+        printer.show(event)
+    })?;
     print_rollback(global, &report, "new")
 }

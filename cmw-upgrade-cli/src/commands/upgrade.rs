@@ -56,6 +56,7 @@ fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result
 }
 
 pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    super::refuse_state_folder(global)?;
     let settings = settings_of(global, &args)?;
     let recorder = Recording::new(DryRun::new(LocalExecutor::new(&global.root)));
     let steps = plan_upgrade(&recorder, &settings)?;
@@ -272,6 +273,7 @@ pub(super) fn kill_hook(event: &Event) {
 pub(super) fn kill_hook(_event: &Event) {}
 
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    super::refuse_state_folder(global)?;
     let settings = settings_of(global, &args)?;
     let local = LocalExecutor::new(&global.root);
     // A typo must change nothing, not even the lock file: check the inputs
@@ -325,8 +327,8 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
 }
 
 pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
-    let local = LocalExecutor::new(&global.root);
-    let Some(state) = RunState::load(&local, &args.instance)? else {
+    let store = super::state_store(global);
+    let Some(state) = RunState::load(store.as_ref(), &args.instance)? else {
         // Not started is not a mistake: the same code as not finished.
         let message = format!(
             "no run of {} is recorded under {}; start one with cmw-upgrade run (or upgrade)",
@@ -421,9 +423,9 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
 }
 
 pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, CliError> {
-    let local = LocalExecutor::new(&global.root);
+    let store = super::state_store(global);
     // Nothing recorded, nothing to lock: no folder or lock file is made for a typo.
-    let Some(state) = RunState::load(&local, &args.instance)? else {
+    let Some(state) = RunState::load(store.as_ref(), &args.instance)? else {
         return Err(cmw_upgrade_core::Error::StateConflict {
             details: format!(
                 "no run of {} is recorded on this server ({}); nothing to undo",
@@ -434,9 +436,11 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, C
         .into());
     };
     confirm_rollback(&state, &args)?;
-    if let Some(servers) = super::two_servers::recorded(&local, &args.instance)? {
-        return super::two_servers::rollback(global, &args.instance, &servers);
+    if let Some(servers) = &state.servers {
+        return super::two_servers::rollback(global, &args.instance, servers);
     }
+    super::refuse_state_folder(global)?;
+    let local = LocalExecutor::new(&global.root);
     let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::for_global(global);
