@@ -591,3 +591,84 @@ fn a_failed_upgrade_is_rolled_back_from_the_control_point() {
         )
     );
 }
+
+/// The new server's sshd stopped in the middle of the transfer (its
+/// listener and every session killed), then started again on the same port
+/// and keys: the run stops with the transfer failed, and the rerun resumes,
+/// completes, and its bundle verifies.
+#[test]
+fn sshd_stopped_mid_transfer_then_restarted_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let servers = TwoServers::new("deb");
+    let big = util::database(&servers.old_root()).join("db/big-part.bin");
+    fs::write(&big, vec![0xa5_u8; 96 << 20]).unwrap();
+    let config = servers.new.identity_file().with_file_name("sshd_config");
+    let mut upgrade = servers
+        .upgrade(&["--json", "--progress", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = BufReader::new(upgrade.stderr.take().unwrap()).lines();
+    // At the transfer's first progress report, the new server's sshd goes.
+    for line in events.by_ref() {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "transfer" {
+            break;
+        }
+    }
+    let pgrep = |args: &[&str]| -> Vec<String> {
+        let output = Command::new("pgrep").args(args).output().unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    let listeners = pgrep(&["-f", "--", &format!("sshd -D -e -f {}", config.display())]);
+    assert!(!listeners.is_empty());
+    for listener in &listeners {
+        for session in pgrep(&["-P", listener]) {
+            let _ = Command::new("kill").args(["-KILL", &session]).status();
+        }
+        let _ = Command::new("kill").args(["-KILL", listener]).status();
+    }
+    for _ in events {}
+    let stopped = upgrade.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(1), "{}", stdout(&stopped));
+    let report = json(&stopped);
+    assert_eq!(report["steps"][1]["name"], "transfer-bundle");
+    assert_eq!(report["steps"][1]["status"], "failed", "{report}");
+    // The same sshd again, on its port and keys.
+    let mut restarted = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", servers.new.port)).is_err() {
+        assert!(started.elapsed().as_secs() < 10, "sshd did not come back");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let rerun = run(&mut servers.upgrade(&["--json"]));
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+    assert_eq!(rerun.status.code(), Some(0), "{}", stdout(&rerun));
+    let report = json(&rerun);
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|step| step["status"] == "done"));
+    let bundle = report["steps"][0]["artifacts"]["old_bundle"]
+        .as_str()
+        .unwrap();
+    let verify = bin()
+        .args(["--json", "backup", "verify"])
+        .arg(servers.new_root().join(bundle.trim_start_matches('/')))
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+}
