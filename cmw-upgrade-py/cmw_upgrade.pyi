@@ -90,6 +90,9 @@ class CancelledError(CmwUpgradeError):
 class BadInputError(CmwUpgradeError):
     """A value that names nothing there (a backend, a server); the message names what exists."""
 
+class AuthenticationFailedError(CmwUpgradeError):
+    """A server refused the tool's credentials (a DNS update's TSIG key)."""
+
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property
