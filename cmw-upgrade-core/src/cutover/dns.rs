@@ -582,13 +582,15 @@ pub fn plan_swap(
     }
     if !force {
         match saved {
-            None => return Err(Error::StateConflict {
-                details: format!(
+            None => {
+                return Err(Error::StateConflict {
+                    details: format!(
                     "{name} still has TTL {}s: caches would keep the old address that long; run \
                          `cmw-upgrade cutover prepare` first (it lowers the TTL), or pass --force",
                     current.ttl
                 ),
-            }),
+                })
+            }
             Some(saved) if now < saved.caches_expire_at => {
                 return Err(Error::StateConflict {
                     details: format!(
@@ -840,6 +842,8 @@ struct Session<'a> {
     options: &'a DnsOptions,
     server: SocketAddr,
     report: DnsReport,
+    /// Whether an update went through: only then is a failure half-way.
+    records_changed: bool,
 }
 
 fn session<'a>(
@@ -854,6 +858,7 @@ fn session<'a>(
         wire,
         options,
         server: primary.address,
+        records_changed: false,
         report: DnsReport {
             action: action.to_owned(),
             method: "dns".to_owned(),
@@ -896,7 +901,7 @@ impl Session<'_> {
     fn update(&mut self, phase: &str, purpose: &str, change: RrsetChange) -> Result<()> {
         let key = need_key(self.options)?;
         send(self.wire, self.server, key, &change).map_err(|error| {
-            if !self.report.changed {
+            if !self.records_changed {
                 return error;
             }
             Error::StepFailed {
@@ -914,6 +919,7 @@ impl Session<'_> {
                 ),
             }
         })?;
+        self.records_changed = true;
         self.done(
             phase,
             DnsStep::Update {
@@ -1117,9 +1123,15 @@ pub fn prepare(
     };
     // Saved before the first update, so a crash after it still knows the original TTL.
     write_saved_state(executor, &path, &saved)?;
-    session.done("prepare", DnsStep::SaveState { path });
-    for change in changes {
-        session.update("prepare", "lower the TTL", change)?;
+    session.done("prepare", DnsStep::SaveState { path: path.clone() });
+    for (number, change) in changes.into_iter().enumerate() {
+        if let Err(error) = session.update("prepare", "lower the TTL", change) {
+            if number == 0 {
+                // No record changed: a saved state would only stand in the way.
+                let _ = executor.remove(&path);
+            }
+            return Err(error);
+        }
     }
     session.report.caches_expire_at = Some(until);
     session.finish()
@@ -1158,6 +1170,7 @@ pub fn apply(
     else {
         return session.finish();
     };
+    let existed = saved.is_some();
     let mut saved = match saved {
         Some(saved) => saved,
         // Forced without prepare: the sets as they are now are what revert restores.
@@ -1174,10 +1187,19 @@ pub fn apply(
             switched: false,
         },
     };
+    let before = saved.clone();
     saved.switched = true;
     write_saved_state(executor, &path, &saved)?;
-    session.done("apply", DnsStep::SaveState { path });
-    session.update("apply", "swap the address", swap)?;
+    session.done("apply", DnsStep::SaveState { path: path.clone() });
+    if let Err(error) = session.update("apply", "swap the address", swap) {
+        // The address did not change: the saved state goes back to what it said.
+        let _ = if existed {
+            write_saved_state(executor, &path, &before)
+        } else {
+            executor.remove(&path)
+        };
+        return Err(error);
+    }
     session.finish()
 }
 

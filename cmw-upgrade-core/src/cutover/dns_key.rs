@@ -268,6 +268,12 @@ fn key_block(
     ))
 }
 
+/// Masks the key's secret (as base64, the way key files hold it) wherever
+/// the tool prints from now on.
+pub fn remember_secret(key: &TsigKey) {
+    crate::secrets::remember(&base64::engine::general_purpose::STANDARD.encode(&key.secret));
+}
+
 fn algorithm_named(value: &str, key: &str, line: usize) -> Result<TsigAlgorithm, String> {
     match value.to_ascii_lowercase().trim_end_matches('.') {
         "hmac-sha256" => Ok(TsigAlgorithm::HmacSha256),
