@@ -91,7 +91,7 @@ class BadInputError(CmwUpgradeError):
     """A value that names nothing there (a backend, a server); the message names what exists."""
 
 class AuthenticationFailedError(CmwUpgradeError):
-    """A server refused the tool's credentials (a DNS update's TSIG key)."""
+    """Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed)."""
 
 class Owner:
     """A user and group pair, as `chown` takes it."""

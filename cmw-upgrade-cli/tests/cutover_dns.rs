@@ -149,6 +149,11 @@ fn a_wrong_secret_is_an_authentication_error_and_never_shown() {
     let output = rig.signed("prepare", &rig.bind.wrong_key_file, &["--ttl", "5"]);
     let error = error_of(&output);
     assert_eq!(error["kind"], "authentication_failed", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("the update of cmw.example.test. signed with key cmw-upgrade"),
+        "{message}"
+    );
     let wrong = fs::read_to_string(&rig.bind.wrong_key_file).unwrap();
     let secret = wrong.split('"').nth(3).unwrap();
     assert!(!stderr(&output).contains(secret));

@@ -262,7 +262,7 @@ pub enum Error {
 
     /// A server did not accept who the tool says it is (a DNS update whose
     /// TSIG key is wrong, unknown, or not allowed to change the zone).
-    #[error("{server} refused the tool's credentials: {details}")]
+    #[error("authentication failed at {server}: {details}")]
     AuthenticationFailed {
         /// The server (`address:port`).
         server: String,

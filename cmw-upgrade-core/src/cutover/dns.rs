@@ -316,7 +316,10 @@ impl DnsStep {
     /// The step as a plan line.
     pub fn display(&self) -> String {
         match self {
-            DnsStep::SaveState { path } => format!("save the record sets as they are to {path}"),
+            DnsStep::SaveState { path } => format!(
+                "save the state (the record sets as before the first change, how far the \
+                 cut-over went) to {path}"
+            ),
             DnsStep::Update { purpose, change } => format!(
                 "{purpose}: {} -> {}  [{}]",
                 change.current.show(),

@@ -181,3 +181,172 @@ fn answers_and_servers_read() {
     assert_eq!(parse_server("[::1]:5353").unwrap().port(), 5353);
     assert!(parse_server("ns1.example.test").is_err());
 }
+
+/// A primary in memory: the name's sets; an update may be answered NXRRSET
+/// after someone else's change (`race`) or after applying it (a lost answer
+/// whose retry finds the change done).
+struct FakePrimary {
+    sets: std::cell::RefCell<Vec<Rrset>>,
+    race: Option<Rrset>,
+    applied_then_nxrrset: bool,
+    updates: std::cell::Cell<usize>,
+}
+
+impl FakePrimary {
+    fn new(sets: Vec<Rrset>) -> Self {
+        FakePrimary {
+            sets: std::cell::RefCell::new(sets),
+            race: None,
+            applied_then_nxrrset: false,
+            updates: std::cell::Cell::new(0),
+        }
+    }
+
+    fn set(&self, kind: RecordKind) -> Option<Rrset> {
+        self.sets
+            .borrow()
+            .iter()
+            .find(|set| set.kind == kind)
+            .cloned()
+    }
+}
+
+impl DnsWire for FakePrimary {
+    fn query(&self, _server: SocketAddr, name: &str, kind: RecordKind) -> Result<Answer> {
+        let records = match kind {
+            RecordKind::Soa => vec![Rdata::Soa {
+                mname: "ns1.example.test.".into(),
+                serial: 7,
+            }],
+            RecordKind::Ns => vec![Rdata::Ns {
+                host: "ns1.example.test.".into(),
+            }],
+            _ if name == "cmw.example.test." => self
+                .set(kind)
+                .map(|set| {
+                    set.addresses
+                        .iter()
+                        .map(|&address| Rdata::Address {
+                            ttl: set.ttl,
+                            address,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Ok(Answer {
+            rcode: "NOERROR".into(),
+            records,
+        })
+    }
+
+    fn update(
+        &self,
+        _server: SocketAddr,
+        _key: &TsigKey,
+        change: &RrsetChange,
+    ) -> Result<UpdateOutcome> {
+        self.updates.set(self.updates.get() + 1);
+        let mut sets = self.sets.borrow_mut();
+        let Some(set) = sets.iter_mut().find(|set| set.kind == change.current.kind) else {
+            return Ok(UpdateOutcome::Rcode("NXRRSET".into()));
+        };
+        if let Some(race) = &self.race {
+            *set = race.clone();
+            return Ok(UpdateOutcome::Rcode("NXRRSET".into()));
+        }
+        if set.addresses != change.current.addresses {
+            return Ok(UpdateOutcome::Rcode("NXRRSET".into()));
+        }
+        *set = change.wanted.clone();
+        Ok(if self.applied_then_nxrrset {
+            UpdateOutcome::Rcode("NXRRSET".into())
+        } else {
+            UpdateOutcome::Applied
+        })
+    }
+
+    fn resolve(&self, _host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+        Ok(vec![SocketAddr::new("127.0.0.1".parse().unwrap(), port)])
+    }
+
+    fn system_resolver(&self) -> Result<SocketAddr> {
+        Ok("127.0.0.1:53".parse().unwrap())
+    }
+}
+
+fn options(force: bool) -> DnsOptions {
+    DnsOptions {
+        instance: InstanceName::new("prod").unwrap(),
+        target: target(),
+        server: Some("127.0.0.1:53".parse().unwrap()),
+        ns_port: 53,
+        resolvers: Vec::new(),
+        key: Some(
+            super::super::dns_key::parse_bind_key(
+                "key k { algorithm hmac-sha256; secret \"c2VjcmV0IGJ5dGVzIGhlcmU=\"; };",
+            )
+            .unwrap(),
+        ),
+        lowered_ttl: 5,
+        force,
+        verify_timeout: Duration::from_secs(0),
+        now: 1000,
+        stamp: "20261128T120000Z".into(),
+    }
+}
+
+#[test]
+fn a_change_by_someone_else_during_the_swap_stops_with_the_value_now() {
+    let root = tempfile::tempdir().unwrap();
+    let executor = crate::executor::LocalExecutor::new(root.path());
+    let mut primary = FakePrimary::new(vec![a(3600, &["192.0.2.10"])]);
+    primary.race = Some(a(5, &["192.0.2.66"]));
+    let error = apply(&executor, &primary, &options(true)).unwrap_err();
+    assert_eq!(error.kind(), crate::ErrorKind::StateConflict);
+    assert!(error.to_string().contains("192.0.2.66"), "{error}");
+    assert_eq!(primary.updates.get(), 1);
+    // Nothing was switched: no saved state claims it was.
+    assert!(
+        read_saved_state(&executor, &InstanceName::new("prod").unwrap())
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn an_nxrrset_for_an_update_that_went_through_is_success() {
+    let root = tempfile::tempdir().unwrap();
+    let executor = crate::executor::LocalExecutor::new(root.path());
+    let mut primary = FakePrimary::new(vec![a(3600, &["192.0.2.10"])]);
+    primary.applied_then_nxrrset = true;
+    let report = apply(&executor, &primary, &options(true)).unwrap();
+    assert!(report.changed);
+    assert_eq!(primary.set(RecordKind::A), Some(a(3600, &["192.0.2.20"])));
+    let saved = read_saved_state(&executor, &InstanceName::new("prod").unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(saved.switched);
+    assert_eq!(saved.original, [a(3600, &["192.0.2.10"])]);
+}
+
+#[test]
+fn plan_sends_nothing_and_verify_tables_every_server() {
+    let root = tempfile::tempdir().unwrap();
+    let executor = crate::executor::LocalExecutor::new(root.path());
+    let primary = FakePrimary::new(vec![a(3600, &["192.0.2.10"]), aaaa(600)]);
+    let report = plan(&executor, &primary, &options(false)).unwrap();
+    assert_eq!(primary.updates.get(), 0);
+    assert!(!report.changed);
+    assert_eq!(report.caches_expire_at, Some(4600));
+    let mut with_resolver = options(false);
+    with_resolver.resolvers = vec!["10.0.0.2:53".parse().unwrap()];
+    let report = verify(&primary, &with_resolver).unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.servers.len(), 2);
+    assert!(report
+        .servers
+        .iter()
+        .all(|row| row.answer == ["192.0.2.10".parse::<IpAddr>().unwrap()]));
+}
