@@ -232,6 +232,10 @@ fn prepare_apply_verify_finish() {
         .contains(&format!("update add {NAME} 2 A {NEW}")));
     rig.assert_untouched(3600, serial);
     assert!(!rig.saved_state().exists());
+    assert!(
+        plan["notes"][0].as_str().unwrap().contains(OLD_V6),
+        "the AAAA record is pointed out: {plan}"
+    );
 
     // prepare: TTL lowered on A and AAAA, the original saved 0600, the serial rises.
     let prepared = assert_ok(&rig.keyed("prepare", &["--ttl", "2"]));

@@ -240,6 +240,9 @@ fn print_dns(global: &GlobalArgs, report: &DnsReport) -> Result<ExitStatus, CliE
                 .unwrap_or_default()
         )?;
     }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
     match report.action.as_str() {
         "plan" => writeln!(out, "Nothing was changed (plan).")?,
         "verify" if !report.ok => writeln!(

@@ -405,6 +405,9 @@ pub struct DnsReport {
     /// Each server's answer (verify).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<ServerAnswer>,
+    /// What the admin should know (records of the other address family).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 fn join(addresses: &[IpAddr]) -> String {
@@ -670,6 +673,26 @@ pub fn plan_restore(
     Ok(changes)
 }
 
+/// A note when the name also has addresses of the other family: the swap
+/// changes only the family of `--old`, so those clients keep their address. Pure.
+pub fn other_family_note(target: &DnsTarget, sets: &[Rrset]) -> Option<String> {
+    let kind = swapped_kind(target);
+    let other = sets.iter().find(|set| set.kind != kind)?;
+    Some(format!(
+        "{} also has {} {{{}}}: only its TTL is lowered and restored; clients over {} keep \
+         reaching that address: move it too (a cut-over with --old/--new of that family, \
+         after this one is finished) or remove it by hand",
+        fqdn(&target.name),
+        other.kind.as_str(),
+        join(&other.addresses),
+        if other.kind == RecordKind::Aaaa {
+            "IPv6"
+        } else {
+            "IPv4"
+        }
+    ))
+}
+
 /// Whether an answer shows the switch done: the new address, not the old. Pure.
 pub fn answers_new(target: &DnsTarget, set: Option<&Rrset>) -> bool {
     set.is_some_and(|set| {
@@ -857,6 +880,9 @@ fn session<'a>(
     check_target(&options.target)?;
     let primary = primary(wire, options)?;
     let before = address_sets(wire, primary.address, &options.target.name)?;
+    let notes: Vec<String> = other_family_note(&options.target, &before)
+        .into_iter()
+        .collect();
     Ok(Session {
         wire,
         options,
@@ -877,6 +903,7 @@ fn session<'a>(
             caches_expire_at: None,
             steps: Vec::new(),
             servers: Vec::new(),
+            notes,
         },
     })
 }

@@ -141,6 +141,19 @@ fn rcodes_are_errors_that_say_what_to_do() {
 }
 
 #[test]
+fn the_other_family_is_noted() {
+    let note = other_family_note(&target(), &[a(300, &["192.0.2.10"]), aaaa(300)]).unwrap();
+    assert!(
+        note.contains("AAAA {2001:db8::10}") && note.contains("IPv6"),
+        "{note}"
+    );
+    assert_eq!(
+        other_family_note(&target(), &[a(300, &["192.0.2.10"])]),
+        None
+    );
+}
+
+#[test]
 fn targets_are_checked() {
     let mut outside = target();
     outside.name = "cmw.example.org".into();
