@@ -90,6 +90,9 @@ class CancelledError(CmwUpgradeError):
 class BadInputError(CmwUpgradeError):
     """A value that names nothing there (a backend, a server); the message names what exists."""
 
+class AuthenticationFailedError(CmwUpgradeError):
+    """Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed)."""
+
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property

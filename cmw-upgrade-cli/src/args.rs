@@ -55,7 +55,23 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
   cmw-upgrade cutover revert --instance prod --method haproxy \\
       --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
       --old-server old --new-server new \\
-      --haproxy-config /etc/haproxy/haproxy.cfg";
+      --haproxy-config /etc/haproxy/haproxy.cfg
+  cmw-upgrade cutover plan --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20
+  cmw-upgrade cutover prepare --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --ttl 30
+  cmw-upgrade cutover apply --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --server 192.0.2.53
+  cmw-upgrade cutover verify --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 --resolver 10.0.0.2
+  cmw-upgrade cutover finish --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key
+  cmw-upgrade cutover revert --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -323,7 +339,7 @@ pub enum Command {
     Bundle(BundleCommand),
 
     /// Switch traffic from the old server to the new one through the upstream
-    /// proxy with no failed request, check it, and switch back.
+    /// proxy (or the name's DNS record) with no failed request, check it, and switch back.
     #[command(subcommand)]
     Cutover(CutoverCommand),
 
@@ -967,8 +983,20 @@ pub enum CutoverCommand {
     ///
     /// Reads the servers' state through the proxy's admin socket and checks that the new
     /// server takes TCP connections from this host (the proxy's).
+    ///
+    /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
+    /// every update prepare, apply and finish would send (as nsupdate lines); sends none.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Plan(CutoverArgs),
+
+    /// dns: lower the TTL of the name's A (and AAAA) records to --ttl, hours before apply.
+    ///
+    /// Saves the records as they are and the time after which no cache holds the old TTL
+    /// (now + the old TTL) to /var/lib/cmw-upgrade/<instance>/cutover-dns.json (0600) first;
+    /// each update is signed with the TSIG key and applies only if the records are still as
+    /// read. haproxy has nothing to prepare.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Prepare(CutoverArgs),
 
     /// Switch traffic to the new server with no failed request.
     ///
@@ -983,6 +1011,11 @@ pub enum CutoverCommand {
     /// <config>.cmw-upgrade.<time>.bak), so a reload or restart keeps the switch.
     /// Running it again changes nothing more.
     ///
+    /// dns: refuses before the old TTL has run out in every cache (see prepare) unless
+    /// --force, then replaces --old by --new in the name's record set, on the condition
+    /// that the set is still as just read (if someone changed it, nothing is changed and
+    /// the message shows the set now).
+    ///
     /// Exit codes: 0 switched, 2 an error (the message says what serves now and what to do).
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Apply(CutoverArgs),
@@ -990,15 +1023,26 @@ pub enum CutoverCommand {
     /// Check that the new server serves alone: UP and ready, the old one in maintenance
     /// with no session (and, with --haproxy-config, the config's flags in step).
     ///
+    /// dns: asks every authoritative server of the zone (its NS set) and each --resolver
+    /// until all answer the new address (at most --verify-timeout), and prints each one's answer.
+    ///
     /// Exit codes: 0 all checks hold, 1 one does not (listed), 2 an error.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Verify(CutoverArgs),
+
+    /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
+    /// then kept as cutover-dns.finished.<time>.json. haproxy has nothing to finish.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Finish(CutoverArgs),
 
     /// Switch back to what `apply` saved, in the same order: the old server `ready` and UP
     /// first, then the new one drained and put back as it was (and the config's flags).
     ///
     /// Works from the saved state alone, also after a crash during `apply`. The saved
     /// state is then kept as cutover.reverted.<time>.json.
+    ///
+    /// dns: puts back the addresses and TTL saved before the first change (each update on
+    /// the condition that the records are as just read).
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Revert(CutoverArgs),
 
@@ -1017,6 +1061,8 @@ pub enum CutoverCommand {
 pub enum CutoverMethod {
     /// HAProxy's runtime API over its admin socket.
     Haproxy,
+    /// The name's A/AAAA record, by signed RFC 2136 updates to the zone's primary.
+    Dns,
 }
 
 /// `cutover plan|apply|verify|revert`.
@@ -1026,7 +1072,7 @@ pub struct CutoverArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_instance)]
     pub instance: InstanceName,
 
-    /// How traffic is switched; only haproxy is built yet.
+    /// How traffic is switched.
     #[arg(long, value_enum, value_name = "METHOD")]
     pub method: CutoverMethod,
 
@@ -1057,6 +1103,57 @@ pub struct CutoverArgs {
     /// The longest a server set ready may take to pass its health check.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     pub up_timeout: Duration,
+
+    /// dns: the zone holding the name (example.com).
+    #[arg(long, value_name = "ZONE", required_if_eq("method", "dns"))]
+    pub zone: Option<String>,
+
+    /// dns: the name clients use (cmw.example.com).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "dns"))]
+    pub name: Option<String>,
+
+    /// dns: the address traffic leaves (an IPv4 address swaps the A record, IPv6 the AAAA).
+    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
+    pub old: Option<std::net::IpAddr>,
+
+    /// dns: the address traffic goes to.
+    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
+    pub new: Option<std::net::IpAddr>,
+
+    /// dns: the TSIG key allowed to update the zone, in BIND's key format (as `tsig-keygen`
+    /// writes it); needed by prepare, apply, finish and revert. The secret is never taken
+    /// on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub tsig_key_file: Option<PathBuf>,
+
+    /// dns: the zone's primary, ADDR[:PORT] (default: the address of the SOA's MNAME, port 53).
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    pub server: Option<std::net::SocketAddr>,
+
+    /// dns: a resolver verify asks too, ADDR[:PORT] (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    pub resolver: Vec<std::net::SocketAddr>,
+
+    /// dns: the TTL prepare sets, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub ttl: u32,
+
+    /// dns: apply before the old TTL has run out in every cache (clients holding a cached
+    /// answer keep the old address until it expires).
+    #[arg(long)]
+    pub force: bool,
+
+    /// dns: the longest verify waits for every server to answer the new address.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub verify_timeout: Duration,
+
+    /// dns: the port verify asks the NS set's servers on (53; other ports in labs).
+    #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
+    pub ns_port: u16,
+}
+
+fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
+    cmw_upgrade_core::cutover::dns::parse_server(text)
 }
 
 /// `cutover haproxy-command`.
@@ -1309,7 +1406,7 @@ mod tests {
             .map(str::trim)
             .filter(|line| line.starts_with("cmw-upgrade "))
             .collect();
-        assert_eq!(examples.len(), 4);
+        assert_eq!(examples.len(), 10);
         for example in examples {
             let cli = Cli::try_parse_from(example.split_whitespace())
                 .unwrap_or_else(|error| panic!("{example}: {error}"));

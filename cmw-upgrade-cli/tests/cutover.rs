@@ -289,15 +289,20 @@ fn an_unreachable_new_server_changes_nothing() {
 
 #[test]
 fn a_method_that_is_not_there_is_refused_by_the_parser() {
-    for method in ["nginx", "dns"] {
-        let output = cmw(&["cutover", "apply", "--instance", "prod", "--method", method]);
-        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-        assert!(
-            stderr(&output).contains("possible values: haproxy"),
-            "{}",
-            stderr(&output)
-        );
-    }
+    let output = cmw(&[
+        "cutover",
+        "apply",
+        "--instance",
+        "prod",
+        "--method",
+        "nginx",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("possible values: haproxy, dns"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

@@ -260,6 +260,16 @@ pub enum Error {
         details: String,
     },
 
+    /// A server did not accept who the tool says it is (a DNS update whose
+    /// TSIG key is wrong, unknown, or not allowed to change the zone).
+    #[error("authentication failed at {server}: {details}")]
+    AuthenticationFailed {
+        /// The server (`address:port`).
+        server: String,
+        /// What it said, and what to check.
+        details: String,
+    },
+
     /// The work was asked to stop (Ctrl-C) and stopped at a safe point.
     #[error("stopped on request at a safe point; nothing was left half-done: {left}")]
     Cancelled {
@@ -318,6 +328,8 @@ pub enum ErrorKind {
     Cancelled,
     /// [`Error::BadInput`].
     BadInput,
+    /// [`Error::AuthenticationFailed`].
+    AuthenticationFailed,
 }
 
 impl Error {
@@ -348,6 +360,7 @@ impl Error {
             Error::CommandFailed { .. } => ErrorKind::CommandFailed,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::BadInput { .. } => ErrorKind::BadInput,
+            Error::AuthenticationFailed { .. } => ErrorKind::AuthenticationFailed,
         }
     }
 
@@ -363,7 +376,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -387,6 +400,7 @@ impl ErrorKind {
         ErrorKind::CommandFailed,
         ErrorKind::Cancelled,
         ErrorKind::BadInput,
+        ErrorKind::AuthenticationFailed,
     ];
 
     /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
@@ -422,6 +436,7 @@ impl ErrorKind {
             ErrorKind::CommandFailed => "command_failed",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::BadInput => "bad_input",
+            ErrorKind::AuthenticationFailed => "authentication_failed",
         }
     }
 }

@@ -65,4 +65,5 @@ exceptions! {
     CommandFailedError = CommandFailed: "An external command failed.";
     CancelledError = Cancelled: "The work stopped on request at a safe point; nothing was left half-done.";
     BadInputError = BadInput: "A value that names nothing there (a backend, a server); the message names what exists.";
+    AuthenticationFailedError = AuthenticationFailed: "Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed).";
 }

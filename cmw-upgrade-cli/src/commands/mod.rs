@@ -40,6 +40,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Cutover(CutoverCommand::Plan(args)) => cutover::plan(&cli.global, args),
         Command::Cutover(CutoverCommand::Apply(args)) => cutover::apply(&cli.global, args),
         Command::Cutover(CutoverCommand::Verify(args)) => cutover::verify(&cli.global, args),
+        Command::Cutover(CutoverCommand::Prepare(args)) => cutover::prepare(&cli.global, args),
+        Command::Cutover(CutoverCommand::Finish(args)) => cutover::finish(&cli.global, args),
         Command::Cutover(CutoverCommand::Revert(args)) => cutover::revert(&cli.global, args),
         Command::Cutover(CutoverCommand::HaproxyCommand(args)) => {
             cutover::haproxy_command(&cli.global, args)

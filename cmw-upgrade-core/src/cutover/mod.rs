@@ -15,8 +15,14 @@
 //! crash. With a config file, the switch is also written into it
 //! ([`haproxy_config`]), so a reload or restart keeps it.
 //!
+//! The [`dns`] method moves the name clients use instead: signed RFC 2136
+//! updates to the zone's primary, the TTL lowered beforehand and restored after.
+//!
 //! Sits above the executor; knows nothing of the upgrade procedure.
 
+pub mod dns;
+pub mod dns_key;
+pub mod dns_wire;
 pub mod haproxy;
 pub mod haproxy_config;
 
