@@ -604,11 +604,8 @@ impl TwoServerSteps<'_> {
             });
             return Ok(());
         }
-        if old.exists(bundle)? {
-            // An interrupted attempt of this very run (the folder's name holds
-            // the run's stamp): the live database is still the source.
-            old.remove(bundle)?;
-        }
+        // An interrupted backup left `<bundle>.partial`, which the backup
+        // replaces itself; the bundle folder exists only once complete.
         old.create_dir_all(&self.recorded.settings.bundle_dir)?;
         let unit = format!("comindware{instance}");
         let service = match old.execute(
