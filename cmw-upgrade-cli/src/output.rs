@@ -135,6 +135,22 @@ pub fn print_error(error: &CliError, json: bool) {
 
 pub use cmw_upgrade_core::units::human_bytes;
 
+/// The "To do by hand" block of a summary: what a person must decide, one
+/// line each; nothing when there is nothing.
+pub fn print_to_do(
+    out: &mut impl Write,
+    to_do: &[cmw_upgrade_core::config::migrate::HandNote],
+) -> io::Result<()> {
+    if to_do.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nTo do by hand:")?;
+    for note in to_do {
+        writeln!(out, "  - {}", note.message)?;
+    }
+    Ok(())
+}
+
 /// One carried configuration value as `file: key = new (from old_key)`;
 /// `removed` stands for a value the migration drops.
 pub fn change_line(change: &cmw_upgrade_core::config::Change, removed: &str) -> String {

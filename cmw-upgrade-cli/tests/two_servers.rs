@@ -214,6 +214,8 @@ fn the_whole_upgrade_from_a_control_point() {
             "[new     ] final-check       done",
             "[old     ] drift-old         done",
             "nothing was written after the backup",
+            // The old Workers.config's SyncThread has no 5.0 switch: a person decides.
+            "To do by hand:\n  - /var/www/prod/Workers.config: SyncThread",
         ] {
             assert!(text.contains(line), "{family}: {line:?} not in\n{text}");
         }
@@ -555,6 +557,7 @@ fn a_failed_upgrade_is_rolled_back_from_the_control_point() {
         "{text}"
     );
     assert!(text.contains("cmw-upgrade upgrade"), "{text}");
+    assert!(text.contains("To do by hand:"), "{text}");
     let rollback = bin()
         .args([
             "--json",
@@ -570,6 +573,18 @@ fn a_failed_upgrade_is_rolled_back_from_the_control_point() {
     assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
     let report = json(&rollback);
     assert_eq!(report["changed"], true);
+    let recorded_to_do: Value =
+        serde_json::from_slice(&fs::read(state.join("prod/state.json")).unwrap()).unwrap();
+    let note = &recorded_to_do["to_do"][0];
+    assert_eq!(
+        (&note["code"], &note["key"], &note["action_needed"]),
+        (
+            &Value::from("worker_switch"),
+            &Value::from("SyncThread"),
+            &Value::Bool(true)
+        ),
+        "{note}"
+    );
     assert_eq!(report["rollback"]["server"], "new");
     // The new server is back where the run found it: the instance stopped,
     // its database the bundle's.

@@ -70,6 +70,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         for warning in &report.warnings {
             writeln!(out, "warning: {warning}")?;
         }
+        crate::output::print_to_do(&mut out, &report.to_do)?;
         for error in &report.errors {
             writeln!(out, "error: {error}")?;
         }

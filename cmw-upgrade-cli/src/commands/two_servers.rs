@@ -272,6 +272,7 @@ fn print_report(report: &TwoServerReport) -> Result<(), CliError> {
         writeln!(out, "\nAfter the backup: {drift}")?;
     }
     writeln!(out, "\n{}", report.run.next)?;
+    crate::output::print_to_do(&mut out, &report.run.to_do)?;
     Ok(())
 }
 

@@ -49,6 +49,9 @@ fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result
     for warning in &report.warnings {
         writeln!(out, "   review: {warning}")?;
     }
+    for note in &report.to_do {
+        writeln!(out, "   to do by hand: {}", note.message)?;
+    }
     for error in &report.errors {
         writeln!(out, "   would stop: {error}")?;
     }
@@ -318,6 +321,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
             writeln!(out, "\n{} upgraded.", settings.instance)?;
         }
         writeln!(out, "{}", report.next)?;
+        crate::output::print_to_do(&mut out, &report.to_do)?;
     }
     Ok(if report.outcome == "upgraded" {
         ExitStatus::Success
@@ -379,6 +383,7 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
         _ => format!("Not finished: rerun the same `cmw-upgrade {verb}` to resume."),
     };
     writeln!(out, "{next}")?;
+    crate::output::print_to_do(&mut out, &state.to_do)?;
     Ok(exit)
 }
 

@@ -314,6 +314,9 @@ pub struct RunReport {
     pub steps: Vec<StepRecord>,
     /// What to do next.
     pub next: String,
+    /// What a person must decide (the config migration's notes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub to_do: Vec<crate::config::migrate::HandNote>,
 }
 
 fn now() -> String {
@@ -536,6 +539,7 @@ fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunR
         instance: settings.instance.to_string(),
         steps: state.steps,
         next,
+        to_do: state.to_do,
     }
 }
 

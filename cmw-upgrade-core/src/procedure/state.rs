@@ -112,6 +112,10 @@ pub struct RunState {
     /// `status`, `rollback` and a rerun reach the servers from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers: Option<super::servers::RecordedServers>,
+    /// What a person must decide, found by the steps (the config migration's
+    /// notes): kept here so `status` and the report show it after the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_do: Vec<crate::config::migrate::HandNote>,
 }
 
 impl RunState {
@@ -138,6 +142,7 @@ impl RunState {
             settings: None,
             rollback: None,
             servers: None,
+            to_do: Vec::new(),
         }
     }
 
