@@ -969,3 +969,61 @@ fn escape_sequences_only_where_the_terminal_takes_them() {
         assert!(!plain.contains('\x1b'), "{env:?}: {plain:?}");
     }
 }
+
+/// Commands that change a live server say first that they need root, when
+/// run as another user (here: nobody, through util-linux's setpriv); under
+/// --root (a tree the user may own) they do not.
+#[test]
+fn commands_that_need_root_say_so_first() {
+    let binary = env!("CARGO_BIN_EXE_cmw-upgrade");
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                binary,
+            ])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    for args in [
+        &[
+            "run",
+            "--instance",
+            "prod",
+            "--bundle",
+            "/b",
+            "--distribution",
+            "/d",
+            "--prerequisites",
+            "/p",
+        ][..],
+        &["restore", "/b", "--instance", "prod"][..],
+        &["rollback", "--instance", "prod", "--yes"][..],
+        &["demo"][..],
+    ] {
+        let output = as_nobody(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("are you root?"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let tree = as_nobody(&[
+        "--root",
+        "/nonexistent-tree",
+        "rollback",
+        "--instance",
+        "prod",
+        "--yes",
+    ]);
+    assert!(
+        !stderr(&tree).contains("are you root?"),
+        "{}",
+        stderr(&tree)
+    );
+}

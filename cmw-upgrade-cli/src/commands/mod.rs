@@ -16,8 +16,37 @@ use crate::args::{BundleCommand, Cli, Command, ConfigCommand, CutoverCommand, Lo
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 
+/// The commands that change a live server's files, services and owners:
+/// as another user they would fail half-way, so they say so first, before
+/// anything (as apt's "are you root?"). Under `--root DIR` (a copy, a test
+/// tree) a user who owns the tree may run them.
+fn require_root(cli: &Cli) -> Result<(), CliError> {
+    let what = match &cli.command {
+        Command::Run(_) => "run",
+        Command::Restore(_) => "restore",
+        Command::Rollback(_) => "rollback",
+        Command::Demo(_) => "demo",
+        _ => return Ok(()),
+    };
+    let live =
+        cli.global.root == std::path::Path::new("/") || matches!(cli.command, Command::Demo(_));
+    if live && !cmw_upgrade_core::accounts::running_as_root() {
+        return Err(cmw_upgrade_core::Error::CheckFailed {
+            what: format!("starting `cmw-upgrade {what}`"),
+            details: format!(
+                "it needs root (are you root?): it changes files, owners and services that \
+                 belong to root and the platform's account; run it as root, e.g. sudo \
+                 cmw-upgrade {what} …"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
+    require_root(&cli)?;
     match cli.command {
         Command::Detect(args) => detect::run(&cli.global, args),
         Command::Instances => detect::instances(&cli.global),
