@@ -34,7 +34,7 @@ const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
 const RESTORE_EXAMPLES: &str = "Examples:\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod --replace --json";
-const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan ... --json";
+const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json";
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const UPGRADE_EXAMPLES: &str = "Examples:\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --plan\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --bundle-dir /mnt/backup\n  (on the new server)  cmw-upgrade upgrade --old admin@10.0.0.5:2222 --new local --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --yes --json\n  cmw-upgrade rollback --instance prod --yes --force";
@@ -1396,22 +1396,65 @@ mod tests {
         }
     }
 
-    /// The cut-over's examples paste as they are: each, its `\\` lines joined,
-    /// is a command line the parser takes.
-    #[test]
-    fn cutover_examples_parse() {
-        let joined = CUTOVER_EXAMPLES.replace("\\\n", " ");
-        let examples: Vec<&str> = joined
-            .lines()
-            .map(str::trim)
-            .filter(|line| line.starts_with("cmw-upgrade "))
-            .collect();
-        assert_eq!(examples.len(), 10);
-        for example in examples {
-            let cli = Cli::try_parse_from(example.split_whitespace())
-                .unwrap_or_else(|error| panic!("{example}: {error}"));
-            assert!(matches!(cli.command, Command::Cutover(_)), "{example}");
+    /// A shell line's words: blanks split, '…' and "…" quote (enough for examples).
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    word.get_or_insert_with(String::new);
+                }
+                (None, c) if c.is_whitespace() => words.extend(word.take()),
+                (None, c) => word.get_or_insert_with(String::new).push(c),
+            }
         }
+        words.extend(word);
+        words
+    }
+
+    /// Every command's examples paste as they are: each line (its `\\` lines
+    /// joined, after an `(on the … server)` label) is a command line the parser
+    /// takes, with no `...` standing for what the admin must fill in.
+    #[test]
+    fn every_example_parses() {
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, found: &mut Vec<String>) {
+            if let Some(help) = command.get_after_long_help() {
+                found.push(help.to_string());
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, found);
+            }
+        }
+        let mut helps = Vec::new();
+        walk(&Cli::command(), &mut helps);
+        let mut parsed = 0;
+        for help in helps {
+            let joined = help.replace("\\\n", " ");
+            for line in joined.lines().map(str::trim) {
+                let line = match line.strip_prefix('(') {
+                    Some(labelled) => labelled
+                        .split_once(")")
+                        .map_or(line, |(_, rest)| rest.trim()),
+                    None => line,
+                };
+                if !line.starts_with("cmw-upgrade ") {
+                    continue;
+                }
+                // A pipe or a redirection: the command is what comes before it.
+                let command = line.split(['|', '>']).next().unwrap_or(line).trim();
+                assert!(!command.contains("..."), "an example to fill in: {line}");
+                Cli::try_parse_from(shell_words(command))
+                    .unwrap_or_else(|error| panic!("{line}: {error}"));
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 40, "{parsed} examples");
     }
 
     /// Every action the procedure shows as a `cmw-upgrade` command line is one
