@@ -29,6 +29,7 @@ a bundle is damaged, the database changed since its backup), \
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
 const INSTANCES_EXAMPLES: &str = "Examples:\n  cmw-upgrade instances\n  cmw-upgrade instances --json\n  cmw-upgrade --root /mnt/old-server instances";
+const REPORT_EXAMPLES: &str = "Examples:\n  cmw-upgrade report --instance prod\n  cmw-upgrade report --instance prod --output /tmp/prod-support.tar.gz --json";
 const CLEANUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade cleanup --instance prod --list\n  cmw-upgrade cleanup --instance prod\n  cmw-upgrade cleanup --instance prod --include-bundle --yes --json";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
@@ -316,6 +317,18 @@ pub enum Command {
     #[command(after_long_help = CLEANUP_EXAMPLES)]
     Cleanup(CleanupArgs),
 
+    /// Gather what the platform's support asks for after a failed upgrade into one
+    /// tar.gz, every secret masked, and print its path.
+    ///
+    /// It holds summary.json (what is in it, and what could not be read), the run
+    /// state and its transcript, the upgrade verdict, the config migration's report
+    /// (check mode, from the bundle), the instances and versions, the OS and its
+    /// family, and the instance's *.log files (their last 8 MiB each) with those a
+    /// rollback kept. For a run driven from a control point, run it there: it
+    /// reaches the new server as the run did. It only reads; the archive is 0600.
+    #[command(after_long_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+
     /// Rehearse the whole upgrade on simulated servers in a temporary folder.
     ///
     /// Lays out an old 4.7 server with data and an empty new server (with stand-ins for
@@ -542,6 +555,18 @@ pub struct TwoServerArgs {
     /// The new server's `/` for the tool there (rehearsals and tests only).
     #[arg(long, value_name = "DIR", hide = true)]
     pub new_root: Option<String>,
+}
+
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The instance.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The archive to write (default: cmw-upgrade-report-<instance>-<time>.tar.gz here).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 /// `cleanup`.

@@ -687,3 +687,77 @@ fn sshd_stopped_mid_transfer_then_restarted_resumes() {
         .unwrap();
     assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
 }
+
+/// After a failed upgrade driven from a control point, `report` gathers the
+/// support archive from the new server: the state, the verdict, the logs,
+/// every secret masked.
+#[test]
+fn a_support_archive_after_a_failed_upgrade() {
+    let servers = TwoServers::new("deb");
+    fs::write(servers.new_root().join("../sim/failure"), "error\n").unwrap();
+    let failed = run(&mut servers.upgrade(&[]));
+    assert_eq!(failed.status.code(), Some(1), "{}", stderr(&failed));
+    assert!(stdout(&failed).contains("cmw-upgrade report --instance prod"));
+    let archive = servers.dir.path().join("support.tar.gz");
+    let output = bin()
+        .arg("--root")
+        .arg(servers.control())
+        .args(["--json", "report", "--instance", "prod", "--output"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let names: Vec<String> = json(&output)["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_owned())
+        .collect();
+    for expected in [
+        "summary.json",
+        "state.json",
+        "verdict.json",
+        "detect.json",
+        "migration.json",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected}: {names:?}"
+        );
+    }
+    assert!(
+        names.iter().any(|name| name.starts_with("logs/")),
+        "{names:?}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let unpacked = servers.dir.path().join("unpacked");
+    fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let everything = tree(&unpacked);
+    let all: String = everything.values().cloned().collect();
+    assert!(
+        all.contains("\"verdict\": \"failed\""),
+        "the verdict is in it"
+    );
+    // The migration's report names the secret settings, never their values.
+    assert!(
+        all.contains("journal.password"),
+        "the migration report is in it"
+    );
+    for secret in ["journal-secret", "kafka-secret"] {
+        assert!(!all.contains(secret), "{secret} is in the archive");
+    }
+}

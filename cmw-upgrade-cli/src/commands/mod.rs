@@ -8,6 +8,7 @@ mod demo;
 mod detect;
 mod logs;
 mod prune;
+mod report;
 mod transfer;
 mod two_servers;
 mod upgrade;
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::Detect(args) => detect::run(&cli.global, args),
         Command::Instances => detect::instances(&cli.global),
         Command::Cleanup(args) => cleanup::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
         Command::Logs(LogsCommand::Verdict(args)) => logs::verdict(&cli.global, args),
         Command::PruneCaches(args) => prune::run(&cli.global, args),
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),

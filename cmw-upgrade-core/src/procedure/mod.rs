@@ -18,6 +18,7 @@ mod memory;
 mod servers;
 pub mod state;
 mod steps;
+pub mod support;
 pub mod two_servers;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -528,8 +529,9 @@ pub fn run_upgrade_with_cancel<E: Executor>(
 fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunReport {
     let next = if failed {
         format!(
-            "The old server was not changed by this run. Fix the cause and rerun the same command to resume, or undo with: {}",
-            rollback_command(&settings.instance)
+            "The old server was not changed by this run. Fix the cause and rerun the same command to resume, or undo with: {}. For the platform's support: cmw-upgrade report --instance {}",
+            rollback_command(&settings.instance),
+            settings.instance
         )
     } else {
         "The new server serves the upgraded instance. Switch DNS or the upstream proxy to it (lower the TTL first), then check it from several networks.".to_owned()

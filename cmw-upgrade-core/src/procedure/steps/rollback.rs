@@ -101,8 +101,9 @@ pub(in crate::procedure) fn rollback(
         }
         None if created => Ok(format!(
             "{instance} is stopped on this server{}. The old server was never changed by this run: \
-             keep DNS and the upstream proxy on it (check that it answers). Send the kept logs to \
-             support; run the upgrade again to try again.",
+             keep DNS and the upstream proxy on it (check that it answers). For the platform's \
+             support, gather the kept logs and the run with: cmw-upgrade report --instance \
+             {instance}; run the upgrade again to try again.",
             if restored {
                 ", with the bundle's database back in place (the upgraded one moved aside)"
             } else {
