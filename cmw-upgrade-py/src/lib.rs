@@ -10,6 +10,7 @@
 //! log watcher, script output), [`backup`] (bundles, cache pruning), [`config`]
 //! (config migration), [`procedure`] (plan and run).
 
+mod admin;
 mod backup;
 mod config;
 mod convert;
@@ -54,6 +55,10 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(backup::import_cdbbz, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::plan, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::run, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::status, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::rollback, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::instances, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::check, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());
     for family in core::OsFamily::ALL {

@@ -349,6 +349,22 @@ def test_run_reports_progress_and_upgrades(servers):
     again = []
     cmw_upgrade.run(**upgrade_args(servers), progress=again.append)
     assert {event["event"] for event in again} == {"step_skipped"}
+    # Where it is, what is there, whether it answers; a finished run is not
+    # rolled back without force=True.
+    state = cmw_upgrade.status("prod", root=servers["root"])
+    assert state["recorded"] is True and len(state["steps"]) == 12
+    assert any(note["code"] == "worker_switch" for note in state["to_do"])
+    assert cmw_upgrade.status("other", root=servers["root"]) == {"recorded": False, "instance": "other"}
+    assert cmw_upgrade.instances(root=servers["root"]) == [{"name": "prod", "version": "5.0.1234.0"}]
+    health = cmw_upgrade.check("prod", f"http://127.0.0.1:{servers['port']}/api/health", root=servers["root"])
+    assert health["status"] == 200 and health["heartbeat_logs"] >= 1, health
+    with pytest.raises(cmw_upgrade.BadRequestError, match="only http://"):
+        cmw_upgrade.check("prod", "https://127.0.0.1/", root=servers["root"])
+    with pytest.raises(cmw_upgrade.StateConflictError, match="force=True"):
+        cmw_upgrade.rollback("prod", root=servers["root"])
+    rolled = cmw_upgrade.rollback("prod", root=servers["root"], force=True)
+    assert rolled["rollback"]["status"] == "done"
+    assert all(step["status"] == "rolled_back" for step in rolled["steps"])
 
 
 def large_database(root: Path) -> None:
