@@ -100,7 +100,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// How long work shows its progress on stderr: text lines for people (not with
+    /// How long-running work shows its progress on stderr: text lines for people (not with
     /// --json), json (one JSON object a line: step_started, step_finished, waiting,
     /// transfer, copy, note; for Ansible's async and other scripts), or none.
     #[arg(
@@ -247,7 +247,7 @@ pub enum Command {
     /// touched: it keeps serving until you switch DNS or the upstream proxy.
     ///
     /// Exit codes: 0 upgraded, 1 a step failed (its error says what to do; rerun to
-    /// resume, or `cmw-upgrade rollback`), 2 bad input or another run holds the lock.
+    /// resume, or `cmw-upgrade rollback`), 2 bad input, 4 another run holds the lock.
     #[command(after_long_help = RUN_EXAMPLES)]
     Run(UpgradeArgs),
 
@@ -298,7 +298,8 @@ pub enum Command {
     /// rollback` here read it too.
     ///
     /// Exit codes: 0 upgraded, 1 a step failed (rerun to resume, or rollback), 2 bad
-    /// input or a failed preflight (nothing changed, nothing recorded).
+    /// input or a failed preflight (nothing changed, nothing recorded), 4 another run
+    /// holds the instance's lock (retry later).
     #[command(after_long_help = UPGRADE_EXAMPLES)]
     Upgrade(TwoServerArgs),
 
