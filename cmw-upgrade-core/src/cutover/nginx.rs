@@ -714,23 +714,56 @@ fn http_get(host: &str, port: u16, path: &str) -> std::result::Result<(u16, Vec<
             format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .map_err(|error| format!("{address}: {error}"))?;
+    // Read up to the body's end as the headers give it (servers may keep the
+    // connection open whatever the request says), at most 1 MiB: a page.
     let mut answer = Vec::new();
-    // At most 1 MiB: a page, not a download.
-    stream
-        .take(1 << 20)
-        .read_to_end(&mut answer)
-        .map_err(|error| format!("{address}: {error}"))?;
-    let split = answer
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or_else(|| format!("{address}: not an HTTP answer"))?;
+    let mut chunk = [0u8; 8192];
+    let mut head_end = None;
+    loop {
+        let read = stream
+            .read(&mut chunk)
+            .map_err(|error| format!("{address}: {error}"))?;
+        answer.extend_from_slice(&chunk[..read]);
+        if head_end.is_none() {
+            head_end = answer
+                .windows(4)
+                .position(|window| window == b"\r\n\r\n")
+                .map(|at| at + 4);
+        }
+        if read == 0 || answer.len() > 1 << 20 {
+            break;
+        }
+        if let Some(end) = head_end {
+            if body_complete(&answer[..end], &answer[end..]) {
+                break;
+            }
+        }
+    }
+    let split = head_end.ok_or_else(|| format!("{address}: not an HTTP answer"))?;
     let head = String::from_utf8_lossy(&answer[..split]);
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| format!("{address}: no status in {:?}", head.lines().next()))?;
-    Ok((status, answer[split + 4..].to_vec()))
+    Ok((status, answer[split..].to_vec()))
+}
+
+/// Whether `body` is whole as the head says (Content-Length, or chunked to
+/// its last chunk); without either, the body ends when the server closes.
+fn body_complete(head: &[u8], body: &[u8]) -> bool {
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix(name).map(|value| value.trim().to_owned()))
+    };
+    if let Some(length) = header("content-length:").and_then(|value| value.parse::<usize>().ok()) {
+        return body.len() >= length;
+    }
+    if header("transfer-encoding:").is_some_and(|value| value.contains("chunked")) {
+        return body.starts_with(b"0\r\n\r\n") || body.ends_with(b"\r\n0\r\n\r\n");
+    }
+    false
 }
 
 /// Runs steps in order into a report.
