@@ -391,6 +391,14 @@ fn backup_path(options: &NginxOptions) -> String {
 /// message names the addresses the site has).
 pub fn plan(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxReport> {
     check_target(&options.target)?;
+    if !options.reload && options.resolver.is_none() {
+        return Err(Error::BadInput {
+            details: "plan --method nginx shows one of two ways: pass --reload (the address \
+                      swapped, one reload in the window) or --upstream-name NAME --resolver \
+                      ADDR[:PORT] (prepare's resolver-driven upstream; the switch is then a DNS change)"
+                .to_owned(),
+        });
+    }
     let text = read_site(executor, &options.target)?;
     let saved = read_saved_state(executor, &options.instance)?;
     let mut report = new_report("plan", options, how(options));
@@ -894,5 +902,90 @@ impl Session<'_> {
                 Ok(None)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(reload: bool, resolver: Option<ResolverDriven>) -> NginxOptions {
+        NginxOptions {
+            instance: InstanceName::new("prod").unwrap(),
+            target: NginxTarget {
+                site: "/etc/nginx/sites-available/cmw".into(),
+                main_config: "/etc/nginx/nginx.conf".into(),
+                old: Endpoint::parse("10.0.0.5:8080").unwrap(),
+                new: Endpoint::parse("10.0.0.6:8080").unwrap(),
+            },
+            root: PathBuf::from("/"),
+            reload,
+            resolver,
+            proxy_url: None,
+            stamp: "20261128T120000Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_reload_path_checks_before_it_writes_and_reloads_last() {
+        let steps: Vec<String> = change_steps(&options(true, None), true, true)
+            .iter()
+            .map(NginxStep::display)
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "check 10.0.0.6:8080 takes TCP connections from the proxy's host",
+                "check that /etc/nginx/sites-available/cmw as it will be written passes `nginx -t` \
+                 in /etc/nginx/nginx.conf's configuration (in a private copy)",
+                "save the site as it is now to /var/lib/cmw-upgrade/prod/cutover-nginx.json (0600)",
+                "write /etc/nginx/sites-available/cmw atomically; original kept as \
+                 /var/lib/cmw-upgrade/prod/cmw.cmw-upgrade.20261128T120000Z.bak",
+                "nginx -p /usr/share/nginx/ -c /etc/nginx/nginx.conf -s reload",
+            ]
+        );
+    }
+
+    #[test]
+    fn apply_and_plan_say_which_way_to_take() {
+        let executor = crate::executor::LocalExecutor::new("/nonexistent-root");
+        let error = apply(&executor, &options(false, None)).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::BadInput);
+        assert!(error.to_string().contains("--method dns"), "{error}");
+        let error = plan(&executor, &options(false, None)).unwrap_err();
+        assert!(error.to_string().contains("--reload"), "{error}");
+        let error = prepare(&executor, &options(false, None)).unwrap_err();
+        assert!(error.to_string().contains("--upstream-name"), "{error}");
+        let mut same = options(true, None);
+        same.target.new = same.target.old.clone();
+        assert_eq!(
+            plan(&executor, &same).unwrap_err().kind(),
+            crate::ErrorKind::BadInput
+        );
+    }
+
+    #[test]
+    fn answers_end_where_their_headers_say() {
+        assert!(body_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+            b"new"
+        ));
+        assert!(!body_complete(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n",
+            b"ne"
+        ));
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(body_complete(chunked, b"3\r\nnew\r\n0\r\n\r\n"));
+        assert!(!body_complete(chunked, b"3\r\nnew\r\n"));
+        assert!(!body_complete(b"HTTP/1.0 200 OK\r\n\r\n", b"x"));
+        assert_eq!(
+            split_url("http://127.0.0.1:8080/api/health").unwrap(),
+            ("127.0.0.1".to_owned(), 8080, "/api/health".to_owned())
+        );
+        assert_eq!(
+            split_url("http://proxy.example").unwrap(),
+            ("proxy.example".to_owned(), 80, "/".to_owned())
+        );
+        assert!(split_url("https://x/").is_err());
     }
 }
