@@ -998,6 +998,9 @@ pub enum CutoverCommand {
     ///
     /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
     /// every update prepare, apply and finish would send (as nsupdate lines); sends none.
+    ///
+    /// nginx: reads the site and prints the change as a diff, for --reload (the address
+    /// swapped) or --upstream-name (prepare's resolver-driven upstream), and the steps.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Plan(CutoverArgs),
 
@@ -1059,7 +1062,7 @@ pub enum CutoverCommand {
     Verify(CutoverArgs),
 
     /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
-    /// then kept as cutover-dns.finished.<time>.json. haproxy has nothing to finish.
+    /// then kept as cutover-dns.finished.<time>.json. haproxy and nginx have nothing to finish.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Finish(CutoverArgs),
 

@@ -70,7 +70,7 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
         return print_nginx(global, &nginx::prepare(&executor, &options)?);
     }
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to("prepare"));
+        return Err(nothing_to(args.method, "prepare"));
     }
     let options = dns_options(args, true)?;
     let executor = LocalExecutor::new(&global.root);
@@ -120,7 +120,7 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to("finish"));
+        return Err(nothing_to(args.method, "finish"));
     }
     let options = dns_options(args, true)?;
     let executor = LocalExecutor::new(&global.root);
@@ -149,12 +149,16 @@ pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
     print(global, &cutover::revert(&executor, &options)?)
 }
 
-fn nothing_to(verb: &str) -> CliError {
+fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
+    let name = match method {
+        CutoverMethod::Haproxy => "haproxy",
+        CutoverMethod::Nginx => "nginx",
+        CutoverMethod::Dns => "dns",
+    };
     CliError::from(cmw_upgrade_core::Error::BadInput {
         details: format!(
-            "--method haproxy and --method nginx have nothing to {verb}: `cutover apply` \
-             switches and `cutover revert` switches back (prepare is for --method dns and \
-             nginx, finish for --method dns)"
+            "--method {name} has nothing to {verb}: `cutover apply` switches and `cutover \
+             revert` switches back (prepare is for --method dns and nginx, finish for --method dns)"
         ),
     })
 }
