@@ -467,3 +467,125 @@ fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
         .to_string_lossy()
         .starts_with("cutover-nginx.reverted.")));
 }
+
+/// Two backends on one port at 127.0.0.2 and 127.0.0.3: what a DNS name
+/// can point at in turn.
+fn backends_on_one_port() -> (TestBackend, TestBackend) {
+    for _ in 0..10 {
+        let old = TestBackend::start_at("old", ([127, 0, 0, 2], 0).into()).unwrap();
+        if let Ok(new) = TestBackend::start_at("new", ([127, 0, 0, 3], old.port).into()) {
+            return (old, new);
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+#[test]
+fn once_prepared_a_dns_switch_moves_traffic_with_no_reload_and_no_failed_request() {
+    let dns_dir = tempfile::tempdir().unwrap();
+    // named may listen a moment before its zone is loaded on a busy machine: a few tries.
+    let bind = (0..3)
+        .find_map(|_| cmw_upgrade_tests::bind::TestBind::start(dns_dir.path(), 1).ok())
+        .expect("named starts (are bind9 and bind9-dnsutils installed?)");
+    let added = bind
+        .nsupdate(
+            Some(&bind.key_file),
+            "update add backend.example.test. 1 A 127.0.0.2",
+        )
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let (old, new) = backends_on_one_port();
+    let root = tempfile::tempdir().unwrap();
+    let nginx = TestNginx::start_proxying(root.path(), &old.address.to_string())
+        .expect("nginx starts (is the nginx-light package installed?)");
+    assert_eq!(nginx.answers_become("old", RELOAD_LIMIT), ["old"; 4]);
+
+    // prepare: resolver-driven, one reload, before the window.
+    let workers = nginx.workers();
+    assert!(!workers.is_empty());
+    let (old_address, new_address) = (old.address.to_string(), new.address.to_string());
+    let resolver = bind.address();
+    let prepared = assert_ok(&cmw_in(
+        root.path(),
+        &[
+            "--json",
+            "cutover",
+            "prepare",
+            "--instance",
+            "prod",
+            "--method",
+            "nginx",
+            "--nginx-site",
+            SITE,
+            "--old",
+            &old_address,
+            "--new",
+            &new_address,
+            "--upstream-name",
+            "backend.example.test",
+            "--resolver",
+            &resolver,
+        ],
+    ));
+    assert_eq!(prepared["changed"], true);
+    // The reload's old workers close their keep-alive connections as they
+    // go: the window starts once they are gone, as it would hours later.
+    assert!(nginx.wait_for_new_workers(&workers, RELOAD_LIMIT));
+    let workers = nginx.workers();
+    // nginx now asks the DNS: still the old server.
+    assert_eq!(nginx.answers_become("old", RELOAD_LIMIT), ["old"; 4]);
+
+    // The switch: the name's A record, under a keep-alive load; nginx is not reloaded.
+    let load = Load::start(nginx.port, 4, LOAD_LIMIT);
+    load.wait_for_answers(200);
+    let key = bind.key_file.to_str().unwrap().to_owned();
+    let switched = assert_ok(&cmw_in(
+        root.path(),
+        &[
+            "--json",
+            "cutover",
+            "apply",
+            "--instance",
+            "prod",
+            "--method",
+            "dns",
+            "--zone",
+            "example.test",
+            "--name",
+            "backend.example.test",
+            "--old",
+            "127.0.0.2",
+            "--new",
+            "127.0.0.3",
+            "--server",
+            &resolver,
+            "--tsig-key-file",
+            &key,
+            "--force",
+        ],
+    ));
+    assert_eq!(switched["changed"], true);
+    assert_eq!(nginx.answers_become("new", RELOAD_LIMIT), ["new"; 4]);
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = load.finish();
+    assert_eq!(
+        nginx.workers(),
+        workers,
+        "nginx was not reloaded for the switch"
+    );
+    eprintln!(
+        "resolver-driven nginx, DNS switch under keep-alive load: {} answered, {} failed",
+        seen.answered, seen.failed
+    );
+    assert_eq!(
+        seen.failed, 0,
+        "failed requests during the DNS switch: {seen:?}"
+    );
+    let mut bodies: Vec<&str> = seen.bodies.iter().map(|(body, _)| body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(
+        bodies,
+        ["new", "old"],
+        "the load ran through the switch: {seen:?}"
+    );
+}

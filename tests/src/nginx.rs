@@ -34,6 +34,9 @@ events {\n\
 \n\
 http {\n\
     access_log off;\n\
+    # A connection is closed after this many requests (1000 by default): the\n\
+    # tests' clients would count that as a failure of the switch.\n\
+    keepalive_requests 1000000;\n\
     client_body_temp_path temp/body;\n\
     proxy_temp_path temp/proxy;\n\
     fastcgi_temp_path temp/fastcgi;\n\
@@ -42,14 +45,14 @@ http {\n\
     include sites-enabled/*;\n\
 }\n";
 
-/// The site: the proxy on `port` sends everything to `upstream_port`.
-pub fn site_text(port: u16, upstream_port: u16) -> String {
+/// The site: the proxy on `port` sends everything to `upstream` (`ADDR:PORT`).
+pub fn site_text(port: u16, upstream: &str) -> String {
     format!(
         "# The proxy in front of the platform.\n\
          server {{\n\
          \x20   listen 127.0.0.1:{port};\n\
          \x20   location / {{\n\
-         \x20       proxy_pass http://127.0.0.1:{upstream_port};   # the old server\n\
+         \x20       proxy_pass http://{upstream};   # the old server\n\
          \x20       proxy_http_version 1.1;\n\
          \x20       proxy_set_header Connection \"\";\n\
          \x20   }}\n\
@@ -79,6 +82,14 @@ impl TestNginx {
     /// # Errors
     /// When nginx does not start (is the package installed?).
     pub fn start(root: &Path, upstream_port: u16) -> io::Result<TestNginx> {
+        TestNginx::start_proxying(root, &format!("127.0.0.1:{upstream_port}"))
+    }
+
+    /// Starts nginx proxying to `upstream` (`ADDR:PORT`).
+    ///
+    /// # Errors
+    /// When nginx does not start (is the package installed?).
+    pub fn start_proxying(root: &Path, upstream: &str) -> io::Result<TestNginx> {
         let under = |path: &str| root.join(path.trim_start_matches('/'));
         fs::create_dir_all(under("/etc/nginx/sites-enabled"))?;
         fs::create_dir_all(under(PREFIX).join("logs"))?;
@@ -88,7 +99,7 @@ impl TestNginx {
         // A port taken by a parallel test between the probe and the bind: retry on another.
         for _ in 0..5 {
             let port = free_port()?;
-            fs::write(under(SITE), site_text(port, upstream_port))?;
+            fs::write(under(SITE), site_text(port, upstream))?;
             let mut child = Command::new(nginx_program())
                 .arg("-p")
                 .arg(format!("{}/", under(PREFIX).display()))
@@ -150,6 +161,41 @@ impl TestNginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl TestNginx {
+    /// The pids of the master's worker processes (from /proc).
+    pub fn workers(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let Ok(entries) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // `pid (comm) state ppid ...`: the parent is the 2nd field after the comm.
+                fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                        == Some(master)
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until every worker of `before` has exited and new ones run (a
+    /// reload done), at most `limit`: whether it was.
+    pub fn wait_for_new_workers(&self, before: &[u32], limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            let now = self.workers();
+            if !now.is_empty() && now.iter().all(|pid| !before.contains(pid)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 }
 
