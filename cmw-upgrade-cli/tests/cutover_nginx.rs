@@ -61,7 +61,12 @@ impl Rig {
 
     /// `cmw-upgrade --root ROOT --json cutover ACTION --method nginx ...`.
     fn cutover(&self, action: &str, extra: &[&str]) -> Output {
-        let (old, new) = (self.old_address(), self.new_address());
+        self.cutover_to(&self.new_address(), action, extra)
+    }
+
+    /// The same with `new` as the address traffic goes to.
+    fn cutover_to(&self, new: &str, action: &str, extra: &[&str]) -> Output {
+        let old = self.old_address();
         let mut args = vec![
             "--json",
             "cutover",
@@ -75,7 +80,7 @@ impl Rig {
             "--old",
             &old,
             "--new",
-            &new,
+            new,
         ];
         args.extend_from_slice(extra);
         cmw_in(self.root.path(), &args)
@@ -322,13 +327,15 @@ fn apply_without_reload_is_refused_and_says_what_to_do() {
 fn the_resolver_driven_upstream_passes_nginx_t_and_reverts() {
     let rig = rig();
     let original = rig.site();
+    // A DNS switch moves the address, not the port: the new server listens on the old port.
+    let new = format!("127.0.0.3:{}", rig.old.port);
     let resolver_args = [
         "--upstream-name",
         "cmw-backend.example.test",
         "--resolver",
         "127.0.0.1:5353",
     ];
-    let plan = assert_ok(&rig.cutover("plan", &resolver_args));
+    let plan = assert_ok(&rig.cutover_to(&new, "plan", &resolver_args));
     assert_eq!(plan["how"], "resolver");
     assert_eq!(
         steps(&plan),
@@ -336,7 +343,10 @@ fn the_resolver_driven_upstream_passes_nginx_t_and_reverts() {
     );
     assert_eq!(rig.site(), original);
 
-    let prepared = assert_ok(&rig.cutover("prepare", &resolver_args));
+    let other_port = rig.cutover("prepare", &resolver_args);
+    assert_eq!(other_port.status.code(), Some(2), "{}", stderr(&other_port));
+    assert!(stderr(&other_port).contains("differ in port"));
+    let prepared = assert_ok(&rig.cutover_to(&new, "prepare", &resolver_args));
     assert_eq!(prepared["changed"], true);
     assert_eq!(prepared["steps"][0]["step"], "check_site");
     assert_eq!(prepared["steps"][0]["detail"], "nginx -t passes");
@@ -359,13 +369,13 @@ fn the_resolver_driven_upstream_passes_nginx_t_and_reverts() {
         .output()
         .unwrap();
     assert!(check.status.success(), "{}", stderr(&check));
-    let verified = assert_ok(&rig.cutover("verify", &resolver_args));
+    let verified = assert_ok(&rig.cutover_to(&new, "verify", &resolver_args));
     assert_eq!(verified["ok"], true, "{verified}");
     // Prepared already: nothing more.
-    let again = assert_ok(&rig.cutover("prepare", &resolver_args));
+    let again = assert_ok(&rig.cutover_to(&new, "prepare", &resolver_args));
     assert_eq!(again["changed"], false);
 
-    let reverted = assert_ok(&rig.cutover("revert", &[]));
+    let reverted = assert_ok(&rig.cutover_to(&new, "revert", &[]));
     assert_eq!(reverted["changed"], true);
     assert_eq!(rig.site(), original);
     assert_eq!(rig.nginx.answers_become("old", RELOAD_LIMIT), ["old"; 4]);

@@ -285,11 +285,49 @@ fn read_site(executor: &dyn Executor, target: &NginxTarget) -> Result<String> {
 /// The site as the cut-over would write it; `None` when it is so already.
 fn candidate(options: &NginxOptions, text: &str) -> Result<Option<String>> {
     let target = &options.target;
+    if options.resolver.is_some() && target.old.port != target.new.port {
+        return Err(Error::BadInput {
+            details: format!(
+                "--old {} and --new {} differ in port; a resolver-driven upstream keeps the \
+                 port and the DNS switch moves only the address: run the new server on port {}, \
+                 or switch with --reload",
+                target.old, target.new, target.old.port
+            ),
+        });
+    }
     let result = match &options.resolver {
         Some(how) => nginx_site::resolver_driven(&target.site, text, &target.old, how),
         None => nginx_site::swap_address(&target.site, text, &target.old, &target.new),
     };
-    result.map_err(|details| Error::BadInput { details })
+    result.map_err(|details| {
+        let prepared = options.resolver.is_none() && text.contains(UPSTREAM_VARIABLE);
+        Error::BadInput {
+            details: if prepared {
+                format!(
+                    "{details}. The site is resolver-driven (`cutover prepare --method nginx` \
+                     made it so): switch with the name's DNS record (`cutover apply --method \
+                     dns`), or `cutover revert --method nginx` first to swap the address instead"
+                )
+            } else {
+                details
+            },
+        }
+    })
+}
+
+/// What the admin should know about a change before it is made.
+fn notes(options: &NginxOptions, text: &str) -> Vec<String> {
+    match &options.resolver {
+        None => vec![RESET_WARNING.to_owned()],
+        // Without its own Host header, nginx sends the proxy_pass's host: the name now.
+        Some(how) if !text.to_ascii_lowercase().contains("proxy_set_header host") => vec![format!(
+            "the site sets no Host header for the upstream, so nginx sends `Host: {}:PORT` \
+             instead of the old address; add `proxy_set_header Host $host;` if the platform \
+             checks it",
+            how.name
+        )],
+        Some(_) => Vec::new(),
+    }
 }
 
 fn check_target(target: &NginxTarget) -> Result<()> {
@@ -406,9 +444,7 @@ pub fn plan(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxRepo
         return Ok(report);
     };
     report.diff = site_diff(&options.target.site, &text, &candidate);
-    if options.resolver.is_none() {
-        report.notes.push(RESET_WARNING.to_owned());
-    }
+    report.notes = notes(options, &text);
     report.steps = change_steps(options, saved.is_none(), options.resolver.is_none())
         .into_iter()
         .map(|step| NginxStepReport {
@@ -485,9 +521,7 @@ fn change(executor: &dyn Executor, options: &NginxOptions, action: &str) -> Resu
         return Ok(report);
     };
     report.diff = site_diff(&target.site, &text, &candidate);
-    if options.resolver.is_none() {
-        report.notes.push(RESET_WARNING.to_owned());
-    }
+    report.notes = notes(options, &text);
     let mode = super::file_mode(executor, &target.site)?;
     let saved_now = SavedNginxState {
         format: SAVED_FORMAT,
@@ -956,6 +990,17 @@ mod tests {
         assert!(error.to_string().contains("--reload"), "{error}");
         let error = prepare(&executor, &options(false, None)).unwrap_err();
         assert!(error.to_string().contains("--upstream-name"), "{error}");
+        let mut other_port = options(
+            false,
+            Some(ResolverDriven {
+                name: "b.example.test".into(),
+                resolver: "10.0.0.2:53".into(),
+                valid: 1,
+            }),
+        );
+        other_port.target.new.port = 9090;
+        let error = candidate(&other_port, "").unwrap_err();
+        assert!(error.to_string().contains("differ in port"), "{error}");
         let mut same = options(true, None);
         same.target.new = same.target.old.clone();
         assert_eq!(
