@@ -1011,7 +1011,8 @@ pub enum CutoverCommand {
     /// each update is signed with the TSIG key and applies only if the records are still as
     /// read. haproxy has nothing to prepare.
     ///
-    /// nginx: with --upstream-name and --resolver, makes each proxy_pass to --old
+    /// nginx: with --upstream-name and --resolver, checks the name answers --old's address
+    /// alone at that resolver, then makes each proxy_pass to --old
     /// resolver-driven (`resolver ADDR valid=Ns; set $cmw_upgrade_upstream NAME;
     /// proxy_pass http://$cmw_upgrade_upstream:PORT`), checked with `nginx -t` in the proxy's
     /// configuration, the site saved first, then one reload: the switch itself is then the

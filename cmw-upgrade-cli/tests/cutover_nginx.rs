@@ -327,33 +327,78 @@ fn apply_without_reload_is_refused_and_says_what_to_do() {
 fn the_resolver_driven_upstream_passes_nginx_t_and_reverts() {
     let rig = rig();
     let original = rig.site();
+    // The upstream name, at the DNS server nginx will ask: the old server's address.
+    let dns_dir = tempfile::tempdir().unwrap();
+    let bind = cmw_upgrade_tests::bind::TestBind::start(dns_dir.path(), 1)
+        .expect("named starts (are bind9 and bind9-dnsutils installed?)");
+    let added = bind
+        .nsupdate(
+            Some(&bind.key_file),
+            "update add cmw-backend.example.test. 1 A 127.0.0.1",
+        )
+        .unwrap();
+    assert!(added.status.success(), "{}", stderr(&added));
+    let resolver = bind.address();
     // A DNS switch moves the address, not the port: the new server listens on the old port.
     let new = format!("127.0.0.3:{}", rig.old.port);
     let resolver_args = [
         "--upstream-name",
         "cmw-backend.example.test",
         "--resolver",
-        "127.0.0.1:5353",
+        &resolver,
     ];
     let plan = assert_ok(&rig.cutover_to(&new, "plan", &resolver_args));
     assert_eq!(plan["how"], "resolver");
     assert_eq!(
         steps(&plan),
-        ["check_site", "save_state", "write_site", "reload"]
+        [
+            "check_name",
+            "check_site",
+            "save_state",
+            "write_site",
+            "reload"
+        ]
     );
     assert_eq!(rig.site(), original);
 
     let other_port = rig.cutover("prepare", &resolver_args);
     assert_eq!(other_port.status.code(), Some(2), "{}", stderr(&other_port));
     assert!(stderr(&other_port).contains("differ in port"));
+    // A name that does not point at the old server: nothing changes.
+    let elsewhere = rig.cutover_to(
+        &new,
+        "prepare",
+        &[
+            "--upstream-name",
+            "cmw.example.test",
+            "--resolver",
+            &resolver,
+        ],
+    );
+    assert_eq!(elsewhere.status.code(), Some(2), "{}", stderr(&elsewhere));
+    let error = &json(&elsewhere)["error"];
+    assert_eq!(error["kind"], "check_failed", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("192.0.2.10"),
+        "{error}"
+    );
+    assert_eq!(rig.site(), original);
+    assert!(!rig.saved_state().exists());
+
     let prepared = assert_ok(&rig.cutover_to(&new, "prepare", &resolver_args));
     assert_eq!(prepared["changed"], true);
-    assert_eq!(prepared["steps"][0]["step"], "check_site");
-    assert_eq!(prepared["steps"][0]["detail"], "nginx -t passes");
+    assert_eq!(
+        prepared["steps"][0]["detail"],
+        "cmw-backend.example.test is 127.0.0.1"
+    );
+    assert_eq!(prepared["steps"][1]["step"], "check_site");
+    assert_eq!(prepared["steps"][1]["detail"], "nginx -t passes");
+    // nginx now resolves the name for each request: the old server still serves.
+    assert_eq!(rig.nginx.answers_become("old", RELOAD_LIMIT), ["old"; 4]);
     let expected = original.replace(
         &format!("        proxy_pass http://{};", rig.old_address()),
         &format!(
-            "        resolver 127.0.0.1:5353 valid=1s;\n        set $cmw_upgrade_upstream \
+            "        resolver {resolver} valid=1s;\n        set $cmw_upgrade_upstream \
              cmw-backend.example.test;\n        proxy_pass http://$cmw_upgrade_upstream:{};",
             rig.old.port
         ),

@@ -67,7 +67,10 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         let executor = LocalExecutor::new(&global.root);
-        return print_nginx(global, &nginx::prepare(&executor, &options)?);
+        return print_nginx(
+            global,
+            &nginx::prepare(&executor, &HickoryWire::default(), &options)?,
+        );
     }
     if args.method != CutoverMethod::Dns {
         return Err(nothing_to(args.method, "prepare"));

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::dns::{self, DnsWire, RecordKind};
 use super::nginx_site::{self, Endpoint, ResolverDriven, UPSTREAM_VARIABLE};
 use super::CheckResult;
 use crate::config::{nginx_context, raw_text};
@@ -110,6 +111,16 @@ const SAVED_FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum NginxStep {
+    /// The upstream name answers the old server's address alone at the
+    /// resolver nginx will ask: once prepared, nginx sends traffic where it points.
+    CheckName {
+        /// The name.
+        name: String,
+        /// The DNS server nginx asks.
+        resolver: String,
+        /// The address it must answer.
+        address: String,
+    },
     /// A TCP connection from the proxy's host to the new address.
     CheckReachable {
         /// Host.
@@ -153,6 +164,14 @@ impl NginxStep {
     /// The step as a plan line.
     pub fn display(&self) -> String {
         match self {
+            NginxStep::CheckName {
+                name,
+                resolver,
+                address,
+            } => format!(
+                "check {name} answers {address} alone at {resolver} (nginx will send the traffic \
+                 where it points)"
+            ),
             NginxStep::CheckReachable { host, port } => {
                 format!("check {host}:{port} takes TCP connections from the proxy's host")
             }
@@ -381,6 +400,13 @@ fn same_target(saved: &NginxTarget, now: &NginxTarget) -> bool {
 fn change_steps(options: &NginxOptions, save: bool, check_new: bool) -> Vec<NginxStep> {
     let target = &options.target;
     let mut steps = Vec::new();
+    if let Some(how) = &options.resolver {
+        steps.push(NginxStep::CheckName {
+            name: how.name.clone(),
+            resolver: how.resolver.clone(),
+            address: target.old.host.clone(),
+        });
+    }
     if check_new {
         steps.push(NginxStep::CheckReachable {
             host: target.new.host.clone(),
@@ -463,7 +489,11 @@ pub fn plan(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxRepo
 /// # Errors
 /// [`Error::BadInput`] without the resolver options, or as [`plan`];
 /// [`Error::CheckFailed`] when `nginx -t` refuses the result (nothing written).
-pub fn prepare(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxReport> {
+pub fn prepare(
+    executor: &dyn Executor,
+    wire: &dyn DnsWire,
+    options: &NginxOptions,
+) -> Result<NginxReport> {
     if options.resolver.is_none() {
         return Err(Error::BadInput {
             details:
@@ -472,7 +502,7 @@ pub fn prepare(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxR
                     .to_owned(),
         });
     }
-    change(executor, options, "prepare")
+    change(executor, Some(wire), options, "prepare")
 }
 
 /// Swaps the old address for the new one in the site and reloads nginx (the
@@ -493,10 +523,15 @@ pub fn apply(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxRep
                 .to_owned(),
         });
     }
-    change(executor, options, "apply")
+    change(executor, None, options, "apply")
 }
 
-fn change(executor: &dyn Executor, options: &NginxOptions, action: &str) -> Result<NginxReport> {
+fn change(
+    executor: &dyn Executor,
+    wire: Option<&dyn DnsWire>,
+    options: &NginxOptions,
+    action: &str,
+) -> Result<NginxReport> {
     check_target(&options.target)?;
     let _lock = super::lock(executor, &options.instance)?;
     let target = &options.target;
@@ -535,6 +570,7 @@ fn change(executor: &dyn Executor, options: &NginxOptions, action: &str) -> Resu
     let steps = change_steps(options, saved.is_none(), options.resolver.is_none());
     let mut session = Session {
         executor,
+        wire,
         options,
         report,
     };
@@ -601,6 +637,7 @@ pub fn revert(executor: &dyn Executor, options: &NginxOptions) -> Result<NginxRe
     });
     let mut session = Session {
         executor,
+        wire: None,
         options,
         report,
     };
@@ -808,9 +845,55 @@ fn body_complete(head: &[u8], body: &[u8]) -> bool {
     false
 }
 
+/// Asks `resolver` for `name`'s A and AAAA records: they must be `address`
+/// alone, or nginx would send traffic elsewhere once prepared.
+fn check_name(wire: &dyn DnsWire, name: &str, resolver: &str, address: &str) -> Result<String> {
+    let server = dns::parse_server(resolver).map_err(|details| Error::BadInput {
+        details: format!("--resolver: {details}"),
+    })?;
+    let mut answered = Vec::new();
+    for kind in [RecordKind::A, RecordKind::Aaaa] {
+        let answer = wire.query(server, &dns::fqdn(name), kind)?;
+        if let Some(set) = dns::rrset_of(&answer, kind) {
+            answered.extend(set.addresses);
+        }
+    }
+    let expected: Option<std::net::IpAddr> = address.parse().ok();
+    match expected {
+        Some(expected) if answered == [expected] => Ok(format!("{name} is {expected}")),
+        // A host name for the old server: what it stands for is not known here.
+        None if !answered.is_empty() => Ok(format!(
+            "{name} is {}; --old names a host, not compared",
+            answered
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        _ => Err(Error::CheckFailed {
+            what: format!("{name} at {resolver}"),
+            details: format!(
+                "it answers {}, not {address} alone: once prepared, nginx would send the traffic \
+                 there; point {name} at the old server first (only its A record, nothing was changed)",
+                if answered.is_empty() {
+                    "no address".to_owned()
+                } else {
+                    answered
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        }),
+    }
+}
+
 /// Runs steps in order into a report.
 struct Session<'a> {
     executor: &'a dyn Executor,
+    /// The DNS queries of `prepare`'s name check.
+    wire: Option<&'a dyn DnsWire>,
     options: &'a NginxOptions,
     report: NginxReport,
 }
@@ -868,6 +951,16 @@ impl Session<'_> {
     ) -> Result<Option<String>> {
         let executor = self.executor;
         match step {
+            NginxStep::CheckName {
+                name,
+                resolver,
+                address,
+            } => {
+                let wire = self.wire.ok_or_else(|| Error::Internal {
+                    details: "the name check of prepare was run without a DNS client".to_owned(),
+                })?;
+                check_name(wire, name, resolver, address).map(Some)
+            }
             NginxStep::CheckReachable { host, port } => Ok(executor
                 .tool(&ToolAction::TcpConnect {
                     host: host.clone(),
@@ -988,7 +1081,8 @@ mod tests {
         assert!(error.to_string().contains("--method dns"), "{error}");
         let error = plan(&executor, &options(false, None)).unwrap_err();
         assert!(error.to_string().contains("--reload"), "{error}");
-        let error = prepare(&executor, &options(false, None)).unwrap_err();
+        let wire = super::super::dns_wire::HickoryWire::default();
+        let error = prepare(&executor, &wire, &options(false, None)).unwrap_err();
         assert!(error.to_string().contains("--upstream-name"), "{error}");
         let mut other_port = options(
             false,
