@@ -72,7 +72,19 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
       --tsig-key-file /etc/cmw-upgrade/update.key
   cmw-upgrade cutover revert --instance prod --method dns --zone example.com \\
       --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
-      --tsig-key-file /etc/cmw-upgrade/update.key";
+      --tsig-key-file /etc/cmw-upgrade/update.key
+  cmw-upgrade cutover plan --instance prod --method nginx --reload \\
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080
+  cmw-upgrade cutover apply --instance prod --method nginx --reload \\
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080
+  cmw-upgrade cutover prepare --instance prod --method nginx \\
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080 \\
+      --upstream-name cmw-backend.example.com --resolver 10.0.0.2 --resolver-valid 1
+  cmw-upgrade cutover verify --instance prod --method nginx \\
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080 \\
+      --proxy-url http://127.0.0.1/
+  cmw-upgrade cutover revert --instance prod --method nginx \\
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -1012,6 +1024,9 @@ pub enum CutoverCommand {
     ///
     /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
     /// every update prepare, apply and finish would send (as nsupdate lines); sends none.
+    ///
+    /// nginx: reads the site and prints the change as a diff, for --reload (the address
+    /// swapped) or --upstream-name (prepare's resolver-driven upstream), and the steps.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Plan(CutoverArgs),
 
@@ -1021,6 +1036,13 @@ pub enum CutoverCommand {
     /// (now + the old TTL) to /var/lib/cmw-upgrade/<instance>/cutover-dns.json (0600) first;
     /// each update is signed with the TSIG key and applies only if the records are still as
     /// read. haproxy has nothing to prepare.
+    ///
+    /// nginx: with --upstream-name and --resolver, checks the name answers --old's address
+    /// alone at that resolver, then makes each proxy_pass to --old
+    /// resolver-driven (`resolver ADDR valid=Ns; set $cmw_upgrade_upstream NAME;
+    /// proxy_pass http://$cmw_upgrade_upstream:PORT`), checked with `nginx -t` in the proxy's
+    /// configuration, the site saved first, then one reload: the switch itself is then the
+    /// dns method's, with no reload.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Prepare(CutoverArgs),
 
@@ -1042,6 +1064,13 @@ pub enum CutoverCommand {
     /// that the set is still as just read (if someone changed it, nothing is changed and
     /// the message shows the set now).
     ///
+    /// nginx --reload: says first that keep-alive clients may see connection resets, checks
+    /// the new address takes TCP connections from this host and that the site with --old
+    /// swapped for --new (only those bytes change) passes `nginx -t` in the proxy's
+    /// configuration, saves the site to /var/lib/cmw-upgrade/<instance>/cutover-nginx.json
+    /// (0600), keeps a copy beside it as <file>.cmw-upgrade.<time>.bak, writes the site
+    /// atomically and runs `nginx -s reload`.
+    ///
     /// Exit codes: 0 switched, 2 an error (the message says what serves now and what to do).
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Apply(CutoverArgs),
@@ -1052,12 +1081,15 @@ pub enum CutoverCommand {
     /// dns: asks every authoritative server of the zone (its NS set) and each --resolver
     /// until all answer the new address (at most --verify-timeout), and prints each one's answer.
     ///
+    /// nginx: the site sends to --new and not --old (with --upstream-name: is resolver-driven);
+    /// with --proxy-url, requests through the proxy answer as the new server does.
+    ///
     /// Exit codes: 0 all checks hold, 1 one does not (listed), 2 an error.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Verify(CutoverArgs),
 
     /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
-    /// then kept as cutover-dns.finished.<time>.json. haproxy has nothing to finish.
+    /// then kept as cutover-dns.finished.<time>.json. haproxy and nginx have nothing to finish.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Finish(CutoverArgs),
 
@@ -1069,6 +1101,9 @@ pub enum CutoverCommand {
     ///
     /// dns: puts back the addresses and TTL saved before the first change (each update on
     /// the condition that the records are as just read).
+    ///
+    /// nginx: writes back the site saved before the first change (after `nginx -t`) and
+    /// reloads nginx.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Revert(CutoverArgs),
 
@@ -1087,6 +1122,9 @@ pub enum CutoverCommand {
 pub enum CutoverMethod {
     /// HAProxy's runtime API over its admin socket.
     Haproxy,
+    /// The proxy's nginx site: made resolver-driven (prepare; the switch is then a DNS
+    /// change), or the upstream address swapped and nginx reloaded (apply --reload).
+    Nginx,
     /// The name's A/AAAA record, by signed RFC 2136 updates to the zone's primary.
     Dns,
 }
@@ -1138,13 +1176,44 @@ pub struct CutoverArgs {
     #[arg(long, value_name = "NAME", required_if_eq("method", "dns"))]
     pub name: Option<String>,
 
-    /// dns: the address traffic leaves (an IPv4 address swaps the A record, IPv6 the AAAA).
-    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
-    pub old: Option<std::net::IpAddr>,
+    /// The address traffic leaves. dns: ADDR (an IPv4 address swaps the A record, IPv6
+    /// the AAAA); nginx: HOST:PORT as the site's proxy_pass or upstream server names it.
+    #[arg(long, value_name = "ADDR", required_if_eq_any([("method", "dns"), ("method", "nginx")]))]
+    pub old: Option<String>,
 
-    /// dns: the address traffic goes to.
-    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
-    pub new: Option<std::net::IpAddr>,
+    /// The address traffic goes to (dns: ADDR; nginx: HOST:PORT).
+    #[arg(long, value_name = "ADDR", required_if_eq_any([("method", "dns"), ("method", "nginx")]))]
+    pub new: Option<String>,
+
+    /// nginx: the site file holding the proxy_pass (or upstream) to the old server
+    /// (the file itself, not a link to it).
+    #[arg(long, value_name = "FILE", required_if_eq("method", "nginx"))]
+    pub nginx_site: Option<String>,
+
+    /// nginx: the main config nginx loads (`nginx -t` tests the site inside it; the
+    /// reload names it).
+    #[arg(long, value_name = "FILE", default_value = "/etc/nginx/nginx.conf")]
+    pub nginx_conf: String,
+
+    /// nginx: switch by swapping the address in the site and reloading nginx (plan and
+    /// apply). Keep-alive clients may see connection resets (measured: 0-22 failed
+    /// requests per switch).
+    #[arg(long)]
+    pub reload: bool,
+
+    /// nginx: the DNS name nginx resolves for the upstream once prepared (its A record
+    /// names the old server now; `cutover apply --method dns --name NAME` moves it).
+    #[arg(long, value_name = "NAME")]
+    pub upstream_name: Option<String>,
+
+    /// nginx: how long nginx keeps the name's answer (resolver valid=), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1)]
+    pub resolver_valid: u32,
+
+    /// nginx: a URL through the proxy verify requests (http://HOST[:PORT]/PATH); its
+    /// answers must be those the new server gives.
+    #[arg(long, value_name = "URL")]
+    pub proxy_url: Option<String>,
 
     /// dns: the TSIG key allowed to update the zone, in BIND's key format (as `tsig-keygen`
     /// writes it); needed by prepare, apply, finish and revert. The secret is never taken
@@ -1156,7 +1225,8 @@ pub struct CutoverArgs {
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
     pub server: Option<std::net::SocketAddr>,
 
-    /// dns: a resolver verify asks too, ADDR[:PORT] (repeatable).
+    /// dns: a resolver verify asks too, ADDR[:PORT] (repeatable). nginx: the DNS server
+    /// nginx asks for --upstream-name (the first one).
     #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
     pub resolver: Vec<std::net::SocketAddr>,
 

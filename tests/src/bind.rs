@@ -156,9 +156,14 @@ impl TestBind {
                         other_key_file,
                         dir: dir.to_path_buf(),
                     };
-                    if bind.dig(ZONE, "SOA").is_ok_and(|soa| !soa.is_empty()) {
-                        // named logs to stderr forever: drain it so it never blocks.
-                        return Ok(bind.draining());
+                    // named may listen a moment before its zone is loaded (a busy machine).
+                    let loading = Instant::now();
+                    while loading.elapsed() < Duration::from_secs(10) {
+                        if bind.dig(ZONE, "SOA").is_ok_and(|soa| !soa.is_empty()) {
+                            // named logs to stderr forever: drain it so it never blocks.
+                            return Ok(bind.draining());
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                     return Err(io::Error::other(
                         "named listens but has no SOA for the zone",

@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 /// and its name as the body, keep-alive included; stopped when dropped.
 #[derive(Debug)]
 pub struct TestBackend {
-    /// The port it listens on, on 127.0.0.1.
+    /// The port it listens on, on 127.0.0.1 (or the address given).
     pub port: u16,
+    /// The address it listens on.
+    pub address: std::net::SocketAddr,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -29,8 +31,18 @@ impl TestBackend {
     /// # Errors
     /// When no loopback port can be bound.
     pub fn start(name: &str) -> io::Result<TestBackend> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
+        TestBackend::start_at(name, ([127, 0, 0, 1], 0).into())
+    }
+
+    /// Starts a backend on `address` (another loopback address, a fixed
+    /// port: two backends a DNS name can point at in turn).
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn start_at(name: &str, address: std::net::SocketAddr) -> io::Result<TestBackend> {
+        let listener = TcpListener::bind(address)?;
+        let address = listener.local_addr()?;
+        let port = address.port();
         let stop = Arc::new(AtomicBool::new(false));
         let body = name.to_owned();
         let stopping = Arc::clone(&stop);
@@ -46,6 +58,7 @@ impl TestBackend {
         });
         Ok(TestBackend {
             port,
+            address,
             stop,
             accept: Some(accept),
         })
@@ -99,7 +112,7 @@ impl Drop for TestBackend {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect(self.address);
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
         }

@@ -1,5 +1,6 @@
 //! Test helpers for cmw-upgrade: a throwaway OpenSSH server ([`sshd`]), a
 //! throwaway HAProxy with two HTTP backends and a bounded load ([`haproxy`]), a
+//! throwaway nginx in front of one of them ([`nginx`]), a
 //! throwaway BIND with a zone and TSIG keys ([`bind`]), and
 //! the simulator's fixtures re-exported under their old names, so tests read
 //! `cmw_upgrade_tests::write_server` and `cmw_upgrade_tests::sim::Simulation`.
@@ -8,6 +9,7 @@
 
 pub mod bind;
 pub mod haproxy;
+pub mod nginx;
 pub mod sshd;
 
 pub use cmw_upgrade_sim as sim;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use cmw_upgrade_core::cutover::dns::{self, DnsOptions, DnsReport, DnsTarget};
 use cmw_upgrade_core::cutover::dns_key::{self, TsigKey};
 use cmw_upgrade_core::cutover::dns_wire::HickoryWire;
+use cmw_upgrade_core::cutover::nginx::{self, NginxOptions, NginxReport, NginxTarget};
+use cmw_upgrade_core::cutover::nginx_site::{Endpoint, ResolverDriven};
 use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarget};
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
 
@@ -40,6 +42,12 @@ fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Nginx {
+        let options = nginx_options(global, args)?;
+        // A dry run on top: the plan only reads the site and the saved state.
+        let executor = DryRun::new(LocalExecutor::new(&global.root));
+        return print_nginx(global, &nginx::plan(&executor, &options)?);
+    }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
         // Only queries: the dns plan sends no update; the state file is only read.
@@ -56,8 +64,16 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
 }
 
 pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Nginx {
+        let options = nginx_options(global, args)?;
+        let executor = LocalExecutor::new(&global.root);
+        return print_nginx(
+            global,
+            &nginx::prepare(&executor, &HickoryWire::default(), &options)?,
+        );
+    }
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to("prepare"));
+        return Err(nothing_to(args.method, "prepare"));
     }
     let options = dns_options(args, true)?;
     let executor = LocalExecutor::new(&global.root);
@@ -68,6 +84,15 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 }
 
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Nginx {
+        let options = nginx_options(global, args)?;
+        if options.reload {
+            // Said before the switch, not only in the report after it.
+            eprintln!("Warning: {}", nginx::RESET_WARNING);
+        }
+        let executor = LocalExecutor::new(&global.root);
+        return print_nginx(global, &nginx::apply(&executor, &options)?);
+    }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
@@ -82,6 +107,11 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
 }
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Nginx {
+        let options = nginx_options(global, args)?;
+        let executor = LocalExecutor::new(&global.root);
+        return print_nginx(global, &nginx::verify(&executor, &options)?);
+    }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
         return print_dns(global, &dns::verify(&HickoryWire::default(), &options)?);
@@ -93,7 +123,7 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to("finish"));
+        return Err(nothing_to(args.method, "finish"));
     }
     let options = dns_options(args, true)?;
     let executor = LocalExecutor::new(&global.root);
@@ -104,6 +134,11 @@ pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Nginx {
+        let options = nginx_options(global, args)?;
+        let executor = LocalExecutor::new(&global.root);
+        return print_nginx(global, &nginx::revert(&executor, &options)?);
+    }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
@@ -117,13 +152,115 @@ pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
     print(global, &cutover::revert(&executor, &options)?)
 }
 
-fn nothing_to(verb: &str) -> CliError {
+fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
+    let name = match method {
+        CutoverMethod::Haproxy => "haproxy",
+        CutoverMethod::Nginx => "nginx",
+        CutoverMethod::Dns => "dns",
+    };
     CliError::from(cmw_upgrade_core::Error::BadInput {
         details: format!(
-            "--method haproxy has nothing to {verb}: `cutover apply` switches and `cutover \
-             revert` switches back (prepare and finish are for --method dns)"
+            "--method {name} has nothing to {verb}: `cutover apply` switches and `cutover \
+             revert` switches back (prepare is for --method dns and nginx, finish for --method dns)"
         ),
     })
+}
+
+/// The nginx method's options.
+fn nginx_options(global: &GlobalArgs, args: CutoverArgs) -> Result<NginxOptions, CliError> {
+    let bad = |details: String| CliError::from(cmw_upgrade_core::Error::BadInput { details });
+    // clap requires these with --method nginx; a missing one is a bug there.
+    let endpoint = |value: Option<String>, option: &str| {
+        let value = value.ok_or_else(|| bad(format!("--method nginx needs {option}")))?;
+        Endpoint::parse(&value).map_err(|error| bad(format!("{option}: {error}")))
+    };
+    let resolver =
+        match (args.upstream_name, args.resolver.first()) {
+            (Some(name), Some(resolver)) => Some(ResolverDriven {
+                name,
+                resolver: resolver.to_string(),
+                valid: args.resolver_valid,
+            }),
+            (Some(_), None) => return Err(bad(
+                "--upstream-name needs --resolver ADDR[:PORT]: the DNS server nginx asks for it"
+                    .to_owned(),
+            )),
+            (None, _) => None,
+        };
+    if args.reload && resolver.is_some() {
+        return Err(bad(
+            "--reload swaps the address and reloads; --upstream-name makes the upstream \
+             resolver-driven: pass one of them"
+                .to_owned(),
+        ));
+    }
+    Ok(NginxOptions {
+        instance: args.instance,
+        target: NginxTarget {
+            site: args
+                .nginx_site
+                .ok_or_else(|| bad("--method nginx needs --nginx-site".to_owned()))?,
+            main_config: args.nginx_conf,
+            old: endpoint(args.old, "--old")?,
+            new: endpoint(args.new, "--new")?,
+        },
+        root: global.root.clone(),
+        reload: args.reload,
+        resolver,
+        proxy_url: args.proxy_url,
+        stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+    })
+}
+
+fn print_nginx(global: &GlobalArgs, report: &NginxReport) -> Result<ExitStatus, CliError> {
+    let status = if report.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    };
+    if global.json {
+        print_json(report)?;
+        return Ok(status);
+    }
+    let mut out = crate::output::stdout();
+    let target = &report.target;
+    writeln!(
+        out,
+        "{} nginx cut-over ({}) of {} ({} -> {})",
+        report.action, report.how, target.site, target.old, target.new
+    )?;
+    if !report.diff.is_empty() {
+        write!(out, "{}", report.diff)?;
+    }
+    for (number, step) in report.steps.iter().enumerate() {
+        let detail = step
+            .detail
+            .as_deref()
+            .map(|detail| format!("  ({detail})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:>2}. [{}] {}{detail}",
+            number + 1,
+            step.outcome,
+            step.display
+        )?;
+    }
+    for check in &report.checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        writeln!(out, "  {mark} {}: {}", check.check, check.found)?;
+    }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    match report.action.as_str() {
+        "plan" => writeln!(out, "Nothing was changed (plan).")?,
+        "verify" if !report.ok => writeln!(out, "Not switched yet (checks marked FAIL).")?,
+        "verify" => {}
+        _ if !report.changed => writeln!(out, "Nothing to change: already so.")?,
+        _ => {}
+    }
+    Ok(status)
 }
 
 /// The dns method's options; the key file is read (and its secret masked
@@ -133,6 +270,14 @@ fn dns_options(args: CutoverArgs, needs_key: bool) -> Result<DnsOptions, CliErro
     let missing = |option: &str| {
         CliError::from(cmw_upgrade_core::Error::BadInput {
             details: format!("--method dns needs {option}"),
+        })
+    };
+    let ip = |value: Option<String>, option: &str| {
+        let value = value.ok_or_else(|| missing(option))?;
+        value.parse::<std::net::IpAddr>().map_err(|_| {
+            CliError::from(cmw_upgrade_core::Error::BadInput {
+                details: format!("{option} {value:?} is not an IP address (--method dns swaps an A or AAAA record)"),
+            })
         })
     };
     let key = match (&args.tsig_key_file, needs_key) {
@@ -145,8 +290,8 @@ fn dns_options(args: CutoverArgs, needs_key: bool) -> Result<DnsOptions, CliErro
         target: DnsTarget {
             zone: args.zone.ok_or_else(|| missing("--zone"))?,
             name: args.name.ok_or_else(|| missing("--name"))?,
-            old: args.old.ok_or_else(|| missing("--old"))?,
-            new: args.new.ok_or_else(|| missing("--new"))?,
+            old: ip(args.old, "--old")?,
+            new: ip(args.new, "--new")?,
         },
         server: args.server,
         ns_port: args.ns_port,

@@ -160,9 +160,24 @@ pub fn test_site_in_context(
     candidate: &str,
     runner: &dyn CommandRunner,
 ) -> Result<()> {
+    test_site_in_main_config(root, MAIN_CONFIG, site, candidate, runner)
+}
+
+/// [`test_site_in_context`] for an nginx whose main config is `main` (a
+/// server path; relative `include`s start at its folder, as nginx's `-c` makes them).
+///
+/// # Errors
+/// As [`test_site_in_context`].
+pub fn test_site_in_main_config(
+    root: &Path,
+    main: &str,
+    site: &str,
+    candidate: &str,
+    runner: &dyn CommandRunner,
+) -> Result<()> {
     // A fresh private folder per test: parallel runs never share or remove each other's.
     let work = private_temp_dir("cmw-upgrade-nginx")?;
-    let result = prepare(root, site, candidate, &work).and_then(|copy| {
+    let result = prepare_in(root, main, site, candidate, &work).and_then(|copy| {
         copy.write()?;
         copy.run(site, runner)
     });
@@ -206,16 +221,32 @@ struct ContextCopy {
 }
 
 fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<ContextCopy> {
+    prepare_in(root, MAIN_CONFIG, site, candidate, work)
+}
+
+fn prepare_in(
+    root: &Path,
+    main: &str,
+    site: &str,
+    candidate: &str,
+    work: &Path,
+) -> Result<ContextCopy> {
     let disk = Disk::new(root);
     let main_text = disk
-        .read_file(MAIN_CONFIG)?
-        .map(|bytes| raw_text::decode(MAIN_CONFIG, &bytes))
+        .read_file(main)?
+        .map(|bytes| raw_text::decode(main, &bytes))
         .transpose()?;
     let in_context = main_text.is_some();
     let tree = work.join("tree");
     let mut walker = Walker {
         root,
         disk,
+        main_config: main,
+        config_folder: Path::new(main)
+            .parent()
+            .map_or(CONFIG_FOLDER.to_owned(), |folder| {
+                folder.to_string_lossy().into_owned()
+            }),
         site,
         site_resolved: resolve_in_root(root, &join_default(root, Path::new(site)), true).ok(),
         candidate,
@@ -229,7 +260,7 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
             work: work.to_path_buf(),
             // Without the server's own, nginx's messages must not name a file it lacks.
             main: if in_context {
-                mirror(&tree, MAIN_CONFIG)
+                mirror(&tree, main)
             } else {
                 work.join("minimal-nginx.conf")
             },
@@ -242,13 +273,13 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
     };
     if !in_context {
         walker.copy.warnings.push(format!(
-            "{site}: the new server has no {MAIN_CONFIG}, so `nginx -t` tested the site alone \
+            "{site}: the new server has no {main}, so `nginx -t` tested the site alone \
              in a minimal http {{}}, not as the server will load it; test it again once nginx \
              is installed there (nginx -t)"
         ));
     }
     let main_text = main_text.unwrap_or_else(|| MINIMAL_MAIN.to_owned());
-    let mut text = walker.walk_file(MAIN_CONFIG, &main_text, &mut Vec::new())?;
+    let mut text = walker.walk_file(main, &main_text, &mut Vec::new())?;
     if !walker.main_seen.contains("pid") {
         text.push_str(&format!(
             "\npid {};\n",
@@ -267,6 +298,10 @@ fn prepare(root: &Path, site: &str, candidate: &str, work: &Path) -> Result<Cont
 struct Walker<'a> {
     root: &'a Path,
     disk: Disk,
+    /// The main config's server path.
+    main_config: &'a str,
+    /// Where relative `include`s and certificate paths start: the main config's folder.
+    config_folder: String,
     site: &'a str,
     /// The site file's place under the root, its links resolved there.
     site_resolved: Option<PathBuf>,
@@ -391,11 +426,12 @@ impl Walker<'_> {
             self.site_included = true;
             if self.in_context {
                 self.copy.warnings.push(format!(
-                    "{}: {MAIN_CONFIG} does not include it (nor does anything it includes), \
+                    "{}: {main} does not include it (nor does anything it includes), \
                      so the server will not serve this site; `nginx -t` tested it placed at the \
                      end of http {{}} — enable the site (e.g. link it into \
-                     /etc/nginx/sites-enabled) or include it from {MAIN_CONFIG}",
-                    self.site
+                     /etc/nginx/sites-enabled) or include it from {main}",
+                    self.site,
+                    main = self.main_config
                 ));
             }
             let site = self.site;
@@ -418,7 +454,7 @@ impl Walker<'_> {
         let [argument] = directive.args.as_slice() else {
             return Ok(None); // nginx refuses it without reading anything.
         };
-        let path = server_path(argument, CONFIG_FOLDER);
+        let path = server_path(argument, &self.config_folder);
         let paths = if is_glob(argument) {
             self.expand(&path)?
         } else {
@@ -498,7 +534,7 @@ impl Walker<'_> {
         {
             return Ok(None);
         }
-        let path = server_path(argument, CONFIG_FOLDER);
+        let path = server_path(argument, &self.config_folder);
         let copy = mirror(&self.copy.tree, &path);
         if let Some(bytes) = self.disk.read_file(&path)? {
             self.copy.files.insert(copy.clone(), bytes);

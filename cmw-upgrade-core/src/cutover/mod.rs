@@ -18,6 +18,10 @@
 //! The [`dns`] method moves the name clients use instead: signed RFC 2136
 //! updates to the zone's primary, the TTL lowered beforehand and restored after.
 //!
+//! The [`nginx`] method rewrites the proxy's site: made resolver-driven once
+//! (then the switch is a DNS change, no reload), or the address swapped and
+//! nginx reloaded (keep-alive clients may see resets).
+//!
 //! Sits above the executor; knows nothing of the upgrade procedure.
 
 pub mod dns;
@@ -25,6 +29,8 @@ pub mod dns_key;
 pub mod dns_wire;
 pub mod haproxy;
 pub mod haproxy_config;
+pub mod nginx;
+pub mod nginx_site;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -913,7 +919,7 @@ fn checked_candidate(
 
 /// The permission bits of a file (`stat -c %a`, run on the server: the
 /// rewritten config keeps them).
-fn file_mode(executor: &dyn Executor, path: &str) -> Result<u32> {
+pub(crate) fn file_mode(executor: &dyn Executor, path: &str) -> Result<u32> {
     let command = CommandSpec::new(["stat", "-L", "-c", "%a"])
         .path_arg(path)
         .read_only();
