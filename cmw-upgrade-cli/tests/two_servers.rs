@@ -82,8 +82,14 @@ impl TwoServers {
             .arg("--root")
             .arg(self.control())
             .arg("upgrade")
-            .args(["--old", &format!("{}:{}", self.old.destination(), self.old.port)])
-            .args(["--new", &format!("{}:{}", self.new.destination(), self.new.port)])
+            .args([
+                "--old",
+                &format!("{}:{}", self.old.destination(), self.old.port),
+            ])
+            .args([
+                "--new",
+                &format!("{}:{}", self.new.destination(), self.new.port),
+            ])
             .arg("--old-root")
             .arg(self.old_root())
             .arg("--new-root")

@@ -8,7 +8,8 @@
 //!
 //! By area: [`detect`] (OS family, instance names, layout), [`logs`] (verdict,
 //! log watcher, script output), [`backup`] (bundles, cache pruning), [`config`]
-//! (config migration), [`procedure`] (plan and run).
+//! (config migration), [`procedure`] (plan and run; the whole upgrade from a
+//! control point).
 
 mod backup;
 mod config;
@@ -54,6 +55,7 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(backup::import_cdbbz, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::plan, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::run, module)?)?;
+    module.add_function(wrap_pyfunction!(procedure::upgrade, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());
     for family in core::OsFamily::ALL {

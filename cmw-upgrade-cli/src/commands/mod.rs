@@ -3,6 +3,7 @@
 mod backup;
 mod config;
 mod demo;
+mod demo_ssh;
 mod detect;
 mod logs;
 mod prune;

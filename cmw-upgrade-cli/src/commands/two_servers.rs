@@ -7,9 +7,9 @@ use cmw_upgrade_core::backup::manifest::BackupMethod;
 use cmw_upgrade_core::executor::transfer::Route;
 use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::procedure::two_servers::{
-    plan_two_servers, prepare_two_servers, rollback_two_servers, run_two_servers,
-    RecordedServers, Server, ServerSpec, TwoServerPlan, TwoServerPreflight, TwoServerReport,
-    TwoServerRun, TwoServerSettings,
+    plan_two_servers, prepare_two_servers, rollback_two_servers, run_two_servers, RecordedServers,
+    Server, ServerSpec, TwoServerPlan, TwoServerPreflight, TwoServerReport, TwoServerRun,
+    TwoServerSettings,
 };
 use cmw_upgrade_core::procedure::{RunLock, UpgradeSettings};
 use cmw_upgrade_core::{InstanceName, OsFamily};
@@ -27,11 +27,10 @@ fn server_spec(
     root: Option<&String>,
     args: &TwoServerArgs,
 ) -> Result<ServerSpec, CliError> {
-    let mut spec = ServerSpec::parse(text).map_err(|error| {
-        cmw_upgrade_core::Error::BadRequest {
+    let mut spec =
+        ServerSpec::parse(text).map_err(|error| cmw_upgrade_core::Error::BadRequest {
             details: format!("{option}: {error}"),
-        }
-    })?;
+        })?;
     spec.identity_file = args.identity_file.clone();
     spec.known_hosts_file = args.known_hosts.clone();
     spec.program = args.remote_cmw_upgrade.clone();
@@ -82,7 +81,7 @@ fn settings_of(args: &TwoServerArgs) -> Result<(TwoServerSettings, UpgradeSettin
 }
 
 /// Reaches a server, saying which on failure.
-fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError> {
+pub(super) fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError> {
     Server::connect(spec).map_err(|error| {
         cmw_upgrade_core::Error::CheckFailed {
             what: format!(
@@ -160,7 +159,10 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     })
 }
 
-fn print_preflight(out: &mut impl Write, preflight: &TwoServerPreflight) -> std::io::Result<()> {
+pub(super) fn print_preflight(
+    out: &mut impl Write,
+    preflight: &TwoServerPreflight,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "Preflight (the old database: {} MiB):",

@@ -155,7 +155,12 @@ impl ProgressPrinter {
                     .as_ref()
                     .map(|server| format!("[{server}] "))
                     .unwrap_or_default();
-                writeln!(err, "[{}/{total}] {}{name}: {title}", index + 1, self.server)
+                writeln!(
+                    err,
+                    "[{}/{total}] {}{name}: {title}",
+                    index + 1,
+                    self.server
+                )
             }
             Event::StepSkipped { name } => writeln!(err, "[done] {name}: done in an earlier run"),
             Event::StepFinished {

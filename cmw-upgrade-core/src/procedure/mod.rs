@@ -479,7 +479,14 @@ pub fn run_upgrade_with_cancel<E: Executor>(
         settings,
         server: None,
     };
-    let failed = drive(store, &mut state, &settings.instance, &table, events, cancel)?;
+    let failed = drive(
+        store,
+        &mut state,
+        &settings.instance,
+        &table,
+        events,
+        cancel,
+    )?;
     Ok(run_report(settings, state, failed))
 }
 

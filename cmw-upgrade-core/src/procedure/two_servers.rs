@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use super::state::{RunState, StepStatus, STATE_ROOT};
 use super::steps::rollback_command;
 use super::{
-    drive, fold_repeats, plan_steps, preflight_tarballs, rollback_upgrade_on,
-    run_report, step_names, Event, EventSink, NewServerSteps, PlannedStep, RollbackReport,
-    RunReport, StepTable, UpgradeSettings,
+    drive, fold_repeats, plan_steps, preflight_tarballs, rollback_upgrade_on, run_report,
+    step_names, Event, EventSink, NewServerSteps, PlannedStep, RollbackReport, RunReport,
+    StepTable, UpgradeSettings,
 };
 use crate::backup::manifest::BackupMethod;
 use crate::backup::{choose_method, DriftReport, ServiceState};
@@ -37,8 +37,8 @@ use crate::executor::transfer::{
     transfer_bundle, BundleEnd, DirectSsh, Route, TransferProgress, TransferRequest,
 };
 use crate::executor::{
-    CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording,
-    SshExecutor, SshTarget, ToolAction,
+    CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording, SshExecutor,
+    SshTarget, ToolAction,
 };
 use crate::instance::InstanceName;
 use crate::os::OsFamily;
@@ -167,9 +167,7 @@ impl ServerSpec {
 
     /// Whether `other` is the same server (a rerun must reach the same two).
     fn same_server(&self, other: &ServerSpec) -> bool {
-        self.destination == other.destination
-            && self.port == other.port
-            && self.root == other.root
+        self.destination == other.destination && self.port == other.port && self.root == other.root
     }
 }
 
@@ -359,7 +357,11 @@ fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
 fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
     let mut by_mount: Vec<(String, u64, u64, Vec<String>)> = Vec::new();
     for (folder, bytes, what) in needs {
-        let Some(space) = report.free_space.iter().find(|space| space.folder == *folder) else {
+        let Some(space) = report
+            .free_space
+            .iter()
+            .find(|space| space.folder == *folder)
+        else {
             continue;
         };
         let line = format!("{what} {} MiB in {folder}", bytes / (1 << 20));
@@ -426,18 +428,16 @@ pub fn preflight_both(
                 family: Some(family),
             });
             let database = detected.and_then(|outcome| outcome.detect()).map(|found| {
-                found
-                    .and_then(|found| found.layout)
-                    .map(|layout| {
-                        // Detection reports paths under the agent's root; commands
-                        // take server paths.
-                        let relative = layout
-                            .database
-                            .path
-                            .strip_prefix(&layout.root)
-                            .unwrap_or(&layout.database.path);
-                        format!("/{}", relative.to_string_lossy().trim_start_matches('/'))
-                    })
+                found.and_then(|found| found.layout).map(|layout| {
+                    // Detection reports paths under the agent's root; commands
+                    // take server paths.
+                    let relative = layout
+                        .database
+                        .path
+                        .strip_prefix(&layout.root)
+                        .unwrap_or(&layout.database.path);
+                    format!("/{}", relative.to_string_lossy().trim_start_matches('/'))
+                })
             });
             match database {
                 Ok(Some(database)) => match size_on(old.executor(), &database) {
@@ -1022,7 +1022,11 @@ pub fn run_two_servers(
         // Prepared as new: nothing may have been recorded since (another
         // control point started meanwhile).
         if let Some(now) = RunState::load(servers.store, &given.instance)? {
-            if now.steps.iter().any(|step| step.status != StepStatus::Pending) {
+            if now
+                .steps
+                .iter()
+                .any(|step| step.status != StepStatus::Pending)
+            {
                 return Err(Error::StateConflict {
                     details: format!(
                         "another run of {} was recorded here while this one prepared; see                          `cmw-upgrade status --instance {}`",

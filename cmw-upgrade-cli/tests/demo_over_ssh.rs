@@ -1,0 +1,157 @@
+//! `cmw-upgrade demo --over-ssh`: the rehearsal from a control point, each
+//! simulated server behind its own real sshd (openssh-server, installed by
+//! `.ci/run`), this binary the agent on each.
+
+mod util;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use util::{json, stderr};
+
+/// `demo --over-ssh --json --keep <dir>/sim …`; `shared` makes the bundle
+/// folder act as storage mounted on both servers (a test hook).
+fn demo_over_ssh(dir: &Path, shared: bool, extra: &[&str]) -> (Output, Value) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"));
+    command
+        .args([
+            "demo",
+            "--over-ssh",
+            "--json",
+            "--upgrade-time",
+            "1s",
+            "--keep",
+        ])
+        .arg(dir.join("sim"))
+        .args(extra);
+    if shared {
+        command.env("CMW_UPGRADE_DEMO_SHARED_STORAGE", "1");
+    }
+    let output = command.output().unwrap();
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{}",
+        stderr(&output)
+    );
+    let report = json(&output);
+    (output, report)
+}
+
+fn text<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {value}"))
+}
+
+/// Every step names its server and how it was reached; the old server's
+/// steps ran through the old server's sshd, the others through the new one's.
+fn check_servers(report: &Value) {
+    let old = text(&report["servers"]["old"], "destination");
+    let new = text(&report["servers"]["new"], "destination");
+    assert_ne!(old, new);
+    assert_eq!(report["servers"]["old"]["via"], "ssh");
+    for step in report["steps"].as_array().unwrap() {
+        let name = text(step, "name");
+        let (server, destination) = (text(step, "server"), text(step, "destination"));
+        match name {
+            "backup-old" | "drift-old" => {
+                assert_eq!((server, destination), ("old", old), "{step}");
+            }
+            "transfer-bundle" => {
+                assert_eq!(server, "old->new", "{step}");
+                assert_eq!(destination, format!("{old} -> {new}"), "{step}");
+            }
+            _ => assert_eq!((server, destination), ("new", new), "{step}"),
+        }
+    }
+}
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name} in {report}"))
+}
+
+/// The control point's run state: every step with its server.
+fn state(dir: &Path) -> Value {
+    let path = dir.join("sim/control-point/var/lib/cmw-upgrade/prod/state.json");
+    serde_json::from_slice(&fs::read(&path).unwrap()).unwrap()
+}
+
+/// The bundle folder on a simulated server.
+fn bundles(root: &Path) -> Vec<PathBuf> {
+    fs::read_dir(root.join("mnt/cmw-backup"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("manifest.json").is_file())
+        .collect()
+}
+
+#[test]
+fn the_demo_over_ssh_upgrades_from_a_control_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = demo_over_ssh(dir.path(), true, &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{report:#}\n{}",
+        stderr(&output)
+    );
+    assert_eq!(report["outcome"], "upgraded");
+    check_servers(&report);
+    let backup = step(&report, "backup-old");
+    assert_eq!(backup["status"], "done");
+    assert!(
+        backup["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|command| command.as_str().unwrap().starts_with("cmw-upgrade backup ")),
+        "{backup}"
+    );
+    assert_eq!(step(&report, "drift-old")["status"], "done");
+    assert_eq!(step(&report, "final-check")["status"], "done");
+    // The backup was made in the old server's tree (the agent's root there)
+    // and the state on the control point says where each step ran.
+    let old_root = PathBuf::from(text(&report["servers"]["old"], "root"));
+    assert_eq!(bundles(&old_root).len(), 1);
+    let state = state(dir.path());
+    for step in state["steps"].as_array().unwrap() {
+        assert!(step["server"].is_string(), "{step}");
+    }
+    // --keep: the servers, their sshd folders and the control point stay.
+    assert!(dir.path().join("sim/ssh/known_hosts").is_file());
+}
+
+#[test]
+fn a_failed_upgrade_over_ssh_is_rolled_back_from_the_control_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (output, report) = demo_over_ssh(dir.path(), true, &["--fail-upgrade", "--family", "rpm"]);
+    assert_eq!(output.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["outcome"], "rolled_back");
+    assert_eq!(report["family"], "rpm");
+    check_servers(&report);
+    assert_eq!(step(&report, "wait-upgrade")["status"], "failed");
+    let rollback = step(&report, "rollback");
+    assert_eq!(rollback["status"], "done", "{rollback}");
+    assert_eq!(rollback["server"], "new");
+    // The old server was only read: its instance is untouched.
+    let old_root = PathBuf::from(text(&report["servers"]["old"], "root"));
+    assert!(old_root.join("var/lib/comindware/prod/Database").is_dir());
+}
+
+#[test]
+fn over_ssh_does_not_go_with_setup_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .args(["demo", "--over-ssh", "--setup-only", "--keep"])
+        .arg(dir.path().join("sim"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
