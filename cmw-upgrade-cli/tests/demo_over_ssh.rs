@@ -155,3 +155,44 @@ fn over_ssh_does_not_go_with_setup_only() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+/// Without sshd the demo says to install openssh-server, exits 2 and lays
+/// nothing out. sshd is hidden in a mount namespace of the run's own (where
+/// this machine allows one: root in CI).
+#[test]
+fn without_sshd_the_demo_says_to_install_openssh_server() {
+    let allowed = Command::new("unshare")
+        .args(["-m", "true"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !allowed {
+        eprintln!("skipped: no mount namespace here (unshare -m) to hide sshd in");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keep = dir.path().join("sim");
+    let output = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(
+            "for sshd in /usr/sbin/sshd /usr/bin/sshd; do \
+               if [ -e \"$sshd\" ]; then mount --bind /dev/null \"$sshd\" || exit 99; fi; \
+             done; exec \"$0\" demo --over-ssh --keep \"$1\"",
+        )
+        .arg(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .arg(&keep)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    if output.status.code() == Some(99) {
+        eprintln!("skipped: cannot bind-mount here: {}", stderr(&output));
+        return;
+    }
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("install openssh-server"),
+        "{}",
+        stderr(&output)
+    );
+    let laid_out = fs::read_dir(&keep).map_or(0, |listing| listing.count());
+    assert_eq!(laid_out, 0, "nothing is laid out without sshd");
+}
