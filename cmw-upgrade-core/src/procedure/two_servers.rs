@@ -775,6 +775,11 @@ impl TwoServerSteps<'_> {
                 return Ok(());
             }
         }
+        // The receiver makes the bundle folder, not its parent.
+        self.servers
+            .new
+            .executor()
+            .create_dir_all(&self.recorded.settings.bundle_dir)?;
         let request = TransferRequest {
             from: self.servers.old.bundle_end(bundle),
             to: self.servers.new.bundle_end(bundle),
@@ -813,11 +818,16 @@ impl TwoServerSteps<'_> {
                 report.files,
                 report.sent_bytes / (1 << 20),
                 report.seconds,
-                report.route_taken,
+                report.route_taken.as_str(),
                 report.route_reason
             ),
         });
-        self.remember(state, index, "route", report.route_taken.clone())?;
+        self.remember(
+            state,
+            index,
+            "route",
+            report.route_taken.as_str().to_owned(),
+        )?;
         self.remember(state, index, "route_reason", report.route_reason)
     }
 
