@@ -196,3 +196,56 @@ fn without_sshd_the_demo_says_to_install_openssh_server() {
     let laid_out = fs::read_dir(&keep).map_or(0, |listing| listing.count());
     assert_eq!(laid_out, 0, "nothing is laid out without sshd");
 }
+
+/// The text report: each step and each command labelled with its server and
+/// how it was reached, as the progress lines are.
+#[test]
+fn the_text_report_labels_each_step_with_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .args(["demo", "--over-ssh", "--upgrade-time", "1s", "--keep"])
+        .arg(dir.path().join("sim"))
+        .env("CMW_UPGRADE_DEMO_SHARED_STORAGE", "1")
+        .output()
+        .unwrap();
+    let text = util::stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}\n{}", stderr(&output));
+    assert!(
+        text.contains("from a control point over ssh: upgraded"),
+        "{text}"
+    );
+    let label = |line: &str| {
+        line.trim_start()
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("] "))
+            .map(|(label, _)| label.to_owned())
+    };
+    let backup = text
+        .lines()
+        .find(|line| line.contains("backup-old "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let old = label(backup).unwrap();
+    assert!(
+        old.starts_with("old ") && old.contains("@127.0.0.1:"),
+        "{backup}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with(&format!("    [{old}] $ cmw-upgrade backup "))),
+        "{text}"
+    );
+    let final_check = text
+        .lines()
+        .find(|line| line.contains("final-check "))
+        .unwrap();
+    assert!(
+        label(final_check).unwrap().starts_with("new "),
+        "{final_check}"
+    );
+    // The progress lines on stderr name the server of each step too.
+    assert!(
+        stderr(&output).contains(&format!("[{old}] backup-old:")),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -64,13 +64,14 @@ fn start_sshd(label: &str, dir: &Path, sim: &Simulation) -> Result<SimSshd, CliE
         "SetEnv \"PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"",
         sim.bin.display()
     );
-    SimSshd::start(dir, &path).map_err(|error| sshd_error(label, &error))
+    SimSshd::start(dir, &path)
+        .map_err(|error| sshd_error(&format!("the simulated {label} server"), &error))
 }
 
 /// sshd missing or not starting: what to do about it.
-fn sshd_error(label: &str, error: &std::io::Error) -> CliError {
+fn sshd_error(servers: &str, error: &std::io::Error) -> CliError {
     cmw_upgrade_core::Error::CheckFailed {
-        what: format!("starting an sshd for the simulated {label} server"),
+        what: format!("starting an sshd for {servers}"),
         details: format!("{error}; or run the demo without --over-ssh (it needs no ssh)"),
     }
     .into()
@@ -151,7 +152,8 @@ pub(super) fn demo_in(
 ) -> Result<ExitStatus, CliError> {
     let upgrade_seconds = args.upgrade_time.as_secs_f64();
     // Before anything is laid out: without sshd there is nothing to rehearse.
-    cmw_upgrade_sim::sshd::sshd_program().map_err(|error| sshd_error("old", &error))?;
+    cmw_upgrade_sim::sshd::sshd_program()
+        .map_err(|error| sshd_error("the simulated servers", &error))?;
     let sim = simulation(args, folder)?;
 
     // The two sshd, a client key both let in, and a known_hosts file with
