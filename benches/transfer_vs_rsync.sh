@@ -10,7 +10,8 @@
 #
 # All three go from this machine to the "server" (the same machine through sshd,
 # the same ssh options and cipher). Then, for information, the same transfer with
-# both ends behind ssh (remote to remote through this machine: two ssh hops).
+# both ends behind ssh: through this machine (two ssh hops), and direct (the
+# sending "server" pipes into ssh to the receiving one: one hop).
 # Rounds alternate the tools on a flushed disk; medians are printed. Never a test.
 #
 #   bash benches/transfer_vs_rsync.sh [ENTITIES] [FILES_PER_GROUP] [BYTES_PER_FILE] [ROUNDS]
@@ -84,7 +85,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 max_of() { cat "$@" 2> /dev/null | sort -n | tail -1; }
 fresh() { rm -rf "$work"/dst-* "$work"/rss-*; sync; }
 
-cmw_times=(); rsync_times=(); tar_times=(); both_times=()
+cmw_times=(); rsync_times=(); tar_times=(); both_times=(); direct_times=()
 cmw_rss=(); cmw_server_rss=(); rsync_rss=(); rsync_server_rss=(); tar_rss=(); tar_server_rss=()
 for round in $(seq "$rounds"); do
   fresh
@@ -121,9 +122,20 @@ for round in $(seq "$rounds"); do
   "$bin/cmw-upgrade" bundle transfer \
     --from "$host:$port:$work/bundle" --to "$host:$port:$work/dst-both" \
     --identity-file "$work/client_key" --known-hosts "$work/known_hosts" \
-    --remote-cmw-upgrade "$bin/cmw-upgrade" > /dev/null
+    --remote-cmw-upgrade "$bin/cmw-upgrade" --route through-here > /dev/null
   end=$(now)
   both_times+=($((end - start)))
+
+  fresh
+  start=$(now)
+  "$bin/cmw-upgrade" bundle transfer \
+    --from "$host:$port:$work/bundle" --to "$host:$port:$work/dst-direct" \
+    --identity-file "$work/client_key" --known-hosts "$work/known_hosts" \
+    --remote-cmw-upgrade "$bin/cmw-upgrade" --route direct \
+    --direct-ssh-option "IdentityFile=$work/client_key" \
+    --direct-ssh-option "UserKnownHostsFile=$work/known_hosts" > /dev/null
+  end=$(now)
+  direct_times+=($((end - start)))
 done
 fresh
 
@@ -131,14 +143,15 @@ cmw_ms=$(printf '%s\n' "${cmw_times[@]}" | median)
 rsync_ms=$(printf '%s\n' "${rsync_times[@]}" | median)
 tar_ms=$(printf '%s\n' "${tar_times[@]}" | median)
 both_ms=$(printf '%s\n' "${both_times[@]}" | median)
+direct_ms=$(printf '%s\n' "${direct_times[@]}" | median)
 peak() { printf '%s\n' "$@" | sort -n | tail -1; }
-awk -v c="$cmw_ms" -v r="$rsync_ms" -v t="$tar_ms" -v b="$both_ms" -v n="$rounds" \
+awk -v c="$cmw_ms" -v r="$rsync_ms" -v t="$tar_ms" -v b="$both_ms" -v d="$direct_ms" -v n="$rounds" \
     -v cr="$(peak "${cmw_rss[@]}")" -v cs="$(peak "${cmw_server_rss[@]}")" \
     -v rr="$(peak "${rsync_rss[@]}")" -v rs="$(peak "${rsync_server_rss[@]}")" \
     -v tr="$(peak "${tar_rss[@]}")" -v ts="$(peak "${tar_server_rss[@]}")" 'BEGIN {
   printf "bundle transfer: %.2f s   rsync -a: %.2f s   tar | ssh tar: %.2f s\n", c/1e9, r/1e9, t/1e9
   printf "  ratio transfer/rsync: %.2f (target <= 1.0)   transfer/tar: %.2f (target <= 1.3)\n", c/r, c/t
-  printf "  remote to remote through this machine (two ssh hops): %.2f s\n", b/1e9
+  printf "  remote to remote through this machine (two ssh hops): %.2f s   direct (one hop): %.2f s\n", b/1e9, d/1e9
   printf "peak memory, sending side / receiving side:\n"
   printf "  bundle transfer %.1f / %.1f MiB   rsync %.1f / %.1f MiB   tar %.1f / %.1f MiB\n", cr/1024, cs/1024, rr/1024, rs/1024, tr/1024, ts/1024
   printf "medians of %d rounds\n", n }'

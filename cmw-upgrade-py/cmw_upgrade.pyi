@@ -44,6 +44,9 @@ class NotEnoughSpaceError(CmwUpgradeError):
 class AlreadyExistsError(CmwUpgradeError):
     """Something is in the way that the tool will not overwrite."""
 
+class LockedError(CmwUpgradeError):
+    """Another run holds the instance's lock; retry when it is done."""
+
 class BundleDamagedError(CmwUpgradeError):
     """A bundle does not match its manifest."""
 
@@ -83,6 +86,12 @@ class CancelledError(CmwUpgradeError):
     The long calls below raise KeyboardInterrupt (or the progress callable's
     exception) instead; this class stands for the core's "cancelled" kind.
     """
+
+class BadInputError(CmwUpgradeError):
+    """A value that names nothing there (a backend, a server); the message names what exists."""
+
+class AuthenticationFailedError(CmwUpgradeError):
+    """Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed)."""
 
 class Owner:
     """A user and group pair, as `chown` takes it."""
@@ -295,7 +304,7 @@ def backup(
     """
 
 def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
-    """Re-hashes every file of a bundle: {"ok", "missing", "changed", "extra"}."""
+    """Re-hashes every file of a bundle: {"ok", "missing", "changed_files", "extra"}."""
 
 def bundle_drift(
     path: StrPath,
@@ -304,7 +313,7 @@ def bundle_drift(
     deep: bool = False,
     family: Optional[str] = None,
 ) -> dict[str, Any]:
-    """What the live database changed since the bundle: {"changed", "added", "removed", ...}."""
+    """What the live database changed since the bundle: {"changed_files", "added", "removed", ...}."""
 
 def restore_bundle(
     path: StrPath,
@@ -364,7 +373,7 @@ def run(
     """Runs (or resumes) the upgrade; returns {"outcome", "instance", "steps", "next"}.
 
     `progress` gets each event as a dict ("event": step_started, step_finished,
-    step_skipped, waiting or note). Raises AlreadyExistsError when another run
+    step_skipped, waiting or note). Raises LockedError when another run
     holds the instance's lock. Ctrl-C stops the run before its next step (a step
     under way finishes first); the steps done stay done, so the same call resumes.
     """

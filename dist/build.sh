@@ -83,9 +83,13 @@ for target in "${targets[@]}"; do
   export "$flags_var=-C relocation-model=static"
   if [ "$arch" = aarch64 ]; then
     # Debian's cross compiler links (with Rust's own musl start files) and
-    # compiles the C parts (BLAKE3's NEON code).
+    # compiles the C parts (BLAKE3's NEON code, ring's HMAC for the dns cut-over).
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-gnu-gcc
     export CC_aarch64_unknown_linux_musl=aarch64-linux-gnu-gcc
+  else
+    # ring's C and assembly (the TSIG HMAC of the dns cut-over) call no libc:
+    # the host's gcc compiles them; cc-rs would look for x86_64-linux-musl-gcc.
+    export CC_x86_64_unknown_linux_musl="${CC_x86_64_unknown_linux_musl:-gcc}"
   fi
   cargo build --release --locked --target "$target" -p cmw-upgrade-cli
   binary=target/$target/release/cmw-upgrade

@@ -24,20 +24,55 @@ traffic is switched by DNS or an upstream proxy, with a way back at every step.
 
 Exit codes: 0 success (for a verdict: the upgrade succeeded), 1 bad news (the upgrade failed, \
 a bundle is damaged, the database changed since its backup), \
-2 bad input or an error to fix (message on stderr), 3 not finished yet.";
+2 bad input or an error to fix (message on stderr), 3 not finished yet (or not started), \
+4 busy: another run holds the instance's lock (retry later).";
 
 const DETECT_EXAMPLES: &str = "Examples:\n  cmw-upgrade detect\n  cmw-upgrade detect --instance prod --json\n  cmw-upgrade --root /mnt/old-server detect --instance prod";
+const INSTANCES_EXAMPLES: &str = "Examples:\n  cmw-upgrade instances\n  cmw-upgrade instances --json\n  cmw-upgrade --root /mnt/old-server instances";
+const REPORT_EXAMPLES: &str = "Examples:\n  cmw-upgrade report --instance prod\n  cmw-upgrade report --instance prod --output /tmp/prod-support.tar.gz --json";
+const CLEANUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade cleanup --instance prod --list\n  cmw-upgrade cleanup --instance prod\n  cmw-upgrade cleanup --instance prod --include-bundle --yes --json";
 const PRUNE_EXAMPLES: &str = "Examples:\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --check\n  cmw-upgrade prune-caches /backup/prod-upgraded/Database --json";
 const MIGRATE_EXAMPLES: &str = "Examples:\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --check\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod\n  cmw-upgrade config migrate --from /backup/prod/config --instance prod --fix --json";
 const BACKUP_EXAMPLES: &str = "Examples:\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup --instance prod --dest /mnt/backup/prod-snap --method snapshot --with-streams\n  cmw-upgrade backup verify /mnt/backup/prod-2026-11-25\n  cmw-upgrade backup drift /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade backup import /var/backups/comindware/prod/prod-2026-11-25.cdbbz --dest /mnt/backup/prod-imported";
 const RESTORE_EXAMPLES: &str = "Examples:\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod\n  cmw-upgrade restore /mnt/backup/prod-2026-11-25 --instance prod --replace --json";
-const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan ... --json";
+const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz\n  cmw-upgrade plan --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json";
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const UPGRADE_EXAMPLES: &str = "Examples:\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --plan\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --bundle-dir /mnt/backup\n  (on the new server)  cmw-upgrade upgrade --old admin@10.0.0.5:2222 --new local --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
-const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --json";
+const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --yes --json\n  cmw-upgrade rollback --instance prod --yes --force";
 const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo\n  cmw-upgrade demo --over-ssh\n  cmw-upgrade demo --over-ssh --family rpm --fail-upgrade --json";
 const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
 const TRANSFER_EXAMPLES: &str = "Examples:\n  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  cmw-upgrade bundle transfer --from root@10.0.0.5:2222:/mnt/backup/prod --to root@10.0.0.6:/mnt/backup/prod --identity-file ~/.ssh/upgrade --json\n  (on the old server)  cmw-upgrade bundle transfer --from /mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  (on the new server)  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to local:/mnt/backup/prod";
+const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
+  cmw-upgrade cutover plan --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --haproxy-config /etc/haproxy/haproxy.cfg --drain-seconds 30
+  cmw-upgrade cutover verify --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --json
+  cmw-upgrade cutover revert --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --haproxy-config /etc/haproxy/haproxy.cfg
+  cmw-upgrade cutover plan --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20
+  cmw-upgrade cutover prepare --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --ttl 30
+  cmw-upgrade cutover apply --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --server 192.0.2.53
+  cmw-upgrade cutover verify --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 --resolver 10.0.0.2
+  cmw-upgrade cutover finish --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key
+  cmw-upgrade cutover revert --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -64,6 +99,52 @@ pub struct GlobalArgs {
     /// Print one JSON document on stdout instead of text, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// How long work shows its progress on stderr: text lines for people (not with
+    /// --json), json (one JSON object a line: step_started, step_finished, waiting,
+    /// transfer, copy, note; for Ansible's async and other scripts), or none.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "HOW",
+        default_value = "text"
+    )]
+    pub progress: ProgressMode,
+
+    /// No progress on stderr (the same as --progress none); the result and errors
+    /// still show.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: `run` lists every command each step ran (its transcript).
+    #[arg(long, short = 'v', global = true)]
+    pub verbose: bool,
+
+    /// Where this machine keeps the state of a run it drives as a control point
+    /// (`upgrade`; read by `status`, `rollback`, `cleanup`): DIR/<instance>/state.json
+    /// instead of /var/lib/cmw-upgrade/<instance>/ under --root. For an admin without
+    /// root on the control point.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Lines for people (quiet with --json).
+    Text,
+    /// One JSON object a line.
+    Json,
+    /// Nothing.
+    None,
+}
+
+impl GlobalArgs {
+    /// Whether progress goes to stderr as text lines.
+    pub fn text_progress(&self) -> bool {
+        self.progress == ProgressMode::Text && !self.json && !self.quiet
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +179,11 @@ pub enum Command {
     /// Try --check first: it lists what would go and changes nothing.
     #[command(name = "prune-caches", after_long_help = PRUNE_EXAMPLES)]
     PruneCaches(PruneArgs),
+
+    /// List the instances configured on this server, with their platform versions and
+    /// whether their service runs.
+    #[command(after_long_help = INSTANCES_EXAMPLES)]
+    Instances,
 
     /// Back up an instance's database and config files into a bundle with a checksum
     /// manifest; verify, compare or import bundles.
@@ -167,8 +253,8 @@ pub enum Command {
 
     /// Show where the run of an instance is: each step's status, time and error.
     ///
-    /// Exit codes: 0 all steps done, 3 not finished (or rolled back), 1 a step failed,
-    /// 2 no run recorded.
+    /// Exit codes: 0 all steps done, 3 not finished, rolled back, or no run recorded
+    /// (the JSON's `recorded` is false then), 1 a step failed.
     Status(InstanceArgs),
 
     /// Undo a run on this server, per the platform procedure's "problems" section.
@@ -178,8 +264,12 @@ pub enum Command {
     /// the run replaced an older version of the instance on this server, brings it back
     /// (instance_delete.sh, then instance_create.sh -v=<old version>) and starts it.
     /// The old server was never changed: keep DNS and the upstream proxy on it.
+    ///
+    /// It stops production on this server: on a terminal it asks first; elsewhere it
+    /// needs --yes. A run whose steps are all done may already have traffic on it: that
+    /// is refused unless --force.
     #[command(after_long_help = ROLLBACK_EXAMPLES)]
-    Rollback(InstanceArgs),
+    Rollback(RollbackArgs),
 
     /// The whole upgrade from one place: back up the old server, bring the bundle to
     /// the new one, run every step there, and compare the old server's database with
@@ -212,6 +302,33 @@ pub enum Command {
     #[command(after_long_help = UPGRADE_EXAMPLES)]
     Upgrade(TwoServerArgs),
 
+    /// List what a finished run kept on the new server, with sizes, and remove it.
+    ///
+    /// A successful run keeps the database several times over: the clean database
+    /// instance_create.sh made, the upgraded backup, the upgraded database before
+    /// pruning, the unpacked distribution, and the old server's bundle. Each was kept so a
+    /// step could be undone or resumed; once every step is done they only take space.
+    /// The bundle (the data as it was before the upgrade) goes only with
+    /// --include-bundle. Asks on a terminal; --yes elsewhere. For a run driven from a
+    /// control point, run it there: it reaches the new server as the run did.
+    ///
+    /// Exit codes: 0 removed (or nothing to remove), 2 not finished, not confirmed, or
+    /// an error.
+    #[command(after_long_help = CLEANUP_EXAMPLES)]
+    Cleanup(CleanupArgs),
+
+    /// Gather what the platform's support asks for after a failed upgrade into one
+    /// tar.gz, every secret masked, and print its path.
+    ///
+    /// It holds summary.json (what is in it, and what could not be read), the run
+    /// state and its transcript, the upgrade verdict, the config migration's report
+    /// (check mode, from the bundle), the instances and versions, the OS and its
+    /// family, and the instance's *.log files (their last 8 MiB each) with those a
+    /// rollback kept. For a run driven from a control point, run it there: it
+    /// reaches the new server as the run did. It only reads; the archive is 0600.
+    #[command(after_long_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+
     /// Rehearse the whole upgrade on simulated servers in a temporary folder.
     ///
     /// Lays out an old 4.7 server with data and an empty new server (with stand-ins for
@@ -234,6 +351,11 @@ pub enum Command {
     /// Move backup bundles between servers.
     #[command(subcommand)]
     Bundle(BundleCommand),
+
+    /// Switch traffic from the old server to the new one through the upstream
+    /// proxy (or the name's DNS record) with no failed request, check it, and switch back.
+    #[command(subcommand)]
+    Cutover(CutoverCommand),
 
     /// Write a bundle as a transfer stream on stdout (run by `bundle transfer`).
     ///
@@ -406,6 +528,15 @@ pub struct TwoServerArgs {
     #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
     pub remote_cmw_upgrade: String,
 
+    /// Never copy this binary to the servers: a missing, older or incompatible
+    /// cmw-upgrade there is an error instead.
+    #[arg(long)]
+    pub no_copy_agent: bool,
+
+    /// Where the copy goes on the servers (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub copy_agent_to: Option<String>,
+
     /// How long the data-structure upgrade may take.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2h")]
     pub upgrade_timeout: Duration,
@@ -427,7 +558,55 @@ pub struct TwoServerArgs {
     pub new_root: Option<String>,
 }
 
-/// `status` and `rollback`.
+/// `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The instance.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// The archive to write (default: cmw-upgrade-report-<instance>-<time>.tar.gz here).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The instance whose finished run kept the files.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Also remove the old server's bundle (the data as it was before the upgrade).
+    #[arg(long)]
+    pub include_bundle: bool,
+
+    /// Do not ask (needed when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Only list what is kept, with sizes.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The instance.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Do not ask: the rollback is wanted (needed when not on a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Roll back a run whose steps are all done (traffic may already be on it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `status`.
 #[derive(Debug, Args)]
 pub struct InstanceArgs {
     /// The instance.
@@ -830,21 +1009,226 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum CutoverCommand {
+    /// Print every change `apply` would make now, from the proxy's current state;
+    /// changes nothing.
+    ///
+    /// Reads the servers' state through the proxy's admin socket and checks that the new
+    /// server takes TCP connections from this host (the proxy's).
+    ///
+    /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
+    /// every update prepare, apply and finish would send (as nsupdate lines); sends none.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Plan(CutoverArgs),
+
+    /// dns: lower the TTL of the name's A (and AAAA) records to --ttl, hours before apply.
+    ///
+    /// Saves the records as they are and the time after which no cache holds the old TTL
+    /// (now + the old TTL) to /var/lib/cmw-upgrade/<instance>/cutover-dns.json (0600) first;
+    /// each update is signed with the TSIG key and applies only if the records are still as
+    /// read. haproxy has nothing to prepare.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Prepare(CutoverArgs),
+
+    /// Switch traffic to the new server with no failed request.
+    ///
+    /// haproxy: checks the new server takes TCP connections from this host (and, with
+    /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the
+    /// servers' state to /var/lib/cmw-upgrade/<instance>/cutover.json (0600; kept from the
+    /// first apply until a revert), sets the new server `ready` and waits until it is UP,
+    /// sets the old one `drain` (no new traffic, open requests finish), waits until it has
+    /// no session (at most --drain-seconds), then sets it `maint`. With --haproxy-config
+    /// the servers' `disabled` flags are written into the config too (only those bytes
+    /// change; `haproxy -c` must pass first; the original is kept as
+    /// <config>.cmw-upgrade.<time>.bak), so a reload or restart keeps the switch.
+    /// Running it again changes nothing more.
+    ///
+    /// dns: refuses before the old TTL has run out in every cache (see prepare) unless
+    /// --force, then replaces --old by --new in the name's record set, on the condition
+    /// that the set is still as just read (if someone changed it, nothing is changed and
+    /// the message shows the set now).
+    ///
+    /// Exit codes: 0 switched, 2 an error (the message says what serves now and what to do).
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Apply(CutoverArgs),
+
+    /// Check that the new server serves alone: UP and ready, the old one in maintenance
+    /// with no session (and, with --haproxy-config, the config's flags in step).
+    ///
+    /// dns: asks every authoritative server of the zone (its NS set) and each --resolver
+    /// until all answer the new address (at most --verify-timeout), and prints each one's answer.
+    ///
+    /// Exit codes: 0 all checks hold, 1 one does not (listed), 2 an error.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Verify(CutoverArgs),
+
+    /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
+    /// then kept as cutover-dns.finished.<time>.json. haproxy has nothing to finish.
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Finish(CutoverArgs),
+
+    /// Switch back to what `apply` saved, in the same order: the old server `ready` and UP
+    /// first, then the new one drained and put back as it was (and the config's flags).
+    ///
+    /// Works from the saved state alone, also after a crash during `apply`. The saved
+    /// state is then kept as cutover.reverted.<time>.json.
+    ///
+    /// dns: puts back the addresses and TTL saved before the first change (each update on
+    /// the condition that the records are as just read).
+    #[command(after_long_help = CUTOVER_EXAMPLES)]
+    Revert(CutoverArgs),
+
+    /// Send one command to a HAProxy runtime API and print its answer (what plans and
+    /// transcripts show as `echo ... | socat stdio SOCKET`).
+    #[command(name = "haproxy-command", hide = true)]
+    HaproxyCommand(HaproxyCommandArgs),
+
+    /// Check that HOST:PORT takes TCP connections from this server.
+    #[command(hide = true)]
+    Reach(ReachArgs),
+}
+
+/// How traffic is switched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CutoverMethod {
+    /// HAProxy's runtime API over its admin socket.
+    Haproxy,
+    /// The name's A/AAAA record, by signed RFC 2136 updates to the zone's primary.
+    Dns,
+}
+
+/// `cutover plan|apply|verify|revert`.
+#[derive(Debug, Args)]
+pub struct CutoverArgs {
+    /// The instance (the saved state lives in /var/lib/cmw-upgrade/<instance>/).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// How traffic is switched.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub method: CutoverMethod,
+
+    /// HAProxy's admin socket (`stats socket PATH level admin` in its config).
+    #[arg(long, value_name = "PATH", required_if_eq("method", "haproxy"))]
+    pub haproxy_socket: Option<String>,
+
+    /// The backend holding the old and the new server.
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub backend: Option<String>,
+
+    /// The server traffic leaves (its name in the backend).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub old_server: Option<String>,
+
+    /// The server traffic goes to (its name in the backend).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]
+    pub new_server: Option<String>,
+
+    /// The config file HAProxy loads: the switch is written into it so a reload keeps it.
+    #[arg(long, value_name = "PATH")]
+    pub haproxy_config: Option<String>,
+
+    /// The longest the old server may keep open sessions before maintenance.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub drain_seconds: u64,
+
+    /// The longest a server set ready may take to pass its health check.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub up_timeout: Duration,
+
+    /// dns: the zone holding the name (example.com).
+    #[arg(long, value_name = "ZONE", required_if_eq("method", "dns"))]
+    pub zone: Option<String>,
+
+    /// dns: the name clients use (cmw.example.com).
+    #[arg(long, value_name = "NAME", required_if_eq("method", "dns"))]
+    pub name: Option<String>,
+
+    /// dns: the address traffic leaves (an IPv4 address swaps the A record, IPv6 the AAAA).
+    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
+    pub old: Option<std::net::IpAddr>,
+
+    /// dns: the address traffic goes to.
+    #[arg(long, value_name = "ADDR", required_if_eq("method", "dns"))]
+    pub new: Option<std::net::IpAddr>,
+
+    /// dns: the TSIG key allowed to update the zone, in BIND's key format (as `tsig-keygen`
+    /// writes it); needed by prepare, apply, finish and revert. The secret is never taken
+    /// on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub tsig_key_file: Option<PathBuf>,
+
+    /// dns: the zone's primary, ADDR[:PORT] (default: the address of the SOA's MNAME, port 53).
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    pub server: Option<std::net::SocketAddr>,
+
+    /// dns: a resolver verify asks too, ADDR[:PORT] (repeatable).
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_server)]
+    pub resolver: Vec<std::net::SocketAddr>,
+
+    /// dns: the TTL prepare sets, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub ttl: u32,
+
+    /// dns: apply before the old TTL has run out in every cache (clients holding a cached
+    /// answer keep the old address until it expires).
+    #[arg(long)]
+    pub force: bool,
+
+    /// dns: the longest verify waits for every server to answer the new address.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    pub verify_timeout: Duration,
+
+    /// dns: the port verify asks the NS set's servers on (53; other ports in labs).
+    #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
+    pub ns_port: u16,
+}
+
+fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
+    cmw_upgrade_core::cutover::dns::parse_server(text)
+}
+
+/// `cutover haproxy-command`.
+#[derive(Debug, Args)]
+pub struct HaproxyCommandArgs {
+    /// HAProxy's admin socket.
+    #[arg(long, value_name = "PATH")]
+    pub haproxy_socket: String,
+
+    /// The command, e.g. 'show servers state cmw'.
+    #[arg(value_name = "COMMAND")]
+    pub command: String,
+}
+
+/// `cutover reach`.
+#[derive(Debug, Args)]
+pub struct ReachArgs {
+    /// Host name or address.
+    #[arg(long, value_name = "HOST")]
+    pub host: String,
+
+    /// TCP port.
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum BundleCommand {
-    /// Copy a bundle from one server to another through this machine, verified and
-    /// resumable.
+    /// Copy a bundle from one server to another, verified and resumable.
     ///
     /// Each side is `[user@]host[:port]:DIR` (a server reached with the system's ssh,
     /// host keys checked, no prompts; DIR absolute there) or a path on this machine
     /// (`/path`, `./path`, or `local:PATH`). The receiver is asked first which files it
     /// lacks (a file already there with the manifest's size and BLAKE3 is not sent
     /// again, so an interrupted transfer resumes); then the sender's output goes
-    /// straight into the receiver through a pipe. Every file is written under a
+    /// straight into the receiver: from server to server by ssh, or through a pipe on
+    /// this machine (--route). Every file is written under a
     /// temporary name, checked against the manifest, then renamed into place with its
     /// mode, time and (as root) owner; manifest.json is written last, so a folder
     /// without it is an unfinished transfer: run the same command again.
     ///
-    /// Both servers need cmw-upgrade (--remote-cmw-upgrade names it there). --root
+    /// A server whose cmw-upgrade (--remote-cmw-upgrade) is missing or older gets a
+    /// copy of this binary in /var/lib/cmw-upgrade/bin. --root
     /// places both DIRs under a root on their servers. Exit codes: 0 done, 2 an error
     /// (message on stderr; what was received in full stays for the rerun).
     #[command(after_long_help = TRANSFER_EXAMPLES)]
@@ -871,9 +1255,26 @@ pub struct TransferArgs {
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
 
-    /// cmw-upgrade's command on the servers reached by ssh.
+    /// cmw-upgrade's command on the servers reached by ssh (its agent runs as
+    /// `PATH [--root R] agent`; when it is missing or older, this binary is copied
+    /// to /var/lib/cmw-upgrade/bin there and used instead).
     #[arg(long, value_name = "PATH", default_value = "cmw-upgrade")]
     pub remote_cmw_upgrade: String,
+
+    /// Which way the bytes go between two servers: `direct` (the sending server
+    /// pipes into ssh to the receiving one; the bytes cross the network once),
+    /// `through-here` (both servers' streams meet in a pipe on this machine), or
+    /// `auto`: direct when the sending server reaches the receiving one by ssh
+    /// (tried first, BatchMode, host key checked), through here otherwise.
+    #[arg(long, value_name = "ROUTE", default_value = "auto", value_parser = ["auto", "direct", "through-here"])]
+    pub route: String,
+
+    /// An ssh option for the ssh the sending server runs on the direct route, as
+    /// for `ssh -o` (e.g. IdentityFile=/root/.ssh/deploy,
+    /// UserKnownHostsFile=/root/.ssh/known_hosts_new); repeatable. Paths are on the
+    /// sending server.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub direct_ssh_option: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -885,6 +1286,12 @@ pub struct BundleSendArgs {
     /// Print only the bundle's manifest.json.
     #[arg(long)]
     pub manifest: bool,
+
+    /// After `--`: a command (argv) to stream into instead of stdout, the direct
+    /// route's ssh to the receiving server; its stderr is passed through, and its
+    /// stdout (the receiver's report) printed once it succeeded.
+    #[arg(last = true, value_name = "ARGV")]
+    pub into: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -896,6 +1303,11 @@ pub struct BundleReceiveArgs {
     /// Read a manifest on stdin and print, as a JSON array, the files DEST still needs.
     #[arg(long)]
     pub needed: bool,
+
+    /// Refuse a stream whose manifest.json has another BLAKE3 (hex) than this: the
+    /// one the needed files were listed from.
+    #[arg(long, value_name = "HEX")]
+    pub manifest_blake3: Option<String>,
 }
 
 /// `cmw-upgrade man`.
@@ -1004,8 +1416,77 @@ mod tests {
                 instance: args.instance,
                 family: args.family,
             },
+            Command::Cutover(CutoverCommand::HaproxyCommand(args)) => ToolAction::HaproxyCommand {
+                socket: args.haproxy_socket,
+                command: args.command,
+            },
+            Command::Cutover(CutoverCommand::Reach(args)) => ToolAction::TcpConnect {
+                host: args.host,
+                port: args.port,
+            },
             other => panic!("not a tool action: {other:?}"),
         }
+    }
+
+    /// A shell line's words: blanks split, '…' and "…" quote (enough for examples).
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut quote = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    word.get_or_insert_with(String::new);
+                }
+                (None, c) if c.is_whitespace() => words.extend(word.take()),
+                (None, c) => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    /// Every command's examples paste as they are: each line (its `\\` lines
+    /// joined, after an `(on the … server)` label) is a command line the parser
+    /// takes, with no `...` standing for what the admin must fill in.
+    #[test]
+    fn every_example_parses() {
+        use clap::CommandFactory;
+        fn walk(command: &clap::Command, found: &mut Vec<String>) {
+            if let Some(help) = command.get_after_long_help() {
+                found.push(help.to_string());
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, found);
+            }
+        }
+        let mut helps = Vec::new();
+        walk(&Cli::command(), &mut helps);
+        let mut parsed = 0;
+        for help in helps {
+            let joined = help.replace("\\\n", " ");
+            for line in joined.lines().map(str::trim) {
+                let line = match line.strip_prefix('(') {
+                    Some(labelled) => labelled
+                        .split_once(")")
+                        .map_or(line, |(_, rest)| rest.trim()),
+                    None => line,
+                };
+                if !line.starts_with("cmw-upgrade ") {
+                    continue;
+                }
+                // A pipe or a redirection: the command is what comes before it.
+                let command = line.split(['|', '>']).next().unwrap_or(line).trim();
+                assert!(!command.contains("..."), "an example to fill in: {line}");
+                Cli::try_parse_from(shell_words(command))
+                    .unwrap_or_else(|error| panic!("{line}: {error}"));
+                parsed += 1;
+            }
+        }
+        assert!(parsed > 40, "{parsed} examples");
     }
 
     /// Every action the procedure shows as a `cmw-upgrade` command line is one
@@ -1066,6 +1547,18 @@ mod tests {
                         instance: prod.clone(),
                         family,
                         deep: flag,
+                    },
+                    ToolAction::HaproxyCommand {
+                        socket: "/run/haproxy/admin sock".into(),
+                        command: if flag {
+                            "set server cmw/new state ready".into()
+                        } else {
+                            "show servers state cmw".into()
+                        },
+                    },
+                    ToolAction::TcpConnect {
+                        host: "10.0.0.6".into(),
+                        port: 8080,
                     },
                 ]);
             }

@@ -14,6 +14,8 @@ pub enum ExitStatus {
     BadInput,
     /// 3: not finished: the upgrade is in progress or has not started.
     NotFinished,
+    /// 4: busy: another run holds the instance's lock; retry when it is done.
+    Locked,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -23,6 +25,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Failed => 1,
             ExitStatus::BadInput => 2,
             ExitStatus::NotFinished => 3,
+            ExitStatus::Locked => 4,
         })
     }
 }

@@ -14,7 +14,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return argument_error(&error),
+    };
     let json = cli.global.json;
     match commands::run(cli) {
         Ok(status) => status.into(),
@@ -26,7 +29,37 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             output::print_error(&error, json);
-            exit::ExitStatus::BadInput.into()
+            if error.kind() == cmw_upgrade_core::ErrorKind::Locked.as_str() {
+                exit::ExitStatus::Locked.into()
+            } else {
+                exit::ExitStatus::BadInput.into()
+            }
         }
     }
+}
+
+/// A command line the parser refused: clap's message on stderr (help and
+/// --version print as usual), and with `--json` anywhere on the line also
+/// `{"ok": false, "error": {"kind": "bad_arguments", "message"}}` on stdout,
+/// so a script reads every refusal the same way. Exit 2.
+fn argument_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    let _ = error.print();
+    if std::env::args_os().any(|arg| arg == "--json") {
+        let rendered = error.render().to_string();
+        let message = rendered.trim().trim_start_matches("error: ");
+        let document = serde_json::json!({
+            "ok": false,
+            "error": { "kind": "bad_arguments", "message": message },
+        });
+        let _ = output::print_json(&document);
+    }
+    exit::ExitStatus::BadInput.into()
 }

@@ -55,6 +55,16 @@ impl<W: Write> Drop for Masked<W> {
     }
 }
 
+/// Whether stderr is a terminal that takes escape sequences: a redrawn
+/// progress line and a coloured "error:". `TERM=dumb` (an editor's shell, a
+/// serial console) and `NO_COLOR` (https://no-color.org) get plain lines.
+pub fn stderr_is_styled_terminal() -> bool {
+    use std::io::IsTerminal;
+    io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb")
+}
+
 /// Standard output, secrets masked.
 pub fn stdout() -> Masked<io::StdoutLock<'static>> {
     Masked::new(io::stdout().lock())
@@ -79,12 +89,43 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints a command's JSON report with the two keys every report has first:
+/// `ok` (the command did what was asked, and the answer is good news) and
+/// `changed` (this call changed the server), then the report's own fields.
+pub fn print_outcome<T: Serialize>(value: &T, ok: bool, changed: bool) -> Result<(), CliError> {
+    let fields = serde_json::to_value(value).map_err(io::Error::from)?;
+    let mut document = serde_json::Map::new();
+    document.insert("ok".to_owned(), ok.into());
+    document.insert("changed".to_owned(), changed.into());
+    match fields {
+        serde_json::Value::Object(fields) => {
+            for (key, value) in fields {
+                if key != "ok" && key != "changed" {
+                    document.insert(key, value);
+                }
+            }
+        }
+        other => {
+            document.insert("result".to_owned(), other);
+        }
+    }
+    print_json(&serde_json::Value::Object(document))
+}
+
 /// Prints an error: always as text on stderr, and with --json also as
-/// `{"error": {"kind", "message"}}` on stdout so scripts see why nothing else came.
+/// `{"ok": false, "error": {"kind", "message"}}` on stdout so scripts see why
+/// nothing else came. (No `changed`: an error may come after a change; its
+/// message says what is left.)
 pub fn print_error(error: &CliError, json: bool) {
-    let _ = writeln!(stderr(), "error: {error}");
+    let label = if stderr_is_styled_terminal() {
+        "\x1b[1;31merror:\x1b[0m"
+    } else {
+        "error:"
+    };
+    let _ = writeln!(stderr(), "{label} {error}");
     if json {
         let mut document = serde_json::json!({
+            "ok": false,
             "error": { "kind": error.kind(), "message": error.to_string() }
         });
         cmw_upgrade_core::secrets::mask_json(&mut document);
@@ -93,6 +134,22 @@ pub fn print_error(error: &CliError, json: bool) {
 }
 
 pub use cmw_upgrade_core::units::human_bytes;
+
+/// The "To do by hand" block of a summary: what a person must decide, one
+/// line each; nothing when there is nothing.
+pub fn print_to_do(
+    out: &mut impl Write,
+    to_do: &[cmw_upgrade_core::config::migrate::HandNote],
+) -> io::Result<()> {
+    if to_do.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nTo do by hand:")?;
+    for note in to_do {
+        writeln!(out, "  - {}", note.message)?;
+    }
+    Ok(())
+}
 
 /// One carried configuration value as `file: key = new (from old_key)`;
 /// `removed` stands for a value the migration drops.

@@ -44,7 +44,11 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     let output = cmw(&["--json", "backup", "verify", bundle_arg]);
     assert_eq!(output.status.code(), Some(0));
     let report = json(&output);
-    assert_eq!(keys(&report), ["changed", "extra", "missing", "ok"]);
+    assert_eq!(
+        keys(&report),
+        ["changed", "changed_files", "extra", "missing", "ok"]
+    );
+    assert_eq!(report["changed"], false, "a verify changes nothing");
     assert_eq!(report["ok"], true);
 
     let output = cmw_in(
@@ -60,7 +64,8 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let drift = json(&output);
-    assert_eq!(drift["changed"], serde_json::json!([]));
+    assert_eq!(drift["changed_files"], serde_json::json!([]));
+    assert_eq!(drift["changed"], false);
     let database = old.path().join("var/lib/comindware/prod/Database");
     fs::write(database.join("db/late-write.bin"), "after the backup").unwrap();
     let output = cmw_in(

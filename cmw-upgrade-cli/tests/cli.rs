@@ -737,3 +737,293 @@ fn completions_man_pages_and_version_come_from_the_binary() {
     let typo = cmw(&["completions", "tcsh"]);
     assert_eq!(typo.status.code(), Some(2));
 }
+
+/// `check` is healthy only with a 200, at least one heartbeat log, and no
+/// error in them; a URL it cannot check is bad input (2), not bad news (1).
+#[test]
+fn check_needs_an_answer_and_a_heartbeat_log() {
+    use std::io::{Read, Write};
+    let dir = server(ServerSpec::default());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut request = [0_u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/api/health");
+    let logs = dir.path().join("var/log/comindware/prod/Logs");
+    let healthy = cmw_in(dir.path(), &["check", "--instance", "prod", "--url", &url]);
+    assert_eq!(healthy.status.code(), Some(0), "{}", stdout(&healthy));
+    assert!(
+        stdout(&healthy).contains("heartbeat logs: 1 scanned, 0 error records"),
+        "{}",
+        stdout(&healthy)
+    );
+    for entry in fs::read_dir(&logs).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("heartbeat")
+        {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let silent = cmw_in(
+        dir.path(),
+        &["--json", "check", "--instance", "prod", "--url", &url],
+    );
+    assert_eq!(silent.status.code(), Some(1), "{}", stdout(&silent));
+    let report = json(&silent);
+    assert_eq!(report["heartbeat_logs"], 0);
+    assert_eq!(report["ok"], false);
+    let unsupported = cmw_in(
+        dir.path(),
+        &[
+            "check",
+            "--instance",
+            "prod",
+            "--url",
+            "https://127.0.0.1/api/health",
+        ],
+    );
+    assert_eq!(
+        unsupported.status.code(),
+        Some(2),
+        "{}",
+        stderr(&unsupported)
+    );
+    assert!(stderr(&unsupported).contains("only http://"));
+}
+
+/// `instances` lists what the server has; `detect --instance` of another name
+/// is a mistake (exit 2) that names them.
+#[test]
+fn instances_are_listed_and_a_missing_one_is_named() {
+    let dir = server(ServerSpec::default());
+    let listed = cmw_in(dir.path(), &["--json", "instances"]);
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let report = json(&listed);
+    assert_eq!(report["instances"][0]["name"], "prod");
+    assert_eq!(report["instances"][0]["version"], "4.7.2890.0");
+    assert_eq!(report["instances"].as_array().unwrap().len(), 1);
+    let text = cmw_in(dir.path(), &["instances"]);
+    assert!(stdout(&text).starts_with("prod"), "{}", stdout(&text));
+    let typo = cmw_in(dir.path(), &["detect", "--instance", "prd"]);
+    assert_eq!(typo.status.code(), Some(2), "{}", stdout(&typo));
+    assert!(
+        stderr(&typo).contains("the instances here are: prod"),
+        "{}",
+        stderr(&typo)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let none = cmw_in(empty.path(), &["instances"]);
+    assert_eq!(none.status.code(), Some(0));
+    assert!(stdout(&none).contains("No instance is configured"));
+}
+
+/// `config migrate --from` a folder without the old server's files is a
+/// mistake (exit 2) that says what was expected, and writes nothing.
+#[test]
+fn a_migration_from_a_folder_without_old_files_is_refused() {
+    let dir = server(ServerSpec::default());
+    let bundle = tempfile::tempdir().unwrap();
+    let dest = bundle.path().join("prod");
+    let made = backup_bundle(dir.path(), &dest);
+    assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
+    for (from, expected) in [
+        (dest.clone(), "it is a bundle: give its config folder"),
+        (dest.join("nosuch"), "it does not exist"),
+        (dest.join("database"), "give the bundle's config/ folder"),
+    ] {
+        let output = cmw_in(
+            dir.path(),
+            &[
+                "config",
+                "migrate",
+                "--from",
+                from.to_str().unwrap(),
+                "--instance",
+                "prod",
+            ],
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+        assert!(stderr(&output).contains(expected), "{}", stderr(&output));
+        assert!(stderr(&output).contains("nothing was written"));
+    }
+}
+
+/// `--progress json`: stderr carries one JSON object a line (for Ansible's
+/// async and other scripts), stdout the one report.
+#[test]
+fn progress_can_be_json_lines() {
+    let dir = server(ServerSpec::default());
+    let bundle = tempfile::tempdir().unwrap();
+    let dest = bundle.path().join("prod");
+    let output = cmw_in(
+        dir.path(),
+        &[
+            "--json",
+            "--progress",
+            "json",
+            "backup",
+            "--instance",
+            "prod",
+            "--dest",
+            dest.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(json(&output)["files"].as_u64().unwrap() > 0);
+    let lines: Vec<Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let last = lines.last().expect("at least the final reading");
+    assert_eq!(last["event"], "copy");
+    assert_eq!(last["done_files"], last["total_files"]);
+}
+
+/// One contract for scripts: every `--json` report has `ok` and `changed`,
+/// every refusal `{"ok": false, "error": {"kind", "message"}}` — the
+/// parser's too.
+#[test]
+fn every_json_answer_has_ok_and_changed_or_an_error() {
+    let dir = server(ServerSpec::default());
+    let detect = json(&cmw_in(
+        dir.path(),
+        &["--json", "detect", "--instance", "prod"],
+    ));
+    assert_eq!(
+        (&detect["ok"], &detect["changed"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    let prune = json(&cmw_in(
+        dir.path(),
+        &[
+            "--json",
+            "prune-caches",
+            dir.path()
+                .join("var/lib/comindware/prod/Database")
+                .to_str()
+                .unwrap(),
+            "--check",
+        ],
+    ));
+    assert_eq!(
+        (&prune["ok"], &prune["changed"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
+    for args in [
+        &["--json", "detect", "--bogus"][..],
+        &["--json", "nosuchcommand"][..],
+        &["--json", "status"][..],
+    ] {
+        let output = cmw(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let refusal = json(&output);
+        assert_eq!(refusal["ok"], false);
+        assert_eq!(refusal["error"]["kind"], "bad_arguments", "{args:?}");
+        assert!(!refusal["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let typo = json(&cmw_in(
+        dir.path(),
+        &["--json", "detect", "--instance", "prd"],
+    ));
+    assert_eq!(typo["ok"], false);
+    assert_eq!(typo["error"]["kind"], "check_failed");
+    // Help and the version are not refusals.
+    assert_eq!(cmw(&["--version"]).status.code(), Some(0));
+    assert_eq!(cmw(&["detect", "--help"]).status.code(), Some(0));
+}
+
+/// On a terminal an error is in colour; `TERM=dumb` and `NO_COLOR` get no
+/// escape sequence at all (the terminal is util-linux's `script`).
+#[test]
+fn escape_sequences_only_where_the_terminal_takes_them() {
+    let binary = env!("CARGO_BIN_EXE_cmw-upgrade");
+    let on_terminal = |env: &[(&str, &str)]| -> String {
+        let mut command = std::process::Command::new("script");
+        command
+            .args(["-qec"])
+            .arg(format!("{binary} --root /nonexistent-root detect"))
+            .arg("/dev/null")
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("script (util-linux) runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let coloured = on_terminal(&[]);
+    assert!(coloured.contains("\x1b[1;31merror:"), "{coloured:?}");
+    for env in [[("TERM", "dumb")], [("NO_COLOR", "1")]] {
+        let plain = on_terminal(&env);
+        assert!(plain.contains("error:"), "{plain:?}");
+        assert!(!plain.contains('\x1b'), "{env:?}: {plain:?}");
+    }
+}
+
+/// Commands that change a live server say first that they need root, when
+/// run as another user (here: nobody, through util-linux's setpriv); under
+/// --root (a tree the user may own) they do not.
+#[test]
+fn commands_that_need_root_say_so_first() {
+    let binary = env!("CARGO_BIN_EXE_cmw-upgrade");
+    let as_nobody = |args: &[&str]| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                binary,
+            ])
+            .args(args)
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    for args in [
+        &[
+            "run",
+            "--instance",
+            "prod",
+            "--bundle",
+            "/b",
+            "--distribution",
+            "/d",
+            "--prerequisites",
+            "/p",
+        ][..],
+        &["restore", "/b", "--instance", "prod"][..],
+        &["rollback", "--instance", "prod", "--yes"][..],
+        &["demo"][..],
+    ] {
+        let output = as_nobody(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&output).contains("are you root?"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let tree = as_nobody(&[
+        "--root",
+        "/nonexistent-tree",
+        "rollback",
+        "--instance",
+        "prod",
+        "--yes",
+    ]);
+    assert!(
+        !stderr(&tree).contains("are you root?"),
+        "{}",
+        stderr(&tree)
+    );
+}

@@ -95,7 +95,7 @@ fn bundles(root: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_demo_over_ssh_upgrades_from_a_control_point() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, report) = demo_over_ssh(dir.path(), true, &[]);
+    let (output, report) = demo_over_ssh(dir.path(), false, &[]);
     assert_eq!(
         output.status.code(),
         Some(0),
@@ -119,11 +119,27 @@ fn the_demo_over_ssh_upgrades_from_a_control_point() {
     // The backup was made in the old server's tree (the agent's root there)
     // and the state on the control point says where each step ran.
     let old_root = PathBuf::from(text(&report["servers"]["old"], "root"));
-    assert_eq!(bundles(&old_root).len(), 1);
+    let new_root = PathBuf::from(text(&report["servers"]["new"], "root"));
+    let (sent, received) = (bundles(&old_root), bundles(&new_root));
+    assert_eq!((sent.len(), received.len()), (1, 1));
+    // The bundle went from one server's tree to the other's, at the same path.
+    assert_eq!(
+        sent[0].strip_prefix(&old_root).unwrap(),
+        received[0].strip_prefix(&new_root).unwrap()
+    );
+    assert_eq!(
+        fs::read(sent[0].join("manifest.json")).unwrap(),
+        fs::read(received[0].join("manifest.json")).unwrap()
+    );
     let state = state(dir.path());
     for step in state["steps"].as_array().unwrap() {
         assert!(step["server"].is_string(), "{step}");
     }
+    // Sent, not found in place: straight from the old server to the new one
+    // (the demo lets the old server's ssh reach the new one).
+    let transfer = &state["steps"][1];
+    assert_eq!(transfer["name"], "transfer-bundle");
+    assert_eq!(transfer["artifacts"]["route"], "direct", "{transfer}");
     // --keep: the servers, their sshd folders and the control point stay.
     assert!(dir.path().join("sim/ssh/known_hosts").is_file());
 }
@@ -131,7 +147,7 @@ fn the_demo_over_ssh_upgrades_from_a_control_point() {
 #[test]
 fn a_failed_upgrade_over_ssh_is_rolled_back_from_the_control_point() {
     let dir = tempfile::tempdir().unwrap();
-    let (output, report) = demo_over_ssh(dir.path(), true, &["--fail-upgrade", "--family", "rpm"]);
+    let (output, report) = demo_over_ssh(dir.path(), false, &["--fail-upgrade", "--family", "rpm"]);
     assert_eq!(output.status.code(), Some(1), "{report:#}");
     assert_eq!(report["outcome"], "rolled_back");
     assert_eq!(report["family"], "rpm");
@@ -198,7 +214,8 @@ fn without_sshd_the_demo_says_to_install_openssh_server() {
 }
 
 /// The text report: each step and each command labelled with its server and
-/// how it was reached, as the progress lines are.
+/// how it was reached, as the progress lines are. Here the bundle folder acts
+/// as storage both servers mount: the new server uses the bundle in place.
 #[test]
 fn the_text_report_labels_each_step_with_its_server() {
     let dir = tempfile::tempdir().unwrap();

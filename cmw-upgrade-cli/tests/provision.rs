@@ -43,6 +43,19 @@ fn a_missing_agent_is_copied_there_and_answers() {
     assert!(provisioned.copied);
     let copy = bin.join("cmw-upgrade");
     assert_eq!(provisioned.path, copy.to_str().unwrap());
+    // The tool's other commands there (a bundle transfer's) run the copy too.
+    assert_eq!(
+        remote.tool_argv(&["bundle-send", "/b"]).unwrap(),
+        [copy.to_str().unwrap(), "bundle-send", "/b"]
+    );
+    let output = remote
+        .command(&remote.tool_argv(&["--version"]).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(VERSION),
+        "{output:?}"
+    );
     let note = provisioned.note();
     assert!(
         note.starts_with(&format!("copied cmw-upgrade {VERSION} (sha256 "))

@@ -225,8 +225,13 @@ fn the_run_lock_holds_across_the_wire_and_goes_with_its_session() {
     let prod = InstanceName::new("prod").unwrap();
     let held = RunLock::acquire(&first, &prod).unwrap();
     let error = RunLock::acquire(&second, &prod).unwrap_err();
-    assert_eq!(error.kind(), ErrorKind::AlreadyExists, "{error}");
-    assert!(error.to_string().contains("held by process"), "{error}");
+    assert_eq!(error.kind(), ErrorKind::Locked, "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("locked by another cmw-upgrade run (process "),
+        "{error}"
+    );
     drop(held);
     drop(RunLock::acquire(&second, &prod).expect("released by unlock"));
     // A holder whose session ends (its connection dropped) leaves no lock behind.

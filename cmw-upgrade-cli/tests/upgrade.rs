@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use util::{json, stderr, stdout};
+use util::{assert_same_tree, database, json, stderr, stdout, tree};
 
 const STEPS: [&str; 12] = [
     "verify-bundle",
@@ -40,56 +40,6 @@ fn demo(dir: &Path, extra: &[&str]) -> (Output, Value) {
         .unwrap();
     let report = json(&output);
     (output, report)
-}
-
-/// Every file under `folder`: relative path → content (links as `-> target`).
-fn tree(folder: &Path) -> BTreeMap<String, String> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(current) = pending.pop() {
-        for entry in fs::read_dir(&current).unwrap() {
-            let path = entry.unwrap().path();
-            let relative = path
-                .strip_prefix(folder)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let metadata = fs::symlink_metadata(&path).unwrap();
-            if metadata.file_type().is_symlink() {
-                found.insert(
-                    relative,
-                    format!("-> {}", fs::read_link(&path).unwrap().display()),
-                );
-            } else if metadata.is_dir() {
-                found.insert(relative + "/", String::new());
-                pending.push(path);
-            } else {
-                found.insert(
-                    relative,
-                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
-                );
-            }
-        }
-    }
-    found
-}
-
-/// Fails naming only the entries that differ (a whole tree is too long to read).
-fn assert_same_tree(
-    after: &BTreeMap<String, String>,
-    before: &BTreeMap<String, String>,
-    what: &str,
-) {
-    let differing: Vec<&String> = after
-        .keys()
-        .chain(before.keys())
-        .filter(|key| after.get(*key) != before.get(*key))
-        .collect();
-    assert!(differing.is_empty(), "{what}: {differing:?}");
-}
-
-fn database(root: &Path) -> PathBuf {
-    root.join("var/lib/comindware/prod/Database")
 }
 
 fn commands(report: &Value) -> Vec<String> {
@@ -306,15 +256,20 @@ impl Rehearsal {
         command
     }
 
-    /// `rollback --instance prod --json`, which must succeed.
-    fn rollback(&self) -> Output {
+    /// `rollback --instance prod --yes --json` plus `extra`, which must succeed.
+    fn rollback_with(&self, extra: &[&str]) -> Output {
         let rollback = self
             .plain("rollback")
-            .args(["--instance", "prod", "--json"])
+            .args(["--instance", "prod", "--yes", "--json"])
+            .args(extra)
             .output()
             .unwrap();
         assert_eq!(rollback.status.code(), Some(0), "{}", stderr(&rollback));
         rollback
+    }
+
+    fn rollback(&self) -> Output {
+        self.rollback_with(&[])
     }
 
     fn run(&self, kill_at: Option<&str>) -> Output {
@@ -327,48 +282,7 @@ impl Rehearsal {
 
     /// What the upgraded server looks like, with this simulation's ports named.
     fn final_state(&self) -> BTreeMap<String, String> {
-        let root = self.root();
-        let port = self.setup["port"].to_string();
-        let backend = fs::read_to_string(self.root().join("../sim/backend-port")).unwrap();
-        // The migration stamps the block it appends with the time.
-        let unstamped = |text: String| -> String {
-            text.lines()
-                .map(|line| {
-                    if line.contains("by cmw-upgrade 20") {
-                        "# stamp"
-                    } else {
-                        line
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let mut state: BTreeMap<String, String> = tree(&database(&root))
-            .into_iter()
-            .map(|(path, content)| (format!("Database/{path}"), content))
-            .collect();
-        for file in [
-            "usr/share/comindware/configs/instance/prod.yml",
-            "etc/nginx/sites-available/comindwareprod",
-            "etc/sysconfig/comindwareprod-env",
-            "var/www/prod/adapterhost.yml",
-            "var/www/prod/apigateway.yml",
-            "var/www/prod/Ignite.config",
-        ] {
-            let text = fs::read_to_string(root.join(file)).unwrap();
-            let text = text
-                .replace(&port, "PORT")
-                .replace(backend.trim(), "BACKEND");
-            state.insert(file.to_owned(), unstamped(text));
-        }
-        let run_state: Value = serde_json::from_slice(
-            &fs::read(root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
-        )
-        .unwrap();
-        for step in run_state["steps"].as_array().unwrap() {
-            state.insert(format!("step {}", step["name"]), step["status"].to_string());
-        }
-        state
+        util::final_state(&self.root(), &self.root(), &self.setup)
     }
 }
 
@@ -569,6 +483,48 @@ fn plan_shows_every_step_and_changes_nothing() {
         "{}",
         stderr(&other_family)
     );
+    // Tarballs of two releases, and a version that is not newer than the
+    // bundle's data, are refused the same way (the names are read first).
+    for (distribution, prerequisites, expected) in [
+        (
+            "/opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz",
+            "/opt/distr/5.1-release-ru-5.1.3.prerequisites.astra.tar.gz",
+            "take both from the same release",
+        ),
+        (
+            "/opt/distr/4.7-release-ru-4.7.2890.0.astra.tar.gz",
+            "/opt/distr/4.7-release-ru-4.7.1.prerequisites.astra.tar.gz",
+            "an upgrade goes to a newer version",
+        ),
+    ] {
+        for (from, to) in [
+            ("5.0-release-ru-5.0.1234.0.astra", distribution),
+            ("5.0-release-ru-5.0.77.prerequisites.astra", prerequisites),
+        ] {
+            let from = rehearsal.root().join(format!("opt/distr/{from}.tar.gz"));
+            let to = rehearsal.root().join(to.trim_start_matches('/'));
+            if from != to && !to.exists() {
+                fs::copy(&from, &to).unwrap();
+            }
+        }
+        let refused = rehearsal
+            .plain("plan")
+            .args([
+                "--instance",
+                "prod",
+                "--bundle",
+                rehearsal.setup["bundle"].as_str().unwrap(),
+                "--distribution",
+                distribution,
+                "--prerequisites",
+                prerequisites,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(expected), "{}", stderr(&refused));
+    }
+    let before = tree(&rehearsal.root());
     assert_same_tree(&tree(&rehearsal.root()), &before, "plan changed the server");
     let text = rehearsal.command("plan").output().unwrap();
     assert!(
@@ -609,8 +565,10 @@ fn status_lock_and_rollback_commands() {
         .args(["--instance", "prod"])
         .output();
     let none = none.unwrap();
-    assert_eq!(none.status.code(), Some(2));
-    // A second run while the first works is refused, naming the holder.
+    // Not started: the code of "not finished", not of a mistake.
+    assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
+    assert!(stdout(&none).contains("no run of prod is recorded"));
+    // A second run while the first works is refused as busy (4), naming the holder.
     let mut slow = rehearsal.command("run");
     slow.env("CMW_UPGRADE_KILL_AT", "final-check:start");
     let mut child = slow.spawn().unwrap();
@@ -619,7 +577,7 @@ fn status_lock_and_rollback_commands() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let second = rehearsal.run(None);
-    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert_eq!(second.status.code(), Some(4), "{}", stderr(&second));
     assert!(
         stderr(&second).contains(&child.id().to_string()),
         "{}",
@@ -841,7 +799,27 @@ fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
     let rehearsal = Rehearsal::new();
     let first = rehearsal.run(None);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    rehearsal.rollback();
+    // A finished run may have traffic on it: refused without --force, and a
+    // rollback off a terminal needs --yes; neither changes anything.
+    let state = fs::read(rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json")).unwrap();
+    for (args, expected) in [
+        (&["--yes"][..], "--force"),
+        (&["--force"][..], "pass --yes"),
+    ] {
+        let refused = rehearsal
+            .plain("rollback")
+            .args(["--instance", "prod"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains(expected), "{}", stderr(&refused));
+        assert_eq!(
+            fs::read(rehearsal.root().join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
+            state
+        );
+    }
+    rehearsal.rollback_with(&["--force"]);
     // This attempt's service boots for a while before it writes anything, and
     // its upgrade takes a while: a stale verdict would not wait for either.
     fs::write(rehearsal.root().join("../sim/upgrade-seconds"), "3\n").unwrap();
@@ -894,4 +872,77 @@ fn a_retry_after_rollback_does_not_read_the_earlier_attempts_logs() {
         })
         .count();
     assert!(kept_ontology_logs >= 1, "the earlier logs are kept");
+}
+
+/// After a finished run, `cleanup` lists what it kept with sizes, asks (or
+/// needs --yes), removes it, and keeps the old server's bundle unless asked.
+#[test]
+fn cleanup_removes_what_a_finished_run_kept() {
+    let rehearsal = Rehearsal::new();
+    let early = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        early.status.code(),
+        Some(2),
+        "no run yet: {}",
+        stderr(&early)
+    );
+    let run = rehearsal.run(None);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let listed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--list", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let listed = json(&listed);
+    let removable: Vec<String> = listed["removable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        removable.iter().any(|path| path.contains("/upgraded-"))
+            && removable.iter().any(|path| path.ends_with("/dist")),
+        "{removable:?}"
+    );
+    let bundle = rehearsal.setup["bundle"].as_str().unwrap();
+    assert_eq!(listed["kept"][0]["path"], bundle);
+    let unconfirmed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod"])
+        .output()
+        .unwrap();
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    assert!(stderr(&unconfirmed).contains("pass --yes"));
+    let root = rehearsal.root();
+    for path in &removable {
+        assert!(root.join(path.trim_start_matches('/')).exists(), "{path}");
+    }
+    let removed = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(removed.status.code(), Some(0), "{}", stderr(&removed));
+    for path in &removable {
+        assert!(!root.join(path.trim_start_matches('/')).exists(), "{path}");
+    }
+    assert!(root.join(bundle.trim_start_matches('/')).exists());
+    let with_bundle = rehearsal
+        .plain("cleanup")
+        .args(["--instance", "prod", "--yes", "--include-bundle"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        with_bundle.status.code(),
+        Some(0),
+        "{}",
+        stderr(&with_bundle)
+    );
+    assert!(!root.join(bundle.trim_start_matches('/')).exists());
 }

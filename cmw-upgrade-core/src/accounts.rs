@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 use crate::os::Owner;
 use crate::server::ServerRead;
 
+/// Whether this process runs as root (its effective user id is 0).
+pub fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// The id of `name` in a `passwd` or `group` file's text (`name:x:id:...`).
 ///
 /// A purely numeric name is taken as the id itself, as chown does.

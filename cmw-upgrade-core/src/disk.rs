@@ -220,7 +220,7 @@ impl Disk {
     /// when the process dies.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] naming the holder's pid; [`Error::Io`].
+    /// [`Error::Locked`] naming the holder's pid; [`Error::Io`].
     pub fn lock_file(&self, path: &str) -> Result<fs::File> {
         use std::io::{Read, Seek, Write};
         use std::os::unix::fs::OpenOptionsExt;
@@ -246,13 +246,9 @@ impl Disk {
             }
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            return Err(Error::AlreadyExists {
-                path: PathBuf::from(format!(
-                    "{} (held by process {})",
-                    placed.display(),
-                    holder.trim()
-                )),
-                hint: "another cmw-upgrade run is working on this instance; wait for it, or see `cmw-upgrade status`",
+            return Err(Error::Locked {
+                path: placed,
+                holder: format!("process {}", holder.trim()),
             });
         }
         // Holding the lock: say who holds it, for the message above.

@@ -197,6 +197,15 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Another run holds the instance's lock: retry when it is done.
+    #[error("{path} is locked by another cmw-upgrade run ({holder}); wait for it to finish, or see `cmw-upgrade status`", path = .path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it (`process 1234`).
+        holder: String,
+    },
+
     /// A bundle whose files do not match its manifest.
     #[error("the bundle {bundle} is damaged: {details}; make a new backup or use another copy", bundle = .bundle.display())]
     BundleDamaged {
@@ -243,6 +252,24 @@ pub enum Error {
         hint: String,
     },
 
+    /// A value given by the admin that names nothing there (a backend, a
+    /// server); the message names what exists.
+    #[error("{details}")]
+    BadInput {
+        /// What was given, what exists, and what to pass instead.
+        details: String,
+    },
+
+    /// A server did not accept who the tool says it is (a DNS update whose
+    /// TSIG key is wrong, unknown, or not allowed to change the zone).
+    #[error("authentication failed at {server}: {details}")]
+    AuthenticationFailed {
+        /// The server (`address:port`).
+        server: String,
+        /// What it said, and what to check.
+        details: String,
+    },
+
     /// The work was asked to stop (Ctrl-C) and stopped at a safe point.
     #[error("stopped on request at a safe point; nothing was left half-done: {left}")]
     Cancelled {
@@ -287,6 +314,8 @@ pub enum ErrorKind {
     NotEnoughSpace,
     /// [`Error::AlreadyExists`].
     AlreadyExists,
+    /// [`Error::Locked`].
+    Locked,
     /// [`Error::BundleDamaged`].
     BundleDamaged,
     /// [`Error::UnknownAccount`].
@@ -297,6 +326,10 @@ pub enum ErrorKind {
     CommandFailed,
     /// [`Error::Cancelled`].
     Cancelled,
+    /// [`Error::BadInput`].
+    BadInput,
+    /// [`Error::AuthenticationFailed`].
+    AuthenticationFailed,
 }
 
 impl Error {
@@ -320,11 +353,14 @@ impl Error {
             Error::Internal { .. } => ErrorKind::Internal,
             Error::NotEnoughSpace { .. } => ErrorKind::NotEnoughSpace,
             Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::Locked { .. } => ErrorKind::Locked,
             Error::BundleDamaged { .. } => ErrorKind::BundleDamaged,
             Error::UnknownAccount { .. } => ErrorKind::UnknownAccount,
             Error::SourceChanged { .. } => ErrorKind::SourceChanged,
             Error::CommandFailed { .. } => ErrorKind::CommandFailed,
             Error::Cancelled { .. } => ErrorKind::Cancelled,
+            Error::BadInput { .. } => ErrorKind::BadInput,
+            Error::AuthenticationFailed { .. } => ErrorKind::AuthenticationFailed,
         }
     }
 
@@ -340,7 +376,7 @@ impl Error {
 
 impl ErrorKind {
     /// Every kind, for name look-ups and tests.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::UnknownOsFamily,
         ErrorKind::InvalidInstanceName,
         ErrorKind::PathOutsideRoot,
@@ -357,11 +393,14 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::NotEnoughSpace,
         ErrorKind::AlreadyExists,
+        ErrorKind::Locked,
         ErrorKind::BundleDamaged,
         ErrorKind::UnknownAccount,
         ErrorKind::SourceChanged,
         ErrorKind::CommandFailed,
         ErrorKind::Cancelled,
+        ErrorKind::BadInput,
+        ErrorKind::AuthenticationFailed,
     ];
 
     /// The kind called `name` ([`ErrorKind::as_str`]), e.g. from another server's answer.
@@ -390,11 +429,14 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::NotEnoughSpace => "not_enough_space",
             ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::Locked => "locked",
             ErrorKind::BundleDamaged => "bundle_damaged",
             ErrorKind::UnknownAccount => "unknown_account",
             ErrorKind::SourceChanged => "source_changed",
             ErrorKind::CommandFailed => "command_failed",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::BadInput => "bad_input",
+            ErrorKind::AuthenticationFailed => "authentication_failed",
         }
     }
 }

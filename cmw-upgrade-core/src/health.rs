@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::disk::Disk;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::instance::InstanceName;
 use crate::logs::scan::scan_log_file;
 
@@ -27,22 +27,38 @@ pub struct CheckReport {
     pub unreachable: Option<String>,
     /// Error records in the heartbeat logs (first lines).
     pub heartbeat_errors: Vec<String>,
-    /// 200 and no heartbeat errors.
+    /// How many heartbeat logs were scanned: none found is not healthy (the
+    /// instance has not written one, or the log folder is another).
+    #[serde(default)]
+    pub heartbeat_logs: u64,
+    /// The log folder scanned (a path under the root).
+    #[serde(default)]
+    pub log_dir: String,
+    /// 200, at least one heartbeat log, and no error in them.
     pub ok: bool,
 }
 
 /// `GET url` and a scan of the instance's `heartbeat*` logs for errors.
 ///
 /// # Errors
-/// [`Error::Io`] when a heartbeat log cannot be read; an unreachable URL is
-/// a report, not an error.
+/// [`Error::BadRequest`] for a URL that is not `http://`; [`Error::Io`] when
+/// a heartbeat log cannot be read. An unreachable URL is a report, not an error.
 pub fn smoke_check(root: &Path, instance: &InstanceName, url: &str) -> Result<CheckReport> {
+    if !url.starts_with("http://") {
+        return Err(Error::BadRequest {
+            details: format!(
+                "{url}: only http:// URLs can be checked; give the site's plain-HTTP address \
+                 (e.g. http://127.0.0.1/api/health)"
+            ),
+        });
+    }
     let (status, unreachable) = match http_get_status(url, Duration::from_secs(5)) {
         Ok(status) => (Some(status), None),
         Err(reason) => (None, Some(reason)),
     };
     let log_dir = Disk::new(root).log_dir(instance)?.path;
     let mut heartbeat_errors = Vec::new();
+    let mut heartbeat_logs = 0;
     if let Ok(listing) = std::fs::read_dir(&log_dir) {
         let mut names: Vec<String> = listing
             .flatten()
@@ -50,6 +66,7 @@ pub fn smoke_check(root: &Path, instance: &InstanceName, url: &str) -> Result<Ch
             .filter(|name| name.starts_with("heartbeat"))
             .collect();
         names.sort();
+        heartbeat_logs = names.len() as u64;
         for name in names {
             let scanner = scan_log_file(&log_dir.join(&name), &name)?;
             heartbeat_errors.extend(
@@ -60,12 +77,14 @@ pub fn smoke_check(root: &Path, instance: &InstanceName, url: &str) -> Result<Ch
             );
         }
     }
-    let ok = status == Some(200) && heartbeat_errors.is_empty();
+    let ok = status == Some(200) && heartbeat_logs > 0 && heartbeat_errors.is_empty();
     Ok(CheckReport {
         url: url.to_owned(),
         status,
         unreachable,
         heartbeat_errors,
+        heartbeat_logs,
+        log_dir: log_dir.to_string_lossy().into_owned(),
         ok,
     })
 }

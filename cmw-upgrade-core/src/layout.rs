@@ -123,9 +123,84 @@ pub struct InstanceLayout {
 
 /// The instance config, as a server path.
 pub(crate) fn instance_config_path(instance: &InstanceName) -> PathBuf {
-    PathBuf::from(format!(
-        "/usr/share/comindware/configs/instance/{instance}.yml"
-    ))
+    PathBuf::from(format!("{INSTANCE_CONFIG_DIR}/{instance}.yml"))
+}
+
+/// The folder of the instance configs, one `<instance>.yml` each.
+pub const INSTANCE_CONFIG_DIR: &str = "/usr/share/comindware/configs/instance";
+
+/// An instance configured on a server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfiguredInstance {
+    /// Its name (the config file's name).
+    pub name: String,
+    /// The platform version its config names (`version:`), when it does.
+    pub version: Option<String>,
+}
+
+/// The `version:` of an instance config's text.
+pub fn config_version(text: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix("version:")?.trim();
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+/// The instances configured on the server `read` reads, sorted by name: the
+/// `<name>.yml` files of [`INSTANCE_CONFIG_DIR`] whose name is a valid
+/// instance name. None (or no folder) is an empty list.
+///
+/// # Errors
+/// What reading the folder or a config reports.
+pub fn configured_instances(read: &dyn ServerRead) -> Result<Vec<ConfiguredInstance>> {
+    if !read.exists(INSTANCE_CONFIG_DIR)? {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for name in read.names_of_kind(INSTANCE_CONFIG_DIR, NodeKind::File)? {
+        let Some(instance) = name
+            .strip_suffix(".yml")
+            .and_then(|stem| InstanceName::new(stem).ok())
+        else {
+            continue;
+        };
+        let version = read
+            .read_file(&instance_config_path(&instance).to_string_lossy())?
+            .and_then(|bytes| config_version(&String::from_utf8_lossy(&bytes)));
+        found.push(ConfiguredInstance {
+            name: instance.to_string(),
+            version,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Refuses an instance the server does not have, naming those it has.
+///
+/// # Errors
+/// [`Error::CheckFailed`] listing the configured instances; what reading reports.
+pub fn require_instance(read: &dyn ServerRead, instance: &InstanceName) -> Result<()> {
+    if read.exists(&instance_config_path(instance).to_string_lossy())? {
+        return Ok(());
+    }
+    let known: Vec<String> = configured_instances(read)?
+        .into_iter()
+        .map(|found| found.name)
+        .collect();
+    Err(Error::CheckFailed {
+        what: format!("finding instance {instance}"),
+        details: format!(
+            "{} is missing; {}",
+            instance_config_path(instance).display(),
+            if known.is_empty() {
+                format!("no instance is configured in {INSTANCE_CONFIG_DIR}")
+            } else {
+                format!("the instances here are: {}", known.join(", "))
+            }
+        ),
+    })
 }
 
 fn data_root_path(instance: &InstanceName) -> PathBuf {
@@ -435,6 +510,55 @@ mod tests {
 
     fn prod() -> InstanceName {
         InstanceName::new("prod").unwrap()
+    }
+
+    #[test]
+    fn versions_are_read_from_instance_configs() {
+        assert_eq!(
+            config_version("# c\nclusterName: prod\nversion: \"4.7.2890.0\"\n").as_deref(),
+            Some("4.7.2890.0")
+        );
+        assert_eq!(config_version("#version: 1\n"), None);
+    }
+
+    #[test]
+    fn instances_are_listed_and_a_missing_one_names_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = crate::disk::Disk::new(dir.path());
+        assert_eq!(configured_instances(&disk).unwrap(), []);
+        let error = require_instance(&disk, &prod()).unwrap_err();
+        assert!(
+            error.to_string().contains("no instance is configured"),
+            "{error}"
+        );
+        let configs = dir.path().join("usr/share/comindware/configs/instance");
+        std::fs::create_dir_all(&configs).unwrap();
+        std::fs::write(configs.join("test.yml"), "version: 5.0.1.0\n").unwrap();
+        std::fs::write(configs.join("prod.yml"), "clusterName: prod\n").unwrap();
+        std::fs::write(configs.join("notes.txt"), "").unwrap();
+        std::fs::write(configs.join("bad name.yml"), "").unwrap();
+        assert_eq!(
+            configured_instances(&disk).unwrap(),
+            [
+                ConfiguredInstance {
+                    name: "prod".into(),
+                    version: None
+                },
+                ConfiguredInstance {
+                    name: "test".into(),
+                    version: Some("5.0.1.0".into())
+                }
+            ]
+        );
+        assert!(require_instance(&disk, &prod()).is_ok());
+        let error = require_instance(&disk, &InstanceName::new("prd").unwrap()).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::CheckFailed);
+        assert!(
+            error
+                .to_string()
+                .contains("the instances here are: prod, test"),
+            "{error}"
+        );
     }
 
     #[test]

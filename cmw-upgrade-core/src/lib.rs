@@ -17,6 +17,8 @@
 //!   language between the tool and a server;
 //! - [`procedure`]: the whole upgrade as one resumable procedure whose every
 //!   effect goes through an executor, with its run state;
+//! - [`cutover`]: traffic switched from the old server to the new one (and
+//!   back) through the upstream proxy, every change through an executor;
 //! - [`cancel`]: a request to stop long work at its next safe point.
 //!
 //! ```
@@ -44,6 +46,7 @@ pub mod atomic;
 pub mod backup;
 pub mod cancel;
 pub mod config;
+pub mod cutover;
 pub mod directives;
 pub mod disk;
 pub mod error;

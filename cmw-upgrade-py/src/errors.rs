@@ -58,9 +58,12 @@ exceptions! {
     InternalError = Internal: "A bug, or two sides running different versions.";
     NotEnoughSpaceError = NotEnoughSpace: "The destination has too little free space; nothing was written.";
     AlreadyExistsError = AlreadyExists: "Something is in the way that the tool will not overwrite.";
+    LockedError = Locked: "Another run holds the instance's lock; retry when it is done.";
     BundleDamagedError = BundleDamaged: "A bundle does not match its manifest.";
     UnknownAccountError = UnknownAccount: "A user or group is not in the server's account files.";
     SourceChangedError = SourceChanged: "A source file changed while it was being copied.";
     CommandFailedError = CommandFailed: "An external command failed.";
     CancelledError = Cancelled: "The work stopped on request at a safe point; nothing was left half-done.";
+    BadInputError = BadInput: "A value that names nothing there (a backend, a server); the message names what exists.";
+    AuthenticationFailedError = AuthenticationFailed: "Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed).";
 }

@@ -87,7 +87,7 @@ pub(crate) fn plan<'py>(
 /// exception. `progress` is an optional callable taking each event as a dict
 /// ({"event": "step_started"|"step_finished"|"step_skipped"|"waiting"|"note", ...}),
 /// called from the calling thread while the run works with the interpreter released.
-/// Raises AlreadyExistsError when another run holds the instance's lock. Ctrl-C
+/// Raises LockedError when another run holds the instance's lock. Ctrl-C
 /// (or an exception from `progress`) stops the run before its next step; the
 /// steps done stay done, so the same call resumes it.
 #[pyfunction]
@@ -317,7 +317,18 @@ pub(crate) fn upgrade<'py>(
         let prepared = prepare_two_servers(&servers, &two, &settings)?;
         // Locks only once the preflight passed: a typo leaves no file behind.
         let _here = core::procedure::RunLock::acquire(&store, &settings.instance)?;
-        let _there = core::procedure::RunLock::acquire(new.executor(), &settings.instance)?;
+        // The new server's own lock, unless it is this control point's own
+        // tree (whose lock is held already), as the CLI's `upgrade`.
+        let same_tree = two.new.is_local()
+            && std::path::Path::new(two.new.root.as_deref().unwrap_or("/")) == state_root;
+        let _there = if same_tree {
+            None
+        } else {
+            Some(core::procedure::RunLock::acquire(
+                new.executor(),
+                &settings.instance,
+            )?)
+        };
         let report = run_two_servers(
             &servers,
             prepared,

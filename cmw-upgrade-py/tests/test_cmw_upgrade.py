@@ -242,14 +242,14 @@ def test_backup_verify_drift_restore(tmp_path):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["instance"] == "prod" and manifest["platform_version"] == "4.7.2890.0"
 
-    assert cmw_upgrade.verify_bundle(bundle) == {"ok": True, "missing": [], "changed": [], "extra": []}
+    assert cmw_upgrade.verify_bundle(bundle) == {"ok": True, "missing": [], "changed_files": [], "extra": []}
     cli = REPO / "target" / "debug" / "cmw-upgrade"
     output = subprocess.run([str(cli), "--json", "backup", "verify", str(bundle)], capture_output=True, text=True)
     assert json.loads(output.stdout) == cmw_upgrade.verify_bundle(str(bundle))
 
     (old / "var/lib/comindware/prod/Database/db/late.bin").write_text("late")
     drift = cmw_upgrade.bundle_drift(bundle, "prod", root=old)
-    assert drift["added"] == ["db/late.bin"] and drift["changed"] == [] and drift["removed"] == []
+    assert drift["added"] == ["db/late.bin"] and drift["changed_files"] == [] and drift["removed"] == []
 
     with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten"):
         cmw_upgrade.backup("prod", bundle, root=old)
@@ -644,6 +644,22 @@ def test_upgrade_from_a_control_point_stops_between_steps_and_resumes(two_server
     assert any("used in place" in note for note in notes), notes
     marker = Path(setup["root"]) / "var/lib/comindware/prod/Database/.cmw-sim-version"
     assert marker.read_text().strip() == "5.0.1234.0"
+
+
+def test_upgrade_sends_the_bundle_through_here_with_transfer_events(two_servers):
+    setup, args = two_servers
+    events = []
+    report = cmw_upgrade.upgrade(**args, route="through-here", progress=events.append)
+    assert report["outcome"] == "upgraded", report
+    transfers = [event for event in events if event["event"] == "transfer"]
+    assert transfers, [event["event"] for event in events]
+    last = transfers[-1]
+    assert last["files_done"] == last["files_total"] > 0
+    assert last["bytes_done"] == last["bytes_total"]
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["transfer-bundle"]["artifacts"]["route"] == "through_here"
+    received = [path for path in (Path(setup["root"]) / "mnt/cmw-backup").iterdir() if (path / "manifest.json").is_file()]
+    assert len(received) == 1, received
 
 
 def test_upgrade_argument_errors(tmp_path):

@@ -1,6 +1,6 @@
 //! `cmw-upgrade backup`, `backup verify|drift|import` and `restore`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,15 @@ use crate::args::{
 };
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, print_json};
+use crate::output::{human_bytes, print_outcome};
 
-/// Runs `work` while a progress line is redrawn on stderr, when it is a terminal.
-fn with_progress<R>(progress: &Progress, enabled: bool, work: impl FnOnce() -> R) -> R {
-    if !enabled || !std::io::stderr().is_terminal() {
+/// Runs `work` while its progress shows on stderr: a line redrawn on a
+/// terminal, or (`--progress json`) a JSON object a second.
+fn with_progress<R>(progress: &Progress, global: &GlobalArgs, work: impl FnOnce() -> R) -> R {
+    if global.progress == crate::args::ProgressMode::Json && !global.quiet {
+        return with_json_progress(progress, work);
+    }
+    if !global.text_progress() || !crate::output::stderr_is_styled_terminal() {
         return work();
     }
     let done = AtomicBool::new(false);
@@ -52,6 +56,39 @@ fn with_progress<R>(progress: &Progress, enabled: bool, work: impl FnOnce() -> R
         done.store(true, Ordering::Relaxed);
         result
     })
+}
+
+/// [`with_progress`] for scripts: `{"event":"copy","phase":…,"done_bytes":…}`
+/// once a second and once at the end.
+fn with_json_progress<R>(progress: &Progress, work: impl FnOnce() -> R) -> R {
+    let done = AtomicBool::new(false);
+    let line = || {
+        let now = progress.snapshot();
+        let mut event = serde_json::to_value(now).unwrap_or_default();
+        if let Some(object) = event.as_object_mut() {
+            object.insert("event".to_owned(), "copy".into());
+        }
+        let _ = writeln!(crate::output::stderr(), "{event}");
+    };
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                line();
+                // A second, in short naps: the end is not held up by the wait.
+                for _ in 0..10 {
+                    if done.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        result
+    });
+    line();
+    result
 }
 
 pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError> {
@@ -85,7 +122,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
         check_space: !args.no_space_check,
     };
     let progress = Progress::default();
-    let mut report = with_progress(&progress, !global.json, || {
+    let mut report = with_progress(&progress, global, || {
         backup::backup(&options, &runner, &progress)
     })?;
     if args.method.is_none() && service == ServiceState::Unknown {
@@ -100,7 +137,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
 
 /// Whether the instance's service runs, from `systemctl is-active` (0 active;
 /// 3 inactive; 4 no such unit); anything else, or no systemctl, is unknown.
-fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
+pub(super) fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
     use cmw_upgrade_core::executor::{CommandSpec, Executor};
     let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
         .with_timeout(std::time::Duration::from_secs(30))
@@ -114,7 +151,7 @@ fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceStat
 
 fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {
     if global.json {
-        print_json(report)?;
+        print_outcome(report, true, true)?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();
@@ -163,7 +200,7 @@ fn print_lists<T: serde::Serialize>(
         ExitStatus::Failed
     };
     if global.json {
-        print_json(report)?;
+        print_outcome(report, clean, false)?;
         return Ok((status, None));
     }
     let mut out = crate::output::stdout();
@@ -177,7 +214,7 @@ fn print_lists<T: serde::Serialize>(
 
 fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, CliError> {
     let progress = Progress::default();
-    let report = with_progress(&progress, !global.json, || {
+    let report = with_progress(&progress, global, || {
         backup::verify_bundle(&args.bundle, &progress)
     })?;
     let (status, out) = print_lists(
@@ -219,7 +256,7 @@ fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliE
     // Its links followed inside the root, as the backup followed them.
     let database = disk.canonical(&layout.database.path)?;
     let progress = Progress::default();
-    let report = with_progress(&progress, !global.json, || {
+    let report = with_progress(&progress, global, || {
         backup::bundle_drift(&args.bundle, &database, args.deep, &progress)
     })?;
     let changed =
@@ -264,7 +301,7 @@ fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliE
 fn import(global: &GlobalArgs, args: ImportArgs) -> Result<ExitStatus, CliError> {
     let progress = Progress::default();
     let instance = args.instance.as_ref().map(ToString::to_string);
-    let report = with_progress(&progress, !global.json, || {
+    let report = with_progress(&progress, global, || {
         backup::import_cdbbz(
             &args.file,
             &args.dest,
@@ -285,11 +322,9 @@ pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, Cli
         replace: args.replace,
     };
     let progress = Progress::default();
-    let report = with_progress(&progress, !global.json, || {
-        backup::restore(&options, &progress)
-    })?;
+    let report = with_progress(&progress, global, || backup::restore(&options, &progress))?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, true, true)?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();

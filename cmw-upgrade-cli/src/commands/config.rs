@@ -13,7 +13,7 @@ use super::family_of_root;
 use crate::args::{GlobalArgs, MigrateArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{change_line, print_json};
+use crate::output::{change_line, print_outcome};
 
 pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, CliError> {
     let family = family_of_root(&global.root, args.family)?;
@@ -39,7 +39,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         plan.report.written = apply_migration(&plan, &LocalExecutor::new("/"), &stamp)?;
     }
     if global.json {
-        print_json(&plan.report)?;
+        print_outcome(&plan.report, !failed, !plan.report.written.is_empty())?;
     } else {
         let report = &plan.report;
         let changed: Vec<_> = report
@@ -70,6 +70,7 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         for warning in &report.warnings {
             writeln!(out, "warning: {warning}")?;
         }
+        crate::output::print_to_do(&mut out, &report.to_do)?;
         for error in &report.errors {
             writeln!(out, "error: {error}")?;
         }

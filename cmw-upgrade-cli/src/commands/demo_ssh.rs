@@ -188,7 +188,7 @@ pub(super) fn demo_in(
     };
     let control_point = sim.dir.join("control-point");
     std::fs::create_dir_all(&control_point).map_err(sim_error(folder))?;
-    if !global.json {
+    if global.text_progress() {
         eprintln!(
             "Simulated servers ({}) in {}: old {} with data, behind sshd at {}; new, empty, \
              behind sshd at {}; site port {}. This machine is the control point.",
@@ -238,12 +238,12 @@ pub(super) fn demo_in(
         store: &store,
     };
     let prepared = prepare_two_servers(&servers, &two, &settings)?;
-    if let (Some(preflight), false) = (&prepared.preflight, global.json) {
+    if let (Some(preflight), true) = (&prepared.preflight, global.text_progress()) {
         print_preflight(&mut crate::output::stderr(), preflight)?;
     }
     let _here = RunLock::acquire(&store, &settings.instance)?;
     let _there = RunLock::acquire(new.executor(), &settings.instance)?;
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = run_two_servers(
         &servers,
         prepared,

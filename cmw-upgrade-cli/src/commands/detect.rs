@@ -5,13 +5,13 @@ use std::path::Path;
 
 use cmw_upgrade_core::disk::Disk;
 use cmw_upgrade_core::os::{detect_os_family_from, OS_RELEASE_PATHS};
-use cmw_upgrade_core::{detect_os_family, InstanceLayout, OsFamily, OsInfo};
+use cmw_upgrade_core::{detect_os_family, InstanceLayout, InstanceName, OsFamily, OsInfo};
 use serde::Serialize;
 
 use crate::args::{DetectArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::print_outcome;
 
 #[derive(Serialize)]
 struct DetectReport {
@@ -63,10 +63,14 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
             unreachable!("read_os_info returns an error without os-release or --family")
         }
     };
+    let disk = Disk::new(&global.root);
+    if let Some(instance) = &args.instance {
+        cmw_upgrade_core::layout::require_instance(&disk, instance)?;
+    }
     let layout = args
         .instance
         .as_ref()
-        .map(|instance| cmw_upgrade_core::disk::Disk::new(&global.root).layout(instance, family))
+        .map(|instance| disk.layout(instance, family))
         .transpose()?;
     let report = DetectReport {
         family,
@@ -81,7 +85,7 @@ pub fn run(global: &GlobalArgs, args: DetectArgs) -> Result<ExitStatus, CliError
         layout,
     };
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, true, false)?;
     } else {
         print_text(&mut crate::output::stdout(), &report)?;
     }
@@ -181,4 +185,60 @@ fn show(out: &mut impl Write, label: &str, path: &Path, origin: Option<&str>) ->
         }
         _ => writeln!(out, "  {label:<22}{}{exists}", path.display()),
     }
+}
+
+/// One line of `cmw-upgrade instances`.
+#[derive(Serialize)]
+struct InstanceLine {
+    name: String,
+    version: Option<String>,
+    /// `active`, `inactive` or `unknown` (systemd could not be asked).
+    service: &'static str,
+}
+
+/// `cmw-upgrade instances`: the instances configured on this server, with
+/// their versions and whether their service runs.
+pub fn instances(global: &GlobalArgs) -> Result<ExitStatus, CliError> {
+    use cmw_upgrade_core::backup::ServiceState;
+    let disk = Disk::new(&global.root);
+    let runner = cmw_upgrade_core::executor::LocalExecutor::new(&global.root);
+    let lines: Vec<InstanceLine> = cmw_upgrade_core::layout::configured_instances(&disk)?
+        .into_iter()
+        .map(|found| {
+            let service = match InstanceName::new(&found.name)
+                .map(|name| super::backup::service_state(&runner, &name))
+            {
+                Ok(ServiceState::Running) => "active",
+                Ok(ServiceState::Stopped) => "inactive",
+                _ => "unknown",
+            };
+            InstanceLine {
+                name: found.name,
+                version: found.version,
+                service,
+            }
+        })
+        .collect();
+    if global.json {
+        print_outcome(&serde_json::json!({ "instances": lines }), true, false)?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut out = crate::output::stdout();
+    if lines.is_empty() {
+        writeln!(
+            out,
+            "No instance is configured here ({} is empty or missing).",
+            cmw_upgrade_core::layout::INSTANCE_CONFIG_DIR
+        )?;
+    }
+    for line in &lines {
+        writeln!(
+            out,
+            "{:<20} {:<14} {}",
+            line.name,
+            line.version.as_deref().unwrap_or("?"),
+            line.service
+        )?;
+    }
+    Ok(ExitStatus::Success)
 }

@@ -1,6 +1,6 @@
 //! `cmw-upgrade logs verdict`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::args::{GlobalArgs, VerdictArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_duration, print_json};
+use crate::output::{human_duration, print_outcome};
 
 #[derive(Serialize)]
 struct VerdictReport<'a> {
@@ -40,10 +40,14 @@ pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, Cli
         }
     };
     if global.json {
-        print_json(&VerdictReport {
-            verdict: &result,
-            waited_seconds: waited.map(|waited| waited.as_secs_f64()),
-        })?;
+        print_outcome(
+            &VerdictReport {
+                verdict: &result,
+                waited_seconds: waited.map(|waited| waited.as_secs_f64()),
+            },
+            result.verdict == Verdict::Succeeded,
+            false,
+        )?;
     } else {
         print_text(&mut crate::output::stdout(), &result, waited)?;
     }
@@ -64,7 +68,7 @@ fn wait_for_verdict(
 ) -> Result<UpgradeVerdict, CliError> {
     let mut watcher = LogWatcher::new(log_dir).since(since);
     let started = Instant::now();
-    let progress = allow_progress && std::io::stderr().is_terminal();
+    let progress = allow_progress && crate::output::stderr_is_styled_terminal();
     let mut stderr = crate::output::stderr();
     loop {
         let result = watcher.poll()?;

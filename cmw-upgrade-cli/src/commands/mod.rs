@@ -1,24 +1,59 @@
 //! One module per command; each returns the exit status its outcome means.
 
 mod backup;
+mod cleanup;
 mod config;
+mod cutover;
 mod demo;
 mod demo_ssh;
 mod detect;
 mod logs;
 mod prune;
+mod report;
 mod transfer;
 mod two_servers;
 mod upgrade;
 
-use crate::args::{BundleCommand, Cli, Command, ConfigCommand, LogsCommand};
+use crate::args::{BundleCommand, Cli, Command, ConfigCommand, CutoverCommand, LogsCommand};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 
+/// The commands that change a live server's files, services and owners:
+/// as another user they would fail half-way, so they say so first, before
+/// anything (as apt's "are you root?"). Under `--root DIR` (a copy, a test
+/// tree) a user who owns the tree may run them.
+fn require_root(cli: &Cli) -> Result<(), CliError> {
+    let what = match &cli.command {
+        Command::Run(_) => "run",
+        Command::Restore(_) => "restore",
+        Command::Rollback(_) => "rollback",
+        Command::Demo(_) => "demo",
+        _ => return Ok(()),
+    };
+    let live =
+        cli.global.root == std::path::Path::new("/") || matches!(cli.command, Command::Demo(_));
+    if live && !cmw_upgrade_core::accounts::running_as_root() {
+        return Err(cmw_upgrade_core::Error::CheckFailed {
+            what: format!("starting `cmw-upgrade {what}`"),
+            details: format!(
+                "it needs root (are you root?): it changes files, owners and services that \
+                 belong to root and the platform's account; run it as root, e.g. sudo \
+                 cmw-upgrade {what} …"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
+    require_root(&cli)?;
     match cli.command {
         Command::Detect(args) => detect::run(&cli.global, args),
+        Command::Instances => detect::instances(&cli.global),
+        Command::Cleanup(args) => cleanup::run(&cli.global, args),
+        Command::Report(args) => report::run(&cli.global, args),
         Command::Logs(LogsCommand::Verdict(args)) => logs::verdict(&cli.global, args),
         Command::PruneCaches(args) => prune::run(&cli.global, args),
         Command::Config(ConfigCommand::Migrate(args)) => config::migrate(&cli.global, args),
@@ -34,6 +69,16 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
         Command::SimulatedService(args) => demo::simulated_service(&cli.global, args),
         Command::Agent => agent(&cli.global),
         Command::Bundle(BundleCommand::Transfer(args)) => transfer::transfer(&cli.global, args),
+        Command::Cutover(CutoverCommand::Plan(args)) => cutover::plan(&cli.global, args),
+        Command::Cutover(CutoverCommand::Apply(args)) => cutover::apply(&cli.global, args),
+        Command::Cutover(CutoverCommand::Verify(args)) => cutover::verify(&cli.global, args),
+        Command::Cutover(CutoverCommand::Prepare(args)) => cutover::prepare(&cli.global, args),
+        Command::Cutover(CutoverCommand::Finish(args)) => cutover::finish(&cli.global, args),
+        Command::Cutover(CutoverCommand::Revert(args)) => cutover::revert(&cli.global, args),
+        Command::Cutover(CutoverCommand::HaproxyCommand(args)) => {
+            cutover::haproxy_command(&cli.global, args)
+        }
+        Command::Cutover(CutoverCommand::Reach(args)) => cutover::reach(&cli.global, args),
         Command::BundleSend(args) => transfer::send(&cli.global, args),
         Command::BundleReceive(args) => transfer::receive(&cli.global, args),
         Command::Completions(args) => completions(args),
@@ -94,6 +139,53 @@ fn agent(global: &crate::args::GlobalArgs) -> Result<ExitStatus, CliError> {
     let stdout = std::io::stdout().lock();
     cmw_upgrade_core::executor::agent::serve(&local, stdin, stdout)?;
     Ok(ExitStatus::Success)
+}
+
+/// Where this machine's run state is kept: `--state DIR`, or the tool's
+/// folder under `--root`.
+fn state_store(global: &crate::args::GlobalArgs) -> Box<dyn cmw_upgrade_core::executor::Executor> {
+    match &global.state {
+        Some(folder) => Box::new(cmw_upgrade_core::procedure::state::StateFolder::new(folder)),
+        None => Box::new(cmw_upgrade_core::executor::LocalExecutor::new(&global.root)),
+    }
+}
+
+/// `--state` is for runs driven from a control point; a run on the server
+/// itself keeps its state beside what it changes.
+fn refuse_state_folder(global: &crate::args::GlobalArgs) -> Result<(), CliError> {
+    if global.state.is_some() {
+        return Err(cmw_upgrade_core::Error::BadRequest {
+            details: "--state keeps the state of a run driven from a control point (cmw-upgrade \
+                      upgrade); a run on this server keeps it in /var/lib/cmw-upgrade under --root"
+                .to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Asks `question` on a terminal (yes/no, no by default); elsewhere only
+/// `yes` (`--yes`) agrees. `Err` says why not, naming `what` it would do.
+fn confirm(yes: bool, question: &str, what: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "{what}; pass --yes to confirm it when not on a terminal"
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return Err("no answer".to_owned());
+    }
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err("not confirmed".to_owned())
+    }
 }
 
 /// The family of the server under `root`: the override, or its os-release.

@@ -7,7 +7,7 @@ use cmw_upgrade_core::prune::{apply_prune, plan_prune};
 use crate::args::{GlobalArgs, PruneArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{human_bytes, print_json};
+use crate::output::{human_bytes, print_outcome};
 
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError> {
     let plan = plan_prune(&args.target)?;
@@ -17,7 +17,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError>
         apply_prune(&plan)?
     };
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, true, !report.check && !report.removed.is_empty())?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();

@@ -1,29 +1,30 @@
 //! `cmw-upgrade bundle transfer`, and the two hidden commands it runs on each
 //! server: `bundle-send` and `bundle-receive`.
 //!
-//! The control point (this process) asks the sender for the manifest, asks
-//! the receiver which files it lacks, then starts both and hands the sender's
-//! stdout to the receiver's stdin as one OS pipe: the bundle's bytes never
-//! pass through here. It reads the receiver's progress lines (JSON on its
-//! stderr) for the progress line, and its report (JSON on its stdout).
+//! The transfer itself is the core's [`transfer_bundle`]: this file parses
+//! the two ends, connects to their servers (ssh executors: host keys checked,
+//! the binary copied there when missing), prints the progress and the report.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cmw_upgrade_core::backup::transfer::{
-    self, files_needed, parse_manifest, read_manifest_bytes, receive_bundle, send_bundle,
-    ReceiveReport, MAX_MANIFEST_BYTES,
+    self, files_needed, parse_manifest, read_manifest_bytes, receive_bundle_expecting, send_bundle,
+    MAX_MANIFEST_BYTES,
 };
 use cmw_upgrade_core::backup::Progress;
-use cmw_upgrade_core::executor::shell_quote;
+use cmw_upgrade_core::cancel::Cancel;
+use cmw_upgrade_core::executor::transfer::{
+    send_bundle_into, transfer_bundle, BundleEnd, DirectSsh, Route, TransferProgress,
+    TransferRequest,
+};
+use cmw_upgrade_core::executor::{shell_quote, SshExecutor, SshTarget};
 use cmw_upgrade_core::paths::under_root;
-use cmw_upgrade_core::{Error, ErrorKind};
-use serde::{Deserialize, Serialize};
+use cmw_upgrade_core::Error;
 
 use crate::args::{BundleReceiveArgs, BundleSendArgs, GlobalArgs, TransferArgs};
 use crate::error::CliError;
@@ -47,9 +48,24 @@ fn widen_pipe(file: &impl AsFd) {
     transfer::widen_pipe(file.as_fd());
 }
 
-/// `cmw-upgrade bundle-send DIR [--manifest]`.
+/// `cmw-upgrade bundle-send DIR [--manifest] [-- ARGV]`.
 pub fn send(global: &GlobalArgs, args: BundleSendArgs) -> Result<ExitStatus, CliError> {
     let bundle = server_path(global, &args.bundle)?;
+    if !args.into.is_empty() && !args.manifest {
+        // The direct route: the stream goes into ARGV (ssh to the receiver).
+        let wanted = read_wanted()?;
+        let answer = send_bundle_into(
+            &bundle,
+            wanted.as_deref(),
+            &args.into,
+            &mut std::io::stderr(),
+            &Cancel::new(),
+        )?;
+        let mut out = std::io::stdout().lock();
+        out.write_all(&answer)?;
+        out.flush()?;
+        return Ok(ExitStatus::Success);
+    }
     let stdout = raw_stdout()?;
     widen_pipe(&stdout);
     let mut out = BufWriter::with_capacity(1 << 16, stdout);
@@ -58,6 +74,14 @@ pub fn send(global: &GlobalArgs, args: BundleSendArgs) -> Result<ExitStatus, Cli
         out.flush()?;
         return Ok(ExitStatus::Success);
     }
+    let wanted = read_wanted()?;
+    send_bundle(&bundle, wanted.as_deref(), &mut out, &Progress::default())?;
+    out.flush()?;
+    Ok(ExitStatus::Success)
+}
+
+/// The wanted files on stdin, one a line; none: every file.
+fn read_wanted() -> Result<Option<Vec<String>>, CliError> {
     let mut wanted = Vec::new();
     for line in BufReader::new(raw_stdin()?).lines() {
         let line = line?;
@@ -65,10 +89,7 @@ pub fn send(global: &GlobalArgs, args: BundleSendArgs) -> Result<ExitStatus, Cli
             wanted.push(line);
         }
     }
-    let wanted = (!wanted.is_empty()).then_some(wanted);
-    send_bundle(&bundle, wanted.as_deref(), &mut out, &Progress::default())?;
-    out.flush()?;
-    Ok(ExitStatus::Success)
+    Ok((!wanted.is_empty()).then_some(wanted))
 }
 
 /// Writes the progress as one JSON line on stderr every quarter second while
@@ -120,12 +141,19 @@ pub fn receive(global: &GlobalArgs, args: BundleReceiveArgs) -> Result<ExitStatu
     widen_pipe(&stdin);
     let mut input = BufReader::with_capacity(1 << 16, stdin);
     let progress = Progress::default();
-    let report = with_progress_lines(&progress, || receive_bundle(&dest, &mut input, &progress))?;
+    let report = with_progress_lines(&progress, || {
+        receive_bundle_expecting(
+            &dest,
+            &mut input,
+            args.manifest_blake3.as_deref(),
+            &progress,
+        )
+    })?;
     print_json(&report)?;
     Ok(ExitStatus::Success)
 }
 
-/// One side of a transfer.
+/// One side of a transfer, as written on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Endpoint {
     /// A folder on this machine (absolute).
@@ -205,353 +233,64 @@ impl Endpoint {
         }
     }
 
-    fn name(&self) -> String {
+    fn server(&self) -> Option<(&str, u16)> {
         match self {
-            Endpoint::Local(dir) => dir.clone(),
-            Endpoint::Remote {
-                destination,
-                port,
-                dir,
-            } if *port == 22 => format!("{destination}:{dir}"),
-            Endpoint::Remote {
-                destination,
-                port,
-                dir,
-            } => format!("{destination}:{port}:{dir}"),
-        }
-    }
-
-    fn server(&self) -> String {
-        match self {
-            Endpoint::Local(_) => "this machine".to_owned(),
-            Endpoint::Remote { destination, .. } => destination.clone(),
-        }
-    }
-}
-
-/// The ssh options of every connection the control point opens.
-fn ssh_options(args: &TransferArgs, port: u16) -> Vec<String> {
-    let mut argv: Vec<String> = ["ssh", "-T", "-p", &port.to_string()]
-        .map(String::from)
-        .to_vec();
-    for option in [
-        "BatchMode=yes",
-        "StrictHostKeyChecking=yes",
-        "ServerAliveInterval=15",
-        "ServerAliveCountMax=4",
-        "ClearAllForwardings=yes",
-    ] {
-        argv.extend(["-o".to_owned(), option.to_owned()]);
-    }
-    if let Some(known_hosts) = &args.known_hosts {
-        argv.extend([
-            "-o".to_owned(),
-            format!("UserKnownHostsFile={}", known_hosts.display()),
-        ]);
-    }
-    if let Some(identity) = &args.identity_file {
-        argv.extend(["-o".to_owned(), "IdentitiesOnly=yes".to_owned()]);
-        argv.extend(["-i".to_owned(), identity.display().to_string()]);
-    }
-    argv
-}
-
-/// One OpenSSH master connection to a server: the control point's sessions
-/// there (the manifest, the needed files, the stream) share it, so the server
-/// authenticates once. Closed when dropped; an orphan (this process killed)
-/// closes itself a minute after its last session.
-struct Master {
-    folder: PathBuf,
-    /// `ssh` and the options that reach the server through the master.
-    argv: Vec<String>,
-    destination: String,
-}
-
-impl Master {
-    fn open(args: &TransferArgs, destination: &str, port: u16) -> Result<Master, CliError> {
-        let folder = cmw_upgrade_core::paths::private_temp_dir("cmw-upgrade-transfer")?;
-        let mut argv = ssh_options(args, port);
-        argv.extend([
-            "-o".to_owned(),
-            format!("ControlPath={}", folder.join("master").display()),
-        ]);
-        let master = Master {
-            folder,
-            argv,
-            destination: destination.to_owned(),
-        };
-        let mut start = master.argv.clone();
-        start.extend(
-            [
-                "-o",
-                "ControlMaster=yes",
-                "-o",
-                "ControlPersist=60",
-                "-N",
-                "-f",
-            ]
-            .map(String::from),
-        );
-        start.push(destination.to_owned());
-        // The backgrounded master keeps its stderr: a file, so nothing waits on it.
-        let log = master.folder.join("master.log");
-        let stderr = File::create(&log).map_err(|source| CliError::WriteFile {
-            path: log.clone(),
-            source,
-        })?;
-        let status = command_of(&start)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .status()
-            .map_err(|error| Error::io("start", "ssh", error))?;
-        if !status.success() {
-            let mut said = String::new();
-            if let Ok(file) = File::open(&log) {
-                said = tail_of(file);
-            }
-            return Err(failed(
-                &start,
-                status,
-                &said,
-                "check the address, the port, the key and the host key (known_hosts)",
-            ));
-        }
-        Ok(master)
-    }
-
-    /// The argv running `remote` (already shell-quoted) through the master.
-    fn session(&self, remote: String) -> Vec<String> {
-        let mut argv = self.argv.clone();
-        argv.extend(["-o".to_owned(), "ControlMaster=no".to_owned()]);
-        argv.push(self.destination.clone());
-        argv.push("--".to_owned());
-        argv.push(remote);
-        argv
-    }
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let mut argv = self.argv.clone();
-        argv.extend(["-O".to_owned(), "exit".to_owned()]);
-        argv.push(self.destination.clone());
-        let _ = command_of(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.folder);
-    }
-}
-
-/// How the control point starts the commands on either side.
-struct Launcher<'a> {
-    global: &'a GlobalArgs,
-    args: &'a TransferArgs,
-    this_binary: PathBuf,
-    masters: Vec<((String, u16), Master)>,
-}
-
-impl Launcher<'_> {
-    /// Opens the master connection to `endpoint`'s server, once per server.
-    fn connect(&mut self, endpoint: &Endpoint) -> Result<(), CliError> {
-        if let Endpoint::Remote {
-            destination, port, ..
-        } = endpoint
-        {
-            let key = (destination.clone(), *port);
-            if !self.masters.iter().any(|(known, _)| *known == key) {
-                let master = Master::open(self.args, destination, *port)?;
-                self.masters.push((key, master));
-            }
-        }
-        Ok(())
-    }
-
-    /// The argv running `cmw-upgrade [--root R] [--json] ARGS...` at `endpoint`.
-    fn argv(&self, endpoint: &Endpoint, json: bool, tail: &[&str]) -> Vec<String> {
-        let mut tool: Vec<String> = Vec::new();
-        if self.global.root != Path::new("/") {
-            tool.push("--root".to_owned());
-            tool.push(self.global.root.to_string_lossy().into_owned());
-        }
-        if json {
-            tool.push("--json".to_owned());
-        }
-        tool.extend(tail.iter().map(|arg| (*arg).to_owned()));
-        match endpoint {
-            Endpoint::Local(_) => {
-                let mut argv = vec![self.this_binary.to_string_lossy().into_owned()];
-                argv.extend(tool);
-                argv
-            }
+            Endpoint::Local(_) => None,
             Endpoint::Remote {
                 destination, port, ..
-            } => {
-                let remote: Vec<String> = std::iter::once(self.args.remote_cmw_upgrade.clone())
-                    .chain(tool)
-                    .map(|arg| shell_quote(&arg))
-                    .collect();
-                let remote = remote.join(" ");
-                match self
-                    .masters
-                    .iter()
-                    .find(|(key, _)| key.0 == *destination && key.1 == *port)
-                {
-                    Some((_, master)) => master.session(remote),
-                    None => {
-                        let mut argv = ssh_options(self.args, *port);
-                        argv.extend([destination.clone(), "--".to_owned(), remote]);
-                        argv
-                    }
-                }
-            }
+            } => Some((destination, *port)),
         }
     }
 }
 
-fn command_of(argv: &[String]) -> Command {
-    let mut command = Command::new(&argv[0]);
-    command.args(&argv[1..]);
-    command
+/// The ssh executor for a remote end: host keys checked, the agent started
+/// from `--remote-cmw-upgrade` (or a copy of this binary when that one is
+/// missing or older).
+fn connect(
+    global: &GlobalArgs,
+    args: &TransferArgs,
+    destination: &str,
+    port: u16,
+) -> Result<SshExecutor, CliError> {
+    let mut agent = vec![args.remote_cmw_upgrade.clone()];
+    if global.root != Path::new("/") {
+        agent.push("--root".to_owned());
+        agent.push(global.root.to_string_lossy().into_owned());
+    }
+    agent.push("agent".to_owned());
+    Ok(SshExecutor::connect(SshTarget {
+        port,
+        identity_file: args.identity_file.clone(),
+        known_hosts_file: args.known_hosts.clone(),
+        agent,
+        ..SshTarget::new(destination)
+    })?)
 }
 
-fn display(argv: &[String]) -> String {
-    argv.iter()
-        .map(|arg| shell_quote(arg))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn failed(argv: &[String], status: std::process::ExitStatus, output: &str, hint: &str) -> CliError {
-    Error::CommandFailed {
-        command: display(argv),
-        status: match status.code() {
-            Some(code) => format!("exit code {code}"),
-            None => "killed by a signal".to_owned(),
+/// The core's end for `endpoint`: on its server when it has one, here otherwise.
+fn bundle_end<'a>(
+    global: &GlobalArgs,
+    endpoint: &Endpoint,
+    ssh: Option<&'a SshExecutor>,
+) -> BundleEnd<'a> {
+    match (endpoint, ssh) {
+        (Endpoint::Remote { dir, .. }, Some(ssh)) => BundleEnd::Remote {
+            ssh,
+            dir: dir.clone(),
         },
-        output: output.trim().to_owned(),
-        hint: hint.to_owned(),
+        _ => BundleEnd::Local {
+            root: global.root.clone(),
+            dir: endpoint.dir().to_owned(),
+        },
     }
-    .into()
 }
 
-/// The error a `--json` run of the tool printed on stdout, as the core error.
-fn remote_error(server: &str, stdout: &str) -> Option<CliError> {
-    let document: serde_json::Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str(line).ok())?;
-    let error = document.get("error")?;
-    let kind = error.get("kind")?.as_str()?;
-    let message = error.get("message")?.as_str()?;
-    Some(
-        Error::Remote {
-            server: server.to_owned(),
-            kind: ErrorKind::from_name(kind).unwrap_or(ErrorKind::Internal),
-            message: message.to_owned(),
-        }
-        .into(),
-    )
-}
-
-/// Runs `argv` to its end with `input` on stdin; its stdout.
-fn run_captured(
-    argv: &[String],
-    server: &str,
-    input: &[u8],
-    hint: &str,
-) -> Result<Vec<u8>, CliError> {
-    let mut child = command_of(argv)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| Error::io("start", &argv[0], error))?;
-    let mut stdin = child.stdin.take();
-    let output = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            if let Some(stdin) = stdin.as_mut() {
-                let _ = stdin.write_all(input);
-            }
-            drop(stdin);
-        });
-        child.wait_with_output()
-    })?;
-    if output.status.success() {
-        return Ok(output.stdout);
+fn route_of(text: &str) -> Route {
+    match text {
+        "direct" => Route::Direct,
+        "through-here" => Route::ThroughHere,
+        _ => Route::Auto,
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    Err(remote_error(server, &stdout).unwrap_or_else(|| {
-        failed(
-            argv,
-            output.status,
-            &String::from_utf8_lossy(&output.stderr),
-            hint,
-        )
-    }))
-}
-
-/// What `bundle transfer --json` prints.
-#[derive(Debug, Serialize)]
-struct TransferReport {
-    from: String,
-    to: String,
-    /// Files and bytes in the bundle.
-    files: u64,
-    bytes: u64,
-    /// Files and bytes sent this time.
-    sent_files: u64,
-    sent_bytes: u64,
-    /// Files the receiver already had, checked by hash.
-    skipped_files: u64,
-    seconds: f64,
-}
-
-const SSH_HINT: &str =
-    "check that the server is reachable with ssh (key, host key in known_hosts) \
-                        and has cmw-upgrade (--remote-cmw-upgrade names it)";
-
-/// Keeps the last 16 KiB of a child's stderr.
-fn tail_of(reader: impl Read) -> String {
-    let mut tail: Vec<u8> = Vec::new();
-    let mut reader = reader;
-    let mut buffer = [0u8; 4096];
-    while let Ok(read) = reader.read(&mut buffer) {
-        if read == 0 {
-            break;
-        }
-        tail.extend_from_slice(&buffer[..read]);
-        if tail.len() > 16 << 10 {
-            tail.drain(..tail.len() - (16 << 10));
-        }
-    }
-    String::from_utf8_lossy(&tail).into_owned()
-}
-
-/// A progress line of the receiver (the core's `ProgressSnapshot`, read back).
-#[derive(Debug, Deserialize)]
-struct ProgressLine {
-    total_bytes: u64,
-    total_files: u64,
-    done_bytes: u64,
-    done_files: u64,
-}
-
-/// The progress line for a terminal.
-fn progress_line(now: &ProgressLine, elapsed: Duration) -> String {
-    crate::output::copy_progress_line(
-        "sending",
-        (now.done_bytes, now.total_bytes),
-        (now.done_files, now.total_files),
-        elapsed,
-    )
-}
-
-fn kill(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// `cmw-upgrade bundle transfer --from ... --to ...`.
@@ -561,165 +300,63 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
     if from == to {
         return Err(Error::CheckFailed {
             what: "reading --from and --to".to_owned(),
-            details: format!("both name {}; name another folder to copy to", to.name()),
+            details: format!(
+                "both name {}; name another folder to copy to",
+                args.to.trim_start_matches("local:")
+            ),
         }
         .into());
     }
-    let mut launcher = Launcher {
-        global,
-        args: &args,
-        this_binary: std::env::current_exe()?,
-        masters: Vec::new(),
-    };
-    launcher.connect(&from)?;
-    launcher.connect(&to)?;
-    let started = Instant::now();
-
-    let manifest_argv = launcher.argv(&from, false, &["bundle-send", from.dir(), "--manifest"]);
-    let manifest = run_captured(&manifest_argv, &from.server(), b"", SSH_HINT)?;
-    let needed_argv = launcher.argv(&to, true, &["bundle-receive", to.dir(), "--needed"]);
-    let needed = run_captured(&needed_argv, &to.server(), &manifest, SSH_HINT)?;
-    let needed: Vec<String> = serde_json::from_slice(&needed).map_err(|error| Error::Internal {
-        details: format!("the receiver's list of needed files does not parse: {error}"),
-    })?;
-
-    let receive_argv = launcher.argv(&to, true, &["bundle-receive", to.dir()]);
-    let send_argv = launcher.argv(&from, false, &["bundle-send", from.dir()]);
-    let mut sender = None;
-    let receiver_stdin = if needed.is_empty() {
-        Stdio::piped()
-    } else {
-        let mut child = command_of(&send_argv)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|error| Error::io("start", &send_argv[0], error))?;
-        let Some(stdout) = child.stdout.take() else {
-            kill(&mut child);
-            return Err(Error::Internal {
-                details: "the sender's stdout was not captured".to_owned(),
-            }
-            .into());
-        };
-        widen_pipe(&stdout);
-        sender = Some(child);
-        Stdio::from(stdout)
-    };
-    let mut receiver = match command_of(&receive_argv)
-        .stdin(receiver_stdin)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(error) => {
-            if let Some(child) = sender.as_mut() {
-                kill(child);
-            }
-            return Err(Error::io("start", &receive_argv[0], error).into());
-        }
-    };
-
-    let show = !global.json && std::io::stderr().is_terminal();
-    let wanted: String = needed.iter().map(|path| format!("{path}\n")).collect();
-    let (sender_outcome, receiver_stdout, receiver_err) = std::thread::scope(|scope| {
-        // The sender's list of wanted files, then its stdin closes.
-        let sender_stdin = sender.as_mut().and_then(|child| child.stdin.take());
-        let sender_stderr = sender.as_mut().and_then(|child| child.stderr.take());
-        let receiver_input = receiver.stdin.take();
-        let manifest = &manifest;
-        let wanted = &wanted;
-        scope.spawn(move || {
-            if let Some(mut stdin) = sender_stdin {
-                let _ = stdin.write_all(wanted.as_bytes());
-            }
-            if let Some(mut stdin) = receiver_input {
-                let _ = transfer::send_manifest_only(manifest, &mut stdin);
-            }
-        });
-        let sender_err = scope.spawn(move || sender_stderr.map(tail_of).unwrap_or_default());
-        let receiver_stdout = receiver.stdout.take();
-        let stdout = scope.spawn(move || receiver_stdout.map(tail_of).unwrap_or_default());
-        // The receiver's stderr: progress lines, and whatever else it says.
-        let mut other = String::new();
-        let sending = Instant::now();
-        if let Some(stderr) = receiver.stderr.take() {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                match serde_json::from_str::<ProgressLine>(&line) {
-                    Ok(now) if show => {
-                        eprint!("\r\x1b[2K{}", progress_line(&now, sending.elapsed()))
-                    }
-                    Ok(_) => {}
-                    Err(_) => {
-                        other.push_str(&line);
-                        other.push('\n');
-                    }
-                }
-            }
-        }
-        if show {
-            eprint!("\r\x1b[2K");
-        }
-        (
-            sender_err.join().unwrap_or_default(),
-            stdout.join().unwrap_or_default(),
-            other,
-        )
-    });
-    let receiver_status = receiver.wait()?;
-    let sender_status = match sender.as_mut() {
-        Some(child) => {
-            if !receiver_status.success() {
-                // A receiver that stopped reading leaves the sender blocked on the pipe.
-                let _ = child.kill();
-            }
-            Some(child.wait()?)
-        }
+    // One connection per server, shared when both ends are on one.
+    let from_ssh = match from.server() {
+        Some((destination, port)) => Some(connect(global, &args, destination, port)?),
         None => None,
     };
-    let receiver_error = || {
-        remote_error(&to.server(), &receiver_stdout).unwrap_or_else(|| {
-            failed(
-                &receive_argv,
-                receiver_status,
-                &receiver_err,
-                "nothing incomplete kept its name; run the same transfer again",
-            )
-        })
+    let to_ssh = match to.server() {
+        Some(server) if from.server() == Some(server) => None,
+        Some((destination, port)) => Some(connect(global, &args, destination, port)?),
+        None => None,
     };
-    if let Some(status) = sender_status.filter(|status| !status.success()) {
-        // Both sides' words: the sender's cause, and what it did to the receiver.
-        let mut output = sender_outcome.trim().to_owned();
-        if !receiver_status.success() {
-            output.push_str(&format!("; the receiver says: {}", receiver_error()));
+    for provisioned in [&from_ssh, &to_ssh]
+        .into_iter()
+        .flatten()
+        .filter_map(SshExecutor::provisioned)
+    {
+        if !global.json {
+            eprintln!("{}", provisioned.note());
         }
-        return Err(failed(
-            &send_argv,
-            status,
-            &output,
-            "nothing incomplete kept its name on the receiver; fix the cause and run the same \
-             transfer again: it sends only what is missing",
-        ));
     }
-    if !receiver_status.success() {
-        return Err(receiver_error());
-    }
-    let report: ReceiveReport =
-        serde_json::from_str(&receiver_stdout).map_err(|error| Error::Internal {
-            details: format!("the receiver's report does not parse: {error}"),
-        })?;
-    let report = TransferReport {
-        from: from.name(),
-        to: to.name(),
-        files: report.files,
-        bytes: report.bytes,
-        sent_files: report.received_files,
-        sent_bytes: report.received_bytes,
-        skipped_files: report.skipped_files,
-        seconds: started.elapsed().as_secs_f64(),
+    let direct = match (&to, to_ssh.as_ref().or(from_ssh.as_ref())) {
+        (Endpoint::Remote { .. }, Some(ssh)) => Some(DirectSsh {
+            destination: ssh.destination().to_owned(),
+            port: ssh.port(),
+            options: args.direct_ssh_option.clone(),
+        }),
+        _ => None,
     };
+    let request = TransferRequest {
+        from: bundle_end(global, &from, from_ssh.as_ref()),
+        to: bundle_end(global, &to, to_ssh.as_ref().or(from_ssh.as_ref())),
+        route: route_of(&args.route),
+        direct,
+    };
+    let show = !global.json && std::io::stderr().is_terminal();
+    let mut progress = |now: &TransferProgress| {
+        if show {
+            let line = crate::output::copy_progress_line(
+                "sending",
+                (now.bytes_done, now.bytes_total),
+                (now.files_done, now.files_total),
+                Duration::from_secs_f64(now.seconds),
+            );
+            eprint!("\r\x1b[2K{line}");
+        }
+    };
+    let result = transfer_bundle(&request, &mut progress, &Cancel::new());
+    if show {
+        eprint!("\r\x1b[2K");
+    }
+    let report = result?;
     if global.json {
         print_json(&report)?;
         return Ok(ExitStatus::Success);
@@ -736,6 +373,12 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         human_bytes((report.sent_bytes as f64 / report.seconds.max(0.001)) as u64),
         report.skipped_files,
         report.files,
+    )?;
+    writeln!(
+        out,
+        "Route: {} ({}).",
+        report.route_taken.as_str().replace('_', " "),
+        report.route_reason
     )?;
     // `backup verify` takes the folder as it is on that server (under --root).
     let placed = server_path(global, to.dir())?;

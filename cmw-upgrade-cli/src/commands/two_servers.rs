@@ -5,20 +5,19 @@ use std::io::Write;
 
 use cmw_upgrade_core::backup::manifest::BackupMethod;
 use cmw_upgrade_core::executor::transfer::Route;
-use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::procedure::two_servers::{
     plan_two_servers, prepare_two_servers, rollback_two_servers, run_two_servers, RecordedServers,
     Server, ServerSpec, TwoServerPlan, TwoServerPreflight, TwoServerReport, TwoServerRun,
     TwoServerSettings,
 };
-use cmw_upgrade_core::procedure::{RunLock, UpgradeSettings};
+use cmw_upgrade_core::procedure::{Event, RunLock, UpgradeSettings};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 
 use super::upgrade::{print_rollback, ProgressPrinter};
 use crate::args::{BackupMethodArg, GlobalArgs, RouteArg, TwoServerArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::print_outcome;
 
 /// One server of the command line, with the options both share.
 fn server_spec(
@@ -35,6 +34,8 @@ fn server_spec(
     spec.known_hosts_file = args.known_hosts.clone();
     spec.program = args.remote_cmw_upgrade.clone();
     spec.root = root.cloned();
+    spec.provision = !args.no_copy_agent;
+    spec.provision_dir.clone_from(&args.copy_agent_to);
     Ok(spec)
 }
 
@@ -94,9 +95,27 @@ pub(super) fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError
     })
 }
 
+/// The new server's own lock for the instance, so a `run` there cannot start
+/// meanwhile; `None` when the new server is this control point's own tree
+/// (its lock is the control point's, already held).
+fn lock_new<'a>(
+    global: &GlobalArgs,
+    spec: &ServerSpec,
+    new: &'a Server,
+    instance: &InstanceName,
+) -> Result<Option<RunLock<'a>>, CliError> {
+    let same_tree = global.state.is_none()
+        && spec.is_local()
+        && std::path::Path::new(spec.root.as_deref().unwrap_or("/")) == global.root.as_path();
+    if same_tree {
+        return Ok(None);
+    }
+    Ok(Some(RunLock::acquire(new.executor(), instance)?))
+}
+
 /// Says what was copied to a server to reach it.
 fn say_provisioned(global: &GlobalArgs, label: &str, server: &Server) {
-    if let (false, Server::Ssh(ssh)) = (global.json, server) {
+    if let (true, Server::Ssh(ssh)) = (global.text_progress(), server) {
         if let Some(provisioned) = ssh.provisioned() {
             eprintln!("[{label}] {}", provisioned.note());
         }
@@ -112,31 +131,33 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     if args.plan {
         let plan = plan_two_servers(&old, &new, &two, &settings)?;
         if global.json {
-            print_json(&serde_json::json!({"ok": true, "changed": false, "plan": plan}))?;
+            print_outcome(&plan, true, false)?;
         } else {
             print_plan(&plan)?;
         }
         return Ok(ExitStatus::Success);
     }
-    let store = LocalExecutor::new(&global.root);
+    let store = super::state_store(global);
     let servers = TwoServerRun {
         old: &old,
         new: &new,
-        store: &store,
+        store: store.as_ref(),
     };
     let prepared = prepare_two_servers(&servers, &two, &settings)?;
-    if let (Some(preflight), false) = (&prepared.preflight, global.json) {
+    if let (Some(preflight), true) = (&prepared.preflight, global.text_progress()) {
         print_preflight(&mut crate::output::stderr(), preflight)?;
     }
     // Locks only once the preflight passed: a typo leaves no file behind.
-    let _here = RunLock::acquire(&store, &settings.instance)?;
-    let _there = RunLock::acquire(new.executor(), &settings.instance)?;
-    let mut printer = ProgressPrinter::new(global.json);
+    let _here = RunLock::acquire(store.as_ref(), &settings.instance)?;
+    let _there = lock_new(global, &two.new, &new, &settings.instance)?;
+    let mut printer = ProgressPrinter::for_global(global);
+    let mut ran_a_step = false;
     let report = run_two_servers(
         &servers,
         prepared,
         &settings,
         &mut |event| {
+            ran_a_step |= matches!(event, Event::StepStarted { .. });
             printer.show(event);
             super::upgrade::kill_hook(event);
         },
@@ -144,11 +165,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     )?;
     let upgraded = report.run.outcome == "upgraded";
     if global.json {
-        print_json(&serde_json::json!({
-            "ok": upgraded,
-            "changed": true,
-            "report": report,
-        }))?;
+        print_outcome(&report, upgraded, ran_a_step)?;
     } else {
         print_report(&report)?;
     }
@@ -258,17 +275,8 @@ fn print_report(report: &TwoServerReport) -> Result<(), CliError> {
         writeln!(out, "\nAfter the backup: {drift}")?;
     }
     writeln!(out, "\n{}", report.run.next)?;
+    crate::output::print_to_do(&mut out, &report.run.to_do)?;
     Ok(())
-}
-
-/// The servers a run from this control point recorded, if it is one.
-pub fn recorded(
-    store: &LocalExecutor,
-    instance: &InstanceName,
-) -> Result<Option<RecordedServers>, CliError> {
-    Ok(cmw_upgrade_core::procedure::two_servers::recorded_servers(
-        store, instance,
-    )?)
 }
 
 /// `rollback` of a run from this control point: reconnects to the recorded
@@ -278,11 +286,13 @@ pub fn rollback(
     instance: &InstanceName,
     servers: &RecordedServers,
 ) -> Result<ExitStatus, CliError> {
-    let store = LocalExecutor::new(&global.root);
+    let store = super::state_store(global);
     let new = connect("new", &servers.settings.new)?;
-    let _here = RunLock::acquire(&store, instance)?;
-    let _there = RunLock::acquire(new.executor(), instance)?;
-    let mut printer = ProgressPrinter::new(global.json);
-    let report = rollback_two_servers(&store, &new, instance, &mut |event| printer.show(event))?;
+    let _here = RunLock::acquire(store.as_ref(), instance)?;
+    let _there = lock_new(global, &servers.settings.new, &new, instance)?;
+    let mut printer = ProgressPrinter::for_global(global);
+    let report = rollback_two_servers(store.as_ref(), &new, instance, &mut |event| {
+        printer.show(event)
+    })?;
     print_rollback(global, &report, "new")
 }

@@ -1,6 +1,6 @@
 //! `plan`, `run`, `status`, `rollback`, `check`: the whole procedure.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use cmw_upgrade_core::config::ChangeAction;
 use cmw_upgrade_core::executor::{shell_quote, DryRun, LocalExecutor, Recording, ToolOutcome};
@@ -13,10 +13,10 @@ use cmw_upgrade_core::procedure::{
 };
 
 use super::family_of_root;
-use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, UpgradeArgs};
+use crate::args::{CheckArgs, GlobalArgs, InstanceArgs, RollbackArgs, UpgradeArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::{change_line, print_json};
+use crate::output::{change_line, print_outcome};
 
 pub fn settings_of(global: &GlobalArgs, args: &UpgradeArgs) -> Result<UpgradeSettings, CliError> {
     Ok(UpgradeSettings {
@@ -49,6 +49,9 @@ fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result
     for warning in &report.warnings {
         writeln!(out, "   review: {warning}")?;
     }
+    for note in &report.to_do {
+        writeln!(out, "   to do by hand: {}", note.message)?;
+    }
     for error in &report.errors {
         writeln!(out, "   would stop: {error}")?;
     }
@@ -56,16 +59,21 @@ fn print_finding(out: &mut impl Write, finding: &ToolOutcome) -> std::io::Result
 }
 
 pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    super::refuse_state_folder(global)?;
     let settings = settings_of(global, &args)?;
     let recorder = Recording::new(DryRun::new(LocalExecutor::new(&global.root)));
     let steps = plan_upgrade(&recorder, &settings)?;
     if global.json {
-        print_json(&serde_json::json!({
-            "instance": settings.instance,
-            "family": settings.family,
-            "old_server": old_server_commands(&settings),
-            "steps": steps,
-        }))?;
+        print_outcome(
+            &serde_json::json!({
+                "instance": settings.instance,
+                "family": settings.family,
+                "old_server": old_server_commands(&settings),
+                "steps": steps,
+            }),
+            true,
+            false,
+        )?;
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();
@@ -117,6 +125,8 @@ fn old_server_commands(settings: &UpgradeSettings) -> Vec<String> {
 /// Draws the procedure's events on stderr for people.
 pub struct ProgressPrinter {
     quiet: bool,
+    /// One JSON object a line instead of text (`--progress json`).
+    json_lines: bool,
     terminal: bool,
     waiting_line: bool,
     /// The label of the server of the step under way (`[old] `), if any.
@@ -124,10 +134,21 @@ pub struct ProgressPrinter {
 }
 
 impl ProgressPrinter {
+    /// The printer `--progress` (and `--json`) ask for.
+    pub fn for_global(global: &GlobalArgs) -> Self {
+        let mut printer = ProgressPrinter::new(!global.text_progress());
+        if global.progress == crate::args::ProgressMode::Json && !global.quiet {
+            printer.quiet = false;
+            printer.json_lines = true;
+        }
+        printer
+    }
+
     pub fn new(quiet: bool) -> Self {
         ProgressPrinter {
             quiet,
-            terminal: std::io::stderr().is_terminal(),
+            json_lines: false,
+            terminal: crate::output::stderr_is_styled_terminal(),
             waiting_line: false,
             server: String::new(),
         }
@@ -138,6 +159,12 @@ impl ProgressPrinter {
             return;
         }
         let mut err = crate::output::stderr();
+        if self.json_lines {
+            if let Ok(line) = serde_json::to_string(event) {
+                let _ = writeln!(err, "{line}");
+            }
+            return;
+        }
         let transient = matches!(event, Event::Waiting { .. } | Event::Transfer { .. });
         if self.waiting_line && !transient {
             let _ = writeln!(err);
@@ -223,7 +250,8 @@ impl ProgressPrinter {
 /// A test hook, only in builds with the `test-hooks` feature (the tests';
 /// never the release binary): `CMW_UPGRADE_KILL_AT=<step>:start|<step>:end`
 /// makes the process kill itself with SIGKILL right after that boundary is
-/// saved, so the tests can prove a run resumes from any boundary.
+/// saved, so the tests can prove a run resumes from any boundary;
+/// `transfer:progress` kills it at the bundle transfer's first progress report.
 #[cfg(feature = "test-hooks")]
 pub(super) fn kill_hook(event: &Event) {
     let Ok(target) = std::env::var("CMW_UPGRADE_KILL_AT") else {
@@ -232,6 +260,7 @@ pub(super) fn kill_hook(event: &Event) {
     let here = match event {
         Event::StepStarted { name, .. } => format!("{name}:start"),
         Event::StepFinished { name, .. } => format!("{name}:end"),
+        Event::Transfer { .. } => "transfer:progress".to_owned(),
         _ => return,
     };
     if here == target {
@@ -247,6 +276,7 @@ pub(super) fn kill_hook(event: &Event) {
 pub(super) fn kill_hook(_event: &Event) {}
 
 pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliError> {
+    super::refuse_state_folder(global)?;
     let settings = settings_of(global, &args)?;
     let local = LocalExecutor::new(&global.root);
     // A typo must change nothing, not even the lock file: check the inputs
@@ -256,15 +286,26 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
     }
     let _lock = RunLock::acquire(&local, &settings.instance)?;
     let recorder = Recording::new(&local);
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
+    // Whether this call ran a step (a rerun of a finished run changes nothing).
+    let mut ran_a_step = false;
     let report = run_upgrade(&recorder, &settings, &mut |event| {
+        ran_a_step |= matches!(event, Event::StepStarted { .. });
         printer.show(event);
         kill_hook(event);
     })?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, report.outcome == "upgraded", ran_a_step)?;
     } else {
         let mut out = crate::output::stdout();
+        if global.verbose {
+            for step in &report.steps {
+                print_step(&mut out, step)?;
+                for command in &step.commands {
+                    writeln!(out, "      $ {}", command.display())?;
+                }
+            }
+        }
         if let Some(failed) = report
             .steps
             .iter()
@@ -280,6 +321,7 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
             writeln!(out, "\n{} upgraded.", settings.instance)?;
         }
         writeln!(out, "{}", report.next)?;
+        crate::output::print_to_do(&mut out, &report.to_do)?;
     }
     Ok(if report.outcome == "upgraded" {
         ExitStatus::Success
@@ -289,20 +331,32 @@ pub fn run(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErro
 }
 
 pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
-    let local = LocalExecutor::new(&global.root);
-    let Some(state) = RunState::load(&local, &args.instance)? else {
-        return Err(cmw_upgrade_core::Error::StateConflict {
-            details: format!(
-                "no run of {} is recorded under {}; start one with cmw-upgrade run",
-                args.instance,
-                cmw_upgrade_core::procedure::state_file(&args.instance)
-            ),
+    let store = super::state_store(global);
+    let Some(state) = RunState::load(store.as_ref(), &args.instance)? else {
+        // Not started is not a mistake: the same code as not finished.
+        let message = format!(
+            "no run of {} is recorded under {}; start one with cmw-upgrade run (or upgrade)",
+            args.instance,
+            cmw_upgrade_core::procedure::state_file(&args.instance)
+        );
+        if global.json {
+            print_outcome(
+                &serde_json::json!({
+                    "recorded": false,
+                    "instance": args.instance,
+                    "message": message,
+                }),
+                false,
+                false,
+            )?;
+        } else {
+            writeln!(crate::output::stdout(), "{message}")?;
         }
-        .into());
+        return Ok(ExitStatus::NotFinished);
     };
     let exit = status_exit(&state);
     if global.json {
-        print_json(&state)?;
+        print_outcome(&state, exit == ExitStatus::Success, false)?;
         return Ok(exit);
     }
     let mut out = crate::output::stdout();
@@ -329,6 +383,7 @@ pub fn status(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, Cli
         _ => format!("Not finished: rerun the same `cmw-upgrade {verb}` to resume."),
     };
     writeln!(out, "{next}")?;
+    crate::output::print_to_do(&mut out, &state.to_do)?;
     Ok(exit)
 }
 
@@ -372,10 +427,10 @@ fn print_step(out: &mut impl Write, step: &StepRecord) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, CliError> {
-    let local = LocalExecutor::new(&global.root);
+pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, CliError> {
+    let store = super::state_store(global);
     // Nothing recorded, nothing to lock: no folder or lock file is made for a typo.
-    if RunState::load(&local, &args.instance)?.is_none() {
+    let Some(state) = RunState::load(store.as_ref(), &args.instance)? else {
         return Err(cmw_upgrade_core::Error::StateConflict {
             details: format!(
                 "no run of {} is recorded on this server ({}); nothing to undo",
@@ -384,15 +439,60 @@ pub fn rollback(global: &GlobalArgs, args: InstanceArgs) -> Result<ExitStatus, C
             ),
         }
         .into());
+    };
+    confirm_rollback(&state, &args)?;
+    if let Some(servers) = &state.servers {
+        return super::two_servers::rollback(global, &args.instance, servers);
     }
-    if let Some(servers) = super::two_servers::recorded(&local, &args.instance)? {
-        return super::two_servers::rollback(global, &args.instance, &servers);
-    }
+    super::refuse_state_folder(global)?;
+    let local = LocalExecutor::new(&global.root);
     let _lock = RunLock::acquire(&local, &args.instance)?;
     let recorder = Recording::new(&local);
-    let mut printer = ProgressPrinter::new(global.json);
+    let mut printer = ProgressPrinter::for_global(global);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "")
+}
+
+/// A rollback stops production: refused for a finished run without
+/// `--force` (traffic may be on it), asked on a terminal, and needs `--yes`
+/// elsewhere.
+fn confirm_rollback(state: &RunState, args: &RollbackArgs) -> Result<(), CliError> {
+    let refuse = |details: String| -> CliError {
+        cmw_upgrade_core::Error::CheckFailed {
+            what: format!("rolling back {} (nothing was changed)", args.instance),
+            details,
+        }
+        .into()
+    };
+    let finished = state
+        .steps
+        .iter()
+        .all(|step| step.status == StepStatus::Done);
+    if finished && !args.force {
+        return Err(refuse(
+            "every step of the run is done: DNS or the upstream proxy may already send traffic \
+             to this instance, and a rollback would stop it and drop what was written since. \
+             Switch traffic back to the old server first; then pass --force"
+                .to_owned(),
+        ));
+    }
+    let where_ = match &state.servers {
+        Some(servers) => format!("the new server {}", servers.settings.new.display()),
+        None => "this server".to_owned(),
+    };
+    super::confirm(
+        args.yes,
+        &format!(
+            "Roll back {} on {where_}? It stops the instance there and puts the bundle's \
+             database back.",
+            args.instance
+        ),
+        &format!(
+            "a rollback stops {} on {where_} and puts the bundle's database back",
+            args.instance
+        ),
+    )
+    .map_err(refuse)
 }
 
 /// The rollback's report; each command labelled with its server when one is given.
@@ -402,7 +502,7 @@ pub fn print_rollback(
     server: &str,
 ) -> Result<ExitStatus, CliError> {
     if global.json {
-        print_json(report)?;
+        print_outcome(report, true, true)?;
     } else {
         let label = if server.is_empty() {
             String::new()
@@ -421,7 +521,7 @@ pub fn print_rollback(
 pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliError> {
     let report = smoke_check(&global.root, &args.instance, &args.url)?;
     if global.json {
-        print_json(&report)?;
+        print_outcome(&report, report.ok, false)?;
     } else {
         let mut out = crate::output::stdout();
         match (report.status, &report.unreachable) {
@@ -429,7 +529,20 @@ pub fn check(global: &GlobalArgs, args: CheckArgs) -> Result<ExitStatus, CliErro
             (None, Some(reason)) => writeln!(out, "{}: no answer ({reason})", report.url)?,
             (None, None) => writeln!(out, "{}: no answer", report.url)?,
         }
-        writeln!(out, "heartbeat errors: {}", report.heartbeat_errors.len())?;
+        if report.heartbeat_logs == 0 {
+            writeln!(
+                out,
+                "no heartbeat log in {}: the instance has not written one yet (or it logs elsewhere)",
+                report.log_dir
+            )?;
+        } else {
+            writeln!(
+                out,
+                "heartbeat logs: {} scanned, {} error records",
+                report.heartbeat_logs,
+                report.heartbeat_errors.len()
+            )?;
+        }
         for error in &report.heartbeat_errors {
             writeln!(out, "  {error}")?;
         }

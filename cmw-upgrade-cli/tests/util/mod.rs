@@ -1,7 +1,9 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use cmw_upgrade_tests::{write_server, ServerSpec};
@@ -56,4 +58,108 @@ pub fn backup_bundle(root: &Path, dest: &Path) -> Output {
             dest.to_str().unwrap(),
         ],
     )
+}
+
+/// Every file under `folder`: relative path → content (links as `-> target`).
+pub fn tree(folder: &Path) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in fs::read_dir(&current).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path
+                .strip_prefix(folder)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            if metadata.file_type().is_symlink() {
+                found.insert(
+                    relative,
+                    format!("-> {}", fs::read_link(&path).unwrap().display()),
+                );
+            } else if metadata.is_dir() {
+                found.insert(relative + "/", String::new());
+                pending.push(path);
+            } else {
+                found.insert(
+                    relative,
+                    String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned(),
+                );
+            }
+        }
+    }
+    found
+}
+
+/// Fails naming only the entries that differ (a whole tree is too long to read).
+pub fn assert_same_tree(
+    after: &BTreeMap<String, String>,
+    before: &BTreeMap<String, String>,
+    what: &str,
+) {
+    let differing: Vec<&String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|key| after.get(*key) != before.get(*key))
+        .collect();
+    assert!(differing.is_empty(), "{what}: {differing:?}");
+}
+
+/// The simulated instance's database folder under `root`.
+pub fn database(root: &Path) -> PathBuf {
+    root.join("var/lib/comindware/prod/Database")
+}
+
+/// What an upgraded simulated server under `root` looks like (the database,
+/// the migrated configs with this simulation's ports named, and each step's
+/// status from the run state kept under `state_root`), to compare two runs.
+pub fn final_state(root: &Path, state_root: &Path, setup: &Value) -> BTreeMap<String, String> {
+    let port = setup["port"].to_string();
+    let backend = fs::read_to_string(root.join("../sim/backend-port")).unwrap();
+    // The migration stamps the block it appends with the time.
+    let unstamped = |text: String| -> String {
+        text.lines()
+            .map(|line| {
+                if line.contains("by cmw-upgrade 20") {
+                    "# stamp"
+                } else {
+                    line
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut state: BTreeMap<String, String> = tree(&database(root))
+        .into_iter()
+        .map(|(path, content)| (format!("Database/{path}"), content))
+        .collect();
+    let family: cmw_upgrade_core::OsFamily = setup["family"].as_str().unwrap().parse().unwrap();
+    let site = family
+        .nginx_site_path(&cmw_upgrade_core::InstanceName::new("prod").unwrap())
+        .to_string_lossy()
+        .trim_start_matches('/')
+        .to_owned();
+    for file in [
+        "usr/share/comindware/configs/instance/prod.yml",
+        site.as_str(),
+        "etc/sysconfig/comindwareprod-env",
+        "var/www/prod/adapterhost.yml",
+        "var/www/prod/apigateway.yml",
+        "var/www/prod/Ignite.config",
+    ] {
+        let text = fs::read_to_string(root.join(file)).unwrap();
+        let text = text
+            .replace(&port, "PORT")
+            .replace(backend.trim(), "BACKEND");
+        state.insert(file.to_owned(), unstamped(text));
+    }
+    let run_state: Value = serde_json::from_slice(
+        &fs::read(state_root.join("var/lib/cmw-upgrade/prod/state.json")).unwrap(),
+    )
+    .unwrap();
+    for step in run_state["steps"].as_array().unwrap() {
+        state.insert(format!("step {}", step["name"]), step["status"].to_string());
+    }
+    state
 }

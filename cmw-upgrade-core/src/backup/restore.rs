@@ -246,10 +246,12 @@ fn stage_part(
     progress: &Progress,
 ) -> Result<StagedPart> {
     let (parent, name) = target_parent_and_name(&target);
-    let staging = StagingFolder::claim(&parent.join(format!(".{name}.cmw-upgrade-restore")))?;
     let mut plan = CopyPlan::default();
     plan.add_tree(&bundle.join(part), part, Treatment::Owner(owner.0, owner.1))?;
     plan.finish();
+    // The copy sits beside the old content until the swap: both must fit.
+    super::bundle::check_free_space(parent, plan.data_bytes(), plan.file_count())?;
+    let staging = StagingFolder::claim(&parent.join(format!(".{name}.cmw-upgrade-restore")))?;
     // The staging folder sits beside the target, in a folder the data owner
     // may write: it is written through its handle, never by its path.
     let destination = Destination {

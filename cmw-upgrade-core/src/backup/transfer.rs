@@ -90,12 +90,24 @@ fn damaged(dest: &Path, details: impl Into<String>) -> Error {
     }
 }
 
+/// What a receiver says when the stream stops before its end.
+const ENDED_EARLY: &str = "the transfer stream ended early (the sender or the connection \
+                           stopped); run the transfer again: it sends only what is missing";
+
 fn truncated(dest: &Path) -> Error {
-    damaged(
-        dest,
-        "the transfer stream ended early (the sender or the connection stopped); \
-         run the transfer again: it sends only what is missing",
-    )
+    damaged(dest, ENDED_EARLY)
+}
+
+/// Whether `error` is a receiver's "the stream ended early", here or from
+/// another server: the sender's failure, if any, is then the cause to report.
+pub fn ended_early(error: &Error) -> bool {
+    match error {
+        Error::BundleDamaged { details, .. } => details == ENDED_EARLY,
+        Error::Remote { kind, message, .. } => {
+            *kind == crate::ErrorKind::BundleDamaged && message.contains(ENDED_EARLY)
+        }
+        _ => false,
+    }
 }
 
 /// Parses and checks a manifest that came over the wire (as [`Manifest::read`]
@@ -713,6 +725,28 @@ pub fn receive_bundle(
     input: &mut dyn Read,
     progress: &Progress,
 ) -> Result<ReceiveReport> {
+    receive_bundle_expecting(dest, input, None, progress)
+}
+
+/// The hex BLAKE3 of a manifest's bytes: what a transfer's two reads of the
+/// manifest (for the needed files, then in the stream) are compared by.
+pub fn manifest_hash(manifest_bytes: &[u8]) -> String {
+    blake3::hash(manifest_bytes).to_hex().to_string()
+}
+
+/// [`receive_bundle`], refusing a stream whose manifest's BLAKE3 is not
+/// `expected_manifest` (hex): the needed files were listed from that manifest,
+/// so a sender whose bundle changed since must not finish another one here.
+///
+/// # Errors
+/// As [`receive_bundle`]; [`Error::BundleDamaged`] for another manifest, before
+/// anything is written.
+pub fn receive_bundle_expecting(
+    dest: &Path,
+    input: &mut dyn Read,
+    expected_manifest: Option<&str>,
+    progress: &Progress,
+) -> Result<ReceiveReport> {
     let mut magic = [0u8; 8];
     read_exact(input, &mut magic, dest)?;
     let version = read_u32(input, dest)?;
@@ -739,6 +773,20 @@ pub fn receive_bundle(
     if manifest_bytes.len() as u64 != manifest_length {
         return Err(truncated(dest));
     }
+    if let Some(expected) = expected_manifest {
+        let arrived = manifest_hash(&manifest_bytes);
+        if !arrived.eq_ignore_ascii_case(expected) {
+            return Err(damaged(
+                dest,
+                format!(
+                    "the stream carries a {MANIFEST_FILE} with BLAKE3 {arrived}, but the files to \
+                     send were chosen from one with BLAKE3 {expected}: the bundle on the sending \
+                     server changed during the transfer (is a backup still writing there?); \
+                     nothing was written, run the transfer again once the bundle is finished"
+                ),
+            ));
+        }
+    }
     let manifest = parse_manifest(&manifest_bytes, dest)?;
     let announced_files = read_u64(input, dest)?;
     let announced_bytes = read_u64(input, dest)?;
@@ -755,6 +803,21 @@ pub fn receive_bundle(
         ));
     }
     let top = open_destination(dest)?;
+    // One receiver per folder: a transfer left running by a killed control
+    // point must not write the same files as its rerun. The kernel drops the
+    // lock with the process.
+    if let Err(error) =
+        rustix::fs::flock(&top, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+    {
+        return Err(if error == Errno::WOULDBLOCK {
+            Error::Locked {
+                path: dest.to_path_buf(),
+                holder: "another transfer is writing into it".to_owned(),
+            }
+        } else {
+            Error::io("lock", dest, error.into())
+        });
+    }
     let receiver = Receiver {
         dest,
         top,
@@ -877,7 +940,7 @@ pub fn receive_bundle(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backup::verify_bundle;
     use proptest::prelude::*;
@@ -885,7 +948,7 @@ mod tests {
 
     /// A bundle with nested folders, files of a few sizes (one over the
     /// buffer), an empty file and a link, with its manifest.
-    fn make_bundle(dir: &Path) -> Manifest {
+    pub(crate) fn make_bundle(dir: &Path) -> Manifest {
         let files: Vec<(&str, Vec<u8>, u32)> = vec![
             ("config/etc/prod.yml", b"db: x\n".to_vec(), 0o600),
             (
@@ -1230,6 +1293,43 @@ mod tests {
         // The forged good one alone is incomplete: the rest of the bundle is missing.
         assert_damaged(receive(&dest, &good));
         assert!(!dest.join(MANIFEST_FILE).exists());
+    }
+
+    /// The needed files were chosen from one manifest: a stream carrying
+    /// another (the bundle changed between the two reads) writes nothing.
+    #[test]
+    fn a_stream_with_another_manifest_than_expected_is_refused() {
+        let work = tempfile::tempdir().unwrap();
+        let source = work.path().join("source");
+        make_bundle(&source);
+        let expected = manifest_hash(&read_manifest_bytes(&source).unwrap());
+        let mut changed = make_bundle(&work.path().join("changed"));
+        changed.host = "changed meanwhile".to_owned();
+        std::fs::write(
+            source.join(MANIFEST_FILE),
+            serde_json::to_vec_pretty(&changed).unwrap(),
+        )
+        .unwrap();
+        let dest = work.path().join("copy");
+        let stream = stream_of(&source, None);
+        let error = receive_bundle_expecting(
+            &dest,
+            &mut &stream[..],
+            Some(&expected),
+            &Progress::default(),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::BundleDamaged, "{error}");
+        assert!(error.to_string().contains("changed"), "{error}");
+        assert!(!dest.exists(), "nothing is written");
+        let arrived = manifest_hash(&read_manifest_bytes(&source).unwrap());
+        receive_bundle_expecting(
+            &dest,
+            &mut &stream[..],
+            Some(&arrived),
+            &Progress::default(),
+        )
+        .unwrap();
     }
 
     #[test]

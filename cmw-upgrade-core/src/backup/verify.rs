@@ -18,7 +18,9 @@ pub struct VerifyReport {
     pub ok: bool,
     /// In the manifest, not in the bundle.
     pub missing: Vec<String>,
-    /// Different size, hash, kind or link target.
+    /// Different size, hash, kind or link target (`changed_files`: every
+    /// JSON report's `changed` says whether the call changed the server).
+    #[serde(rename = "changed_files")]
     pub changed: Vec<String>,
     /// In the bundle, not in the manifest.
     pub extra: Vec<String>,
@@ -153,7 +155,9 @@ pub struct DriftReport {
     pub database: PathBuf,
     /// Whether `--deep` re-hashed files whose size and time matched.
     pub deep: bool,
-    /// Different size or time (or, with `deep`, content) or link target.
+    /// Different size or time (or, with `deep`, content) or link target
+    /// (`changed_files`, as in [`VerifyReport`]).
+    #[serde(rename = "changed_files")]
     pub changed: Vec<String>,
     /// In the live database, not in the bundle: data the new instance will not have.
     pub added: Vec<String>,

@@ -75,6 +75,38 @@ pub struct WrittenFile {
     pub backup: String,
 }
 
+/// Something the migration cannot decide and a person must: kept apart from
+/// the warnings so it reaches the run's report, `status` and the final
+/// summary under "To do by hand", not only the progress on stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandNote {
+    /// The file concerned (a server path).
+    pub file: String,
+    /// The setting, when one is concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What kind of decision: `worker_switch` (a Workers.config switch with no
+    /// 5.0 equivalent), `file_differs` (a file the tool does not migrate differs
+    /// between the servers), `file_only_on_old` (it exists only on the old one).
+    pub code: String,
+    /// What to decide, and how.
+    pub message: String,
+    /// Always true: a person must act (for scripts filtering notes).
+    pub action_needed: bool,
+}
+
+impl HandNote {
+    fn new(file: &str, key: Option<&str>, code: &str, message: String) -> HandNote {
+        HandNote {
+            file: file.to_owned(),
+            key: key.map(str::to_owned),
+            code: code.to_owned(),
+            message,
+            action_needed: true,
+        }
+    }
+}
+
 /// The migration's report: the JSON the CLI prints and Python returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MigrationReport {
@@ -82,6 +114,9 @@ pub struct MigrationReport {
     pub changes: Vec<Change>,
     /// What the admin should review.
     pub warnings: Vec<String>,
+    /// What a person must decide (also in the run's report and `status`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_do: Vec<HandNote>,
     /// What stops the migration; when not empty, nothing is written.
     pub errors: Vec<String>,
     /// Folders the instance config names that do not exist yet.
@@ -364,7 +399,14 @@ pub fn plan_migration(
             match map_workers_config(&workers, &old_workers) {
                 Ok(mapping) => {
                     worker_directives = mapping.directives;
-                    planner.report.warnings.extend(mapping.warnings);
+                    for (switch, message) in mapping.by_hand {
+                        planner.report.to_do.push(HandNote::new(
+                            &workers,
+                            Some(&switch),
+                            "worker_switch",
+                            message,
+                        ));
+                    }
                 }
                 Err(error) => planner.report.errors.push(error.to_string()),
             }
@@ -468,6 +510,9 @@ pub fn plan_migration(
         }
     }
 
+    if !planner.old_texts.values().any(Option::is_some) {
+        return Err(no_old_files(from, &instance_config, &www));
+    }
     check_result(&mut planner, instance, family, &instance_config, &www)?;
 
     let mut plan = MigrationPlan {
@@ -492,6 +537,30 @@ pub fn plan_migration(
         nginx_context_findings(&mut plan)?;
     }
     Ok(plan)
+}
+
+/// The error for a `from` folder that holds none of the old server's files:
+/// a typo, or the bundle's root given instead of its `config/`.
+fn no_old_files(from: &Path, instance_config: &str, www: &str) -> Error {
+    let hint = if from.join("manifest.json").is_file() && from.join("config").is_dir() {
+        format!(
+            "it is a bundle: give its config folder, {}",
+            from.join("config").display()
+        )
+    } else if !from.exists() {
+        "it does not exist".to_owned()
+    } else {
+        "give the bundle's config/ folder (the old server's files at their absolute paths)"
+            .to_owned()
+    };
+    Error::CheckFailed {
+        what: format!("reading the old server's files in {}", from.display()),
+        details: format!(
+            "none is there (expected e.g. {}{instance_config} or {}{www}/Ignite.config); {hint}",
+            from.display(),
+            from.display()
+        ),
+    }
 }
 
 /// What the report must say about how each nginx site will be tested (alone,
@@ -550,11 +619,23 @@ fn other_files(planner: &mut Planner<'_>, www: &str, workers: &str) -> Result<()
         };
         match planner.current(&path)? {
             None if path == workers => {}
-            None => planner.report.warnings.push(format!(
-                "{path}: exists only on the old server; not copied (take it with --take {path} if the new version uses it)"
+            None => planner.report.to_do.push(HandNote::new(
+                &path,
+                None,
+                "file_only_on_old",
+                format!(
+                    "{path}: exists only on the old server; not copied (take it with --take \
+                     {path} if the new version uses it)"
+                ),
             )),
-            Some(new) if new != old => planner.report.warnings.push(format!(
-                "{path}: differs between the old and the new server; review it, or take the old one whole with --take {path}"
+            Some(new) if new != old => planner.report.to_do.push(HandNote::new(
+                &path,
+                None,
+                "file_differs",
+                format!(
+                    "{path}: differs between the old and the new server; review it, or take the \
+                     old one whole with --take {path}"
+                ),
             )),
             Some(_) => {}
         }

@@ -377,7 +377,7 @@ pub trait Executor: ServerRead + Send + Sync {
     /// without waiting, and writes the holder's pid into it.
     ///
     /// # Errors
-    /// [`crate::Error::AlreadyExists`] naming the holder's pid when another process
+    /// [`crate::Error::Locked`] naming the holder's pid when another process
     /// holds it; [`crate::Error::Io`] when the file cannot be made.
     fn lock(&self, path: &str) -> Result<LockGuard<'_>>;
 

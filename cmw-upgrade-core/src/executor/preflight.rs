@@ -152,6 +152,38 @@ fn nearest_existing<E: Executor + ?Sized>(executor: &E, folder: &str) -> Option<
     }
 }
 
+/// The size of a file or tree on the server behind `executor`, from
+/// `du -skH` (links inside not followed); `None` when `du` does not answer.
+pub fn size_of<E: Executor + ?Sized>(executor: &E, path: &str) -> Option<u64> {
+    let mut command = CommandSpec::new(["du", "-skH", "--"]).read_only();
+    command = command.path_arg(path);
+    command.timeout = Some(std::time::Duration::from_secs(600));
+    let output = executor.execute(&command).ok()?;
+    if !output.success() {
+        return None;
+    }
+    let kib: u64 = output.stdout.split_whitespace().next()?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
+/// The free space of the file system holding `folder` (or its nearest
+/// existing parent) on the server behind `executor`, from `df -Pk`; `None`
+/// when `df` does not answer.
+pub fn free_space_of<E: Executor + ?Sized>(executor: &E, folder: &str) -> Option<FreeSpace> {
+    let measured = nearest_existing(executor, folder)?;
+    let mut command = CommandSpec::new(["df", "-Pk", "--", measured.as_str()]);
+    command.path_args = vec![3];
+    let (kilobytes, mount) = look(executor, command)
+        .filter(|(ok, _)| *ok)
+        .and_then(|(_, stdout)| parse_df(&stdout))?;
+    Some(FreeSpace {
+        folder: folder.to_owned(),
+        measured,
+        available_bytes: kilobytes.saturating_mul(1024),
+        mount,
+    })
+}
+
 /// Looks at the server behind `executor` (named `server` in the report);
 /// reads only.
 pub fn preflight<E: Executor + ?Sized>(
@@ -236,21 +268,7 @@ pub fn preflight<E: Executor + ?Sized>(
     }
 
     for folder in &request.folders {
-        let measured = nearest_existing(executor, folder);
-        let found = measured.as_ref().and_then(|measured| {
-            let mut command = CommandSpec::new(["df", "-Pk", "--", measured.as_str()]);
-            command.path_args = vec![3];
-            look(executor, command)
-                .filter(|(ok, _)| *ok)
-                .and_then(|(_, stdout)| parse_df(&stdout))
-                .map(|(kilobytes, mount)| FreeSpace {
-                    folder: folder.clone(),
-                    measured: measured.clone(),
-                    available_bytes: kilobytes.saturating_mul(1024),
-                    mount,
-                })
-        });
-        match found {
+        match free_space_of(executor, folder) {
             Some(space) => {
                 let enough = request
                     .min_free_bytes
@@ -289,13 +307,14 @@ pub fn preflight<E: Executor + ?Sized>(
         match executor.exists(&config) {
             Ok(exists) => {
                 report.instance_exists = Some(exists);
+                let detail = match crate::layout::require_instance(&executor, instance) {
+                    Ok(()) => format!("instance {instance}: {config} is there"),
+                    Err(error) => error.to_string(),
+                };
                 report.check(
                     "instance",
                     exists,
-                    format!(
-                        "instance {instance}: {config} {}",
-                        if exists { "is there" } else { "is missing" }
-                    ),
+                    detail,
                     "check the instance name (`ls /usr/share/comindware/configs/instance` there), \
                      or create the instance first",
                 );

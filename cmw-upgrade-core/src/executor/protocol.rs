@@ -140,6 +140,20 @@ pub enum ToolAction {
         #[serde(default)]
         deep: bool,
     },
+    /// One command to a HAProxy runtime API (its admin UNIX socket), and its answer.
+    HaproxyCommand {
+        /// Server path of the admin socket (`stats socket ... level admin`).
+        socket: String,
+        /// The command, e.g. `show servers state be_cmw`.
+        command: String,
+    },
+    /// Open (and close) a TCP connection from this server: is the address reachable from here?
+    TcpConnect {
+        /// Host name or IP address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
 }
 
 impl ToolAction {
@@ -258,6 +272,17 @@ impl ToolAction {
                     push(&["--deep"]);
                 }
             }
+            ToolAction::HaproxyCommand { socket, command } => push(&[
+                "cutover",
+                "haproxy-command",
+                "--haproxy-socket",
+                socket,
+                command,
+            ]),
+            ToolAction::TcpConnect { host, port } => {
+                let port = port.to_string();
+                push(&["cutover", "reach", "--host", host, "--port", &port]);
+            }
         }
         argv
     }
@@ -281,6 +306,9 @@ impl ToolAction {
             }
             ToolAction::Detect { .. } => true,
             ToolAction::Drift { deep, .. } => !deep,
+            // `show ...` only reads the proxy's state; `set ...` changes traffic.
+            ToolAction::HaproxyCommand { command, .. } => command.trim_start().starts_with("show "),
+            ToolAction::TcpConnect { .. } => true,
             // A verdict or a smoke check reads too, but a plan polls them in a
             // loop that only ends on success: the plan shows them, not their answer.
             // A verify re-hashes the whole bundle: the run does it first thing.
@@ -304,6 +332,8 @@ impl ToolAction {
             ToolAction::Check { .. } => "check",
             ToolAction::Detect { .. } => "detect",
             ToolAction::Drift { .. } => "drift",
+            ToolAction::HaproxyCommand { .. } => "haproxy_command",
+            ToolAction::TcpConnect { .. } => "tcp_connect",
         }
     }
 }
@@ -345,6 +375,16 @@ pub enum ToolOutcome {
     Detect(Box<DetectReport>),
     /// [`ToolAction::Drift`].
     Drift(DriftReport),
+    /// [`ToolAction::HaproxyCommand`]: the runtime API's answer, as it came.
+    HaproxyAnswer {
+        /// The answer's text (an empty line for a `set` that worked).
+        answer: String,
+    },
+    /// [`ToolAction::TcpConnect`]: the connection was made.
+    Reachable {
+        /// The socket address connected to.
+        address: String,
+    },
     /// A dry run did not run the action.
     NotRun,
 }
@@ -394,6 +434,30 @@ impl ToolOutcome {
         /// The drift report; `None` when a dry run did not run it.
         drift, Drift, DriftReport);
 
+    /// The runtime API's answer; `None` when a dry run did not send the command.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the outcome is another kind of report.
+    pub fn haproxy_answer(self) -> Result<Option<String>> {
+        match self {
+            ToolOutcome::HaproxyAnswer { answer } => Ok(Some(answer)),
+            ToolOutcome::NotRun => Ok(None),
+            other => Err(other.mismatch("HaproxyAnswer")),
+        }
+    }
+
+    /// The address connected to; `None` when a dry run did not connect.
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the outcome is another kind of report.
+    pub fn reachable(self) -> Result<Option<String>> {
+        match self {
+            ToolOutcome::Reachable { address } => Ok(Some(address)),
+            ToolOutcome::NotRun => Ok(None),
+            other => Err(other.mismatch("Reachable")),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             ToolOutcome::Verify(_) => "Verify",
@@ -405,6 +469,8 @@ impl ToolOutcome {
             ToolOutcome::Check(_) => "Check",
             ToolOutcome::Detect(_) => "Detect",
             ToolOutcome::Drift(_) => "Drift",
+            ToolOutcome::HaproxyAnswer { .. } => "HaproxyAnswer",
+            ToolOutcome::Reachable { .. } => "Reachable",
             ToolOutcome::NotRun => "NotRun",
         }
     }
@@ -577,7 +643,17 @@ impl Serialize for Action {
 
 /// The `kind`s of [`ToolAction`]; every other kind is a [`Primitive`].
 const TOOL_KINDS: &[&str] = &[
-    "verify", "backup", "restore", "prune", "migrate", "verdict", "check", "detect", "drift",
+    "verify",
+    "backup",
+    "restore",
+    "prune",
+    "migrate",
+    "verdict",
+    "check",
+    "detect",
+    "drift",
+    "haproxy_command",
+    "tcp_connect",
 ];
 
 impl<'de> Deserialize<'de> for Action {

@@ -84,6 +84,9 @@ pub struct SshExecutor {
     agent: AgentExecutor,
     master: SshMaster,
     provisioned: Option<Provisioned>,
+    /// The agent's command line as it was started there (the copy's path
+    /// first when provisioned): the tool's other commands run the same way.
+    agent_argv: Vec<String>,
 }
 
 /// The master connection; closed when dropped.
@@ -129,12 +132,15 @@ impl SshExecutor {
             local: LocalExecutor::new("/"),
         };
         let mut argv = executor.base_argv();
+        // The agent's session holds the master open while the executor lives;
+        // when this process dies (kill -9 of a control point), the master
+        // follows its last session within half a minute instead of lingering.
         argv.extend(
             [
                 "-o",
                 "ControlMaster=yes",
                 "-o",
-                "ControlPersist=yes",
+                "ControlPersist=30",
                 "-N",
                 "-f",
             ]
@@ -177,7 +183,8 @@ impl SshExecutor {
             });
         }
         let label = executor.target.destination.clone();
-        let first = AgentExecutor::spawn(&executor.remote_argv(&executor.target.agent), &label);
+        let agent_argv = executor.target.agent.clone();
+        let first = AgentExecutor::spawn(&executor.remote_argv(&agent_argv), &label);
         let why = match first {
             Ok(agent)
                 if !executor.target.provision
@@ -187,6 +194,7 @@ impl SshExecutor {
                     agent,
                     master: executor,
                     provisioned: None,
+                    agent_argv,
                 })
             }
             Ok(agent) => Replace::Older(agent.agent_version().to_owned()),
@@ -211,6 +219,7 @@ impl SshExecutor {
             agent,
             master: executor,
             provisioned: Some(provisioned),
+            agent_argv: argv,
         })
     }
 
@@ -230,15 +239,85 @@ impl SshExecutor {
         &self.master.target.destination
     }
 
+    /// The ssh port of the server.
+    pub fn port(&self) -> u16 {
+        self.master.target.port
+    }
+
     /// The master connection's control socket.
     pub fn control_path(&self) -> PathBuf {
         self.master.control_path()
+    }
+
+    /// A command running `argv` on the other server as one more session over
+    /// the master connection (no new authentication), for work that streams
+    /// through its stdin and stdout (a bundle transfer) instead of one agent
+    /// request. `argv` is shell-quoted element by element for the login shell
+    /// there, as the agent's own command line is; stdio is the caller's to set.
+    ///
+    /// The ssh process dies with the thread that starts it: a transfer's two
+    /// sessions feed each other through a pipe that does not pass through this
+    /// process, so without that, a killed control point would leave them
+    /// running (and racing its rerun).
+    pub fn command(&self, argv: &[String]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let argv = self.master.remote_argv(argv);
+        let mut command = std::process::Command::new(&argv[0]);
+        command.args(&argv[1..]);
+        // SAFETY: the closure runs in the child between fork and exec, and
+        // only makes one prctl(2) call, which is async-signal-safe; it
+        // allocates nothing and touches no lock.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        command
+    }
+
+    /// The argv of this tool's command `args` on the other server: the agent's
+    /// command line (the copied binary's path when it was provisioned, and its
+    /// options, such as `--root`) with its trailing `agent` replaced by `args`,
+    /// so the other command runs the same binary the same way.
+    ///
+    /// # Errors
+    /// [`Error::CheckFailed`] when the agent's command line does not end with
+    /// `agent` (then the tool's other commands cannot be derived from it).
+    pub fn tool_argv(&self, args: &[&str]) -> Result<Vec<String>> {
+        match self.agent_argv.split_last() {
+            Some((last, program)) if last == "agent" && !program.is_empty() => Ok(program
+                .iter()
+                .cloned()
+                .chain(args.iter().map(|arg| (*arg).to_owned()))
+                .collect()),
+            _ => Err(Error::CheckFailed {
+                what: format!("running cmw-upgrade's commands on {}", self.destination()),
+                details: format!(
+                    "the agent's command line ({}) does not end with `agent`; give it as \
+                     PROGRAM [OPTIONS] agent",
+                    remote_command_line(&self.agent_argv)
+                ),
+            }),
+        }
     }
 
     /// The agent's tool version on the other server.
     pub fn agent_version(&self) -> &str {
         self.agent.agent_version()
     }
+}
+
+/// The one line ssh gives to the login shell on the other server for `argv`:
+/// every element [`shell_quote`]d, so the shell there splits it back into
+/// exactly `argv`. The only place a remote command line is made.
+pub(crate) fn remote_command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| shell_quote(arg))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Why the agent there is replaced by a copy of this binary.
@@ -331,13 +410,7 @@ impl SshMaster {
         argv.extend(["-o", "ControlMaster=no"].map(String::from));
         argv.push(self.target.destination.clone());
         argv.push("--".to_owned());
-        argv.push(
-            remote
-                .iter()
-                .map(|arg| shell_quote(arg))
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        argv.push(remote_command_line(remote));
         argv
     }
 

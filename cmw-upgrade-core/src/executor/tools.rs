@@ -170,5 +170,83 @@ pub fn run_tool(
                 progress,
             )?)
         }
+        ToolAction::HaproxyCommand { socket, command } => ToolOutcome::HaproxyAnswer {
+            answer: haproxy_command(&place(socket)?, socket, command)?,
+        },
+        ToolAction::TcpConnect { host, port } => ToolOutcome::Reachable {
+            address: tcp_connect(host, *port)?,
+        },
     })
+}
+
+/// How long one runtime API command may take: the API answers at once; a
+/// silent socket is a stuck proxy, and the admin must hear about it.
+const HAPROXY_ANSWER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a TCP connect may take before the address counts as unreachable.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends one command to the HAProxy runtime API at `placed` (the socket
+/// under the root; `socket` is its server path, for messages) and returns the
+/// whole answer. Without `prompt`, HAProxy answers one command and closes.
+fn haproxy_command(placed: &std::path::Path, socket: &str, command: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    if command.contains(['\n', '\r', ';']) {
+        return Err(Error::BadRequest {
+            details: format!(
+                "{command:?} is more than one runtime API command; send them one at a time"
+            ),
+        });
+    }
+    let failed = |status: &str, error: std::io::Error| Error::CommandFailed {
+        command: format!(
+            "echo {} | socat stdio {}",
+            super::shell_quote(command),
+            super::shell_quote(socket)
+        ),
+        status: status.to_owned(),
+        output: error.to_string(),
+        hint: "check that haproxy runs and that its config has `stats socket <this path> level \
+               admin` (--haproxy-socket names that path)"
+            .to_owned(),
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(placed)
+        .map_err(|error| failed("did not connect", error))?;
+    stream
+        .set_read_timeout(Some(HAPROXY_ANSWER_LIMIT))
+        .and_then(|()| stream.set_write_timeout(Some(HAPROXY_ANSWER_LIMIT)))
+        .and_then(|()| stream.write_all(format!("{command}\n").as_bytes()))
+        .map_err(|error| failed("could not send", error))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|error| failed("no whole answer", error))?;
+    Ok(answer)
+}
+
+/// Connects to `host:port` (every address it resolves to, in order) and
+/// closes again; returns the address that answered.
+fn tcp_connect(host: &str, port: u16) -> Result<String> {
+    use std::net::ToSocketAddrs;
+    let check_failed = |details: String| Error::CheckFailed {
+        what: format!("a TCP connection to {host}:{port} from this server"),
+        details: format!(
+            "{details}; the proxy could not send traffic there: start the new server's site, \
+             or open the port in its firewall"
+        ),
+    };
+    let addresses = (host, port)
+        .to_socket_addrs()
+        .map_err(|error| check_failed(format!("cannot resolve {host}: {error}")))?;
+    let mut errors = Vec::new();
+    for address in addresses {
+        match std::net::TcpStream::connect_timeout(&address, CONNECT_LIMIT) {
+            Ok(_) => return Ok(address.to_string()),
+            Err(error) => errors.push(format!("{address}: {error}")),
+        }
+    }
+    if errors.is_empty() {
+        errors.push(format!("{host} resolves to no address"));
+    }
+    Err(check_failed(errors.join(", ")))
 }

@@ -12,6 +12,8 @@ const PREREQUISITES: &str = ".prerequisites.";
 /// A platform tarball's name, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformTarball {
+    /// The release, `X.X` before `-release-ru-`, e.g. `5.0`.
+    pub release: String,
     /// The platform version, e.g. `5.0.1234.0`.
     pub version: String,
     /// The OS name in the tarball, e.g. `astra`.
@@ -24,7 +26,7 @@ impl PlatformTarball {
     /// # Errors
     /// [`Error::CheckFailed`] when the name does not have that form.
     pub fn parse(path: &str) -> Result<Self> {
-        let stem = release_part(path, "the platform tarball")?;
+        let (release, stem) = release_part(path, "the platform tarball")?;
         if stem.contains(PREREQUISITES) {
             return Err(bad_name(
                 path,
@@ -45,6 +47,7 @@ impl PlatformTarball {
                 )
             })?;
         Ok(PlatformTarball {
+            release: release.to_owned(),
             version: version.to_owned(),
             os: os.to_owned(),
         })
@@ -59,6 +62,8 @@ impl PlatformTarball {
 /// A prerequisites tarball's name, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrerequisitesTarball {
+    /// The release, `X.X` before `-release-ru-`, e.g. `5.0`.
+    pub release: String,
     /// The prerequisites version.
     pub version: String,
     /// The OS name in the tarball.
@@ -72,7 +77,7 @@ impl PrerequisitesTarball {
     /// [`Error::CheckFailed`] when the name does not have that form.
     pub fn parse(path: &str) -> Result<Self> {
         let what = "the prerequisites tarball";
-        let stem = release_part(path, what)?;
+        let (release, stem) = release_part(path, what)?;
         let (version, os) = stem
             .split_once(PREREQUISITES)
             .filter(|(version, os)| !version.is_empty() && !os.is_empty() && !os.contains('/'))
@@ -84,6 +89,7 @@ impl PrerequisitesTarball {
                 )
             })?;
         Ok(PrerequisitesTarball {
+            release: release.to_owned(),
             version: version.to_owned(),
             os: os.to_owned(),
         })
@@ -100,16 +106,32 @@ impl PrerequisitesTarball {
     }
 }
 
-fn release_part<'a>(path: &'a str, what: &str) -> Result<&'a str> {
+/// The release before `-release-ru-` and the rest of the name after it.
+fn release_part<'a>(path: &'a str, what: &str) -> Result<(&'a str, &'a str)> {
     let name = path.rsplit('/').next().unwrap_or(path);
     let stem = name
         .strip_suffix(".tar.gz")
         .or_else(|| name.strip_suffix(".tgz"))
         .ok_or_else(|| bad_name(path, what, "it does not end with .tar.gz"))?;
-    let (_, rest) = stem
-        .split_once(RELEASE)
-        .ok_or_else(|| bad_name(path, what, "no -release-ru- in the name"))?;
-    Ok(rest)
+    stem.split_once(RELEASE)
+        .ok_or_else(|| bad_name(path, what, "no -release-ru- in the name"))
+}
+
+/// Compares dotted versions part by part as numbers (`5.0.10` > `5.0.9`);
+/// a part that is not a number compares as text.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |text: &str| -> Vec<String> { text.split('.').map(str::to_owned).collect() };
+    let (a, b) = (parts(a), parts(b));
+    for (x, y) in a.iter().zip(&b) {
+        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn bad_name(path: &str, what: &str, why: &str) -> Error {
@@ -125,6 +147,15 @@ fn bad_name(path: &str, what: &str, why: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_versions("5.0.10", "5.0.9"), Greater);
+        assert_eq!(compare_versions("4.7.2890.0", "5.0.1234.0"), Less);
+        assert_eq!(compare_versions("5.0.1234.0", "5.0.1234.0"), Equal);
+        assert_eq!(compare_versions("5.0", "5.0.1"), Less);
+    }
 
     #[test]
     fn names_are_read() {

@@ -9,13 +9,16 @@
 //! The same code makes the plan: run on `Recording<DryRun<_>>` it changes
 //! nothing and yields every command in order.
 
+pub mod cleanup;
 #[cfg(test)]
 mod decisions;
 pub mod dist;
 #[cfg(test)]
 mod memory;
+mod servers;
 pub mod state;
 mod steps;
+pub mod support;
 pub mod two_servers;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -312,6 +315,9 @@ pub struct RunReport {
     pub steps: Vec<StepRecord>,
     /// What to do next.
     pub next: String,
+    /// What a person must decide (the config migration's notes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub to_do: Vec<crate::config::migrate::HandNote>,
 }
 
 fn now() -> String {
@@ -387,7 +393,24 @@ pub fn load_or_start(executor: &dyn Executor, settings: &UpgradeSettings) -> Res
 /// [`Error::CheckFailed`] saying what is wrong; what reading the server reports.
 pub fn preflight(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<()> {
     preflight_tarballs(exec, settings)?;
-    steps::read_bundle_manifest(exec, settings)?;
+    let manifest = steps::read_bundle_manifest(exec, settings)?;
+    // An upgrade goes to a newer version than the bundle's data.
+    let platform = dist::PlatformTarball::parse(&settings.distribution)?;
+    if let Some(old) = manifest
+        .get("platform_version")
+        .and_then(serde_json::Value::as_str)
+    {
+        if dist::compare_versions(&platform.version, old).is_le() {
+            return Err(steps::check_failed(
+                "checking the versions",
+                format!(
+                    "{} installs {}, and the bundle's data is of {old}: an upgrade goes to a \
+                     newer version; download the new release's tarballs",
+                    settings.distribution, platform.version
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -400,6 +423,18 @@ pub(crate) fn preflight_tarballs(exec: &dyn Executor, settings: &UpgradeSettings
     let refuse = steps::check_failed;
     let platform = dist::PlatformTarball::parse(&settings.distribution)?;
     let prerequisites = dist::PrerequisitesTarball::parse(&settings.prerequisites)?;
+    if platform.release != prerequisites.release {
+        return Err(refuse(
+            "checking the tarballs",
+            format!(
+                "{} is of release {}, {} of release {}: take both from the same release",
+                settings.distribution,
+                platform.release,
+                settings.prerequisites,
+                prerequisites.release
+            ),
+        ));
+    }
     for (path, os) in [
         (&settings.distribution, &platform.os),
         (&settings.prerequisites, &prerequisites.os),
@@ -494,8 +529,9 @@ pub fn run_upgrade_with_cancel<E: Executor>(
 fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunReport {
     let next = if failed {
         format!(
-            "The old server is unchanged and still serves. Fix the cause and rerun the same command to resume, or undo with: {}",
-            rollback_command(&settings.instance)
+            "The old server was not changed by this run. Fix the cause and rerun the same command to resume, or undo with: {}. For the platform's support: cmw-upgrade report --instance {}",
+            rollback_command(&settings.instance),
+            settings.instance
         )
     } else {
         "The new server serves the upgraded instance. Switch DNS or the upstream proxy to it (lower the TTL first), then check it from several networks.".to_owned()
@@ -505,6 +541,7 @@ fn run_report(settings: &UpgradeSettings, state: RunState, failed: bool) -> RunR
         instance: settings.instance.to_string(),
         steps: state.steps,
         next,
+        to_do: state.to_do,
     }
 }
 

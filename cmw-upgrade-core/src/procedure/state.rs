@@ -111,7 +111,11 @@ pub struct RunState {
     /// (`cmw-upgrade upgrade --old … --new …`): its state lives there, and
     /// `status`, `rollback` and a rerun reach the servers from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub servers: Option<crate::procedure::two_servers::RecordedServers>,
+    pub servers: Option<super::servers::RecordedServers>,
+    /// What a person must decide, found by the steps (the config migration's
+    /// notes): kept here so `status` and the report show it after the run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_do: Vec<crate::config::migrate::HandNote>,
 }
 
 impl RunState {
@@ -138,6 +142,7 @@ impl RunState {
             settings: None,
             rollback: None,
             servers: None,
+            to_do: Vec::new(),
         }
     }
 
@@ -254,7 +259,7 @@ impl<'a> RunLock<'a> {
     /// Takes the lock of `instance` (`/var/lib/cmw-upgrade/<i>/lock`) without waiting.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] when another run holds it (its pid is named);
+    /// [`Error::Locked`] when another run holds it (its pid is named);
     /// [`Error::Io`] when the lock file cannot be made.
     pub fn acquire(executor: &'a dyn Executor, instance: &InstanceName) -> Result<RunLock<'a>> {
         let path = format!("{STATE_ROOT}/{instance}/lock");
@@ -269,6 +274,90 @@ impl<'a> RunLock<'a> {
     /// The lock file (a server path).
     pub fn path(&self) -> &str {
         &self.path
+    }
+}
+
+/// The tool's own folder ([`STATE_ROOT`]) kept in another folder of this
+/// machine (`--state DIR`): a control point run by an admin without root
+/// keeps its run state in a folder of theirs. An executor for the state and
+/// the lock only: `/var/lib/cmw-upgrade/<i>/state.json` is `DIR/<i>/state.json`;
+/// any other path, and every command, is refused.
+#[derive(Debug)]
+pub struct StateFolder {
+    inner: crate::executor::LocalExecutor,
+}
+
+impl StateFolder {
+    /// The state kept in `folder` (made 0700 on the first write).
+    pub fn new(folder: impl Into<PathBuf>) -> StateFolder {
+        StateFolder {
+            inner: crate::executor::LocalExecutor::new(folder),
+        }
+    }
+
+    /// `path` inside the folder, or an error for a path outside the tool's folder.
+    fn map(&self, path: &str) -> Result<String> {
+        match path.strip_prefix(STATE_ROOT) {
+            Some("") => Ok("/".to_owned()),
+            Some(rest) if rest.starts_with('/') => Ok(rest.to_owned()),
+            _ => Err(Error::Internal {
+                details: format!("the state folder holds only {STATE_ROOT}/…, not {path}"),
+            }),
+        }
+    }
+
+    fn refuse<T>(&self, what: &str) -> Result<T> {
+        Err(Error::Internal {
+            details: format!("the state folder does not {what}"),
+        })
+    }
+}
+
+impl crate::server::ServerRead for StateFolder {
+    fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_file(&self.map(path)?)
+    }
+    fn exists(&self, path: &str) -> Result<bool> {
+        self.inner.exists(&self.map(path)?)
+    }
+    fn list_dir(&self, path: &str) -> Result<Vec<crate::server::DirEntry>> {
+        self.inner.list_dir(&self.map(path)?)
+    }
+    fn read_link(&self, path: &str) -> Result<Option<String>> {
+        self.inner.read_link(&self.map(path)?)
+    }
+}
+
+impl Executor for StateFolder {
+    fn execute(
+        &self,
+        _command: &crate::executor::CommandSpec,
+    ) -> Result<crate::exec::CommandOutput> {
+        self.refuse("run commands")
+    }
+    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> Result<()> {
+        self.inner.write_file(&self.map(path)?, content, mode)
+    }
+    fn create_dir_all(&self, path: &str) -> Result<()> {
+        self.inner.create_dir_all(&self.map(path)?)
+    }
+    fn copy(&self, _from: &str, _to: &str) -> Result<()> {
+        self.refuse("copy")
+    }
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.inner.rename(&self.map(from)?, &self.map(to)?)
+    }
+    fn remove(&self, path: &str) -> Result<()> {
+        self.inner.remove(&self.map(path)?)
+    }
+    fn chown_tree(&self, _path: &str, _uid: u32, _gid: u32) -> Result<()> {
+        self.refuse("change owners")
+    }
+    fn lock(&self, path: &str) -> Result<LockGuard<'_>> {
+        self.inner.lock(&self.map(path)?)
+    }
+    fn tool(&self, _action: &crate::executor::ToolAction) -> Result<crate::executor::ToolOutcome> {
+        self.refuse("run the tool's actions")
     }
 }
 
@@ -338,6 +427,29 @@ mod tests {
         state.save(&plan).unwrap();
         assert_eq!(plan.operations().len(), 2);
         assert!(!dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn a_state_folder_keeps_the_tools_folder_elsewhere() {
+        use crate::server::ServerRead;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = StateFolder::new(dir.path().join("state"));
+        let mut state = RunState::new(&prod(), &["one"]);
+        state.steps[0].status = StepStatus::Done;
+        state.save(&folder).unwrap();
+        assert!(dir.path().join("state/prod/state.json").is_file());
+        assert_eq!(RunState::load(&folder, &prod()).unwrap(), Some(state));
+        let lock = RunLock::acquire(&folder, &prod()).unwrap();
+        assert!(dir.path().join("state/prod/lock").is_file());
+        drop(lock);
+        assert!(
+            folder.read_file("/etc/passwd").is_err(),
+            "only the tool's folder"
+        );
+        assert!(folder.read_file("/var/lib/cmw-upgrade-other/x").is_err());
+        assert!(folder
+            .execute(&crate::executor::CommandSpec::new(["true"]))
+            .is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::state::{RunState, StepStatus, STATE_ROOT};
 use super::steps::rollback_command;
@@ -32,9 +32,11 @@ use crate::backup::{choose_method, DriftReport, ServiceState};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::utc_stamp;
-use crate::executor::preflight::{preflight, PreflightCheck, PreflightReport, PreflightRequest};
+use crate::executor::preflight::{
+    preflight, size_of as size_on, PreflightCheck, PreflightReport, PreflightRequest,
+};
 use crate::executor::transfer::{
-    transfer_bundle, BundleEnd, DirectSsh, Route, TransferProgress, TransferRequest,
+    transfer_bundle, BundleEnd, DirectSsh, TransferProgress, TransferRequest,
 };
 use crate::executor::{
     CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording, SshExecutor,
@@ -43,6 +45,8 @@ use crate::executor::{
 use crate::instance::InstanceName;
 use crate::os::OsFamily;
 use crate::server::ServerRead;
+
+pub use super::servers::{RecordedServers, ServerSpec, TwoServerSettings};
 
 /// The step that backs up the old server.
 pub const BACKUP_OLD: &str = "backup-old";
@@ -57,119 +61,6 @@ pub const OLD: &str = "old";
 pub const NEW: &str = "new";
 /// The label of a step that moves data from the old server to the new one.
 pub const OLD_TO_NEW: &str = "old->new";
-
-/// How to reach one server: `local` (this machine, no ssh) or
-/// `[user@]host[:port]` through the system's ssh with host keys checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerSpec {
-    /// `local`, or `user@host` (a `Host` alias of the ssh config works too).
-    pub destination: String,
-    /// The ssh port.
-    pub port: u16,
-    /// A private key to use instead of ssh's defaults (a path on the control point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity_file: Option<PathBuf>,
-    /// A known_hosts file to check the host key against (on the control point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub known_hosts_file: Option<PathBuf>,
-    /// `cmw-upgrade` there (found on its PATH by default); a missing or older
-    /// one is replaced by a copy of this binary, checksum checked.
-    pub program: String,
-    /// The server's `/` as the tool sees it: for `local`, a folder here; over
-    /// ssh, the agent's `--root` there. Only tests and rehearsals set it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-}
-
-impl ServerSpec {
-    /// Reads `local`/`localhost`, or `[user@]host[:port]` (`[v6addr]:port` too).
-    ///
-    /// # Errors
-    /// [`Error::BadRequest`] for an empty text, a bad port, or one starting
-    /// with `-` or holding spaces (it would read as an ssh option).
-    pub fn parse(text: &str) -> Result<ServerSpec> {
-        let bad = |why: &str| Error::BadRequest {
-            details: format!("{text:?} is not a server: {why}; give local or [user@]host[:port]"),
-        };
-        if text == "local" || text == "localhost" {
-            return Ok(ServerSpec::local());
-        }
-        if text.is_empty() || text.starts_with('-') || text.contains(char::is_whitespace) {
-            return Err(bad("empty, or it would read as an option"));
-        }
-        let (user, host_port) = match text.rsplit_once('@') {
-            Some((user, rest)) if !user.is_empty() => (Some(user), rest),
-            Some(_) => return Err(bad("no user before @")),
-            None => (None, text),
-        };
-        let (host, port) = if let Some(rest) = host_port.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(|| bad("no closing ]"))?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None if after.is_empty() => (host, None),
-                None => return Err(bad("text after ]")),
-            }
-        } else {
-            match host_port.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (host_port, None),
-            }
-        };
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        let port = match port {
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|port| *port > 0)
-                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
-            None => 22,
-        };
-        Ok(ServerSpec {
-            destination: match user {
-                Some(user) => format!("{user}@{host}"),
-                None => host.to_owned(),
-            },
-            port,
-            identity_file: None,
-            known_hosts_file: None,
-            program: "cmw-upgrade".to_owned(),
-            root: None,
-        })
-    }
-
-    /// This machine.
-    pub fn local() -> ServerSpec {
-        ServerSpec {
-            destination: "local".to_owned(),
-            port: 22,
-            identity_file: None,
-            known_hosts_file: None,
-            program: "cmw-upgrade".to_owned(),
-            root: None,
-        }
-    }
-
-    /// Whether it is this machine.
-    pub fn is_local(&self) -> bool {
-        self.destination == "local"
-    }
-
-    /// How it reads in messages: `this machine`, or `user@host:port`.
-    pub fn display(&self) -> String {
-        if self.is_local() {
-            "this machine".to_owned()
-        } else {
-            format!("{}:{}", self.destination, self.port)
-        }
-    }
-
-    /// Whether `other` is the same server (a rerun must reach the same two).
-    fn same_server(&self, other: &ServerSpec) -> bool {
-        self.destination == other.destination && self.port == other.port && self.root == other.root
-    }
-}
 
 /// A server reached: this machine, or another through ssh and its agent.
 #[derive(Debug)]
@@ -199,13 +90,17 @@ impl Server {
             agent.extend(["--root".to_owned(), root.clone()]);
         }
         agent.push("agent".to_owned());
-        let target = SshTarget {
+        let mut target = SshTarget {
             port: spec.port,
             identity_file: spec.identity_file.clone(),
             known_hosts_file: spec.known_hosts_file.clone(),
             agent,
+            provision: spec.provision,
             ..SshTarget::new(spec.destination.clone())
         };
+        if let Some(folder) = &spec.provision_dir {
+            target.provision_dir.clone_from(folder);
+        }
         Ok(Server::Ssh(Box::new(SshExecutor::connect(target)?)))
     }
 
@@ -238,42 +133,6 @@ impl Server {
             Server::Ssh(ssh) => ssh.preflight(request),
         }
     }
-}
-
-/// What a run from a control point is asked to do, beyond the new server's
-/// [`UpgradeSettings`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TwoServerSettings {
-    /// The old server.
-    pub old: ServerSpec,
-    /// The new server.
-    pub new: ServerSpec,
-    /// The folder, on both servers, that holds the bundle
-    /// (`<bundle_dir>/<instance>-<stamp>`).
-    pub bundle_dir: String,
-    /// How the old server's database is taken: `None` chooses (a snapshot
-    /// of a running instance, a copy of a stopped one).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_method: Option<BackupMethod>,
-    /// A file copy of a running instance is accepted as crash-consistent.
-    #[serde(default)]
-    pub accept_crash_consistent: bool,
-    /// How the bundle travels.
-    pub route: Route,
-    /// Extra `-o` options for the ssh the old server runs to reach the new
-    /// one (the direct route), e.g. `IdentityFile=/root/.ssh/upgrade`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub direct_ssh_options: Vec<String>,
-}
-
-/// What the run state keeps about the two servers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordedServers {
-    /// The request, as given when the run started.
-    #[serde(flatten)]
-    pub settings: TwoServerSettings,
-    /// The old server's family (the bundle is read with it).
-    pub old_family: OsFamily,
 }
 
 /// The error for a run that a control point drives, met by a command run on
@@ -339,19 +198,6 @@ impl TwoServerPreflight {
     }
 }
 
-/// The size of a file or tree there, from `du -skH` (links inside not followed).
-fn size_on(exec: &dyn Executor, path: &str) -> Option<u64> {
-    let mut command = CommandSpec::new(["du", "-skH", "--"]).read_only();
-    command = command.path_arg(path);
-    command.timeout = Some(Duration::from_secs(600));
-    let output = exec.execute(&command).ok()?;
-    if !output.success() {
-        return None;
-    }
-    let kib: u64 = output.stdout.split_whitespace().next()?.parse().ok()?;
-    Some(kib.saturating_mul(1024))
-}
-
 /// Adds a `free_space` check per file system of `report`: the sum of what
 /// the run will put on it, against what is free there.
 fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
@@ -394,6 +240,85 @@ fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
                     .to_owned()
             }),
         });
+    }
+}
+
+/// Whether the distribution installs a newer version than the old instance runs.
+fn version_check(distribution: &str, old_version: &str) -> PreflightCheck {
+    let new_version = super::dist::PlatformTarball::parse(distribution)
+        .map(|tarball| tarball.version)
+        .unwrap_or_default();
+    let ok = super::dist::compare_versions(&new_version, old_version).is_gt();
+    PreflightCheck {
+        name: "versions".to_owned(),
+        ok,
+        detail: format!(
+            "the old instance runs {old_version}; the distribution installs {new_version}"
+        ),
+        fix: (!ok).then(|| {
+            "an upgrade goes to a newer version: download the new release's tarballs".to_owned()
+        }),
+    }
+}
+
+/// Whether the prerequisites tarball holds the packages the steps install
+/// (librdkafka for the family's package tool), so the package tool has no
+/// reason to reach a repository: servers are often without internet.
+fn offline_check(exec: &dyn Executor, settings: &UpgradeSettings) -> PreflightCheck {
+    let fail = |detail: String| PreflightCheck {
+        name: "offline".to_owned(),
+        ok: false,
+        detail,
+        fix: Some(
+            "use the prerequisites tarball for the new server's OS from the platform's \
+             distribution (it carries the packages)"
+                .to_owned(),
+        ),
+    };
+    let Ok(tarball) = super::dist::PrerequisitesTarball::parse(&settings.prerequisites) else {
+        return fail(format!(
+            "{} is not named as a prerequisites tarball",
+            settings.prerequisites
+        ));
+    };
+    let command = CommandSpec::new(["tar", "-tzf"])
+        .path_arg(settings.prerequisites.clone())
+        .with_timeout(Duration::from_secs(600))
+        .read_only();
+    let listing = match exec.execute(&command) {
+        Ok(output) if output.success() => output.stdout,
+        Ok(output) => {
+            return fail(format!(
+                "`tar -tzf` cannot list it: {}",
+                output.stderr.trim()
+            ))
+        }
+        Err(error) => return fail(error.to_string()),
+    };
+    let folder = tarball.librdkafka_dir("");
+    let folder = folder.trim_start_matches('/');
+    let extension = format!(".{}", settings.family.package_extension());
+    let packages: Vec<&str> = listing
+        .lines()
+        .map(|line| line.trim_start_matches("./"))
+        .filter(|line| line.starts_with(folder) && line.ends_with(&extension))
+        .collect();
+    if packages.is_empty() {
+        return fail(format!(
+            "{} holds no *{extension} under {folder}/: the package tool would look for \
+             librdkafka in a repository",
+            settings.prerequisites
+        ));
+    }
+    PreflightCheck {
+        name: "offline".to_owned(),
+        ok: true,
+        detail: format!(
+            "the prerequisites tarball carries {} package(s) for the package tool; nothing is \
+             downloaded",
+            packages.len()
+        ),
+        fix: None,
     }
 }
 
@@ -459,6 +384,16 @@ pub fn preflight_both(
             }
         }
     }
+    // The version the old instance runs, from its config there.
+    let old_version = old
+        .executor()
+        .read_file(&format!(
+            "{}/{instance}.yml",
+            crate::layout::INSTANCE_CONFIG_DIR
+        ))
+        .ok()
+        .flatten()
+        .and_then(|bytes| crate::layout::config_version(&String::from_utf8_lossy(&bytes)));
     // The bundle: the database and a little for configs and logs.
     let bundle_bytes = database_bytes.saturating_add(database_bytes / 10);
     check_space(
@@ -516,7 +451,18 @@ pub fn preflight_both(
             .filter_map(|path| size_on(new.executor(), path))
             .sum::<u64>()
             .saturating_mul(3);
+        let tarballs_ok = tarballs.ok;
         new_report.checks.push(tarballs);
+        if let (true, Some(old_version)) = (tarballs_ok, &old_version) {
+            new_report
+                .checks
+                .push(version_check(&settings.distribution, old_version));
+        }
+        if tarballs_ok {
+            new_report
+                .checks
+                .push(offline_check(new.executor(), &settings));
+        }
         check_space(
             &mut new_report,
             &[
@@ -658,11 +604,8 @@ impl TwoServerSteps<'_> {
             });
             return Ok(());
         }
-        if old.exists(bundle)? {
-            // An interrupted attempt of this very run (the folder's name holds
-            // the run's stamp): the live database is still the source.
-            old.remove(bundle)?;
-        }
+        // An interrupted backup left `<bundle>.partial`, which the backup
+        // replaces itself; the bundle folder exists only once complete.
         old.create_dir_all(&self.recorded.settings.bundle_dir)?;
         let unit = format!("comindware{instance}");
         let service = match old.execute(
@@ -775,7 +718,7 @@ impl TwoServerSteps<'_> {
                 return Ok(());
             }
         }
-        // The receiver makes the bundle folder, not its parent.
+        // The receiver makes the bundle folder, not its parents.
         self.servers
             .new
             .executor()
@@ -1085,9 +1028,9 @@ pub fn run_two_servers(
     let mut run = run_report(&settings, state, failed);
     if !failed {
         run.next = format!(
-            "The new server ({}) serves the upgraded instance; the old one ({}) still serves \
-             the old version. Switch DNS or the upstream proxy to the new server (lower the TTL \
-             first), then check it from several networks.",
+            "The new server ({}) serves the upgraded instance; the old one ({}) was only read \
+             (its bundle aside). Switch DNS or the upstream proxy to the new server (lower the \
+             TTL first), then check it from several networks.",
             recorded.settings.new.display(),
             recorded.settings.old.display()
         );
@@ -1190,6 +1133,18 @@ pub fn plan_two_servers(
     let recorder = Recording::new(crate::executor::DryRun::new(new.executor()));
     for mut step in plan_steps(&recorder, &settings) {
         step.server = Some(NEW.to_owned());
+        // The bundle is not on the new server before the run makes and brings it.
+        if step
+            .note
+            .as_deref()
+            .is_some_and(|note| note.contains(&settings.bundle))
+        {
+            step.note = Some(format!(
+                "reads the bundle, which {BACKUP_OLD} makes and {TRANSFER_BUNDLE} brings to \
+                 {}: the run plans it in full then",
+                settings.bundle
+            ));
+        }
         steps.push(step);
     }
     steps.push(PlannedStep {
@@ -1229,4 +1184,121 @@ pub struct TwoServerPlan {
     pub preflight: TwoServerPreflight,
     /// Every step, with its server, in order.
     pub steps: Vec<PlannedStep>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::preflight::FreeSpace;
+
+    #[test]
+    fn servers_are_read_as_ssh_reads_them() {
+        let spec = ServerSpec::parse("admin@10.0.0.5:2222").unwrap();
+        assert_eq!(
+            (spec.destination.as_str(), spec.port),
+            ("admin@10.0.0.5", 2222)
+        );
+        let spec = ServerSpec::parse("old-server").unwrap();
+        assert_eq!((spec.destination.as_str(), spec.port), ("old-server", 22));
+        let spec = ServerSpec::parse("root@[fe80::1]:22").unwrap();
+        assert_eq!(spec.destination, "root@fe80::1");
+        let spec = ServerSpec::parse("[::1]").unwrap();
+        assert_eq!((spec.destination.as_str(), spec.port), ("::1", 22));
+        assert!(ServerSpec::parse("local").unwrap().is_local());
+        assert!(ServerSpec::parse("localhost").unwrap().is_local());
+        assert_eq!(
+            ServerSpec::parse("local").unwrap().display(),
+            "this machine"
+        );
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "host name",
+            "@host",
+            "user@",
+            "host:0",
+            "host:65536",
+            "host:ssh",
+            "[::1",
+            "[::1]x",
+        ] {
+            let error = ServerSpec::parse(bad).unwrap_err();
+            assert_eq!(error.kind(), crate::ErrorKind::BadRequest, "{bad:?}");
+            assert!(error.to_string().contains("[user@]host[:port]"), "{error}");
+        }
+    }
+
+    #[test]
+    fn space_is_summed_per_file_system() {
+        let mut report = preflight(
+            &crate::executor::DryRun::new(LocalExecutor::new("/nonexistent-root")),
+            "test",
+            &PreflightRequest::default(),
+        );
+        report.checks.clear();
+        report.free_space = vec![
+            FreeSpace {
+                folder: "/a".into(),
+                measured: "/a".into(),
+                available_bytes: 10 << 20,
+                mount: "/".into(),
+            },
+            FreeSpace {
+                folder: "/b".into(),
+                measured: "/b".into(),
+                available_bytes: 10 << 20,
+                mount: "/".into(),
+            },
+            FreeSpace {
+                folder: "/c".into(),
+                measured: "/c".into(),
+                available_bytes: 100 << 20,
+                mount: "/data".into(),
+            },
+        ];
+        check_space(
+            &mut report,
+            &[
+                ("/a", 6 << 20, "one".into()),
+                ("/b", 6 << 20, "two".into()),
+                ("/c", 6 << 20, "three".into()),
+            ],
+        );
+        assert_eq!(report.checks.len(), 2);
+        let root = &report.checks[0];
+        assert!(!root.ok, "6 + 6 MiB do not fit in 10 on one file system");
+        assert_eq!(
+            root.detail,
+            "/: 12 MiB needed (one 6 MiB in /a + two 6 MiB in /b), 10 MiB free"
+        );
+        assert!(root.fix.is_some());
+        assert!(report.checks[1].ok);
+    }
+
+    #[test]
+    fn drift_is_summed_up_in_a_line() {
+        let mut report = DriftReport {
+            database: PathBuf::from("/var/lib/comindware/prod/Database"),
+            deep: false,
+            changed: Vec::new(),
+            added: Vec::new(),
+            removed: Vec::new(),
+        };
+        assert!(drift_summary(&report).contains("nothing was written after the backup"));
+        report.changed.push("db/node/part-1.bin".into());
+        report.added.push("db/node/part-2.bin".into());
+        let line = drift_summary(&report);
+        assert!(
+            line.contains("1 files changed, 1 added, 0 removed"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn step_names_put_the_old_servers_steps_around_the_new_ones() {
+        let names = two_server_step_names();
+        assert_eq!(names[..2], [BACKUP_OLD, TRANSFER_BUNDLE]);
+        assert_eq!(names.last(), Some(&DRIFT_OLD));
+        assert_eq!(names.len(), step_names().len() + 3);
+    }
 }

@@ -424,8 +424,8 @@ pub const UNMAPPED_WORKER_SWITCHES: &[&str] =
 pub struct WorkerMapping {
     /// Directives to set in the instance config.
     pub directives: Vec<ExtraValue>,
-    /// What the admin must decide by hand.
-    pub warnings: Vec<String>,
+    /// What the admin must decide by hand: the switch, and why.
+    pub by_hand: Vec<(String, String)>,
 }
 
 /// Reads `<WorkerEngine>` switches and maps the `false` ones to instance directives.
@@ -478,8 +478,12 @@ pub fn map_workers_config(file: &str, text: &str) -> Result<WorkerMapping> {
                 from: format!("Workers.config {name}"),
             }),
             Some(_) => {}
-            None => mapping.warnings.push(format!(
-                "{file}: {name} = {value:?} has no 5.0 equivalent the tool can set; decide by hand (see the instance config's services switches)"
+            None => mapping.by_hand.push((
+                name.to_owned(),
+                format!(
+                    "{file}: {name} = {value:?} has no 5.0 equivalent the tool can set; decide by \
+                     hand (see the instance config's services switches)"
+                ),
             )),
         }
     }
@@ -555,7 +559,8 @@ mod tests {
                 ("notifications.enabled", "false")
             ]
         );
-        assert_eq!(mapping.warnings.len(), 2);
-        assert!(mapping.warnings[0].contains("SyncThread"));
+        assert_eq!(mapping.by_hand.len(), 2);
+        assert_eq!(mapping.by_hand[0].0, "SyncThread");
+        assert!(mapping.by_hand[0].1.contains("decide by hand"));
     }
 }

@@ -3,6 +3,28 @@
 use super::*;
 
 impl Step<'_> {
+    /// Refuses, with the numbers, a copy of `source` to `target` that the
+    /// file system of `target` cannot hold (checked before anything is copied).
+    fn ensure_room(&self, target: &str, source: &str) -> Result<()> {
+        let Some(bytes) = crate::executor::preflight::size_of(self.exec(), source) else {
+            return Ok(());
+        };
+        let Some(space) = crate::executor::preflight::free_space_of(self.exec(), target) else {
+            return Ok(());
+        };
+        // The same margin as a backup's: a block per file is not known here.
+        let needed = crate::backup::bundle::space_needed(bytes, 0, 4096);
+        if space.available_bytes < needed {
+            return Err(Error::NotEnoughSpace {
+                path: std::path::PathBuf::from(&space.measured),
+                needed,
+                data: bytes,
+                available: space.available_bytes,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn transfer_data(&mut self) -> Result<()> {
         let instance = self.instance().clone();
         systemctl(self.exec(), "stop", &[format!("comindware{instance}")])?;
@@ -124,7 +146,7 @@ impl Step<'_> {
             step: "wait-upgrade".to_owned(),
             details: format!(
                 "the data-structure upgrade: {problem}. The instance is stopped; its logs are kept \
-                 in {kept}. The old server is unchanged and still serves. Roll back with: {}",
+                 in {kept}. The old server was not changed by this run. Roll back with: {}",
                 rollback_command(&instance)
             ),
         })
@@ -182,6 +204,9 @@ impl Step<'_> {
         // A copy left by an interrupted run may be incomplete; it is the tool's
         // own copy of a verified bundle, so it is made again.
         self.exec().remove(&pruned)?;
+        if !self.dry() {
+            self.ensure_room(&pruned, &format!("{bundle}/database"))?;
+        }
         self.exec().copy(&format!("{bundle}/database"), &pruned)?;
         let report = self
             .exec()

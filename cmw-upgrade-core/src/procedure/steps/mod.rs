@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::exec::{utc_stamp, CommandOutput};
 use crate::executor::{CommandSpec, Executor, ToolAction};
 use crate::instance::InstanceName;
-use crate::layout::{InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR};
+use crate::layout::{config_version, InstanceLayout, SYSTEMD_OVERRIDE_DIR, SYSTEMD_UNIT_DIR};
 use crate::logs::Verdict;
 use crate::script_output::{
     parse_instance_create_output, parse_prerequisites_list, parse_version_list,
@@ -97,7 +97,7 @@ fn work_dir(instance: &InstanceName) -> String {
     format!("{STATE_ROOT}/{instance}")
 }
 
-fn dist_dir(instance: &InstanceName) -> String {
+pub(in crate::procedure) fn dist_dir(instance: &InstanceName) -> String {
     format!("{}/dist", work_dir(instance))
 }
 
@@ -168,15 +168,6 @@ fn layout(exec: &dyn Executor, settings: &UpgradeSettings) -> Result<InstanceLay
 
 fn server_path(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-/// The `version:` of an instance config text.
-fn config_version(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix("version:")?.trim();
-        let value = value.trim_matches(|c| c == '"' || c == '\'');
-        (!value.is_empty()).then(|| value.to_owned())
-    })
 }
 
 /// The installed version of the instance, when it exists on this server.
@@ -331,15 +322,6 @@ pub(super) use rollback::rollback;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_are_read_from_instance_configs() {
-        assert_eq!(
-            config_version("# c\nclusterName: prod\nversion: \"4.7.2890.0\"\n").as_deref(),
-            Some("4.7.2890.0")
-        );
-        assert_eq!(config_version("#version: 1\n"), None);
-    }
 
     #[test]
     fn tails_keep_the_last_lines() {

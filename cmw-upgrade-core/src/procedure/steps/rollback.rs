@@ -100,15 +100,17 @@ pub(in crate::procedure) fn rollback(
             ))
         }
         None if created => Ok(format!(
-            "{instance} is stopped on this server{}. The old server was never changed and still serves: \
-             keep DNS and the upstream proxy on it. Send the kept logs to support; rerun `cmw-upgrade run` to try again.",
+            "{instance} is stopped on this server{}. The old server was never changed by this run: \
+             keep DNS and the upstream proxy on it (check that it answers). For the platform's \
+             support, gather the kept logs and the run with: cmw-upgrade report --instance \
+             {instance}; run the upgrade again to try again.",
             if restored {
                 ", with the bundle's database back in place (the upgraded one moved aside)"
             } else {
                 ""
             }
         )),
-        None => Ok("No instance was created on this server; nothing else to undo. The old server still serves.".to_owned()),
+        None => Ok("No instance was created on this server; nothing else to undo. The old server was never changed by this run.".to_owned()),
     };
     if not_done.is_empty() {
         return done;

@@ -32,6 +32,15 @@ impl Step<'_> {
         for warning in &report.warnings {
             self.note(format!("config: {warning}"));
         }
+        if !report.to_do.is_empty() {
+            for note in &report.to_do {
+                self.note(format!("to do by hand: {}", note.message));
+                if !self.state.to_do.contains(note) {
+                    self.state.to_do.push(note.clone());
+                }
+            }
+            self.state.save(self.store)?;
+        }
         run_ok(
             self.exec(),
             // Not read-only for a plan: nginx -t makes its pid file and temp

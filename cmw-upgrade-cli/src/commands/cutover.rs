@@ -1,0 +1,352 @@
+//! `cmw-upgrade cutover plan|prepare|apply|verify|finish|revert`: parse, call the core, print.
+
+use std::io::Write;
+use std::time::Duration;
+
+use cmw_upgrade_core::cutover::dns::{self, DnsOptions, DnsReport, DnsTarget};
+use cmw_upgrade_core::cutover::dns_key::{self, TsigKey};
+use cmw_upgrade_core::cutover::dns_wire::HickoryWire;
+use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarget};
+use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
+
+use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs, HaproxyCommandArgs, ReachArgs};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+/// The core's options from the command line.
+fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
+    // clap requires these with --method haproxy; a missing one is a bug there.
+    let required = |value: Option<String>, option: &str| {
+        value.ok_or_else(|| {
+            CliError::from(cmw_upgrade_core::Error::BadInput {
+                details: format!("--method haproxy needs {option}"),
+            })
+        })
+    };
+    Ok(CutoverOptions {
+        instance: args.instance,
+        target: HaproxyTarget {
+            socket: required(args.haproxy_socket, "--haproxy-socket")?,
+            backend: required(args.backend, "--backend")?,
+            old_server: required(args.old_server, "--old-server")?,
+            new_server: required(args.new_server, "--new-server")?,
+            config: args.haproxy_config,
+        },
+        drain: Duration::from_secs(args.drain_seconds),
+        up_limit: args.up_timeout,
+        stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+    })
+}
+
+pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Dns {
+        let options = dns_options(args, false)?;
+        // Only queries: the dns plan sends no update; the state file is only read.
+        let executor = DryRun::new(LocalExecutor::new(&global.root));
+        return print_dns(
+            global,
+            &dns::plan(&executor, &HickoryWire::default(), &options)?,
+        );
+    }
+    let options = options(args)?;
+    // A dry run on top: whatever the core does, nothing here changes a thing.
+    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    print(global, &cutover::plan(&executor, &options)?)
+}
+
+pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method != CutoverMethod::Dns {
+        return Err(nothing_to("prepare"));
+    }
+    let options = dns_options(args, true)?;
+    let executor = LocalExecutor::new(&global.root);
+    print_dns(
+        global,
+        &dns::prepare(&executor, &HickoryWire::default(), &options)?,
+    )
+}
+
+pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Dns {
+        let options = dns_options(args, true)?;
+        let executor = LocalExecutor::new(&global.root);
+        return print_dns(
+            global,
+            &dns::apply(&executor, &HickoryWire::default(), &options)?,
+        );
+    }
+    let options = options(args)?;
+    let executor = LocalExecutor::new(&global.root);
+    print(global, &cutover::apply(&executor, &options)?)
+}
+
+pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Dns {
+        let options = dns_options(args, false)?;
+        return print_dns(global, &dns::verify(&HickoryWire::default(), &options)?);
+    }
+    let options = options(args)?;
+    let executor = LocalExecutor::new(&global.root);
+    print(global, &cutover::verify(&executor, &options)?)
+}
+
+pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method != CutoverMethod::Dns {
+        return Err(nothing_to("finish"));
+    }
+    let options = dns_options(args, true)?;
+    let executor = LocalExecutor::new(&global.root);
+    print_dns(
+        global,
+        &dns::finish(&executor, &HickoryWire::default(), &options)?,
+    )
+}
+
+pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.method == CutoverMethod::Dns {
+        let options = dns_options(args, true)?;
+        let executor = LocalExecutor::new(&global.root);
+        return print_dns(
+            global,
+            &dns::revert(&executor, &HickoryWire::default(), &options)?,
+        );
+    }
+    let options = options(args)?;
+    let executor = LocalExecutor::new(&global.root);
+    print(global, &cutover::revert(&executor, &options)?)
+}
+
+fn nothing_to(verb: &str) -> CliError {
+    CliError::from(cmw_upgrade_core::Error::BadInput {
+        details: format!(
+            "--method haproxy has nothing to {verb}: `cutover apply` switches and `cutover \
+             revert` switches back (prepare and finish are for --method dns)"
+        ),
+    })
+}
+
+/// The dns method's options; the key file is read (and its secret masked
+/// from then on) when the action changes records.
+fn dns_options(args: CutoverArgs, needs_key: bool) -> Result<DnsOptions, CliError> {
+    // clap requires these with --method dns; a missing one is a bug there.
+    let missing = |option: &str| {
+        CliError::from(cmw_upgrade_core::Error::BadInput {
+            details: format!("--method dns needs {option}"),
+        })
+    };
+    let key = match (&args.tsig_key_file, needs_key) {
+        (Some(file), true) => Some(read_key(file)?),
+        _ => None,
+    };
+    let now = std::time::SystemTime::now();
+    Ok(DnsOptions {
+        instance: args.instance,
+        target: DnsTarget {
+            zone: args.zone.ok_or_else(|| missing("--zone"))?,
+            name: args.name.ok_or_else(|| missing("--name"))?,
+            old: args.old.ok_or_else(|| missing("--old"))?,
+            new: args.new.ok_or_else(|| missing("--new"))?,
+        },
+        server: args.server,
+        ns_port: args.ns_port,
+        resolvers: args.resolver,
+        key,
+        lowered_ttl: args.ttl,
+        force: args.force,
+        verify_timeout: args.verify_timeout,
+        now: now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs()),
+        stamp: cmw_upgrade_core::exec::utc_stamp(now),
+    })
+}
+
+/// Reads a TSIG key file on this machine (the one sending the updates).
+fn read_key(file: &std::path::Path) -> Result<TsigKey, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| CliError::from(cmw_upgrade_core::Error::io("read", file, error)))?;
+    let key = dns_key::parse_bind_key(&text).map_err(|details| {
+        CliError::from(cmw_upgrade_core::Error::BadInput {
+            details: format!("--tsig-key-file {}: {details}", file.display()),
+        })
+    })?;
+    dns_key::remember_secret(&key);
+    Ok(key)
+}
+
+fn print_dns(global: &GlobalArgs, report: &DnsReport) -> Result<ExitStatus, CliError> {
+    let status = if report.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    };
+    if global.json {
+        print_json(report)?;
+        return Ok(status);
+    }
+    let mut out = crate::output::stdout();
+    let target = &report.target;
+    writeln!(
+        out,
+        "{} dns cut-over of {} ({} -> {}) at primary {}",
+        report.action, target.name, target.old, target.new, report.server
+    )?;
+    for set in &report.after {
+        let addresses: Vec<String> = set.addresses.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "  {:<5} TTL {:<6} {}",
+            set.kind.as_str(),
+            set.ttl,
+            addresses.join(", ")
+        )?;
+    }
+    if let (Some(before), Some(after)) = (report.serial_before, report.serial_after) {
+        if before != after {
+            writeln!(out, "  SOA serial {before} -> {after}")?;
+        }
+    }
+    for (number, step) in report.steps.iter().enumerate() {
+        writeln!(
+            out,
+            "{:>2}. [{}] {}: {}",
+            number + 1,
+            step.outcome,
+            step.phase,
+            step.display
+        )?;
+    }
+    for row in &report.servers {
+        let mark = if row.ok { "ok  " } else { "OLD " };
+        let answer: Vec<String> = row.answer.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "  {mark} {:<13} {:<28} {:<22} {}{}{}",
+            row.role,
+            row.server,
+            row.address,
+            if answer.is_empty() {
+                "-".to_owned()
+            } else {
+                answer.join(", ")
+            },
+            row.ttl
+                .map(|ttl| format!(" (TTL {ttl})"))
+                .unwrap_or_default(),
+            row.error
+                .as_deref()
+                .map(|error| format!("  {error}"))
+                .unwrap_or_default()
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(out, "Note: {note}")?;
+    }
+    match report.action.as_str() {
+        "plan" => writeln!(out, "Nothing was changed (plan).")?,
+        "verify" if !report.ok => writeln!(
+            out,
+            "Not every server answers the new address yet (rows marked OLD)."
+        )?,
+        "verify" => {}
+        _ if !report.changed => writeln!(out, "Nothing to change: already so.")?,
+        _ => {}
+    }
+    Ok(status)
+}
+
+fn print(global: &GlobalArgs, report: &CutoverReport) -> Result<ExitStatus, CliError> {
+    let status = if report.ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failed
+    };
+    if global.json {
+        print_json(report)?;
+        return Ok(status);
+    }
+    let mut out = crate::output::stdout();
+    let target = &report.target;
+    writeln!(
+        out,
+        "{} cut-over of backend {} ({} -> {}) through {}",
+        report.action, target.backend, target.old_server, target.new_server, target.socket
+    )?;
+    for server in &report.after {
+        writeln!(
+            out,
+            "  {:<12} {}:{}  {:?}, {}",
+            server.name,
+            server.address,
+            server.port.map_or("-".to_owned(), |port| port.to_string()),
+            server.operational,
+            server.admin
+        )?;
+    }
+    for (number, step) in report.steps.iter().enumerate() {
+        let detail = step
+            .detail
+            .as_deref()
+            .map(|detail| format!("  ({detail})"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:>2}. [{}] {}{detail}",
+            number + 1,
+            step.outcome,
+            step.display
+        )?;
+    }
+    for check in &report.checks {
+        let mark = if check.ok { "ok  " } else { "FAIL" };
+        writeln!(out, "  {mark} {}: {}", check.check, check.found)?;
+    }
+    match report.action.as_str() {
+        "plan" => writeln!(out, "Nothing was changed (plan).")?,
+        "verify" if !report.ok => writeln!(
+            out,
+            "Not switched yet: run `cmw-upgrade cutover apply` with the same options."
+        )?,
+        _ if !report.changed && report.action != "verify" => {
+            writeln!(out, "Nothing to change: already so.")?
+        }
+        _ => {}
+    }
+    Ok(status)
+}
+
+pub fn haproxy_command(
+    global: &GlobalArgs,
+    args: HaproxyCommandArgs,
+) -> Result<ExitStatus, CliError> {
+    let answer = LocalExecutor::new(&global.root)
+        .tool(&ToolAction::HaproxyCommand {
+            socket: args.haproxy_socket,
+            command: args.command,
+        })?
+        .haproxy_answer()?
+        .unwrap_or_default();
+    if global.json {
+        print_json(&serde_json::json!({ "ok": true, "changed": false, "answer": answer }))?;
+    } else {
+        write!(crate::output::stdout(), "{answer}")?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub fn reach(global: &GlobalArgs, args: ReachArgs) -> Result<ExitStatus, CliError> {
+    let address = LocalExecutor::new(&global.root)
+        .tool(&ToolAction::TcpConnect {
+            host: args.host,
+            port: args.port,
+        })?
+        .reachable()?
+        .unwrap_or_default();
+    if global.json {
+        print_json(&serde_json::json!({ "ok": true, "changed": false, "address": address }))?;
+    } else {
+        writeln!(crate::output::stdout(), "connected to {address}")?;
+    }
+    Ok(ExitStatus::Success)
+}
