@@ -123,7 +123,6 @@ pub fn gather_support_files(
             Err("no bundle recorded, or the family is unknown".to_owned()),
         ),
     }
-    drop(json);
 
     // The logs: the instance's folder now, and those a rollback kept.
     let mut folders = Vec::new();
