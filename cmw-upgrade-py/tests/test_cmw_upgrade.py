@@ -658,8 +658,11 @@ def test_upgrade_sends_the_bundle_through_here_with_transfer_events(two_servers)
     assert last["bytes_done"] == last["bytes_total"]
     steps = {step["name"]: step for step in report["steps"]}
     assert steps["transfer-bundle"]["artifacts"]["route"] == "through_here"
-    received = [path for path in (Path(setup["root"]) / "mnt/cmw-backup").iterdir() if (path / "manifest.json").is_file()]
-    assert len(received) == 1, received
+    # The run's bundle is on the new server at the same path, the same manifest.
+    bundle = steps["backup-old"]["artifacts"]["old_bundle"].lstrip("/")
+    sent = Path(setup["old_root"]) / bundle / "manifest.json"
+    received = Path(setup["root"]) / bundle / "manifest.json"
+    assert received.read_bytes() == sent.read_bytes()
 
 
 def test_upgrade_argument_errors(tmp_path):
