@@ -411,8 +411,10 @@ def upgrade(
 
     `old` and `new` are "local" or "[user@]host[:port]", reached with the
     system's ssh (host keys checked, against `known_hosts` if given; the key
-    `identity_file` if given); `remote_cmw_upgrade` is the tool there (a missing
-    or older one is replaced by a copy of this one, checksum checked). `route`:
+    `identity_file` if given); `remote_cmw_upgrade` is the tool there, which
+    must be installed and of this version (unlike the CLI, the module has no
+    binary of its own to copy there: a missing or older one is an error).
+    `route`:
     "auto", "direct" (the old server sends straight to the new one; with
     `direct_ssh_options` as KEY=VALUE for its ssh) or "through-here". `method`:
     "copy", "snapshot" or None (a snapshot if the instance runs, else a copy).

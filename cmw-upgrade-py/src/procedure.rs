@@ -155,6 +155,9 @@ fn server_spec(
     spec.known_hosts_file = shared.known_hosts.clone();
     spec.program = shared.program.clone();
     spec.root = root;
+    // This process is Python, not the cmw-upgrade binary: it has nothing to
+    // copy there, so a missing or older agent is an error saying so.
+    spec.provision = false;
     Ok(spec)
 }
 
