@@ -436,3 +436,26 @@ def upgrade(
     the run before its next step; the steps done stay done, so the same call
     resumes.
     """
+def status(instance: str, root: StrPath = "/") -> dict[str, Any]:
+    """The recorded run of `instance` (as `cmw-upgrade status --json`): the state
+    with "recorded": True, or {"recorded": False, "instance"} when none is recorded."""
+
+def rollback(
+    instance: str,
+    root: StrPath = "/",
+    *,
+    force: bool = False,
+    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+) -> dict[str, Any]:
+    """Undoes the run of `instance` (as `cmw-upgrade rollback --yes --json`).
+
+    A run whose steps are all done may have traffic on it: StateConflictError
+    unless force=True. Raises LockedError when another run holds the lock.
+    """
+
+def instances(root: StrPath = "/") -> list[dict[str, Any]]:
+    """The instances configured under `root`: [{"name", "version"}, ...]."""
+
+def check(instance: str, url: str, root: StrPath = "/") -> dict[str, Any]:
+    """GET `url` (http:// only) and the heartbeat logs: {"url", "status", "unreachable",
+    "heartbeat_errors", "heartbeat_logs", "log_dir", "ok"}."""

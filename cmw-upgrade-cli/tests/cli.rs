@@ -507,7 +507,15 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
     for field in ["file", "key", "action", "old", "new"] {
         assert!(change.get(field).is_some(), "{field} missing in {change}");
     }
-    assert!(report["warnings"].as_array().unwrap().len() >= 2);
+    // The decisions for a person are notes of their own, with a code each.
+    let to_do = report["to_do"].as_array().unwrap();
+    assert!(
+        to_do.iter().any(|note| note["code"] == "worker_switch"
+            && note["key"] == "SyncThread"
+            && note["action_needed"] == true),
+        "{to_do:?}"
+    );
+    assert!(!report["warnings"].as_array().unwrap().is_empty());
     assert_eq!(report["errors"], Value::Array(Vec::new()));
 }
 

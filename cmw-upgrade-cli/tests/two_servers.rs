@@ -468,7 +468,7 @@ fn a_missing_agent_is_copied_and_said_so() {
         "[old->new] $ cmw-upgrade bundle transfer --from",
         "&& bash instance_create.sh -n=prod",
         "[old] $ cmw-upgrade backup drift",
-        "note: reads the bundle, which backup-old makes and transfer-bundle brings to",
+        "reads the bundle, which backup-old makes and transfer-bundle brings to",
     ] {
         assert!(plan.contains(line), "{line:?} not in:\n{plan}");
     }
@@ -514,14 +514,20 @@ fn a_killed_control_point_resumes_where_it_stopped() {
     }
     let rerun = run(&mut servers.upgrade(&["--json"]));
     assert_eq!(rerun.status.code(), Some(0), "{}", stdout(&rerun));
-    let report = json(&rerun);
-    let steps = report["steps"].as_array().unwrap();
-    assert!(steps.iter().all(|step| step["status"] == "done"));
-    // The bundle on the new server is whole: its own verify passes.
+    assert_finished_with_a_whole_bundle(&servers, &json(&rerun));
+}
+
+/// Every step of a rerun's `report` is done, and the bundle on the new server
+/// is whole: its own verify passes.
+fn assert_finished_with_a_whole_bundle(servers: &TwoServers, report: &Value) {
+    assert!(report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|step| step["status"] == "done"));
     let bundle = report["steps"][0]["artifacts"]["old_bundle"]
         .as_str()
-        .unwrap()
-        .to_owned();
+        .unwrap();
     let verify = bin()
         .args(["--json", "backup", "verify"])
         .arg(servers.new_root().join(bundle.trim_start_matches('/')))
@@ -671,21 +677,7 @@ fn sshd_stopped_mid_transfer_then_restarted_resumes() {
     let _ = restarted.kill();
     let _ = restarted.wait();
     assert_eq!(rerun.status.code(), Some(0), "{}", stdout(&rerun));
-    let report = json(&rerun);
-    assert!(report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|step| step["status"] == "done"));
-    let bundle = report["steps"][0]["artifacts"]["old_bundle"]
-        .as_str()
-        .unwrap();
-    let verify = bin()
-        .args(["--json", "backup", "verify"])
-        .arg(servers.new_root().join(bundle.trim_start_matches('/')))
-        .output()
-        .unwrap();
-    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    assert_finished_with_a_whole_bundle(&servers, &json(&rerun));
 }
 
 /// After a failed upgrade driven from a control point, `report` gathers the

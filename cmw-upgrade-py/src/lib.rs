@@ -11,6 +11,7 @@
 //! (config migration), [`procedure`] (plan and run; the whole upgrade from a
 //! control point).
 
+mod admin;
 mod backup;
 mod config;
 mod convert;
@@ -56,6 +57,10 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(procedure::plan, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::run, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::upgrade, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::status, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::rollback, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::instances, module)?)?;
+    module.add_function(wrap_pyfunction!(admin::check, module)?)?;
     // Families, for callers that want to iterate them.
     let families = PyDict::new(module.py());
     for family in core::OsFamily::ALL {

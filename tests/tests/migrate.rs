@@ -112,11 +112,15 @@ fn from_4_7_to_5_0_every_file_gets_the_old_values() {
         listener.from.as_deref(),
         Some("Workers.config EmailListener")
     );
+    // A switch with no 5.0 equivalent is for a person to decide.
     assert!(plan
         .report
-        .warnings
+        .to_do
         .iter()
-        .any(|w| w.contains("SyncThread")));
+        .any(|note| note.code == "worker_switch"
+            && note.key.as_deref() == Some("SyncThread")
+            && note.file.ends_with("Workers.config")
+            && note.action_needed));
     // Secrets never show.
     let password = change(&plan, "prod.yml", "journal.password");
     assert_eq!(
@@ -142,9 +146,11 @@ fn from_4_7_to_5_0_every_file_gets_the_old_values() {
     );
     assert!(plan
         .report
-        .warnings
+        .to_do
         .iter()
-        .any(|w| w.contains("Agent.config") && w.contains("--take")));
+        .any(|note| note.code == "file_differs"
+            && note.file.ends_with("Agent.config")
+            && note.message.contains("--take")));
     // Folders the config names that the new server lacks are listed with the data owner.
     let folders: Vec<&str> = plan
         .report

@@ -13,7 +13,7 @@ use cmw_upgrade_core::procedure::two_servers::{
 use cmw_upgrade_core::procedure::{Event, RunLock, UpgradeSettings};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 
-use super::upgrade::{print_rollback, ProgressPrinter};
+use super::upgrade::{print_planned_step, print_rollback, ProgressPrinter};
 use crate::args::{BackupMethodArg, GlobalArgs, RouteArg, TwoServerArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -210,23 +210,7 @@ fn print_plan(plan: &TwoServerPlan) -> Result<(), CliError> {
     )?;
     print_preflight(&mut out, &plan.preflight)?;
     for (index, step) in plan.steps.iter().enumerate() {
-        let server = step.server.as_deref().unwrap_or("new");
-        writeln!(
-            out,
-            "\n{}. [{server}] {} — {}",
-            index + 1,
-            step.name,
-            step.title
-        )?;
-        writeln!(out, "   needs: {}", step.precondition)?;
-        for command in &step.commands {
-            writeln!(out, "   [{server}] $ {command}")?;
-        }
-        writeln!(out, "   check: {}", step.check)?;
-        writeln!(out, "   undo:  {}", step.undo)?;
-        if let Some(note) = &step.note {
-            writeln!(out, "   note: {note}")?;
-        }
+        print_planned_step(&mut out, index, step)?;
     }
     writeln!(
         out,

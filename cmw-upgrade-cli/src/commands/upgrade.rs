@@ -88,19 +88,7 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
     }
     writeln!(out, "  and bring the bundle here as {}.", settings.bundle)?;
     for (index, step) in steps.iter().enumerate() {
-        writeln!(out, "\n{}. {} — {}", index + 1, step.name, step.title)?;
-        writeln!(out, "   needs: {}", step.precondition)?;
-        for command in &step.commands {
-            writeln!(out, "   $ {command}")?;
-        }
-        for finding in &step.findings {
-            print_finding(&mut out, finding)?;
-        }
-        writeln!(out, "   check: {}", step.check)?;
-        writeln!(out, "   undo:  {}", step.undo)?;
-        if let Some(note) = &step.note {
-            writeln!(out, "   note: cannot plan in full now: {note}")?;
-        }
+        print_planned_step(&mut out, index, step)?;
     }
     writeln!(
         out,
@@ -108,6 +96,42 @@ pub fn plan(global: &GlobalArgs, args: UpgradeArgs) -> Result<ExitStatus, CliErr
         settings.instance
     )?;
     Ok(ExitStatus::Success)
+}
+
+/// One step of a plan: its name and title, what it needs, every command
+/// (labelled `[old]`/`[new]` with its server in a run from a control point),
+/// what its previews found, its check and undo, and why it could not be
+/// planned in full.
+pub(super) fn print_planned_step(
+    out: &mut impl Write,
+    index: usize,
+    step: &cmw_upgrade_core::procedure::PlannedStep,
+) -> std::io::Result<()> {
+    let label = step
+        .server
+        .as_ref()
+        .map(|server| format!("[{server}] "))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "\n{}. {label}{} — {}",
+        index + 1,
+        step.name,
+        step.title
+    )?;
+    writeln!(out, "   needs: {}", step.precondition)?;
+    for command in &step.commands {
+        writeln!(out, "   {label}$ {command}")?;
+    }
+    for finding in &step.findings {
+        print_finding(out, finding)?;
+    }
+    writeln!(out, "   check: {}", step.check)?;
+    writeln!(out, "   undo:  {}", step.undo)?;
+    if let Some(note) = &step.note {
+        writeln!(out, "   note: cannot plan in full now: {note}")?;
+    }
+    Ok(())
 }
 
 /// What to run on the old server first, shell-quoted (a bundle path may hold spaces).

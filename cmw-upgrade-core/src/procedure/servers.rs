@@ -96,12 +96,7 @@ impl ServerSpec {
                 None => host.to_owned(),
             },
             port,
-            identity_file: None,
-            known_hosts_file: None,
-            program: "cmw-upgrade".to_owned(),
-            root: None,
-            provision: true,
-            provision_dir: None,
+            ..ServerSpec::local()
         })
     }
 

@@ -36,7 +36,7 @@ use crate::executor::preflight::{
     preflight, size_of as size_on, PreflightCheck, PreflightReport, PreflightRequest,
 };
 use crate::executor::transfer::{
-    transfer_bundle, BundleEnd, DirectSsh, TransferProgress, TransferRequest,
+    transfer_bundle, BundleEnd, DirectSsh, Route, TransferProgress, TransferRequest,
 };
 use crate::executor::{
     CommandSpec, Executor, LocalExecutor, OpOutcome, Operation, Recorded, Recording, SshExecutor,
@@ -659,18 +659,7 @@ impl TwoServerSteps<'_> {
         events: EventSink<'_>,
         cancel: &Cancel,
     ) -> (Result<()>, Vec<Recorded>) {
-        let bundle = self.settings.bundle.clone();
-        let command = format!(
-            "cmw-upgrade bundle transfer --from {} --to {}",
-            crate::executor::shell_quote(&format!(
-                "{}:{bundle}",
-                transfer_side(&self.recorded.settings.old)
-            )),
-            crate::executor::shell_quote(&format!(
-                "{}:{bundle}",
-                transfer_side(&self.recorded.settings.new)
-            )),
-        );
+        let command = transfer_command(&self.recorded.settings, &self.settings.bundle);
         let outcome = self.transfer_inner(state, index, events, cancel);
         let recorded = Recorded {
             operation: Operation::Tool { command },
@@ -816,6 +805,26 @@ pub fn drift_summary(report: &DriftReport) -> String {
              must account for them)"
         )
     }
+}
+
+/// The transfer step as the command that does the same by hand (used in
+/// place instead when the new server already sees the same bundle).
+fn transfer_command(two: &TwoServerSettings, bundle: &str) -> String {
+    let quote = crate::executor::shell_quote;
+    let route = match two.route {
+        Route::Auto => "auto",
+        Route::Direct => "direct",
+        Route::ThroughHere => "through-here",
+    };
+    let mut command = format!(
+        "cmw-upgrade bundle transfer --from {} --to {} --route {route}",
+        quote(&format!("{}:{bundle}", transfer_side(&two.old))),
+        quote(&format!("{}:{bundle}", transfer_side(&two.new))),
+    );
+    for option in &two.direct_ssh_options {
+        command.push_str(&format!(" --direct-ssh-option {}", quote(option)));
+    }
+    command
 }
 
 /// A server as `bundle transfer` names it.
@@ -1089,8 +1098,6 @@ pub fn plan_two_servers(
         two.bundle_dir.trim_end_matches('/'),
         settings.instance
     );
-    let old_side = transfer_side(&two.old);
-    let new_side = transfer_side(&two.new);
     let quote = crate::executor::shell_quote;
     let method = match two.backup_method {
         Some(BackupMethod::Copy) => "--method copy --accept-crash-consistent".to_owned(),
@@ -1118,16 +1125,9 @@ pub fn plan_two_servers(
         precondition: "the bundle is complete on the old server",
         check: "every file's BLAKE3 against the manifest on arrival; the manifest last",
         undo: "nothing: the copy stays (a rerun sends only what is missing)",
-        commands: vec![format!(
-            "cmw-upgrade bundle transfer --from {} --to {}",
-            quote(&format!("{old_side}:{}", settings.bundle)),
-            quote(&format!("{new_side}:{}", settings.bundle)),
-        )],
+        commands: vec![transfer_command(two, &settings.bundle)],
         findings: Vec::new(),
-        note: Some(format!(
-            "route {:?}: used in place when the new server already sees the same bundle",
-            two.route
-        )),
+        note: None,
         server: Some(OLD_TO_NEW.to_owned()),
     });
     let recorder = Recording::new(crate::executor::DryRun::new(new.executor()));
