@@ -378,6 +378,64 @@ def run(
     under way finishes first); the steps done stay done, so the same call resumes.
     """
 
+def upgrade(
+    old: str,
+    new: str,
+    instance: str,
+    distribution: str,
+    prerequisites: str,
+    port: int = 80,
+    bundle_dir: str = "/var/lib/cmw-upgrade/bundles",
+    route: str = "auto",
+    method: Optional[str] = None,
+    accept_crash_consistent: bool = False,
+    identity_file: Optional[StrPath] = None,
+    known_hosts: Optional[StrPath] = None,
+    remote_cmw_upgrade: str = "cmw-upgrade",
+    state_root: StrPath = "/",
+    plan: bool = False,
+    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+    upgrade_timeout: float = 7200.0,
+    health_timeout: float = 300.0,
+    fix_config: bool = False,
+    direct_ssh_options: list[str] = [],
+    old_root: Optional[str] = None,
+    new_root: Optional[str] = None,
+) -> dict[str, Any]:
+    """The whole upgrade with this machine as the control point, as
+    `cmw-upgrade upgrade --old … --new …`: the old server backs up into
+    `bundle_dir` (the same path on both servers), the bundle goes to the new
+    server (used in place when shared storage already shows it there), the new
+    server runs every step, and the old server's writes after the backup are
+    reported. The old server is only read and keeps serving.
+
+    `old` and `new` are "local" or "[user@]host[:port]", reached with the
+    system's ssh (host keys checked, against `known_hosts` if given; the key
+    `identity_file` if given); `remote_cmw_upgrade` is the tool there, which
+    must be installed and of this version (unlike the CLI, the module has no
+    binary of its own to copy there: a missing or older one is an error).
+    `route`:
+    "auto", "direct" (the old server sends straight to the new one; with
+    `direct_ssh_options` as KEY=VALUE for its ssh) or "through-here". `method`:
+    "copy", "snapshot" or None (a snapshot if the instance runs, else a copy).
+    The run state is kept on this machine under `state_root`; `old_root` and
+    `new_root` are each server's `/` for the tool there (rehearsals and tests).
+
+    plan=True: returns the plan, changing nothing: {"instance", "old", "new",
+    "preflight": {"old", "new", "database_bytes"}, "steps": [each with "server"
+    ("old", "new" or "old->new") and its "commands"]}.
+
+    Otherwise runs (or resumes) the upgrade and returns the report: {"outcome":
+    "upgraded"|"failed", "instance", "steps" (each with its "server"), "next",
+    "servers", "preflight", "drift"}; a failed step is in the report, not an
+    exception. `progress` gets the same event dicts as `run`'s, plus
+    {"event": "transfer", "bytes_done", "bytes_total", "files_done",
+    "files_total", "seconds"} while the bundle travels. Raises CheckFailedError
+    when a server cannot be reached or a preflight check fails (nothing was
+    changed or recorded), BadRequestError for a malformed argument. Ctrl-C stops
+    the run before its next step; the steps done stay done, so the same call
+    resumes.
+    """
 def status(instance: str, root: StrPath = "/") -> dict[str, Any]:
     """The recorded run of `instance` (as `cmw-upgrade status --json`): the state
     with "recorded": True, or {"recorded": False, "instance"} when none is recorded."""

@@ -39,7 +39,7 @@ const PLAN_EXAMPLES: &str = "Examples:\n  cmw-upgrade plan --instance prod --bun
 const RUN_EXAMPLES: &str = "Examples:\n  (on the old server)  cmw-upgrade backup --instance prod --dest /mnt/backup/prod\n  (on the new server)  cmw-upgrade run --instance prod --bundle /mnt/backup/prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --port 80\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const UPGRADE_EXAMPLES: &str = "Examples:\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --plan\n  cmw-upgrade upgrade --old root@old-server --new root@new-server --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --bundle-dir /mnt/backup\n  (on the new server)  cmw-upgrade upgrade --old admin@10.0.0.5:2222 --new local --instance prod --distribution /opt/distr/5.0-release-ru-5.0.1234.0.astra.tar.gz --prerequisites /opt/distr/5.0-release-ru-5.0.77.prerequisites.astra.tar.gz --json\n  cmw-upgrade status --instance prod\n  cmw-upgrade rollback --instance prod";
 const ROLLBACK_EXAMPLES: &str = "Examples:\n  cmw-upgrade rollback --instance prod\n  cmw-upgrade rollback --instance prod --yes --json\n  cmw-upgrade rollback --instance prod --yes --force";
-const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo";
+const DEMO_EXAMPLES: &str = "Examples:\n  cmw-upgrade demo\n  cmw-upgrade demo --family alt --fail-upgrade\n  cmw-upgrade demo --fail-upgrade hang --json\n  cmw-upgrade demo --keep /tmp/cmw-demo\n  cmw-upgrade demo --over-ssh\n  cmw-upgrade demo --over-ssh --family rpm --fail-upgrade --json";
 const COMPLETIONS_EXAMPLES: &str = "Examples:\n  cmw-upgrade completions bash > /etc/bash_completion.d/cmw-upgrade\n  cmw-upgrade completions zsh > /usr/share/zsh/vendor-completions/_cmw-upgrade\n  cmw-upgrade completions fish > /usr/share/fish/vendor_completions.d/cmw-upgrade.fish";
 const TRANSFER_EXAMPLES: &str = "Examples:\n  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  cmw-upgrade bundle transfer --from root@10.0.0.5:2222:/mnt/backup/prod --to root@10.0.0.6:/mnt/backup/prod --identity-file ~/.ssh/upgrade --json\n  (on the old server)  cmw-upgrade bundle transfer --from /mnt/backup/prod --to admin@new-server:/mnt/backup/prod\n  (on the new server)  cmw-upgrade bundle transfer --from admin@old-server:/mnt/backup/prod --to local:/mnt/backup/prod";
 const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
@@ -348,7 +348,8 @@ pub enum Command {
     /// systemctl, the package tools, the distribution's scripts and the platform service;
     /// nginx and tar are the real ones), backs up the old server, runs every step on the
     /// new one, and reports each step with its time and commands. --fail-upgrade makes
-    /// the data-structure upgrade fail and shows the rollback.
+    /// the data-structure upgrade fail and shows the rollback. --over-ssh drives it all
+    /// from a control point instead, each server behind its own sshd on loopback.
     ///
     /// Exit codes: 0 upgraded, 1 rolled back, 2 the demo itself could not run.
     #[command(after_long_help = DEMO_EXAMPLES)]
@@ -663,6 +664,12 @@ pub struct DemoArgs {
     /// `run` (for rehearsing by hand, or from Python).
     #[arg(long, requires = "keep")]
     pub setup_only: bool,
+
+    /// Drive the rehearsal from a control point, as `upgrade --old … --new …`
+    /// does: each simulated server behind its own real sshd on a loopback port
+    /// (needs openssh-server), the agent there, the bundle sent between them.
+    #[arg(long, conflicts_with = "setup_only")]
+    pub over_ssh: bool,
 }
 
 #[derive(Debug, Args)]

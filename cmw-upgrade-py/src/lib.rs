@@ -8,7 +8,8 @@
 //!
 //! By area: [`detect`] (OS family, instance names, layout), [`logs`] (verdict,
 //! log watcher, script output), [`backup`] (bundles, cache pruning), [`config`]
-//! (config migration), [`procedure`] (plan and run).
+//! (config migration), [`procedure`] (plan and run; the whole upgrade from a
+//! control point).
 
 mod admin;
 mod backup;
@@ -55,6 +56,7 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(backup::import_cdbbz, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::plan, module)?)?;
     module.add_function(wrap_pyfunction!(procedure::run, module)?)?;
+    module.add_function(wrap_pyfunction!(procedure::upgrade, module)?)?;
     module.add_function(wrap_pyfunction!(admin::status, module)?)?;
     module.add_function(wrap_pyfunction!(admin::rollback, module)?)?;
     module.add_function(wrap_pyfunction!(admin::instances, module)?)?;

@@ -138,3 +138,215 @@ pub(crate) fn run<'py>(
     })?;
     to_python(py, &report)
 }
+
+/// One server of `upgrade`, with the options both share.
+fn server_spec(
+    argument: &str,
+    text: &str,
+    root: Option<String>,
+    shared: &SshShared,
+) -> core::Result<core::procedure::two_servers::ServerSpec> {
+    let mut spec = core::procedure::two_servers::ServerSpec::parse(text).map_err(|error| {
+        core::Error::BadRequest {
+            details: format!("{argument}: {error}"),
+        }
+    })?;
+    spec.identity_file = shared.identity_file.clone();
+    spec.known_hosts_file = shared.known_hosts.clone();
+    spec.program = shared.program.clone();
+    spec.root = root;
+    // This process is Python, not the cmw-upgrade binary: it has nothing to
+    // copy there, so a missing or older agent is an error saying so.
+    spec.provision = false;
+    Ok(spec)
+}
+
+/// What reaching both servers shares.
+struct SshShared {
+    identity_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    program: String,
+}
+
+/// `route=` as the CLI's `--route` reads it.
+fn route_of(text: &str) -> core::Result<core::executor::transfer::Route> {
+    use core::executor::transfer::Route;
+    match text {
+        "auto" => Ok(Route::Auto),
+        "direct" => Ok(Route::Direct),
+        "through-here" | "through_here" => Ok(Route::ThroughHere),
+        other => Err(core::Error::BadRequest {
+            details: format!("route={other:?}: give \"auto\", \"direct\" or \"through-here\""),
+        }),
+    }
+}
+
+/// `method=` as the CLI's `--method` reads it.
+fn method_of(text: Option<&str>) -> core::Result<Option<core::backup::manifest::BackupMethod>> {
+    use core::backup::manifest::BackupMethod;
+    match text {
+        None => Ok(None),
+        Some("copy") => Ok(Some(BackupMethod::Copy)),
+        Some("snapshot") => Ok(Some(BackupMethod::Snapshot)),
+        Some(other) => Err(core::Error::BadRequest {
+            details: format!(
+                "method={other:?}: give \"copy\", \"snapshot\", or None (a snapshot if the \
+                 instance runs, else a copy)"
+            ),
+        }),
+    }
+}
+
+/// Reaches a server, saying which on failure (as the CLI's `upgrade`).
+fn connect(
+    label: &str,
+    spec: &core::procedure::two_servers::ServerSpec,
+) -> core::Result<core::procedure::two_servers::Server> {
+    core::procedure::two_servers::Server::connect(spec).map_err(|error| core::Error::CheckFailed {
+        what: format!(
+            "reaching the {label} server {} (nothing was changed or recorded)",
+            spec.display()
+        ),
+        details: error.to_string(),
+    })
+}
+
+/// The whole upgrade from this machine as the control point, as
+/// `cmw-upgrade upgrade --old … --new …`: the old server backs up, the bundle
+/// goes to the new server, the new server runs the steps, the old server's
+/// drift is checked; the run state is kept here, under `state_root`.
+///
+/// `plan=True` returns the plan as a dict (instance, old, new, preflight,
+/// steps: each with its server and commands) and changes nothing. Otherwise
+/// returns the report as a dict (outcome, instance, steps with their server,
+/// next, servers, preflight, drift), a failed step in it rather than raised.
+/// `progress` gets the same event dicts as `run`'s, plus "transfer" events
+/// (bytes_done, bytes_total, files_done, files_total, seconds) while the
+/// bundle travels. Ctrl-C stops the run before its next step (a transfer at
+/// its next safe point); the same call resumes it.
+#[pyfunction]
+#[pyo3(signature = (old, new, instance, distribution, prerequisites, port = 80, bundle_dir = "/var/lib/cmw-upgrade/bundles".to_owned(), route = "auto", method = None, accept_crash_consistent = false, identity_file = None, known_hosts = None, remote_cmw_upgrade = "cmw-upgrade".to_owned(), state_root = "/".into(), plan = false, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, direct_ssh_options = Vec::new(), old_root = None, new_root = None))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn upgrade<'py>(
+    py: Python<'py>,
+    old: &str,
+    new: &str,
+    instance: &str,
+    distribution: String,
+    prerequisites: String,
+    port: u16,
+    bundle_dir: String,
+    route: &str,
+    method: Option<&str>,
+    accept_crash_consistent: bool,
+    identity_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    remote_cmw_upgrade: String,
+    state_root: PathBuf,
+    plan: bool,
+    progress: Option<Py<PyAny>>,
+    upgrade_timeout: f64,
+    health_timeout: f64,
+    fix_config: bool,
+    direct_ssh_options: Vec<String>,
+    old_root: Option<String>,
+    new_root: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use core::procedure::two_servers::{
+        plan_two_servers, prepare_two_servers, run_two_servers, Server, TwoServerRun,
+        TwoServerSettings,
+    };
+    for option in &direct_ssh_options {
+        if !option.contains('=') || option.starts_with('-') {
+            return Err(core_error(core::Error::BadRequest {
+                details: format!(
+                    "direct_ssh_options: {option:?} is not KEY=VALUE (e.g. IdentityFile=/root/.ssh/upgrade)"
+                ),
+            }));
+        }
+    }
+    let shared = SshShared {
+        identity_file,
+        known_hosts,
+        program: remote_cmw_upgrade,
+    };
+    let two = TwoServerSettings {
+        old: server_spec("old", old, old_root, &shared).map_err(core_error)?,
+        new: server_spec("new", new, new_root, &shared).map_err(core_error)?,
+        bundle_dir,
+        backup_method: method_of(method).map_err(core_error)?,
+        accept_crash_consistent,
+        route: route_of(route).map_err(core_error)?,
+        direct_ssh_options,
+    };
+    let settings = core::procedure::UpgradeSettings {
+        instance: parse_instance(instance)?,
+        // The new server's preflight detects it.
+        family: core::OsFamily::Deb,
+        bundle: String::new(),
+        distribution,
+        prerequisites,
+        port,
+        upgrade_timeout_seconds: upgrade_timeout.max(1.0).ceil() as u64,
+        health_timeout_seconds: health_timeout.max(1.0).ceil() as u64,
+        fix_config,
+    };
+    let result = run_long_call(py, progress, Feed::Events, move |worker| {
+        let reach = |label: &str, spec| -> core::Result<Server> {
+            let server = connect(label, spec)?;
+            if let Server::Ssh(ssh) = &server {
+                if let Some(provisioned) = ssh.provisioned() {
+                    worker.send(&core::procedure::Event::Note {
+                        text: format!("[{label}] {}", provisioned.note()),
+                    });
+                }
+            }
+            Ok(server)
+        };
+        let old = reach("old", &two.old)?;
+        let new = reach("new", &two.new)?;
+        if plan {
+            let plan = plan_two_servers(&old, &new, &two, &settings)?;
+            return to_json(&plan);
+        }
+        // Ctrl-C also stops a copy on this machine between files.
+        let store =
+            core::executor::LocalExecutor::new(&state_root).with_cancel(worker.cancel.clone());
+        let servers = TwoServerRun {
+            old: &old,
+            new: &new,
+            store: &store,
+        };
+        let prepared = prepare_two_servers(&servers, &two, &settings)?;
+        // Locks only once the preflight passed: a typo leaves no file behind.
+        let _here = core::procedure::RunLock::acquire(&store, &settings.instance)?;
+        // The new server's own lock, unless it is this control point's own
+        // tree (whose lock is held already), as the CLI's `upgrade`.
+        let same_tree = two.new.is_local()
+            && std::path::Path::new(two.new.root.as_deref().unwrap_or("/")) == state_root;
+        let _there = if same_tree {
+            None
+        } else {
+            Some(core::procedure::RunLock::acquire(
+                new.executor(),
+                &settings.instance,
+            )?)
+        };
+        let report = run_two_servers(
+            &servers,
+            prepared,
+            &settings,
+            &mut |event| worker.send(event),
+            worker.cancel,
+        )?;
+        to_json(&report)
+    })?;
+    to_python(py, &result)
+}
+
+/// A report as plain data, to hand over from the worker thread.
+fn to_json(value: &impl serde::Serialize) -> core::Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|error| core::Error::Internal {
+        details: format!("a report does not serialize: {error}"),
+    })
+}

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -510,3 +511,196 @@ def test_ctrl_c_cuts_a_long_wait_short_and_that_step_starts_over(tmp_path, monke
             [str(Path(setup["programs"]) / "systemctl"), "stop", "comindwareprod", "nginx"],
             capture_output=True,
         )
+
+
+# The whole upgrade from a control point: each simulated server behind its own
+# real sshd on loopback (openssh-server, installed by .ci/run), with its own host
+# key; one client key and one known_hosts file reach both; the CLI binary is the
+# agent there, rooted at that server's tree.
+
+SSHD = next((path for path in ("/usr/sbin/sshd", "/usr/bin/sshd") if os.path.exists(path)), None)
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cmw-upgrade-test", "-f", str(path)], check=True)
+
+
+class Sshd:
+    """A throwaway sshd on a free loopback port (as the Rust tests' TestSshd)."""
+
+    def __init__(self, folder: Path, programs: str, client_key: Path):
+        folder.mkdir(parents=True)
+        keygen(folder / "host_key")
+        shutil.copy(client_key.with_suffix(".pub"), folder / "authorized_keys")
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.process = None
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            (folder / "sshd_config").write_text(
+                f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {folder}/host_key\n"
+                f"PidFile {folder}/sshd.pid\nAuthorizedKeysFile {folder}/authorized_keys\n"
+                "StrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\nMaxSessions 50\n"
+                f"SetEnv PATH={programs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+            )
+            self.process = subprocess.Popen(
+                [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if self._listening():
+                kind, key = (folder / "host_key.pub").read_text().split()[:2]
+                self.known_host = f"[127.0.0.1]:{self.port} {kind} {key}\n"
+                return
+        raise RuntimeError("sshd did not start")
+
+    def _listening(self) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False  # its port was taken meanwhile
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                time.sleep(0.05)
+                return self.process.poll() is None
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def two_servers(tmp_path):
+    if SSHD is None:
+        pytest.skip("sshd is not installed (openssh-server; .ci/run installs it)")
+    setup = simulated_servers(tmp_path / "sim")
+    key = tmp_path / "client_key"
+    keygen(key)
+    old = Sshd(tmp_path / "old-sshd", setup["programs"], key)
+    new = Sshd(tmp_path / "new-sshd", setup["programs"], key)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(old.known_host + new.known_host)
+    control = tmp_path / "control"
+    control.mkdir()
+    user = os.environ.get("USER") or "root"
+    args = dict(
+        old=f"{user}@127.0.0.1:{old.port}",
+        new=f"{user}@127.0.0.1:{new.port}",
+        instance="prod",
+        distribution=setup["distribution"],
+        prerequisites=setup["prerequisites"],
+        port=setup["port"],
+        bundle_dir="/mnt/cmw-backup",
+        identity_file=key,
+        known_hosts=known_hosts,
+        remote_cmw_upgrade=str(REPO / "target" / "debug" / "cmw-upgrade"),
+        state_root=control,
+        upgrade_timeout=30,
+        health_timeout=30,
+        old_root=setup["old_root"],
+        new_root=setup["root"],
+    )
+    try:
+        yield setup, args
+    finally:
+        old.stop()
+        new.stop()
+        subprocess.run(
+            [str(Path(setup["programs"]) / "systemctl"), "stop", "comindwareprod", "nginx"],
+            env={**os.environ, "PATH": setup["path"]},
+            capture_output=True,
+        )
+
+
+def test_upgrade_plan_names_each_step_server_and_changes_nothing(two_servers):
+    setup, args = two_servers
+    plan = cmw_upgrade.upgrade(**args, plan=True)
+    assert plan["instance"] == "prod"
+    assert plan["preflight"]["old"]["family"] == "deb"
+    servers = {step["name"]: step["server"] for step in plan["steps"]}
+    assert servers["backup-old"] == "old" and servers["drift-old"] == "old"
+    assert servers["transfer-bundle"] == "old->new" and servers["final-check"] == "new"
+    assert not (Path(args["state_root"]) / "var/lib/cmw-upgrade/prod").exists(), "a plan records nothing"
+
+
+def test_upgrade_from_a_control_point_stops_between_steps_and_resumes(two_servers):
+    setup, args = two_servers
+
+    class Stop(Exception):
+        pass
+
+    events = []
+
+    def stop_after_the_backup(event):
+        events.append(event)
+        if event["event"] == "step_finished" and event["name"] == "backup-old":
+            raise Stop()
+
+    with pytest.raises(Stop):
+        cmw_upgrade.upgrade(**args, progress=stop_after_the_backup)
+    started = [event for event in events if event["event"] == "step_started"]
+    assert started[0]["name"] == "backup-old" and started[0]["server"] == "old"
+    state = json.loads((Path(args["state_root"]) / "var/lib/cmw-upgrade/prod/state.json").read_text())
+    bundle = state["settings"]["bundle"]
+    assert [step["status"] for step in state["steps"]][:2] == ["done", "pending"]
+    # Storage mounted on both servers shows the bundle on the new one too.
+    old_copy = Path(setup["old_root"]) / bundle.lstrip("/")
+    new_copy = Path(setup["root"]) / bundle.lstrip("/")
+    assert (old_copy / "manifest.json").is_file()
+    new_copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(old_copy, new_copy, symlinks=True)
+
+    events = []
+    report = cmw_upgrade.upgrade(**args, progress=events.append)
+    assert report["outcome"] == "upgraded", report
+    assert {step["name"]: step["server"] for step in report["steps"]}["drift-old"] == "old"
+    assert all(step["status"] == "done" for step in report["steps"])
+    assert [event["name"] for event in events if event["event"] == "step_skipped"] == ["backup-old"]
+    notes = [event["text"] for event in events if event["event"] == "note"]
+    assert any("used in place" in note for note in notes), notes
+    marker = Path(setup["root"]) / "var/lib/comindware/prod/Database/.cmw-sim-version"
+    assert marker.read_text().strip() == "5.0.1234.0"
+
+
+def test_upgrade_sends_the_bundle_through_here_with_transfer_events(two_servers):
+    setup, args = two_servers
+    events = []
+    report = cmw_upgrade.upgrade(**args, route="through-here", progress=events.append)
+    assert report["outcome"] == "upgraded", report
+    transfers = [event for event in events if event["event"] == "transfer"]
+    assert transfers, [event["event"] for event in events]
+    last = transfers[-1]
+    assert last["files_done"] == last["files_total"] > 0
+    assert last["bytes_done"] == last["bytes_total"]
+    steps = {step["name"]: step for step in report["steps"]}
+    assert steps["transfer-bundle"]["artifacts"]["route"] == "through_here"
+    # The run's bundle is on the new server at the same path, the same manifest.
+    bundle = steps["backup-old"]["artifacts"]["old_bundle"].lstrip("/")
+    sent = Path(setup["old_root"]) / bundle / "manifest.json"
+    received = Path(setup["root"]) / bundle / "manifest.json"
+    assert received.read_bytes() == sent.read_bytes()
+
+
+def test_upgrade_argument_errors(tmp_path):
+    args = dict(instance="prod", distribution="/d.tar.gz", prerequisites="/p.tar.gz", state_root=tmp_path)
+    with pytest.raises(cmw_upgrade.BadRequestError, match="old"):
+        cmw_upgrade.upgrade(old="-oProxyCommand=x", new="local", **args)
+    with pytest.raises(cmw_upgrade.BadRequestError, match="through-here"):
+        cmw_upgrade.upgrade(old="local", new="host", route="sideways", **args)
+    with pytest.raises(cmw_upgrade.BadRequestError, match="snapshot"):
+        cmw_upgrade.upgrade(old="local", new="host", method="zip", **args)
+    with pytest.raises(cmw_upgrade.BadRequestError, match="KEY=VALUE"):
+        cmw_upgrade.upgrade(old="local", new="host", direct_ssh_options=["-v"], **args)
+    with pytest.raises(cmw_upgrade.InvalidInstanceNameError):
+        cmw_upgrade.upgrade(old="local", new="host", **{**args, "instance": "../x"})
+    # Both "local", under the same root: the preflight refuses before anything is recorded.
+    with pytest.raises(cmw_upgrade.CheckFailedError, match="both name"):
+        cmw_upgrade.upgrade(old="local", new="local", old_root=str(EXAMPLE), new_root=str(EXAMPLE), **args)
+    assert list(tmp_path.iterdir()) == []

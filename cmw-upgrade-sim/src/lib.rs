@@ -8,11 +8,13 @@
 //!
 //! A product crate, not a test helper: `cmw-upgrade demo` rehearses the whole
 //! upgrade on it, and the end-to-end tests drive it. The server trees,
-//! databases and logs it lays out come from [`fixtures`].
+//! databases and logs it lays out come from [`fixtures`]; [`sshd`] puts a
+//! simulated server behind a real OpenSSH server (`demo --over-ssh`).
 
 pub mod fixtures;
 mod scripts;
 pub mod service;
+pub mod sshd;
 
 use std::fs;
 use std::io;
@@ -155,7 +157,16 @@ impl Simulation {
     /// # Errors
     /// When the copy fails.
     pub fn bring_bundle(&self) -> io::Result<()> {
-        let relative = self.bundle.trim_start_matches('/');
+        self.bring(&self.bundle)
+    }
+
+    /// Copies the folder `path` (a server path) from the old server to the
+    /// same path on the new one, as storage mounted on both would show it.
+    ///
+    /// # Errors
+    /// When the copy fails.
+    pub fn bring(&self, path: &str) -> io::Result<()> {
+        let relative = path.trim_start_matches('/');
         let to = self.new_root.join(relative);
         if let Some(parent) = to.parent() {
             fs::create_dir_all(parent)?;
@@ -169,7 +180,7 @@ impl Simulation {
             Ok(())
         } else {
             Err(io::Error::other(format!(
-                "cp -a of the bundle failed: {status}"
+                "cp -a of {path} to the new server failed: {status}"
             )))
         }
     }

@@ -17,15 +17,21 @@ use crate::exit::ExitStatus;
 use crate::output::print_json;
 
 #[derive(Serialize)]
-struct DemoStep {
-    name: String,
-    status: StepStatus,
-    seconds: f64,
-    commands: Vec<String>,
+pub(super) struct DemoStep {
+    pub(super) name: String,
+    pub(super) status: StepStatus,
+    pub(super) seconds: f64,
+    pub(super) commands: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    pub(super) error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error_kind: Option<String>,
+    pub(super) error_kind: Option<String>,
+    /// The server it ran on (`old`, `new`, `old->new`), when a control point drove it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) server: Option<String>,
+    /// How that server was reached (`user@host:port`), when a control point drove it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) destination: Option<String>,
 }
 
 impl From<&StepRecord> for DemoStep {
@@ -37,19 +43,24 @@ impl From<&StepRecord> for DemoStep {
             commands: record.commands.iter().map(Recorded::display).collect(),
             error: record.error.clone(),
             error_kind: record.error_kind.clone(),
+            server: record.server.clone(),
+            destination: None,
         }
     }
 }
 
 #[derive(Serialize)]
-struct DemoReport {
-    outcome: &'static str,
-    family: cmw_upgrade_core::OsFamily,
-    instance: String,
+pub(super) struct DemoReport {
+    pub(super) outcome: &'static str,
+    pub(super) family: cmw_upgrade_core::OsFamily,
+    pub(super) instance: String,
     /// Where the simulated servers are kept (`--keep`).
-    folder: Option<PathBuf>,
-    steps: Vec<DemoStep>,
-    next: String,
+    pub(super) folder: Option<PathBuf>,
+    /// The two servers and how they were reached (`--over-ssh`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) servers: Option<super::demo_ssh::DemoServers>,
+    pub(super) steps: Vec<DemoStep>,
+    pub(super) next: String,
 }
 
 /// The simulation's folder: `--keep DIR` (empty or new), or a private temp folder.
@@ -73,15 +84,43 @@ fn demo_folder(keep: Option<&PathBuf>) -> Result<PathBuf, CliError> {
 }
 
 /// The simulator drives real programs (nginx, tar); a failure there is the machine's.
-fn sim_error(folder: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+pub(super) fn sim_error(folder: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
     move |error| {
         cmw_upgrade_core::Error::io("lay out the simulated servers in", folder, error).into()
     }
 }
 
+/// The simulated servers the options ask for, laid out in `folder`.
+pub(super) fn simulation(
+    args: &DemoArgs,
+    folder: &std::path::Path,
+) -> Result<Simulation, CliError> {
+    let failure = args.fail_upgrade.map(|failure| match failure {
+        FailureArg::Error => Failure::Error,
+        FailureArg::Hang => Failure::Hang,
+        FailureArg::Crash => Failure::Crash,
+    });
+    Simulation::create(
+        folder,
+        &SimOptions {
+            family: args.family,
+            instance: args.instance.to_string(),
+            failure,
+            upgrade_seconds: args.upgrade_time.as_secs_f64(),
+            service_program: std::env::current_exe()?,
+            gateway_fails_once: true,
+        },
+    )
+    .map_err(sim_error(folder))
+}
+
 pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitStatus, CliError> {
     let folder = demo_folder(args.keep.as_ref())?;
-    let outcome = demo_in(global, &args, &folder);
+    let outcome = if args.over_ssh {
+        super::demo_ssh::demo_in(global, &args, &folder)
+    } else {
+        demo_in(global, &args, &folder)
+    };
     if args.keep.is_none() {
         let _ = std::fs::remove_dir_all(&folder);
     }
@@ -93,24 +132,8 @@ fn demo_in(
     args: &DemoArgs,
     folder: &std::path::Path,
 ) -> Result<ExitStatus, CliError> {
-    let failure = args.fail_upgrade.map(|failure| match failure {
-        FailureArg::Error => Failure::Error,
-        FailureArg::Hang => Failure::Hang,
-        FailureArg::Crash => Failure::Crash,
-    });
     let upgrade_seconds = args.upgrade_time.as_secs_f64();
-    let sim = Simulation::create(
-        folder,
-        &SimOptions {
-            family: args.family,
-            instance: args.instance.to_string(),
-            failure,
-            upgrade_seconds,
-            service_program: std::env::current_exe()?,
-            gateway_fails_once: true,
-        },
-    )
-    .map_err(sim_error(folder))?;
+    let sim = simulation(args, folder)?;
     let mut printer = ProgressPrinter::new(global.json);
     if !global.json {
         eprintln!(
@@ -158,6 +181,8 @@ fn demo_in(
         commands,
         error: None,
         error_kind: None,
+        server: None,
+        destination: None,
     };
     printer.show(&cmw_upgrade_core::procedure::Event::StepFinished {
         name: backup_step.name.clone(),
@@ -228,6 +253,7 @@ fn demo_in(
         family: args.family,
         instance: args.instance.to_string(),
         folder: args.keep.clone(),
+        servers: None,
         steps,
         next,
     };
@@ -239,23 +265,45 @@ fn demo_in(
     Ok(exit)
 }
 
-fn print_text(report: &DemoReport) -> Result<(), CliError> {
+pub(super) fn print_text(report: &DemoReport) -> Result<(), CliError> {
     let mut out = crate::output::stdout();
     writeln!(
         out,
-        "\nDemo on simulated {} servers: {}\n",
+        "\nDemo on simulated {} servers{}: {}\n",
         report.family.as_str(),
+        if report.servers.is_some() {
+            ", from a control point over ssh"
+        } else {
+            ""
+        },
         report.outcome.replace('_', " ")
     )?;
+    if let Some(servers) = &report.servers {
+        for (label, server) in [("old", &servers.old), ("new", &servers.new)] {
+            writeln!(
+                out,
+                "[{label} {}] sshd on 127.0.0.1:{}, the agent rooted at {}",
+                server.destination,
+                server.port,
+                server.root.display()
+            )?;
+        }
+        writeln!(out)?;
+    }
     for step in &report.steps {
         let status = step.status.as_str();
+        // `[old root@127.0.0.1:40123] ` when a control point drove the step.
+        let label = match (&step.server, &step.destination) {
+            (Some(server), Some(destination)) => format!("[{server} {destination}] "),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{:<18} {:<12} {:>6.1}s",
+            "{label}{:<18} {:<12} {:>6.1}s",
             step.name, status, step.seconds
         )?;
         for command in &step.commands {
-            writeln!(out, "    $ {command}")?;
+            writeln!(out, "    {label}$ {command}")?;
         }
         if let Some(error) = &step.error {
             writeln!(out, "    ! {error}")?;

@@ -5,6 +5,7 @@ mod cleanup;
 mod config;
 mod cutover;
 mod demo;
+mod demo_ssh;
 mod detect;
 mod logs;
 mod prune;

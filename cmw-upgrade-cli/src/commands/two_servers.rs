@@ -82,7 +82,7 @@ fn settings_of(args: &TwoServerArgs) -> Result<(TwoServerSettings, UpgradeSettin
 }
 
 /// Reaches a server, saying which on failure.
-fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError> {
+pub(super) fn connect(label: &str, spec: &ServerSpec) -> Result<Server, CliError> {
     Server::connect(spec).map_err(|error| {
         cmw_upgrade_core::Error::CheckFailed {
             what: format!(
@@ -176,7 +176,10 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     })
 }
 
-fn print_preflight(out: &mut impl Write, preflight: &TwoServerPreflight) -> std::io::Result<()> {
+pub(super) fn print_preflight(
+    out: &mut impl Write,
+    preflight: &TwoServerPreflight,
+) -> std::io::Result<()> {
     writeln!(
         out,
         "Preflight (the old database: {} MiB):",
