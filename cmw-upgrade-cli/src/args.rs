@@ -670,6 +670,11 @@ pub struct DemoArgs {
     /// (needs openssh-server), the agent there, the bundle sent between them.
     #[arg(long, conflicts_with = "setup_only")]
     pub over_ssh: bool,
+
+    /// Stop what a simulation kept in DIR still runs (its services and nginx, started
+    /// by a rehearsal after --setup-only); the files stay.
+    #[arg(long, value_name = "DIR", exclusive = true)]
+    pub teardown: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

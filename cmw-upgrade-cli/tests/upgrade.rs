@@ -945,4 +945,18 @@ fn cleanup_removes_what_a_finished_run_kept() {
         stderr(&with_bundle)
     );
     assert!(!root.join(bundle.trim_start_matches('/')).exists());
+    // What the rehearsal started stops with `demo --teardown`.
+    let site = format!("127.0.0.1:{}", rehearsal.setup["port"]);
+    assert!(std::net::TcpStream::connect(&site).is_ok(), "the site runs");
+    let teardown = bin()
+        .args(["demo", "--teardown"])
+        .arg(rehearsal.dir.path().join("sim"))
+        .output()
+        .unwrap();
+    assert_eq!(teardown.status.code(), Some(0), "{}", stderr(&teardown));
+    assert!(stdout(&teardown).contains("Stopped nginx, comindwareprod"));
+    assert!(
+        std::net::TcpStream::connect(&site).is_err(),
+        "nginx stopped"
+    );
 }

@@ -14,7 +14,7 @@ use super::upgrade::ProgressPrinter;
 use crate::args::{DemoArgs, FailureArg, GlobalArgs, SimulatedServiceArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
+use crate::output::print_outcome;
 
 #[derive(Serialize)]
 pub(super) struct DemoStep {
@@ -61,6 +61,9 @@ pub(super) struct DemoReport {
     pub(super) servers: Option<super::demo_ssh::DemoServers>,
     pub(super) steps: Vec<DemoStep>,
     pub(super) next: String,
+    /// What a person must decide (the config migration's notes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) to_do: Vec<cmw_upgrade_core::config::migrate::HandNote>,
 }
 
 /// The simulation's folder: `--keep DIR` (empty or new), or a private temp folder.
@@ -115,6 +118,9 @@ pub(super) fn simulation(
 }
 
 pub fn run(global: &GlobalArgs, args: DemoArgs) -> Result<ExitStatus, CliError> {
+    if let Some(folder) = &args.teardown {
+        return teardown(global, folder);
+    }
     let folder = demo_folder(args.keep.as_ref())?;
     let outcome = if args.over_ssh {
         super::demo_ssh::demo_in(global, &args, &folder)
@@ -215,10 +221,10 @@ fn demo_in(
             "port": settings.port,
         });
         if global.json {
-            print_json(&setup)?;
+            print_outcome(&setup, true, true)?;
         } else {
             println!(
-                "Laid out in {}. Rehearse with:\n  PATH={}:$PATH cmw-upgrade --root {} run --instance {} --bundle {} --distribution {} --prerequisites {} --port {}",
+                "Laid out in {}. Rehearse with:\n  PATH={}:$PATH cmw-upgrade --root {} run --instance {} --bundle {} --distribution {} --prerequisites {} --port {}\nStop what the rehearsal starts (the simulated services, nginx) with:\n  cmw-upgrade demo --teardown {}",
                 sim.dir.display(),
                 sim.bin.display(),
                 sim.new_root.display(),
@@ -226,7 +232,8 @@ fn demo_in(
                 settings.bundle,
                 settings.distribution,
                 settings.prerequisites,
-                settings.port
+                settings.port,
+                sim.dir.display()
             );
         }
         return Ok(ExitStatus::Success);
@@ -238,6 +245,7 @@ fn demo_in(
     let report = run_upgrade(&recorder, &settings, &mut |event| printer.show(event))?;
     let mut steps = vec![backup_step];
     steps.extend(report.steps.iter().map(DemoStep::from));
+    let to_do = report.to_do.clone();
     let (outcome, next, exit) = if report.outcome == "upgraded" {
         ("upgraded", report.next.clone(), ExitStatus::Success)
     } else {
@@ -256,13 +264,20 @@ fn demo_in(
         servers: None,
         steps,
         next,
+        to_do,
     };
-    if global.json {
-        print_json(&report)?;
-    } else {
-        print_text(&report)?;
-    }
+    print_report(global, &report)?;
     Ok(exit)
+}
+
+/// The demo's report: JSON (with `ok` and `changed`: the simulated servers
+/// changed) or text.
+pub(super) fn print_report(global: &GlobalArgs, report: &DemoReport) -> Result<(), CliError> {
+    if global.json {
+        print_outcome(report, report.outcome == "upgraded", true)
+    } else {
+        print_text(report)
+    }
 }
 
 pub(super) fn print_text(report: &DemoReport) -> Result<(), CliError> {
@@ -310,6 +325,7 @@ pub(super) fn print_text(report: &DemoReport) -> Result<(), CliError> {
         }
     }
     writeln!(out, "\n{}", report.next)?;
+    crate::output::print_to_do(&mut out, &report.to_do)?;
     if let Some(folder) = &report.folder {
         writeln!(
             out,
@@ -318,6 +334,58 @@ pub(super) fn print_text(report: &DemoReport) -> Result<(), CliError> {
         )?;
     }
     Ok(())
+}
+
+/// `demo --teardown DIR`: stops what a kept simulation may still run (its
+/// platform services and nginx, started by a rehearsal run by hand after
+/// `--setup-only`); the files stay.
+fn teardown(global: &GlobalArgs, folder: &std::path::Path) -> Result<ExitStatus, CliError> {
+    let systemctl = folder.join("bin/systemctl");
+    if !systemctl.is_file() {
+        return Err(cmw_upgrade_core::Error::CheckFailed {
+            what: format!("stopping the simulation in {}", folder.display()),
+            details: "it is not a folder `demo --keep` laid out (no bin/systemctl there)"
+                .to_owned(),
+        }
+        .into());
+    }
+    let mut units = vec!["nginx".to_owned()];
+    for server in ["old-server", "new-server"] {
+        let disk = cmw_upgrade_core::disk::Disk::new(folder.join(server));
+        for found in cmw_upgrade_core::layout::configured_instances(&disk)? {
+            for unit in ["comindware", "apigateway", "adapterhost"] {
+                let unit = format!("{unit}{}", found.name);
+                if !units.contains(&unit) {
+                    units.push(unit);
+                }
+            }
+        }
+    }
+    let mut path = folder.join("bin").into_os_string();
+    if let Some(rest) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(rest);
+    }
+    let output = std::process::Command::new(&systemctl)
+        .arg("stop")
+        .args(&units)
+        .env("PATH", path)
+        .output()?;
+    if global.json {
+        print_outcome(
+            &serde_json::json!({ "folder": folder, "stopped": units }),
+            output.status.success(),
+            true,
+        )?;
+    } else {
+        writeln!(
+            crate::output::stdout(),
+            "Stopped {} in {} (the files stay; remove the folder when done).",
+            units.join(", "),
+            folder.display()
+        )?;
+    }
+    Ok(ExitStatus::Success)
 }
 
 pub fn simulated_service(

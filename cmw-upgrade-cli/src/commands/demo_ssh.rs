@@ -18,13 +18,12 @@ use cmw_upgrade_sim::sshd::{keygen, SimSshd};
 use cmw_upgrade_sim::Simulation;
 use serde::Serialize;
 
-use super::demo::{print_text, sim_error, simulation, DemoReport, DemoStep};
+use super::demo::{print_report, sim_error, simulation, DemoReport, DemoStep};
 use super::two_servers::{connect, print_preflight};
 use super::upgrade::ProgressPrinter;
 use crate::args::{DemoArgs, GlobalArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
-use crate::output::print_json;
 
 /// One simulated server as the control point reached it.
 #[derive(Serialize)]
@@ -294,12 +293,9 @@ pub(super) fn demo_in(
         }),
         steps,
         next,
+        to_do: report.run.to_do.clone(),
     };
-    if global.json {
-        print_json(&report)?;
-    } else {
-        print_text(&report)?;
-    }
+    print_report(global, &report)?;
     Ok(exit)
 }
 
