@@ -350,6 +350,20 @@ fn mistakes_and_unfit_servers_are_refused_before_anything_changes() {
         "/opt/distr/5.0-release-ru-5.0.77.prerequisites.redos.tar.gz",
     ]);
     assert_refused(&servers, &mut family, "rpm family");
+    // Two names of one machine (the same /etc/machine-id): the "new" server
+    // would be the old one.
+    for root in [servers.old_root(), servers.new_root()] {
+        fs::write(
+            root.join("etc/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .unwrap();
+    }
+    let mut same = servers.upgrade(&[]);
+    assert_refused(&servers, &mut same, "are the same machine");
+    for root in [servers.old_root(), servers.new_root()] {
+        fs::remove_file(root.join("etc/machine-id")).unwrap();
+    }
     // An instance the old server does not have.
     let mut instance = servers.upgrade(&["--instance", "nosuch"]);
     assert_refused(&servers, &mut instance, "[old] instance");
@@ -611,6 +625,13 @@ fn a_failed_upgrade_is_rolled_back_from_the_control_point() {
                 .join("database")
         )
     );
+    // The cause fixed, the same command starts a new run (a new bundle) and
+    // upgrades.
+    fs::remove_file(servers.new_root().join("../sim/failure")).unwrap();
+    let again = run(&mut servers.upgrade(&["--state", state_arg, "--json"]));
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    let report = json(&again);
+    assert_ne!(report["steps"][0]["artifacts"]["old_bundle"], bundle);
 }
 
 /// The new server's sshd stopped in the middle of the transfer (its

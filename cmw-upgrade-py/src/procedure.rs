@@ -335,6 +335,7 @@ pub(crate) fn upgrade<'py>(
         let report = run_two_servers(
             &servers,
             prepared,
+            &two,
             &settings,
             &mut |event| worker.send(event),
             worker.cancel,

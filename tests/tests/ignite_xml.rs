@@ -655,3 +655,16 @@ mod through_the_planner {
         assert_eq!(std::fs::read(new_root.path().join(IGNITE)).unwrap(), utf16);
     }
 }
+
+/// Found by `arbitrary_text_never_panics`: two byte-order marks before the
+/// first tag once shifted the reader's positions into the middle of one.
+#[test]
+fn two_byte_order_marks_do_not_misplace_tags() {
+    let _ =
+        cmw_upgrade_core::config::xml::migrate_ignite("Ignite.config", "\u{feff}\u{feff}<>", "");
+    let _ = cmw_upgrade_core::config::xml::migrate_ignite(
+        "Ignite.config",
+        "\u{feff}\u{feff}<beans><bean id=\"a\"/></beans>",
+        "\u{feff}<beans><bean id=\"a\"/></beans>",
+    );
+}

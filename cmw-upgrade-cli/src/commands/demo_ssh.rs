@@ -246,6 +246,7 @@ pub(super) fn demo_in(
     let report = run_two_servers(
         &servers,
         prepared,
+        &two,
         &settings,
         &mut |event| {
             share_hook(event, &sim, &control_point, &settings);

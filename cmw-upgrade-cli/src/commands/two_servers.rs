@@ -104,8 +104,15 @@ fn lock_new<'a>(
     new: &'a Server,
     instance: &InstanceName,
 ) -> Result<Option<RunLock<'a>>, CliError> {
+    // This machine named as the new server (`local`, or its own host name):
+    // its lock is the one this control point holds already.
+    let this_machine = spec.is_local()
+        || cmw_upgrade_core::procedure::two_servers::same_machine(
+            &cmw_upgrade_core::executor::LocalExecutor::new(&global.root),
+            new.executor(),
+        );
     let same_tree = global.state.is_none()
-        && spec.is_local()
+        && this_machine
         && std::path::Path::new(spec.root.as_deref().unwrap_or("/")) == global.root.as_path();
     if same_tree {
         return Ok(None);
@@ -128,10 +135,14 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     say_provisioned(global, "old", &old);
     let new = connect("new", &two.new)?;
     say_provisioned(global, "new", &new);
+    // Copying the agent to a server is a change there too.
+    let copied = [&old, &new].iter().any(|server| {
+        matches!(server, Server::Ssh(ssh) if ssh.provisioned().is_some_and(|copy| copy.copied))
+    });
     if args.plan {
         let plan = plan_two_servers(&old, &new, &two, &settings)?;
         if global.json {
-            print_outcome(&plan, true, false)?;
+            print_outcome(&plan, true, copied)?;
         } else {
             print_plan(&plan)?;
         }
@@ -155,6 +166,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     let report = run_two_servers(
         &servers,
         prepared,
+        &two,
         &settings,
         &mut |event| {
             ran_a_step |= matches!(event, Event::StepStarted { .. });
@@ -165,7 +177,7 @@ pub fn upgrade(global: &GlobalArgs, args: TwoServerArgs) -> Result<ExitStatus, C
     )?;
     let upgraded = report.run.outcome == "upgraded";
     if global.json {
-        print_outcome(&report, upgraded, ran_a_step)?;
+        print_outcome(&report, upgraded, ran_a_step || copied)?;
     } else {
         print_report(&report)?;
     }

@@ -806,17 +806,19 @@ pub fn receive_bundle_expecting(
     // One receiver per folder: a transfer left running by a killed control
     // point must not write the same files as its rerun. The kernel drops the
     // lock with the process.
-    if let Err(error) =
-        rustix::fs::flock(&top, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-    {
-        return Err(if error == Errno::WOULDBLOCK {
-            Error::Locked {
+    match rustix::fs::flock(&top, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => {
+            return Err(Error::Locked {
                 path: dest.to_path_buf(),
                 holder: "another transfer is writing into it".to_owned(),
-            }
-        } else {
-            Error::io("lock", dest, error.into())
-        });
+            })
+        }
+        // A file system that cannot lock a folder (NFS emulates flock with
+        // byte-range locks, which need a file open for writing): the transfer
+        // goes on unlocked, as it did before this lock existed.
+        Err(Errno::BADF | Errno::NOLCK | Errno::OPNOTSUPP | Errno::INVAL) => {}
+        Err(error) => return Err(Error::io("lock", dest, error.into())),
     }
     let receiver = Receiver {
         dest,

@@ -264,15 +264,22 @@ impl SshExecutor {
         let argv = self.master.remote_argv(argv);
         let mut command = std::process::Command::new(&argv[0]);
         command.args(&argv[1..]);
+        // The starter's pid, to tell in the child whether it died before the
+        // signal was asked for (then the child must not run on).
+        let starter = rustix::process::getpid();
         // SAFETY: the closure runs in the child between fork and exec, and
-        // only makes one prctl(2) call, which is async-signal-safe; it
-        // allocates nothing and touches no lock.
+        // only makes prctl(2) and getppid(2) calls, which are
+        // async-signal-safe; it allocates nothing and touches no lock.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 rustix::process::set_parent_process_death_signal(Some(
                     rustix::process::Signal::KILL,
                 ))
-                .map_err(std::io::Error::from)
+                .map_err(std::io::Error::from)?;
+                if rustix::process::getppid() != Some(starter) {
+                    return Err(std::io::Error::other("the starter died"));
+                }
+                Ok(())
             });
         }
         command

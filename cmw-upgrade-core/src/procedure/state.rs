@@ -339,7 +339,16 @@ impl Executor for StateFolder {
         self.inner.write_file(&self.map(path)?, content, mode)
     }
     fn create_dir_all(&self, path: &str) -> Result<()> {
-        self.inner.create_dir_all(&self.map(path)?)
+        use std::os::unix::fs::PermissionsExt;
+        let mapped = self.map(path)?;
+        self.inner.create_dir_all(&mapped)?;
+        // The admin's own folder, holding the run's state: theirs alone.
+        let root = self.inner.root().to_path_buf();
+        for folder in [root.join(mapped.trim_start_matches('/')), root] {
+            std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))
+                .map_err(|error| Error::io("make private", &folder, error))?;
+        }
+        Ok(())
     }
     fn copy(&self, _from: &str, _to: &str) -> Result<()> {
         self.refuse("copy")

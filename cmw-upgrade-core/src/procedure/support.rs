@@ -137,8 +137,14 @@ pub fn gather_support_files(
         folders.push(("kept-logs".to_owned(), kept.to_owned()));
     }
     for (prefix, folder) in folders {
-        let names = match exec.names_of_kind(&folder, NodeKind::File) {
-            Ok(names) => names,
+        // The log folder is the service account's: a link it planted there
+        // (to /etc/shadow, a key) is not followed into the archive.
+        let names: Vec<String> = match exec.list_dir(&folder) {
+            Ok(entries) => entries
+                .into_iter()
+                .filter(|entry| entry.kind == NodeKind::File && !entry.link)
+                .map(|entry| entry.name)
+                .collect(),
             Err(error) => {
                 missing.push(format!("{prefix}: {}", mask(&error.to_string())));
                 continue;

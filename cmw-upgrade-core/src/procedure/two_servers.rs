@@ -198,6 +198,20 @@ impl TwoServerPreflight {
     }
 }
 
+/// Whether two executors reach the same machine, by its `/etc/machine-id`
+/// (names cannot tell: an address, a host name and an ssh alias may all be
+/// one machine). Unknown (no machine-id on either) is not the same.
+pub fn same_machine(a: &dyn Executor, b: &dyn Executor) -> bool {
+    let id = |exec: &dyn Executor| {
+        exec.read_file("/etc/machine-id")
+            .ok()
+            .flatten()
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+            .filter(|id| !id.is_empty())
+    };
+    matches!((id(a), id(b)), (Some(a), Some(b)) if a == b)
+}
+
 /// Adds a `free_space` check per file system of `report`: the sum of what
 /// the run will put on it, against what is free there.
 fn check_space(report: &mut PreflightReport, needs: &[(&str, u64, String)]) {
@@ -480,7 +494,19 @@ pub fn preflight_both(
             ],
         );
     }
-    if two.old.same_server(&two.new) {
+    if same_machine(old.executor(), new.executor()) {
+        new_report.checks.push(PreflightCheck {
+            name: "servers".to_owned(),
+            ok: false,
+            detail: format!(
+                "{} and {} are the same machine (the same /etc/machine-id): the new server \
+                 would be the old one",
+                two.old.display(),
+                two.new.display()
+            ),
+            fix: Some("name the second server with --new".to_owned()),
+        });
+    } else if two.old.same_server(&two.new) {
         new_report.checks.push(PreflightCheck {
             name: "servers".to_owned(),
             ok: false,
@@ -735,6 +761,30 @@ impl TwoServerSteps<'_> {
             },
             cancel,
         )?;
+        // The direct route reaches the new server by the old one's ssh, which
+        // may name another machine: the bundle must be where this run looks.
+        let arrived = self
+            .servers
+            .new
+            .executor()
+            .read_file(&manifest)?
+            .map(|bytes| blake3::hash(&bytes).to_hex().to_string());
+        if arrived.as_deref() != Some(old_hash.as_str()) {
+            return Err(Error::CheckFailed {
+                what: format!("finding the sent bundle on the new server ({manifest})"),
+                details: format!(
+                    "it is {} there after the transfer ({}): the old server's ssh reached \
+                     another machine by that name; rerun with --route through-here, or give \
+                     --direct-ssh-option HostName=<the new server's address>",
+                    if arrived.is_some() {
+                        "another"
+                    } else {
+                        "missing"
+                    },
+                    report.route_reason
+                ),
+            });
+        }
         if report.manifest_blake3 != old_hash {
             return Err(Error::SourceChanged {
                 path: PathBuf::from(&manifest),
@@ -972,6 +1022,7 @@ pub fn prepare_two_servers(
 pub fn run_two_servers(
     servers: &TwoServerRun<'_>,
     prepared: PreparedRun,
+    two: &TwoServerSettings,
     given: &UpgradeSettings,
     events: EventSink<'_>,
     cancel: &Cancel,
@@ -980,25 +1031,28 @@ pub fn run_two_servers(
         mut state,
         preflight,
     } = prepared;
-    if preflight.is_some() {
-        // Prepared as new: nothing may have been recorded since (another
-        // control point started meanwhile).
-        if let Some(now) = RunState::load(servers.store, &given.instance)? {
-            if now
-                .steps
-                .iter()
-                .any(|step| step.status != StepStatus::Pending)
-            {
-                return Err(Error::StateConflict {
-                    details: format!(
-                        "another run of {} was recorded here while this one prepared; see                          `cmw-upgrade status --instance {}`",
-                        given.instance, given.instance
-                    ),
-                });
-            }
-        }
+    // The caller took the locks after the preparation: what is recorded now
+    // must be what was prepared from (no other run slipped in between).
+    let now = RunState::load(servers.store, &given.instance)?;
+    let unchanged = match (&preflight, &now) {
+        // Prepared as new: nothing to resume may have been recorded since.
+        (Some(_), Some(now)) => now
+            .steps
+            .iter()
+            .all(|step| matches!(step.status, StepStatus::Pending | StepStatus::RolledBack)),
+        (Some(_), None) => true,
+        (None, now) => now.as_ref() == Some(&state),
+    };
+    if !unchanged {
+        return Err(Error::StateConflict {
+            details: format!(
+                "the run of {} recorded here changed while this one prepared (another run?); \
+                 see `cmw-upgrade status --instance {}`, then run again",
+                given.instance, given.instance
+            ),
+        });
     }
-    let (Some(mut settings), Some(recorded)) = (state.settings.clone(), state.servers.clone())
+    let (Some(mut settings), Some(mut recorded)) = (state.settings.clone(), state.servers.clone())
     else {
         return Err(Error::StateConflict {
             details: "the run state has no settings or servers (written by another version); \
@@ -1011,6 +1065,13 @@ pub fn run_two_servers(
     settings.health_timeout_seconds = given.health_timeout_seconds;
     settings.fix_config = given.fix_config;
     state.settings = Some(settings.clone());
+    // So are how the bundle travels and what a backup may accept: the errors
+    // that stop a run name these options as the way on.
+    recorded.settings.route = two.route;
+    recorded.settings.direct_ssh_options = two.direct_ssh_options.clone();
+    recorded.settings.backup_method = two.backup_method;
+    recorded.settings.accept_crash_consistent = two.accept_crash_consistent;
+    state.servers = Some(recorded.clone());
     let new_recorder = Recording::new(servers.new.executor());
     let table = TwoServerSteps {
         old: Recording::new(servers.old.executor()),
@@ -1100,7 +1161,10 @@ pub fn plan_two_servers(
     );
     let quote = crate::executor::shell_quote;
     let method = match two.backup_method {
-        Some(BackupMethod::Copy) => "--method copy --accept-crash-consistent".to_owned(),
+        Some(BackupMethod::Copy) if two.accept_crash_consistent => {
+            "--method copy --accept-crash-consistent".to_owned()
+        }
+        Some(BackupMethod::Copy) => "--method copy".to_owned(),
         Some(_) => "--method snapshot".to_owned(),
         None => "(a snapshot if the instance runs, else a copy)".to_owned(),
     };

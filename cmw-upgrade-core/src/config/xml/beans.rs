@@ -499,11 +499,10 @@ impl Parser<'_> {
 /// # Errors
 /// [`Error::ConfigParse`] with the line when the text is not well-formed XML.
 pub fn parse_beans(file: &str, text: &str) -> Result<BeanDocument> {
-    let body_offset = if text.starts_with('\u{feff}') {
-        '\u{feff}'.len_utf8()
-    } else {
-        0
-    };
+    // The reader skips a byte-order mark at the start of what it is given
+    // and counts positions after it: every leading one is skipped here, so
+    // its positions are this text's (a second mark once misplaced them).
+    let body_offset = text.len() - text.trim_start_matches('\u{feff}').len();
     let mut parser = Parser {
         text,
         lines: Lines::new(text),
