@@ -708,27 +708,16 @@ pub fn read_saved_state(
     executor: &dyn Executor,
     instance: &InstanceName,
 ) -> Result<Option<SavedDnsState>> {
-    let path = saved_state_path(instance);
-    let Some(bytes) = executor.read_file(&path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|error| Error::StateConflict {
-            details: format!(
-                "{path} does not read as a saved dns cut-over state ({error}); move it aside and \
-                 check the records by hand"
-            ),
-        })
+    super::read_saved(
+        executor,
+        &saved_state_path(instance),
+        "dns cut-over",
+        "check the records by hand",
+    )
 }
 
 fn write_saved_state(executor: &dyn Executor, path: &str, saved: &SavedDnsState) -> Result<()> {
-    let json = serde_json::to_vec_pretty(saved).map_err(|error| Error::Internal {
-        details: format!("the saved state does not serialize: {error}"),
-    })?;
-    let folder = path.rsplit_once('/').map_or("/", |(folder, _)| folder);
-    executor.create_dir_all(folder)?;
-    executor.write_file(path, &json, 0o600)
+    super::write_saved(executor, path, saved)
 }
 
 /// The primary, its address, and the zone's serial.

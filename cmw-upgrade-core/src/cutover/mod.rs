@@ -434,6 +434,48 @@ pub fn plan_revert(rows: &[ServerState], saved: &SavedState, drain: Duration) ->
     Ok(steps)
 }
 
+/// Reads a method's saved state at `path`; `None` when there is none.
+/// `what` names it and `by_hand` says what to do when it does not read.
+///
+/// # Errors
+/// [`Error::StateConflict`] when it does not read.
+pub(crate) fn read_saved<T: serde::de::DeserializeOwned>(
+    executor: &dyn Executor,
+    path: &str,
+    what: &str,
+    by_hand: &str,
+) -> Result<Option<T>> {
+    let Some(bytes) = executor.read_file(path)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| Error::StateConflict {
+            details: format!(
+                "{path} does not read as a saved {what} state ({error}); move it aside and \
+                 {by_hand}"
+            ),
+        })
+}
+
+/// Writes a method's saved state at `path` (0600, atomically, its folder
+/// made first), through the executor.
+///
+/// # Errors
+/// What writing reports.
+pub(crate) fn write_saved<T: Serialize>(
+    executor: &dyn Executor,
+    path: &str,
+    saved: &T,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(saved).map_err(|error| Error::Internal {
+        details: format!("the saved state does not serialize: {error}"),
+    })?;
+    let folder = path.rsplit_once('/').map_or("/", |(folder, _)| folder);
+    executor.create_dir_all(folder)?;
+    executor.write_file(path, &json, 0o600)
+}
+
 /// Reads the saved state; `None` when there is none.
 ///
 /// # Errors
@@ -442,18 +484,12 @@ pub fn read_saved_state(
     executor: &dyn Executor,
     instance: &InstanceName,
 ) -> Result<Option<SavedState>> {
-    let path = saved_state_path(instance);
-    let Some(bytes) = executor.read_file(&path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|error| Error::StateConflict {
-            details: format!(
-                "{path} does not read as a saved cut-over state ({error}); move it aside and set \
-             the servers by hand with the runtime API"
-            ),
-        })
+    read_saved(
+        executor,
+        &saved_state_path(instance),
+        "cut-over",
+        "set the servers by hand with the runtime API",
+    )
 }
 
 fn two_rows(rows: &[ServerState], target: &HaproxyTarget) -> Vec<ServerState> {
@@ -769,12 +805,7 @@ fn run_step(
                 servers: two_rows(rows, target),
                 config_disabled,
             };
-            let json = serde_json::to_vec_pretty(&saved).map_err(|error| Error::Internal {
-                details: format!("the saved state does not serialize: {error}"),
-            })?;
-            let folder = path.rsplit_once('/').map_or("/", |(folder, _)| folder);
-            executor.create_dir_all(folder)?;
-            executor.write_file(path, &json, 0o600)?;
+            write_saved(executor, path, &saved)?;
             Ok(None)
         }
         Step::SetState { server, state, .. } => {

@@ -378,18 +378,12 @@ pub fn read_saved_state(
     executor: &dyn Executor,
     instance: &InstanceName,
 ) -> Result<Option<SavedNginxState>> {
-    let path = saved_state_path(instance);
-    let Some(bytes) = executor.read_file(&path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|error| Error::StateConflict {
-            details: format!(
-                "{path} does not read as a saved nginx cut-over state ({error}); move it aside \
-                 and restore the site from its .cmw-upgrade.*.bak copy by hand"
-            ),
-        })
+    super::read_saved(
+        executor,
+        &saved_state_path(instance),
+        "nginx cut-over",
+        "restore the site from its .cmw-upgrade.*.bak copy by hand",
+    )
 }
 
 fn same_target(saved: &NginxTarget, now: &NginxTarget) -> bool {
@@ -988,12 +982,7 @@ impl Session<'_> {
                 Ok(Some("nginx -t passes".to_owned()))
             }
             NginxStep::SaveState { path } => {
-                let json = serde_json::to_vec_pretty(saved).map_err(|error| Error::Internal {
-                    details: format!("the saved state does not serialize: {error}"),
-                })?;
-                let folder = path.rsplit_once('/').map_or("/", |(folder, _)| folder);
-                executor.create_dir_all(folder)?;
-                executor.write_file(path, &json, 0o600)?;
+                super::write_saved(executor, path, saved)?;
                 Ok(None)
             }
             NginxStep::WriteSite { path, backup } => {
