@@ -281,11 +281,16 @@ pub fn rollback(
     global: &GlobalArgs,
     instance: &InstanceName,
     servers: &RecordedServers,
+    force: bool,
 ) -> Result<ExitStatus, CliError> {
     let store = super::state_store(global);
     let new = connect("new", &servers.settings.new)?;
     let _here = RunLock::acquire(store.as_ref(), instance)?;
     let _there = lock_new(global, &servers.settings.new, &new, instance)?;
+    if let Some(now) = cmw_upgrade_core::procedure::state::RunState::load(store.as_ref(), instance)?
+    {
+        super::upgrade::refuse_finished(&now, instance, force)?;
+    }
     let mut printer = ProgressPrinter::for_global(global);
     let report = rollback_two_servers(store.as_ref(), &new, instance, &mut |event| {
         printer.show(event)

@@ -466,21 +466,51 @@ pub fn rollback(global: &GlobalArgs, args: RollbackArgs) -> Result<ExitStatus, C
     };
     confirm_rollback(&state, &args)?;
     if let Some(servers) = &state.servers {
-        return super::two_servers::rollback(global, &args.instance, servers);
+        return super::two_servers::rollback(global, &args.instance, servers, args.force);
     }
     super::refuse_state_folder(global)?;
     let local = LocalExecutor::new(&global.root);
     let _lock = RunLock::acquire(&local, &args.instance)?;
+    if let Some(now) = RunState::load(&local, &args.instance)? {
+        refuse_finished(&now, &args.instance, args.force)?;
+    }
     let recorder = Recording::new(&local);
     let mut printer = ProgressPrinter::for_global(global);
     let report = rollback_upgrade(&recorder, &args.instance, &mut |event| printer.show(event))?;
     print_rollback(global, &report, "")
 }
 
+/// A finished run may have traffic on it: its rollback needs `--force`.
+/// Checked before asking, and again under the lock (a run that finished
+/// meanwhile).
+pub(super) fn refuse_finished(
+    state: &RunState,
+    instance: &cmw_upgrade_core::InstanceName,
+    force: bool,
+) -> Result<(), CliError> {
+    let finished = state
+        .steps
+        .iter()
+        .all(|step| step.status == StepStatus::Done);
+    if finished && !force {
+        return Err(cmw_upgrade_core::Error::CheckFailed {
+            what: format!("rolling back {instance} (nothing was changed)"),
+            details: "every step of the run is done: DNS or the upstream proxy may already send \
+                      traffic to this instance, and a rollback would stop it and drop what was \
+                      written since. Switch traffic back to the old server first; then pass \
+                      --force"
+                .to_owned(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// A rollback stops production: refused for a finished run without
 /// `--force` (traffic may be on it), asked on a terminal, and needs `--yes`
 /// elsewhere.
 fn confirm_rollback(state: &RunState, args: &RollbackArgs) -> Result<(), CliError> {
+    refuse_finished(state, &args.instance, args.force)?;
     let refuse = |details: String| -> CliError {
         cmw_upgrade_core::Error::CheckFailed {
             what: format!("rolling back {} (nothing was changed)", args.instance),
@@ -488,18 +518,6 @@ fn confirm_rollback(state: &RunState, args: &RollbackArgs) -> Result<(), CliErro
         }
         .into()
     };
-    let finished = state
-        .steps
-        .iter()
-        .all(|step| step.status == StepStatus::Done);
-    if finished && !args.force {
-        return Err(refuse(
-            "every step of the run is done: DNS or the upstream proxy may already send traffic \
-             to this instance, and a rollback would stop it and drop what was written since. \
-             Switch traffic back to the old server first; then pass --force"
-                .to_owned(),
-        ));
-    }
     let where_ = match &state.servers {
         Some(servers) => format!("the new server {}", servers.settings.new.display()),
         None => "this server".to_owned(),
