@@ -43,11 +43,10 @@ struct Summary<'a> {
 
 /// Gathers the support files of `instance` on the server `exec` reaches,
 /// with the run's `state` when one is recorded. Never fails for a part that
-/// cannot be read (the summary lists it); fails only when the instance name
-/// is unusable.
+/// cannot be read: the summary lists it.
 ///
 /// # Errors
-/// Only what building the summary reports.
+/// [`crate::Error::Internal`] when the summary does not serialize.
 pub fn gather_support_files(
     exec: &dyn Executor,
     instance: &InstanceName,
