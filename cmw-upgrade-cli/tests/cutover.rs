@@ -10,11 +10,10 @@ use std::time::Duration;
 mod util;
 
 use cmw_upgrade_core::cutover::{self, CutoverOptions, HaproxyTarget};
-use cmw_upgrade_core::executor::{
-    CommandSpec, DirEntry, Executor, LocalExecutor, LockGuard, ServerRead, ToolAction, ToolOutcome,
-};
+use cmw_upgrade_core::executor::{Executor, LocalExecutor, ToolAction};
 use cmw_upgrade_core::InstanceName;
 use cmw_upgrade_tests::haproxy::{http_get, Load, LoadReport, TestBackend, TestHaproxy};
+use cmw_upgrade_tests::tripwire::Tripwire;
 use util::{cmw, cmw_in, json, stderr};
 
 /// The longest a load runs: far beyond a switch, so only a hung test meets it.
@@ -324,69 +323,19 @@ fn a_config_haproxy_refuses_is_never_written() {
     assert!(!rig.saved_state().exists());
 }
 
-/// Forwards to a local executor and dies (panics) when asked to drain the
-/// old server: a crash after the state was saved and the new server set ready.
-struct CrashAtDrain(LocalExecutor);
-
-impl ServerRead for CrashAtDrain {
-    fn read_file(&self, path: &str) -> cmw_upgrade_core::Result<Option<Vec<u8>>> {
-        self.0.read_file(path)
-    }
-    fn exists(&self, path: &str) -> cmw_upgrade_core::Result<bool> {
-        self.0.exists(path)
-    }
-    fn list_dir(&self, path: &str) -> cmw_upgrade_core::Result<Vec<DirEntry>> {
-        self.0.list_dir(path)
-    }
-    fn read_link(&self, path: &str) -> cmw_upgrade_core::Result<Option<String>> {
-        self.0.read_link(path)
-    }
-}
-
-impl Executor for CrashAtDrain {
-    fn execute(
-        &self,
-        command: &CommandSpec,
-    ) -> cmw_upgrade_core::Result<cmw_upgrade_core::exec::CommandOutput> {
-        self.0.execute(command)
-    }
-    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> cmw_upgrade_core::Result<()> {
-        self.0.write_file(path, content, mode)
-    }
-    fn create_dir_all(&self, path: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.create_dir_all(path)
-    }
-    fn copy(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.copy(from, to)
-    }
-    fn rename(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn remove(&self, path: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.remove(path)
-    }
-    fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> cmw_upgrade_core::Result<()> {
-        self.0.chown_tree(path, uid, gid)
-    }
-    fn lock(&self, path: &str) -> cmw_upgrade_core::Result<LockGuard<'_>> {
-        self.0.lock(path)
-    }
-    fn tool(&self, action: &ToolAction) -> cmw_upgrade_core::Result<ToolOutcome> {
-        if let ToolAction::HaproxyCommand { command, .. } = action {
-            assert!(
-                !command.ends_with("old state drain"),
-                "crash before the drain"
-            );
-        }
-        self.0.tool(action)
-    }
-}
-
 #[test]
 fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
     let rig = rig();
     let options = core_options(&rig, None);
-    let crashing = CrashAtDrain(LocalExecutor::new(rig.root.path()));
+    // A crash after the state was saved and the new server set ready.
+    let crashing = Tripwire::at_tool(
+        LocalExecutor::new(rig.root.path()),
+        "crash before the drain",
+        |action| {
+            matches!(action, ToolAction::HaproxyCommand { command, .. }
+                if command.ends_with("old state drain"))
+        },
+    );
     let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         cutover::apply(&crashing, &options)
     }));

@@ -14,12 +14,11 @@ mod util;
 
 use cmw_upgrade_core::cutover::nginx::{self, NginxOptions, NginxTarget};
 use cmw_upgrade_core::cutover::nginx_site::Endpoint;
-use cmw_upgrade_core::executor::{
-    CommandSpec, DirEntry, Executor, LocalExecutor, LockGuard, ServerRead, ToolAction, ToolOutcome,
-};
+use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::InstanceName;
 use cmw_upgrade_tests::haproxy::{Load, TestBackend};
 use cmw_upgrade_tests::nginx::{TestNginx, SITE};
+use cmw_upgrade_tests::tripwire::Tripwire;
 use util::{cmw_in, json, stderr};
 
 /// The longest a load runs: far beyond a switch, so only a hung test meets it.
@@ -426,62 +425,6 @@ fn the_resolver_driven_upstream_passes_nginx_t_and_reverts() {
     assert_eq!(rig.nginx.answers_become("old", RELOAD_LIMIT), ["old"; 4]);
 }
 
-/// Forwards to a local executor and dies (panics) when asked to reload
-/// nginx: a crash after the state was saved and the site written.
-struct CrashAtReload(LocalExecutor);
-
-impl ServerRead for CrashAtReload {
-    fn read_file(&self, path: &str) -> cmw_upgrade_core::Result<Option<Vec<u8>>> {
-        self.0.read_file(path)
-    }
-    fn exists(&self, path: &str) -> cmw_upgrade_core::Result<bool> {
-        self.0.exists(path)
-    }
-    fn list_dir(&self, path: &str) -> cmw_upgrade_core::Result<Vec<DirEntry>> {
-        self.0.list_dir(path)
-    }
-    fn read_link(&self, path: &str) -> cmw_upgrade_core::Result<Option<String>> {
-        self.0.read_link(path)
-    }
-}
-
-impl Executor for CrashAtReload {
-    fn execute(
-        &self,
-        command: &CommandSpec,
-    ) -> cmw_upgrade_core::Result<cmw_upgrade_core::exec::CommandOutput> {
-        assert!(
-            !command.argv.iter().any(|arg| arg == "reload"),
-            "crash before the reload"
-        );
-        self.0.execute(command)
-    }
-    fn write_file(&self, path: &str, content: &[u8], mode: u32) -> cmw_upgrade_core::Result<()> {
-        self.0.write_file(path, content, mode)
-    }
-    fn create_dir_all(&self, path: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.create_dir_all(path)
-    }
-    fn copy(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.copy(from, to)
-    }
-    fn rename(&self, from: &str, to: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.rename(from, to)
-    }
-    fn remove(&self, path: &str) -> cmw_upgrade_core::Result<()> {
-        self.0.remove(path)
-    }
-    fn chown_tree(&self, path: &str, uid: u32, gid: u32) -> cmw_upgrade_core::Result<()> {
-        self.0.chown_tree(path, uid, gid)
-    }
-    fn lock(&self, path: &str) -> cmw_upgrade_core::Result<LockGuard<'_>> {
-        self.0.lock(path)
-    }
-    fn tool(&self, action: &ToolAction) -> cmw_upgrade_core::Result<ToolOutcome> {
-        self.0.tool(action)
-    }
-}
-
 #[test]
 fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
     let rig = rig();
@@ -500,7 +443,12 @@ fn a_crash_mid_apply_is_reverted_from_the_saved_state() {
         proxy_url: None,
         stamp: "20261128T120000Z".into(),
     };
-    let crashing = CrashAtReload(LocalExecutor::new(rig.root.path()));
+    // A crash after the state was saved and the site written.
+    let crashing = Tripwire::at_command(
+        LocalExecutor::new(rig.root.path()),
+        "crash before the reload",
+        |command| command.argv.iter().any(|arg| arg == "reload"),
+    );
     let crash = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         nginx::apply(&crashing, &options)
     }));

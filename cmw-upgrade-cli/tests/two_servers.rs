@@ -26,17 +26,23 @@ struct TwoServers {
     new: TestSshd,
 }
 
+/// Simulated servers of `family` laid out in `dir/sim` (`demo --setup-only`);
+/// what it prints (roots, programs, tarballs, port).
+fn lay_out(dir: &Path, family: &str) -> Value {
+    let output = bin()
+        .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s"])
+        .args(["--family", family, "--keep"])
+        .arg(dir.join("sim"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    json(&output)
+}
+
 impl TwoServers {
     fn new(family: &str) -> TwoServers {
         let dir = tempfile::tempdir().unwrap();
-        let output = bin()
-            .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s"])
-            .args(["--family", family, "--keep"])
-            .arg(dir.path().join("sim"))
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-        let setup = json(&output);
+        let setup = lay_out(dir.path(), family);
         let path = format!(
             "SetEnv PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             setup["programs"].as_str().unwrap()
@@ -158,14 +164,7 @@ fn run(command: &mut Command) -> Output {
 /// bundle brought by hand) of a simulation of `family`, for comparison.
 fn local_run_end(family: &str) -> BTreeMap<String, String> {
     let dir = tempfile::tempdir().unwrap();
-    let output = bin()
-        .args(["demo", "--setup-only", "--json", "--upgrade-time", "1s"])
-        .args(["--family", family, "--keep"])
-        .arg(dir.path().join("sim"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let setup = json(&output);
+    let setup = lay_out(dir.path(), family);
     let root = PathBuf::from(setup["root"].as_str().unwrap());
     let text = |key: &str| setup[key].as_str().unwrap().to_owned();
     let run = bin()

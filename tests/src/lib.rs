@@ -11,6 +11,7 @@ pub mod bind;
 pub mod haproxy;
 pub mod nginx;
 pub mod sshd;
+pub mod tripwire;
 
 pub use cmw_upgrade_sim as sim;
 pub use cmw_upgrade_sim::fixtures::*;

@@ -431,24 +431,23 @@ pub fn preflight_both(
     let mut settings = settings.clone();
     if let Some(family) = new_report.family {
         settings.family = family;
+        // Both tarballs' size, read once: shown, and (unpacked) needed on disk.
+        let sizes: u64 = [&settings.distribution, &settings.prerequisites]
+            .iter()
+            .filter_map(|path| size_on(new.executor(), path))
+            .sum();
         let tarballs = match preflight_tarballs(new.executor(), &settings) {
-            Ok(()) => {
-                let sizes: u64 = [&settings.distribution, &settings.prerequisites]
-                    .iter()
-                    .filter_map(|path| size_on(new.executor(), path))
-                    .sum();
-                PreflightCheck {
-                    name: "tarballs".to_owned(),
-                    ok: true,
-                    detail: format!(
-                        "{} and {} are there, for the {family} family ({} MiB)",
-                        settings.distribution,
-                        settings.prerequisites,
-                        sizes / (1 << 20)
-                    ),
-                    fix: None,
-                }
-            }
+            Ok(()) => PreflightCheck {
+                name: "tarballs".to_owned(),
+                ok: true,
+                detail: format!(
+                    "{} and {} are there, for the {family} family ({} MiB)",
+                    settings.distribution,
+                    settings.prerequisites,
+                    sizes / (1 << 20)
+                ),
+                fix: None,
+            },
             Err(error) => PreflightCheck {
                 name: "tarballs".to_owned(),
                 ok: false,
@@ -460,11 +459,7 @@ pub fn preflight_both(
                 ),
             },
         };
-        let unpacked = [&settings.distribution, &settings.prerequisites]
-            .iter()
-            .filter_map(|path| size_on(new.executor(), path))
-            .sum::<u64>()
-            .saturating_mul(3);
+        let unpacked = sizes.saturating_mul(3);
         let tarballs_ok = tarballs.ok;
         new_report.checks.push(tarballs);
         if let (true, Some(old_version)) = (tarballs_ok, &old_version) {
