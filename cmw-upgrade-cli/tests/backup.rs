@@ -10,12 +10,13 @@ mod util;
 
 use cmw_upgrade_core::OsFamily;
 use cmw_upgrade_tests::{write_new_server, DatabaseSpec, ServerSpec};
-use util::{cmw, cmw_in, json, server, stderr, stdout};
+use util::{backups_in, cmw, cmw_in, json, server, server_path_of, stderr, stdout};
 
-/// `cmw-upgrade --root ROOT [--json] backup --instance prod --dest DEST`.
+/// `cmw-upgrade --root ROOT [--json] backup --instance prod --dest DEST`, DEST
+/// a path in the tree.
 fn backup_to(root: &Path, dest: &Path, json: bool) -> std::process::Output {
-    let dest = dest.to_str().unwrap();
-    let mut args = vec!["backup", "--instance", "prod", "--dest", dest];
+    let dest = server_path_of(root, dest);
+    let mut args = vec!["backup", "--instance", "prod", "--dest", &dest];
     if json {
         args.insert(0, "--json");
     }
@@ -31,9 +32,10 @@ fn keys(value: &serde_json::Value) -> Vec<String> {
 #[test]
 fn backup_verify_drift_and_restore_from_the_command_line() {
     let old = server(ServerSpec::default());
-    let work = tempfile::tempdir().unwrap();
-    let bundle = work.path().join("prod-bundle");
-    let bundle_arg = bundle.to_str().unwrap();
+    let bundle = backups_in(old.path()).join("prod-bundle");
+    // Under --root a bundle is named by its server path; without, as it is.
+    let bundle_arg = "/srv/backups/prod-bundle";
+    let host_arg = bundle.to_str().unwrap().to_owned();
 
     let output = backup_to(old.path(), &bundle, false);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -41,8 +43,15 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     assert!(text.contains("crash-consistent"), "{text}");
     assert!(text.contains("cmw-upgrade backup verify"), "{text}");
 
-    let output = cmw(&["--json", "backup", "verify", bundle_arg]);
+    let output = cmw(&["--json", "backup", "verify", &host_arg]);
     assert_eq!(output.status.code(), Some(0));
+    let under_root = cmw_in(old.path(), &["--json", "backup", "verify", bundle_arg]);
+    assert_eq!(under_root.stdout, output.stdout, "the same bundle, named both ways");
+    let climbing = cmw_in(old.path(), &["backup", "verify", "/srv/../../etc"]);
+    assert_eq!(climbing.status.code(), Some(2), "{}", stderr(&climbing));
+    let relative = cmw_in(old.path(), &["backup", "verify", "srv/backups/prod-bundle"]);
+    assert_eq!(relative.status.code(), Some(2), "{}", stderr(&relative));
+    assert!(stderr(&relative).contains("absolute"), "{}", stderr(&relative));
     let report = json(&output);
     assert_eq!(
         keys(&report),
@@ -80,7 +89,7 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     );
 
     fs::write(bundle.join("database/db/extra.bin"), "x").unwrap();
-    let output = cmw(&["--json", "backup", "verify", bundle_arg]);
+    let output = cmw(&["--json", "backup", "verify", &host_arg]);
     assert_eq!(output.status.code(), Some(1), "damage means exit 1");
     assert_eq!(
         json(&output)["extra"],
@@ -94,6 +103,8 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     // A fresh database, as Ignite lays one out.
     fs::create_dir_all(new_database.join("db")).unwrap();
     fs::write(new_database.join("db/fresh.bin"), "fresh").unwrap();
+    // The bundle brought to the new server, at the same server path.
+    fs::rename(&bundle, backups_in(new.path()).join("prod-bundle")).unwrap();
     let output = cmw_in(new.path(), &["restore", bundle_arg, "--instance", "prod"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--replace"), "{}", stderr(&output));
@@ -123,7 +134,7 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
 fn errors_exit_2_and_leave_nothing_behind() {
     let old = server(ServerSpec::default());
     let work = tempfile::tempdir().unwrap();
-    let existing = work.path().join("existing");
+    let existing = backups_in(old.path()).join("existing");
     fs::create_dir(&existing).unwrap();
     let output = backup_to(old.path(), &existing, true);
     assert_eq!(output.status.code(), Some(2));
@@ -151,9 +162,8 @@ fn a_backup_killed_mid_copy_never_looks_finished_and_a_rerun_completes() {
         },
         ..ServerSpec::default()
     });
-    let work = tempfile::tempdir().unwrap();
-    let bundle = work.path().join("bundle");
-    let partial = work.path().join("bundle.partial");
+    let bundle = backups_in(old.path()).join("bundle");
+    let partial = bundle.with_extension("partial");
     let mut child = Command::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
         .args([
             "--root",
@@ -162,8 +172,8 @@ fn a_backup_killed_mid_copy_never_looks_finished_and_a_rerun_completes() {
             "--instance",
             "prod",
             "--dest",
+            "/srv/backups/bundle",
         ])
-        .arg(&bundle)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -224,14 +234,12 @@ fn import_turns_a_platform_backup_into_a_bundle() {
 #[test]
 fn a_terminal_gets_a_progress_line_and_help_teaches() {
     let old = server(ServerSpec::default());
-    let work = tempfile::tempdir().unwrap();
-    let bundle = work.path().join("bundle");
+    let bundle = backups_in(old.path()).join("bundle");
     // `script` gives the command a terminal; the progress line goes to stderr there.
     let command = format!(
-        "{} --root {} backup --instance prod --dest {}",
+        "{} --root {} backup --instance prod --dest /srv/backups/bundle",
         env!("CARGO_BIN_EXE_cmw-upgrade"),
         old.path().display(),
-        bundle.display()
     );
     let output = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
@@ -280,7 +288,7 @@ fn an_unreadable_file_names_the_path_and_leaves_nothing() {
     let secret = root.join("var/lib/comindware/prod/Database/db/marshaller/secret.bin");
     fs::write(&secret, "root only").unwrap();
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
-    let bundles = work.path().join("bundles");
+    let bundles = root.join("bundles");
     fs::create_dir(&bundles).unwrap();
     fs::set_permissions(&bundles, fs::Permissions::from_mode(0o777)).unwrap();
     let output = Command::new("setpriv")
@@ -289,7 +297,7 @@ fn an_unreadable_file_names_the_path_and_leaves_nothing() {
         .arg("--root")
         .arg(&root)
         .args(["backup", "--family", "deb", "--instance", "prod", "--dest"])
-        .arg(bundles.join("prod"))
+        .arg("/bundles/prod")
         .output()
         .unwrap();
     let message = stderr(&output);
@@ -331,7 +339,7 @@ fn backup_with_service(
         .arg("--root")
         .arg(root)
         .args(["backup", "--instance", "prod", "--dest"])
-        .arg(dest)
+        .arg(server_path_of(root, dest))
         .args(extra)
         .output()
         .unwrap()
@@ -342,7 +350,7 @@ fn backup_with_service(
 #[test]
 fn a_copy_of_a_running_instance_must_be_accepted_as_crash_consistent() {
     let old = server(ServerSpec::default());
-    let work = tempfile::tempdir().unwrap();
+    let work = tempfile::TempDir::new_in(backups_in(old.path())).unwrap();
 
     let refused = backup_with_service(old.path(), &work.path().join("a"), 0, &["--method", "copy"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));

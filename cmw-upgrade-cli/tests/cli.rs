@@ -9,7 +9,7 @@ use std::process::Output;
 
 use cmw_upgrade_tests::{upgrade_logs, DatabaseSpec, ServerSpec, UpgradeLogState};
 use serde_json::Value;
-use util::{backup_bundle, cmw, cmw_in, json, server, stderr, stdout};
+use util::{backup_bundle, backups_in, cmw, cmw_in, json, server, stderr, stdout};
 
 #[test]
 fn detect_reports_family_owner_and_layout() {
@@ -441,9 +441,15 @@ fn migrate_cmd(new: &Path, from: &str, args: &[&str]) -> Output {
     cmw_in(new, &full)
 }
 
-fn migration_servers() -> (tempfile::TempDir, tempfile::TempDir) {
-    let old = server(ServerSpec::default());
+/// Where the old server's files are on the new one in the migration tests
+/// (`--from` is a server path, placed under `--root` like every other).
+const OLD_FILES: &str = "/srv/old-server";
+
+/// The new server's tree, and in it (at [`OLD_FILES`]) the old server's files.
+fn migration_servers() -> (std::path::PathBuf, tempfile::TempDir) {
     let new = tempfile::tempdir().unwrap();
+    let old = new.path().join(OLD_FILES.trim_start_matches('/'));
+    cmw_upgrade_tests::write_server(&old, &ServerSpec::default()).unwrap();
     cmw_upgrade_tests::write_new_server(
         new.path(),
         "deb".parse().unwrap(),
@@ -476,7 +482,7 @@ fn snapshot(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 fn config_migrate_check_shows_diffs_and_writes_nothing() {
     let (old, new) = migration_servers();
     let before = snapshot(new.path());
-    let from = old.path().to_str().unwrap();
+    let from = OLD_FILES;
     let output = migrate_cmd(new.path(), from, &["--check"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
@@ -532,7 +538,7 @@ fn config_migrate_check_runs_nginx_t_on_the_candidate_site() {
     );
     fs::write(&site, text).unwrap();
     let before = snapshot(new.path());
-    let from = old.path().to_str().unwrap();
+    let from = OLD_FILES;
     let output = migrate_cmd(new.path(), from, &["--json", "--check"]);
     let report = json(&output);
     let errors = report["errors"].to_string();
@@ -547,7 +553,7 @@ fn config_migrate_check_runs_nginx_t_on_the_candidate_site() {
 #[test]
 fn config_migrate_writes_with_backups_then_changes_nothing() {
     let (old, new) = migration_servers();
-    let from = old.path().to_str().unwrap();
+    let from = OLD_FILES;
     let output = migrate_cmd(new.path(), from, &["--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report = json(&output);
@@ -575,12 +581,12 @@ fn config_migrate_writes_with_backups_then_changes_nothing() {
 fn config_migrate_errors_exit_2_and_write_nothing() {
     let (old, new) = migration_servers();
     fs::write(
-        old.path().join("var/www/prod/apigateway.yml"),
+        old.join("var/www/prod/apigateway.yml"),
         "cluster.name: other\n",
     )
     .unwrap();
     let before = snapshot(new.path());
-    let from = old.path().to_str().unwrap();
+    let from = OLD_FILES;
     let output = cmw_in(
         new.path(),
         &["config", "migrate", "--from", from, "--instance", "prod"],
@@ -840,14 +846,13 @@ fn instances_are_listed_and_a_missing_one_is_named() {
 #[test]
 fn a_migration_from_a_folder_without_old_files_is_refused() {
     let dir = server(ServerSpec::default());
-    let bundle = tempfile::tempdir().unwrap();
-    let dest = bundle.path().join("prod");
+    let dest = backups_in(dir.path()).join("prod");
     let made = backup_bundle(dir.path(), &dest);
     assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
     for (from, expected) in [
-        (dest.clone(), "it is a bundle: give its config folder"),
-        (dest.join("nosuch"), "it does not exist"),
-        (dest.join("database"), "give the bundle's config/ folder"),
+        ("/srv/backups/prod", "it is a bundle: give its config folder"),
+        ("/srv/backups/prod/nosuch", "it does not exist"),
+        ("/srv/backups/prod/database", "give the bundle's config/ folder"),
     ] {
         let output = cmw_in(
             dir.path(),
@@ -855,7 +860,7 @@ fn a_migration_from_a_folder_without_old_files_is_refused() {
                 "config",
                 "migrate",
                 "--from",
-                from.to_str().unwrap(),
+                from,
                 "--instance",
                 "prod",
             ],
@@ -871,8 +876,7 @@ fn a_migration_from_a_folder_without_old_files_is_refused() {
 #[test]
 fn progress_can_be_json_lines() {
     let dir = server(ServerSpec::default());
-    let bundle = tempfile::tempdir().unwrap();
-    let dest = bundle.path().join("prod");
+    backups_in(dir.path());
     let output = cmw_in(
         dir.path(),
         &[
@@ -883,7 +887,7 @@ fn progress_can_be_json_lines() {
             "--instance",
             "prod",
             "--dest",
-            dest.to_str().unwrap(),
+            "/srv/backups/prod",
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -916,10 +920,7 @@ fn every_json_answer_has_ok_and_changed_or_an_error() {
         &[
             "--json",
             "prune-caches",
-            dir.path()
-                .join("var/lib/comindware/prod/Database")
-                .to_str()
-                .unwrap(),
+            "/var/lib/comindware/prod/Database",
             "--check",
         ],
     ));

@@ -364,6 +364,47 @@ impl Error {
         }
     }
 
+    /// The file or folder the error is about, where it names one (for
+    /// callers that act on it: the Python module's `.path`, `.filename`).
+    pub fn path(&self) -> Option<String> {
+        let path = match self {
+            Error::PathOutsideRoot { path, .. } | Error::SystemFolder { path, .. } => {
+                return Some(path.clone())
+            }
+            Error::Io { path, .. }
+            | Error::ConfigParse { path, .. }
+            | Error::NotAFolder { path, .. }
+            | Error::NotEnoughSpace { path, .. }
+            | Error::AlreadyExists { path, .. }
+            | Error::Locked { path, .. }
+            | Error::SourceChanged { path, .. } => path,
+            Error::NoIgniteNodeFolder { target, .. } => target,
+            Error::BundleDamaged { bundle, .. } => bundle,
+            Error::UnknownAccount { file, .. } => file,
+            _ => return None,
+        };
+        Some(path.display().to_string())
+    }
+
+    /// The operating system's error number behind the error, where there is
+    /// one: the I/O error's own, or the one its kind stands for (a path in
+    /// the way is EEXIST, a full disk ENOSPC, a file where a folder was
+    /// expected ENOTDIR).
+    pub fn os_error_number(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } => source.raw_os_error().or(match source.kind() {
+                io::ErrorKind::NotFound => Some(libc::ENOENT),
+                io::ErrorKind::PermissionDenied => Some(libc::EACCES),
+                io::ErrorKind::AlreadyExists => Some(libc::EEXIST),
+                _ => None,
+            }),
+            Error::AlreadyExists { .. } => Some(libc::EEXIST),
+            Error::NotEnoughSpace { .. } => Some(libc::ENOSPC),
+            Error::NotAFolder { .. } => Some(libc::ENOTDIR),
+            _ => None,
+        }
+    }
+
     /// Wraps an I/O error with what was being done and to which path.
     pub fn io(action: &'static str, path: impl AsRef<Path>, source: io::Error) -> Self {
         Error::Io {

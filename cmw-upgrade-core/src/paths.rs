@@ -56,6 +56,30 @@ pub fn under_root(root: &Path, server_path: &str, origin: &str) -> Result<PathBu
     Ok(result)
 }
 
+/// A path a caller names for the server a command acts on (a bundle, a log
+/// folder, a database folder), as the CLI and the Python module read it: with
+/// root `/` it is used as given; under another root it must be absolute, and
+/// it is placed under that root as every path from a config is (`..` cannot
+/// climb out). One root thus moves a whole command onto a mounted copy or a
+/// test tree. `origin` names the argument in the error.
+///
+/// # Errors
+/// [`Error::PathOutsideRoot`] for a relative path, a path that is not UTF-8,
+/// or one that climbs above `/`, under a root other than `/`.
+pub fn server_path_argument(root: &Path, path: &Path, origin: &str) -> Result<PathBuf> {
+    if root == Path::new("/") {
+        return Ok(path.to_path_buf());
+    }
+    let Some(text) = path.to_str() else {
+        return Err(Error::PathOutsideRoot {
+            path: path.to_string_lossy().into_owned(),
+            origin: origin.to_owned(),
+            reason: "is not valid UTF-8",
+        });
+    };
+    under_root(root, text, origin)
+}
+
 /// A server path made safe: absolute, no `..`, no NUL; placed under `root`.
 ///
 /// # Errors

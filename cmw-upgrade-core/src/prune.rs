@@ -295,6 +295,16 @@ fn measure(
 /// that is not the one planned (nothing is removed through it); entries
 /// removed before stay removed (they are caches the platform rebuilds).
 pub fn apply_prune(plan: &PrunePlan) -> Result<PruneReport> {
+    apply_prune_until(plan, &crate::Cancel::new())
+}
+
+/// [`apply_prune`] that stops before the next cache entry once `cancel` is
+/// set (Ctrl-C in the Python module): the entries removed so far are caches
+/// the platform rebuilds, the data is untouched, and a rerun removes the rest.
+///
+/// # Errors
+/// As [`apply_prune`], and [`Error::Cancelled`] when stopped.
+pub fn apply_prune_until(plan: &PrunePlan, cancel: &crate::Cancel) -> Result<PruneReport> {
     let target = &plan.target;
     let handle = fd_walk::open_folder_following(target)
         .map_err(|error| Error::io("open", target, error.into()))?;
@@ -307,6 +317,15 @@ pub fn apply_prune(plan: &PrunePlan) -> Result<PruneReport> {
         }));
     }
     let outcomes = crate::parallel::parallel_map(&plan.entries, |entry| {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                left: format!(
+                    "pruning of {} stopped between cache folders; the data is untouched, \
+                     run it again to remove the rest",
+                    target.display()
+                ),
+            });
+        }
         let path = target.join(&entry.path);
         let parent = entry.path.parent().unwrap_or(Path::new(""));
         let Some(name) = entry.path.file_name() else {

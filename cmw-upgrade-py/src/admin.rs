@@ -103,8 +103,8 @@ pub(crate) fn check<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let instance = parse_instance(instance)?;
     let url = url.to_owned();
-    let report = py
-        .detach(move || core::health::smoke_check(&root, &instance, &url))
-        .map_err(core_error)?;
+    let report = crate::long_call::run_read_only_call(py, move || {
+        core::health::smoke_check(&root, &instance, &url)
+    })?;
     to_python(py, &report)
 }

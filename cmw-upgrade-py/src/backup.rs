@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use cmw_upgrade_core as core;
 use pyo3::prelude::*;
 
-use crate::convert::to_python;
+use crate::convert::{to_python, under_root_arg};
 use crate::detect::{family_of_root, parse_instance};
-use crate::errors::core_error;
 use crate::long_call::{run_long_call, Feed};
 
 /// What pruning did, or would do with `check=True`.
@@ -41,9 +40,15 @@ impl PyPruneReport {
 #[pyfunction]
 #[pyo3(signature = (path, check = true))]
 pub(crate) fn prune_caches(py: Python<'_>, path: PathBuf, check: bool) -> PyResult<PyPruneReport> {
-    let report = py
-        .detach(|| core::prune_caches(&path, check))
-        .map_err(core_error)?;
+    // Ctrl-C stops the removal between cache folders (see `apply_prune_until`).
+    let report = run_long_call(py, None, Feed::Counters, |worker| {
+        let plan = core::prune::plan_prune(&path)?;
+        if check {
+            Ok(plan.as_check_report())
+        } else {
+            core::prune::apply_prune_until(&plan, worker.cancel)
+        }
+    })?;
     Ok(PyPruneReport {
         removed: report.removed,
         bytes_freed: report.bytes_freed,
@@ -78,7 +83,7 @@ pub(crate) fn backup<'py>(
         "copy" => core::backup::BackupMethod::Copy,
         "snapshot" => core::backup::BackupMethod::Snapshot,
         other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            return Err(crate::errors::bad_choice(format!(
                 "unknown method {other:?}: use \"copy\" or \"snapshot\""
             )))
         }
@@ -86,8 +91,8 @@ pub(crate) fn backup<'py>(
     let options = core::backup::BackupOptions {
         family: family_of_root(&root, family)?,
         instance: parse_instance(instance)?,
+        destination: under_root_arg(&root, &dest, "dest")?,
         root,
-        destination: dest,
         method,
         with_streams,
         control_script,
@@ -136,6 +141,7 @@ pub(crate) fn bundle_drift<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let instance = parse_instance(instance)?;
     let family = family_of_root(&root, family)?;
+    let path = under_root_arg(&root, &path, "path")?;
     let report = run_long_call(py, None, Feed::Counters, |worker| {
         let disk = core::disk::Disk::new(&root);
         let layout = disk.layout(&instance, family)?;
@@ -162,7 +168,7 @@ pub(crate) fn restore_bundle<'py>(
     let options = core::backup::RestoreOptions {
         family: family_of_root(&root, family)?,
         instance: parse_instance(instance)?,
-        bundle: path,
+        bundle: under_root_arg(&root, &path, "path")?,
         root,
         replace,
     };

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use crate::convert::to_python;
 use crate::detect::{family_of_root, parse_instance};
-use crate::errors::core_error;
+use crate::long_call::{run_long_call, Feed};
 
 /// Carries the old instance's config values into the new instance's files.
 ///
@@ -39,17 +39,18 @@ pub(crate) fn migrate_config<'py>(
         stamp: stamp.clone(),
         preview_missing: false,
     };
-    let report = py
-        .detach(|| -> core::Result<_> {
-            let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
-            let runner = core::executor::LocalExecutor::new("/");
-            if check {
-                check_migration(&mut plan, &runner);
-            } else if plan.report.errors.is_empty() {
-                plan.report.written = apply_migration(&plan, &runner, &stamp)?;
-            }
-            Ok(plan.report)
-        })
-        .map_err(core_error)?;
+    let from_dir = crate::convert::under_root_arg(&root, &from_dir, "from_dir")?;
+    // Ctrl-C is seen while `nginx -t` runs; the files are written all or none
+    // after the checks, so stopping there leaves the server as it was.
+    let report = run_long_call(py, None, Feed::Counters, |_worker| {
+        let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
+        let runner = core::executor::LocalExecutor::new("/");
+        if check {
+            check_migration(&mut plan, &runner);
+        } else if plan.report.errors.is_empty() {
+            plan.report.written = apply_migration(&plan, &runner, &stamp)?;
+        }
+        Ok(plan.report)
+    })?;
     to_python(py, &report)
 }

@@ -52,3 +52,27 @@ fn json_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, Py
         }
     }
 }
+
+/// A server path the caller gave as `str` or `os.PathLike`, as the text the
+/// procedure records and sends to a server (which must be UTF-8).
+pub fn server_path_text(argument: &str, path: std::path::PathBuf) -> PyResult<String> {
+    path.into_os_string().into_string().map_err(|path| {
+        crate::errors::core_error(cmw_upgrade_core::Error::BadInput {
+            details: format!(
+                "{argument}={}: not valid UTF-8; give the path as text",
+                path.to_string_lossy()
+            ),
+        })
+    })
+}
+
+/// A path for the server under `root`, placed as the CLI places its
+/// arguments under `--root` (as given under `/`).
+pub fn under_root_arg(
+    root: &std::path::Path,
+    path: &std::path::Path,
+    argument: &str,
+) -> PyResult<std::path::PathBuf> {
+    cmw_upgrade_core::paths::server_path_argument(root, path, argument)
+        .map_err(crate::errors::core_error)
+}

@@ -8,11 +8,10 @@ use pyo3::prelude::*;
 use crate::convert::{path_text, to_python};
 use crate::errors::core_error;
 
-/// A family named by the caller (`"deb"`, `"rpm"`, `"alt"`); ValueError otherwise.
+/// A family named by the caller (`"deb"`, `"rpm"`, `"alt"`); BadInputError
+/// (a ValueError) otherwise.
 fn parse_family(family: &str) -> PyResult<core::OsFamily> {
-    family
-        .parse()
-        .map_err(pyo3::exceptions::PyValueError::new_err)
+    family.parse().map_err(crate::errors::bad_choice)
 }
 
 /// The family to use for the server under `root`: the given one, or its os-release's.

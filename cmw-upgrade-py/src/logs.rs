@@ -100,9 +100,8 @@ impl PyUpgradeVerdict {
 /// Whether the data-structure upgrade succeeded, from the logs in `log_dir`.
 #[pyfunction]
 pub(crate) fn upgrade_verdict(py: Python<'_>, log_dir: PathBuf) -> PyResult<PyUpgradeVerdict> {
-    let inner = py
-        .detach(|| core::upgrade_verdict(&log_dir))
-        .map_err(core_error)?;
+    let inner =
+        crate::long_call::run_read_only_call(py, move || core::upgrade_verdict(&log_dir))?;
     Ok(PyUpgradeVerdict { inner })
 }
 

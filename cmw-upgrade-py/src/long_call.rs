@@ -155,3 +155,43 @@ fn call(py: Python<'_>, callback: &Py<PyAny>, report: &impl serde::Serialize) ->
     callback.call1(py, (to_python(py, report)?,))?;
     Ok(())
 }
+
+/// Runs read-only `work` (an HTTP check, reading logs) on a thread of its
+/// own with the interpreter released, running Python's signal handlers at
+/// least every [`SIGNAL_CHECK_EVERY`]. On Ctrl-C the call raises at once and
+/// the thread is left to finish on its own and its answer dropped: the work
+/// changes nothing, so there is no safe point to wait for, and an HTTP
+/// request may take its whole timeout.
+///
+/// # Errors
+/// The signal handler's exception (KeyboardInterrupt), or the work's error as
+/// its `CmwUpgradeError` subclass.
+pub(crate) fn run_read_only_call<T: Send + 'static>(
+    py: Python<'_>,
+    work: impl FnOnce() -> core::Result<T> + Send + 'static,
+) -> PyResult<T> {
+    let (sender, answer) = mpsc::channel();
+    std::thread::spawn(move || {
+        // The caller may be gone (Ctrl-C): then nobody wants the answer.
+        let _ = sender.send(work());
+    });
+    let mut answer = answer;
+    loop {
+        // The receiver goes into the released section and comes back (it is
+        // Send, not Sync).
+        let (received, back) = py.detach(move || {
+            let received = answer.recv_timeout(SIGNAL_CHECK_EVERY);
+            (received, answer)
+        });
+        answer = back;
+        match received {
+            Ok(result) => return result.map_err(core_error),
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(core_error(core::Error::Internal {
+                    details: "the worker thread ended without an answer".to_owned(),
+                }))
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cmw_upgrade_core as core;
 use pyo3::prelude::*;
 
-use crate::convert::to_python;
+use crate::convert::{server_path_text, to_python};
 use crate::detect::{family_of_root, parse_instance};
 use crate::errors::core_error;
 use crate::long_call::{run_long_call, Feed};
@@ -14,9 +14,9 @@ use crate::long_call::{run_long_call, Feed};
 #[allow(clippy::too_many_arguments)]
 fn upgrade_settings(
     instance: &str,
-    bundle: String,
-    distribution: String,
-    prerequisites: String,
+    bundle: PathBuf,
+    distribution: PathBuf,
+    prerequisites: PathBuf,
     root: &std::path::Path,
     port: u16,
     family: Option<&str>,
@@ -27,9 +27,9 @@ fn upgrade_settings(
     Ok(core::procedure::UpgradeSettings {
         instance: parse_instance(instance)?,
         family: family_of_root(root, family)?,
-        bundle,
-        distribution,
-        prerequisites,
+        bundle: server_path_text("bundle", bundle)?,
+        distribution: server_path_text("distribution", distribution)?,
+        prerequisites: server_path_text("prerequisites", prerequisites)?,
         port,
         upgrade_timeout_seconds: upgrade_timeout.max(1.0).ceil() as u64,
         health_timeout_seconds: health_timeout.max(1.0).ceil() as u64,
@@ -48,9 +48,9 @@ fn upgrade_settings(
 pub(crate) fn plan<'py>(
     py: Python<'py>,
     instance: &str,
-    bundle: String,
-    distribution: String,
-    prerequisites: String,
+    bundle: PathBuf,
+    distribution: PathBuf,
+    prerequisites: PathBuf,
     root: PathBuf,
     port: u16,
     family: Option<&str>,
@@ -96,9 +96,9 @@ pub(crate) fn plan<'py>(
 pub(crate) fn run<'py>(
     py: Python<'py>,
     instance: &str,
-    bundle: String,
-    distribution: String,
-    prerequisites: String,
+    bundle: PathBuf,
+    distribution: PathBuf,
+    prerequisites: PathBuf,
     root: PathBuf,
     port: u16,
     family: Option<&str>,
@@ -175,7 +175,7 @@ fn route_of(text: &str) -> core::Result<core::executor::transfer::Route> {
         "auto" => Ok(Route::Auto),
         "direct" => Ok(Route::Direct),
         "through-here" | "through_here" => Ok(Route::ThroughHere),
-        other => Err(core::Error::BadRequest {
+        other => Err(core::Error::BadInput {
             details: format!("route={other:?}: give \"auto\", \"direct\" or \"through-here\""),
         }),
     }
@@ -188,7 +188,7 @@ fn method_of(text: Option<&str>) -> core::Result<Option<core::backup::manifest::
         None => Ok(None),
         Some("copy") => Ok(Some(BackupMethod::Copy)),
         Some("snapshot") => Ok(Some(BackupMethod::Snapshot)),
-        Some(other) => Err(core::Error::BadRequest {
+        Some(other) => Err(core::Error::BadInput {
             details: format!(
                 "method={other:?}: give \"copy\", \"snapshot\", or None (a snapshot if the \
                  instance runs, else a copy)"
@@ -225,23 +225,23 @@ fn connect(
 /// bundle travels. Ctrl-C stops the run before its next step (a transfer at
 /// its next safe point); the same call resumes it.
 #[pyfunction]
-#[pyo3(signature = (old, new, instance, distribution, prerequisites, port = 80, bundle_dir = "/var/lib/cmw-upgrade/bundles".to_owned(), route = "auto", method = None, accept_crash_consistent = false, identity_file = None, known_hosts = None, remote_cmw_upgrade = "cmw-upgrade".to_owned(), state_root = "/".into(), plan = false, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, direct_ssh_options = Vec::new(), old_root = None, new_root = None))]
+#[pyo3(signature = (old, new, instance, distribution, prerequisites, port = 80, bundle_dir = "/var/lib/cmw-upgrade/bundles".into(), route = "auto", method = None, accept_crash_consistent = false, identity_file = None, known_hosts = None, remote_cmw_upgrade = "cmw-upgrade".into(), state_root = "/".into(), plan = false, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, direct_ssh_options = Vec::new(), old_root = None, new_root = None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upgrade<'py>(
     py: Python<'py>,
     old: &str,
     new: &str,
     instance: &str,
-    distribution: String,
-    prerequisites: String,
+    distribution: PathBuf,
+    prerequisites: PathBuf,
     port: u16,
-    bundle_dir: String,
+    bundle_dir: PathBuf,
     route: &str,
     method: Option<&str>,
     accept_crash_consistent: bool,
     identity_file: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
-    remote_cmw_upgrade: String,
+    remote_cmw_upgrade: PathBuf,
     state_root: PathBuf,
     plan: bool,
     progress: Option<Py<PyAny>>,
@@ -249,8 +249,8 @@ pub(crate) fn upgrade<'py>(
     health_timeout: f64,
     fix_config: bool,
     direct_ssh_options: Vec<String>,
-    old_root: Option<String>,
-    new_root: Option<String>,
+    old_root: Option<PathBuf>,
+    new_root: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
     use core::procedure::two_servers::{
         plan_two_servers, prepare_two_servers, run_two_servers, Server, TwoServerRun,
@@ -268,12 +268,18 @@ pub(crate) fn upgrade<'py>(
     let shared = SshShared {
         identity_file,
         known_hosts,
-        program: remote_cmw_upgrade,
+        program: server_path_text("remote_cmw_upgrade", remote_cmw_upgrade)?,
     };
+    let old_root = old_root
+        .map(|root| server_path_text("old_root", root))
+        .transpose()?;
+    let new_root = new_root
+        .map(|root| server_path_text("new_root", root))
+        .transpose()?;
     let two = TwoServerSettings {
         old: server_spec("old", old, old_root, &shared).map_err(core_error)?,
         new: server_spec("new", new, new_root, &shared).map_err(core_error)?,
-        bundle_dir,
+        bundle_dir: server_path_text("bundle_dir", bundle_dir)?,
         backup_method: method_of(method).map_err(core_error)?,
         accept_crash_consistent,
         route: route_of(route).map_err(core_error)?,
@@ -284,8 +290,8 @@ pub(crate) fn upgrade<'py>(
         // The new server's preflight detects it.
         family: core::OsFamily::Deb,
         bundle: String::new(),
-        distribution,
-        prerequisites,
+        distribution: server_path_text("distribution", distribution)?,
+        prerequisites: server_path_text("prerequisites", prerequisites)?,
         port,
         upgrade_timeout_seconds: upgrade_timeout.max(1.0).ceil() as u64,
         health_timeout_seconds: health_timeout.max(1.0).ceil() as u64,

@@ -1,5 +1,6 @@
 """The Python module `cmw_upgrade` against real folder trees."""
 
+import errno
 import json
 import os
 import shutil
@@ -119,8 +120,65 @@ def test_log_watcher_reads_what_is_appended(tmp_path):
 
 
 def test_file_access_errors(tmp_path):
-    with pytest.raises(cmw_upgrade.FileAccessError, match="missing"):
+    with pytest.raises(cmw_upgrade.FileAccessError, match="missing") as missing:
         cmw_upgrade.upgrade_verdict(tmp_path / "missing")
+    # Also what a Python caller catches for a missing file, with its number and name.
+    assert isinstance(missing.value, OSError)
+    assert missing.value.errno == errno.ENOENT and missing.value.strerror == os.strerror(errno.ENOENT)
+    assert missing.value.filename == str(tmp_path / "missing") == missing.value.path
+    assert missing.value.kind == "io"
+    assert str(missing.value).startswith("cannot "), "the tool's message: " + str(missing.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError) as not_folder:
+        cmw_upgrade.prune_caches(tmp_path / "file")
+    assert isinstance(not_folder.value, cmw_upgrade.NotAFolderError)
+    assert not_folder.value.errno == errno.ENOTDIR and not_folder.value.filename == str(tmp_path / "file")
+
+
+def test_every_error_class_says_its_kind_and_what_else_it_is():
+    classes = {
+        name: getattr(cmw_upgrade, name)
+        for name in dir(cmw_upgrade)
+        if name.endswith("Error") and name not in {"CmwUpgradeError", "LogError"}
+    }
+    assert len(classes) >= 24
+    for name, cls in classes.items():
+        assert issubclass(cls, cmw_upgrade.CmwUpgradeError), name
+        assert cls.__module__ == "cmw_upgrade" and cls.__doc__, name
+    values = {"UnknownOsFamilyError", "InvalidInstanceNameError", "PathOutsideRootError", "BadInputError",
+              "BadRequestError", "ConfigParseError", "NoIgniteNodeFolderError", "SystemFolderError"}
+    files = {"FileAccessError", "NotAFolderError", "NotEnoughSpaceError", "AlreadyExistsError"}
+    assert {name for name, cls in classes.items() if issubclass(cls, ValueError)} == values
+    assert {name for name, cls in classes.items() if issubclass(cls, OSError)} == files
+    # A lock held by another run is its own class, not a ValueError or OSError.
+    assert not issubclass(cmw_upgrade.LockedError, (ValueError, OSError))
+    # Invalid choices and names are ValueErrors with a kind.
+    with pytest.raises(ValueError) as family:
+        cmw_upgrade.InstanceLayout("prod", root=EXAMPLE, family="gentoo")
+    assert isinstance(family.value, cmw_upgrade.BadInputError) and family.value.kind == "bad_input"
+    with pytest.raises(ValueError) as name:
+        cmw_upgrade.validate_instance_name("../x")
+    assert name.value.kind == "invalid_instance_name"
+    with pytest.raises(cmw_upgrade.BadInputError, match="snapshot"):
+        cmw_upgrade.backup("prod", "/srv/b", root=EXAMPLE, method="zip")
+
+
+def test_ctrl_c_stops_a_read_only_call_within_a_second():
+    # A server that accepts the connection and never answers: the check would
+    # wait for its whole timeout; Ctrl-C ends the call at once.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    ctrl_c = CtrlC(delay=0.3)
+    ctrl_c.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cmw_upgrade.check("prod", f"http://127.0.0.1:{port}/api/health", root=EXAMPLE)
+    finally:
+        listener.close()
+    assert ctrl_c.sent and time.monotonic() - started < 1.3
 
 
 CREATE_OUTPUT = """...
@@ -167,6 +225,29 @@ def test_type_stubs_cover_the_module():
     assert missing == []
 
 
+# Under a root other than "/", a path argument for that server is a server
+# path, placed under the root (as the CLI's --root places its arguments):
+# the old server's files to migrate from, and bundles, live in the trees.
+OLD_FILES = "/srv/old-server"
+BUNDLE = "/srv/backups/bundle"
+
+
+def in_tree(root: Path, server_path: str) -> Path:
+    """The host path of `server_path` in the tree `root`, its parent made."""
+    path = root / server_path.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def migration_servers(tmp_path: Path) -> "tuple[Path, Path]":
+    """A new server's tree, with the old server's files in it at OLD_FILES."""
+    new = tmp_path / "new"
+    fixtures("new-server", new, "deb", "5.0.1234.0")
+    old = in_tree(new, OLD_FILES)
+    fixtures("server", old, "deb")
+    return old, new
+
+
 def fixtures(*args):
     tool = REPO / "target" / "debug" / "cmw-upgrade-fixtures"
     assert tool.exists(), "build it first: cargo build -p cmw-upgrade-benches --bins"
@@ -174,17 +255,15 @@ def fixtures(*args):
 
 
 def test_migrate_config_returns_the_cli_report(tmp_path):
-    old, new = tmp_path / "old", tmp_path / "new"
-    fixtures("server", old, "deb")
-    fixtures("new-server", new, "deb", "5.0.1234.0")
+    old, new = migration_servers(tmp_path)
     before = (new / "usr/share/comindware/configs/instance/prod.yml").read_text()
-    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    report = cmw_upgrade.migrate_config(Path(OLD_FILES), "prod", root=new)
     assert report["check"] is True
     assert report["errors"] == []
     assert (new / "usr/share/comindware/configs/instance/prod.yml").read_text() == before
     cli = REPO / "target" / "debug" / "cmw-upgrade"
     output = subprocess.run(
-        [str(cli), "--root", str(new), "--json", "config", "migrate", "--from", str(old), "--instance", "prod", "--check"],
+        [str(cli), "--root", str(new), "--json", "config", "migrate", "--from", OLD_FILES, "--instance", "prod", "--check"],
         check=True, capture_output=True, text=True,
     )
     assert without_contract_keys(json.loads(output.stdout), report) == report
@@ -192,17 +271,19 @@ def test_migrate_config_returns_the_cli_report(tmp_path):
     assert {c["from"] for c in renamed} >= {"streamsPath", "backupPath"}
     assert all(c["new"] == "***" for c in report["changes"] if c["key"].endswith("password"))
 
-    written = cmw_upgrade.migrate_config(str(old), "prod", root=str(new), check=False)
+    written = cmw_upgrade.migrate_config(OLD_FILES, "prod", root=str(new), check=False)
     assert len(written["written"]) == 6
     assert "nodeName: cmw-node-01" in (new / "usr/share/comindware/configs/instance/prod.yml").read_text()
-    again = cmw_upgrade.migrate_config(old, "prod", root=new, check=False)
+    again = cmw_upgrade.migrate_config(OLD_FILES, "prod", root=new, check=False)
+    with pytest.raises(cmw_upgrade.PathOutsideRootError) as relative:
+        cmw_upgrade.migrate_config("srv/old-server", "prod", root=new)
+    assert isinstance(relative.value, ValueError) and relative.value.kind == "path_outside_root"
+    assert relative.value.path == "srv/old-server"
     assert again["written"] == [] and again["files"] == []
 
 
 def test_no_secret_reaches_python(tmp_path):
-    old, new = tmp_path / "old", tmp_path / "new"
-    fixtures("server", old, "deb")
-    fixtures("new-server", new, "deb", "5.0.1234.0")
+    old, new = migration_servers(tmp_path)
     config = old / "usr/share/comindware/configs/instance/prod.yml"
     config.write_text(
         config.read_text()
@@ -210,25 +291,23 @@ def test_no_secret_reaches_python(tmp_path):
     )
     env = old / "etc/sysconfig/comindwareprod-env"
     env.write_text(env.read_text() + "export API_TOKEN='Zq-env-secret'\n")
-    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    report = cmw_upgrade.migrate_config(OLD_FILES, "prod", root=new)
     printed = json.dumps(report)
     assert "***" in printed
     for secret in ("Zq-nested-secret", "Zq-url-secret", "Zq-env-secret"):
         assert secret not in printed
     # An error message quoting a broken line is masked too.
     config.write_text(config.read_text() + 'journal.password: "Zq-broken-secret"\nbroken: [\n')
-    report = cmw_upgrade.migrate_config(old, "prod", root=new)
+    report = cmw_upgrade.migrate_config(OLD_FILES, "prod", root=new)
     assert report["errors"] and "Zq-broken-secret" not in json.dumps(report)
 
 
 def test_migrate_config_errors(tmp_path):
     with pytest.raises(cmw_upgrade.InvalidInstanceNameError):
         cmw_upgrade.migrate_config(tmp_path, "../x", root=tmp_path, family="deb")
-    old, new = tmp_path / "old", tmp_path / "new"
-    fixtures("server", old, "deb")
-    fixtures("new-server", new, "deb")
+    old, new = migration_servers(tmp_path)
     (old / "var/www/prod/apigateway.yml").write_text("cluster.name: other\n")
-    report = cmw_upgrade.migrate_config(old, "prod", root=new, check=False)
+    report = cmw_upgrade.migrate_config(OLD_FILES, "prod", root=new, check=False)
     assert report["written"] == []
     assert any("cluster.name" in error for error in report["errors"])
 
@@ -237,9 +316,9 @@ def test_backup_verify_drift_restore(tmp_path):
     old, new = tmp_path / "old", tmp_path / "new"
     fixtures("server", old, "deb")
     fixtures("new-server", new, "deb", "5.0.1234.0")
-    bundle = tmp_path / "bundle"
+    bundle = in_tree(old, BUNDLE)
     seen = []
-    report = cmw_upgrade.backup("prod", bundle, root=old, with_streams=True, progress=seen.append)
+    report = cmw_upgrade.backup("prod", BUNDLE, root=old, with_streams=True, progress=seen.append)
     assert report["bundle"] == str(bundle)
     assert report["method"] == "copy" and "crash-consistent" in report["consistency"]
     assert report["files"] > 80
@@ -255,22 +334,29 @@ def test_backup_verify_drift_restore(tmp_path):
     assert without_contract_keys(json.loads(output.stdout), python) == python
 
     (old / "var/lib/comindware/prod/Database/db/late.bin").write_text("late")
-    drift = cmw_upgrade.bundle_drift(bundle, "prod", root=old)
+    drift = cmw_upgrade.bundle_drift(BUNDLE, "prod", root=old)
     assert drift["added"] == ["db/late.bin"] and drift["changed_files"] == [] and drift["removed"] == []
 
-    with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten"):
-        cmw_upgrade.backup("prod", bundle, root=old)
-    restored = cmw_upgrade.restore_bundle(bundle, "prod", root=new)
+    with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten") as exists:
+        cmw_upgrade.backup("prod", BUNDLE, root=old)
+    # Also an OSError, with the number and the file, for callers that catch those.
+    assert exists.value.errno == errno.EEXIST
+    assert isinstance(exists.value, OSError) and exists.value.filename == str(bundle)
+    assert exists.value.kind == "already_exists" and exists.value.path == str(bundle)
+    assert "never overwritten" in str(exists.value), "the tool's message, not OSError's"
+    # The bundle brought to the new server, at the same server path.
+    bundle = bundle.rename(in_tree(new, BUNDLE))
+    restored = cmw_upgrade.restore_bundle(BUNDLE, "prod", root=new)
     assert restored["owner"] == "www-data:www-data"
     assert [part["part"] for part in restored["parts"]] == ["database", "streams"]
     assert (new / "var/lib/comindware/prod/Database/db").is_dir()
     with pytest.raises(cmw_upgrade.AlreadyExistsError, match="--replace"):
-        cmw_upgrade.restore_bundle(bundle, "prod", root=new)
+        cmw_upgrade.restore_bundle(BUNDLE, "prod", root=new)
 
     (bundle / "database" / "db" / "stray").write_text("x")
     assert cmw_upgrade.verify_bundle(bundle)["extra"] == ["database/db/stray"]
     with pytest.raises(cmw_upgrade.BundleDamagedError):
-        cmw_upgrade.restore_bundle(bundle, "prod", root=new, replace=True)
+        cmw_upgrade.restore_bundle(BUNDLE, "prod", root=new, replace=True)
 
 
 def test_import_cdbbz(tmp_path):
@@ -330,6 +416,10 @@ def upgrade_args(setup: dict) -> dict:
 def test_plan_lists_every_step_and_changes_nothing(servers):
     before = sorted(str(p) for p in Path(servers["root"]).rglob("*"))
     steps = cmw_upgrade.plan(**upgrade_args(servers))
+    # Every path argument takes str or os.PathLike alike.
+    as_paths = {key: Path(value) for key, value in upgrade_args(servers).items()
+                if key in {"bundle", "distribution", "prerequisites", "root"}}
+    assert cmw_upgrade.plan(**{**upgrade_args(servers), **as_paths}) == steps
     assert [step["name"] for step in steps][:4] == [
         "verify-bundle",
         "prerequisites",
@@ -407,7 +497,7 @@ def test_ctrl_c_stops_a_backup_at_once_and_leaves_nothing(tmp_path):
     old = tmp_path / "old"
     fixtures("server", old, "deb")
     large_database(old)
-    bundle = tmp_path / "bundle"
+    bundle = in_tree(old, BUNDLE)
     ctrl_c = CtrlC()
     snapshots = []
 
@@ -417,7 +507,7 @@ def test_ctrl_c_stops_a_backup_at_once_and_leaves_nothing(tmp_path):
             ctrl_c.start()
 
     with pytest.raises(KeyboardInterrupt):
-        cmw_upgrade.backup("prod", bundle, root=old, progress=progress)
+        cmw_upgrade.backup("prod", BUNDLE, root=old, progress=progress)
     phases = [snapshot["phase"] for snapshot in snapshots]
     assert ctrl_c.sent, phases
     # Stopped inside the copy: it never got to the end of the 1 GiB, nor on to verifying.
@@ -425,17 +515,16 @@ def test_ctrl_c_stops_a_backup_at_once_and_leaves_nothing(tmp_path):
     assert copying[-1]["done_bytes"] < copying[-1]["total_bytes"], copying[-1]
     assert phases[phases.index("copying"):] == ["copying"] * len(copying), phases
     assert not bundle.exists()
-    assert not (tmp_path / "bundle.partial").exists()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["old"]
+    assert list(bundle.parent.iterdir()) == []
     # The interrupted call left nothing in the way: the same backup now works.
-    assert cmw_upgrade.verify_bundle(cmw_upgrade.backup("prod", bundle, root=old)["bundle"])["ok"]
+    assert cmw_upgrade.verify_bundle(cmw_upgrade.backup("prod", BUNDLE, root=old)["bundle"])["ok"]
 
 
 def test_an_exception_in_the_progress_callable_stops_the_work(tmp_path):
     old = tmp_path / "old"
     fixtures("server", old, "deb")
     large_database(old)
-    bundle = tmp_path / "bundle"
+    bundle = in_tree(old, BUNDLE)
 
     class Enough(Exception):
         pass
@@ -448,10 +537,10 @@ def test_an_exception_in_the_progress_callable_stops_the_work(tmp_path):
 
     started = time.monotonic()
     with pytest.raises(Enough):
-        cmw_upgrade.backup("prod", bundle, root=old, progress=progress)
+        cmw_upgrade.backup("prod", BUNDLE, root=old, progress=progress)
     assert time.monotonic() - started < 1.0, "stopped, not copied to the end"
     assert len(calls) == 1, "not called again after it raised"
-    assert not bundle.exists() and not (tmp_path / "bundle.partial").exists()
+    assert not bundle.exists() and list(bundle.parent.iterdir()) == []
 
 
 def test_ctrl_c_stops_a_run_between_steps_and_the_same_call_resumes(servers):
@@ -692,10 +781,12 @@ def test_upgrade_argument_errors(tmp_path):
     args = dict(instance="prod", distribution="/d.tar.gz", prerequisites="/p.tar.gz", state_root=tmp_path)
     with pytest.raises(cmw_upgrade.BadRequestError, match="old"):
         cmw_upgrade.upgrade(old="-oProxyCommand=x", new="local", **args)
-    with pytest.raises(cmw_upgrade.BadRequestError, match="through-here"):
+    # A choice that is not one: BadInputError, also a ValueError.
+    with pytest.raises(cmw_upgrade.BadInputError, match="through-here"):
         cmw_upgrade.upgrade(old="local", new="host", route="sideways", **args)
-    with pytest.raises(cmw_upgrade.BadRequestError, match="snapshot"):
+    with pytest.raises(ValueError, match="snapshot") as method:
         cmw_upgrade.upgrade(old="local", new="host", method="zip", **args)
+    assert method.value.kind == "bad_input" and method.value.path is None
     with pytest.raises(cmw_upgrade.BadRequestError, match="KEY=VALUE"):
         cmw_upgrade.upgrade(old="local", new="host", direct_ssh_options=["-v"], **args)
     with pytest.raises(cmw_upgrade.InvalidInstanceNameError):

@@ -10,7 +10,7 @@ use cmw_upgrade_core::backup::{
 use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::InstanceName;
 
-use super::family_of_root;
+use super::{family_of_root, server_arg};
 use crate::args::{
     BackupArgs, BackupCommand, DriftArgs, GlobalArgs, ImportArgs, MethodArg, RestoreArgs,
     VerifyArgs,
@@ -101,6 +101,7 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
     let (Some(instance), Some(destination)) = (args.instance, args.dest) else {
         unreachable!("clap requires --instance and --dest without a subcommand")
     };
+    let destination = server_arg(global, &destination, "--dest")?;
     let runner = LocalExecutor::new("/");
     let service = service_state(&runner, &instance);
     let method = backup::choose_method(
@@ -212,7 +213,8 @@ fn print_lists<T: serde::Serialize>(
     Ok((status, Some(out)))
 }
 
-fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, CliError> {
+fn verify_bundle(global: &GlobalArgs, mut args: VerifyArgs) -> Result<ExitStatus, CliError> {
+    args.bundle = server_arg(global, &args.bundle, "the bundle folder")?;
     let progress = Progress::default();
     let report = with_progress(&progress, global, || {
         backup::verify_bundle(&args.bundle, &progress)
@@ -249,7 +251,8 @@ fn verify_bundle(global: &GlobalArgs, args: VerifyArgs) -> Result<ExitStatus, Cl
     Ok(status)
 }
 
-fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliError> {
+fn bundle_drift(global: &GlobalArgs, mut args: DriftArgs) -> Result<ExitStatus, CliError> {
+    args.bundle = server_arg(global, &args.bundle, "the bundle folder")?;
     let family = family_of_root(&global.root, args.family)?;
     let disk = cmw_upgrade_core::disk::Disk::new(&global.root);
     let layout = disk.layout(&args.instance, family)?;
@@ -298,7 +301,9 @@ fn bundle_drift(global: &GlobalArgs, args: DriftArgs) -> Result<ExitStatus, CliE
     Ok(status)
 }
 
-fn import(global: &GlobalArgs, args: ImportArgs) -> Result<ExitStatus, CliError> {
+fn import(global: &GlobalArgs, mut args: ImportArgs) -> Result<ExitStatus, CliError> {
+    args.file = server_arg(global, &args.file, "the platform backup file")?;
+    args.dest = server_arg(global, &args.dest, "--dest")?;
     let progress = Progress::default();
     let instance = args.instance.as_ref().map(ToString::to_string);
     let report = with_progress(&progress, global, || {
@@ -316,7 +321,7 @@ fn import(global: &GlobalArgs, args: ImportArgs) -> Result<ExitStatus, CliError>
 pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> Result<ExitStatus, CliError> {
     let options = RestoreOptions {
         family: family_of_root(&global.root, args.family)?,
-        bundle: args.bundle,
+        bundle: server_arg(global, &args.bundle, "the bundle folder")?,
         root: global.root.clone(),
         instance: args.instance,
         replace: args.replace,

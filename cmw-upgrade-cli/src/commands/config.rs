@@ -24,7 +24,8 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         stamp: stamp.clone(),
         preview_missing: false,
     };
-    let mut plan = plan_migration(&args.from, &global.root, &args.instance, family, &options)?;
+    let from = super::server_arg(global, &args.from, "--from")?;
+    let mut plan = plan_migration(&from, &global.root, &args.instance, family, &options)?;
     if args.check {
         check_migration(&mut plan, &LocalExecutor::new("/"));
     }

@@ -27,7 +27,7 @@ struct VerdictReport<'a> {
 pub fn verdict(global: &GlobalArgs, args: VerdictArgs) -> Result<ExitStatus, CliError> {
     let log_dir: PathBuf = match (&args.instance, &args.log_dir) {
         (Some(instance), _) => Disk::new(&global.root).log_dir(instance)?.path,
-        (None, Some(dir)) => dir.clone(),
+        (None, Some(dir)) => super::server_arg(global, dir, "--log-dir")?,
         (None, None) => unreachable!("clap requires --instance or --log-dir"),
     };
     let (result, waited) = match args.wait {

@@ -188,6 +188,21 @@ fn confirm(yes: bool, question: &str, what: &str) -> Result<(), String> {
     }
 }
 
+/// A path named on the command line for the server the command acts on:
+/// placed under `--root` as [`cmw_upgrade_core::paths::server_path_argument`]
+/// says (as given under `/`).
+fn server_arg(
+    global: &crate::args::GlobalArgs,
+    path: &std::path::Path,
+    option: &str,
+) -> Result<std::path::PathBuf, CliError> {
+    Ok(cmw_upgrade_core::paths::server_path_argument(
+        &global.root,
+        path,
+        option,
+    )?)
+}
+
 /// The family of the server under `root`: the override, or its os-release.
 fn family_of_root(
     root: &std::path::Path,

@@ -10,7 +10,8 @@ use crate::exit::ExitStatus;
 use crate::output::{human_bytes, print_outcome};
 
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError> {
-    let plan = plan_prune(&args.target)?;
+    let target = super::server_arg(global, &args.target, "the database folder")?;
+    let plan = plan_prune(&target)?;
     let report = if args.check {
         plan.as_check_report()
     } else {
@@ -21,7 +22,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> Result<ExitStatus, CliError>
         return Ok(ExitStatus::Success);
     }
     let mut out = crate::output::stdout();
-    writeln!(out, "Ignite node folders under {}:", args.target.display())?;
+    writeln!(out, "Ignite node folders under {}:", target.display())?;
     for folder in &report.node_folders {
         writeln!(out, "  {folder}")?;
     }

@@ -46,7 +46,25 @@ pub fn cmw_in(root: &Path, args: &[&str]) -> Output {
     cmw(&full)
 }
 
-/// `cmw-upgrade --root ROOT backup --instance prod --dest DEST`.
+/// A folder for bundles inside the server tree `root` (`<root>/srv/backups`,
+/// created): under `--root` every server path of the command line is placed
+/// under the root, so a bundle a test makes with `--root` lives in the tree.
+pub fn backups_in(root: &Path) -> PathBuf {
+    let folder = root.join("srv/backups");
+    std::fs::create_dir_all(&folder).unwrap();
+    folder
+}
+
+/// The server path (as `--root root` reads it) of `host`, a path in the tree.
+pub fn server_path_of(root: &Path, host: &Path) -> String {
+    let inside = host
+        .strip_prefix(root)
+        .unwrap_or_else(|_| panic!("{} is not inside {}", host.display(), root.display()));
+    format!("/{}", inside.display())
+}
+
+/// `cmw-upgrade --root ROOT backup --instance prod --dest DEST`, DEST a path in
+/// the tree (see [`backups_in`]).
 pub fn backup_bundle(root: &Path, dest: &Path) -> Output {
     cmw_in(
         root,
@@ -55,7 +73,7 @@ pub fn backup_bundle(root: &Path, dest: &Path) -> Output {
             "--instance",
             "prod",
             "--dest",
-            dest.to_str().unwrap(),
+            &server_path_of(root, dest),
         ],
     )
 }
