@@ -14,12 +14,19 @@ show() { printf '\n$ %s\n' "$*"; "$@"; }
 show "$cmw" --root "$example" detect --instance prod
 # A verdict exits 0 when the upgrade succeeded, 1 when it failed, 3 when not finished.
 show "$cmw" --root "$example" logs verdict --instance prod
-show "$cmw" prune-caches "$example/var/lib/comindware/prod/Database" --check
-# What carrying the old config values into the new instance would change (diffs, secrets masked).
-show "$cmw" --root examples/new-server config migrate --from "$example" --instance prod --check
+# Under --root every server path on the command line is inside that root.
+show "$cmw" --root "$example" prune-caches /var/lib/comindware/prod/Database --check
+# The rest writes, so it works on copies of the two servers in a temporary folder.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -a "$example" "$work/old"
+cp -a examples/new-server "$work/new"
+mkdir -p "$work/old/srv/backups" "$work/new/srv/backups"
 # A backup bundle of the old server (database + configs + BLAKE3 manifest), then its checks.
-bundles=$(mktemp -d)
-trap 'rm -rf "$bundles"' EXIT
-show "$cmw" --root "$example" backup --instance prod --dest "$bundles/prod"
-show "$cmw" backup verify "$bundles/prod"
-show "$cmw" --root "$example" backup drift "$bundles/prod" --instance prod
+show "$cmw" --root "$work/old" backup --instance prod --dest /srv/backups/prod
+show "$cmw" --root "$work/old" backup verify /srv/backups/prod
+show "$cmw" --root "$work/old" backup drift /srv/backups/prod --instance prod
+# The bundle carried to the new server; what carrying the old config values into the
+# new instance would change (diffs, secrets masked), from the bundle's config/ folder.
+cp -a "$work/old/srv/backups/prod" "$work/new/srv/backups/prod"
+show "$cmw" --root "$work/new" config migrate --from /srv/backups/prod/config --instance prod --check

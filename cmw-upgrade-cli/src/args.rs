@@ -104,7 +104,9 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Treat DIR as the server's `/`: read and write every server path under it
-    /// (a mounted copy of a server, or a test tree).
+    /// (a mounted copy of a server, or a test tree). Server paths on the command
+    /// line (--dest, a bundle DIR, --from, --log-dir, ...) must then be absolute and
+    /// are read inside DIR.
     #[arg(long, global = true, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
 

@@ -46,12 +46,19 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     let output = cmw(&["--json", "backup", "verify", &host_arg]);
     assert_eq!(output.status.code(), Some(0));
     let under_root = cmw_in(old.path(), &["--json", "backup", "verify", bundle_arg]);
-    assert_eq!(under_root.stdout, output.stdout, "the same bundle, named both ways");
+    assert_eq!(
+        under_root.stdout, output.stdout,
+        "the same bundle, named both ways"
+    );
     let climbing = cmw_in(old.path(), &["backup", "verify", "/srv/../../etc"]);
     assert_eq!(climbing.status.code(), Some(2), "{}", stderr(&climbing));
     let relative = cmw_in(old.path(), &["backup", "verify", "srv/backups/prod-bundle"]);
     assert_eq!(relative.status.code(), Some(2), "{}", stderr(&relative));
-    assert!(stderr(&relative).contains("absolute"), "{}", stderr(&relative));
+    assert!(
+        stderr(&relative).contains("absolute"),
+        "{}",
+        stderr(&relative)
+    );
     let report = json(&output);
     assert_eq!(
         keys(&report),

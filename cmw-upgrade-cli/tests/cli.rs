@@ -480,7 +480,7 @@ fn snapshot(root: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 #[test]
 fn config_migrate_check_shows_diffs_and_writes_nothing() {
-    let (old, new) = migration_servers();
+    let (_old, new) = migration_servers();
     let before = snapshot(new.path());
     let from = OLD_FILES;
     let output = migrate_cmd(new.path(), from, &["--check"]);
@@ -529,7 +529,7 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
 /// `nginx -t` in the new server's nginx configuration.
 #[test]
 fn config_migrate_check_runs_nginx_t_on_the_candidate_site() {
-    let (old, new) = migration_servers();
+    let (_old, new) = migration_servers();
     let site = new.path().join("etc/nginx/sites-available/comindwareprod");
     let text = fs::read_to_string(&site).unwrap().replacen(
         "proxy_set_header Host $host;",
@@ -552,7 +552,7 @@ fn config_migrate_check_runs_nginx_t_on_the_candidate_site() {
 
 #[test]
 fn config_migrate_writes_with_backups_then_changes_nothing() {
-    let (old, new) = migration_servers();
+    let (_old, new) = migration_servers();
     let from = OLD_FILES;
     let output = migrate_cmd(new.path(), from, &["--json"]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -850,20 +850,19 @@ fn a_migration_from_a_folder_without_old_files_is_refused() {
     let made = backup_bundle(dir.path(), &dest);
     assert_eq!(made.status.code(), Some(0), "{}", stderr(&made));
     for (from, expected) in [
-        ("/srv/backups/prod", "it is a bundle: give its config folder"),
+        (
+            "/srv/backups/prod",
+            "it is a bundle: give its config folder",
+        ),
         ("/srv/backups/prod/nosuch", "it does not exist"),
-        ("/srv/backups/prod/database", "give the bundle's config/ folder"),
+        (
+            "/srv/backups/prod/database",
+            "give the bundle's config/ folder",
+        ),
     ] {
         let output = cmw_in(
             dir.path(),
-            &[
-                "config",
-                "migrate",
-                "--from",
-                from,
-                "--instance",
-                "prod",
-            ],
+            &["config", "migrate", "--from", from, "--instance", "prod"],
         );
         assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
         assert!(stderr(&output).contains(expected), "{}", stderr(&output));

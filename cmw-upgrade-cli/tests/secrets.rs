@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 
 use proptest::prelude::*;
-use util::{cmw_in, server};
+use util::cmw_in;
 
 use cmw_upgrade_tests::ServerSpec;
 
@@ -29,15 +29,19 @@ fn xml_escaped(value: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Where the old server's files are in the new server's tree (`--from` is a
+/// server path, under `--root`).
+const OLD_FILES: &str = "/srv/old-server";
+
 /// Runs `config migrate` with `args` and returns everything it printed.
-fn printed(new: &Path, old: &Path, args: &[&str]) -> String {
+fn printed(new: &Path, args: &[&str]) -> String {
     let mut full = vec![];
     full.extend(args.iter().copied().filter(|arg| *arg == "--json"));
     full.extend([
         "config",
         "migrate",
         "--from",
-        old.to_str().unwrap(),
+        OLD_FILES,
         "--instance",
         "prod",
         "--check",
@@ -60,12 +64,13 @@ proptest! {
     fn generated_secrets_never_appear_in_any_output(
         secrets in proptest::collection::vec("Zs[A-Za-z0-9]{4}[A-Za-z0-9 \"'\\\\$%&<>!?#:=,;пароль]{0,8}[A-Za-z0-9]{2}", 6),
     ) {
-        let old = server(ServerSpec::default());
         let new = tempfile::tempdir().unwrap();
         cmw_upgrade_tests::write_new_server(new.path(), "deb".parse().unwrap(), "prod", "5.0.1234.0", false)
             .unwrap();
+        let old = new.path().join(OLD_FILES.trim_start_matches('/'));
+        cmw_upgrade_tests::write_server(&old, &ServerSpec::default()).unwrap();
         let json = |value: &str| serde_json::to_string(value).unwrap();
-        append(old.path(), CONFIG, &format!(
+        append(&old, CONFIG, &format!(
             "ldap:\n  bindPassword: {}\naudit.uri: {}\nbase.value: &b {}\nextra.apiKey: *b\n\
              mq.client: {{sasl: {{password: {}}}}}\n",
             json(&secrets[0]),
@@ -73,12 +78,12 @@ proptest! {
             json(&secrets[2]),
             json(&secrets[3]),
         ));
-        append(old.path(), "/etc/sysconfig/comindwareprod-env", &format!(
+        append(&old, "/etc/sysconfig/comindwareprod-env", &format!(
             "export DB_PASSWORD='{}'\nJAVA_OPTS=\"-Xmx1g -Dkeystore.password={} -Dx=y\"\n",
             secrets[4].replace('\'', "'\\''"),
             secrets[5].replace(['"', '\\', ' ', '$', '`', '\'', ';', '&', ',', '<', '>'], "x"),
         ));
-        let ignite = old.path().join("var/www/prod/Ignite.config");
+        let ignite = old.join("var/www/prod/Ignite.config");
         let text = fs::read_to_string(&ignite).unwrap().replacen(
             "</bean>",
             &format!("  <property name=\"sslKeyStorePassword\" value=\"{}\"/>\n  </bean>", xml_escaped(&secrets[0])),
@@ -87,16 +92,16 @@ proptest! {
         fs::write(&ignite, text).unwrap();
 
         let mut outputs = vec![
-            printed(new.path(), old.path(), &[]),
-            printed(new.path(), old.path(), &["--json"]),
-            printed(new.path(), old.path(), &["--take", CONFIG]),
-            printed(new.path(), old.path(), &["--json", "--take", "/etc/sysconfig/comindwareprod-env"]),
+            printed(new.path(), &[]),
+            printed(new.path(), &["--json"]),
+            printed(new.path(), &["--take", CONFIG]),
+            printed(new.path(), &["--json", "--take", "/etc/sysconfig/comindwareprod-env"]),
         ];
         prop_assert!(outputs[0].contains("***"), "the diffs show masked values: {}", outputs[0]);
         // A file that does not parse: its error quotes the broken line.
-        append(old.path(), CONFIG, &format!("journal.password: {}\nbroken: [\n", json(&secrets[3])));
-        outputs.push(printed(new.path(), old.path(), &[]));
-        outputs.push(printed(new.path(), old.path(), &["--json"]));
+        append(&old, CONFIG, &format!("journal.password: {}\nbroken: [\n", json(&secrets[3])));
+        outputs.push(printed(new.path(), &[]));
+        outputs.push(printed(new.path(), &["--json"]));
         for output in &outputs {
             for secret in &secrets {
                 let shown_forms = [secret.clone(), json(secret).trim_matches('"').to_owned()];

@@ -17,7 +17,7 @@ use cmw_upgrade_core::executor::{SshExecutor, SshTarget};
 use cmw_upgrade_core::ErrorKind;
 use cmw_upgrade_tests::sshd::TestSshd;
 use cmw_upgrade_tests::{DatabaseSpec, ServerSpec};
-use util::{backup_bundle, cmw, json, server, stderr};
+use util::{backup_bundle_to, cmw, json, server, stderr};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cmw-upgrade");
 
@@ -83,7 +83,7 @@ fn a_bundle_crosses_over_ssh_verified_and_a_killed_transfer_resumes() {
     });
     let work = tempfile::tempdir().unwrap();
     let bundle = work.path().join("old server's bundle");
-    let output = backup_bundle(old.path(), &bundle);
+    let output = backup_bundle_to(old.path(), &bundle);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 
     // A sender killed after 1 MiB of its stream (the pipe to `head` closes:
@@ -235,7 +235,7 @@ fn small_bundle(work: &Path) -> std::path::PathBuf {
         ..ServerSpec::default()
     });
     let bundle = work.join("bundle");
-    let output = backup_bundle(old.path(), &bundle);
+    let output = backup_bundle_to(old.path(), &bundle);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     bundle
 }

@@ -87,7 +87,9 @@ pub fn register_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
     for (name, _kind, also, doc) in CLASSES {
         let bases = match also {
             Also::Nothing => PyTuple::new(py, [base.as_any()])?,
-            Also::Value => PyTuple::new(py, [base.as_any(), py.get_type::<PyValueError>().as_any()])?,
+            Also::Value => {
+                PyTuple::new(py, [base.as_any(), py.get_type::<PyValueError>().as_any()])?
+            }
             Also::Os => PyTuple::new(py, [base.as_any(), py.get_type::<PyOSError>().as_any()])?,
         };
         let namespace = PyDict::new(py);
@@ -112,9 +114,7 @@ pub fn register_exceptions(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// `.strerror`.
 pub fn core_error(error: Error) -> PyErr {
     let message = cmw_upgrade_core::secrets::mask(&error.to_string()).into_owned();
-    Python::attach(|py| {
-        build(py, &error, &message).unwrap_or_else(|failure| failure)
-    })
+    Python::attach(|py| build(py, &error, &message).unwrap_or_else(|failure| failure))
 }
 
 fn build(py: Python<'_>, error: &Error, message: &str) -> Result<PyErr, PyErr> {

@@ -100,8 +100,7 @@ impl PyUpgradeVerdict {
 /// Whether the data-structure upgrade succeeded, from the logs in `log_dir`.
 #[pyfunction]
 pub(crate) fn upgrade_verdict(py: Python<'_>, log_dir: PathBuf) -> PyResult<PyUpgradeVerdict> {
-    let inner =
-        crate::long_call::run_read_only_call(py, move || core::upgrade_verdict(&log_dir))?;
+    let inner = crate::long_call::run_read_only_call(py, move || core::upgrade_verdict(&log_dir))?;
     Ok(PyUpgradeVerdict { inner })
 }
 

@@ -78,6 +78,17 @@ pub fn backup_bundle(root: &Path, dest: &Path) -> Output {
     )
 }
 
+/// [`backup_bundle`] into the tree, then the bundle moved to `dest`, a folder
+/// of the test's outside it (as an admin carries a bundle elsewhere).
+pub fn backup_bundle_to(root: &Path, dest: &Path) -> Output {
+    let made = backups_in(root).join(dest.file_name().unwrap());
+    let output = backup_bundle(root, &made);
+    if output.status.success() {
+        std::fs::rename(&made, dest).unwrap();
+    }
+    output
+}
+
 /// Every file under `folder`: relative path → content (links as `-> target`).
 pub fn tree(folder: &Path) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();
