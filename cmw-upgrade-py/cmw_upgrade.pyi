@@ -2,46 +2,348 @@
 
 The same operations as the `cmw-upgrade` command line, as plain functions and
 small read-only classes. Every error derives from `CmwUpgradeError`.
+
+Every path argument takes str or os.PathLike. `root` is the server's "/" (a
+mounted copy, a test tree) as the CLI's --root: under a root other than "/",
+the server paths beside it (`dest`, a bundle `path`, `from_dir`) must be
+absolute and are read inside the root, as every path from a config is.
 """
 
-from os import PathLike
-from typing import Any, Callable, Optional, Union
+import os
+from typing import Any, Callable, Dict, List, Literal, Optional, TypedDict, Union, final
 
 __version__: str
+__all__ = [
+    "AlreadyExistsError",
+    "AuthenticationFailedError",
+    "BackupReport",
+    "BadInputError",
+    "BadRequestError",
+    "BundleDamagedError",
+    "CancelledError",
+    "CheckFailedError",
+    "CheckReport",
+    "CmwUpgradeError",
+    "CommandFailedError",
+    "ConfigChange",
+    "ConfigParseError",
+    "CopyProgress",
+    "DriftReport",
+    "FileAccessError",
+    "FolderToCreate",
+    "HandNote",
+    "InstanceCreateReport",
+    "InstanceInfo",
+    "InstanceLayout",
+    "InternalError",
+    "InvalidInstanceNameError",
+    "LockedError",
+    "LogError",
+    "LogWatcher",
+    "MigrationReport",
+    "NGINX_SITE_DIRS",
+    "NoIgniteNodeFolderError",
+    "NoOsReleaseError",
+    "NotAFolderError",
+    "NotEnoughSpaceError",
+    "OsInfo",
+    "Owner",
+    "OwnerDict",
+    "PathOutsideRootError",
+    "PlannedStep",
+    "ProgressCallback",
+    "PruneReport",
+    "RestoreReport",
+    "RestoredPart",
+    "RollbackReport",
+    "RunReport",
+    "RunStatus",
+    "SourceChangedError",
+    "StateConflictError",
+    "StepFailedError",
+    "StepRecord",
+    "StrPath",
+    "SystemFolderError",
+    "UnknownAccountError",
+    "UnknownOsFamilyError",
+    "UpgradePlan",
+    "UpgradeReport",
+    "UpgradeVerdict",
+    "VerifyReport",
+    "backup",
+    "bundle_drift",
+    "check",
+    "detect_os_family",
+    "import_cdbbz",
+    "instances",
+    "migrate_config",
+    "parse_instance_create_output",
+    "parse_prerequisites_list",
+    "parse_version_list",
+    "plan",
+    "prune_caches",
+    "restore_bundle",
+    "rollback",
+    "run",
+    "status",
+    "upgrade",
+    "upgrade_verdict",
+    "validate_instance_name",
+    "verify_bundle",
+]
 
-StrPath = Union[str, PathLike[str]]
+# A path argument: str or any os.PathLike (pathlib.Path). Also at run time.
+StrPath = Union[str, "os.PathLike[str]"]
+ProgressCallback = Callable[[Dict[str, Any]], object]
+"""Called from the calling thread while the work runs with the interpreter
+released. In every long call below (backup, verify_bundle, bundle_drift,
+restore_bundle, import_cdbbz, prune_caches, migrate_config, run, upgrade,
+rollback), Ctrl-C, or an exception raised by the callable, asks the work to
+stop at its next safe point (between files or buffers; between steps of a
+run); the call waits for it, so nothing is left half-done, and then raises
+that exception (KeyboardInterrupt for Ctrl-C), typically within a fraction of
+a second. The read-only calls (check, upgrade_verdict) raise at once. After
+Ctrl-C the callable still gets the progress of the wind-down; after it raised
+anything else, it is not called again."""
+
+# The shapes of the returned dicts; the same classes exist at run time
+# (cmw_upgrade.BackupReport, ...). Keys a report has only sometimes are in a
+# total=False part.
+
+
+class BackupReport(TypedDict):
+    bundle: str
+    method: Literal["copy", "snapshot", "import"]
+    consistency: str
+    snapshot: Optional[str]
+    files: int
+    bytes: int
+    seconds: float
+    warnings: List[str]
+
+
+class VerifyReport(TypedDict):
+    ok: bool
+    missing: List[str]
+    changed_files: List[str]
+    extra: List[str]
+
+
+class DriftReport(TypedDict):
+    database: str
+    deep: bool
+    changed_files: List[str]
+    added: List[str]
+    removed: List[str]
+
+
+class RestoredPart(TypedDict):
+    part: str
+    target: str
+    files: int
+    bytes: int
+    moved_aside: Optional[str]
+
+
+class RestoreReport(TypedDict):
+    bundle: str
+    owner: str
+    uid: int
+    gid: int
+    parts: List[RestoredPart]
+
+
+class _ConfigChangeBase(TypedDict):
+    file: str
+    key: str
+    action: Literal["set", "renamed", "uncommented", "appended", "kept", "taken"]
+    old: Optional[str]
+    new: Optional[str]
+
+
+# The directive's old name, for "renamed" ("from" cannot be a class-syntax key).
+_ConfigChangeFrom = TypedDict("_ConfigChangeFrom", {"from": str}, total=False)
+
+
+class ConfigChange(_ConfigChangeBase, _ConfigChangeFrom):
+    pass
+
+
+class OwnerDict(TypedDict):
+    user: str
+    group: str
+
+
+class FolderToCreate(TypedDict):
+    path: str
+    directive: str
+    owner: OwnerDict
+
+
+class _HandNoteBase(TypedDict):
+    file: str
+    code: str
+    message: str
+    action_needed: bool
+
+
+class HandNote(_HandNoteBase, total=False):
+    key: str
+
+
+class MigrationReport(TypedDict):
+    changes: List[ConfigChange]
+    warnings: List[str]
+    errors: List[str]
+    folders_to_create: List[FolderToCreate]
+    files: List[str]
+    written: List[Dict[str, Any]]
+    check: bool
+    to_do: List[HandNote]
+
+
+class _PlannedStepBase(TypedDict):
+    name: str
+    title: str
+    precondition: str
+    check: str
+    undo: str
+    commands: List[str]
+    note: Optional[str]
+
+
+class PlannedStep(_PlannedStepBase, total=False):
+    # Only in a two-server plan: "old", "new" or "old->new".
+    server: str
+    findings: List[Dict[str, Any]]
+
+
+class _StepRecordBase(TypedDict):
+    name: str
+    status: Literal["pending", "running", "done", "failed", "rolled_back"]
+
+
+class StepRecord(_StepRecordBase, total=False):
+    started: str
+    finished: str
+    seconds: float
+    artifacts: Dict[str, str]
+    commands: List[Dict[str, Any]]
+    error: str
+    error_kind: str
+    server: str
+
+
+class _RunReportBase(TypedDict):
+    outcome: Literal["upgraded", "failed"]
+    instance: str
+    steps: List[StepRecord]
+    next: str
+
+
+class RunReport(_RunReportBase, total=False):
+    to_do: List[HandNote]
+
+
+class UpgradeReport(RunReport, total=False):
+    servers: Dict[str, Any]
+    preflight: Dict[str, Any]
+    drift: DriftReport
+
+
+class UpgradePlan(TypedDict):
+    instance: str
+    old: Dict[str, Any]
+    new: Dict[str, Any]
+    preflight: Dict[str, Any]
+    steps: List[PlannedStep]
+
+
+class RollbackReport(TypedDict):
+    instance: str
+    rollback: StepRecord
+    steps: List[StepRecord]
+    next: str
+
+
+class _RunStatusBase(TypedDict):
+    instance: str
+    recorded: bool
+
+
+class RunStatus(_RunStatusBase, total=False):
+    # With recorded=True: the recorded run state.
+    format: int
+    steps: List[StepRecord]
+    settings: Dict[str, Any]
+    rollback: StepRecord
+    servers: Dict[str, Any]
+    to_do: List[HandNote]
+
+
+class InstanceInfo(TypedDict):
+    name: str
+    version: Optional[str]
+
+
+class CheckReport(TypedDict):
+    url: str
+    status: Optional[int]
+    unreachable: Optional[str]
+    heartbeat_errors: List[str]
+    heartbeat_logs: int
+    log_dir: str
+    ok: bool
+
+
+class CopyProgress(TypedDict):
+    phase: str
+    total_bytes: int
+    total_files: int
+    done_bytes: int
+    done_files: int
 
 NGINX_SITE_DIRS: dict[str, str]
 """The nginx site folder of each family: {"deb": ..., "rpm": ..., "alt": ...}."""
 
 class CmwUpgradeError(Exception):
-    """Base of every cmw_upgrade error."""
+    """Base of every cmw_upgrade error.
 
-class UnknownOsFamilyError(CmwUpgradeError):
+    Each subclass also derives from the built-in exception Python code catches
+    for that trouble: ValueError for a wrong value (a name, a choice, a path
+    outside the root), OSError for a file that cannot be read or is in the way
+    (with .errno, .strerror and .filename; str() is the tool's message).
+    """
+    kind: str
+    """The error's kind, as the CLI's JSON names it: "io", "bad_input", "locked", ..."""
+    path: Optional[str]
+    """The file or folder the error is about, where it names one."""
+
+class UnknownOsFamilyError(CmwUpgradeError, ValueError):
     """os-release names no supported distribution."""
 
-class InvalidInstanceNameError(CmwUpgradeError):
+class InvalidInstanceNameError(CmwUpgradeError, ValueError):
     """An instance name that is not safe in paths and commands."""
 
-class PathOutsideRootError(CmwUpgradeError):
+class PathOutsideRootError(CmwUpgradeError, ValueError):
     """A configured path that would leave the target root."""
 
-class FileAccessError(CmwUpgradeError):
+class FileAccessError(CmwUpgradeError, OSError):
     """A file or folder could not be read, listed or changed."""
 
-class ConfigParseError(CmwUpgradeError):
+class ConfigParseError(CmwUpgradeError, ValueError):
     """A config file that does not parse."""
 
-class NoIgniteNodeFolderError(CmwUpgradeError):
+class NoIgniteNodeFolderError(CmwUpgradeError, ValueError):
     """A folder without Ignite node folders was given for pruning."""
 
-class NotAFolderError(CmwUpgradeError):
+class NotAFolderError(CmwUpgradeError, OSError):
     """A folder was expected."""
 
-class NotEnoughSpaceError(CmwUpgradeError):
+class NotEnoughSpaceError(CmwUpgradeError, OSError):
     """The destination has too little free space; nothing was written."""
 
-class AlreadyExistsError(CmwUpgradeError):
+class AlreadyExistsError(CmwUpgradeError, OSError):
     """Something is in the way that the tool will not overwrite."""
 
 class LockedError(CmwUpgradeError):
@@ -71,10 +373,10 @@ class StateConflictError(CmwUpgradeError):
 class NoOsReleaseError(CmwUpgradeError):
     """No os-release file under the root; name the family."""
 
-class SystemFolderError(CmwUpgradeError):
+class SystemFolderError(CmwUpgradeError, ValueError):
     """A data folder that is a system folder or directly inside one; nothing was changed."""
 
-class BadRequestError(CmwUpgradeError):
+class BadRequestError(CmwUpgradeError, ValueError):
     """A request to the agent that does not fit the protocol."""
 
 class InternalError(CmwUpgradeError):
@@ -87,12 +389,13 @@ class CancelledError(CmwUpgradeError):
     exception) instead; this class stands for the core's "cancelled" kind.
     """
 
-class BadInputError(CmwUpgradeError):
+class BadInputError(CmwUpgradeError, ValueError):
     """A value that names nothing there (a backend, a server); the message names what exists."""
 
 class AuthenticationFailedError(CmwUpgradeError):
     """Authentication failed at a server (a DNS update's TSIG key is wrong, unknown or not allowed)."""
 
+@final
 class Owner:
     """A user and group pair, as `chown` takes it."""
     @property
@@ -100,6 +403,7 @@ class Owner:
     @property
     def group(self) -> str: ...
 
+@final
 class OsInfo:
     """What `detect_os_family` found: the family and what differs by family."""
     @property
@@ -129,6 +433,7 @@ def detect_os_family(text: str) -> OsInfo:
 def validate_instance_name(name: str) -> str:
     """Checks an instance name and returns it; raises InvalidInstanceNameError saying why not."""
 
+@final
 class InstanceLayout:
     """Every path of one instance on one server.
 
@@ -167,6 +472,7 @@ class InstanceLayout:
     def to_dict(self) -> dict[str, Any]:
         """Every field, with where each data path came from, as plain Python data."""
 
+@final
 class PruneReport:
     """What pruning did, or would do with check=True."""
     @property
@@ -186,6 +492,7 @@ def prune_caches(path: StrPath, check: bool = True) -> PruneReport:
     Raises NoIgniteNodeFolderError when `path` holds no Ignite node folder.
     """
 
+@final
 class LogError:
     """One error record found in an upgrade log."""
     @property
@@ -200,10 +507,11 @@ class LogError:
     @property
     def message(self) -> str: ...
 
+@final
 class UpgradeVerdict:
     """The verdict over a log folder, with the evidence."""
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Literal["succeeded", "failed", "in_progress", "not_started"]:
         """"succeeded", "failed", "in_progress" or "not_started"."""
     @property
     def succeeded(self) -> bool: ...
@@ -222,11 +530,13 @@ class UpgradeVerdict:
 def upgrade_verdict(log_dir: StrPath) -> UpgradeVerdict:
     """Whether the data-structure upgrade succeeded, from the logs in `log_dir`."""
 
+@final
 class LogWatcher:
     """Watches a log folder; each poll() reads only what was appended since the last."""
     def __init__(self, log_dir: StrPath) -> None: ...
     def poll(self) -> UpgradeVerdict: ...
 
+@final
 class InstanceCreateReport:
     """What instance_create.sh reported."""
     @property
@@ -261,7 +571,7 @@ def migrate_config(
     fix: bool = False,
     take: Optional[list[str]] = None,
     family: Optional[str] = None,
-) -> dict[str, Any]:
+) -> MigrationReport:
     """Carries the old instance's config values into the new instance's files.
 
     `from_dir` holds the old server's files at their absolute paths; the new files
@@ -270,17 +580,6 @@ def migrate_config(
     folders_to_create, files, written, check. When the report has errors, nothing
     is written.
     """
-
-ProgressCallback = Callable[[dict[str, Any]], object]
-"""Called from the calling thread while the work runs with the interpreter
-released. In every long call below (backup, verify_bundle, bundle_drift,
-restore_bundle, import_cdbbz, run), Ctrl-C, or an exception raised by the
-callable, asks the work to stop at its next safe point (between files or
-buffers; between steps of a run); the call waits for it, so nothing is left
-half-done, and then raises that exception (KeyboardInterrupt for Ctrl-C),
-typically within a fraction of a second. After Ctrl-C the callable still gets
-the progress of the wind-down; after it raised anything else, it is not called
-again."""
 
 def backup(
     instance: str,
@@ -292,7 +591,7 @@ def backup(
     control_script: Optional[StrPath] = None,
     check_space: bool = True,
     progress: Optional[ProgressCallback] = None,
-) -> dict[str, Any]:
+) -> BackupReport:
     """Backs up an instance into a new bundle folder `dest`.
 
     Same as `cmw-upgrade backup --json`: returns bundle, method, consistency,
@@ -303,7 +602,7 @@ def backup(
     the partial bundle is then removed, as it is on Ctrl-C.
     """
 
-def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> dict[str, Any]:
+def verify_bundle(path: StrPath, progress: Optional[ProgressCallback] = None) -> VerifyReport:
     """Re-hashes every file of a bundle: {"ok", "missing", "changed_files", "extra"}."""
 
 def bundle_drift(
@@ -312,7 +611,7 @@ def bundle_drift(
     root: StrPath = "/",
     deep: bool = False,
     family: Optional[str] = None,
-) -> dict[str, Any]:
+) -> DriftReport:
     """What the live database changed since the bundle: {"changed_files", "added", "removed", ...}."""
 
 def restore_bundle(
@@ -321,7 +620,7 @@ def restore_bundle(
     root: StrPath = "/",
     replace: bool = False,
     family: Optional[str] = None,
-) -> dict[str, Any]:
+) -> RestoreReport:
     """Puts the bundle's database into the instance, owned by its data owner.
 
     Raises AlreadyExistsError for a non-empty database folder unless replace=True
@@ -336,22 +635,22 @@ def import_cdbbz(
     dest: StrPath,
     instance: Optional[str] = None,
     check_space: bool = True,
-) -> dict[str, Any]:
+) -> BackupReport:
     """Turns a platform backup (.cdbbz) into a bundle folder `dest`."""
 
 
 def plan(
     instance: str,
-    bundle: str,
-    distribution: str,
-    prerequisites: str,
+    bundle: StrPath,
+    distribution: StrPath,
+    prerequisites: StrPath,
     root: StrPath = "/",
     port: int = 80,
     family: Optional[str] = None,
     upgrade_timeout: float = 7200.0,
     health_timeout: float = 300.0,
     fix_config: bool = False,
-) -> list[dict[str, Any]]:
+) -> List[PlannedStep]:
     """Plans the upgrade on the (new) server under `root`, changing nothing.
 
     Each step: name, title, precondition, check, undo, commands, note.
@@ -359,17 +658,17 @@ def plan(
 
 def run(
     instance: str,
-    bundle: str,
-    distribution: str,
-    prerequisites: str,
+    bundle: StrPath,
+    distribution: StrPath,
+    prerequisites: StrPath,
     root: StrPath = "/",
     port: int = 80,
     family: Optional[str] = None,
     upgrade_timeout: float = 7200.0,
     health_timeout: float = 300.0,
     fix_config: bool = False,
-    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
-) -> dict[str, Any]:
+    progress: Optional[ProgressCallback] = None,
+) -> RunReport:
     """Runs (or resumes) the upgrade; returns {"outcome", "instance", "steps", "next"}.
 
     `progress` gets each event as a dict ("event": step_started, step_finished,
@@ -382,26 +681,26 @@ def upgrade(
     old: str,
     new: str,
     instance: str,
-    distribution: str,
-    prerequisites: str,
+    distribution: StrPath,
+    prerequisites: StrPath,
     port: int = 80,
-    bundle_dir: str = "/var/lib/cmw-upgrade/bundles",
+    bundle_dir: StrPath = "/var/lib/cmw-upgrade/bundles",
     route: str = "auto",
     method: Optional[str] = None,
     accept_crash_consistent: bool = False,
     identity_file: Optional[StrPath] = None,
     known_hosts: Optional[StrPath] = None,
-    remote_cmw_upgrade: str = "cmw-upgrade",
+    remote_cmw_upgrade: StrPath = "cmw-upgrade",
     state_root: StrPath = "/",
     plan: bool = False,
-    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
+    progress: Optional[ProgressCallback] = None,
     upgrade_timeout: float = 7200.0,
     health_timeout: float = 300.0,
     fix_config: bool = False,
     direct_ssh_options: list[str] = [],
-    old_root: Optional[str] = None,
-    new_root: Optional[str] = None,
-) -> dict[str, Any]:
+    old_root: Optional[StrPath] = None,
+    new_root: Optional[StrPath] = None,
+) -> Union[UpgradeReport, UpgradePlan]:
     """The whole upgrade with this machine as the control point, as
     `cmw-upgrade upgrade --old … --new …`: the old server backs up into
     `bundle_dir` (the same path on both servers), the bundle goes to the new
@@ -436,7 +735,7 @@ def upgrade(
     the run before its next step; the steps done stay done, so the same call
     resumes.
     """
-def status(instance: str, root: StrPath = "/") -> dict[str, Any]:
+def status(instance: str, root: StrPath = "/") -> RunStatus:
     """The recorded run of `instance` (as `cmw-upgrade status --json`): the state
     with "recorded": True, or {"recorded": False, "instance"} when none is recorded."""
 
@@ -445,17 +744,17 @@ def rollback(
     root: StrPath = "/",
     *,
     force: bool = False,
-    progress: Optional[Callable[[dict[str, Any]], Any]] = None,
-) -> dict[str, Any]:
+    progress: Optional[ProgressCallback] = None,
+) -> RollbackReport:
     """Undoes the run of `instance` (as `cmw-upgrade rollback --yes --json`).
 
     A run whose steps are all done may have traffic on it: StateConflictError
     unless force=True. Raises LockedError when another run holds the lock.
     """
 
-def instances(root: StrPath = "/") -> list[dict[str, Any]]:
+def instances(root: StrPath = "/") -> List[InstanceInfo]:
     """The instances configured under `root`: [{"name", "version"}, ...]."""
 
-def check(instance: str, url: str, root: StrPath = "/") -> dict[str, Any]:
+def check(instance: str, url: str, root: StrPath = "/") -> CheckReport:
     """GET `url` (http:// only) and the heartbeat logs: {"url", "status", "unreachable",
     "heartbeat_errors", "heartbeat_logs", "log_dir", "ok"}."""

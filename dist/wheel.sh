@@ -31,6 +31,8 @@ ziglang_version="0.15.2"
 auditwheel_version="6.8.2"
 # A pytest that still runs on Python 3.9.
 pytest_version="8.4.2"
+# A mypy that still runs on Python 3.9, for stubtest (the stub against the wheel).
+mypy_version="1.14.1"
 
 # The target servers run glibc 2.28 or newer (Astra Linux SE 1.7, Debian 10 and
 # Rocky 8 have 2.28): no symbol may need a newer one.
@@ -210,7 +212,7 @@ rm -rf "$testenv"
 # --no-index: the wheel has no dependencies and installs as on a server without
 # internet. pytest comes from the package index, in a second command.
 "$testenv/bin/python" -m pip install --quiet --disable-pip-version-check --no-index --no-deps "$wheel"
-"$testenv/bin/python" -m pip install --quiet --disable-pip-version-check "pytest==$pytest_version"
+"$testenv/bin/python" -m pip install --quiet --disable-pip-version-check "pytest==$pytest_version" "mypy==$mypy_version"
 installed_at="$(cd / && "$repo/$testenv/bin/python" -c 'import cmw_upgrade; print(cmw_upgrade.__file__)')"
 case "$installed_at" in
   "$repo/$testenv/"*) ;;
@@ -221,6 +223,13 @@ echo "Python $test_version ($test_python), cmw_upgrade from $installed_at"
 # The tests compare with the debug CLI and use the fixture writer.
 cargo build --locked --quiet -p cmw-upgrade-cli -p cmw-upgrade-benches --bins
 "$testenv/bin/python" -m pytest -q -p no:cacheprovider cmw-upgrade-py/tests
+
+step "stubtest: the type stub against the installed wheel"
+# Every name, signature, default, base class and TypedDict of cmw_upgrade.pyi
+# must match what the wheel has at run time; the allowlist says why each of
+# its entries cannot.
+(cd "$testenv" && "$repo/$testenv/bin/python" -m mypy.stubtest cmw_upgrade \
+  --allowlist "$repo/cmw-upgrade-py/stubtest-allowlist.txt")
 
 # abi3 means the same file loads on every newer Python: import it from this
 # machine's python3 too, when that is another version.

@@ -18,7 +18,7 @@ use crate::long_call::{run_long_call, Feed};
 /// "to_do", ...}) with "recorded": True, or {"recorded": False, "instance"}
 /// when no run is recorded (not an error: nothing has started).
 #[pyfunction]
-#[pyo3(signature = (instance, root = "/".into()))]
+#[pyo3(signature = (instance, root = "/".into()), text_signature = "(instance, root = '/')")]
 pub(crate) fn status<'py>(
     py: Python<'py>,
     instance: &str,
@@ -47,7 +47,7 @@ pub(crate) fn status<'py>(
 /// unless `force=True`. `progress` gets each event as a dict. Raises
 /// LockedError when another run holds the lock.
 #[pyfunction]
-#[pyo3(signature = (instance, root = "/".into(), *, force = false, progress = None))]
+#[pyo3(signature = (instance, root = "/".into(), *, force = false, progress = None), text_signature = "(instance, root = '/', *, force = False, progress = None)")]
 pub(crate) fn rollback<'py>(
     py: Python<'py>,
     instance: &str,
@@ -82,7 +82,7 @@ pub(crate) fn rollback<'py>(
 /// {"name", "version"} (as `cmw-upgrade instances --json`, without the
 /// service state, which needs systemd).
 #[pyfunction]
-#[pyo3(signature = (root = "/".into()))]
+#[pyo3(signature = (root = "/".into()), text_signature = "(root = '/')")]
 pub(crate) fn instances<'py>(py: Python<'py>, root: PathBuf) -> PyResult<Bound<'py, PyAny>> {
     let disk = core::disk::Disk::new(&root);
     let found = core::layout::configured_instances(&disk).map_err(core_error)?;
@@ -94,7 +94,7 @@ pub(crate) fn instances<'py>(py: Python<'py>, root: PathBuf) -> PyResult<Bound<'
 /// "unreachable", "heartbeat_errors", "heartbeat_logs", "log_dir", "ok"}.
 /// An unsupported URL raises BadRequestError.
 #[pyfunction]
-#[pyo3(signature = (instance, url, root = "/".into()))]
+#[pyo3(signature = (instance, url, root = "/".into()), text_signature = "(instance, url, root = '/')")]
 pub(crate) fn check<'py>(
     py: Python<'py>,
     instance: &str,

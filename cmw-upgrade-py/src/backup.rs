@@ -65,7 +65,7 @@ pub(crate) fn prune_caches(py: Python<'_>, path: PathBuf, check: bool) -> PyResu
 /// from `progress`) stops the copy at the next file or buffer; the partial
 /// bundle is removed, then the exception is raised.
 #[pyfunction]
-#[pyo3(signature = (instance, dest, root = "/".into(), method = "copy", with_streams = false, family = None, control_script = None, check_space = true, progress = None))]
+#[pyo3(signature = (instance, dest, root = "/".into(), method = "copy", with_streams = false, family = None, control_script = None, check_space = true, progress = None), text_signature = "(instance, dest, root = '/', method = 'copy', with_streams = False, family = None, control_script = None, check_space = True, progress = None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backup<'py>(
     py: Python<'py>,
@@ -130,7 +130,7 @@ pub(crate) fn verify_bundle<'py>(
 /// Returns {"database", "deep", "changed", "added", "removed"}, paths relative to
 /// the database folder, as `cmw-upgrade backup drift --json`.
 #[pyfunction]
-#[pyo3(signature = (path, instance, root = "/".into(), deep = false, family = None))]
+#[pyo3(signature = (path, instance, root = "/".into(), deep = false, family = None), text_signature = "(path, instance, root = '/', deep = False, family = None)")]
 pub(crate) fn bundle_drift<'py>(
     py: Python<'py>,
     path: PathBuf,
@@ -156,7 +156,7 @@ pub(crate) fn bundle_drift<'py>(
 /// Returns the report of `cmw-upgrade restore --json`. A non-empty database folder
 /// is refused unless `replace=True`, which moves its content aside.
 #[pyfunction]
-#[pyo3(signature = (path, instance, root = "/".into(), replace = false, family = None))]
+#[pyo3(signature = (path, instance, root = "/".into(), replace = false, family = None), text_signature = "(path, instance, root = '/', replace = False, family = None)")]
 pub(crate) fn restore_bundle<'py>(
     py: Python<'py>,
     path: PathBuf,

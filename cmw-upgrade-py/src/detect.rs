@@ -162,7 +162,7 @@ pub(crate) struct PyInstanceLayout {
 #[pymethods]
 impl PyInstanceLayout {
     #[new]
-    #[pyo3(signature = (instance, root = "/".into(), family = None))]
+    #[pyo3(signature = (instance, root = "/".into(), family = None), text_signature = "(instance, root = '/', family = None)")]
     fn new(py: Python<'_>, instance: &str, root: PathBuf, family: Option<&str>) -> PyResult<Self> {
         let instance = parse_instance(instance)?;
         let family = family_of_root(&root, family)?;

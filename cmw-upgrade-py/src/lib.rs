@@ -67,5 +67,38 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
         families.set_item(family.as_str(), family.nginx_site_dir())?;
     }
     module.add("NGINX_SITE_DIRS", families)?;
+    add_types(module)?;
+    // Every public name, so `from cmw_upgrade import *` and the stub agree.
+    let mut public: Vec<String> = module
+        .dict()
+        .keys()
+        .iter()
+        .map(|name| name.extract::<String>())
+        .collect::<PyResult<_>>()?;
+    public.retain(|name| !name.starts_with('_'));
+    public.sort();
+    module.add("__all__", public)?;
+    Ok(())
+}
+
+/// The TypedDicts of the results (`types.py`, the same as in the stub),
+/// made at import so that they exist at run time too.
+fn add_types(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = module.py();
+    let source = std::ffi::CString::new(include_str!("types.py"))
+        .map_err(|error| pyo3::exceptions::PyRuntimeError::new_err(error.to_string()))?;
+    let namespace = PyDict::new(py);
+    // The classes say they belong to cmw_upgrade, as the stub declares them.
+    namespace.set_item("__name__", "cmw_upgrade")?;
+    py.run(&source, Some(&namespace), None)?;
+    let names = namespace
+        .get_item("TYPE_NAMES")?
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("types.py lacks TYPE_NAMES"))?;
+    for name in names.extract::<Vec<String>>()? {
+        let value = namespace.get_item(&name)?.ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("types.py lacks {name}"))
+        })?;
+        module.add(name.as_str(), value)?;
+    }
     Ok(())
 }

@@ -43,7 +43,7 @@ fn upgrade_settings(
 /// commands (the exact commands and file operations, in order), note (why it
 /// could not be planned in full now, or None). Same as `cmw-upgrade plan --json`'s steps.
 #[pyfunction]
-#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false))]
+#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false), text_signature = "(instance, bundle, distribution, prerequisites, root = '/', port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = False)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn plan<'py>(
     py: Python<'py>,
@@ -91,7 +91,7 @@ pub(crate) fn plan<'py>(
 /// (or an exception from `progress`) stops the run before its next step; the
 /// steps done stay done, so the same call resumes it.
 #[pyfunction]
-#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, progress = None))]
+#[pyo3(signature = (instance, bundle, distribution, prerequisites, root = "/".into(), port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, progress = None), text_signature = "(instance, bundle, distribution, prerequisites, root = '/', port = 80, family = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = False, progress = None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run<'py>(
     py: Python<'py>,
@@ -225,7 +225,7 @@ fn connect(
 /// bundle travels. Ctrl-C stops the run before its next step (a transfer at
 /// its next safe point); the same call resumes it.
 #[pyfunction]
-#[pyo3(signature = (old, new, instance, distribution, prerequisites, port = 80, bundle_dir = "/var/lib/cmw-upgrade/bundles".into(), route = "auto", method = None, accept_crash_consistent = false, identity_file = None, known_hosts = None, remote_cmw_upgrade = "cmw-upgrade".into(), state_root = "/".into(), plan = false, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, direct_ssh_options = Vec::new(), old_root = None, new_root = None))]
+#[pyo3(signature = (old, new, instance, distribution, prerequisites, port = 80, bundle_dir = "/var/lib/cmw-upgrade/bundles".into(), route = "auto", method = None, accept_crash_consistent = false, identity_file = None, known_hosts = None, remote_cmw_upgrade = "cmw-upgrade".into(), state_root = "/".into(), plan = false, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = false, direct_ssh_options = Vec::new(), old_root = None, new_root = None), text_signature = "(old, new, instance, distribution, prerequisites, port = 80, bundle_dir = '/var/lib/cmw-upgrade/bundles', route = 'auto', method = None, accept_crash_consistent = False, identity_file = None, known_hosts = None, remote_cmw_upgrade = 'cmw-upgrade', state_root = '/', plan = False, progress = None, upgrade_timeout = 7200.0, health_timeout = 300.0, fix_config = False, direct_ssh_options = [], old_root = None, new_root = None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn upgrade<'py>(
     py: Python<'py>,

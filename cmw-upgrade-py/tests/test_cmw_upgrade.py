@@ -221,8 +221,14 @@ def test_type_stubs_cover_the_module():
         for name in dir(cmw_upgrade)
         if not name.startswith("_") and not isinstance(getattr(cmw_upgrade, name), type(cmw_upgrade))
     ]
-    missing = [name for name in public if f"def {name}(" not in stub and f"class {name}" not in stub and f"{name}:" not in stub]
+    declared = ("def {}(", "class {}", "{}:", "{} = ")
+    missing = [name for name in public if not any(form.format(name) in stub for form in declared)]
     assert missing == []
+    # (dist/wheel.sh also runs mypy's stubtest: signatures, defaults, bases, TypedDicts.)
+    assert sorted(cmw_upgrade.__all__) == sorted(public)
+    # The result shapes exist at run time, as the stub declares them.
+    assert cmw_upgrade.BackupReport.__required_keys__ >= {"bundle", "method", "files", "bytes"}
+    assert "from" in cmw_upgrade.ConfigChange.__optional_keys__
 
 
 # Under a root other than "/", a path argument for that server is a server
@@ -248,6 +254,15 @@ def migration_servers(tmp_path: Path) -> "tuple[Path, Path]":
     return old, new
 
 
+def assert_shape(value, typed) -> None:
+    """`value` has every required key of the TypedDict `typed` and no key it
+    does not declare (the stub's result types are what the calls return)."""
+    keys = set(value)
+    assert typed.__required_keys__ <= keys, (typed.__name__, typed.__required_keys__ - keys)
+    assert keys <= typed.__required_keys__ | typed.__optional_keys__, (
+        typed.__name__, keys - typed.__required_keys__ - typed.__optional_keys__)
+
+
 def fixtures(*args):
     tool = REPO / "target" / "debug" / "cmw-upgrade-fixtures"
     assert tool.exists(), "build it first: cargo build -p cmw-upgrade-benches --bins"
@@ -258,6 +273,11 @@ def test_migrate_config_returns_the_cli_report(tmp_path):
     old, new = migration_servers(tmp_path)
     before = (new / "usr/share/comindware/configs/instance/prod.yml").read_text()
     report = cmw_upgrade.migrate_config(Path(OLD_FILES), "prod", root=new)
+    assert_shape(report, cmw_upgrade.MigrationReport)
+    for change in report["changes"]:
+        assert_shape(change, cmw_upgrade.ConfigChange)
+    for note in report["to_do"]:
+        assert_shape(note, cmw_upgrade.HandNote)
     assert report["check"] is True
     assert report["errors"] == []
     assert (new / "usr/share/comindware/configs/instance/prod.yml").read_text() == before
@@ -319,6 +339,8 @@ def test_backup_verify_drift_restore(tmp_path):
     bundle = in_tree(old, BUNDLE)
     seen = []
     report = cmw_upgrade.backup("prod", BUNDLE, root=old, with_streams=True, progress=seen.append)
+    assert_shape(report, cmw_upgrade.BackupReport)
+    assert_shape(seen[-1], cmw_upgrade.CopyProgress)
     assert report["bundle"] == str(bundle)
     assert report["method"] == "copy" and "crash-consistent" in report["consistency"]
     assert report["files"] > 80
@@ -335,6 +357,8 @@ def test_backup_verify_drift_restore(tmp_path):
 
     (old / "var/lib/comindware/prod/Database/db/late.bin").write_text("late")
     drift = cmw_upgrade.bundle_drift(BUNDLE, "prod", root=old)
+    assert_shape(drift, cmw_upgrade.DriftReport)
+    assert_shape(cmw_upgrade.verify_bundle(bundle), cmw_upgrade.VerifyReport)
     assert drift["added"] == ["db/late.bin"] and drift["changed_files"] == [] and drift["removed"] == []
 
     with pytest.raises(cmw_upgrade.AlreadyExistsError, match="never overwritten") as exists:
@@ -347,6 +371,8 @@ def test_backup_verify_drift_restore(tmp_path):
     # The bundle brought to the new server, at the same server path.
     bundle = bundle.rename(in_tree(new, BUNDLE))
     restored = cmw_upgrade.restore_bundle(BUNDLE, "prod", root=new)
+    assert_shape(restored, cmw_upgrade.RestoreReport)
+    assert_shape(restored["parts"][0], cmw_upgrade.RestoredPart)
     assert restored["owner"] == "www-data:www-data"
     assert [part["part"] for part in restored["parts"]] == ["database", "streams"]
     assert (new / "var/lib/comindware/prod/Database/db").is_dir()
@@ -416,6 +442,8 @@ def upgrade_args(setup: dict) -> dict:
 def test_plan_lists_every_step_and_changes_nothing(servers):
     before = sorted(str(p) for p in Path(servers["root"]).rglob("*"))
     steps = cmw_upgrade.plan(**upgrade_args(servers))
+    for step in steps:
+        assert_shape(step, cmw_upgrade.PlannedStep)
     # Every path argument takes str or os.PathLike alike.
     as_paths = {key: Path(value) for key, value in upgrade_args(servers).items()
                 if key in {"bundle", "distribution", "prerequisites", "root"}}
@@ -436,6 +464,9 @@ def test_run_reports_progress_and_upgrades(servers):
     events = []
     report = cmw_upgrade.run(**upgrade_args(servers), progress=events.append)
     assert report["outcome"] == "upgraded", report
+    assert_shape(report, cmw_upgrade.RunReport)
+    for step in report["steps"]:
+        assert_shape(step, cmw_upgrade.StepRecord)
     assert [step["status"] for step in report["steps"]] == ["done"] * 12
     started = [event["name"] for event in events if event["event"] == "step_started"]
     assert started[0] == "verify-bundle" and started[-1] == "final-check"
@@ -451,17 +482,21 @@ def test_run_reports_progress_and_upgrades(servers):
     # rolled back without force=True.
     state = cmw_upgrade.status("prod", root=servers["root"])
     assert state["recorded"] is True and len(state["steps"]) == 12
+    assert_shape(state, cmw_upgrade.RunStatus)
     assert any(note["code"] == "worker_switch" for note in state["to_do"])
     assert cmw_upgrade.status("other", root=servers["root"]) == {"recorded": False, "instance": "other"}
     assert cmw_upgrade.instances(root=servers["root"]) == [{"name": "prod", "version": "5.0.1234.0"}]
     health = cmw_upgrade.check("prod", f"http://127.0.0.1:{servers['port']}/api/health", root=servers["root"])
     assert health["status"] == 200 and health["heartbeat_logs"] >= 1, health
+    assert_shape(health, cmw_upgrade.CheckReport)
+    assert_shape(cmw_upgrade.instances(root=servers["root"])[0], cmw_upgrade.InstanceInfo)
     with pytest.raises(cmw_upgrade.BadRequestError, match="only http://"):
         cmw_upgrade.check("prod", "https://127.0.0.1/", root=servers["root"])
     with pytest.raises(cmw_upgrade.StateConflictError, match="force=True"):
         cmw_upgrade.rollback("prod", root=servers["root"])
     rolled = cmw_upgrade.rollback("prod", root=servers["root"], force=True)
     assert rolled["rollback"]["status"] == "done"
+    assert_shape(rolled, cmw_upgrade.RollbackReport)
     assert all(step["status"] == "rolled_back" for step in rolled["steps"])
 
 
