@@ -3,9 +3,14 @@
 //! Everything goes out through [`stdout`] and [`stderr`], which pass each line
 //! through the core's one masking function: a secret read from any config
 //! (or shaped like one: a URL's password, `-D…password=…`) never reaches the
-//! terminal, a log or a script, whatever message carried it.
+//! terminal, a log or a script, whatever message carried it. Under
+//! `--root DIR` they also show every path in DIR as the server's path
+//! (`DIR/var/lib/x` as `/var/lib/x`), and a JSON report names DIR once, as
+//! `"root"`: the paths are the ones the admin typed and will find on the server.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
+use std::sync::OnceLock;
 
 use cmw_upgrade_core::secrets::mask;
 use serde::Serialize;
@@ -30,7 +35,8 @@ impl<W: Write> Masked<W> {
     fn write_masked(&mut self, upto: usize) -> io::Result<()> {
         let line: Vec<u8> = self.pending.drain(..upto).collect();
         let text = String::from_utf8_lossy(&line);
-        self.inner.write_all(mask(&text).as_bytes())
+        self.inner
+            .write_all(as_server_paths(&mask(&text)).as_bytes())
     }
 }
 
@@ -52,6 +58,93 @@ impl<W: Write> Write for Masked<W> {
 impl<W: Write> Drop for Masked<W> {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// The `--root` whose paths are shown as the server's, when it is not `/`.
+static SERVER_ROOT: OnceLock<String> = OnceLock::new();
+
+/// Shows paths under `root` as the server's from now on (when `root` is not
+/// `/`). Not for the agent and the bundle stream, whose answers are read by
+/// another cmw-upgrade and must keep the paths as they are.
+pub fn show_paths_as_under(root: &std::path::Path) {
+    let text = root.to_string_lossy();
+    let text = text.trim_end_matches('/');
+    if !text.is_empty() {
+        let _ = SERVER_ROOT.set(text.to_owned());
+    }
+}
+
+/// A character that continues a path: a root found right after or before one
+/// is part of another path (`/work/examples/server` is not `examples/server`).
+fn continues_path(character: char) -> bool {
+    character.is_alphanumeric() || "._-/~+@".contains(character)
+}
+
+/// `text` with every path in the shown root written as the server's path.
+pub fn as_server_paths(text: &str) -> Cow<'_, str> {
+    match SERVER_ROOT.get() {
+        Some(root) => server_paths_in(text, root),
+        None => Cow::Borrowed(text),
+    }
+}
+
+/// `text` with every path in `root` written as the server's path.
+fn server_paths_in<'a>(text: &'a str, root: &str) -> Cow<'a, str> {
+    if !text.contains(root) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (start, _) in text.match_indices(root) {
+        if start < copied {
+            continue;
+        }
+        let after = &text[start + root.len()..];
+        let starts_path = text[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|before| !continues_path(before));
+        let ends_root = after.starts_with('/')
+            || after
+                .chars()
+                .next()
+                .is_none_or(|next| !continues_path(next));
+        if starts_path && ends_root {
+            shown.push_str(&text[copied..start]);
+            if !after.starts_with('/') {
+                shown.push('/');
+            }
+            copied = start + root.len();
+        }
+    }
+    shown.push_str(&text[copied..]);
+    Cow::Owned(shown)
+}
+
+/// Every string of a JSON document with its paths shown as the server's,
+/// and the root named once (`"root"`) in a report object.
+fn show_server_paths(document: &mut serde_json::Value) {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Cow::Owned(shown) = as_server_paths(text) {
+                    *text = shown;
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Some(root) = SERVER_ROOT.get() else {
+        return;
+    };
+    walk(document);
+    if let serde_json::Value::Object(fields) = document {
+        fields
+            .entry("root")
+            .or_insert_with(|| serde_json::Value::String(root.clone()));
     }
 }
 
@@ -82,6 +175,7 @@ pub fn stderr() -> Masked<io::StderrLock<'static>> {
 pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
     let mut document = serde_json::to_value(value).map_err(io::Error::from)?;
     cmw_upgrade_core::secrets::mask_json(&mut document);
+    show_server_paths(&mut document);
     let text = serde_json::to_string_pretty(&document).map_err(io::Error::from)?;
     let mut out = io::stdout().lock();
     writeln!(out, "{text}")?;
@@ -129,6 +223,7 @@ pub fn print_error(error: &CliError, json: bool) {
             "error": { "kind": error.kind(), "message": error.to_string() }
         });
         cmw_upgrade_core::secrets::mask_json(&mut document);
+        show_server_paths(&mut document);
         let _ = writeln!(io::stdout().lock(), "{document}");
     }
 }
@@ -212,5 +307,35 @@ mod tests {
         );
         assert_eq!(human_duration(std::time::Duration::from_secs(65)), "1m05s");
         assert_eq!(human_duration(std::time::Duration::from_secs(7)), "7s");
+    }
+}
+
+#[cfg(test)]
+mod server_path_tests {
+    use super::server_paths_in;
+
+    #[test]
+    fn paths_in_the_root_are_shown_as_the_server_s() {
+        let root = "/tmp/copy";
+        for (text, shown) in [
+            ("/tmp/copy/var/lib/x", "/var/lib/x"),
+            ("bundle \"/tmp/copy/srv/b\": ok", "bundle \"/srv/b\": ok"),
+            ("/tmp/copy", "/"),
+            // A dot may continue a name (/tmp/copy.bak): left as it is.
+            ("at /tmp/copy.", "at /tmp/copy."),
+            ("/tmp/copy2/x and /tmp/copyx", "/tmp/copy2/x and /tmp/copyx"),
+            ("/other/tmp/copy/x", "/other/tmp/copy/x"),
+            ("a=/tmp/copy/a, b=/tmp/copy/b", "a=/a, b=/b"),
+        ] {
+            assert_eq!(server_paths_in(text, root), shown, "{text}");
+        }
+        assert_eq!(
+            server_paths_in("examples/server/var/x", "examples/server"),
+            "/var/x"
+        );
+        assert_eq!(
+            server_paths_in("/work/examples/server/var", "examples/server"),
+            "/work/examples/server/var"
+        );
     }
 }

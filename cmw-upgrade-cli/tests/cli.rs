@@ -39,16 +39,12 @@ fn detect_reports_family_owner_and_layout() {
         assert_eq!(report["distro"], distro);
         assert_eq!(report["web_owner"]["user"], owner);
         let layout = &report["layout"];
-        assert_eq!(
-            layout["nginx_site"],
-            dir.path().join(site).to_str().unwrap()
-        );
+        // Under --root the paths are the server's, and the root is named once.
+        assert_eq!(report["root"], dir.path().to_str().unwrap());
+        assert_eq!(layout["nginx_site"], format!("/{site}"));
         assert_eq!(
             layout["database"]["path"],
-            dir.path()
-                .join("var/lib/comindware/prod/Database")
-                .to_str()
-                .unwrap()
+            "/var/lib/comindware/prod/Database"
         );
         assert_eq!(layout["data_owner"]["user"], owner);
         assert_eq!(layout["units"][0]["name"], "comindwareprod");

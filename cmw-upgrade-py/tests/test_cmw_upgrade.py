@@ -21,8 +21,13 @@ EXAMPLE = REPO / "examples" / "server"
 
 def without_contract_keys(cli_report: dict, python_report: dict) -> dict:
     """The CLI's --json report without the `ok`/`changed` every CLI report
-    carries, where the Python result (the same report) has no such key."""
-    return {key: value for key, value in cli_report.items() if key in python_report or key not in ("ok", "changed")}
+    carries, and the `root` one under --root names, where the Python result
+    (the same report) has no such key."""
+    return {
+        key: value
+        for key, value in cli_report.items()
+        if key in python_report or key not in ("ok", "changed", "root")
+    }
 
 
 def record(time: str, level: str, message: str) -> str:

@@ -48,6 +48,14 @@ fn require_root(cli: &Cli) -> Result<(), CliError> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
+    // What another cmw-upgrade reads keeps its paths as they are.
+    if !matches!(
+        cli.command,
+        Command::Agent | Command::BundleSend(_) | Command::BundleReceive(_)
+    ) && cli.global.root != std::path::Path::new("/")
+    {
+        crate::output::show_paths_as_under(&cli.global.root);
+    }
     require_root(&cli)?;
     match cli.command {
         Command::Detect(args) => detect::run(&cli.global, args),
