@@ -485,9 +485,11 @@ class PruneReport:
     @property
     def node_folders(self) -> list[str]: ...
 
-def prune_caches(path: StrPath, check: bool = True) -> PruneReport:
+def prune_caches(path: StrPath, *, check: bool = True) -> PruneReport:
     """Removes the old-format Ignite caches under `path` (the Database folder or an
-    unpacked backup). With check=True (the default) nothing is removed.
+    unpacked backup). With check=True (the default, unlike the CLI: keyword-only
+    so a call says which it does) nothing is removed. Ctrl-C stops the removal
+    between cache folders (the data is untouched; a rerun removes the rest).
 
     Raises NoIgniteNodeFolderError when `path` holds no Ignite node folder.
     """
@@ -567,6 +569,7 @@ def migrate_config(
     from_dir: StrPath,
     instance: str,
     root: StrPath = "/",
+    *,
     check: bool = True,
     fix: bool = False,
     take: Optional[list[str]] = None,
@@ -575,7 +578,8 @@ def migrate_config(
     """Carries the old instance's config values into the new instance's files.
 
     `from_dir` holds the old server's files at their absolute paths; the new files
-    are under `root`. With check=True (the default) nothing is written. Returns the
+    are under `root`. With check=True (the default, unlike the CLI:
+    keyword-only, so a call says which it does) nothing is written. Returns the
     same report as `cmw-upgrade config migrate --json`: changes, warnings, errors,
     folders_to_create, files, written, check. When the report has errors, nothing
     is written.
@@ -585,17 +589,22 @@ def backup(
     instance: str,
     dest: StrPath,
     root: StrPath = "/",
-    method: str = "copy",
+    method: Optional[str] = None,
     with_streams: bool = False,
     family: Optional[str] = None,
     control_script: Optional[StrPath] = None,
     check_space: bool = True,
     progress: Optional[ProgressCallback] = None,
+    *,
+    accept_crash_consistent: bool = False,
 ) -> BackupReport:
     """Backs up an instance into a new bundle folder `dest`.
 
     Same as `cmw-upgrade backup --json`: returns bundle, method, consistency,
-    snapshot, files, bytes, seconds, warnings. `method` is "copy" or "snapshot".
+    snapshot, files, bytes, seconds, warnings. `method` is "copy", "snapshot"
+    or None (the default, as the CLI: a snapshot if the instance runs, else a
+    copy); a copy of a running instance needs accept_crash_consistent=True
+    (CheckFailedError otherwise).
     `progress` is called about five times a second with a dict: phase,
     total_bytes, total_files, done_bytes, done_files. Raises AlreadyExistsError,
     NotEnoughSpaceError, SourceChangedError, CommandFailedError, FileAccessError;

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 use crate::convert::{to_python, under_root_arg};
 use crate::detect::{family_of_root, parse_instance};
+use crate::errors::core_error;
 use crate::long_call::{run_long_call, Feed};
 
 /// What pruning did, or would do with `check=True`.
@@ -38,7 +39,7 @@ impl PyPruneReport {
 /// Removes the old-format Ignite caches under `path` (the Database folder or an
 /// unpacked backup). With `check=True` (the default) nothing is removed.
 #[pyfunction]
-#[pyo3(signature = (path, check = true))]
+#[pyo3(signature = (path, *, check = true))]
 pub(crate) fn prune_caches(py: Python<'_>, path: PathBuf, check: bool) -> PyResult<PyPruneReport> {
     // Ctrl-C stops the removal between cache folders (see `apply_prune_until`).
     let report = run_long_call(py, None, Feed::Counters, |worker| {
@@ -65,32 +66,42 @@ pub(crate) fn prune_caches(py: Python<'_>, path: PathBuf, check: bool) -> PyResu
 /// from `progress`) stops the copy at the next file or buffer; the partial
 /// bundle is removed, then the exception is raised.
 #[pyfunction]
-#[pyo3(signature = (instance, dest, root = "/".into(), method = "copy", with_streams = false, family = None, control_script = None, check_space = true, progress = None), text_signature = "(instance, dest, root = '/', method = 'copy', with_streams = False, family = None, control_script = None, check_space = True, progress = None)")]
+#[pyo3(signature = (instance, dest, root = "/".into(), method = None, with_streams = false, family = None, control_script = None, check_space = true, progress = None, *, accept_crash_consistent = false), text_signature = "(instance, dest, root = '/', method = None, with_streams = False, family = None, control_script = None, check_space = True, progress = None, *, accept_crash_consistent = False)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backup<'py>(
     py: Python<'py>,
     instance: &str,
     dest: PathBuf,
     root: PathBuf,
-    method: &str,
+    method: Option<&str>,
     with_streams: bool,
     family: Option<&str>,
     control_script: Option<PathBuf>,
     check_space: bool,
     progress: Option<Py<PyAny>>,
+    accept_crash_consistent: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let method = match method {
-        "copy" => core::backup::BackupMethod::Copy,
-        "snapshot" => core::backup::BackupMethod::Snapshot,
-        other => {
+    let requested = match method {
+        None => None,
+        Some("copy") => Some(core::backup::BackupMethod::Copy),
+        Some("snapshot") => Some(core::backup::BackupMethod::Snapshot),
+        Some(other) => {
             return Err(crate::errors::bad_choice(format!(
-                "unknown method {other:?}: use \"copy\" or \"snapshot\""
+                "unknown method {other:?}: use \"copy\", \"snapshot\" or None (a snapshot \
+                 if the instance runs, else a copy)"
             )))
         }
     };
+    let instance_name = parse_instance(instance)?;
+    // As the CLI: a snapshot of a running instance unless a copy is asked
+    // for, and a copy of a running one only with accept_crash_consistent.
+    let service =
+        core::backup::service_state(&core::executor::LocalExecutor::new("/"), &instance_name);
+    let method = core::backup::choose_method(requested, service, accept_crash_consistent)
+        .map_err(core_error)?;
     let options = core::backup::BackupOptions {
         family: family_of_root(&root, family)?,
-        instance: parse_instance(instance)?,
+        instance: instance_name,
         destination: under_root_arg(&root, &dest, "dest")?,
         root,
         method,

@@ -17,7 +17,7 @@ use crate::long_call::{run_long_call, Feed};
 /// changes, warnings, errors, folders_to_create, files, written, check. When the
 /// report has errors, nothing is written.
 #[pyfunction]
-#[pyo3(signature = (from_dir, instance, root = "/".into(), check = true, fix = false, take = None, family = None), text_signature = "(from_dir, instance, root = '/', check = True, fix = False, take = None, family = None)")]
+#[pyo3(signature = (from_dir, instance, root = "/".into(), *, check = true, fix = false, take = None, family = None), text_signature = "(from_dir, instance, root = '/', *, check = True, fix = False, take = None, family = None)")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn migrate_config<'py>(
     py: Python<'py>,

@@ -71,12 +71,11 @@ pub(crate) fn plan<'py>(
         health_timeout,
         fix_config,
     )?;
-    let steps = py
-        .detach(|| {
-            let recorder = Recording::new(DryRun::new(LocalExecutor::new(&root)));
-            core::procedure::plan_upgrade(&recorder, &settings)
-        })
-        .map_err(core_error)?;
+    // A plan changes nothing (a dry run), so Ctrl-C may end the call at once.
+    let steps = crate::long_call::run_read_only_call(py, move || {
+        let recorder = Recording::new(DryRun::new(LocalExecutor::new(&root)));
+        core::procedure::plan_upgrade(&recorder, &settings)
+    })?;
     to_python(py, &steps)
 }
 

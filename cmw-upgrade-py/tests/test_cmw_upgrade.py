@@ -390,6 +390,25 @@ def test_backup_verify_drift_restore(tmp_path):
         cmw_upgrade.restore_bundle(BUNDLE, "prod", root=new, replace=True)
 
 
+def test_backup_of_a_running_instance_is_consistent_unless_accepted(tmp_path, monkeypatch):
+    # As the CLI: a systemctl that says the instance runs.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    old = tmp_path / "old"
+    fixtures("server", old, "deb")
+    in_tree(old, BUNDLE)
+    # The default for a running instance is a snapshot (the fixture has no control.sh).
+    with pytest.raises(cmw_upgrade.CheckFailedError, match="control.sh"):
+        cmw_upgrade.backup("prod", BUNDLE, root=old)
+    with pytest.raises(cmw_upgrade.CheckFailedError, match="accept"):
+        cmw_upgrade.backup("prod", BUNDLE, root=old, method="copy")
+    report = cmw_upgrade.backup("prod", BUNDLE, root=old, method="copy", accept_crash_consistent=True)
+    assert "crash-consistent" in report["consistency"]
+
+
 def test_import_cdbbz(tmp_path):
     import zipfile
 

@@ -136,18 +136,9 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
     print_backup_report(global, &report)
 }
 
-/// Whether the instance's service runs, from `systemctl is-active` (0 active;
-/// 3 inactive; 4 no such unit); anything else, or no systemctl, is unknown.
+/// Whether the instance's service runs ([`backup::service_state`]).
 pub(super) fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
-    use cmw_upgrade_core::executor::{CommandSpec, Executor};
-    let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
-        .with_timeout(std::time::Duration::from_secs(30))
-        .read_only();
-    match runner.execute(&spec).map(|output| output.code) {
-        Ok(Some(0)) => ServiceState::Running,
-        Ok(Some(3 | 4)) => ServiceState::Stopped,
-        _ => ServiceState::Unknown,
-    }
+    backup::service_state(runner, instance)
 }
 
 fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {

@@ -222,6 +222,24 @@ pub enum ServiceState {
 
 /// The method a backup uses: the one asked for, or — when none is — a
 /// snapshot of a running instance (consistent) and a copy of a stopped one.
+/// Whether the instance's service runs, from `systemctl is-active
+/// comindware<i>` through `runner` (0 active; 3 inactive; 4 no such unit);
+/// anything else, or no systemctl, is unknown.
+pub fn service_state(
+    runner: &dyn crate::executor::Executor,
+    instance: &InstanceName,
+) -> ServiceState {
+    use crate::executor::CommandSpec;
+    let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
+        .with_timeout(std::time::Duration::from_secs(30))
+        .read_only();
+    match runner.execute(&spec).map(|output| output.code) {
+        Ok(Some(0)) => ServiceState::Running,
+        Ok(Some(3 | 4)) => ServiceState::Stopped,
+        _ => ServiceState::Unknown,
+    }
+}
+
 /// A file copy of a running instance is only crash-consistent: it is refused
 /// unless the admin accepts that in so many words.
 ///
