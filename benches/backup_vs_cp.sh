@@ -32,33 +32,37 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Runs a command and prints its peak resident memory in KiB (GNU time's %M).
 peak_kib() { /usr/bin/time -f %M -o "$work/rss" "$@" > /dev/null && cat "$work/rss"; }
 
+# Under --root the bundle's --dest is a server path: /bundle is $work/root/bundle.
+bundle="$work/root/bundle"
 cp_times=(); cp_sync_times=(); backup_times=(); backup_rss=()
 for round in $(seq "$rounds"); do
-  rm -rf "$work/cp" "$work/bundle"; sync
+  rm -rf "$work/cp" "$bundle"; sync
   start=$(now); cp -a "$database" "$work/cp"; end=$(now)
   sync; synced=$(now)
   cp_times+=($((end - start))); cp_sync_times+=($((synced - start)))
   rm -rf "$work/cp"; sync
   start=$(now)
-  backup_rss+=("$(peak_kib "$bin/cmw-upgrade" --root "$work/root" backup --instance prod --dest "$work/bundle")")
+  backup_rss+=("$(peak_kib "$bin/cmw-upgrade" --root "$work/root" backup --instance prod --dest /bundle)")
   end=$(now)
   backup_times+=($((end - start)))
 done
 
 # Verify and sha256sum read the same files, page cache warm for both.
-mapfile -d '' bundle_files < <(cd "$work/bundle" && find database -type f -print0)
-(cd "$work/bundle" && cat "${bundle_files[@]}" > /dev/null)
+mapfile -d '' bundle_files < <(cd "$bundle" && find database -type f -print0)
+(cd "$bundle" && cat "${bundle_files[@]}" > /dev/null)
 verify_times=(); sha_times=(); verify_rss=()
 for round in $(seq "$rounds"); do
-  start=$(now); (cd "$work/bundle" && sha256sum "${bundle_files[@]}" > /dev/null); end=$(now)
+  start=$(now); (cd "$bundle" && sha256sum "${bundle_files[@]}" > /dev/null); end=$(now)
   sha_times+=($((end - start)))
-  start=$(now); verify_rss+=("$(peak_kib "$bin/cmw-upgrade" backup verify "$work/bundle")"); end=$(now)
+  start=$(now); verify_rss+=("$(peak_kib "$bin/cmw-upgrade" backup verify "$bundle")"); end=$(now)
   verify_times+=($((end - start)))
 done
 
 # Memory must not grow with the database: the same backup of the tiny example server.
+# (A copy of it: the bundle is made inside the root.)
 rm -rf "$work/small"
-tiny_rss=$(peak_kib "$bin/cmw-upgrade" --root examples/server backup --instance prod --dest "$work/small")
+cp -a examples/server "$work/small"
+tiny_rss=$(peak_kib "$bin/cmw-upgrade" --root "$work/small" backup --instance prod --dest /bundle)
 
 cp_ms=$(printf '%s\n' "${cp_times[@]}" | median)
 cp_sync_ms=$(printf '%s\n' "${cp_sync_times[@]}" | median)

@@ -34,7 +34,9 @@ work=$(cd "$work" && pwd)
 database="$work/root/var/lib/comindware/prod/Database"
 rm -rf "$database"
 "$bin/cmw-upgrade-fixtures" database "$database" "$entities" "$files" "$bytes"
-"$bin/cmw-upgrade" --root "$work/root" backup --instance prod --dest "$work/bundle" > /dev/null
+# (--dest is a server path under --root; the bundle is then moved out of the tree.)
+"$bin/cmw-upgrade" --root "$work/root" backup --instance prod --dest /bundle > /dev/null
+mv "$work/root/bundle" "$work/bundle"
 rm -rf "$work/root"
 echo "bundle: $(find "$work/bundle" -type f | wc -l) files, $(du -sb "$work/bundle" | cut -f1) bytes"
 

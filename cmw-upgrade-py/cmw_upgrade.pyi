@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Literal, Optional, TypedDict, Unio
 
 __version__: str
 __all__ = [
+    "__version__",
     "AlreadyExistsError",
     "AuthenticationFailedError",
     "BackupReport",
@@ -326,7 +327,8 @@ class InvalidInstanceNameError(CmwUpgradeError, ValueError):
     """An instance name that is not safe in paths and commands."""
 
 class PathOutsideRootError(CmwUpgradeError, ValueError):
-    """A configured path that would leave the target root."""
+    """A path that would leave the target root (from a config, or a path argument
+    that is not absolute under a `root` other than "/")."""
 
 class FileAccessError(CmwUpgradeError, OSError):
     """A file or folder could not be read, listed or changed."""

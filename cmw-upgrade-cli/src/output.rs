@@ -75,8 +75,8 @@ pub fn show_paths_as_under(root: &std::path::Path) {
     }
 }
 
-/// A character that continues a path: a root found right after or before one
-/// is part of another path (`/work/examples/server` is not `examples/server`).
+/// A character that continues a path: a root found right after one is part
+/// of another path (`/work/examples/server` is not `examples/server`).
 fn continues_path(character: char) -> bool {
     character.is_alphanumeric() || "._-/~+@".contains(character)
 }
@@ -89,32 +89,28 @@ pub fn as_server_paths(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// `text` with every path in `root` written as the server's path.
+/// `text` with every path in `root` (`ROOT/...`, where a path starts)
+/// written as the server's path. The root alone is left as it is: in a
+/// sentence it is a word (`--root old` prints "the old server"), and the
+/// command line that names it (`--root R`) must stay as typed.
 fn server_paths_in<'a>(text: &'a str, root: &str) -> Cow<'a, str> {
-    if !text.contains(root) {
+    let prefix = format!("{root}/");
+    if !text.contains(&prefix) {
         return Cow::Borrowed(text);
     }
     let mut shown = String::with_capacity(text.len());
     let mut copied = 0;
-    for (start, _) in text.match_indices(root) {
+    for (start, _) in text.match_indices(&prefix) {
         if start < copied {
             continue;
         }
-        let after = &text[start + root.len()..];
         let starts_path = text[..start]
             .chars()
             .next_back()
             .is_none_or(|before| !continues_path(before));
-        let ends_root = after.starts_with('/')
-            || after
-                .chars()
-                .next()
-                .is_none_or(|next| !continues_path(next));
-        if starts_path && ends_root {
+        if starts_path {
             shown.push_str(&text[copied..start]);
-            if !after.starts_with('/') {
-                shown.push('/');
-            }
+            // Keep the slash: `ROOT/var` is `/var`.
             copied = start + root.len();
         }
     }
@@ -125,26 +121,32 @@ fn server_paths_in<'a>(text: &'a str, root: &str) -> Cow<'a, str> {
 /// Every string of a JSON document with its paths shown as the server's,
 /// and the root named once (`"root"`) in a report object.
 fn show_server_paths(document: &mut serde_json::Value) {
-    fn walk(value: &mut serde_json::Value) {
+    fn walk(value: &mut serde_json::Value, root: &str) {
         match value {
             serde_json::Value::String(text) => {
-                if let Cow::Owned(shown) = as_server_paths(text) {
+                // A value that is a path (no sentence around it) may be the
+                // root itself: the server's `/`.
+                let path_text = text.trim_end_matches('/');
+                if path_text == root && !path_text.is_empty() {
+                    *text = "/".to_owned();
+                } else if let Cow::Owned(shown) = server_paths_in(text, root) {
                     *text = shown;
                 }
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
-            serde_json::Value::Object(fields) => fields.values_mut().for_each(walk),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| walk(item, root)),
+            serde_json::Value::Object(fields) => {
+                fields.values_mut().for_each(|item| walk(item, root))
+            }
             _ => {}
         }
     }
     let Some(root) = SERVER_ROOT.get() else {
         return;
     };
-    walk(document);
+    walk(document, root);
     if let serde_json::Value::Object(fields) = document {
-        fields
-            .entry("root")
-            .or_insert_with(|| serde_json::Value::String(root.clone()));
+        // The report's top level names the --root as given.
+        fields.insert("root".to_owned(), serde_json::Value::String(root.clone()));
     }
 }
 
@@ -320,14 +322,28 @@ mod server_path_tests {
         for (text, shown) in [
             ("/tmp/copy/var/lib/x", "/var/lib/x"),
             ("bundle \"/tmp/copy/srv/b\": ok", "bundle \"/srv/b\": ok"),
-            ("/tmp/copy", "/"),
-            // A dot may continue a name (/tmp/copy.bak): left as it is.
+            // The root alone is a word, or the --root of a hint: as it is.
+            ("/tmp/copy", "/tmp/copy"),
+            (
+                "cmw-upgrade --root /tmp/copy backup verify /tmp/copy/b",
+                "cmw-upgrade --root /tmp/copy backup verify /b",
+            ),
             ("at /tmp/copy.", "at /tmp/copy."),
             ("/tmp/copy2/x and /tmp/copyx", "/tmp/copy2/x and /tmp/copyx"),
             ("/other/tmp/copy/x", "/other/tmp/copy/x"),
             ("a=/tmp/copy/a, b=/tmp/copy/b", "a=/a, b=/b"),
         ] {
             assert_eq!(server_paths_in(text, root), shown, "{text}");
+        }
+        // A relative, word-like root: only its paths change, never its words.
+        for (text, shown) in [
+            (
+                "reading the old server's files",
+                "reading the old server's files",
+            ),
+            ("old/srv/b and bold/x and old", "/srv/b and bold/x and old"),
+        ] {
+            assert_eq!(server_paths_in(text, "old"), shown, "{text}");
         }
         assert_eq!(
             server_paths_in("examples/server/var/x", "examples/server"),

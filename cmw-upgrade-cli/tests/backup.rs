@@ -41,7 +41,12 @@ fn backup_verify_drift_and_restore_from_the_command_line() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
     assert!(text.contains("crash-consistent"), "{text}");
-    assert!(text.contains("cmw-upgrade backup verify"), "{text}");
+    // The hint to check it again names the same root, so it pastes as is.
+    let hint = format!(
+        "cmw-upgrade --root {} backup verify /srv/backups/prod-bundle",
+        old.path().display()
+    );
+    assert!(text.contains(&hint), "{text}");
 
     let output = cmw(&["--json", "backup", "verify", &host_arg]);
     assert_eq!(output.status.code(), Some(0));

@@ -464,6 +464,38 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_prune_removes_nothing_more_and_a_rerun_finishes() {
+        use std::fs;
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("Database/db/node00");
+        fs::create_dir_all(node.join("cacheGroup-Account")).unwrap();
+        fs::write(node.join("cacheGroup-Account/part-0.bin"), "data").unwrap();
+        for cache in ["cp", "metastorage", "cacheGroup-AttributeValue"] {
+            fs::create_dir_all(node.join(cache)).unwrap();
+            fs::write(node.join(cache).join("x.bin"), "cache").unwrap();
+        }
+        let target = dir.path().join("Database");
+        let plan = plan_prune(&target).unwrap();
+        assert_eq!(plan.entries.len(), 3);
+        let stop = crate::Cancel::new();
+        stop.cancel();
+        let error = apply_prune_until(&plan, &stop).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::Cancelled, "{error}");
+        assert!(error.to_string().contains("run it again"), "{error}");
+        // Asked to stop before the first entry: everything is still there.
+        for cache in ["cp", "metastorage", "cacheGroup-AttributeValue"] {
+            assert!(node.join(cache).join("x.bin").exists(), "{cache}");
+        }
+        let report =
+            apply_prune_until(&plan_prune(&target).unwrap(), &crate::Cancel::new()).unwrap();
+        assert_eq!(report.removed.len(), 3);
+        assert!(
+            node.join("cacheGroup-Account/part-0.bin").exists(),
+            "the data stays"
+        );
+    }
+
+    #[test]
     fn node_folders_are_told_by_their_cache_groups() {
         assert!(is_node_folder(["cp", "cacheGroup-Keys"]));
         assert!(!is_node_folder(["cp", "metastorage", "wal"]));

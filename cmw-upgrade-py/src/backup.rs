@@ -8,7 +8,6 @@ use pyo3::prelude::*;
 
 use crate::convert::{to_python, under_root_arg};
 use crate::detect::{family_of_root, parse_instance};
-use crate::errors::core_error;
 use crate::long_call::{run_long_call, Feed};
 
 /// What pruning did, or would do with `check=True`.
@@ -92,29 +91,33 @@ pub(crate) fn backup<'py>(
             )))
         }
     };
-    let instance_name = parse_instance(instance)?;
-    // As the CLI: a snapshot of a running instance unless a copy is asked
-    // for, and a copy of a running one only with accept_crash_consistent.
-    let service =
-        core::backup::service_state(&core::executor::LocalExecutor::new("/"), &instance_name);
-    let method = core::backup::choose_method(requested, service, accept_crash_consistent)
-        .map_err(core_error)?;
-    let options = core::backup::BackupOptions {
-        family: family_of_root(&root, family)?,
-        instance: instance_name,
-        destination: under_root_arg(&root, &dest, "dest")?,
-        root,
-        method,
-        with_streams,
-        control_script,
-        check_space,
-    };
+    let instance = parse_instance(instance)?;
+    let family = family_of_root(&root, family)?;
+    let destination = under_root_arg(&root, &dest, "dest")?;
     let report = run_long_call(py, progress, Feed::Counters, |worker| {
-        core::backup::backup(
-            &options,
-            &core::executor::LocalExecutor::new("/"),
-            worker.progress,
-        )
+        let runner = core::executor::LocalExecutor::new("/");
+        // As the CLI: a snapshot of a running instance unless a copy is asked
+        // for, and a copy of a running one only with accept_crash_consistent
+        // (asking systemd may take a while: the interpreter is released).
+        let service = core::backup::service_state(&runner, &instance);
+        let method = core::backup::choose_method(requested, service, accept_crash_consistent)?;
+        let options = core::backup::BackupOptions {
+            family,
+            instance,
+            destination,
+            root,
+            method,
+            with_streams,
+            control_script,
+            check_space,
+        };
+        let mut report = core::backup::backup(&options, &runner, worker.progress)?;
+        if requested.is_none() && service == core::backup::ServiceState::Unknown {
+            report
+                .warnings
+                .push(core::backup::unknown_service_warning(&options.instance));
+        }
+        Ok(report)
     })?;
     to_python(py, &report)
 }

@@ -40,14 +40,22 @@ pub(crate) fn migrate_config<'py>(
         preview_missing: false,
     };
     let from_dir = crate::convert::under_root_arg(&root, &from_dir, "from_dir")?;
-    // Ctrl-C is seen while `nginx -t` runs; the files are written all or none
-    // after the checks, so stopping there leaves the server as it was.
-    let report = run_long_call(py, None, Feed::Counters, |_worker| {
+    // Ctrl-C while the files are read and checked (`nginx -t`) stops before
+    // anything is written. Once the writing has begun (a few atomic renames)
+    // it finishes, and the call raises KeyboardInterrupt after it; a rerun
+    // then finds nothing to write.
+    let report = run_long_call(py, None, Feed::Counters, |worker| {
         let mut plan = plan_migration(&from_dir, &root, &instance, family, &options)?;
         let runner = core::executor::LocalExecutor::new("/");
         if check {
             check_migration(&mut plan, &runner);
         } else if plan.report.errors.is_empty() {
+            if worker.cancel.is_cancelled() {
+                return Err(core::Error::Cancelled {
+                    left: "the config migration stopped before writing; no file was changed"
+                        .to_owned(),
+                });
+            }
             plan.report.written = apply_migration(&plan, &runner, &stamp)?;
         }
         Ok(plan.report)

@@ -76,6 +76,9 @@ fn cmw_upgrade(module: &Bound<'_, PyModule>) -> PyResult<()> {
         .map(|name| name.extract::<String>())
         .collect::<PyResult<_>>()?;
     public.retain(|name| !name.starts_with('_'));
+    // The package re-exports the module with `import *`, which takes only
+    // what __all__ names: the version too.
+    public.push("__version__".to_owned());
     public.sort();
     module.add("__all__", public)?;
     Ok(())

@@ -230,7 +230,8 @@ def test_type_stubs_cover_the_module():
     missing = [name for name in public if not any(form.format(name) in stub for form in declared)]
     assert missing == []
     # (dist/wheel.sh also runs mypy's stubtest: signatures, defaults, bases, TypedDicts.)
-    assert sorted(cmw_upgrade.__all__) == sorted(public)
+    assert sorted(cmw_upgrade.__all__) == sorted(public + ["__version__"])
+    assert cmw_upgrade.__version__ == cmw_upgrade.cmw_upgrade.__version__
     # The result shapes exist at run time, as the stub declares them.
     assert cmw_upgrade.BackupReport.__required_keys__ >= {"bundle", "method", "files", "bytes"}
     assert "from" in cmw_upgrade.ConfigChange.__optional_keys__

@@ -127,11 +127,9 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
         backup::backup(&options, &runner, &progress)
     })?;
     if args.method.is_none() && service == ServiceState::Unknown {
-        report.warnings.push(format!(
-            "could not ask systemd whether comindware{} runs, so the database was copied \
-             (crash-consistent if it does); pass --method snapshot for a running instance",
-            options.instance
-        ));
+        report
+            .warnings
+            .push(backup::unknown_service_warning(&options.instance));
     }
     print_backup_report(global, &report)
 }
@@ -165,8 +163,9 @@ fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<Exi
     }
     writeln!(
         out,
-        "Every file was re-read and matches the manifest. Check it again later with:\n  cmw-upgrade backup verify {}",
-        report.bundle.display()
+        "Every file was re-read and matches the manifest. Check it again later with:\n  cmw-upgrade {}backup verify {}",
+        super::root_option(global),
+        cmw_upgrade_core::executor::shell_quote(&report.bundle.to_string_lossy())
     )?;
     Ok(ExitStatus::Success)
 }

@@ -211,6 +211,19 @@ fn server_arg(
     )?)
 }
 
+/// `--root R ` (shell-quoted, with the trailing space) for a command the
+/// output suggests, when the command ran under a root; nothing under `/`.
+fn root_option(global: &crate::args::GlobalArgs) -> String {
+    if global.root == std::path::Path::new("/") {
+        String::new()
+    } else {
+        format!(
+            "--root {} ",
+            cmw_upgrade_core::executor::shell_quote(&global.root.to_string_lossy())
+        )
+    }
+}
+
 /// The family of the server under `root`: the override, or its os-release.
 fn family_of_root(
     root: &std::path::Path,

@@ -380,11 +380,11 @@ pub fn transfer(global: &GlobalArgs, args: TransferArgs) -> Result<ExitStatus, C
         report.route_taken.as_str().replace('_', " "),
         report.route_reason
     )?;
-    // `backup verify` takes the folder as it is on that server (under --root).
-    let placed = server_path(global, to.dir())?;
+    // `backup verify` takes the folder as typed, under the same --root.
     let verify = format!(
-        "cmw-upgrade backup verify {}",
-        shell_quote(&placed.to_string_lossy())
+        "cmw-upgrade {}backup verify {}",
+        super::root_option(global),
+        shell_quote(to.dir())
     );
     let verify = match &to {
         Endpoint::Local(_) => verify,

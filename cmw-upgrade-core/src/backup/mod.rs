@@ -220,8 +220,6 @@ pub enum ServiceState {
     Unknown,
 }
 
-/// The method a backup uses: the one asked for, or — when none is — a
-/// snapshot of a running instance (consistent) and a copy of a stopped one.
 /// Whether the instance's service runs, from `systemctl is-active
 /// comindware<i>` through `runner` (0 active; 3 inactive; 4 no such unit);
 /// anything else, or no systemctl, is unknown.
@@ -240,6 +238,17 @@ pub fn service_state(
     }
 }
 
+/// What a backup whose method was chosen for the admin says when systemd
+/// could not be asked whether the instance runs ([`ServiceState::Unknown`]).
+pub fn unknown_service_warning(instance: &InstanceName) -> String {
+    format!(
+        "could not ask systemd whether comindware{instance} runs, so the database was copied \
+         (crash-consistent if it does); pass --method snapshot for a running instance"
+    )
+}
+
+/// The method a backup uses: the one asked for, or — when none is — a
+/// snapshot of a running instance (consistent) and a copy of a stopped one.
 /// A file copy of a running instance is only crash-consistent: it is refused
 /// unless the admin accepts that in so many words.
 ///
