@@ -1,0 +1,308 @@
+"""Real playbooks, run by ansible-core's ansible-playbook, against simulated
+servers (`cmw-upgrade demo --setup-only --keep DIR`): through the local
+connection and through a throwaway sshd on loopback (ssh to 127.0.0.1 with a
+fresh key, host key checked).
+
+Each simulated server pair is one instance of the fleet (one inventory host),
+one per OS family. Run by ansible/tests/run.sh with CMW_UPGRADE_BINARY set.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+COLLECTIONS = REPO / "ansible"
+BINARY = Path(os.environ.get("CMW_UPGRADE_BINARY", REPO / "target/debug/cmw-upgrade")).resolve()
+VENV_BIN = Path(sys.executable).parent
+FAMILIES = ["deb", "rpm", "alt"]
+SECRETS = ["journal-secret", "kafka-secret"]
+
+
+def cmw(*args, check=True):
+    """The tool's JSON document."""
+    done = subprocess.run([str(BINARY), "--json", *args], capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError("cmw-upgrade %s: %s %s" % (args, done.stdout, done.stderr))
+    return json.loads(done.stdout)
+
+
+def playbook(path, inventory, *extra, extra_vars=None):
+    """ansible-playbook's (exit code, output, recap by host)."""
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
+        ANSIBLE_HOST_KEY_CHECKING="True",
+        ANSIBLE_RETRY_FILES_ENABLED="False",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOCAL_TEMP=str(inventory.parent / "ansible-local"),
+        ANSIBLE_REMOTE_TEMP=str(inventory.parent / "ansible-remote"),
+    )
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(path), *extra]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+    output = done.stdout + done.stderr
+    recap = {}
+    for line in output.splitlines():
+        found = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
+        if found:
+            recap[found.group(1)] = dict(
+                (key, int(value)) for key, value in re.findall(r"(\w+)=(\d+)", found.group(2)))
+    return done.returncode, output, recap
+
+
+def free_port():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        return listener.getsockname()[1]
+
+
+class Sshd:
+    """Debian's sshd on a free loopback port: its own host key, a fresh client
+    key in authorized_keys, no passwords, a known_hosts file with the host key."""
+
+    def __init__(self, folder):
+        folder.mkdir(parents=True)
+        self.folder = folder
+        for name in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                            str(folder / name)], check=True)
+        shutil.copy(folder / "client_key.pub", folder / "authorized_keys")
+        os.makedirs("/run/sshd", exist_ok=True)
+        program = shutil.which("sshd") or "/usr/sbin/sshd"
+        for _attempt in range(5):
+            self.port = free_port()
+            (folder / "sshd_config").write_text(
+                "Port %d\nListenAddress 127.0.0.1\nHostKey %s/host_key\nPidFile %s/sshd.pid\n"
+                "AuthorizedKeysFile %s/authorized_keys\nStrictModes no\n"
+                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\nMaxSessions 50\n"
+                % (self.port, folder, folder, folder))
+            kind, key = (folder / "host_key.pub").read_text().split()[:2]
+            (folder / "known_hosts").write_text("[127.0.0.1]:%d %s %s\n" % (self.port, kind, key))
+            log = open(folder / "sshd.log", "w")
+            self.process = subprocess.Popen([program, "-D", "-e", "-f", str(folder / "sshd_config")],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=log)
+            if self.wait_listening():
+                return
+        raise AssertionError("sshd did not start: %s" % (folder / "sshd.log").read_text())
+
+    def wait_listening(self):
+        """True once this sshd answers on its port (False: it exited, port taken)."""
+        while self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self.process.poll() is None
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def host_vars(self):
+        return dict(
+            ansible_connection="ssh",
+            ansible_host="127.0.0.1",
+            ansible_port=self.port,
+            ansible_user=os.environ.get("USER") or "root",
+            ansible_ssh_private_key_file=str(self.folder / "client_key"),
+            ansible_ssh_common_args="-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes "
+                                    "-o BatchMode=yes" % (self.folder / "known_hosts"),
+            # The managed host's own Python, as on a real server.
+            ansible_python_interpreter="/usr/bin/python3",
+        )
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+LOCAL = dict(ansible_connection="local", ansible_python_interpreter=sys.executable)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cmw-ansible")
+
+
+@pytest.fixture(scope="session")
+def sshd(workdir):
+    server = Sshd(workdir / "sshd")
+    yield server
+    server.stop()
+
+
+def lay_out(folder, family, fail=False):
+    """A simulated old/new server pair (the old one backed up, the bundle on
+    the new one) and the role's variables for it."""
+    args = ["demo", "--setup-only", "--keep", str(folder), "--family", family]
+    if fail:
+        args += ["--fail-upgrade", "error"]
+    setup = cmw(*args)
+    return dict(
+        cmw_instance=setup["instance"],
+        cmw_binary=str(BINARY),
+        cmw_old_root=setup["old_root"],
+        cmw_new_root=setup["root"],
+        cmw_bundle=setup["bundle"],
+        cmw_distribution=setup["distribution"],
+        cmw_prerequisites=setup["prerequisites"],
+        cmw_port=setup["port"],
+        cmw_upgrade_timeout="30s",
+        # The simulator's stand-ins (systemctl, the platform's scripts) first.
+        cmw_environment=dict(PATH=setup["path"]),
+        cmw_approve_cutover=False,
+    )
+
+
+def write_inventory(path, hosts, connection):
+    """One inventory host per instance, group cmw_fleet, in the given order."""
+    fleet = {}
+    for name, variables in hosts:
+        host = dict(variables)
+        host.update(connection)
+        host.update(cmw_old_host=name, cmw_new_host=name)
+        fleet[name] = host
+    path.write_text(json.dumps({"all": {"children": {"cmw_fleet": {"hosts": fleet}}}}))
+    return path
+
+
+class Fleet:
+    def __init__(self, folder, fail_on=None):
+        self.folder = folder
+        self.hosts = []
+        for family in FAMILIES:
+            name = "fleet-%s" % family
+            self.hosts.append((name, lay_out(folder / family, family, fail=family == fail_on)))
+
+    def inventory(self, connection, name):
+        return write_inventory(self.folder / name, self.hosts, connection)
+
+    def status(self, name):
+        variables = dict(self.hosts)[name]
+        return cmw("--root", variables["cmw_new_root"], "status", "--instance", "prod", check=False)
+
+    def teardown(self):
+        for family in FAMILIES:
+            subprocess.run([str(BINARY), "demo", "--teardown", str(self.folder / family)],
+                           capture_output=True)
+
+
+FLEET_PLAYBOOK = COLLECTIONS / "ansible_collections/comindware/upgrade/playbooks/fleet.yml"
+
+
+@pytest.fixture(scope="module")
+def fleet(workdir):
+    fleet = Fleet(workdir / "fleet")
+    yield fleet
+    fleet.teardown()
+
+
+@pytest.fixture(scope="module")
+def failing_fleet(workdir):
+    fleet = Fleet(workdir / "failing", fail_on="rpm")
+    yield fleet
+    fleet.teardown()
+
+
+def test_fleet_upgrades_one_by_one_then_a_rerun_changes_nothing(fleet, sshd):
+    rc, output, recap = playbook(FLEET_PLAYBOOK, fleet.inventory(LOCAL, "local.json"))
+    assert rc == 0, output
+    for name, _variables in fleet.hosts:
+        assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, (name, recap, output)
+        state = fleet.status(name)
+        assert state["ok"] and all(s["status"] == "done" for s in state["steps"]), state
+    # serial: 1 - one batch per instance, in inventory order.
+    batches = re.findall(r"^TASK \[comindware\.upgrade\.blue_green : Upgrade prod on the new "
+                         r"server.*\]\s*\*+\n(?:.*\n)*?(?:ok|changed): \[(\S+)\]", output, re.M)
+    assert batches == [name for name, _ in fleet.hosts], batches
+
+    # The same playbook again, now through sshd: every step is found done.
+    rc, output, recap = playbook(FLEET_PLAYBOOK, fleet.inventory(sshd.host_vars(), "ssh.json"))
+    assert rc == 0, output
+    for name, _variables in fleet.hosts:
+        assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, (name, recap, output)
+
+    # Check mode with --diff: the plans, nothing to change.
+    rc, output, recap = playbook(FLEET_PLAYBOOK, fleet.inventory(LOCAL, "local.json"),
+                                 "--check", "--diff")
+    assert rc == 0, output
+    for name, _variables in fleet.hosts:
+        assert recap[name]["changed"] == 0 and recap[name]["failed"] == 0, (name, recap, output)
+
+
+def test_a_failing_upgrade_stops_the_fleet_and_is_rolled_back(failing_fleet, sshd):
+    rc, output, recap = playbook(FLEET_PLAYBOOK,
+                                 failing_fleet.inventory(sshd.host_vars(), "ssh.json"))
+    assert rc != 0, output
+    first, second, third = [name for name, _ in failing_fleet.hosts]
+    assert recap[first]["failed"] == 0 and recap[first]["changed"] > 0, (recap, output)
+    # Rescued (rolled back), then failed on purpose to stop the play.
+    assert recap[second]["failed"] == 1 and recap[second]["rescued"] == 1, (recap, output)
+    # The play stopped: the third instance was never touched.
+    assert third not in recap, (recap, output)
+    assert failing_fleet.status(third)["recorded"] is False
+    assert "rolled back on %s" % second in output, output
+    assert "step_failed" in output, output
+    state = failing_fleet.status(second)
+    assert state["rollback"]["status"] == "done", state
+    failed = [s for s in state["steps"] if s.get("error_kind") == "step_failed"]
+    assert [s["name"] for s in failed] == ["wait-upgrade"], state
+    assert all(s["status"] in ("rolled_back", "pending") for s in state["steps"]), state
+    first_state = failing_fleet.status(first)
+    assert all(s["status"] == "done" for s in first_state["steps"]), first_state
+
+
+def snapshot(root):
+    files = {}
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                files[str(path)] = path.read_bytes()
+    return files
+
+
+@pytest.mark.parametrize("connection", ["local", "ssh"])
+def test_check_diff_shows_the_masked_migration_and_writes_nothing(workdir, sshd, connection):
+    new_root = workdir / ("migrate-" + connection)
+    shutil.copytree(REPO / "examples/new-server", new_root, symlinks=True)
+    before = snapshot(new_root)
+    host = dict(LOCAL if connection == "local" else sshd.host_vars())
+    inventory = write_inventory(workdir / ("migrate-%s.json" % connection), [("target-host", host)], {})
+    rc, output, recap = playbook(HERE / "migrate_check.yml", inventory, "--check", "--diff",
+                                 extra_vars=dict(target="target-host", cmw_binary=str(BINARY),
+                                                 old_root=str(REPO / "examples/server"),
+                                                 new_root=str(new_root)))
+    assert rc == 0, output
+    assert recap["target-host"]["failed"] == 0, output
+    assert "+nodeName: cmw-node-01" in output, output
+    assert "--- a/usr/share/comindware/configs/instance/prod.yml" in output, output
+    for secret in SECRETS:
+        assert secret not in output, "secret %s leaked: %s" % (secret, output)
+    assert snapshot(new_root) == before
+
+
+@pytest.mark.parametrize("connection", ["local", "ssh"])
+def test_install_copies_the_binary_once(workdir, sshd, connection):
+    host = dict(LOCAL if connection == "local" else sshd.host_vars())
+    inventory = write_inventory(workdir / ("install-%s.json" % connection), [("target-host", host)], {})
+    dest = workdir / ("installed-" + connection) / "bin/cmw-upgrade"
+    rc, output, recap = playbook(HERE / "install.yml", inventory,
+                                 extra_vars=dict(target="target-host", src=str(BINARY),
+                                                 dest=str(dest),
+                                                 facts_root=str(REPO / "examples/server")))
+    assert rc == 0, output
+    assert recap["target-host"]["failed"] == 0, output
+    assert dest.read_bytes() == BINARY.read_bytes()
+    assert os.stat(dest).st_mode & 0o777 == 0o755
