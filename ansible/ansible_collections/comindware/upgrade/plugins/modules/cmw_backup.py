@@ -11,11 +11,15 @@ DOCUMENTATION = r'''
 module: cmw_backup
 short_description: Back up a Comindware Platform instance into a verified bundle
 description:
-  - Runs C(cmw-upgrade backup --instance NAME --dest DIR) on the managed host (normally the old server): the database and the config files in a bundle with a BLAKE3 manifest, which exists only once complete, verified and on disk.
-  - Idempotent by the bundle: when I(dest) already holds a bundle, the tool never overwrites it; the module re-hashes it against its manifest (C(backup verify)) and reports C(changed=false) when it is whole, and fails (kind C(bundle_damaged)) when it is not.
+  - >-
+    Runs C(cmw-upgrade backup --instance NAME --dest DIR) on the managed host (normally the old server): the database and the config
+    files in a bundle with a BLAKE3 manifest, which exists only once complete, verified and on disk.
+  - >-
+    Idempotent by the bundle: when I(dest) already holds a bundle, the tool never overwrites it; the module re-hashes it against its
+    manifest (C(backup verify)) and reports C(changed=false) when it is whole, and fails (kind C(bundle_damaged)) when it is not.
   - In check mode nothing is written; C(changed) says whether a bundle would be made.
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -48,8 +52,10 @@ options:
     choices: [deb, rpm, alt]
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 

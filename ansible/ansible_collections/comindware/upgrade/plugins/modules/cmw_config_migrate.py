@@ -11,11 +11,15 @@ DOCUMENTATION = r'''
 module: cmw_config_migrate
 short_description: Carry an old instance's config values into the new instance's config files
 description:
-  - Runs C(cmw-upgrade config migrate --from DIR --instance NAME) on the managed host (the new server): every directive value of the old instance goes into the new instance's files under its current name, every comment kept; the result is checked (C(nginx -t) on the site) and all files are written or none, each original kept beside it.
+  - >-
+    Runs C(cmw-upgrade config migrate --from DIR --instance NAME) on the managed host (the new server): every directive value of the
+    old instance goes into the new instance's files under its current name, every comment kept; the result is checked (C(nginx -t) on
+    the site) and all files are written or none, each original kept beside it.
   - In check mode it runs with C(--check) and writes nothing. With C(--diff) the unified diff of every file is returned, secrets shown as C(***).
-  - A second run reports C(changed=false): the new files already hold the old values.
+  - >-
+    A second run reports C(changed=false): the new files already hold the old values.
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -42,8 +46,10 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 '''
 

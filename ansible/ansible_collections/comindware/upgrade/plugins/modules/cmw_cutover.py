@@ -12,11 +12,18 @@ module: cmw_cutover
 short_description: Switch traffic from the old to the new Comindware server (HAProxy, nginx or DNS), and back
 description:
   - Runs C(cmw-upgrade cutover ACTION --method METHOD) on the managed host (the proxy, or any host that reaches the DNS primary).
-  - C(plan) lists every change and makes none; C(prepare) readies the switch (nginx - a resolver-driven upstream; dns - a lower TTL); C(apply) switches; C(verify) checks that traffic reaches the new server; C(finish) restores the TTL (dns); C(revert) goes back to what C(apply) saved, also after a crash.
-  - C(changed) is the tool's - an action already done (the traffic already on the new server) reports C(changed=false). A C(verify) whose checks fail fails the task.
-  - In check mode C(apply) runs C(plan) and reports C(changed) when a step is planned (with C(--diff), the nginx site's diff); C(plan) and C(verify) run as they are (they only read); C(prepare), C(finish) and C(revert) are not predicted and report C(changed=true).
+  - >-
+    C(plan) lists every change and makes none; C(prepare) readies the switch (nginx - a resolver-driven upstream; dns - a lower TTL);
+    C(apply) switches; C(verify) checks that traffic reaches the new server; C(finish) restores the TTL (dns); C(revert) goes back to
+    what C(apply) saved, also after a crash.
+  - >-
+    C(changed) is the tool's - an action already done (the traffic already on the new server) reports C(changed=false). A C(verify)
+    whose checks fail fails the task.
+  - >-
+    In check mode C(apply) runs C(plan) and reports C(changed) when a step is planned (with C(--diff), the nginx site's diff); C(plan)
+    and C(verify) run as they are (they only read); C(prepare), C(finish) and C(revert) are not predicted and report C(changed=true).
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -88,7 +95,9 @@ options:
     type: str
   tsig_key_file:
     description:
-      - dns - the file holding the TSIG key allowed to update the zone (BIND's key format). Only its path passes through Ansible; the tool reads the secret from the file and never prints it.
+      - >-
+        dns - the file holding the TSIG key allowed to update the zone (BIND's key format). Only its path passes through Ansible; the tool
+        reads the secret from the file and never prints it.
     type: path
   server:
     description: dns - the zone's primary, C(ADDR[:PORT]).
@@ -110,8 +119,10 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: partial
     details: The nginx site's diff for C(apply) and C(prepare) with the nginx method.
 '''

@@ -11,16 +11,19 @@ DOCUMENTATION = r'''
 module: cmw_facts
 short_description: The OS family, Comindware Platform instances, versions and layout of a server
 description:
-  - Runs C(cmw-upgrade detect), C(cmw-upgrade instances) and C(cmw-upgrade detect --instance NAME) for each instance on the managed host and sets C(ansible_facts.cmw).
+  - >-
+    Runs C(cmw-upgrade detect), C(cmw-upgrade instances) and C(cmw-upgrade detect --instance NAME) for each instance on the managed
+    host and sets C(ansible_facts.cmw).
   - Only reads; never changes anything.
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
   instance:
     description:
-      - Only this instance's layout (it must exist: the tool names those that do when it does not).
+      - >-
+        Only this instance's layout (it must exist: the tool names those that do when it does not).
       - By default, the layout of every instance found.
     type: str
   family:
@@ -30,10 +33,13 @@ options:
     choices: [deb, rpm, alt]
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
+    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 '''
 

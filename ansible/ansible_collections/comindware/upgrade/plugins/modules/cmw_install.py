@@ -11,11 +11,15 @@ DOCUMENTATION = r'''
 module: cmw_install
 short_description: Put cmw-upgrade on a server - the static binary, the .deb or the .rpm
 description:
-  - Copies the static C(cmw-upgrade) binary to I(binary), or installs the .deb (C(dpkg -i)) or .rpm (C(rpm -U)), from the controller (the default) or from a file already on the host (I(remote_src)). No network is needed on the host (air-gapped servers).
-  - Idempotent by checksum and version - a binary whose SHA-256 equals the one at I(binary), or a package whose version is installed with its files intact (C(dpkg --verify), C(rpm -V)), is left alone (C(changed=false)).
+  - >-
+    Copies the static C(cmw-upgrade) binary to I(binary), or installs the .deb (C(dpkg -i)) or .rpm (C(rpm -U)), from the controller
+    (the default) or from a file already on the host (I(remote_src)). No network is needed on the host (air-gapped servers).
+  - >-
+    Idempotent by checksum and version - a binary whose SHA-256 equals the one at I(binary), or a package whose version is installed
+    with its files intact (C(dpkg --verify), C(rpm -V)), is left alone (C(changed=false)).
   - After an install the binary must answer C(--version); a copied binary that does not is replaced by the previous one again and the task fails.
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 options:
   src:
     description:
@@ -39,10 +43,13 @@ options:
     default: /usr/bin/cmw-upgrade
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details: An action plugin of the same name copies I(src) from the controller to a temporary folder on the host.
 '''

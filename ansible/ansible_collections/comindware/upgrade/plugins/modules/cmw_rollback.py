@@ -11,12 +11,17 @@ DOCUMENTATION = r'''
 module: cmw_rollback
 short_description: Undo a Comindware Platform upgrade run on the new server
 description:
-  - Runs C(cmw-upgrade rollback --instance NAME --yes) where the run's state is (the new server, or the control point for a run driven with M(comindware.upgrade.cmw_upgrade)'s I(old)/I(new)): stop the instance there, keep its logs in the bundle, put the bundle's database back (nothing deleted), bring a replaced old version back. The old server was never changed by a run.
+  - >-
+    Runs C(cmw-upgrade rollback --instance NAME --yes) where the run's state is (the new server, or the control point for a run driven
+    with M(comindware.upgrade.cmw_upgrade)'s I(old)/I(new)): stop the instance there, keep its logs in the bundle, put the bundle's
+    database back (nothing deleted), bring a replaced old version back. The old server was never changed by a run.
   - C(changed) is true when the rollback ran a command on the server; a second rollback finds nothing left to undo and reports C(changed=false).
-  - A finished run may already have traffic on it, so the tool refuses to roll it back unless I(force) is set (switch traffic back first, e.g. with M(comindware.upgrade.cmw_cutover) C(action=revert)).
+  - >-
+    A finished run may already have traffic on it, so the tool refuses to roll it back unless I(force) is set (switch traffic back
+    first, e.g. with M(comindware.upgrade.cmw_cutover) C(action=revert)).
   - In check mode nothing is done; C(changed) says whether a recorded run is not rolled back yet.
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -33,8 +38,10 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 

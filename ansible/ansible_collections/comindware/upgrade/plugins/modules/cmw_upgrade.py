@@ -11,12 +11,20 @@ DOCUMENTATION = r'''
 module: cmw_upgrade
 short_description: Upgrade a Comindware Platform instance on the new server (plan in check mode, resumable)
 description:
-  - On the new server (the default), runs C(cmw-upgrade run) with the old server's bundle; in check mode C(cmw-upgrade plan) (every step with its commands, changes nothing).
-  - With I(old) and I(new), the whole upgrade from one control point instead (C(cmw-upgrade upgrade --old --new)): preflight of both servers, the old server's backup, the transfer, every step on the new server; in check mode C(upgrade --plan).
-  - The run's state is kept on the server, so running the task again after any interruption resumes at the first step not done; a run already finished reports C(changed=false) (check mode too).
-  - A failed run fails the task with the failed step's message and error kind (C(step_failed), ...); roll back with M(comindware.upgrade.cmw_rollback), e.g. in C(rescue).
+  - >-
+    On the new server (the default), runs C(cmw-upgrade run) with the old server's bundle; in check mode C(cmw-upgrade plan) (every
+    step with its commands, changes nothing).
+  - >-
+    With I(old) and I(new), the whole upgrade from one control point instead (C(cmw-upgrade upgrade --old --new)): preflight of both
+    servers, the old server's backup, the transfer, every step on the new server; in check mode C(upgrade --plan).
+  - >-
+    The run's state is kept on the server, so running the task again after any interruption resumes at the first step not done; a run
+    already finished reports C(changed=false) (check mode too).
+  - >-
+    A failed run fails the task with the failed step's message and error kind (C(step_failed), ...); roll back with
+    M(comindware.upgrade.cmw_rollback), e.g. in C(rescue).
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -97,8 +105,10 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 

@@ -12,9 +12,11 @@ module: cmw_verdict
 short_description: Whether a Comindware Platform data-structure upgrade succeeded, failed or is still running
 description:
   - Runs C(cmw-upgrade logs verdict) on the managed host and returns the verdict and every error record at the top level.
-  - Only reads the logs; never changes anything. A verdict other than C(succeeded) is a result, not a module failure (use C(failed_when) on C(verdict), or I(expect)).
+  - >-
+    Only reads the logs; never changes anything. A verdict other than C(succeeded) is a result, not a module failure (use
+    C(failed_when) on C(verdict), or I(expect)).
 version_added: 0.1.0
-author: The cmw-upgrade developers
+author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
 options:
@@ -39,8 +41,10 @@ options:
     choices: [succeeded, failed, in_progress, not_started]
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 
@@ -117,6 +121,7 @@ def main():
     except CmwError as error:
         document = error.document or {}
         cmw.fail(error, verdict=document.get('verdict'), errors=document.get('errors') or [])
+
 
 if __name__ == '__main__':
     main()
