@@ -177,13 +177,79 @@ def write_inventory(path, hosts, connection):
     return path
 
 
+PROXY_MAIN = """worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path temp/body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+    include sites-enabled/*;
+}
+"""
+PROXY_SITE = "/etc/nginx/sites-enabled/cmw"
+
+
+class Proxy:
+    """The real nginx in front of one instance, under a root of its own (the
+    cut-over's --root): its site sends traffic to the old server's address."""
+
+    def __init__(self, root, old, new):
+        self.root = root
+        self.old = old
+        self.new = new
+        prefix = root / "usr/share/nginx"
+        for folder in ("etc/nginx/sites-enabled", "usr/share/nginx/logs", "usr/share/nginx/temp"):
+            (root / folder).mkdir(parents=True)
+        (root / "etc/nginx/nginx.conf").write_text(PROXY_MAIN)
+        for _attempt in range(5):
+            port = free_port()
+            self.site().write_text(
+                "server {\n    listen 127.0.0.1:%d;\n    location / {\n"
+                "        proxy_pass http://%s;   # the old server\n    }\n}\n" % (port, old))
+            done = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-p", "%s/" % prefix,
+                                   "-c", str(root / "etc/nginx/nginx.conf")], capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+        raise AssertionError("the proxy nginx did not start: %s" % done.stderr)
+
+    def site(self):
+        return self.root / PROXY_SITE.lstrip("/")
+
+    def sends_to(self):
+        return re.search(r"proxy_pass http://(\S+);", self.site().read_text()).group(1)
+
+    def host_vars(self):
+        return dict(
+            cmw_cutover_method="nginx",
+            cmw_cutover_root=str(self.root),
+            cmw_cutover_options=dict(nginx_site=PROXY_SITE, old=self.old, new=self.new, reload=True),
+        )
+
+    def stop(self):
+        pid = self.root / "usr/share/nginx/logs/nginx.pid"
+        if pid.exists():
+            os.kill(int(pid.read_text()), 15)
+
+
 class Fleet:
     def __init__(self, folder, fail_on=None):
         self.folder = folder
         self.hosts = []
+        self.proxies = {}
         for family in FAMILIES:
             name = "fleet-%s" % family
-            self.hosts.append((name, lay_out(folder / family, family, fail=family == fail_on)))
+            variables = lay_out(folder / family, family, fail=family == fail_on)
+            # Nothing listens at the old address: the cut-over checks only the new one.
+            proxy = Proxy(folder / (family + "-proxy"), "127.0.0.1:%d" % free_port(),
+                          "127.0.0.1:%d" % variables["cmw_port"])
+            variables.update(proxy.host_vars())
+            self.proxies[name] = proxy
+            self.hosts.append((name, variables))
 
     def inventory(self, connection, name):
         return write_inventory(self.folder / name, self.hosts, connection)
@@ -193,6 +259,8 @@ class Fleet:
         return cmw("--root", variables["cmw_new_root"], "status", "--instance", "prod", check=False)
 
     def teardown(self):
+        for proxy in self.proxies.values():
+            proxy.stop()
         for family in FAMILIES:
             subprocess.run([str(BINARY), "demo", "--teardown", str(self.folder / family)],
                            capture_output=True)
@@ -222,6 +290,9 @@ def test_fleet_upgrades_one_by_one_then_a_rerun_changes_nothing(fleet, sshd):
         assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, (name, recap, output)
         state = fleet.status(name)
         assert state["ok"] and all(s["status"] == "done" for s in state["steps"]), state
+        # Cut over: the proxy sends traffic to the new server.
+        proxy = fleet.proxies[name]
+        assert proxy.sends_to() == proxy.new, proxy.site().read_text()
     # serial: 1 - one batch per instance, in inventory order.
     batches = re.findall(r"^TASK \[comindware\.upgrade\.blue_green : Upgrade prod on the new "
                          r"server.*\]\s*\*+\n(?:.*\n)*?(?:ok|changed): \[(\S+)\]", output, re.M)
@@ -252,6 +323,9 @@ def test_a_failing_upgrade_stops_the_fleet_and_is_rolled_back(failing_fleet, ssh
     # The play stopped: the third instance was never touched.
     assert third not in recap, (recap, output)
     assert failing_fleet.status(third)["recorded"] is False
+    # Only the first was cut over; the failed one and the third still go to the old servers.
+    for name, proxy in failing_fleet.proxies.items():
+        assert proxy.sends_to() == (proxy.new if name == first else proxy.old), name
     assert "rolled back on %s" % second in output, output
     assert "step_failed" in output, output
     state = failing_fleet.status(second)

@@ -18,7 +18,8 @@ description:
     what C(apply) saved, also after a crash.
   - >-
     C(changed) is the tool's - an action already done (the traffic already on the new server) reports C(changed=false). A C(verify)
-    whose checks fail fails the task.
+    whose checks fail fails the task. A C(revert) with nothing saved to go back to (never applied, or reverted already) reports
+    C(changed=false).
   - >-
     In check mode C(apply) runs C(plan) and reports C(changed) when a step is planned (with C(--diff), the nginx site's diff); C(plan)
     and C(verify) run as they are (they only read); C(prepare), C(finish) and C(revert) are not predicted and report C(changed=true).
@@ -186,7 +187,13 @@ def cutover(cmw, params, check_mode):
     ran = 'plan' if check_mode and action == 'apply' else action
     args = ['cutover', ran, '--instance', params['instance'], '--method', params['method']]
     args += options_of(params, CUTOVER_OPTIONS)
-    rc, document = cmw.run(args, accept=(0, 1))
+    try:
+        rc, document = cmw.run(args, accept=(0, 1))
+    except CmwError as error:
+        if action == 'revert' and error.kind == 'state_conflict':
+            # Nothing saved: never applied, or reverted already - nothing to undo.
+            return False, dict(error.document or {}, ok=True, changed=False, note=error.message)
+        raise
     if not document.get('ok', False):
         failing = [c.get('check', '') + ': ' + c.get('found', '')
                    for c in document.get('checks') or [] if not c.get('ok')]
@@ -239,6 +246,8 @@ def main():
     cmw = Cmw(module)
     try:
         changed, document = cutover(cmw, module.params, module.check_mode)
+        for note in document.get('notes') or []:
+            module.warn(note)
         result = dict(steps=document.get('steps') or [])
         if document.get('checks'):
             result['checks'] = document['checks']

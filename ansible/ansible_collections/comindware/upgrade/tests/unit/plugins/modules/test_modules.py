@@ -350,3 +350,13 @@ def test_install_rpm_reinstalls_when_files_changed(run, tmp_path):
         (['-q', 'cmw-upgrade'], 0, '0.1.0-1'), (['-U'], 0, '')])
     assert not failed and result['changed'] and result['kind'] == 'rpm'
     assert tool.calls[-1][:2] == ['rpm', '-U']
+
+
+def test_cutover_revert_with_nothing_saved_changes_nothing(run):
+    error = {'ok': False, 'error': {'kind': 'state_conflict', 'message': 'no saved nginx cut-over state'}}
+    args = dict(method='nginx', instance='prod', nginx_site='/etc/nginx/sites-enabled/cmw', old='a:1', new='b:2',
+                action='revert')
+    result, failed, _tool = run(cmw_cutover, args, [(['revert'], 2, error)])
+    assert not failed and result['changed'] is False and 'no saved' in result['cmw']['note']
+    result, failed, _tool = run(cmw_cutover, dict(args, action='apply'), [(['apply'], 2, error)])
+    assert failed and result['kind'] == 'state_conflict'
