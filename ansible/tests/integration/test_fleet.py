@@ -313,6 +313,24 @@ def test_fleet_upgrades_one_by_one_then_a_rerun_changes_nothing(fleet, sshd):
 
 
 def test_a_failing_upgrade_stops_the_fleet_and_is_rolled_back(failing_fleet, sshd):
+    # First --check --diff on the fresh fleet: every plan, the config migration
+    # each would carry (secrets masked), and nothing changed anywhere.
+    before = dict((name, snapshot(failing_fleet.folder / name.split("-")[1] / "new-server"))
+                  for name, _ in failing_fleet.hosts)
+    rc, output, recap = playbook(FLEET_PLAYBOOK, failing_fleet.inventory(LOCAL, "local.json"),
+                                 "--check", "--diff")
+    assert rc == 0, output
+    for name, _variables in failing_fleet.hosts:
+        assert recap[name]["failed"] == 0 and recap[name]["changed"] > 0, (name, recap, output)
+        assert failing_fleet.status(name)["recorded"] is False
+        assert snapshot(failing_fleet.folder / name.split("-")[1] / "new-server") == before[name]
+        proxy = failing_fleet.proxies[name]
+        assert proxy.sends_to() == proxy.old
+    assert output.count("+++ /usr/share/comindware/configs/instance/prod.yml (after the config migration)") == 3
+    assert output.count("+journal.password = ***") == 3, output
+    for secret in SECRETS:
+        assert secret not in output, "secret %s leaked: %s" % (secret, output)
+
     rc, output, recap = playbook(FLEET_PLAYBOOK,
                                  failing_fleet.inventory(sshd.host_vars(), "ssh.json"))
     assert rc != 0, output

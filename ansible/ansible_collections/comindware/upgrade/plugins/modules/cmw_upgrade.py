@@ -109,7 +109,8 @@ attributes:
     support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
+    support: partial
+    details: In check mode, what the plan's config migration will carry (every directive under its new name, secrets as C(***)).
 '''
 
 EXAMPLES = r'''
@@ -178,6 +179,31 @@ def finished(cmw, instance):
         and not state.get('rollback')
 
 
+def migration_text(document):
+    """The plan's config migration as text for --diff: every directive it will
+    carry, per file, under its new name (secrets are *** in the tool's plan)."""
+    lines = []
+    for step in document.get('steps') or []:
+        if not isinstance(step, dict):
+            continue
+        for finding in step.get('findings') or []:
+            if not isinstance(finding, dict):
+                continue
+            current = None
+            for change in finding.get('changes') or []:
+                if change.get('action') == 'kept':
+                    continue
+                if change.get('file') != current:
+                    current = change.get('file')
+                    lines.append('--- %s (now)' % current)
+                    lines.append('+++ %s (after the config migration)' % current)
+                origin = ' (from %s)' % change['from'] if change.get('from') else ''
+                if change.get('old') is not None:
+                    lines.append('-%s = %s' % (change.get('key'), change['old']))
+                lines.append('+%s = %s%s' % (change.get('key'), change.get('new'), origin))
+    return '\n'.join(lines) + '\n' if lines else ''
+
+
 def upgrade(cmw, params, check_mode):
     """(changed, document)."""
     instance = params['instance']
@@ -236,6 +262,8 @@ def main():
                       steps=steps)
         if document.get('next'):
             result['next'] = document['next']
+        if module.check_mode and module._diff and migration_text(document):
+            result['diff'] = dict(prepared=migration_text(document))
         cmw.exit(changed, document, **result)
     except CmwError as error:
         document = error.document or {}

@@ -360,3 +360,21 @@ def test_cutover_revert_with_nothing_saved_changes_nothing(run):
     assert not failed and result['changed'] is False and 'no saved' in result['cmw']['note']
     result, failed, _tool = run(cmw_cutover, dict(args, action='apply'), [(['apply'], 2, error)])
     assert failed and result['kind'] == 'state_conflict'
+
+
+def test_upgrade_check_diff_shows_the_plans_config_migration(run):
+    plan = {'ok': True, 'changed': False, 'steps': [
+        {'name': 'verify-bundle', 'title': 'Verify'},
+        {'name': 'migrate-config', 'title': 'Migrate', 'findings': [{'changes': [
+            {'action': 'renamed', 'file': '/etc/prod.yml', 'key': 'db.name', 'from': 'databaseName', 'new': 'prod', 'old': None},
+            {'action': 'kept', 'file': '/etc/prod.yml', 'key': 'port', 'new': '80', 'old': '80'},
+            {'action': 'appended', 'file': '/etc/prod.yml', 'key': 'journal.password', 'new': '***', 'old': None}]}]}]}
+    result, failed, _tool = run(cmw_upgrade, UPGRADE, [
+        (['plan'], 0, plan), (['status'], 3, {'ok': False, 'recorded': False})], check_mode=True, diff=True)
+    assert not failed and result['changed']
+    assert result['diff']['prepared'] == (
+        '--- /etc/prod.yml (now)\n+++ /etc/prod.yml (after the config migration)\n'
+        '+db.name = prod (from databaseName)\n+journal.password = ***\n')
+    result, failed, _tool = run(cmw_upgrade, UPGRADE, [
+        (['plan'], 0, plan), (['status'], 3, {'ok': False, 'recorded': False})], check_mode=True)
+    assert 'diff' not in result
