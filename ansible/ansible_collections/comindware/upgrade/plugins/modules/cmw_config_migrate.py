@@ -22,6 +22,7 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
 options:
   from:
     description: The old server's files (its C(/), e.g. a mounted copy or a bundle's C(config) folder).
@@ -45,11 +46,11 @@ options:
     elements: str
     default: []
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 '''
 

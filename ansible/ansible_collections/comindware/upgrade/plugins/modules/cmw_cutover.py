@@ -27,6 +27,7 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
 options:
   action:
     description: What to do.
@@ -119,11 +120,11 @@ options:
     description: dns - the longest verify waits for every server to answer the new address (e.g. C(30s)).
     type: str
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: partial
     details: The nginx site's diff for C(apply) and C(prepare) with the nginx method.
 '''

@@ -19,6 +19,8 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 options:
   instance:
     description:
@@ -32,14 +34,13 @@ options:
     type: str
     choices: [deb, rpm, alt]
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   facts:
-    description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
     support: full
 '''
 

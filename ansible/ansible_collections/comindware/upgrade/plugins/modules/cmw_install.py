@@ -20,6 +20,9 @@ description:
   - After an install the binary must answer C(--version); a copied binary that does not is replaced by the previous one again and the task fails.
 version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.flow
 options:
   src:
     description:
@@ -42,16 +45,19 @@ options:
     type: path
     default: /usr/bin/cmw-upgrade
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
     details: An action plugin of the same name copies I(src) from the controller to a temporary folder on the host.
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 '''
 
 EXAMPLES = r'''

@@ -24,6 +24,7 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
 options:
   instance:
     description: The instance.
@@ -37,11 +38,11 @@ options:
     description: The control point's run state folder (the tool's C(--state)), when the run was driven with one.
     type: path
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 

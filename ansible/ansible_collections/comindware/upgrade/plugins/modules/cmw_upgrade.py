@@ -27,6 +27,7 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
 options:
   instance:
     description: The instance.
@@ -104,11 +105,11 @@ options:
     description: Keep the control point's run state in this folder (the tool's C(--state)) instead of C(/var/lib/cmw-upgrade).
     type: path
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: partial
     details: In check mode, what the plan's config migration will carry (every directive under its new name, secrets as C(***)).
 '''

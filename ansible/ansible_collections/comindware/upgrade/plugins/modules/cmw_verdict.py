@@ -19,6 +19,7 @@ version_added: 0.1.0
 author: The cmw-upgrade developers (!UNKNOWN)
 extends_documentation_fragment:
   - comindware.upgrade.common
+  - ansible.builtin.action_common_attributes
 options:
   instance:
     description: The instance whose logs to read (its log folder is read from its config). One of I(instance) or I(log_dir).
@@ -40,11 +41,11 @@ options:
     type: str
     choices: [succeeded, failed, in_progress, not_started]
 attributes:
+  platform:
+    platforms: posix
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
 '''
 
