@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Ansible collection's tests (ansible/ansible_collections/comindware/upgrade):
 #   1. ansible-test sanity (ansible-core pinned in ansible/tests/requirements.txt,
-#      in the venv target/ansible-venv);
+#      in the venv target/ansible-venv), and vermin: the modules' code needs
+#      nothing newer than the managed hosts' Python 2.7 / 3.6;
 #   2. the modules' unit tests (pytest, a scripted cmw-upgrade);
 #   3. integration: real playbooks run by ansible-playbook against simulated
 #      servers (`cmw-upgrade demo --setup-only --keep`), through the local
@@ -48,6 +49,12 @@ cp ansible/tests/sanity/get_pip_stand_in.py "$cache/get_pip_${pip_version//./_}.
 # installed here, so compile and import run on 3.11 alone.
 python_version=$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 (cd "$collection" && HOME=$home "$venv/bin/ansible-test" sanity --local --python "$python_version")
+
+step "the modules on managed hosts' Python 2.7 and 3.6+"
+# What runs on the managed host (modules, module_utils): no construct newer
+# than those Pythons allow (vermin reads the code; no such interpreter is here).
+"$venv/bin/vermin" -q -t=2.7- -t=3.6- --no-tips --violations \
+  "$collection/plugins/modules" "$collection/plugins/module_utils"
 
 step "unit tests"
 PYTHONPATH=$PWD/ansible "$venv/bin/python" -m pytest -q -p no:cacheprovider "$collection/tests/unit"

@@ -7,6 +7,7 @@ Each simulated server pair is one instance of the fleet (one inventory host),
 one per OS family. Run by ansible/tests/run.sh with CMW_UPGRADE_BINARY set.
 """
 
+import getpass
 import json
 import os
 import re
@@ -47,6 +48,10 @@ def playbook(path, inventory, *extra, extra_vars=None):
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_LOCAL_TEMP=str(inventory.parent / "ansible-local"),
         ANSIBLE_REMOTE_TEMP=str(inventory.parent / "ansible-remote"),
+        # ssh connections are shared within a play and end 2 s after it, so
+        # none outlives the test.
+        ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=2s",
+        ANSIBLE_SSH_CONTROL_PATH_DIR=str(inventory.parent / "ansible-cp"),
     )
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(path), *extra]
     if extra_vars:
@@ -114,7 +119,7 @@ class Sshd:
             ansible_connection="ssh",
             ansible_host="127.0.0.1",
             ansible_port=self.port,
-            ansible_user=os.environ.get("USER") or "root",
+            ansible_user=getpass.getuser(),
             ansible_ssh_private_key_file=str(self.folder / "client_key"),
             ansible_ssh_common_args="-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes "
                                     "-o BatchMode=yes" % (self.folder / "known_hosts"),
