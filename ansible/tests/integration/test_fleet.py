@@ -403,3 +403,22 @@ def test_install_copies_the_binary_once(workdir, sshd, connection):
     assert recap["target-host"]["failed"] == 0, output
     assert dest.read_bytes() == BINARY.read_bytes()
     assert os.stat(dest).st_mode & 0o777 == 0o755
+
+
+def test_upgrade_from_a_control_point_then_its_rollback(workdir):
+    folder = workdir / "control-point"
+    variables = lay_out(folder, "alt")
+    inventory = write_inventory(workdir / "control-point.json", [("control-point", dict(LOCAL))], {})
+    try:
+        rc, output, recap = playbook(HERE / "control_point.yml", inventory, extra_vars=dict(
+            target="control-point", cmw_binary=str(BINARY), sim_path=variables["cmw_environment"]["PATH"],
+            old_root=variables["cmw_old_root"], new_root=variables["cmw_new_root"],
+            distribution=variables["cmw_distribution"], prerequisites=variables["cmw_prerequisites"],
+            port=variables["cmw_port"], state_dir=str(folder / "state")))
+        assert rc == 0, output
+        assert recap["control-point"]["failed"] == 0, output
+        # The state is the control point's: the run and its rollback are recorded there.
+        state = cmw("--state", str(folder / "state"), "status", "--instance", "prod", check=False)
+        assert state["rollback"]["status"] == "done", state
+    finally:
+        subprocess.run([str(BINARY), "demo", "--teardown", str(folder)], capture_output=True)

@@ -104,6 +104,12 @@ options:
   state_dir:
     description: Keep the control point's run state in this folder (the tool's C(--state)) instead of C(/var/lib/cmw-upgrade).
     type: path
+  old_root:
+    description: The old server's C(/) for the tool there (control-point mode; rehearsals on simulated servers and tests only).
+    type: str
+  new_root:
+    description: The new server's C(/) for the tool there (control-point mode; rehearsals on simulated servers and tests only).
+    type: str
 attributes:
   platform:
     platforms: posix
@@ -169,7 +175,7 @@ NEW_SERVER = ['bundle', 'distribution', 'prerequisites', 'port', 'family',
 CONTROL_POINT = ['old', 'new', 'distribution', 'prerequisites', 'port', 'bundle_dir',
                  'method', 'accept_crash_consistent', 'route', 'direct_ssh_option',
                  'identity_file', 'known_hosts', 'remote_cmw_upgrade', 'no_copy_agent',
-                 'upgrade_timeout', 'health_timeout', 'fix_config']
+                 'upgrade_timeout', 'health_timeout', 'fix_config', 'old_root', 'new_root']
 
 
 def finished(cmw, instance):
@@ -248,6 +254,8 @@ def main():
             remote_cmw_upgrade=dict(type='str'),
             no_copy_agent=dict(type='bool', default=False),
             state_dir=dict(type='path'),
+            old_root=dict(type='str'),
+            new_root=dict(type='str'),
         ),
         required_together=[('old', 'new')],
         required_one_of=[('bundle', 'old')],
