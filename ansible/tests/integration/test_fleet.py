@@ -242,11 +242,12 @@ class Proxy:
 
 
 class Fleet:
-    def __init__(self, folder, fail_on=None):
+    def __init__(self, folder, fail_on=None, families=FAMILIES):
         self.folder = folder
+        self.families = families
         self.hosts = []
         self.proxies = {}
-        for family in FAMILIES:
+        for family in families:
             name = "fleet-%s" % family
             variables = lay_out(folder / family, family, fail=family == fail_on)
             # Nothing listens at the old address: the cut-over checks only the new one.
@@ -266,7 +267,7 @@ class Fleet:
     def teardown(self):
         for proxy in self.proxies.values():
             proxy.stop()
-        for family in FAMILIES:
+        for family in self.families:
             subprocess.run([str(BINARY), "demo", "--teardown", str(self.folder / family)],
                            capture_output=True)
 
@@ -422,3 +423,27 @@ def test_upgrade_from_a_control_point_then_its_rollback(workdir):
         assert state["rollback"]["status"] == "done", state
     finally:
         subprocess.run([str(BINARY), "demo", "--teardown", str(folder)], capture_output=True)
+
+
+def test_a_cut_over_not_approved_stops_without_a_rollback_and_the_next_run_cuts_over(workdir):
+    fleet = Fleet(workdir / "approval", families=["deb"])
+    try:
+        (name, _variables), = fleet.hosts
+        proxy = fleet.proxies[name]
+        # No terminal to ask on: Ansible's pause goes on with no answer, which is no approval.
+        rc, output, recap = playbook(FLEET_PLAYBOOK, fleet.inventory(LOCAL, "local.json"),
+                                     extra_vars=dict(cmw_approve_cutover=True))
+        assert rc != 0 and recap[name]["failed"] == 1 and recap[name]["rescued"] == 0, output
+        assert "was not approved" in output, output
+        state = fleet.status(name)
+        assert all(s["status"] == "done" for s in state["steps"]) and "rollback" not in state, state
+        assert proxy.sends_to() == proxy.old
+
+        # Approved (here: no question asked): every upgrade step is found done,
+        # only the cut-over changes.
+        rc, output, recap = playbook(FLEET_PLAYBOOK, fleet.inventory(LOCAL, "local.json"))
+        assert rc == 0, output
+        assert recap[name]["changed"] == 1 and recap[name]["failed"] == 0, (recap, output)
+        assert proxy.sends_to() == proxy.new
+    finally:
+        fleet.teardown()
