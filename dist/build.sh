@@ -143,7 +143,7 @@ find ansible -name __pycache__ -type d -prune -exec rm -rf {} +
 "$ansible_venv/bin/ansible-galaxy" collection build "$collection" --output-path "$out" --force
 # Installs as an admin would, air-gapped, and its modules' docs load.
 galaxy_check=$(mktemp -d)
-"$ansible_venv/bin/ansible-galaxy" collection install --offline -p "$galaxy_check" \
+ANSIBLE_COLLECTIONS_PATH=$galaxy_check "$ansible_venv/bin/ansible-galaxy" collection install --offline -p "$galaxy_check" \
   "$out/comindware-upgrade-$version.tar.gz" >/dev/null
 ANSIBLE_COLLECTIONS_PATH=$galaxy_check "$ansible_venv/bin/ansible-doc" comindware.upgrade.cmw_upgrade >/dev/null
 rm -rf "$galaxy_check"

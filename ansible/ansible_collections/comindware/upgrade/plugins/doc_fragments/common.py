@@ -31,5 +31,6 @@ notes:
     The module runs C(cmw-upgrade --json) and keeps its one JSON document under C(cmw) in the result; on failure C(msg) is the tool's
     message and C(kind) its error kind (C(bad_input), C(locked), C(check_failed), C(step_failed), C(already_exists), ...), or
     C(not_installed) when the binary cannot be run.
+  - C(commands) in the result lists every command line of the tool the module ran (for the record; they hold no secret).
   - Secrets never appear in the tool's output (it masks them as C(***)), so neither do they in the result.
 '''
