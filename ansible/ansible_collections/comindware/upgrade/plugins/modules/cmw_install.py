@@ -101,6 +101,10 @@ binary:
   returned: success
   type: str
   sample: /usr/bin/cmw-upgrade
+transferred:
+  description: Whether I(src) was copied from the controller to the host (not when the same binary already was at I(binary)).
+  returned: when I(remote_src) is false
+  type: bool
 '''
 
 import os
