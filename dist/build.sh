@@ -7,6 +7,8 @@
 #   cmw-upgrade-<version>-1.<arch>.rpm              for RED OS, Rocky, ALT (xz payload)
 # for x86_64 and aarch64,
 #   cmw_upgrade-<version>-cp39-abi3-manylinux_2_28_x86_64.whl  (dist/wheel.sh)
+#   comindware-upgrade-<version>.tar.gz             the Ansible collection
+#                                                    (ansible-galaxy collection build)
 #   SHA256SUMS
 # and checks each (dist/check.sh). Installs what it needs itself: the musl
 # targets (rustup), cargo-deb and cargo-generate-rpm (crates.io, pinned, into
@@ -71,7 +73,7 @@ make_texts() { # binary
 
 # Every artifact of an earlier build goes, so SHA256SUMS lists only this one's.
 rm -f "$out"/cmw-upgrade*.tar.gz "$out"/cmw-upgrade_*.deb "$out"/cmw-upgrade-*.rpm \
-  "$out"/cmw_upgrade-*.whl "$out"/SHA256SUMS
+  "$out"/cmw_upgrade-*.whl "$out"/comindware-upgrade-*.tar.gz "$out"/SHA256SUMS
 for target in "${targets[@]}"; do
   arch=${target%%-*}
   step "static binary ($target)"
@@ -123,6 +125,28 @@ if [ "$wheel" = 1 ]; then
   step "Python wheel"
   bash dist/wheel.sh
 fi
+
+step "Ansible collection"
+# ansible-galaxy from the pinned ansible-core (the venv ansible/tests/run.sh
+# makes; made here when missing). The collection's version is the tool's.
+collection=ansible/ansible_collections/comindware/upgrade
+collection_version=$(sed -n 's/^version: *//p' "$collection/galaxy.yml")
+if [ "$collection_version" != "$version" ]; then
+  echo "$collection/galaxy.yml says version $collection_version, Cargo.toml $version: make them one" >&2
+  exit 1
+fi
+ansible_venv=target/ansible-venv
+[ -x "$ansible_venv/bin/python" ] || python3 -m venv "$ansible_venv"
+"$ansible_venv/bin/pip" install --quiet --disable-pip-version-check -r ansible/tests/requirements.txt
+rm -rf "$collection/tests/output"
+find ansible -name __pycache__ -type d -prune -exec rm -rf {} +
+"$ansible_venv/bin/ansible-galaxy" collection build "$collection" --output-path "$out" --force
+# Installs as an admin would, air-gapped, and its modules' docs load.
+galaxy_check=$(mktemp -d)
+ANSIBLE_COLLECTIONS_PATH=$galaxy_check "$ansible_venv/bin/ansible-galaxy" collection install --offline -p "$galaxy_check" \
+  "$out/comindware-upgrade-$version.tar.gz" >/dev/null
+ANSIBLE_COLLECTIONS_PATH=$galaxy_check "$ansible_venv/bin/ansible-doc" comindware.upgrade.cmw_upgrade >/dev/null
+rm -rf "$galaxy_check"
 
 step "checks"
 bash dist/check.sh

@@ -497,6 +497,17 @@ fn config_migrate_check_shows_diffs_and_writes_nothing() {
     let output = migrate_cmd(new.path(), from, &["--json", "--check"]);
     let report = json(&output);
     assert_eq!(report["check"], true);
+    // The text's masked diff is in the JSON too (Ansible's --diff shows it).
+    let diff = report["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("--- a/usr/share/comindware/configs/instance/prod.yml")
+            && diff.contains("+nodeName: cmw-node-01"),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("journal-secret") && !diff.contains("kafka-secret"),
+        "secrets leaked: {diff}"
+    );
     assert!(report["written"].as_array().unwrap().is_empty());
     let change = report["changes"]
         .as_array()

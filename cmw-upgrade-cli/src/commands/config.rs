@@ -40,7 +40,14 @@ pub fn migrate(global: &GlobalArgs, args: MigrateArgs) -> Result<ExitStatus, Cli
         plan.report.written = apply_migration(&plan, &LocalExecutor::new("/"), &stamp)?;
     }
     if global.json {
-        print_outcome(&plan.report, !failed, !plan.report.written.is_empty())?;
+        // The same masked unified diff `--check` prints as text: what is (or,
+        // with --check, would be) written; for `--diff` in Ansible and scripts.
+        let diff: String = plan.updates.iter().map(|u| u.masked_diff()).collect();
+        let mut document = serde_json::to_value(&plan.report).map_err(std::io::Error::from)?;
+        if let Some(fields) = document.as_object_mut() {
+            fields.insert("diff".to_owned(), diff.into());
+        }
+        print_outcome(&document, !failed, !plan.report.written.is_empty())?;
     } else {
         let report = &plan.report;
         let changed: Vec<_> = report
