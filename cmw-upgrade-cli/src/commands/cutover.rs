@@ -11,6 +11,7 @@ use cmw_upgrade_core::cutover::nginx_site::{Endpoint, ResolverDriven};
 use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarget};
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
 
+use super::cutover_around::{self, Around};
 use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs, HaproxyCommandArgs, ReachArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -42,25 +43,76 @@ fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // The checks apply runs first, run here too: each only reads.
+    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let new_port = args.around.new_port;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         // A dry run on top: the plan only reads the site and the saved state.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
-        return print_nginx(global, &nginx::plan(&executor, &options)?);
+        let report = nginx::plan(&executor, &options)?;
+        around.plan_checks(proxy_host(&executor), nginx_address(&options));
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
         // Only queries: the dns plan sends no update; the state file is only read.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
-        return print_dns(
-            global,
-            &dns::plan(&executor, &HickoryWire::default(), &options)?,
-        );
+        let report = dns::plan(&executor, &HickoryWire::default(), &options)?;
+        around.plan_checks(this_machine(&executor), dns_address(&options, new_port));
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     // A dry run on top: whatever the core does, nothing here changes a thing.
     let executor = DryRun::new(LocalExecutor::new(&global.root));
-    print(global, &cutover::plan(&executor, &options)?)
+    let report = cutover::plan(&executor, &options)?;
+    around.plan_checks(proxy_host(&executor), haproxy_address(&report));
+    around.print(global, &report, || print(global, &report))
+}
+
+/// The proxy's host, where traffic to the new server will come from: this machine.
+fn proxy_host(executor: &dyn Executor) -> cmw_upgrade_core::cutover::before_switch::Reached<'_> {
+    cmw_upgrade_core::cutover::before_switch::Reached {
+        executor,
+        label: "the proxy's host (this machine)".to_owned(),
+    }
+}
+
+fn this_machine(executor: &dyn Executor) -> cmw_upgrade_core::cutover::before_switch::Reached<'_> {
+    cmw_upgrade_core::cutover::before_switch::Reached {
+        executor,
+        label: "this machine".to_owned(),
+    }
+}
+
+fn nginx_address(options: &NginxOptions) -> Option<(String, u16)> {
+    Some((options.target.new.host.clone(), options.target.new.port))
+}
+
+fn dns_address(options: &DnsOptions, port: Option<u16>) -> Option<(String, u16)> {
+    port.map(|port| (options.target.new.to_string(), port))
+}
+
+/// The new server's address as the backend names it.
+fn haproxy_address(report: &CutoverReport) -> Option<(String, u16)> {
+    report
+        .before
+        .iter()
+        .find(|row| row.name == report.target.new_server)
+        .and_then(|row| row.port.map(|port| (row.address.clone(), port)))
+}
+
+/// A note when the switch failed after the old site was frozen.
+fn frozen_note<T>(around: &Around, result: cmw_upgrade_core::Result<T>) -> Result<T, CliError> {
+    result.map_err(|error| {
+        if !around.old_site_reports.is_empty() {
+            eprintln!(
+                "Note: the old site stays frozen (writes answer 503); `cmw-upgrade cutover \
+                 revert` lifts it, or rerun apply once fixed"
+            );
+        }
+        CliError::from(error)
+    })
 }
 
 pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
@@ -84,26 +136,47 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 }
 
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // Reached first: a server that cannot be reached is an error before anything.
+    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let new_port = args.around.new_port;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
+        let executor = LocalExecutor::new(&global.root);
+        around.before_apply(&executor, proxy_host(&executor), nginx_address(&options))?;
         if options.reload {
             // Said before the switch, not only in the report after it.
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
-        let executor = LocalExecutor::new(&global.root);
-        return print_nginx(global, &nginx::apply(&executor, &options)?);
+        let report = frozen_note(&around, nginx::apply(&executor, &options))?;
+        around.record(&executor, "nginx")?;
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
-        return print_dns(
-            global,
-            &dns::apply(&executor, &HickoryWire::default(), &options)?,
-        );
+        around.before_apply(
+            &executor,
+            this_machine(&executor),
+            dns_address(&options, new_port),
+        )?;
+        let report = frozen_note(
+            &around,
+            dns::apply(&executor, &HickoryWire::default(), &options),
+        )?;
+        around.record(&executor, "dns")?;
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     let executor = LocalExecutor::new(&global.root);
-    print(global, &cutover::apply(&executor, &options)?)
+    // The backend's address of the new server, read (only) from the proxy.
+    let address = haproxy_address(&cutover::plan(
+        &DryRun::new(LocalExecutor::new(&global.root)),
+        &options,
+    )?);
+    around.before_apply(&executor, proxy_host(&executor), address)?;
+    let report = frozen_note(&around, cutover::apply(&executor, &options))?;
+    around.record(&executor, "haproxy")?;
+    around.print(global, &report, || print(global, &report))
 }
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
@@ -122,34 +195,52 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let executor = LocalExecutor::new(&global.root);
+    // The freeze is lifted first: the switch is done, the old server may take writes again.
+    let unfrozen =
+        cutover_around::unfreeze_old_site(global, &args.instance, &args.around, &executor)?;
+    let around =
+        cutover_around::with_old_site_reports(&args.instance, unfrozen.into_iter().collect());
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to(args.method, "finish"));
+        let Some(report) = around.old_site_reports.first() else {
+            return Err(nothing_to(args.method, "finish"));
+        };
+        return around.print(global, report, || Ok(ExitStatus::Success));
     }
     let options = dns_options(args, true)?;
-    let executor = LocalExecutor::new(&global.root);
-    print_dns(
-        global,
-        &dns::finish(&executor, &HickoryWire::default(), &options)?,
-    )
+    let report = dns::finish(&executor, &HickoryWire::default(), &options)?;
+    around.print(global, &report, || print_dns(global, &report))
 }
 
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let executor = LocalExecutor::new(&global.root);
+    // The old site first: it must serve as before when traffic comes back.
+    let restored =
+        cutover_around::restore_old_site(global, &args.instance, &args.around, &executor)?;
+    let around =
+        cutover_around::with_old_site_reports(&args.instance, restored.into_iter().collect());
+    let saved = match args.method {
+        CutoverMethod::Haproxy => cutover::read_saved_state(&executor, &args.instance)?.is_some(),
+        CutoverMethod::Nginx => nginx::read_saved_state(&executor, &args.instance)?.is_some(),
+        CutoverMethod::Dns => dns::read_saved_state(&executor, &args.instance)?.is_some(),
+    };
+    if let (false, Some(report)) = (saved, around.old_site_reports.first()) {
+        // Only the old site was edited (forward-old, or a freeze before a failed switch).
+        return around.print(global, report, || Ok(ExitStatus::Success));
+    }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
-        let executor = LocalExecutor::new(&global.root);
-        return print_nginx(global, &nginx::revert(&executor, &options)?);
+        let report = nginx::revert(&executor, &options)?;
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
-        let executor = LocalExecutor::new(&global.root);
-        return print_dns(
-            global,
-            &dns::revert(&executor, &HickoryWire::default(), &options)?,
-        );
+        let report = dns::revert(&executor, &HickoryWire::default(), &options)?;
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
-    let executor = LocalExecutor::new(&global.root);
-    print(global, &cutover::revert(&executor, &options)?)
+    let report = cutover::revert(&executor, &options)?;
+    around.print(global, &report, || print(global, &report))
 }
 
 fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {

@@ -1,0 +1,530 @@
+//! Around `cutover`'s switch: the servers reached for the checks before it
+//! (`--new-host`, `--old-host`, or the run `upgrade` recorded on this
+//! machine), the checks' printing and JSON, `--freeze-old`, `forward-old`,
+//! and the old site put back by `revert` and `finish`.
+//!
+//! The servers are reached as `upgrade` reaches them (the agent over ssh, or
+//! this machine), so a cut-over driven from the control point that drove the
+//! upgrade needs no new option: the run state names both servers, the bundle
+//! and the site's port.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use cmw_upgrade_core::cutover::before_switch::{
+    self, CheckName, DriftProbe, HealthProbe, PreSwitch, PreSwitchCheck, Reached,
+};
+use cmw_upgrade_core::cutover::nginx_site::Endpoint;
+use cmw_upgrade_core::cutover::old_site::{self, OldSite, OldSiteAccess, OldSiteReport};
+use cmw_upgrade_core::executor::{Executor, LocalExecutor};
+use cmw_upgrade_core::procedure::state::RunState;
+use cmw_upgrade_core::procedure::two_servers::{Server, ServerSpec};
+use cmw_upgrade_core::{InstanceName, OsFamily};
+use serde::Serialize;
+
+use crate::args::{AroundArgs, ForwardOldArgs, GlobalArgs, SkipCheck};
+use crate::error::CliError;
+use crate::exit::ExitStatus;
+use crate::output::print_json;
+
+fn bad(details: String) -> CliError {
+    CliError::from(cmw_upgrade_core::Error::BadInput { details })
+}
+
+/// A server reached, and how it was named.
+pub struct Connected {
+    server: Server,
+    /// `local`, or `user@host:port`, as saved for a revert from the state alone.
+    host: String,
+    root: Option<String>,
+    label: String,
+}
+
+impl Connected {
+    fn reached(&self) -> Reached<'_> {
+        Reached {
+            executor: self.server.executor(),
+            label: self.label.clone(),
+        }
+    }
+}
+
+/// What the run recorded on this machine says about the servers, if anything.
+struct Recorded {
+    new: Option<ServerSpec>,
+    old: Option<ServerSpec>,
+    old_family: Option<OsFamily>,
+    bundle: Option<String>,
+    port: Option<u16>,
+}
+
+fn recorded(global: &GlobalArgs, instance: &InstanceName) -> Result<Recorded, CliError> {
+    let store = super::state_store(global);
+    let state = RunState::load(store.as_ref(), instance)?;
+    let settings = state.as_ref().and_then(|state| state.settings.clone());
+    let servers = state.and_then(|state| state.servers);
+    Ok(Recorded {
+        // A run without servers ran on this machine: the new server is here.
+        new: match (&servers, &settings) {
+            (Some(servers), _) => Some(servers.settings.new.clone()),
+            (None, Some(_)) => Some(ServerSpec {
+                root: Some(global.root.display().to_string()),
+                ..ServerSpec::local()
+            }),
+            (None, None) => None,
+        },
+        old: servers.as_ref().map(|servers| servers.settings.old.clone()),
+        old_family: servers.as_ref().map(|servers| servers.old_family),
+        bundle: settings
+            .as_ref()
+            .map(|settings| settings.bundle.clone())
+            .filter(|bundle| !bundle.is_empty()),
+        port: settings.as_ref().map(|settings| settings.port),
+    })
+}
+
+fn spec_of(
+    option: &str,
+    text: &str,
+    root: Option<&String>,
+    around: &AroundArgs,
+) -> Result<ServerSpec, CliError> {
+    let mut spec = ServerSpec::parse(text).map_err(|error| bad(format!("{option}: {error}")))?;
+    spec.identity_file = around.identity_file.clone();
+    spec.known_hosts_file = around.known_hosts.clone();
+    spec.root = root.cloned();
+    Ok(spec)
+}
+
+fn connect(spec: &ServerSpec, which: &str) -> Result<Connected, CliError> {
+    let server = Server::connect(spec)?;
+    Ok(Connected {
+        server,
+        host: if spec.is_local() {
+            "local".to_owned()
+        } else {
+            format!("{}:{}", spec.destination, spec.port)
+        },
+        root: spec.root.clone(),
+        label: format!("the {which} server ({})", spec.display()),
+    })
+}
+
+/// The servers and what the checks read, resolved once per command.
+pub struct Around {
+    instance: InstanceName,
+    new: Option<Connected>,
+    old: Option<Connected>,
+    health: Option<HealthProbe>,
+    drift: Option<DriftProbe>,
+    skip: BTreeSet<CheckName>,
+    accept_drift: bool,
+    freeze: Option<OldSite>,
+    stamp: String,
+    /// The checks run, for the report.
+    pub checks: Vec<PreSwitchCheck>,
+    /// What was done to the old site, for the report.
+    pub old_site_reports: Vec<OldSiteReport>,
+}
+
+impl Around {
+    /// Reaches the servers the checks (or the old site's edits) need: the
+    /// ones given, else the recorded run's; none for a check that is skipped.
+    pub fn resolve(
+        global: &GlobalArgs,
+        instance: &InstanceName,
+        args: &AroundArgs,
+        checks_needed: bool,
+    ) -> Result<Around, CliError> {
+        let recorded = recorded(global, instance)?;
+        let skip: BTreeSet<CheckName> = args
+            .skip_check
+            .iter()
+            .map(|skip| match skip {
+                SkipCheck::NewHealth => CheckName::NewHealth,
+                SkipCheck::NewReachable => CheckName::NewReachable,
+                SkipCheck::OldDrift => CheckName::OldDrift,
+            })
+            .collect();
+        let old_site = args.old_site.as_ref().map(|site| OldSite {
+            site: site.clone(),
+            main_config: args.old_nginx_conf.clone(),
+        });
+        if args.freeze_old && old_site.is_none() {
+            return Err(bad(
+                "--freeze-old edits the old server's nginx site: give it as --old-site FILE"
+                    .to_owned(),
+            ));
+        }
+        let new_spec = match &args.new_host {
+            Some(text) => Some(spec_of("--new-host", text, args.new_root.as_ref(), args)?),
+            None => recorded.new.clone(),
+        };
+        let old_spec = match &args.old_host {
+            Some(text) => Some(spec_of("--old-host", text, args.old_root.as_ref(), args)?),
+            None => recorded.old.clone(),
+        };
+        let wants_new = checks_needed && !skip.contains(&CheckName::NewHealth);
+        let wants_old = (checks_needed && !skip.contains(&CheckName::OldDrift)) || args.freeze_old;
+        let new = match (&new_spec, wants_new) {
+            (Some(spec), true) => Some(connect(spec, "new")?),
+            _ => None,
+        };
+        let old = match (&old_spec, wants_old) {
+            (Some(spec), true) => Some(connect(spec, "old")?),
+            (None, _) if args.freeze_old => {
+                return Err(bad(
+                    "--freeze-old edits the old server's site: give the old server as \
+                     --old-host [user@]host[:port]|local"
+                        .to_owned(),
+                ))
+            }
+            _ => None,
+        };
+        let url = args.health_url.clone().unwrap_or_else(|| {
+            format!(
+                "http://127.0.0.1:{}/api/health",
+                recorded.port.unwrap_or(80)
+            )
+        });
+        Ok(Around {
+            instance: instance.clone(),
+            new,
+            old,
+            health: Some(HealthProbe {
+                instance: instance.clone(),
+                url,
+            }),
+            drift: args
+                .bundle
+                .clone()
+                .or(recorded.bundle)
+                .map(|bundle| DriftProbe {
+                    instance: instance.clone(),
+                    bundle,
+                    family: recorded.old_family,
+                }),
+            skip,
+            accept_drift: args.accept_drift,
+            freeze: old_site.filter(|_| args.freeze_old),
+            stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+            checks: Vec::new(),
+            old_site_reports: Vec::new(),
+        })
+    }
+
+    fn request<'a>(
+        &'a self,
+        reach_from: Reached<'a>,
+        address: Option<(String, u16)>,
+        skip: BTreeSet<CheckName>,
+    ) -> PreSwitch<'a> {
+        PreSwitch {
+            new_server: self.new.as_ref().map(Connected::reached),
+            health: self.health.clone(),
+            reach_from,
+            address,
+            old_server: self.old.as_ref().map(Connected::reached),
+            drift: self.drift.clone(),
+            skip,
+            accept_drift: self.accept_drift,
+        }
+    }
+
+    /// The checks, for a plan: nothing changes, a failure is shown, not an error.
+    pub fn plan_checks(&mut self, reach_from: Reached<'_>, address: Option<(String, u16)>) {
+        self.checks =
+            before_switch::run_checks(&self.request(reach_from, address, self.skip.clone()));
+    }
+
+    /// Before `apply` changes anything: the checks (refused with what failed,
+    /// nothing changed), then with --freeze-old the old site frozen and the
+    /// drift checked again, the final check (the freeze undone when it fails).
+    ///
+    /// # Errors
+    /// [`cmw_upgrade_core::Error::CheckFailed`] naming each failed check.
+    pub fn before_apply(
+        &mut self,
+        state: &dyn Executor,
+        reach_from: Reached<'_>,
+        address: Option<(String, u16)>,
+    ) -> Result<(), CliError> {
+        let checks =
+            before_switch::run_checks(&self.request(reach_from, address, self.skip.clone()));
+        if let Some(error) = before_switch::refusal(&checks) {
+            return Err(error.into());
+        }
+        self.checks = checks;
+        if let Some(target) = self.freeze.clone() {
+            let report = old_site::freeze(&self.old_site_access(state)?, &target)?;
+            self.old_site_reports.push(report);
+            if !self.skip.contains(&CheckName::OldDrift) {
+                let only_drift: BTreeSet<CheckName> =
+                    [CheckName::NewHealth, CheckName::NewReachable]
+                        .into_iter()
+                        .collect();
+                let unused = Reached {
+                    executor: state,
+                    label: "this machine".to_owned(),
+                };
+                let last = before_switch::run_checks(&self.request(unused, None, only_drift))
+                    .into_iter()
+                    .find(|check| check.name == CheckName::OldDrift.as_str());
+                if let Some(mut last) = last {
+                    last.detail = format!("after the freeze: {}", last.detail);
+                    if !last.ok {
+                        let undone = old_site::restore(&self.old_site_access(state)?);
+                        let error = before_switch::refusal(std::slice::from_ref(&last))
+                            .expect("a failed check refuses");
+                        return Err(match undone {
+                            Ok(_) => error.into(),
+                            Err(undo) => bad(format!(
+                                "{error}; putting the old site back failed too: {undo}; \
+                                 `cmw-upgrade cutover revert` retries it"
+                            )),
+                        });
+                    }
+                    if let Some(slot) = self
+                        .checks
+                        .iter_mut()
+                        .find(|check| check.name == CheckName::OldDrift.as_str())
+                    {
+                        *slot = last;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the checks beside the method's saved state, once the switch went
+    /// through (a refused apply leaves nothing behind).
+    pub fn record(&self, state: &dyn Executor, method: &str) -> Result<(), CliError> {
+        before_switch::save_checks(state, &self.instance, method, &self.stamp, &self.checks)?;
+        Ok(())
+    }
+
+    fn old_site_access<'a>(
+        &'a self,
+        state: &'a dyn Executor,
+    ) -> Result<OldSiteAccess<'a>, CliError> {
+        let old = self.old.as_ref().ok_or_else(|| {
+            bad(
+                "the old server is not known here: give it as --old-host [user@]host[:port]|local"
+                    .to_owned(),
+            )
+        })?;
+        Ok(OldSiteAccess {
+            state,
+            old: old.server.executor(),
+            old_host: old.host.clone(),
+            old_root: old.root.clone(),
+            instance: self.instance.clone(),
+            stamp: self.stamp.clone(),
+        })
+    }
+
+    /// Prints a method's report with the checks and the old site's edits:
+    /// in JSON as its `checks` and `old_site` fields, in text before it.
+    pub fn print<R: Serialize>(
+        &self,
+        global: &GlobalArgs,
+        report: &R,
+        text: impl FnOnce() -> Result<ExitStatus, CliError>,
+    ) -> Result<ExitStatus, CliError> {
+        if global.json {
+            let mut document = serde_json::to_value(report).map_err(std::io::Error::from)?;
+            // A report of the old site alone (revert, finish) went through when it is here.
+            let ok = document
+                .get("ok")
+                .is_none_or(|ok| ok.as_bool() == Some(true));
+            if let Some(object) = document.as_object_mut() {
+                object.insert("ok".to_owned(), ok.into());
+                if !self.checks.is_empty() {
+                    object.insert(
+                        "checks".to_owned(),
+                        serde_json::to_value(&self.checks).map_err(std::io::Error::from)?,
+                    );
+                }
+                if !self.old_site_reports.is_empty() {
+                    object.insert(
+                        "old_site".to_owned(),
+                        serde_json::to_value(&self.old_site_reports)
+                            .map_err(std::io::Error::from)?,
+                    );
+                    if self.old_site_reports.iter().any(|report| report.changed) {
+                        object.insert("changed".to_owned(), true.into());
+                    }
+                }
+            }
+            print_json(&document)?;
+            return Ok(if ok {
+                ExitStatus::Success
+            } else {
+                ExitStatus::Failed
+            });
+        }
+        print_checks(&self.checks)?;
+        for report in &self.old_site_reports {
+            print_old_site(report)?;
+        }
+        text()
+    }
+}
+
+fn print_checks(checks: &[PreSwitchCheck]) -> Result<(), CliError> {
+    let mut out = crate::output::stdout();
+    if !checks.is_empty() {
+        writeln!(out, "Before the switch:")?;
+    }
+    for check in checks {
+        let mark = match (check.ok, check.skipped, check.accepted) {
+            (_, true, _) => "skip",
+            (_, _, true) => "acc ",
+            (true, _, _) => "ok  ",
+            (false, _, _) => "FAIL",
+        };
+        writeln!(out, "  {mark} {}: {}", check.name, check.detail)?;
+    }
+    Ok(())
+}
+
+fn print_old_site(report: &OldSiteReport) -> Result<(), CliError> {
+    let mut out = crate::output::stdout();
+    writeln!(
+        out,
+        "Old site {} on {} ({}):",
+        report.site, report.old_host, report.action
+    )?;
+    if !report.diff.is_empty() {
+        write!(out, "{}", report.diff)?;
+    }
+    for step in &report.steps {
+        writeln!(out, "  - {step}")?;
+    }
+    Ok(())
+}
+
+/// The old site put back as saved (`revert`); nothing when it was not edited.
+/// The old server is the one given, else the one the state saved.
+pub fn restore_old_site(
+    global: &GlobalArgs,
+    instance: &InstanceName,
+    args: &AroundArgs,
+    state: &dyn Executor,
+) -> Result<Option<OldSiteReport>, CliError> {
+    edit_saved_old_site(global, instance, args, state, |access| {
+        old_site::restore(access)
+    })
+}
+
+/// The freeze lifted (`finish`); nothing when the old site is not frozen.
+pub fn unfreeze_old_site(
+    global: &GlobalArgs,
+    instance: &InstanceName,
+    args: &AroundArgs,
+    state: &dyn Executor,
+) -> Result<Option<OldSiteReport>, CliError> {
+    edit_saved_old_site(global, instance, args, state, |access| {
+        old_site::unfreeze(access)
+    })
+}
+
+fn edit_saved_old_site(
+    global: &GlobalArgs,
+    instance: &InstanceName,
+    args: &AroundArgs,
+    state: &dyn Executor,
+    edit: impl FnOnce(&OldSiteAccess<'_>) -> cmw_upgrade_core::Result<Option<OldSiteReport>>,
+) -> Result<Option<OldSiteReport>, CliError> {
+    let _ = global;
+    let Some(saved) = old_site::read_saved_state(state, instance)? else {
+        return Ok(None);
+    };
+    let spec = match &args.old_host {
+        Some(text) => spec_of("--old-host", text, args.old_root.as_ref(), args)?,
+        None => spec_of(
+            "the saved old server",
+            &saved.old_host,
+            saved.old_root.as_ref(),
+            args,
+        )?,
+    };
+    let old = connect(&spec, "old")?;
+    let access = OldSiteAccess {
+        state,
+        old: old.server.executor(),
+        old_host: old.host.clone(),
+        old_root: old.root.clone(),
+        instance: instance.clone(),
+        stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+    };
+    Ok(edit(&access)?)
+}
+
+/// `cutover forward-old`.
+pub fn forward_old(global: &GlobalArgs, args: ForwardOldArgs) -> Result<ExitStatus, CliError> {
+    let to =
+        Endpoint::parse(&args.forward_to).map_err(|error| bad(format!("--forward-to: {error}")))?;
+    let site = args.around.old_site.clone().ok_or_else(|| {
+        bad("forward-old edits the old server's nginx site: give it as --old-site FILE".to_owned())
+    })?;
+    let target = OldSite {
+        site,
+        main_config: args.around.old_nginx_conf.clone(),
+    };
+    let mut around = Around::resolve(global, &args.instance, &args.around, false)?;
+    if around.old.is_none() {
+        let recorded = recorded(global, &args.instance)?;
+        let spec = match (&args.around.old_host, recorded.old) {
+            (Some(text), _) => spec_of(
+                "--old-host",
+                text,
+                args.around.old_root.as_ref(),
+                &args.around,
+            )?,
+            (None, Some(spec)) => spec,
+            (None, None) => {
+                return Err(bad(
+                    "the old server is not known here: give it as --old-host \
+                     [user@]host[:port]|local"
+                        .to_owned(),
+                ))
+            }
+        };
+        around.old = Some(connect(&spec, "old")?);
+    }
+    let state = LocalExecutor::new(&global.root);
+    let report = old_site::forward(&around.old_site_access(&state)?, &target, &to)?;
+    if global.json {
+        let mut document = serde_json::to_value(&report).map_err(std::io::Error::from)?;
+        if let Some(object) = document.as_object_mut() {
+            object.insert("ok".to_owned(), true.into());
+            object.insert("forward_to".to_owned(), to.to_string().into());
+        }
+        print_json(&document)?;
+    } else {
+        print_old_site(&report)?;
+        if !report.changed {
+            writeln!(crate::output::stdout(), "Nothing to change: already so.")?;
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// An [`Around`] holding only the old site's reports (revert, finish), for [`Around::print`].
+pub fn with_old_site_reports(instance: &InstanceName, reports: Vec<OldSiteReport>) -> Around {
+    Around {
+        instance: instance.clone(),
+        new: None,
+        old: None,
+        health: None,
+        drift: None,
+        skip: BTreeSet::new(),
+        accept_drift: false,
+        freeze: None,
+        stamp: String::new(),
+        checks: Vec::new(),
+        old_site_reports: reports,
+    }
+}
