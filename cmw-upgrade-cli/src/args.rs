@@ -84,7 +84,18 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
       --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080 \\
       --proxy-url http://127.0.0.1/
   cmw-upgrade cutover revert --instance prod --method nginx \\
-      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080";
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --new-host root@new-server --old-host root@old-server --bundle /mnt/backup/prod \\
+      --freeze-old --old-site /etc/nginx/sites-available/comindware-prod
+  cmw-upgrade cutover apply --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 --new-port 443 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --accept-drift --skip-check new-health
+  cmw-upgrade cutover finish --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new";
 const FORWARD_OLD_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
   cmw-upgrade cutover forward-old --instance prod --old-host root@old-server \\
       --old-site /etc/nginx/sites-available/comindware-prod --forward-to 10.0.0.6:80
@@ -1044,6 +1055,9 @@ pub enum CutoverCommand {
     ///
     /// nginx: reads the site and prints the change as a diff, for --reload (the address
     /// swapped) or --upstream-name (prepare's resolver-driven upstream), and the steps.
+    ///
+    /// Every method: also runs the checks apply runs before the switch (see apply) and
+    /// shows each (JSON: checks [{name, ok, detail}]); a failed one is shown, not an error.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Plan(CutoverArgs),
 
@@ -1064,6 +1078,21 @@ pub enum CutoverCommand {
     Prepare(CutoverArgs),
 
     /// Switch traffic to the new server with no failed request.
+    ///
+    /// Every method, before any change: new-health (on the new server, --new-host or the
+    /// run `upgrade` recorded here: GET --health-url answers 200 through its own site and
+    /// its heartbeat logs hold no error), new-reachable (the address traffic will go to
+    /// takes a TCP connection from the proxy's host; for dns from this machine, on
+    /// --new-port) and old-drift (on the old server, --old-host or the recorded run's: its
+    /// live database against --bundle, `backup drift`). A check that fails, or cannot run
+    /// for want of a server, refuses the switch with exit 2 and changes nothing; skip one
+    /// only by name (--skip-check NAME); writes after the backup are accepted only with
+    /// --accept-drift. With --freeze-old --old-site FILE the old site then answers 503 to
+    /// writes (any method but GET and HEAD) through its own nginx (`nginx -t`, reload; the
+    /// site saved to /var/lib/cmw-upgrade/<instance>/cutover-old-site.json), and the drift
+    /// is checked once more, the final check: no write lands on the old server after it
+    /// (refused: the freeze is undone). The checks are kept in cutover-checks.json and
+    /// printed (JSON: checks [{name, ok, detail}], old_site).
     ///
     /// haproxy: checks the new server takes TCP connections from this host (and, with
     /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the
@@ -1106,7 +1135,11 @@ pub enum CutoverCommand {
     Verify(CutoverArgs),
 
     /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
-    /// then kept as cutover-dns.finished.<time>.json. haproxy and nginx have nothing to finish.
+    /// then kept as cutover-dns.finished.<time>.json.
+    ///
+    /// Every method: after apply --freeze-old, lets writes through the old site again (the
+    /// freeze's lines taken out, `nginx -t`, reload; a forward-old stays). haproxy and nginx
+    /// have nothing else to finish.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Finish(CutoverArgs),
 
@@ -1121,6 +1154,10 @@ pub enum CutoverCommand {
     ///
     /// nginx: writes back the site saved before the first change (after `nginx -t`) and
     /// reloads nginx.
+    ///
+    /// Every method, first: the old server's site, when --freeze-old or forward-old edited
+    /// it, is written back byte for byte as saved (`nginx -t`, reload), on the old server
+    /// the state names (or --old-host).
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Revert(CutoverArgs),
 

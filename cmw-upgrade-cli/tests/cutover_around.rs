@@ -500,3 +500,109 @@ fn forward_old_sends_the_old_sites_traffic_to_the_new_server_until_revert() {
         .join("cutover-old-site.json")
         .exists());
 }
+
+#[test]
+fn the_run_recorded_here_names_both_servers_the_bundle_and_the_port() {
+    use cmw_upgrade_core::executor::transfer::Route;
+    use cmw_upgrade_core::executor::LocalExecutor;
+    use cmw_upgrade_core::procedure::state::RunState;
+    use cmw_upgrade_core::procedure::two_servers::{
+        two_server_step_names, RecordedServers, ServerSpec as Reach, TwoServerSettings,
+    };
+    use cmw_upgrade_core::procedure::UpgradeSettings;
+    use cmw_upgrade_core::{InstanceName, OsFamily};
+
+    let servers = servers();
+    let instance = InstanceName::new("prod").unwrap();
+    // What `cmw-upgrade upgrade --old … --new …` records on the control point.
+    let mut state = RunState::new(&instance, &two_server_step_names());
+    let on = |root: &str| Reach {
+        root: Some(root.to_owned()),
+        ..Reach::local()
+    };
+    state.settings = Some(UpgradeSettings {
+        instance: instance.clone(),
+        family: OsFamily::Deb,
+        bundle: BUNDLE.to_owned(),
+        distribution: "/opt/distr/new.tar.gz".to_owned(),
+        prerequisites: "/opt/distr/prerequisites.tar.gz".to_owned(),
+        port: servers.new.nginx.port,
+        upgrade_timeout_seconds: 60,
+        health_timeout_seconds: 60,
+        fix_config: false,
+    });
+    state.servers = Some(RecordedServers {
+        settings: TwoServerSettings {
+            old: on(servers.old.root()),
+            new: on(servers.new.root()),
+            bundle_dir: "/mnt/backup".to_owned(),
+            backup_method: None,
+            accept_crash_consistent: false,
+            route: Route::Auto,
+            direct_ssh_options: Vec::new(),
+        },
+        old_family: OsFamily::Deb,
+    });
+    state
+        .save(&LocalExecutor::new(servers.proxy_root.path()))
+        .unwrap();
+    let haproxy = TestHaproxy::start(
+        servers.proxy_root.path(),
+        servers.old.nginx.port,
+        servers.new.nginx.port,
+    )
+    .expect("haproxy starts");
+    servers.write_late();
+    let planned = assert_ok(&servers.cmw(&haproxy_args(&haproxy, "plan")));
+    let health = check(&planned, "new-health");
+    assert_eq!(health["ok"], true, "{planned}");
+    assert!(
+        health["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&servers.new.health_url()),
+        "{health}"
+    );
+    let drift = check(&planned, "old-drift");
+    assert_eq!(drift["ok"], false, "{planned}");
+    assert!(
+        drift["detail"].as_str().unwrap().contains(BUNDLE),
+        "{drift}"
+    );
+    let message = refusal(&servers.cmw(&haproxy_args(&haproxy, "apply")));
+    assert!(message.contains("added db/late-write.bin"), "{message}");
+    assert_eq!(http_get(haproxy.port).unwrap(), "old");
+}
+
+#[test]
+fn a_freeze_nginx_refuses_leaves_the_old_site_as_it_was() {
+    let servers = servers();
+    let proxy =
+        TestNginx::start(servers.proxy_root.path(), servers.old.nginx.port).expect("nginx starts");
+    let proxy_site = fs::read(proxy.site_file()).unwrap();
+    // The running nginx serves the site as it loaded it; the file on disk
+    // now holds a line `nginx -t` refuses, so the frozen one is refused too.
+    let broken = fs::read_to_string(servers.old.site_file())
+        .unwrap()
+        .replace(
+            "    listen 127.0.0.1",
+            "    no_such_directive on;\n    listen 127.0.0.1",
+        );
+    fs::write(servers.old.site_file(), &broken).unwrap();
+    let output = servers.cmw(&nginx_freezing_apply(&servers));
+    let message = refusal(&output);
+    assert!(
+        message.contains("-t` on the old server")
+            && message.contains("no_such_directive")
+            && message.contains("put back as it was"),
+        "{message}"
+    );
+    assert_eq!(fs::read_to_string(servers.old.site_file()).unwrap(), broken);
+    assert!(!servers
+        .state_folder()
+        .join("cutover-old-site.json")
+        .exists());
+    assert_eq!(fs::read(proxy.site_file()).unwrap(), proxy_site);
+    assert_eq!(http_get(proxy.port).unwrap(), "old");
+    assert_eq!(status_of(servers.old.nginx.port, "POST"), 200);
+}

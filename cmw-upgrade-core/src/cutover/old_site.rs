@@ -377,6 +377,7 @@ fn edit(
     };
     report.diff = super::nginx::site_diff(&target.site, &current, &next);
     let mode = super::file_mode(access.old, &target.site)?;
+    let before = saved.clone();
     let mut state = match saved {
         Some(saved) => saved,
         None => {
@@ -408,7 +409,17 @@ fn edit(
         "saved the site's text before the first edit to {}",
         saved_state_path(&access.instance)
     ));
-    rewrite(access.old, target, &current, &next, mode, &mut report.steps)?;
+    if let Err(error) = rewrite(access.old, target, &current, &next, mode, &mut report.steps) {
+        // `nginx -t` refused it and the site was put back as it was: so is its state.
+        if matches!(error, Error::CheckFailed { .. }) {
+            let path = saved_state_path(&access.instance);
+            match &before {
+                Some(before) => super::write_saved(access.state, &path, before)?,
+                None => access.state.remove(&path)?,
+            }
+        }
+        return Err(error);
+    }
     report.changed = true;
     Ok(report)
 }
