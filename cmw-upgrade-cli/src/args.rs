@@ -1168,9 +1168,10 @@ pub enum CutoverCommand {
     /// --old-site (its proxy_pass to the platform, or an upstream block's servers) is
     /// replaced by --forward-to; only those bytes change. The site's text is saved first
     /// (on this machine, /var/lib/cmw-upgrade/<instance>/cutover-old-site.json, 0600; a
-    /// copy kept beside the site as <site>.cmw-upgrade.<time>.bak), written atomically,
-    /// checked with `nginx -t` (put back when refused) and nginx reloaded. `cutover revert`
-    /// writes the saved text back.
+    /// copy kept on the old server as
+    /// /var/lib/cmw-upgrade/<instance>/<name>.old-site.cmw-upgrade.<time>.bak), the site
+    /// written atomically, checked with `nginx -t` (put back when refused) and nginx
+    /// reloaded. `cutover revert` writes the saved text back.
     #[command(name = "forward-old", after_long_help = FORWARD_OLD_EXAMPLES)]
     ForwardOld(ForwardOldArgs),
 
@@ -1357,12 +1358,6 @@ pub struct AroundArgs {
     #[arg(long, value_name = "SERVER")]
     pub new_host: Option<String>,
 
-    /// The old server, `[user@]host[:port]` or `local`: its live database is compared
-    /// with the bundle before the switch, and --freeze-old and forward-old edit its site
-    /// (default: the old server of the run recorded on this machine).
-    #[arg(long, value_name = "SERVER")]
-    pub old_host: Option<String>,
-
     /// The bundle the new server was restored from, a folder on the old server
     /// (default: the recorded run's bundle).
     #[arg(long, value_name = "DIR")]
@@ -1394,6 +1389,23 @@ pub struct AroundArgs {
     #[arg(long)]
     pub freeze_old: bool,
 
+    /// The new server's `/` for the tool there (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub new_root: Option<String>,
+
+    #[command(flatten)]
+    pub old: OldServerArgs,
+}
+
+/// The old server and its nginx site (the checks, --freeze-old, forward-old, revert).
+#[derive(Debug, Args)]
+pub struct OldServerArgs {
+    /// The old server, `[user@]host[:port]` or `local`: its live database is compared
+    /// with the bundle before the switch, and --freeze-old and forward-old edit its site
+    /// (default: the old server of the run recorded on this machine).
+    #[arg(long, value_name = "SERVER")]
+    pub old_host: Option<String>,
+
     /// The old server's nginx site file (for --freeze-old and forward-old).
     #[arg(long, value_name = "FILE")]
     pub old_site: Option<String>,
@@ -1402,7 +1414,7 @@ pub struct AroundArgs {
     #[arg(long, value_name = "FILE", default_value = "/etc/nginx/nginx.conf")]
     pub old_nginx_conf: String,
 
-    /// The ssh private key for --old-host and --new-host.
+    /// The ssh private key for the servers (--old-host, --new-host).
     #[arg(long, value_name = "FILE")]
     pub identity_file: Option<PathBuf>,
 
@@ -1413,10 +1425,6 @@ pub struct AroundArgs {
     /// The old server's `/` for the tool there (rehearsals and tests only).
     #[arg(long, value_name = "DIR", hide = true)]
     pub old_root: Option<String>,
-
-    /// The new server's `/` for the tool there (rehearsals and tests only).
-    #[arg(long, value_name = "DIR", hide = true)]
-    pub new_root: Option<String>,
 }
 
 /// A check before the switch, by name.
@@ -1441,9 +1449,8 @@ pub struct ForwardOldArgs {
     #[arg(long, value_name = "HOST:PORT")]
     pub forward_to: String,
 
-    // Boxed: the command enum stays small.
     #[command(flatten)]
-    pub around: Box<AroundArgs>,
+    pub old: OldServerArgs,
 }
 
 #[derive(Debug, Subcommand)]

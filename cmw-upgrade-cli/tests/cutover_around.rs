@@ -363,6 +363,20 @@ fn finish_lifts_the_freeze_byte_for_byte() {
         TestNginx::start(servers.proxy_root.path(), servers.old.nginx.port).expect("nginx starts");
     let old_site = fs::read(servers.old.site_file()).unwrap();
     let apply = nginx_freezing_apply(&servers);
+    let mut plan = apply.clone();
+    plan[2] = "plan".to_owned();
+    let planned = assert_ok(&servers.cmw(&plan));
+    assert_eq!(planned["changed"], false);
+    assert_eq!(planned["old_site"][0]["action"], "freeze (planned)");
+    assert!(
+        planned["old_site"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+    if ($request_method !~ ^(GET|HEAD)$) { return 503; }"),
+        "{planned}"
+    );
+    assert_eq!(fs::read(servers.old.site_file()).unwrap(), old_site);
+    assert!(!servers.state_folder().exists());
     let applied = assert_ok(&servers.cmw(&apply));
     assert_eq!(check(&applied, "old-drift")["ok"], true, "{applied}");
     assert_eq!(proxy.answers_become("new", RELOAD_LIMIT), ["new"; 4]);
@@ -465,11 +479,21 @@ fn forward_old_sends_the_old_sites_traffic_to_the_new_server_until_revert() {
         ["new"; 4]
     );
     assert_eq!(assert_ok(&servers.cmw(&forward))["changed"], false);
-    let backup_kept = fs::read_dir(servers.old.site_file().parent().unwrap())
+    // A copy on the old server, in the tool's folder: none beside the site,
+    // where nginx's `include sites-enabled/*` would load it.
+    let kept: Vec<_> = fs::read_dir(servers.old.root.path().join("var/lib/cmw-upgrade/prod"))
         .unwrap()
         .flatten()
-        .any(|entry| entry.file_name().to_string_lossy().ends_with(".bak"));
-    assert!(backup_kept);
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".bak"))
+        .collect();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(fs::read(kept[0].path()).unwrap(), old_site);
+    assert_eq!(
+        fs::read_dir(servers.old.site_file().parent().unwrap())
+            .unwrap()
+            .count(),
+        1
+    );
 
     // revert (of a cut-over never applied here): the old site comes back as it was.
     let reverted = assert_ok(&servers.cmw(&strings(&[

@@ -51,7 +51,7 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
         // A dry run on top: the plan only reads the site and the saved state.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
         let report = nginx::plan(&executor, &options)?;
-        around.plan_checks(proxy_host(&executor), nginx_address(&options));
+        around.plan_checks(&executor, proxy_host(&executor), nginx_address(&options))?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
@@ -59,14 +59,18 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
         // Only queries: the dns plan sends no update; the state file is only read.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
         let report = dns::plan(&executor, &HickoryWire::default(), &options)?;
-        around.plan_checks(this_machine(&executor), dns_address(&options, new_port));
+        around.plan_checks(
+            &executor,
+            this_machine(&executor),
+            dns_address(&options, new_port),
+        )?;
         return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     // A dry run on top: whatever the core does, nothing here changes a thing.
     let executor = DryRun::new(LocalExecutor::new(&global.root));
     let report = cutover::plan(&executor, &options)?;
-    around.plan_checks(proxy_host(&executor), haproxy_address(&report));
+    around.plan_checks(&executor, proxy_host(&executor), haproxy_address(&report))?;
     around.print(global, &report, || print(global, &report))
 }
 
@@ -197,8 +201,7 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     let executor = LocalExecutor::new(&global.root);
     // The freeze is lifted first: the switch is done, the old server may take writes again.
-    let unfrozen =
-        cutover_around::unfreeze_old_site(global, &args.instance, &args.around, &executor)?;
+    let unfrozen = cutover_around::unfreeze_old_site(&args.instance, &args.around.old, &executor)?;
     let around =
         cutover_around::with_old_site_reports(&args.instance, unfrozen.into_iter().collect());
     if args.method != CutoverMethod::Dns {
@@ -215,8 +218,7 @@ pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     let executor = LocalExecutor::new(&global.root);
     // The old site first: it must serve as before when traffic comes back.
-    let restored =
-        cutover_around::restore_old_site(global, &args.instance, &args.around, &executor)?;
+    let restored = cutover_around::restore_old_site(&args.instance, &args.around.old, &executor)?;
     let around =
         cutover_around::with_old_site_reports(&args.instance, restored.into_iter().collect());
     let saved = match args.method {

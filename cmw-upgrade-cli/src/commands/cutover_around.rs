@@ -22,7 +22,7 @@ use cmw_upgrade_core::procedure::two_servers::{Server, ServerSpec};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 use serde::Serialize;
 
-use crate::args::{AroundArgs, ForwardOldArgs, GlobalArgs, SkipCheck};
+use crate::args::{AroundArgs, ForwardOldArgs, GlobalArgs, OldServerArgs, SkipCheck};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 use crate::output::print_json;
@@ -87,11 +87,11 @@ fn spec_of(
     option: &str,
     text: &str,
     root: Option<&String>,
-    around: &AroundArgs,
+    keys: &OldServerArgs,
 ) -> Result<ServerSpec, CliError> {
     let mut spec = ServerSpec::parse(text).map_err(|error| bad(format!("{option}: {error}")))?;
-    spec.identity_file = around.identity_file.clone();
-    spec.known_hosts_file = around.known_hosts.clone();
+    spec.identity_file = keys.identity_file.clone();
+    spec.known_hosts_file = keys.known_hosts.clone();
     spec.root = root.cloned();
     Ok(spec)
 }
@@ -146,9 +146,9 @@ impl Around {
                 SkipCheck::OldDrift => CheckName::OldDrift,
             })
             .collect();
-        let old_site = args.old_site.as_ref().map(|site| OldSite {
+        let old_site = args.old.old_site.as_ref().map(|site| OldSite {
             site: site.clone(),
-            main_config: args.old_nginx_conf.clone(),
+            main_config: args.old.old_nginx_conf.clone(),
         });
         if args.freeze_old && old_site.is_none() {
             return Err(bad(
@@ -157,11 +157,21 @@ impl Around {
             ));
         }
         let new_spec = match &args.new_host {
-            Some(text) => Some(spec_of("--new-host", text, args.new_root.as_ref(), args)?),
+            Some(text) => Some(spec_of(
+                "--new-host",
+                text,
+                args.new_root.as_ref(),
+                &args.old,
+            )?),
             None => recorded.new.clone(),
         };
-        let old_spec = match &args.old_host {
-            Some(text) => Some(spec_of("--old-host", text, args.old_root.as_ref(), args)?),
+        let old_spec = match &args.old.old_host {
+            Some(text) => Some(spec_of(
+                "--old-host",
+                text,
+                args.old.old_root.as_ref(),
+                &args.old,
+            )?),
             None => recorded.old.clone(),
         };
         let wants_new = checks_needed && !skip.contains(&CheckName::NewHealth);
@@ -207,7 +217,7 @@ impl Around {
             skip,
             accept_drift: args.accept_drift,
             freeze: old_site.filter(|_| args.freeze_old),
-            stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+            stamp: now_stamp(),
             checks: Vec::new(),
             old_site_reports: Vec::new(),
         })
@@ -231,10 +241,24 @@ impl Around {
         }
     }
 
-    /// The checks, for a plan: nothing changes, a failure is shown, not an error.
-    pub fn plan_checks(&mut self, reach_from: Reached<'_>, address: Option<(String, u16)>) {
+    /// The checks, for a plan, and the freeze as it would be made: nothing
+    /// changes, a failed check is shown, not an error.
+    ///
+    /// # Errors
+    /// When the old site cannot be read or frozen.
+    pub fn plan_checks(
+        &mut self,
+        state: &dyn Executor,
+        reach_from: Reached<'_>,
+        address: Option<(String, u16)>,
+    ) -> Result<(), CliError> {
         self.checks =
             before_switch::run_checks(&self.request(reach_from, address, self.skip.clone()));
+        if let Some(target) = self.freeze.clone() {
+            let report = old_site::plan_freeze(&self.old_site_access(state)?, &target)?;
+            self.old_site_reports.push(report);
+        }
+        Ok(())
     }
 
     /// Before `apply` changes anything: the checks (refused with what failed,
@@ -308,20 +332,11 @@ impl Around {
         &'a self,
         state: &'a dyn Executor,
     ) -> Result<OldSiteAccess<'a>, CliError> {
-        let old = self.old.as_ref().ok_or_else(|| {
-            bad(
-                "the old server is not known here: give it as --old-host [user@]host[:port]|local"
-                    .to_owned(),
-            )
-        })?;
-        Ok(OldSiteAccess {
-            state,
-            old: old.server.executor(),
-            old_host: old.host.clone(),
-            old_root: old.root.clone(),
-            instance: self.instance.clone(),
-            stamp: self.stamp.clone(),
-        })
+        let old = self
+            .old
+            .as_ref()
+            .ok_or_else(|| bad(OLD_UNKNOWN.to_owned()))?;
+        Ok(access(old, state, &self.instance, &self.stamp))
     }
 
     /// Prints a method's report with the checks and the old site's edits:
@@ -393,7 +408,7 @@ fn print_old_site(report: &OldSiteReport) -> Result<(), CliError> {
     let mut out = crate::output::stdout();
     writeln!(
         out,
-        "Old site {} on {} ({}):",
+        "The old server's site {} ({}), {}:",
         report.site, report.old_host, report.action
     )?;
     if !report.diff.is_empty() {
@@ -405,39 +420,54 @@ fn print_old_site(report: &OldSiteReport) -> Result<(), CliError> {
     Ok(())
 }
 
+const OLD_UNKNOWN: &str =
+    "the old server is not known here: give it as --old-host [user@]host[:port]|local";
+
+fn access<'a>(
+    old: &'a Connected,
+    state: &'a dyn Executor,
+    instance: &InstanceName,
+    stamp: &str,
+) -> OldSiteAccess<'a> {
+    OldSiteAccess {
+        state,
+        old: old.server.executor(),
+        old_host: old.host.clone(),
+        old_root: old.root.clone(),
+        instance: instance.clone(),
+        stamp: stamp.to_owned(),
+    }
+}
+
+fn now_stamp() -> String {
+    cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now())
+}
+
 /// The old site put back as saved (`revert`); nothing when it was not edited.
 /// The old server is the one given, else the one the state saved.
 pub fn restore_old_site(
-    global: &GlobalArgs,
     instance: &InstanceName,
-    args: &AroundArgs,
+    args: &OldServerArgs,
     state: &dyn Executor,
 ) -> Result<Option<OldSiteReport>, CliError> {
-    edit_saved_old_site(global, instance, args, state, |access| {
-        old_site::restore(access)
-    })
+    edit_saved_old_site(instance, args, state, old_site::restore)
 }
 
 /// The freeze lifted (`finish`); nothing when the old site is not frozen.
 pub fn unfreeze_old_site(
-    global: &GlobalArgs,
     instance: &InstanceName,
-    args: &AroundArgs,
+    args: &OldServerArgs,
     state: &dyn Executor,
 ) -> Result<Option<OldSiteReport>, CliError> {
-    edit_saved_old_site(global, instance, args, state, |access| {
-        old_site::unfreeze(access)
-    })
+    edit_saved_old_site(instance, args, state, old_site::unfreeze)
 }
 
 fn edit_saved_old_site(
-    global: &GlobalArgs,
     instance: &InstanceName,
-    args: &AroundArgs,
+    args: &OldServerArgs,
     state: &dyn Executor,
     edit: impl FnOnce(&OldSiteAccess<'_>) -> cmw_upgrade_core::Result<Option<OldSiteReport>>,
 ) -> Result<Option<OldSiteReport>, CliError> {
-    let _ = global;
     let Some(saved) = old_site::read_saved_state(state, instance)? else {
         return Ok(None);
     };
@@ -451,51 +481,35 @@ fn edit_saved_old_site(
         )?,
     };
     let old = connect(&spec, "old")?;
-    let access = OldSiteAccess {
-        state,
-        old: old.server.executor(),
-        old_host: old.host.clone(),
-        old_root: old.root.clone(),
-        instance: instance.clone(),
-        stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
-    };
-    Ok(edit(&access)?)
+    Ok(edit(&access(&old, state, instance, &now_stamp()))?)
 }
 
 /// `cutover forward-old`.
 pub fn forward_old(global: &GlobalArgs, args: ForwardOldArgs) -> Result<ExitStatus, CliError> {
     let to =
         Endpoint::parse(&args.forward_to).map_err(|error| bad(format!("--forward-to: {error}")))?;
-    let site = args.around.old_site.clone().ok_or_else(|| {
-        bad("forward-old edits the old server's nginx site: give it as --old-site FILE".to_owned())
-    })?;
     let target = OldSite {
-        site,
-        main_config: args.around.old_nginx_conf.clone(),
+        site: args.old.old_site.clone().ok_or_else(|| {
+            bad(
+                "forward-old edits the old server's nginx site: give it as --old-site FILE"
+                    .to_owned(),
+            )
+        })?,
+        main_config: args.old.old_nginx_conf.clone(),
     };
-    let mut around = Around::resolve(global, &args.instance, &args.around, false)?;
-    if around.old.is_none() {
-        let recorded = recorded(global, &args.instance)?;
-        let spec = match (&args.around.old_host, recorded.old) {
-            (Some(text), _) => spec_of(
-                "--old-host",
-                text,
-                args.around.old_root.as_ref(),
-                &args.around,
-            )?,
-            (None, Some(spec)) => spec,
-            (None, None) => {
-                return Err(bad(
-                    "the old server is not known here: give it as --old-host \
-                     [user@]host[:port]|local"
-                        .to_owned(),
-                ))
-            }
-        };
-        around.old = Some(connect(&spec, "old")?);
-    }
+    let spec = match &args.old.old_host {
+        Some(text) => spec_of("--old-host", text, args.old.old_root.as_ref(), &args.old)?,
+        None => recorded(global, &args.instance)?
+            .old
+            .ok_or_else(|| bad(OLD_UNKNOWN.to_owned()))?,
+    };
+    let old = connect(&spec, "old")?;
     let state = LocalExecutor::new(&global.root);
-    let report = old_site::forward(&around.old_site_access(&state)?, &target, &to)?;
+    let report = old_site::forward(
+        &access(&old, &state, &args.instance, &now_stamp()),
+        &target,
+        &to,
+    )?;
     if global.json {
         let mut document = serde_json::to_value(&report).map_err(std::io::Error::from)?;
         if let Some(object) = document.as_object_mut() {

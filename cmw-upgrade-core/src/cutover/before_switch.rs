@@ -179,8 +179,9 @@ fn health(request: &PreSwitch<'_>) -> (bool, String, bool) {
         found.push(format!("no heartbeat log in {}", report.log_dir));
     } else if report.heartbeat_errors.is_empty() {
         found.push(format!(
-            "{} heartbeat logs without error",
-            report.heartbeat_logs
+            "no error in {} heartbeat log{}",
+            report.heartbeat_logs,
+            if report.heartbeat_logs == 1 { "" } else { "s" }
         ));
     } else {
         found.push(format!(
@@ -350,7 +351,7 @@ pub fn refusal(checks: &[PreSwitchCheck]) -> Option<Error> {
         .iter()
         .any(|check| !check.ok && check.name == CheckName::OldDrift.as_str());
     (!failed.is_empty()).then(|| Error::CheckFailed {
-        what: "the checks before the switch (nothing was changed)".to_owned(),
+        what: "the checks before the switch".to_owned(),
         details: format!(
             "{}; fix what failed and rerun{}",
             failed.join("; "),

@@ -11,8 +11,9 @@
 //!   address reach the live instance. Undone by `revert`.
 //!
 //! The site's text before the first edit is saved on this machine (with the
-//! cut-over's state, 0600) and kept on the old server as
-//! `<site>.cmw-upgrade.<time>.bak`; `revert` writes it back byte for byte.
+//! cut-over's state, 0600) and a copy kept on the old server as
+//! `/var/lib/cmw-upgrade/<instance>/<name>.old-site.cmw-upgrade.<time>.bak`;
+//! `revert` writes it back byte for byte.
 //! Each edit changes only the bytes it adds or swaps, is written atomically,
 //! must pass `nginx -t` (else the previous text is put back) and ends with a
 //! reload.
@@ -113,7 +114,8 @@ pub fn read_saved_state(
         executor,
         &saved_state_path(instance),
         "old-site",
-        "put back the old server's site from its <site>.cmw-upgrade.<time>.bak copy by hand",
+        "put back the old server's site from its copy in /var/lib/cmw-upgrade/<instance>/ \
+         there (<name>.old-site.cmw-upgrade.<time>.bak) by hand",
     )
 }
 
@@ -381,8 +383,10 @@ fn edit(
     let mut state = match saved {
         Some(saved) => saved,
         None => {
-            let backup = format!("{}.cmw-upgrade.{}.bak", target.site, access.stamp);
+            let backup = backup_path(access, &target.site);
             if !access.old.exists(&backup)? {
+                let folder = backup.rsplit_once('/').map_or("/", |(folder, _)| folder);
+                access.old.create_dir_all(folder)?;
                 access.old.copy(&target.site, &backup)?;
             }
             report.steps.push(format!(
@@ -424,6 +428,18 @@ fn edit(
     Ok(report)
 }
 
+/// Where the copy of the site is kept on the old server: the tool's own
+/// folder there, not beside the site (nginx's `include sites-enabled/*`
+/// would load a copy there as a second site).
+fn backup_path(access: &OldSiteAccess<'_>, site: &str) -> String {
+    let name = site.rsplit('/').next().unwrap_or("site");
+    format!(
+        "/var/lib/cmw-upgrade/{}/{name}.old-site.cmw-upgrade.{}.bak",
+        access.instance.as_str(),
+        access.stamp
+    )
+}
+
 fn bad_site(details: String) -> Error {
     Error::BadInput { details }
 }
@@ -441,6 +457,40 @@ pub fn freeze(access: &OldSiteAccess<'_>, target: &OldSite) -> Result<OldSiteRep
         |text| freeze_text(&target.site, text).map_err(bad_site),
         |state| state.frozen = true,
     )
+}
+
+/// What [`freeze`] would do now, for a plan: reads the site, changes nothing.
+///
+/// # Errors
+/// As [`freeze`] for the site.
+pub fn plan_freeze(access: &OldSiteAccess<'_>, target: &OldSite) -> Result<OldSiteReport> {
+    let current = read_text(access.old, &target.site)?;
+    let mut report = report(access, "freeze (planned)", &target.site);
+    match freeze_text(&target.site, &current).map_err(bad_site)? {
+        Some(next) => {
+            report.diff = super::nginx::site_diff(&target.site, &current, &next);
+            report.steps = vec![
+                format!(
+                    "after the checks pass: save the site to {} and keep a copy in \
+                     /var/lib/cmw-upgrade/{}/ on the old server",
+                    saved_state_path(&access.instance),
+                    access.instance.as_str()
+                ),
+                format!("write {} atomically", target.site),
+                format!("`{}`", nginx_command(&target.main_config, None).display()),
+                format!(
+                    "`{}`",
+                    nginx_command(&target.main_config, Some("reload")).display()
+                ),
+                "check the old database against the bundle once more (the final drift check)"
+                    .to_owned(),
+            ];
+        }
+        None => report
+            .steps
+            .push(format!("{} is frozen already", target.site)),
+    }
+    Ok(report)
 }
 
 /// Sends the old site's traffic to `to`, the new server (see the module's documentation).
