@@ -96,15 +96,27 @@ fn spec_of(
     Ok(spec)
 }
 
+/// The spec as `--old-host` takes it again (an IPv6 address in brackets).
+fn spec_text(spec: &ServerSpec) -> String {
+    if spec.is_local() {
+        return "local".to_owned();
+    }
+    let (user, host) = match spec.destination.rsplit_once('@') {
+        Some((user, host)) => (format!("{user}@"), host),
+        None => (String::new(), spec.destination.as_str()),
+    };
+    if host.contains(':') {
+        format!("{user}[{host}]:{}", spec.port)
+    } else {
+        format!("{user}{host}:{}", spec.port)
+    }
+}
+
 fn connect(spec: &ServerSpec, which: &str) -> Result<Connected, CliError> {
     let server = Server::connect(spec)?;
     Ok(Connected {
         server,
-        host: if spec.is_local() {
-            "local".to_owned()
-        } else {
-            format!("{}:{}", spec.destination, spec.port)
-        },
+        host: spec_text(spec),
         root: spec.root.clone(),
         label: format!("the {which} server ({})", spec.display()),
     })
@@ -273,51 +285,17 @@ impl Around {
         reach_from: Reached<'_>,
         address: Option<(String, u16)>,
     ) -> Result<(), CliError> {
-        let checks =
-            before_switch::run_checks(&self.request(reach_from, address, self.skip.clone()));
-        if let Some(error) = before_switch::refusal(&checks) {
-            return Err(error.into());
-        }
-        self.checks = checks;
-        if let Some(target) = self.freeze.clone() {
-            let report = old_site::freeze(&self.old_site_access(state)?, &target)?;
-            self.old_site_reports.push(report);
-            if !self.skip.contains(&CheckName::OldDrift) {
-                let only_drift: BTreeSet<CheckName> =
-                    [CheckName::NewHealth, CheckName::NewReachable]
-                        .into_iter()
-                        .collect();
-                let unused = Reached {
-                    executor: state,
-                    label: "this machine".to_owned(),
-                };
-                let last = before_switch::run_checks(&self.request(unused, None, only_drift))
-                    .into_iter()
-                    .find(|check| check.name == CheckName::OldDrift.as_str());
-                if let Some(mut last) = last {
-                    last.detail = format!("after the freeze: {}", last.detail);
-                    if !last.ok {
-                        let undone = old_site::restore(&self.old_site_access(state)?);
-                        let error = before_switch::refusal(std::slice::from_ref(&last))
-                            .expect("a failed check refuses");
-                        return Err(match undone {
-                            Ok(_) => error.into(),
-                            Err(undo) => bad(format!(
-                                "{error}; putting the old site back failed too: {undo}; \
-                                 `cmw-upgrade cutover revert` retries it"
-                            )),
-                        });
-                    }
-                    if let Some(slot) = self
-                        .checks
-                        .iter_mut()
-                        .find(|check| check.name == CheckName::OldDrift.as_str())
-                    {
-                        *slot = last;
-                    }
-                }
-            }
-        }
+        let access = match &self.freeze {
+            Some(_) => Some(self.old_site_access(state)?),
+            None => None,
+        };
+        let freeze = access.as_ref().zip(self.freeze.as_ref());
+        let cleared = before_switch::clear_for_switch(
+            &self.request(reach_from, address, self.skip.clone()),
+            freeze,
+        )?;
+        self.checks = cleared.checks;
+        self.old_site_reports.extend(cleared.freeze);
         Ok(())
     }
 
@@ -540,5 +518,29 @@ pub fn with_old_site_reports(instance: &InstanceName, reports: Vec<OldSiteReport
         stamp: String::new(),
         checks: Vec::new(),
         old_site_reports: reports,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_server_reads_back_as_the_same_server() {
+        for text in [
+            "local",
+            "admin@10.0.0.5:2222",
+            "old-server",
+            "root@[fd00::5]:22",
+            "[::1]",
+        ] {
+            let spec = ServerSpec::parse(text).unwrap();
+            let again = ServerSpec::parse(&spec_text(&spec)).unwrap();
+            assert_eq!(
+                (again.destination, again.port),
+                (spec.destination, spec.port),
+                "{text}"
+            );
+        }
     }
 }

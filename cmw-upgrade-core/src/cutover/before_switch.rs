@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::old_site::{self, OldSite, OldSiteAccess, OldSiteReport};
 use crate::backup::DriftReport;
 use crate::error::{Error, Result};
 use crate::executor::{Executor, ToolAction};
@@ -365,6 +366,73 @@ pub fn refusal(checks: &[PreSwitchCheck]) -> Option<Error> {
     })
 }
 
+/// What `apply` may switch with: the checks, and the old site's freeze when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleared {
+    /// The checks (with --freeze-old, `old-drift` is the final one, after the freeze).
+    pub checks: Vec<PreSwitchCheck>,
+    /// The freeze made.
+    pub freeze: Option<OldSiteReport>,
+}
+
+/// Everything before the switch: the checks (any failure refuses, nothing
+/// changed); then, with `freeze`, the old site frozen and the drift checked
+/// once more, the final check: no write lands on the old server after it.
+/// A drift found then (and not accepted) puts the old site back and refuses.
+///
+/// # Errors
+/// [`Error::CheckFailed`] naming each failed check; what freezing reports.
+pub fn clear_for_switch(
+    request: &PreSwitch<'_>,
+    freeze: Option<(&OldSiteAccess<'_>, &OldSite)>,
+) -> Result<Cleared> {
+    let mut checks = run_checks(request);
+    if let Some(error) = refusal(&checks) {
+        return Err(error);
+    }
+    let Some((access, target)) = freeze else {
+        return Ok(Cleared {
+            checks,
+            freeze: None,
+        });
+    };
+    let report = old_site::freeze(access, target)?;
+    if !request.skip.contains(&CheckName::OldDrift) {
+        let (ok, detail, accepted) = drift(request);
+        let last = PreSwitchCheck {
+            name: CheckName::OldDrift.as_str().to_owned(),
+            ok,
+            detail: format!("after the freeze: {detail}"),
+            skipped: false,
+            accepted,
+        };
+        if !ok {
+            let error = refusal(std::slice::from_ref(&last)).unwrap_or(Error::Internal {
+                details: "a failed check did not refuse".to_owned(),
+            });
+            return Err(match old_site::restore(access) {
+                Ok(_) => error,
+                Err(undo) => Error::CheckFailed {
+                    what: "the final drift check, after the freeze".to_owned(),
+                    details: format!(
+                        "{error}; putting the old site back failed too: {undo}; `cmw-upgrade \
+                         cutover revert` retries it"
+                    ),
+                },
+            });
+        }
+        for check in &mut checks {
+            if check.name == last.name {
+                *check = last.clone();
+            }
+        }
+    }
+    Ok(Cleared {
+        checks,
+        freeze: Some(report),
+    })
+}
+
 /// The server path of the checks' record for an instance.
 pub fn checks_path(instance: &InstanceName) -> String {
     format!(
@@ -436,6 +504,45 @@ mod tests {
         assert!(error.contains("[old-drift] found"), "{error}");
         assert!(error.contains("--accept-drift"), "{error}");
         assert!(!error.contains("new-health"), "{error}");
+    }
+
+    #[test]
+    fn a_check_without_its_server_fails_naming_the_option_and_a_skip_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = crate::executor::LocalExecutor::new(dir.path());
+        let mut request = PreSwitch {
+            new_server: None,
+            health: None,
+            reach_from: Reached {
+                executor: &here,
+                label: "this machine".to_owned(),
+            },
+            address: None,
+            old_server: None,
+            drift: None,
+            skip: BTreeSet::new(),
+            accept_drift: true,
+        };
+        let checks = run_checks(&request);
+        let names: Vec<&str> = checks.iter().map(|check| check.name.as_str()).collect();
+        assert_eq!(names, ["new-health", "new-reachable", "old-drift"]);
+        for (check, option) in checks
+            .iter()
+            .zip(["--new-host", "--new-port", "--old-host"])
+        {
+            assert!(!check.ok, "{check:?}");
+            assert!(check.detail.contains(option), "{check:?}");
+            assert!(
+                check
+                    .detail
+                    .contains(&format!("--skip-check {}", check.name)),
+                "{check:?}"
+            );
+        }
+        request.skip = CheckName::ALL.into_iter().collect();
+        let checks = run_checks(&request);
+        assert!(checks.iter().all(|check| check.ok && check.skipped));
+        assert!(refusal(&checks).is_none());
     }
 
     #[test]
