@@ -630,3 +630,98 @@ fn a_freeze_nginx_refuses_leaves_the_old_site_as_it_was() {
     assert_eq!(http_get(proxy.port).unwrap(), "old");
     assert_eq!(status_of(servers.old.nginx.port, "POST"), 200);
 }
+
+#[test]
+fn the_old_server_is_reached_over_ssh_for_its_drift_and_its_site() {
+    use cmw_upgrade_tests::sshd::TestSshd;
+
+    let servers = servers();
+    // The agent there is this build, found on the sessions' PATH; nginx too.
+    let programs = std::path::Path::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let sshd = TestSshd::start_with(&format!(
+        "SetEnv PATH={programs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ))
+    .expect("sshd starts (is openssh-server installed?)");
+    let old_host = format!("{}:{}", sshd.destination(), sshd.port);
+    let identity = sshd.identity_file().display().to_string();
+    let known_hosts = sshd.known_hosts_file().display().to_string();
+    let over_ssh = |args: &[&str]| {
+        let mut all = strings(args);
+        all.extend(strings(&[
+            "--old-host",
+            &old_host,
+            "--old-root",
+            servers.old.root(),
+            "--identity-file",
+            &identity,
+            "--known-hosts",
+            &known_hosts,
+        ]));
+        servers.cmw(&all)
+    };
+    let haproxy = TestHaproxy::start(
+        servers.proxy_root.path(),
+        servers.old.nginx.port,
+        servers.new.nginx.port,
+    )
+    .expect("haproxy starts");
+    servers.write_late();
+    let mut plan = haproxy_args(&haproxy, "plan");
+    plan.extend(strings(&[
+        "--new-host",
+        "local",
+        "--new-root",
+        servers.new.root(),
+        "--health-url",
+        &servers.new.health_url(),
+        "--bundle",
+        BUNDLE,
+    ]));
+    let plan: Vec<&str> = plan.iter().map(String::as_str).collect();
+    let planned = assert_ok(&over_ssh(&plan));
+    let drift = check(&planned, "old-drift");
+    assert_eq!(drift["ok"], false, "{planned}");
+    let detail = drift["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("the old server ({old_host})"))
+            && detail.contains("added db/late-write.bin"),
+        "{detail}"
+    );
+
+    let old_site = fs::read(servers.old.site_file()).unwrap();
+    let forwarded = assert_ok(&over_ssh(&[
+        "--json",
+        "cutover",
+        "forward-old",
+        "--instance",
+        "prod",
+        "--old-site",
+        SITE,
+        "--forward-to",
+        &servers.new.address(),
+    ]));
+    assert_eq!(forwarded["old_host"], old_host.as_str());
+    assert_eq!(
+        servers.old.nginx.answers_become("new", RELOAD_LIMIT),
+        ["new"; 4]
+    );
+    // revert reaches the old server from the saved state alone.
+    let mut revert = haproxy_args(&haproxy, "revert");
+    revert.extend(strings(&[
+        "--identity-file",
+        &identity,
+        "--known-hosts",
+        &known_hosts,
+    ]));
+    let reverted = assert_ok(&servers.cmw(&revert));
+    assert_eq!(reverted["old_site"][0]["action"], "restore", "{reverted}");
+    assert_eq!(fs::read(servers.old.site_file()).unwrap(), old_site);
+    assert_eq!(
+        servers.old.nginx.answers_become("old", RELOAD_LIMIT),
+        ["old"; 4]
+    );
+}
