@@ -135,6 +135,16 @@ impl Servers {
         self.proxy_root.path().join("var/lib/cmw-upgrade/prod")
     }
 
+    /// HAProxy on the proxy's host in front of both sites.
+    fn haproxy(&self) -> TestHaproxy {
+        TestHaproxy::start(
+            self.proxy_root.path(),
+            self.old.nginx.port,
+            self.new.nginx.port,
+        )
+        .expect("haproxy starts (is the haproxy package installed?)")
+    }
+
     /// A write on the old server after the backup.
     fn write_late(&self) {
         let database = self
@@ -257,12 +267,7 @@ fn haproxy_args(haproxy: &TestHaproxy, action: &str) -> Vec<String> {
 #[test]
 fn an_unhealthy_new_server_is_refused_before_the_haproxy_switch() {
     let servers = servers();
-    let haproxy = TestHaproxy::start(
-        servers.proxy_root.path(),
-        servers.old.nginx.port,
-        servers.new.nginx.port,
-    )
-    .expect("haproxy starts (is the haproxy package installed?)");
+    let haproxy = servers.haproxy();
     let mut plan = haproxy_args(&haproxy, "plan");
     plan.extend(servers.server_args());
     let planned = assert_ok(&servers.cmw(&plan));
@@ -570,12 +575,7 @@ fn the_run_recorded_here_names_both_servers_the_bundle_and_the_port() {
     state
         .save(&LocalExecutor::new(servers.proxy_root.path()))
         .unwrap();
-    let haproxy = TestHaproxy::start(
-        servers.proxy_root.path(),
-        servers.old.nginx.port,
-        servers.new.nginx.port,
-    )
-    .expect("haproxy starts");
+    let haproxy = servers.haproxy();
     servers.write_late();
     let planned = assert_ok(&servers.cmw(&haproxy_args(&haproxy, "plan")));
     let health = check(&planned, "new-health");
@@ -663,12 +663,7 @@ fn the_old_server_is_reached_over_ssh_for_its_drift_and_its_site() {
         ]));
         servers.cmw(&all)
     };
-    let haproxy = TestHaproxy::start(
-        servers.proxy_root.path(),
-        servers.old.nginx.port,
-        servers.new.nginx.port,
-    )
-    .expect("haproxy starts");
+    let haproxy = servers.haproxy();
     servers.write_late();
     let mut plan = haproxy_args(&haproxy, "plan");
     plan.extend(strings(&[
