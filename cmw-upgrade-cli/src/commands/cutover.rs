@@ -254,7 +254,8 @@ fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
     CliError::from(cmw_upgrade_core::Error::BadInput {
         details: format!(
             "--method {name} has nothing to {verb}: `cutover apply` switches and `cutover \
-             revert` switches back (prepare is for --method dns and nginx, finish for --method dns)"
+             revert` switches back (prepare is for --method dns and nginx, finish for --method dns \
+             and, with any method, to lift apply's --freeze-old)"
         ),
     })
 }
