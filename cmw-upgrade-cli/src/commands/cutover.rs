@@ -44,14 +44,12 @@ fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     // The checks apply runs first, run here too: each only reads.
-    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
-    let new_port = args.around.new_port;
+    let around = cutover_around::planned(global, &args)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         // A dry run on top: the plan only reads the site and the saved state.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
         let report = nginx::plan(&executor, &options)?;
-        around.plan_checks(&executor, proxy_host(&executor), nginx_address(&options))?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
@@ -59,51 +57,13 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
         // Only queries: the dns plan sends no update; the state file is only read.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
         let report = dns::plan(&executor, &HickoryWire::default(), &options)?;
-        around.plan_checks(
-            &executor,
-            this_machine(&executor),
-            dns_address(&options, new_port),
-        )?;
         return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     // A dry run on top: whatever the core does, nothing here changes a thing.
     let executor = DryRun::new(LocalExecutor::new(&global.root));
     let report = cutover::plan(&executor, &options)?;
-    around.plan_checks(&executor, proxy_host(&executor), haproxy_address(&report))?;
     around.print(global, &report, || print(global, &report))
-}
-
-/// The proxy's host, where traffic to the new server will come from: this machine.
-fn proxy_host(executor: &dyn Executor) -> cmw_upgrade_core::cutover::before_switch::Reached<'_> {
-    cmw_upgrade_core::cutover::before_switch::Reached {
-        executor,
-        label: "the proxy's host (this machine)".to_owned(),
-    }
-}
-
-fn this_machine(executor: &dyn Executor) -> cmw_upgrade_core::cutover::before_switch::Reached<'_> {
-    cmw_upgrade_core::cutover::before_switch::Reached {
-        executor,
-        label: "this machine".to_owned(),
-    }
-}
-
-fn nginx_address(options: &NginxOptions) -> Option<(String, u16)> {
-    Some((options.target.new.host.clone(), options.target.new.port))
-}
-
-fn dns_address(options: &DnsOptions, port: Option<u16>) -> Option<(String, u16)> {
-    port.map(|port| (options.target.new.to_string(), port))
-}
-
-/// The new server's address as the backend names it.
-fn haproxy_address(report: &CutoverReport) -> Option<(String, u16)> {
-    report
-        .before
-        .iter()
-        .find(|row| row.name == report.target.new_server)
-        .and_then(|row| row.port.map(|port| (row.address.clone(), port)))
 }
 
 /// A note when the switch failed after the old site was frozen.
@@ -140,17 +100,15 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 }
 
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
-    // Reached first: a server that cannot be reached is an error before anything.
-    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
-    let new_port = args.around.new_port;
+    // Every method, before anything changes: the checks, then --freeze-old.
+    let around = cutover_around::cleared_for_apply(global, &args)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
-        let executor = LocalExecutor::new(&global.root);
-        around.before_apply(&executor, proxy_host(&executor), nginx_address(&options))?;
         if options.reload {
             // Said before the switch, not only in the report after it.
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
+        let executor = LocalExecutor::new(&global.root);
         let report = frozen_note(&around, nginx::apply(&executor, &options))?;
         around.record(&executor, "nginx")?;
         return around.print(global, &report, || print_nginx(global, &report));
@@ -158,11 +116,6 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
-        around.before_apply(
-            &executor,
-            this_machine(&executor),
-            dns_address(&options, new_port),
-        )?;
         let report = frozen_note(
             &around,
             dns::apply(&executor, &HickoryWire::default(), &options),
@@ -172,12 +125,6 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
     }
     let options = options(args)?;
     let executor = LocalExecutor::new(&global.root);
-    // The backend's address of the new server, read (only) from the proxy.
-    let address = haproxy_address(&cutover::plan(
-        &DryRun::new(LocalExecutor::new(&global.root)),
-        &options,
-    )?);
-    around.before_apply(&executor, proxy_host(&executor), address)?;
     let report = frozen_note(&around, cutover::apply(&executor, &options))?;
     around.record(&executor, "haproxy")?;
     around.print(global, &report, || print(global, &report))

@@ -14,15 +14,19 @@ use std::io::Write;
 use cmw_upgrade_core::cutover::before_switch::{
     self, CheckName, DriftProbe, HealthProbe, PreSwitch, PreSwitchCheck, Reached,
 };
+use cmw_upgrade_core::cutover::haproxy::Runtime;
 use cmw_upgrade_core::cutover::nginx_site::Endpoint;
 use cmw_upgrade_core::cutover::old_site::{self, OldSite, OldSiteAccess, OldSiteReport};
-use cmw_upgrade_core::executor::{Executor, LocalExecutor};
+use cmw_upgrade_core::cutover::{pick_servers, HaproxyTarget};
+use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor};
 use cmw_upgrade_core::procedure::state::RunState;
 use cmw_upgrade_core::procedure::two_servers::{Server, ServerSpec};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 use serde::Serialize;
 
-use crate::args::{AroundArgs, ForwardOldArgs, GlobalArgs, OldServerArgs, SkipCheck};
+use crate::args::{
+    AroundArgs, CutoverArgs, CutoverMethod, ForwardOldArgs, GlobalArgs, OldServerArgs, SkipCheck,
+};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
 use crate::output::print_json;
@@ -396,6 +400,98 @@ fn print_old_site(report: &OldSiteReport) -> Result<(), CliError> {
         writeln!(out, "  - {step}")?;
     }
     Ok(())
+}
+
+/// A host (name or address) and a TCP port.
+type HostPort = (String, u16);
+
+/// Where traffic will go (`None`: not known, the check says what to give)
+/// and where the TCP connection is made from: the proxy's host is this
+/// machine (haproxy, nginx); dns clients are anywhere, this machine stands for them.
+fn switch_target(
+    global: &GlobalArgs,
+    args: &CutoverArgs,
+) -> Result<(&'static str, Option<HostPort>), CliError> {
+    Ok(match args.method {
+        CutoverMethod::Nginx => {
+            let new = args.new.as_deref().unwrap_or_default();
+            let new = Endpoint::parse(new).map_err(|error| bad(format!("--new: {error}")))?;
+            (
+                "the proxy's host (this machine)",
+                Some((new.host, new.port)),
+            )
+        }
+        CutoverMethod::Dns => {
+            let new = args.new.as_deref().unwrap_or_default();
+            let new: std::net::IpAddr = new.parse().map_err(|_| {
+                bad(format!(
+                    "--new {new:?} is not an IP address (--method dns swaps an A or AAAA record)"
+                ))
+            })?;
+            (
+                "this machine",
+                args.around.new_port.map(|port| (new.to_string(), port)),
+            )
+        }
+        CutoverMethod::Haproxy => {
+            let (Some(socket), Some(backend), Some(old), Some(new)) = (
+                &args.haproxy_socket,
+                &args.backend,
+                &args.old_server,
+                &args.new_server,
+            ) else {
+                return Err(bad(
+                    "--method haproxy needs --haproxy-socket, --backend, --old-server and \
+                     --new-server"
+                        .to_owned(),
+                ));
+            };
+            let target = HaproxyTarget {
+                socket: socket.clone(),
+                backend: backend.clone(),
+                old_server: old.clone(),
+                new_server: new.clone(),
+                config: None,
+            };
+            // Read (only) from the proxy: the address the backend names the new server by
+            // (a name it does not have is the error the switch would give).
+            let proxy = DryRun::new(LocalExecutor::new(&global.root));
+            let rows =
+                Runtime::new(&proxy as &dyn Executor, socket.clone()).servers_state(backend)?;
+            let (_, new_row) = pick_servers(&rows, &target)?;
+            (
+                "the proxy's host (this machine)",
+                new_row.port.map(|port| (new_row.address.clone(), port)),
+            )
+        }
+    })
+}
+
+/// `plan`'s look at what `apply` checks first (and the freeze it would make).
+pub fn planned(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliError> {
+    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let (label, address) = switch_target(global, args)?;
+    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    let reach_from = Reached {
+        executor: &executor,
+        label: label.to_owned(),
+    };
+    around.plan_checks(&executor, reach_from, address)?;
+    Ok(around)
+}
+
+/// What `apply` does first, for every method: the checks (refused: nothing
+/// changed), then --freeze-old and the final drift check.
+pub fn cleared_for_apply(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliError> {
+    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let (label, address) = switch_target(global, args)?;
+    let executor = LocalExecutor::new(&global.root);
+    let reach_from = Reached {
+        executor: &executor,
+        label: label.to_owned(),
+    };
+    around.before_apply(&executor, reach_from, address)?;
+    Ok(around)
 }
 
 const OLD_UNKNOWN: &str =
