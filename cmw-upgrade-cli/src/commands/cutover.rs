@@ -163,20 +163,12 @@ pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
-    let executor = LocalExecutor::new(&global.root);
     // The old site first: it must serve as before when traffic comes back.
-    let restored = cutover_around::restore_old_site(&args.instance, &args.around.old, &executor)?;
-    let around =
-        cutover_around::with_old_site_reports(&args.instance, restored.into_iter().collect());
-    let saved = match args.method {
-        CutoverMethod::Haproxy => cutover::read_saved_state(&executor, &args.instance)?.is_some(),
-        CutoverMethod::Nginx => nginx::read_saved_state(&executor, &args.instance)?.is_some(),
-        CutoverMethod::Dns => dns::read_saved_state(&executor, &args.instance)?.is_some(),
+    let around = match cutover_around::revert_old_site(global, &args)? {
+        cutover_around::OldSiteReverted::Alone(status) => return Ok(status),
+        cutover_around::OldSiteReverted::Then(around) => around,
     };
-    if let (false, Some(report)) = (saved, around.old_site_reports.first()) {
-        // Only the old site was edited (forward-old, or a freeze before a failed switch).
-        return around.print(global, report, || Ok(ExitStatus::Success));
-    }
+    let executor = LocalExecutor::new(&global.root);
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         let report = nginx::revert(&executor, &options)?;

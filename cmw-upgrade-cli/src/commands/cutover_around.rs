@@ -17,6 +17,7 @@ use cmw_upgrade_core::cutover::before_switch::{
 use cmw_upgrade_core::cutover::haproxy::Runtime;
 use cmw_upgrade_core::cutover::nginx_site::Endpoint;
 use cmw_upgrade_core::cutover::old_site::{self, OldSite, OldSiteAccess, OldSiteReport};
+use cmw_upgrade_core::cutover::{dns, nginx};
 use cmw_upgrade_core::cutover::{pick_servers, HaproxyTarget};
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor};
 use cmw_upgrade_core::procedure::state::RunState;
@@ -519,12 +520,47 @@ fn now_stamp() -> String {
 
 /// The old site put back as saved (`revert`); nothing when it was not edited.
 /// The old server is the one given, else the one the state saved.
-pub fn restore_old_site(
+fn restore_old_site(
     instance: &InstanceName,
     args: &OldServerArgs,
     state: &dyn Executor,
 ) -> Result<Option<OldSiteReport>, CliError> {
     edit_saved_old_site(instance, args, state, old_site::restore)
+}
+
+/// What `revert` did to the old site first.
+pub enum OldSiteReverted {
+    /// Only the old site had been edited (forward-old, or a freeze before a
+    /// switch that failed): done, with this exit status.
+    Alone(ExitStatus),
+    /// The method's revert comes next; its report carries the old site's.
+    Then(Box<Around>),
+}
+
+/// `revert`'s first part, for every method: the old site written back as
+/// saved, when --freeze-old or forward-old edited it.
+pub fn revert_old_site(
+    global: &GlobalArgs,
+    args: &CutoverArgs,
+) -> Result<OldSiteReverted, CliError> {
+    let state = LocalExecutor::new(&global.root);
+    let restored = restore_old_site(&args.instance, &args.around.old, &state)?;
+    let around = with_old_site_reports(&args.instance, restored.into_iter().collect());
+    let switched = match args.method {
+        CutoverMethod::Haproxy => {
+            cmw_upgrade_core::cutover::read_saved_state(&state, &args.instance)?.is_some()
+        }
+        CutoverMethod::Nginx => nginx::read_saved_state(&state, &args.instance)?.is_some(),
+        CutoverMethod::Dns => dns::read_saved_state(&state, &args.instance)?.is_some(),
+    };
+    match (switched, around.old_site_reports.first()) {
+        (false, Some(report)) => Ok(OldSiteReverted::Alone(around.print(
+            global,
+            report,
+            || Ok(ExitStatus::Success),
+        )?)),
+        _ => Ok(OldSiteReverted::Then(Box::new(around))),
+    }
 }
 
 /// The freeze lifted (`finish`); nothing when the old site is not frozen.
