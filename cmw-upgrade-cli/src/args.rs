@@ -1091,8 +1091,9 @@ pub enum CutoverCommand {
     /// writes (any method but GET and HEAD) through its own nginx (`nginx -t`, reload; the
     /// site saved to /var/lib/cmw-upgrade/<instance>/cutover-old-site.json), and the drift
     /// is checked once more, the final check: no write lands on the old server after it
-    /// (refused: the freeze is undone). The checks are kept in cutover-checks.json and
-    /// printed (JSON: checks [{name, ok, detail}], old_site).
+    /// (refused: the freeze is undone; so it is when the switch then fails before any
+    /// change; one that fails half-way keeps it until revert). The checks are kept in
+    /// cutover-checks.json and printed (JSON: checks [{name, ok, detail}], old_site).
     ///
     /// haproxy: checks the new server takes TCP connections from this host (and, with
     /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the

@@ -720,3 +720,32 @@ fn the_old_server_is_reached_over_ssh_for_its_drift_and_its_site() {
         ["old"; 4]
     );
 }
+
+#[test]
+fn a_switch_that_changes_nothing_gives_the_old_server_its_writes_back() {
+    let servers = servers();
+    let proxy =
+        TestNginx::start(servers.proxy_root.path(), servers.old.nginx.port).expect("nginx starts");
+    let old_site = fs::read(servers.old.site_file()).unwrap();
+    // Without --reload the nginx method refuses (prepare makes it resolver-driven):
+    // after the checks and the freeze, before any change of the proxy.
+    let apply: Vec<String> = nginx_freezing_apply(&servers)
+        .into_iter()
+        .filter(|arg| arg != "--reload")
+        .collect();
+    let output = servers.cmw(&apply);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(json(&output)["error"]["kind"], "bad_input");
+    assert!(
+        stderr(&output).contains("the old site's freeze was taken out"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(fs::read(servers.old.site_file()).unwrap(), old_site);
+    assert_eq!(answers_become(servers.old.nginx.port, "POST", 200), 200);
+    assert_eq!(http_get(proxy.port).unwrap(), "old");
+    assert!(!servers
+        .state_folder()
+        .join("cutover-old-site.json")
+        .exists());
+}

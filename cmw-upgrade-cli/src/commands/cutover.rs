@@ -66,14 +66,34 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
     around.print(global, &report, || print(global, &report))
 }
 
-/// A note when the switch failed after the old site was frozen.
-fn frozen_note<T>(around: &Around, result: cmw_upgrade_core::Result<T>) -> Result<T, CliError> {
+/// A switch that failed after --freeze-old: one that changed nothing gives
+/// the old server its writes back (it still serves); one that failed half-way
+/// keeps the freeze (traffic may be on the new server already).
+fn frozen_note<T>(
+    around: &Around,
+    state: &dyn Executor,
+    result: cmw_upgrade_core::Result<T>,
+) -> Result<T, CliError> {
     result.map_err(|error| {
-        if !around.old_site_reports.is_empty() {
+        if around.old_site_reports.is_empty() {
+            return CliError::from(error);
+        }
+        if matches!(error, cmw_upgrade_core::Error::StepFailed { .. }) {
             eprintln!(
                 "Note: the old site stays frozen (writes answer 503); `cmw-upgrade cutover \
                  revert` lifts it, or rerun apply once fixed"
             );
+            return CliError::from(error);
+        }
+        match around.undo_freeze(state) {
+            Ok(_) => eprintln!(
+                "Note: the switch changed nothing, so the old site's freeze was taken out: \
+                 writes reach the old server again"
+            ),
+            Err(undo) => eprintln!(
+                "Note: the switch changed nothing, but taking the old site's freeze out failed: \
+                 {undo}; `cmw-upgrade cutover revert` retries it"
+            ),
         }
         CliError::from(error)
     })
@@ -109,7 +129,7 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
         let executor = LocalExecutor::new(&global.root);
-        let report = frozen_note(&around, nginx::apply(&executor, &options))?;
+        let report = frozen_note(&around, &executor, nginx::apply(&executor, &options))?;
         around.record(&executor, "nginx")?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
@@ -118,6 +138,7 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
         let executor = LocalExecutor::new(&global.root);
         let report = frozen_note(
             &around,
+            &executor,
             dns::apply(&executor, &HickoryWire::default(), &options),
         )?;
         around.record(&executor, "dns")?;
@@ -125,7 +146,7 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
     }
     let options = options(args)?;
     let executor = LocalExecutor::new(&global.root);
-    let report = frozen_note(&around, cutover::apply(&executor, &options))?;
+    let report = frozen_note(&around, &executor, cutover::apply(&executor, &options))?;
     around.record(&executor, "haproxy")?;
     around.print(global, &report, || print(global, &report))
 }

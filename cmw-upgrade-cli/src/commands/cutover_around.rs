@@ -304,6 +304,11 @@ impl Around {
         Ok(())
     }
 
+    /// Takes apply's freeze out again (the switch changed nothing).
+    pub fn undo_freeze(&self, state: &dyn Executor) -> Result<Option<OldSiteReport>, CliError> {
+        Ok(old_site::restore(&self.old_site_access(state)?)?)
+    }
+
     /// Records the checks beside the method's saved state, once the switch went
     /// through (a refused apply leaves nothing behind).
     pub fn record(&self, state: &dyn Executor, method: &str) -> Result<(), CliError> {
