@@ -11,7 +11,7 @@ use cmw_upgrade_core::cutover::nginx_site::{Endpoint, ResolverDriven};
 use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarget};
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
 
-use super::cutover_around::{self, Around};
+use super::cutover_around;
 use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs, HaproxyCommandArgs, ReachArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -66,39 +66,6 @@ pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliErr
     around.print(global, &report, || print(global, &report))
 }
 
-/// A switch that failed after --freeze-old: one that changed nothing gives
-/// the old server its writes back (it still serves); one that failed half-way
-/// keeps the freeze (traffic may be on the new server already).
-fn frozen_note<T>(
-    around: &Around,
-    state: &dyn Executor,
-    result: cmw_upgrade_core::Result<T>,
-) -> Result<T, CliError> {
-    result.map_err(|error| {
-        if around.old_site_reports.is_empty() {
-            return CliError::from(error);
-        }
-        if matches!(error, cmw_upgrade_core::Error::StepFailed { .. }) {
-            eprintln!(
-                "Note: the old site stays frozen (writes answer 503); `cmw-upgrade cutover \
-                 revert` lifts it, or rerun apply once fixed"
-            );
-            return CliError::from(error);
-        }
-        match around.undo_freeze(state) {
-            Ok(_) => eprintln!(
-                "Note: the switch changed nothing, so the old site's freeze was taken out: \
-                 writes reach the old server again"
-            ),
-            Err(undo) => eprintln!(
-                "Note: the switch changed nothing, but taking the old site's freeze out failed: \
-                 {undo}; `cmw-upgrade cutover revert` retries it"
-            ),
-        }
-        CliError::from(error)
-    })
-}
-
 pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
@@ -129,15 +96,14 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
         let executor = LocalExecutor::new(&global.root);
-        let report = frozen_note(&around, &executor, nginx::apply(&executor, &options))?;
+        let report = around.switched(&executor, nginx::apply(&executor, &options))?;
         around.record(&executor, "nginx")?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
-        let report = frozen_note(
-            &around,
+        let report = around.switched(
             &executor,
             dns::apply(&executor, &HickoryWire::default(), &options),
         )?;
@@ -146,7 +112,7 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
     }
     let options = options(args)?;
     let executor = LocalExecutor::new(&global.root);
-    let report = frozen_note(&around, &executor, cutover::apply(&executor, &options))?;
+    let report = around.switched(&executor, cutover::apply(&executor, &options))?;
     around.record(&executor, "haproxy")?;
     around.print(global, &report, || print(global, &report))
 }
@@ -167,11 +133,9 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
-    let executor = LocalExecutor::new(&global.root);
     // The freeze is lifted first: the switch is done, the old server may take writes again.
-    let unfrozen = cutover_around::unfreeze_old_site(&args.instance, &args.around.old, &executor)?;
-    let around =
-        cutover_around::with_old_site_reports(&args.instance, unfrozen.into_iter().collect());
+    let around = cutover_around::finish_old_site(global, &args)?;
+    let executor = LocalExecutor::new(&global.root);
     if args.method != CutoverMethod::Dns {
         let Some(report) = around.old_site_reports.first() else {
             return Err(nothing_to(args.method, "finish"));

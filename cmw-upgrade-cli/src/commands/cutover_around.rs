@@ -305,8 +305,41 @@ impl Around {
     }
 
     /// Takes apply's freeze out again (the switch changed nothing).
-    pub fn undo_freeze(&self, state: &dyn Executor) -> Result<Option<OldSiteReport>, CliError> {
+    fn undo_freeze(&self, state: &dyn Executor) -> Result<Option<OldSiteReport>, CliError> {
         Ok(old_site::restore(&self.old_site_access(state)?)?)
+    }
+
+    /// A switch that failed after --freeze-old: one that changed nothing gives
+    /// the old server its writes back (it still serves); one that failed half-way
+    /// keeps the freeze (traffic may be on the new server already).
+    pub fn switched<T>(
+        &self,
+        state: &dyn Executor,
+        result: cmw_upgrade_core::Result<T>,
+    ) -> Result<T, CliError> {
+        result.map_err(|error| {
+            if self.old_site_reports.is_empty() {
+                return CliError::from(error);
+            }
+            if matches!(error, cmw_upgrade_core::Error::StepFailed { .. }) {
+                eprintln!(
+                    "Note: the old site stays frozen (writes answer 503); `cmw-upgrade cutover \
+                     revert` lifts it, or rerun apply once fixed"
+                );
+                return CliError::from(error);
+            }
+            match self.undo_freeze(state) {
+                Ok(_) => eprintln!(
+                    "Note: the switch changed nothing, so the old site's freeze was taken out: \
+                     writes reach the old server again"
+                ),
+                Err(undo) => eprintln!(
+                    "Note: the switch changed nothing, but taking the old site's freeze out failed: \
+                     {undo}; `cmw-upgrade cutover revert` retries it"
+                ),
+            }
+            CliError::from(error)
+        })
     }
 
     /// Records the checks beside the method's saved state, once the switch went
@@ -568,8 +601,19 @@ pub fn revert_old_site(
     }
 }
 
+/// `finish`'s first part, for every method: apply's freeze lifted (the
+/// report carries it; none when the old site is not frozen).
+pub fn finish_old_site(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliError> {
+    let state = LocalExecutor::new(&global.root);
+    let unfrozen = unfreeze_old_site(&args.instance, &args.around.old, &state)?;
+    Ok(with_old_site_reports(
+        &args.instance,
+        unfrozen.into_iter().collect(),
+    ))
+}
+
 /// The freeze lifted (`finish`); nothing when the old site is not frozen.
-pub fn unfreeze_old_site(
+fn unfreeze_old_site(
     instance: &InstanceName,
     args: &OldServerArgs,
     state: &dyn Executor,
@@ -642,7 +686,7 @@ pub fn forward_old(global: &GlobalArgs, args: ForwardOldArgs) -> Result<ExitStat
 }
 
 /// An [`Around`] holding only the old site's reports (revert, finish), for [`Around::print`].
-pub fn with_old_site_reports(instance: &InstanceName, reports: Vec<OldSiteReport>) -> Around {
+fn with_old_site_reports(instance: &InstanceName, reports: Vec<OldSiteReport>) -> Around {
     Around {
         instance: instance.clone(),
         new: None,
