@@ -118,7 +118,8 @@ fn spec_text(spec: &ServerSpec) -> String {
 }
 
 fn connect(spec: &ServerSpec, which: &str) -> Result<Connected, CliError> {
-    let server = Server::connect(spec)?;
+    // As `upgrade` reaches it: a failure names the server.
+    let server = super::two_servers::connect(which, spec)?;
     Ok(Connected {
         server,
         host: spec_text(spec),
