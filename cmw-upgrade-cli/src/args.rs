@@ -84,7 +84,23 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
       --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080 \\
       --proxy-url http://127.0.0.1/
   cmw-upgrade cutover revert --instance prod --method nginx \\
-      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080";
+      --nginx-site /etc/nginx/sites-available/cmw --old 10.0.0.5:8080 --new 10.0.0.6:8080
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --new-host root@new-server --old-host root@old-server --bundle /mnt/backup/prod \\
+      --freeze-old --old-site /etc/nginx/sites-available/comindware-prod
+  cmw-upgrade cutover apply --instance prod --method dns --zone example.com \\
+      --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20 --new-port 443 \\
+      --tsig-key-file /etc/cmw-upgrade/update.key --accept-drift --skip-check new-health
+  cmw-upgrade cutover finish --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new";
+const FORWARD_OLD_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
+  cmw-upgrade cutover forward-old --instance prod --old-host root@old-server \\
+      --old-site /etc/nginx/sites-available/comindware-prod --forward-to 10.0.0.6:80
+  cmw-upgrade cutover forward-old --instance prod \\
+      --old-site /etc/nginx/sites-available/comindware-prod --forward-to 10.0.0.6:80 --json";
 const MAN_EXAMPLES: &str =
     "Examples:\n  cmw-upgrade man | man -l -\n  cmw-upgrade man --dir /usr/share/man/man1";
 const VERDICT_EXAMPLES: &str = "Examples:\n  cmw-upgrade logs verdict --instance prod\n  cmw-upgrade logs verdict --instance prod --wait 30m\n  cmw-upgrade logs verdict --instance prod --since '2026-11-28 10:15:00' --wait 2h\n  cmw-upgrade logs verdict --log-dir /var/log/comindware/prod/Logs --json";
@@ -1041,6 +1057,9 @@ pub enum CutoverCommand {
     ///
     /// nginx: reads the site and prints the change as a diff, for --reload (the address
     /// swapped) or --upstream-name (prepare's resolver-driven upstream), and the steps.
+    ///
+    /// Every method: also runs the checks apply runs before the switch (see apply) and
+    /// shows each (JSON: checks [{name, ok, detail}]); a failed one is shown, not an error.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Plan(CutoverArgs),
 
@@ -1061,6 +1080,22 @@ pub enum CutoverCommand {
     Prepare(CutoverArgs),
 
     /// Switch traffic to the new server with no failed request.
+    ///
+    /// Every method, before any change: new-health (on the new server, --new-host or the
+    /// run `upgrade` recorded here: GET --health-url answers 200 through its own site and
+    /// its heartbeat logs hold no error), new-reachable (the address traffic will go to
+    /// takes a TCP connection from the proxy's host; for dns from this machine, on
+    /// --new-port) and old-drift (on the old server, --old-host or the recorded run's: its
+    /// live database against --bundle, `backup drift`). A check that fails, or cannot run
+    /// for want of a server, refuses the switch with exit 2 and changes nothing; skip one
+    /// only by name (--skip-check NAME); writes after the backup are accepted only with
+    /// --accept-drift. With --freeze-old --old-site FILE the old site then answers 503 to
+    /// writes (any method but GET and HEAD) through its own nginx (`nginx -t`, reload; the
+    /// site saved to /var/lib/cmw-upgrade/<instance>/cutover-old-site.json), and the drift
+    /// is checked once more, the final check: no write lands on the old server after it
+    /// (refused: the freeze is undone; so it is when the switch then fails before any
+    /// change; one that fails half-way keeps it until revert). The checks are kept in
+    /// cutover-checks.json and printed (JSON: checks [{name, ok, detail}], old_site).
     ///
     /// haproxy: checks the new server takes TCP connections from this host (and, with
     /// --haproxy-config, that the config as it will be written passes `haproxy -c`), saves the
@@ -1103,7 +1138,11 @@ pub enum CutoverCommand {
     Verify(CutoverArgs),
 
     /// dns: restore the TTL prepare lowered (the new address stays); the saved state is
-    /// then kept as cutover-dns.finished.<time>.json. haproxy and nginx have nothing to finish.
+    /// then kept as cutover-dns.finished.<time>.json.
+    ///
+    /// Every method: after apply --freeze-old, lets writes through the old site again (the
+    /// freeze's lines taken out, `nginx -t`, reload; a forward-old stays). haproxy and nginx
+    /// have nothing else to finish.
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Finish(CutoverArgs),
 
@@ -1118,8 +1157,26 @@ pub enum CutoverCommand {
     ///
     /// nginx: writes back the site saved before the first change (after `nginx -t`) and
     /// reloads nginx.
+    ///
+    /// Every method, first: the old server's site, when --freeze-old or forward-old edited
+    /// it, is written back byte for byte as saved (`nginx -t`, reload), on the old server
+    /// the state names (or --old-host).
     #[command(after_long_help = CUTOVER_EXAMPLES)]
     Revert(CutoverArgs),
+
+    /// Turn the old server's site into a proxy to the new one, so clients that still
+    /// resolve the old address reach the live instance.
+    ///
+    /// On the old server (--old-host, or the recorded run's), every upstream address of
+    /// --old-site (its proxy_pass to the platform, or an upstream block's servers) is
+    /// replaced by --forward-to; only those bytes change. The site's text is saved first
+    /// (on this machine, /var/lib/cmw-upgrade/<instance>/cutover-old-site.json, 0600; a
+    /// copy kept on the old server as
+    /// /var/lib/cmw-upgrade/<instance>/<name>.old-site.cmw-upgrade.<time>.bak), the site
+    /// written atomically, checked with `nginx -t` (put back when refused) and nginx
+    /// reloaded. `cutover revert` writes the saved text back.
+    #[command(name = "forward-old", after_long_help = FORWARD_OLD_EXAMPLES)]
+    ForwardOld(ForwardOldArgs),
 
     /// Send one command to a HAProxy runtime API and print its answer (what plans and
     /// transcripts show as `echo ... | socat stdio SOCKET`).
@@ -1260,6 +1317,10 @@ pub struct CutoverArgs {
     /// dns: the port verify asks the NS set's servers on (53; other ports in labs).
     #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
     pub ns_port: u16,
+
+    // Boxed: the command enum stays small.
+    #[command(flatten)]
+    pub around: Box<AroundArgs>,
 }
 
 fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {
@@ -1288,6 +1349,111 @@ pub struct ReachArgs {
     /// TCP port.
     #[arg(long, value_name = "PORT")]
     pub port: u16,
+}
+
+/// The servers around the switch: the new one checked before it, the old
+/// one's database compared with the bundle, its site frozen or forwarded.
+#[derive(Debug, Args)]
+pub struct AroundArgs {
+    /// The new server, `[user@]host[:port]` (ssh, its cmw-upgrade agent) or `local`: its
+    /// health is checked before the switch (default: the new server of the run
+    /// `cmw-upgrade upgrade` recorded on this machine).
+    #[arg(long, value_name = "SERVER")]
+    pub new_host: Option<String>,
+
+    /// The bundle the new server was restored from, a folder on the old server
+    /// (default: the recorded run's bundle).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<String>,
+
+    /// The new server's `/api/health` through its own site, as the new server reaches
+    /// it (default: http://127.0.0.1:PORT/api/health with the recorded run's --port, else 80).
+    #[arg(long, value_name = "URL")]
+    pub health_url: Option<String>,
+
+    /// dns: the port clients connect to at --new (checked to take TCP connections from
+    /// this machine before the switch).
+    #[arg(long, value_name = "PORT")]
+    pub new_port: Option<u16>,
+
+    /// Skip one check before the switch by its name (repeatable): new-health,
+    /// new-reachable or old-drift.
+    #[arg(long, value_enum, value_name = "CHECK")]
+    pub skip_check: Vec<SkipCheck>,
+
+    /// Switch even though the old server took writes after the backup (the new
+    /// server does not have them).
+    #[arg(long)]
+    pub accept_drift: bool,
+
+    /// apply: make the old site answer 503 to writes (any method but GET and HEAD)
+    /// through its own nginx before the final drift check, until revert or finish.
+    /// Needs --old-site.
+    #[arg(long)]
+    pub freeze_old: bool,
+
+    /// The new server's `/` for the tool there (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub new_root: Option<String>,
+
+    #[command(flatten)]
+    pub old: OldServerArgs,
+}
+
+/// The old server and its nginx site (the checks, --freeze-old, forward-old, revert).
+#[derive(Debug, Args)]
+pub struct OldServerArgs {
+    /// The old server, `[user@]host[:port]` or `local`: its live database is compared
+    /// with the bundle before the switch, and --freeze-old and forward-old edit its site
+    /// (default: the old server of the run recorded on this machine).
+    #[arg(long, value_name = "SERVER")]
+    pub old_host: Option<String>,
+
+    /// The old server's nginx site file (for --freeze-old and forward-old).
+    #[arg(long, value_name = "FILE")]
+    pub old_site: Option<String>,
+
+    /// The main config the old server's nginx loads (`nginx -t` and the reload name it).
+    #[arg(long, value_name = "FILE", default_value = "/etc/nginx/nginx.conf")]
+    pub old_nginx_conf: String,
+
+    /// The ssh private key for the servers (--old-host, --new-host).
+    #[arg(long, value_name = "FILE")]
+    pub identity_file: Option<PathBuf>,
+
+    /// A known_hosts file to check the servers' host keys against.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+
+    /// The old server's `/` for the tool there (rehearsals and tests only).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub old_root: Option<String>,
+}
+
+/// A check before the switch, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SkipCheck {
+    /// The new server's /api/health and heartbeat logs.
+    NewHealth,
+    /// A TCP connection to the address traffic goes to.
+    NewReachable,
+    /// The old server's live database against the bundle.
+    OldDrift,
+}
+
+/// `cutover forward-old`.
+#[derive(Debug, Args)]
+pub struct ForwardOldArgs {
+    /// The instance (the state lives in /var/lib/cmw-upgrade/<instance>/).
+    #[arg(long, value_name = "NAME", value_parser = parse_instance)]
+    pub instance: InstanceName,
+
+    /// Where the old site sends its traffic: the new server's site, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub forward_to: String,
+
+    #[command(flatten)]
+    pub old: OldServerArgs,
 }
 
 #[derive(Debug, Subcommand)]

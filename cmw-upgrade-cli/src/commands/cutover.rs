@@ -11,6 +11,7 @@ use cmw_upgrade_core::cutover::nginx_site::{Endpoint, ResolverDriven};
 use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarget};
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
 
+use super::cutover_around;
 use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs, HaproxyCommandArgs, ReachArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -42,25 +43,27 @@ fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // The checks apply runs first, run here too: each only reads.
+    let around = cutover_around::planned(global, &args)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         // A dry run on top: the plan only reads the site and the saved state.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
-        return print_nginx(global, &nginx::plan(&executor, &options)?);
+        let report = nginx::plan(&executor, &options)?;
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
         // Only queries: the dns plan sends no update; the state file is only read.
         let executor = DryRun::new(LocalExecutor::new(&global.root));
-        return print_dns(
-            global,
-            &dns::plan(&executor, &HickoryWire::default(), &options)?,
-        );
+        let report = dns::plan(&executor, &HickoryWire::default(), &options)?;
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     // A dry run on top: whatever the core does, nothing here changes a thing.
     let executor = DryRun::new(LocalExecutor::new(&global.root));
-    print(global, &cutover::plan(&executor, &options)?)
+    let report = cutover::plan(&executor, &options)?;
+    around.print(global, &report, || print(global, &report))
 }
 
 pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
@@ -84,6 +87,8 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 }
 
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // Every method, before anything changes: the checks, then --freeze-old.
+    let around = cutover_around::cleared_for_apply(global, &args)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         if options.reload {
@@ -91,19 +96,25 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
         let executor = LocalExecutor::new(&global.root);
-        return print_nginx(global, &nginx::apply(&executor, &options)?);
+        let report = around.switched(&executor, nginx::apply(&executor, &options))?;
+        around.record(&executor, "nginx")?;
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
         let executor = LocalExecutor::new(&global.root);
-        return print_dns(
-            global,
-            &dns::apply(&executor, &HickoryWire::default(), &options)?,
-        );
+        let report = around.switched(
+            &executor,
+            dns::apply(&executor, &HickoryWire::default(), &options),
+        )?;
+        around.record(&executor, "dns")?;
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     let executor = LocalExecutor::new(&global.root);
-    print(global, &cutover::apply(&executor, &options)?)
+    let report = around.switched(&executor, cutover::apply(&executor, &options))?;
+    around.record(&executor, "haproxy")?;
+    around.print(global, &report, || print(global, &report))
 }
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
@@ -122,34 +133,40 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // The freeze is lifted first: the switch is done, the old server may take writes again.
+    let around = cutover_around::finish_old_site(global, &args)?;
+    let executor = LocalExecutor::new(&global.root);
     if args.method != CutoverMethod::Dns {
-        return Err(nothing_to(args.method, "finish"));
+        let Some(report) = around.old_site_reports.first() else {
+            return Err(nothing_to(args.method, "finish"));
+        };
+        return around.print(global, report, || Ok(ExitStatus::Success));
     }
     let options = dns_options(args, true)?;
-    let executor = LocalExecutor::new(&global.root);
-    print_dns(
-        global,
-        &dns::finish(&executor, &HickoryWire::default(), &options)?,
-    )
+    let report = dns::finish(&executor, &HickoryWire::default(), &options)?;
+    around.print(global, &report, || print_dns(global, &report))
 }
 
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // The old site first: it must serve as before when traffic comes back.
+    let around = match cutover_around::revert_old_site(global, &args)? {
+        cutover_around::OldSiteReverted::Alone(status) => return Ok(status),
+        cutover_around::OldSiteReverted::Then(around) => around,
+    };
+    let executor = LocalExecutor::new(&global.root);
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
-        let executor = LocalExecutor::new(&global.root);
-        return print_nginx(global, &nginx::revert(&executor, &options)?);
+        let report = nginx::revert(&executor, &options)?;
+        return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
-        let executor = LocalExecutor::new(&global.root);
-        return print_dns(
-            global,
-            &dns::revert(&executor, &HickoryWire::default(), &options)?,
-        );
+        let report = dns::revert(&executor, &HickoryWire::default(), &options)?;
+        return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
-    let executor = LocalExecutor::new(&global.root);
-    print(global, &cutover::revert(&executor, &options)?)
+    let report = cutover::revert(&executor, &options)?;
+    around.print(global, &report, || print(global, &report))
 }
 
 fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
@@ -161,7 +178,8 @@ fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
     CliError::from(cmw_upgrade_core::Error::BadInput {
         details: format!(
             "--method {name} has nothing to {verb}: `cutover apply` switches and `cutover \
-             revert` switches back (prepare is for --method dns and nginx, finish for --method dns)"
+             revert` switches back (prepare is for --method dns and nginx, finish for --method dns \
+             and, with any method, to lift apply's --freeze-old)"
         ),
     })
 }

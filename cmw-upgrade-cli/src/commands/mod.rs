@@ -4,6 +4,7 @@ mod backup;
 mod cleanup;
 mod config;
 mod cutover;
+mod cutover_around;
 mod demo;
 mod demo_ssh;
 mod detect;
@@ -87,6 +88,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, CliError> {
             cutover::haproxy_command(&cli.global, args)
         }
         Command::Cutover(CutoverCommand::Reach(args)) => cutover::reach(&cli.global, args),
+        Command::Cutover(CutoverCommand::ForwardOld(args)) => {
+            cutover_around::forward_old(&cli.global, args)
+        }
         Command::BundleSend(args) => transfer::send(&cli.global, args),
         Command::BundleReceive(args) => transfer::receive(&cli.global, args),
         Command::Completions(args) => completions(args),

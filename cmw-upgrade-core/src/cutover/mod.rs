@@ -24,6 +24,7 @@
 //!
 //! Sits above the executor; knows nothing of the upgrade procedure.
 
+pub mod before_switch;
 pub mod dns;
 pub mod dns_key;
 pub mod dns_wire;
@@ -31,6 +32,7 @@ pub mod haproxy;
 pub mod haproxy_config;
 pub mod nginx;
 pub mod nginx_site;
+pub mod old_site;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

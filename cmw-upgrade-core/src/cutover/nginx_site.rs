@@ -47,7 +47,7 @@ impl Endpoint {
         })
     }
 
-    fn is(&self, host: &str, port: u16) -> bool {
+    pub(crate) fn is(&self, host: &str, port: u16) -> bool {
         self.host
             .eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
             && self.port == port
@@ -294,16 +294,20 @@ pub fn swap_address(
             listing(&places)
         ));
     }
-    let replacement = new.to_string();
-    let mut out = String::with_capacity(text.len() + 16);
+    Ok(Some(replace_places(text, &moving, &new.to_string())))
+}
+
+/// `text` with the address at each place (in order) replaced by `replacement`.
+pub(crate) fn replace_places(text: &str, places: &[&AddressPlace], replacement: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16 * places.len());
     let mut copied = 0;
-    for place in moving {
+    for place in places {
         out.push_str(&text[copied..place.start]);
-        out.push_str(&replacement);
+        out.push_str(replacement);
         copied = place.end;
     }
     out.push_str(&text[copied..]);
-    Ok(Some(out))
+    out
 }
 
 /// What the resolver-driven upstream needs.
