@@ -57,6 +57,19 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
       --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
       --old-server old --new-server new \\
       --haproxy-config /etc/haproxy/haproxy.cfg
+  cmw-upgrade cutover prepare --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --new 10.0.0.6:8080 \\
+      --haproxy-config /etc/haproxy/haproxy.cfg \\
+      --haproxy-master-socket /run/haproxy/master.sock
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --haproxy-config /etc/haproxy/haproxy.cfg \\
+      --probe http://127.0.0.1/api/health --probe-clients 8
+  cmw-upgrade cutover verify --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --old-url http://10.0.0.5:8080/ --new-url http://10.0.0.6:8080/
   cmw-upgrade cutover plan --instance prod --method dns --zone example.com \\
       --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20
   cmw-upgrade cutover prepare --instance prod --method dns --zone example.com \\
@@ -1047,7 +1060,15 @@ pub enum CutoverCommand {
     /// Saves the records as they are and the time after which no cache holds the old TTL
     /// (now + the old TTL) to /var/lib/cmw-upgrade/<instance>/cutover-dns.json (0600) first;
     /// each update is signed with the TSIG key and applies only if the records are still as
-    /// read. haproxy has nothing to prepare.
+    /// read.
+    ///
+    /// haproxy: when the backend (in --haproxy-config) has only one of --old-server and
+    /// --new-server, adds the other after it (its address from --new or --old, the same
+    /// options, `disabled`: no traffic moves), adds `option idle-close-on-response` to
+    /// the frontends sending to the backend, checks with `haproxy -c`, keeps the original
+    /// as <config>.cmw-upgrade.<time>.bak, saves what it added to
+    /// /var/lib/cmw-upgrade/<instance>/cutover.haproxy-prepare.json, and reloads HAProxy
+    /// once (--haproxy-master-socket or --reload-command). Revert takes the lines out again.
     ///
     /// nginx: with --upstream-name and --resolver, checks the name answers --old's address
     /// alone at that resolver, then makes each proxy_pass to --old
@@ -1258,6 +1279,9 @@ pub struct CutoverArgs {
     /// dns: the port verify asks the NS set's servers on (53; other ports in labs).
     #[arg(long, value_name = "PORT", default_value_t = 53, hide = true)]
     pub ns_port: u16,
+
+    #[command(flatten)]
+    pub probe: crate::args_cutover::CutoverProbeArgs,
 }
 
 fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {

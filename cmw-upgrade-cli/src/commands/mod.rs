@@ -4,6 +4,7 @@ mod backup;
 mod cleanup;
 mod config;
 mod cutover;
+mod cutover_probe;
 mod demo;
 mod demo_ssh;
 mod detect;

@@ -29,8 +29,10 @@ pub mod dns_key;
 pub mod dns_wire;
 pub mod haproxy;
 pub mod haproxy_config;
+pub mod haproxy_prepare;
 pub mod nginx;
 pub mod nginx_site;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
