@@ -1281,7 +1281,7 @@ pub struct CutoverArgs {
     pub ns_port: u16,
 
     #[command(flatten)]
-    pub probe: crate::args_cutover::CutoverProbeArgs,
+    pub probe: Box<crate::args_cutover::CutoverProbeArgs>,
 }
 
 fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {

@@ -48,7 +48,7 @@ fn rig(extra_global: &str) -> Rig {
     let old_port = old.port;
     let extra = extra_global.to_owned();
     let haproxy = TestHaproxyMaster::start(root.path(), |root, port| {
-        config_without_new(root, port, old_port, &extra.replace("ROOT", &root.display().to_string()))
+        config_without_new(root, port, old_port, &extra)
     })
     .expect("haproxy starts (is the haproxy package installed?)");
     Rig {
@@ -60,9 +60,9 @@ fn rig(extra_global: &str) -> Rig {
 }
 
 impl Rig {
-    fn cutover(&self, action: &str, extra: &[&str]) -> std::process::Output {
+    /// `cmw-upgrade --root ROOT [--json] cutover ACTION ...` for this proxy.
+    fn run(&self, json: bool, action: &str, extra: &[&str]) -> std::process::Output {
         let mut args = vec![
-            "--json",
             "cutover",
             action,
             "--instance",
@@ -82,8 +82,15 @@ impl Rig {
             "--drain-seconds",
             "2",
         ];
+        if json {
+            args.insert(0, "--json");
+        }
         args.extend_from_slice(extra);
         cmw_in(self.root.path(), &args)
+    }
+
+    fn cutover(&self, action: &str, extra: &[&str]) -> std::process::Output {
+        self.run(true, action, extra)
     }
 
     fn prepare(&self) -> std::process::Output {
@@ -110,7 +117,13 @@ impl Rig {
         loop {
             let output = cmw_in(
                 self.root.path(),
-                &["cutover", "haproxy-command", "--haproxy-socket", socket, command],
+                &[
+                    "cutover",
+                    "haproxy-command",
+                    "--haproxy-socket",
+                    socket,
+                    command,
+                ],
             );
             // The master re-executes itself at a reload: its socket refuses for a moment.
             let refused = ["did not connect", "no whole answer"]
@@ -137,7 +150,11 @@ impl Rig {
         assert!(answer.trim().is_empty(), "{answer}");
         let until = std::time::Instant::now() + Duration::from_secs(20);
         while self.reloads() <= before || self.workers() != 1 {
-            assert!(std::time::Instant::now() < until, "no reload: {}", self.show_proc());
+            assert!(
+                std::time::Instant::now() < until,
+                "no reload: {}",
+                self.show_proc()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -227,14 +244,28 @@ fn prepare_adds_the_server_with_one_reload_and_revert_takes_it_out() {
 
     // apply under the built-in probe: 0 failed, traffic moved.
     let probe_url = format!("http://127.0.0.1:{}/", rig.haproxy.port);
-    let applied = assert_ok(&rig.cutover("apply", &["--probe", &probe_url, "--probe-clients", "4"]));
+    let applied =
+        assert_ok(&rig.cutover("apply", &["--probe", &probe_url, "--probe-clients", "4"]));
     let probe = &applied["probe"];
     assert_eq!(probe["failed"], 0, "{probe}");
     assert!(probe["requests"].as_u64().unwrap() > 100, "{probe}");
-    assert_eq!(probe["servers_before"], serde_json::json!(["old"]), "{probe}");
-    assert_eq!(probe["servers_after"], serde_json::json!(["new"]), "{probe}");
+    assert_eq!(
+        probe["servers_before"],
+        serde_json::json!(["old"]),
+        "{probe}"
+    );
+    assert_eq!(
+        probe["servers_after"],
+        serde_json::json!(["new"]),
+        "{probe}"
+    );
     assert!(probe["moved_after_ms"].as_u64().is_some(), "{probe}");
-    for key in ["p50_ms_before", "p95_ms_before", "p50_ms_after", "p95_ms_after"] {
+    for key in [
+        "p50_ms_before",
+        "p95_ms_before",
+        "p50_ms_after",
+        "p95_ms_after",
+    ] {
         assert!(probe[key].as_f64().unwrap() > 0.0, "{key}: {probe}");
     }
     assert_eq!(rig.answers(), ["new"; 4]);
@@ -263,15 +294,12 @@ fn prepare_adds_the_server_with_one_reload_and_revert_takes_it_out() {
         assert_eq!(row["failed"], 0);
         assert!(row["p95_ms"].as_f64().unwrap() >= row["p50_ms"].as_f64().unwrap());
     }
-    let mut plain = vec![
-        "cutover", "verify", "--instance", "prod", "--method", "haproxy",
-        "--haproxy-socket", &rig.haproxy.socket, "--backend", "cmw",
-        "--old-server", "old", "--new-server", "new",
-    ];
-    plain.extend_from_slice(&compare);
-    let table = stdout(&cmw_in(rig.root.path(), &plain));
+    let table = stdout(&rig.run(false, "verify", &compare));
     assert!(table.contains("response time over 50 GETs each"), "{table}");
-    assert!(table.contains("  old  ") && table.contains(&new_url), "{table}");
+    assert!(
+        table.contains("  old  ") && table.contains(&new_url),
+        "{table}"
+    );
 
     // revert: traffic back under the probe, then prepare's lines out with one more reload.
     // This reload's stopping worker has the option: not one request fails.
@@ -281,7 +309,10 @@ fn prepare_adds_the_server_with_one_reload_and_revert_takes_it_out() {
     let seen = load.finish();
     assert_eq!(seen.failed, 0, "failed requests during revert: {seen:?}");
     assert_eq!(reverted["probe"]["failed"], 0, "{reverted}");
-    assert_eq!(reverted["probe"]["servers_after"], serde_json::json!(["old"]));
+    assert_eq!(
+        reverted["probe"]["servers_after"],
+        serde_json::json!(["old"])
+    );
     assert_eq!(reverted["prepare"]["action"], "revert", "{reverted}");
     assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
     assert!(!rig.servers().contains(" new "));
@@ -294,36 +325,42 @@ fn prepare_adds_the_server_with_one_reload_and_revert_takes_it_out() {
 #[test]
 fn a_reload_with_a_server_state_file_keeps_the_switch() {
     // The state file as a systemd ExecReload would dump it; loaded by every new worker.
-    let rig = rig(
-        "    server-state-file ROOT/run/haproxy/state\n    \
-         server-state-base /\n",
-    );
-    // The option goes into defaults: a test config edit before prepare.
+    // Relative: HAProxy runs in the test root as systemd runs it in `/`.
+    let rig = rig("    server-state-file run/haproxy/state\n");
     let config_file = rig.haproxy.config_file();
-    let text = fs::read_to_string(&config_file)
-        .unwrap()
-        .replace("defaults\n", "defaults\n    load-server-state-from-file global\n");
+    let text = fs::read_to_string(&config_file).unwrap().replace(
+        "defaults\n",
+        "defaults\n    load-server-state-from-file global\n",
+    );
     fs::write(&config_file, text).unwrap();
     let state_file = rig.root.path().join("run/haproxy/state");
-    let dump = |rig: &Rig| {
-        let state = rig.runtime(&rig.haproxy.socket, "show servers state");
-        fs::write(&state_file, state).unwrap();
-    };
     assert_ok(&rig.prepare());
-    // A dump from before the switch (stale: old ready, new disabled) ...
-    dump(&rig);
-    assert_ok(&rig.cutover("apply", &[]));
+    // A dump from before the switch: the new server down (it is in maintenance).
+    let stale = rig.runtime(&rig.haproxy.socket, "show servers state");
+    fs::write(&state_file, &stale).unwrap();
+    let url = format!("http://127.0.0.1:{}/", rig.haproxy.port);
+
+    let applied = assert_ok(&rig.cutover("apply", &[]));
+    let steps = applied["steps"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!(last["step"], "write_server_state", "{applied}");
+    assert_eq!(last["path"], "/run/haproxy/state");
+    let fresh = fs::read_to_string(&state_file).unwrap();
+    assert_ne!(fresh, stale);
     assert_eq!(rig.answers(), ["new"; 4]);
+    // The reload starts the new server up: not one request fails, all on the new server.
+    let load = Probe::start(&url, 4, None, LOAD_LIMIT).unwrap();
+    load.wait_for_answers(200, LOAD_LIMIT);
     rig.reload();
-    eprintln!("STATE AFTER RELOAD {}", rig.servers());
-    for _ in 0..20 { eprintln!("ANSWER {:?}", http_get(rig.haproxy.port)); std::thread::sleep(Duration::from_millis(50)); }
-    assert_eq!(rig.answers(), ["new"; 4], "{}", rig.servers());
-    // ... and one from after it.
-    dump(&rig);
-    rig.reload();
-    assert_eq!(rig.answers(), ["new"; 4], "{}", rig.servers());
-    // Back: the revert's flags win over the dump too.
-    assert_ok(&rig.cutover("revert", &[]));
+    load.wait_for_answers(400, LOAD_LIMIT);
+    let seen = load.finish();
+    assert_eq!(seen.failed, 0, "{seen:?}");
+    assert_eq!(seen.servers_after, ["new"], "{seen:?}");
+
+    // Back: the revert writes the file too, and a reload keeps the old server.
+    let reverted = assert_ok(&rig.cutover("revert", &[]));
+    assert_eq!(reverted["prepare"]["action"], "revert", "{reverted}");
+    // (No load here: revert took `option idle-close-on-response` out with prepare's lines.)
     rig.reload();
     assert_eq!(rig.answers(), ["old"; 4], "{}", rig.servers());
 }
@@ -338,11 +375,19 @@ fn prepare_without_the_address_or_a_reload_changes_nothing() {
         &["--haproxy-master-socket", &rig.haproxy.master_socket],
     );
     assert_eq!(no_address.status.code(), Some(2), "{}", stderr(&no_address));
-    assert!(stderr(&no_address).contains("--new HOST:PORT"), "{}", stderr(&no_address));
+    assert!(
+        stderr(&no_address).contains("--new HOST:PORT"),
+        "{}",
+        stderr(&no_address)
+    );
     let new = format!("127.0.0.1:{}", rig.new.port);
     let no_reload = rig.cutover("prepare", &["--new", &new]);
     assert_eq!(no_reload.status.code(), Some(2), "{}", stderr(&no_reload));
-    assert!(stderr(&no_reload).contains("--haproxy-master-socket"), "{}", stderr(&no_reload));
+    assert!(
+        stderr(&no_reload).contains("--haproxy-master-socket"),
+        "{}",
+        stderr(&no_reload)
+    );
     assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
     assert!(!rig
         .root

@@ -56,6 +56,8 @@ impl TestHaproxyMaster {
                 .arg(&master)
                 .arg("-f")
                 .arg(&config_file)
+                // As systemd starts it (in `/`): relative paths in the config are the root's.
+                .current_dir(root)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())

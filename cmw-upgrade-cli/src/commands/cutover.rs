@@ -177,7 +177,10 @@ fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
 }
 
 /// The nginx method's options.
-pub(super) fn nginx_options(global: &GlobalArgs, args: CutoverArgs) -> Result<NginxOptions, CliError> {
+pub(super) fn nginx_options(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+) -> Result<NginxOptions, CliError> {
     let bad = |details: String| CliError::from(cmw_upgrade_core::Error::BadInput { details });
     // clap requires these with --method nginx; a missing one is a bug there.
     let endpoint = |value: Option<String>, option: &str| {
@@ -222,7 +225,10 @@ pub(super) fn nginx_options(global: &GlobalArgs, args: CutoverArgs) -> Result<Ng
     })
 }
 
-pub(super) fn print_nginx(global: &GlobalArgs, report: &NginxReport) -> Result<ExitStatus, CliError> {
+pub(super) fn print_nginx(
+    global: &GlobalArgs,
+    report: &NginxReport,
+) -> Result<ExitStatus, CliError> {
     let status = if report.ok {
         ExitStatus::Success
     } else {

@@ -124,7 +124,11 @@ fn probe_value(seen: Option<&ProbeReport>) -> Vec<(&'static str, Value)> {
 
 /// `cutover apply|revert` with the probe (any method) or, for haproxy
 /// revert, prepare's additions taken out after the switch back.
-pub fn switch(global: &GlobalArgs, args: CutoverArgs, which: Switch) -> Result<ExitStatus, CliError> {
+pub fn switch(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+    which: Switch,
+) -> Result<ExitStatus, CliError> {
     let probe = probe_options(&args);
     let executor = LocalExecutor::new(&global.root);
     match args.method {
@@ -178,8 +182,7 @@ pub fn switch(global: &GlobalArgs, args: CutoverArgs, which: Switch) -> Result<E
                 );
             }
             let switched = cutover::read_saved_state(&executor, &options.instance)?.is_some();
-            let prepared =
-                haproxy_prepare::read_prepared(&executor, &options.instance)?.is_some();
+            let prepared = haproxy_prepare::read_prepared(&executor, &options.instance)?.is_some();
             let (report, seen) = if switched || !prepared {
                 // Without either, the core's revert says there is nothing to revert.
                 let (report, seen) =
@@ -226,10 +229,15 @@ pub fn switch(global: &GlobalArgs, args: CutoverArgs, which: Switch) -> Result<E
 pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     let bad = |details: String| CliError::from(cmw_upgrade_core::Error::BadInput { details });
     let config = args.haproxy_config.clone().ok_or_else(|| {
-        bad("--method haproxy prepare needs --haproxy-config: the file it adds the server to"
-            .to_owned())
+        bad(
+            "--method haproxy prepare needs --haproxy-config: the file it adds the server to"
+                .to_owned(),
+        )
     })?;
-    let reload = match (&args.probe.haproxy_master_socket, &args.probe.reload_command) {
+    let reload = match (
+        &args.probe.haproxy_master_socket,
+        &args.probe.reload_command,
+    ) {
         (Some(socket), _) => Some(Reload::MasterSocket(socket.clone())),
         (None, Some(command)) => {
             let argv: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
@@ -241,7 +249,8 @@ pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitSta
         (None, None) => None,
     };
     let idle_close = !args.probe.no_idle_close;
-    let (old_address, new_address, reload_limit) = (args.old.clone(), args.new.clone(), args.up_timeout);
+    let (old_address, new_address, reload_limit) =
+        (args.old.clone(), args.new.clone(), args.up_timeout);
     let core = options(args)?;
     let prepare = PrepareOptions {
         instance: core.instance,
@@ -367,7 +376,11 @@ fn print_compared<R: Serialize>(
                 "response time over {} GETs each (one keep-alive connection):",
                 old.requests
             )?;
-            writeln!(out, "  server  {:>9}  {:>9}  {:>6}  url", "p50 ms", "p95 ms", "failed")?;
+            writeln!(
+                out,
+                "  server  {:>9}  {:>9}  {:>6}  url",
+                "p50 ms", "p95 ms", "failed"
+            )?;
             for (name, row) in [("old", old), ("new", new)] {
                 writeln!(
                     out,
@@ -381,11 +394,5 @@ fn print_compared<R: Serialize>(
             Ok(())
         },
     )
-    .map(|status| {
-        if answered {
-            status
-        } else {
-            ExitStatus::Failed
-        }
-    })
+    .map(|status| if answered { status } else { ExitStatus::Failed })
 }

@@ -86,7 +86,10 @@ pub(super) fn word(line: &[u8], span: (usize, usize)) -> &[u8] {
 
 /// The `server` lines of `backend` (a `backend` or `listen` section): for
 /// each server, the index of its line in `lines`.
-pub(super) fn server_lines(lines: &[&[u8]], backend: &str) -> Result<BTreeMap<String, usize>, String> {
+pub(super) fn server_lines(
+    lines: &[&[u8]],
+    backend: &str,
+) -> Result<BTreeMap<String, usize>, String> {
     let mut in_backend = false;
     let mut in_defaults = false;
     let mut found_backend = false;

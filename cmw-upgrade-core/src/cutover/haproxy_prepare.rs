@@ -302,7 +302,10 @@ pub fn add_idle_close(text: &[u8], backend: &str) -> (Vec<u8>, Vec<String>) {
     }
     sections.extend(current);
     let mut inserts = std::collections::BTreeMap::new();
-    for section in sections.iter().filter(|section| section.uses && !section.has) {
+    for section in sections
+        .iter()
+        .filter(|section| section.uses && !section.has)
+    {
         let indent = section.indent.clone().unwrap_or_else(|| "    ".to_owned());
         inserts.insert(section.header, format!("{indent}{IDLE_CLOSE}"));
     }
@@ -584,7 +587,8 @@ pub fn prepare(executor: &dyn Executor, options: &PrepareOptions) -> Result<Prep
             idle_lines = lines;
         }
     }
-    let mut checked = check_candidate(executor, &options.config, &candidate, &options.stamp, false)?;
+    let mut checked =
+        check_candidate(executor, &options.config, &candidate, &options.stamp, false)?;
     if checked.is_err() && !idle_lines.is_empty() {
         let refused = checked.clone().unwrap_err();
         if refused.contains("idle-close-on-response") {
@@ -602,7 +606,10 @@ pub fn prepare(executor: &dyn Executor, options: &PrepareOptions) -> Result<Prep
     }
     if let Err(refused) = checked {
         return Err(Error::CheckFailed {
-            what: format!("`haproxy -c` on {} as prepare would write it", options.config),
+            what: format!(
+                "`haproxy -c` on {} as prepare would write it",
+                options.config
+            ),
             details: format!(
                 "{refused}; {} was left as it is: fix what HAProxy refuses there, then rerun",
                 options.config
@@ -650,7 +657,13 @@ pub fn prepare(executor: &dyn Executor, options: &PrepareOptions) -> Result<Prep
     saved.lines.extend(report.lines.iter().cloned());
     saved.reload = reload_how.clone();
     write_saved(executor, &prepared_state_path(&options.instance), &saved)?;
-    write_checked(executor, &options.config, &candidate, &options.stamp, &backup)?;
+    write_checked(
+        executor,
+        &options.config,
+        &candidate,
+        &options.stamp,
+        &backup,
+    )?;
     report.changed = true;
     reload(executor, &reload_how)?;
     let added = report.servers.clone();
@@ -752,9 +765,9 @@ pub fn revert(
         let millis = wait_for_servers(executor, socket, &saved.backend, reload_limit, |rows| {
             !rows.iter().any(|row| gone.contains(&row.name))
         })?;
-        report
-            .notes
-            .push(format!("reloaded; the new worker answered after {millis} ms"));
+        report.notes.push(format!(
+            "reloaded; the new worker answered after {millis} ms"
+        ));
     } else {
         report
             .notes
@@ -780,7 +793,8 @@ mod tests {
 
     #[test]
     fn adds_the_server_after_the_other_with_its_options_disabled() {
-        let (out, line) = add_server(CONFIG.as_bytes(), "cmw", "old", "new", "10.0.0.6:8080").unwrap();
+        let (out, line) =
+            add_server(CONFIG.as_bytes(), "cmw", "old", "new", "10.0.0.6:8080").unwrap();
         assert_eq!(line, "    server new 10.0.0.6:8080 check inter 2s disabled");
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
@@ -822,7 +836,8 @@ mod tests {
             listen.replace("listen cmw\n", &format!("listen cmw\n  {IDLE_CLOSE}\n"))
         );
         // The admin's `no option ...` is respected.
-        let refused = "frontend fe\n  no option idle-close-on-response\n  use_backend cmw if TRUE\n";
+        let refused =
+            "frontend fe\n  no option idle-close-on-response\n  use_backend cmw if TRUE\n";
         assert!(add_idle_close(refused.as_bytes(), "cmw").1.is_empty());
     }
 

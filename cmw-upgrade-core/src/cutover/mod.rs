@@ -30,6 +30,7 @@ pub mod dns_wire;
 pub mod haproxy;
 pub mod haproxy_config;
 pub mod haproxy_prepare;
+pub mod haproxy_state;
 pub mod nginx;
 pub mod nginx_site;
 pub mod probe;
@@ -154,6 +155,11 @@ pub enum Step {
         /// Each server's flag.
         disabled: BTreeMap<String, bool>,
     },
+    /// Write `show servers state` into the config's server-state file ([`haproxy_state`]).
+    WriteServerState {
+        /// Server path.
+        path: String,
+    },
 }
 
 impl Step {
@@ -185,6 +191,10 @@ impl Step {
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            Step::WriteServerState { path } => format!(
+                "write `show servers state` to {path} (the config's server-state file), so a \
+                 reload starts the servers as they are now"
             ),
         }
     }
@@ -525,7 +535,8 @@ pub fn plan(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutover
     let runtime = Runtime::new(executor, options.target.socket.clone());
     let rows = runtime.servers_state(&options.target.backend)?;
     let saved = read_saved_state(executor, &options.instance)?;
-    let steps = plan_apply(&rows, options, saved.is_none())?;
+    let mut steps = plan_apply(&rows, options, saved.is_none())?;
+    steps.extend(haproxy_state::state_step(executor, &options.target)?);
     let mut report = report("plan", options, two_rows(&rows, &options.target));
     report.steps = steps
         .into_iter()
@@ -566,7 +577,8 @@ pub fn apply(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutove
             });
         }
     }
-    let steps = plan_apply(&rows, options, saved.is_none())?;
+    let mut steps = plan_apply(&rows, options, saved.is_none())?;
+    steps.extend(haproxy_state::state_step(executor, &options.target)?);
     let mut report = report("apply", options, two_rows(&rows, &options.target));
     run_steps(executor, &runtime, options, &rows, steps, &mut report)?;
     report.after = two_rows(
@@ -609,7 +621,8 @@ pub fn revert(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutov
         .config
         .clone()
         .or(saved.target.config.clone());
-    let steps = plan_revert(&rows, &saved_target, options.drain)?;
+    let mut steps = plan_revert(&rows, &saved_target, options.drain)?;
+    steps.extend(haproxy_state::state_step(executor, &saved_target.target)?);
     let mut report = report("revert", options, two_rows(&rows, &options.target));
     run_steps(executor, &runtime, options, &rows, steps, &mut report)?;
     // Done: the saved state is kept beside, no longer in the way of the next apply.
@@ -745,8 +758,11 @@ fn run_steps(
                 ),
             }
         })?;
-        let changed = matches!(step, Step::SetState { .. } | Step::SaveState { .. })
-            || (matches!(step, Step::PersistConfig { .. }) && detail.as_deref() != Some(UNCHANGED));
+        let changed = matches!(
+            step,
+            Step::SetState { .. } | Step::SaveState { .. } | Step::WriteServerState { .. }
+        ) || (matches!(step, Step::PersistConfig { .. })
+            && detail.as_deref() != Some(UNCHANGED));
         report.changed |= changed && !dry;
         report.steps.push(StepReport {
             display,
@@ -884,6 +900,9 @@ fn run_step(
             },
         ),
         Step::PersistConfig { path, disabled } => persist_config(executor, options, path, disabled),
+        Step::WriteServerState { .. } => {
+            haproxy_state::write_state(executor, runtime.socket(), target).map(|_| None)
+        }
     }
 }
 

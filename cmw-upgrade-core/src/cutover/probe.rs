@@ -67,7 +67,10 @@ impl ProbeUrl {
             _ => (authority, 80),
         };
         Ok(ProbeUrl {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port,
             path: path.to_owned(),
         })
@@ -405,7 +408,13 @@ impl Probe {
                 let (parsed, header) = (parsed.clone(), server_header.clone());
                 std::thread::spawn(move || {
                     client(
-                        address, &parsed, header.as_deref(), started, limit, &stop, &answered,
+                        address,
+                        &parsed,
+                        header.as_deref(),
+                        started,
+                        limit,
+                        &stop,
+                        &answered,
                     )
                 })
             })
@@ -690,7 +699,10 @@ mod tests {
         );
         assert_eq!(answer.server.as_deref(), Some("old"));
         assert!(answer.closes);
-        assert_eq!(read("HTTP/1.1 503 x\r\nContent-Length: 0\r\n\r\n", None).status, 503);
+        assert_eq!(
+            read("HTTP/1.1 503 x\r\nContent-Length: 0\r\n\r\n", None).status,
+            503
+        );
         assert!(read_answer(
             &mut BufReader::new("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab".as_bytes()),
             None
