@@ -688,6 +688,19 @@ pub struct DemoArgs {
     /// by a rehearsal after --setup-only); the files stay.
     #[arg(long, value_name = "DIR", exclusive = true)]
     pub teardown: Option<PathBuf>,
+
+    /// End the rehearsal with the cut-over: a real HAProxy (started on loopback) switches
+    /// from the old site to the upgraded new one under the built-in probe (8 keep-alive
+    /// clients); the report says requests, failures and p50/p95 before and after.
+    #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["setup_only", "over_ssh"])]
+    pub cutover: Option<DemoCutover>,
+}
+
+/// How `demo --cutover` switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCutover {
+    /// HAProxy's runtime API.
+    Haproxy,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@ mod config;
 mod cutover;
 mod cutover_probe;
 mod demo;
+mod demo_cutover;
 mod demo_ssh;
 mod detect;
 mod logs;

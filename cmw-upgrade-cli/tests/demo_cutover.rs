@@ -1,0 +1,75 @@
+//! `demo --cutover haproxy`: the rehearsal ends with the switch through a
+//! real HAProxy on loopback, under the built-in probe, with no failed request.
+
+mod util;
+
+use util::{cmw, json, stderr, stdout};
+
+#[test]
+fn the_rehearsal_ends_with_the_switch_under_the_probe() {
+    let output = cmw(&[
+        "--json",
+        "demo",
+        "--cutover",
+        "haproxy",
+        "--upgrade-time",
+        "1s",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let report = json(&output);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["outcome"], "upgraded");
+    let cutover = &report["cutover"];
+    assert_eq!(cutover["method"], "haproxy");
+    assert_eq!(cutover["failed"], 0, "{cutover}");
+    assert!(cutover["requests"].as_u64().unwrap() > 100, "{cutover}");
+    // Each answer named its server (HAProxy's X-Served-By): old before, new after.
+    assert_eq!(
+        cutover["servers_before"],
+        serde_json::json!(["old"]),
+        "{cutover}"
+    );
+    assert_eq!(
+        cutover["servers_after"],
+        serde_json::json!(["new"]),
+        "{cutover}"
+    );
+    assert!(cutover["moved_after_ms"].as_u64().is_some(), "{cutover}");
+    for key in [
+        "p50_ms_before",
+        "p50_ms_after",
+        "p95_ms_before",
+        "p95_ms_after",
+    ] {
+        assert!(cutover[key].as_f64().unwrap() > 0.0, "{key}: {cutover}");
+    }
+    assert!(cutover["steps"][3]
+        .as_str()
+        .unwrap()
+        .contains("set server cmw/new state ready"));
+}
+
+#[test]
+fn the_text_report_tells_the_switch() {
+    let output = cmw(&["demo", "--cutover", "haproxy", "--upgrade-time", "1s"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("cut-over (haproxy) through http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(text.contains(" 0 failed; p50/p95 before "), "{text}");
+}
+
+#[test]
+fn cutover_is_refused_with_setup_only() {
+    let output = cmw(&[
+        "demo",
+        "--cutover",
+        "haproxy",
+        "--setup-only",
+        "--keep",
+        "/nonexistent-dir",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+}
