@@ -689,9 +689,9 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", exclusive = true)]
     pub teardown: Option<PathBuf>,
 
-    /// End the rehearsal with the cut-over: a real HAProxy (started on loopback) switches
-    /// from the old site to the upgraded new one under the built-in probe (8 keep-alive
-    /// clients); the report says requests, failures and p50/p95 before and after.
+    /// End the rehearsal with the cut-over: a real HAProxy or nginx (started on loopback)
+    /// switches from the old site to the upgraded new one under the built-in probe (8
+    /// keep-alive clients); the report says requests, failures and p50/p95 before and after.
     #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["setup_only", "over_ssh"])]
     pub cutover: Option<DemoCutover>,
 }
@@ -701,6 +701,9 @@ pub struct DemoArgs {
 pub enum DemoCutover {
     /// HAProxy's runtime API.
     Haproxy,
+    /// nginx: the address swapped and `nginx -s reload` (keep-alive clients may see
+    /// closed connections: the report counts them).
+    Nginx,
 }
 
 #[derive(Debug, Args)]

@@ -73,3 +73,35 @@ fn cutover_is_refused_with_setup_only() {
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+#[test]
+fn the_nginx_reload_switch_is_measured_and_its_count_reported() {
+    let output = cmw(&[
+        "--json",
+        "demo",
+        "--cutover",
+        "nginx",
+        "--upgrade-time",
+        "1s",
+    ]);
+    // The reload path may lose requests: they are counted, the demo still succeeds.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let cutover = &json(&output)["cutover"];
+    assert_eq!(cutover["method"], "nginx");
+    assert!(cutover["failed"].as_u64().is_some(), "{cutover}");
+    assert!(cutover["requests"].as_u64().unwrap() > 100, "{cutover}");
+    // Answers named by the upstream's address: one before, the new one among those after.
+    let before = cutover["servers_before"].as_array().unwrap();
+    let after = cutover["servers_after"].as_array().unwrap();
+    assert_eq!(before.len(), 1, "{cutover}");
+    assert!(
+        after.iter().any(|server| !before.contains(server)),
+        "{cutover}"
+    );
+    assert!(cutover["moved_after_ms"].as_u64().is_some(), "{cutover}");
+    assert!(cutover["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|step| step.as_str().unwrap().ends_with("-s reload")));
+}

@@ -1,24 +1,31 @@
-//! `demo --cutover haproxy`: the rehearsal ends with the switch, under the
-//! built-in probe, through a real HAProxy the demo starts on loopback.
+//! `demo --cutover haproxy|nginx`: the rehearsal ends with the switch, under
+//! the built-in probe, through a real HAProxy (runtime API, no reload) or a
+//! real nginx (the address swapped and `nginx -s reload`: keep-alive clients
+//! may see closed connections, which the report counts) the demo starts on
+//! loopback.
 //!
 //! The new server is the simulated one just upgraded: its site answers
 //! through its real nginx on the simulation's port. The old server's
 //! platform is not running in the simulation (only its files are), so its
 //! site is played by a second real nginx answering 200 for every path: what
 //! the old server answers does not matter to the switch, only that it
-//! answers until the switch and gets no new request after. HAProxy names
-//! the server of each answer in `X-Served-By`; the probe reads it.
+//! answers until the switch and gets no new request after. The proxy names
+//! the server of each answer in `X-Served-By` (HAProxy: the server's name;
+//! nginx: the upstream's address); the probe reads it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cmw_upgrade_core::cutover::probe::{self, ProbeOptions};
+use cmw_upgrade_core::cutover::nginx::{self, NginxOptions, NginxTarget};
+use cmw_upgrade_core::cutover::nginx_site::Endpoint;
+use cmw_upgrade_core::cutover::probe::{self, ProbeOptions, ProbeReport};
 use cmw_upgrade_core::cutover::{self, CutoverOptions, HaproxyTarget};
 use cmw_upgrade_core::executor::LocalExecutor;
 use cmw_upgrade_core::InstanceName;
 use serde::Serialize;
 
+use crate::args::DemoCutover;
 use crate::error::CliError;
 
 /// What the switch looked like to the probe's clients.
@@ -102,36 +109,63 @@ fn start(mut command: Command, what: &str, url: &str) -> Result<Started, CliErro
     }
 }
 
-/// The old server's site: a real nginx answering 200 on `port`.
-fn old_site(folder: &Path, port: u16) -> Result<Started, CliError> {
-    let prefix = folder.join("old-site");
+/// Lays out an nginx as a Debian server has it under `root` (`/etc/nginx/nginx.conf`
+/// including `sites-enabled/*`, relative paths under the packages' prefix
+/// `/usr/share/nginx`, which the nginx method's reload names) with `site`,
+/// starts it and waits until `url` answers.
+fn nginx_at(root: &Path, site: &str, what: &str, url: &str) -> Result<Started, CliError> {
+    let under = |path: &str| root.join(path.trim_start_matches('/'));
+    let prefix = under("/usr/share/nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
     std::fs::create_dir_all(prefix.join("temp"))?;
-    let config = prefix.join("nginx.conf");
+    std::fs::create_dir_all(under("/etc/nginx/sites-enabled"))?;
     std::fs::write(
-        &config,
-        format!(
-            "worker_processes 1;\npid logs/nginx.pid;\nerror_log logs/error.log;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n    access_log off;\n    keepalive_requests 1000000;\n\
-             \x20   client_body_temp_path temp/body;\n    proxy_temp_path temp/proxy;\n\
-             \x20   fastcgi_temp_path temp/fastcgi;\n    uwsgi_temp_path temp/uwsgi;\n\
-             \x20   scgi_temp_path temp/scgi;\n\
-             \x20   server {{\n        listen 127.0.0.1:{port};\n\
-             \x20       location / {{ default_type application/json; return 200 '{{\"status\":200}}\\n'; }}\n\
-             \x20   }}\n}}\n"
-        ),
+        under(NGINX_CONF),
+        "worker_processes 1;\npid logs/nginx.pid;\nerror_log logs/error.log;\n\
+         events { worker_connections 512; }\n\
+         http {\n    access_log off;\n    keepalive_requests 1000000;\n\
+         \x20   client_body_temp_path temp/body;\n    proxy_temp_path temp/proxy;\n\
+         \x20   fastcgi_temp_path temp/fastcgi;\n    uwsgi_temp_path temp/uwsgi;\n\
+         \x20   scgi_temp_path temp/scgi;\n    include sites-enabled/*;\n}\n",
     )?;
+    std::fs::write(under(NGINX_SITE), site)?;
     let mut command = Command::new("nginx");
     command
         .arg("-p")
         .arg(format!("{}/", prefix.display()))
         .arg("-c")
-        .arg(&config)
+        .arg(under(NGINX_CONF))
         .args(["-g", "daemon off;"]);
-    start(
-        command,
+    start(command, what, url)
+}
+
+const NGINX_CONF: &str = "/etc/nginx/nginx.conf";
+const NGINX_SITE: &str = "/etc/nginx/sites-enabled/cmw";
+
+/// The old server's site: a real nginx answering 200 on `port`.
+fn old_site(folder: &Path, port: u16) -> Result<Started, CliError> {
+    nginx_at(
+        &folder.join("old-site"),
+        &format!(
+            "server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        \
+             default_type application/json;\n        return 200 '{{\"status\":200}}\\n';\n    }}\n}}\n"
+        ),
         "the old site's nginx",
+        &format!("http://127.0.0.1:{port}/api/health"),
+    )
+}
+
+/// The proxy: a real nginx sending to the old site on `old`.
+fn nginx_proxy(root: &Path, port: u16, old: u16) -> Result<Started, CliError> {
+    nginx_at(
+        root,
+        &format!(
+            "server {{\n    listen 127.0.0.1:{port};\n    location / {{\n        \
+             proxy_pass http://127.0.0.1:{old};   # the old server\n        \
+             proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n        \
+             add_header X-Served-By $upstream_addr always;\n    }}\n}}\n"
+        ),
+        "the proxy's nginx",
         &format!("http://127.0.0.1:{port}/api/health"),
     )
 }
@@ -170,6 +204,7 @@ fn haproxy(root: &Path, port: u16, old: u16, new: u16) -> Result<Started, CliErr
 /// The switch from the old site to the new server's (on `new_site_port`),
 /// with HAProxy, under the probe; everything started is stopped again.
 pub(super) fn rehearse(
+    method: DemoCutover,
     folder: &Path,
     instance: &InstanceName,
     new_site_port: u16,
@@ -177,8 +212,44 @@ pub(super) fn rehearse(
     let root: PathBuf = folder.join("proxy");
     let (proxy_port, old_port) = (free_port()?, free_port()?);
     let _old = old_site(folder, old_port)?;
-    let _haproxy = haproxy(&root, proxy_port, old_port, new_site_port)?;
+    let proxy = format!("http://127.0.0.1:{proxy_port}/api/health");
+    let probe = ProbeOptions {
+        url: proxy.clone(),
+        clients: CLIENTS,
+        server_header: Some("X-Served-By".to_owned()),
+        settle: Duration::from_secs(1),
+    };
     let executor = LocalExecutor::new(&root);
+    let stamp = cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now());
+    if method == DemoCutover::Nginx {
+        let _nginx = nginx_proxy(&root, proxy_port, old_port)?;
+        let endpoint = |port: u16| {
+            Endpoint::parse(&format!("127.0.0.1:{port}"))
+                .map_err(|details| failed("the demo's addresses", details))
+        };
+        let options = NginxOptions {
+            instance: instance.clone(),
+            target: NginxTarget {
+                site: NGINX_SITE.to_owned(),
+                main_config: NGINX_CONF.to_owned(),
+                old: endpoint(old_port)?,
+                new: endpoint(new_site_port)?,
+            },
+            root: root.clone(),
+            reload: true,
+            resolver: None,
+            proxy_url: None,
+            stamp,
+        };
+        let (report, seen) = probe::through_switch(&probe, || nginx::apply(&executor, &options))?;
+        let steps = report
+            .steps
+            .iter()
+            .map(|step| step.display.clone())
+            .collect();
+        return Ok(demo("nginx", seen, proxy, steps));
+    }
+    let _haproxy = haproxy(&root, proxy_port, old_port, new_site_port)?;
     let options = CutoverOptions {
         instance: instance.clone(),
         target: HaproxyTarget {
@@ -190,20 +261,20 @@ pub(super) fn rehearse(
         },
         drain: Duration::from_secs(5),
         up_limit: Duration::from_secs(30),
-        stamp: cmw_upgrade_core::exec::utc_stamp(std::time::SystemTime::now()),
+        stamp,
     };
-    let proxy = format!("http://127.0.0.1:{proxy_port}/api/health");
-    let (report, seen) = probe::through_switch(
-        &ProbeOptions {
-            url: proxy.clone(),
-            clients: CLIENTS,
-            server_header: Some("X-Served-By".to_owned()),
-            settle: Duration::from_secs(1),
-        },
-        || cutover::apply(&executor, &options),
-    )?;
-    Ok(CutoverDemo {
-        method: "haproxy",
+    let (report, seen) = probe::through_switch(&probe, || cutover::apply(&executor, &options))?;
+    let steps = report
+        .steps
+        .iter()
+        .map(|step| step.display.clone())
+        .collect();
+    Ok(demo("haproxy", seen, proxy, steps))
+}
+
+fn demo(method: &'static str, seen: ProbeReport, proxy: String, steps: Vec<String>) -> CutoverDemo {
+    CutoverDemo {
+        method,
         requests: seen.requests,
         failed: seen.failed,
         p50_ms_before: seen.p50_ms_before,
@@ -216,10 +287,6 @@ pub(super) fn rehearse(
         servers_before: seen.servers_before,
         servers_after: seen.servers_after,
         proxy,
-        steps: report
-            .steps
-            .iter()
-            .map(|step| step.display.clone())
-            .collect(),
-    })
+        steps,
+    }
 }
