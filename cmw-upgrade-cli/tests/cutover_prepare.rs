@@ -370,6 +370,15 @@ fn prepare_without_the_address_or_a_reload_changes_nothing() {
     let rig = rig("");
     let config_file = rig.haproxy.config_file();
     let original = fs::read_to_string(&config_file).unwrap();
+    // The plan names the server the backend lacks, and what adds it.
+    let plan = rig.cutover("plan", &[]);
+    assert_eq!(plan.status.code(), Some(2), "{}", stderr(&plan));
+    assert!(
+        stderr(&plan).contains("no server \"new\"")
+            && stderr(&plan).contains("cutover prepare --method haproxy"),
+        "{}",
+        stderr(&plan)
+    );
     let no_address = rig.cutover(
         "prepare",
         &["--haproxy-master-socket", &rig.haproxy.master_socket],

@@ -273,14 +273,24 @@ pub fn pick_servers<'a>(
             .find(|row| row.name == name)
             .ok_or_else(|| Error::BadInput {
                 details: format!(
-                "backend {} has no server {name:?}; its servers: {}; pass one of them as {option}",
-                target.backend,
-                if rows.is_empty() {
-                    "none".to_owned()
-                } else {
-                    rows.iter().map(|row| row.name.as_str()).collect::<Vec<_>>().join(", ")
-                }
-            ),
+                    "backend {} has no server {name:?}; its servers: {}; pass one of them as \
+                 {option}, or add it with `cmw-upgrade cutover prepare --method haproxy \
+                 --haproxy-config PATH --{} HOST:PORT ...` (disabled, one reload)",
+                    target.backend,
+                    if rows.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        rows.iter()
+                            .map(|row| row.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    if option == "--old-server" {
+                        "old"
+                    } else {
+                        "new"
+                    }
+                ),
             })
     };
     Ok((
