@@ -689,7 +689,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR", exclusive = true)]
     pub teardown: Option<PathBuf>,
 
-    /// End the rehearsal with the cut-over: a real HAProxy or nginx (started on loopback)
+    /// End the rehearsal with the cut-over: a real HAProxy, nginx or BIND (started on loopback)
     /// switches from the old site to the upgraded new one under the built-in probe (8
     /// keep-alive clients); the report says requests, failures and p50/p95 before and after.
     #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["setup_only", "over_ssh"])]
@@ -704,6 +704,9 @@ pub enum DemoCutover {
     /// nginx: the address swapped and `nginx -s reload` (keep-alive clients may see
     /// closed connections: the report counts them).
     Nginx,
+    /// dns: nginx made resolver-driven (prepare), then the name moved by a signed
+    /// update to a real BIND (needs bind9), no reload.
+    Dns,
 }
 
 #[derive(Debug, Args)]

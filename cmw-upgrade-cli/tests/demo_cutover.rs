@@ -105,3 +105,47 @@ fn the_nginx_reload_switch_is_measured_and_its_count_reported() {
         .iter()
         .any(|step| step.as_str().unwrap().ends_with("-s reload")));
 }
+
+#[test]
+fn the_dns_switch_moves_traffic_with_no_reload_and_no_failed_request() {
+    let output = cmw(&["--json", "demo", "--cutover", "dns", "--upgrade-time", "1s"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let cutover = &json(&output)["cutover"];
+    assert_eq!(cutover["method"], "dns");
+    assert_eq!(cutover["failed"], 0, "{cutover}");
+    assert!(cutover["requests"].as_u64().unwrap() > 100, "{cutover}");
+    // Old site on 127.0.0.2, the new one on 127.0.0.1: the name moved between them.
+    let before = cutover["servers_before"].as_array().unwrap();
+    assert_eq!(before.len(), 1, "{cutover}");
+    assert!(
+        before[0].as_str().unwrap().starts_with("127.0.0.2:"),
+        "{cutover}"
+    );
+    let after = cutover["servers_after"].as_array().unwrap();
+    assert!(
+        after
+            .iter()
+            .any(|server| server.as_str().unwrap().starts_with("127.0.0.1:")),
+        "{cutover}"
+    );
+    assert!(cutover["moved_after_ms"].as_u64().is_some(), "{cutover}");
+    let steps: Vec<&str> = cutover["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step.as_str().unwrap())
+        .collect();
+    // One reload, in prepare, before the switch; the switch is the signed update.
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|step| step.ends_with("-s reload"))
+            .count(),
+        1,
+        "{steps:?}"
+    );
+    assert!(
+        steps.last().unwrap().starts_with("swap the address"),
+        "{steps:?}"
+    );
+}
