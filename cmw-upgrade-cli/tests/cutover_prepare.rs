@@ -404,3 +404,33 @@ fn prepare_without_the_address_or_a_reload_changes_nothing() {
         .join("var/lib/cmw-upgrade/prod/cutover.haproxy-prepare.json")
         .exists());
 }
+
+#[test]
+fn prepare_reloads_with_the_command_given() {
+    let rig = rig("");
+    let reloads = rig.reloads();
+    let new = format!("127.0.0.1:{}", rig.new.port);
+    // SIGUSR2 is what `systemctl reload haproxy` sends the master.
+    let command = format!("kill -USR2 {}", rig.haproxy.pid());
+    let prepared = assert_ok(&rig.cutover(
+        "prepare",
+        &[
+            "--new",
+            &new,
+            "--reload-command",
+            &command,
+            "--no-idle-close",
+        ],
+    ));
+    assert_eq!(prepared["reload"], command);
+    assert_eq!(prepared["servers"], serde_json::json!(["new"]));
+    // Only the server line: --no-idle-close.
+    assert_eq!(prepared["lines"].as_array().unwrap().len(), 1, "{prepared}");
+    assert_eq!(rig.reloads(), reloads + 1);
+    assert!(
+        rig.servers().contains(" new 127.0.0.1 0 5 "),
+        "{}",
+        rig.servers()
+    );
+    assert_eq!(rig.answers(), ["old"; 4]);
+}

@@ -101,6 +101,11 @@ impl TestHaproxyMaster {
         self.root.join(CONFIG_PATH.trim_start_matches('/'))
     }
 
+    /// The master's process id (`kill -USR2` reloads it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The master CLI socket on this machine.
     pub fn master_socket_file(&self) -> PathBuf {
         self.root.join(MASTER_SOCKET_PATH.trim_start_matches('/'))
