@@ -1064,7 +1064,8 @@ pub enum CutoverCommand {
     /// changes nothing.
     ///
     /// Reads the servers' state through the proxy's admin socket and checks that the new
-    /// server takes TCP connections from this host (the proxy's).
+    /// server takes TCP connections from this host (the proxy's). With --new (or --old)
+    /// HOST:PORT and --haproxy-config: the lines `prepare` would add to the backend.
     ///
     /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
     /// every update prepare, apply and finish would send (as nsupdate lines); sends none.

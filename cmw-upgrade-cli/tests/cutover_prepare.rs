@@ -379,6 +379,14 @@ fn prepare_without_the_address_or_a_reload_changes_nothing() {
         "{}",
         stderr(&plan)
     );
+    // With the address: prepare's changes, made by nobody.
+    let new = format!("127.0.0.1:{}", rig.new.port);
+    let planned = assert_ok(&rig.cutover("plan", &["--new", &new]));
+    assert_eq!(planned["action"], "plan", "{planned}");
+    assert_eq!(planned["changed"], false);
+    assert_eq!(planned["servers"], serde_json::json!(["new"]));
+    assert_eq!(planned["lines"].as_array().unwrap().len(), 2, "{planned}");
+    assert_eq!(fs::read_to_string(&config_file).unwrap(), original);
     let no_address = rig.cutover(
         "prepare",
         &["--haproxy-master-socket", &rig.haproxy.master_socket],
@@ -389,7 +397,6 @@ fn prepare_without_the_address_or_a_reload_changes_nothing() {
         "{}",
         stderr(&no_address)
     );
-    let new = format!("127.0.0.1:{}", rig.new.port);
     let no_reload = rig.cutover("prepare", &["--new", &new]);
     assert_eq!(no_reload.status.code(), Some(2), "{}", stderr(&no_reload));
     assert!(

@@ -42,6 +42,10 @@ pub(super) fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // haproxy with a server's address: what prepare would add, when the backend lacks it.
+    if args.method == CutoverMethod::Haproxy && (args.old.is_some() || args.new.is_some()) {
+        return super::cutover_probe::plan_haproxy_prepare(global, args);
+    }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         // A dry run on top: the plan only reads the site and the saved state.

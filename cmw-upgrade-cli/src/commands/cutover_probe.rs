@@ -8,7 +8,7 @@ use cmw_upgrade_core::cutover::dns_wire::HickoryWire;
 use cmw_upgrade_core::cutover::haproxy_prepare::{self, PrepareOptions, PrepareReport, Reload};
 use cmw_upgrade_core::cutover::probe::{self, Latency, ProbeOptions, ProbeReport};
 use cmw_upgrade_core::cutover::{self, dns, nginx};
-use cmw_upgrade_core::executor::LocalExecutor;
+use cmw_upgrade_core::executor::{DryRun, LocalExecutor};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -225,8 +225,25 @@ pub fn switch(
     }
 }
 
+/// `cutover plan --method haproxy --new|--old HOST:PORT`: prepare's changes
+/// under a dry run (the config is read, nothing written, no reload).
+pub fn plan_haproxy_prepare(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+) -> Result<ExitStatus, CliError> {
+    let options = prepare_options(args)?;
+    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    print_prepare(global, &haproxy_prepare::prepare(&executor, &options)?)
+}
+
 /// `cutover prepare --method haproxy`.
 pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let options = prepare_options(args)?;
+    let executor = LocalExecutor::new(&global.root);
+    print_prepare(global, &haproxy_prepare::prepare(&executor, &options)?)
+}
+
+fn prepare_options(args: CutoverArgs) -> Result<PrepareOptions, CliError> {
     let bad = |details: String| CliError::from(cmw_upgrade_core::Error::BadInput { details });
     let config = args.haproxy_config.clone().ok_or_else(|| {
         bad(
@@ -252,7 +269,7 @@ pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitSta
     let (old_address, new_address, reload_limit) =
         (args.old.clone(), args.new.clone(), args.up_timeout);
     let core = options(args)?;
-    let prepare = PrepareOptions {
+    Ok(PrepareOptions {
         instance: core.instance,
         socket: core.target.socket,
         config,
@@ -265,9 +282,7 @@ pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitSta
         idle_close,
         reload_limit,
         stamp: core.stamp,
-    };
-    let executor = LocalExecutor::new(&global.root);
-    print_prepare(global, &haproxy_prepare::prepare(&executor, &prepare)?)
+    })
 }
 
 fn write_prepare(out: &mut dyn Write, report: &PrepareReport) -> std::io::Result<()> {
@@ -309,7 +324,9 @@ fn print_prepare(global: &GlobalArgs, report: &PrepareReport) -> Result<ExitStat
         }
     )?;
     write_prepare(&mut out, report)?;
-    if !report.changed {
+    if report.action == "plan" {
+        writeln!(out, "Nothing was changed (plan).")?;
+    } else if !report.changed {
         writeln!(out, "Nothing was changed.")?;
     }
     Ok(ExitStatus::Success)

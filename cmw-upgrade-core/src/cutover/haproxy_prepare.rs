@@ -623,12 +623,21 @@ pub fn prepare(executor: &dyn Executor, options: &PrepareOptions) -> Result<Prep
             .push("the backend has both servers already: nothing to add, no reload".to_owned());
         return Ok(report);
     }
-    let reload_how = options.reload.clone().ok_or_else(|| Error::BadInput {
-        details: "prepare changes the config and needs one reload: pass --haproxy-master-socket \
-                  PATH (master-worker HAProxy, `-W -S PATH`) or --reload-command 'systemctl \
-                  reload haproxy'"
-            .to_owned(),
-    })?;
+    let needs_reload = "prepare changes the config and needs one reload: pass \
+                        --haproxy-master-socket PATH (master-worker HAProxy, `-W -S PATH`) or \
+                        --reload-command 'systemctl reload haproxy'";
+    let reload_how = match (options.reload.clone(), dry) {
+        (Some(reload), _) => reload,
+        (None, true) => {
+            report.notes.push(needs_reload.to_owned());
+            return Ok(report);
+        }
+        (None, false) => {
+            return Err(Error::BadInput {
+                details: needs_reload.to_owned(),
+            })
+        }
+    };
     report.reload = Some(reload_how.display());
     if report.lines.iter().any(|line| line.trim() == IDLE_CLOSE) {
         report.notes.push(format!(
@@ -640,6 +649,9 @@ pub fn prepare(executor: &dyn Executor, options: &PrepareOptions) -> Result<Prep
     let backup = format!("{}.cmw-upgrade.{}.bak", options.config, options.stamp);
     report.backup = Some(backup.clone());
     if dry {
+        report.notes.push(
+            "prepare checks the config as it will be written with `haproxy -c` first".to_owned(),
+        );
         return Ok(report);
     }
     // Saved before the config is touched: a crash after it leaves what revert needs.
