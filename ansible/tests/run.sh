@@ -22,7 +22,8 @@ collection=ansible/ansible_collections/comindware/upgrade
 step "venv with the pinned ansible-core"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r ansible/tests/requirements.txt
-"$venv/bin/ansible" --version | head -1
+# (sed reads to the end: head would close the pipe under ansible, which fails on it.)
+"$venv/bin/ansible" --version | sed -n 1p
 
 step "cmw-upgrade"
 # The features the Rust tests build with: after them this is a no-op.

@@ -57,6 +57,19 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
       --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
       --old-server old --new-server new \\
       --haproxy-config /etc/haproxy/haproxy.cfg
+  cmw-upgrade cutover prepare --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --new 10.0.0.6:8080 \\
+      --haproxy-config /etc/haproxy/haproxy.cfg \\
+      --haproxy-master-socket /run/haproxy/master.sock
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --haproxy-config /etc/haproxy/haproxy.cfg \\
+      --probe http://127.0.0.1/api/health --probe-clients 8
+  cmw-upgrade cutover verify --instance prod --method haproxy \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new \\
+      --old-url http://10.0.0.5:8080/ --new-url http://10.0.0.6:8080/
   cmw-upgrade cutover plan --instance prod --method dns --zone example.com \\
       --name cmw.example.com --old 192.0.2.10 --new 192.0.2.20
   cmw-upgrade cutover prepare --instance prod --method dns --zone example.com \\
@@ -693,6 +706,25 @@ pub struct DemoArgs {
     /// by a rehearsal after --setup-only); the files stay.
     #[arg(long, value_name = "DIR", exclusive = true)]
     pub teardown: Option<PathBuf>,
+
+    /// End the rehearsal with the cut-over: a real HAProxy, nginx or BIND (started on loopback)
+    /// switches from the old site to the upgraded new one under the built-in probe (8
+    /// keep-alive clients); the report says requests, failures and p50/p95 before and after.
+    #[arg(long, value_enum, value_name = "METHOD", conflicts_with_all = ["setup_only", "over_ssh"])]
+    pub cutover: Option<DemoCutover>,
+}
+
+/// How `demo --cutover` switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoCutover {
+    /// HAProxy's runtime API.
+    Haproxy,
+    /// nginx: the address swapped and `nginx -s reload` (keep-alive clients may see
+    /// closed connections: the report counts them).
+    Nginx,
+    /// dns: nginx made resolver-driven (prepare), then the name moved by a signed
+    /// update to a real BIND (needs bind9), no reload.
+    Dns,
 }
 
 #[derive(Debug, Args)]
@@ -1050,7 +1082,8 @@ pub enum CutoverCommand {
     /// changes nothing.
     ///
     /// Reads the servers' state through the proxy's admin socket and checks that the new
-    /// server takes TCP connections from this host (the proxy's).
+    /// server takes TCP connections from this host (the proxy's). With --new (or --old)
+    /// HOST:PORT and --haproxy-config: the lines `prepare` would add to the backend.
     ///
     /// dns: reads the zone's SOA and the name's A/AAAA records at the primary and lists
     /// every update prepare, apply and finish would send (as nsupdate lines); sends none.
@@ -1068,7 +1101,15 @@ pub enum CutoverCommand {
     /// Saves the records as they are and the time after which no cache holds the old TTL
     /// (now + the old TTL) to /var/lib/cmw-upgrade/<instance>/cutover-dns.json (0600) first;
     /// each update is signed with the TSIG key and applies only if the records are still as
-    /// read. haproxy has nothing to prepare.
+    /// read.
+    ///
+    /// haproxy: when the backend (in --haproxy-config) has only one of --old-server and
+    /// --new-server, adds the other after it (its address from --new or --old, the same
+    /// options, `disabled`: no traffic moves), adds `option idle-close-on-response` to
+    /// the frontends sending to the backend, checks with `haproxy -c`, keeps the original
+    /// as <config>.cmw-upgrade.<time>.bak, saves what it added to
+    /// /var/lib/cmw-upgrade/<instance>/cutover.haproxy-prepare.json, and reloads HAProxy
+    /// once (--haproxy-master-socket or --reload-command). Revert takes the lines out again.
     ///
     /// nginx: with --upstream-name and --resolver, checks the name answers --old's address
     /// alone at that resolver, then makes each proxy_pass to --old
@@ -1321,6 +1362,8 @@ pub struct CutoverArgs {
     // Boxed: the command enum stays small.
     #[command(flatten)]
     pub around: Box<AroundArgs>,
+    #[command(flatten)]
+    pub probe: Box<crate::args_cutover::CutoverProbeArgs>,
 }
 
 fn parse_dns_server(text: &str) -> Result<std::net::SocketAddr, String> {

@@ -4,6 +4,7 @@
 //! lives in `cmw-upgrade-core`.
 
 mod args;
+mod args_cutover;
 mod commands;
 mod error;
 mod exit;

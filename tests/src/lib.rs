@@ -9,6 +9,7 @@
 
 pub mod bind;
 pub mod haproxy;
+pub mod haproxy_master;
 pub mod nginx;
 pub mod sshd;
 pub mod tripwire;

@@ -375,12 +375,14 @@ def snapshot(root):
 def test_check_diff_shows_the_masked_migration_and_writes_nothing(workdir, sshd, connection):
     new_root = workdir / ("migrate-" + connection)
     shutil.copytree(REPO / "examples/new-server", new_root, symlinks=True)
+    # The old server's files on the new one (from: is a server path, inside root).
+    shutil.copytree(REPO / "examples/server", new_root / "srv/old-server", symlinks=True)
     before = snapshot(new_root)
     host = dict(LOCAL if connection == "local" else sshd.host_vars())
     inventory = write_inventory(workdir / ("migrate-%s.json" % connection), [("target-host", host)], {})
     rc, output, recap = playbook(HERE / "migrate_check.yml", inventory, "--check", "--diff",
                                  extra_vars=dict(target="target-host", cmw_binary=str(BINARY),
-                                                 old_root=str(REPO / "examples/server"),
+                                                 old_root="/srv/old-server",
                                                  new_root=str(new_root)))
     assert rc == 0, output
     assert recap["target-host"]["failed"] == 0, output

@@ -18,7 +18,7 @@ use crate::exit::ExitStatus;
 use crate::output::print_json;
 
 /// The core's options from the command line.
-fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
+pub(super) fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
     // clap requires these with --method haproxy; a missing one is a bug there.
     let required = |value: Option<String>, option: &str| {
         value.ok_or_else(|| {
@@ -43,6 +43,10 @@ fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    // haproxy with a server's address: what prepare would add, when the backend lacks it.
+    if args.method == CutoverMethod::Haproxy && (args.old.is_some() || args.new.is_some()) {
+        return super::cutover_probe::plan_haproxy_prepare(global, args);
+    }
     // The checks apply runs first, run here too: each only reads.
     let around = cutover_around::planned(global, &args)?;
     if args.method == CutoverMethod::Nginx {
@@ -75,8 +79,8 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
             &nginx::prepare(&executor, &HickoryWire::default(), &options)?,
         );
     }
-    if args.method != CutoverMethod::Dns {
-        return Err(nothing_to(args.method, "prepare"));
+    if args.method == CutoverMethod::Haproxy {
+        return super::cutover_probe::prepare_haproxy(global, args);
     }
     let options = dns_options(args, true)?;
     let executor = LocalExecutor::new(&global.root);
@@ -89,6 +93,14 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     // Every method, before anything changes: the checks, then --freeze-old.
     let around = cutover_around::cleared_for_apply(global, &args)?;
+    if args.probe.probe.is_some() {
+        return super::cutover_probe::switch(
+            global,
+            args,
+            super::cutover_probe::Switch::Apply,
+            &around,
+        );
+    }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         if options.reload {
@@ -118,6 +130,9 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
 }
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    if args.probe.old_url.is_some() {
+        return super::cutover_probe::verify_compared(global, args);
+    }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         let executor = LocalExecutor::new(&global.root);
@@ -153,6 +168,15 @@ pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
         cutover_around::OldSiteReverted::Alone(status) => return Ok(status),
         cutover_around::OldSiteReverted::Then(around) => around,
     };
+    // haproxy: prepare's additions are taken out too.
+    if args.probe.probe.is_some() || args.method == CutoverMethod::Haproxy {
+        return super::cutover_probe::switch(
+            global,
+            args,
+            super::cutover_probe::Switch::Revert,
+            &around,
+        );
+    }
     let executor = LocalExecutor::new(&global.root);
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
@@ -178,14 +202,17 @@ fn nothing_to(method: CutoverMethod, verb: &str) -> CliError {
     CliError::from(cmw_upgrade_core::Error::BadInput {
         details: format!(
             "--method {name} has nothing to {verb}: `cutover apply` switches and `cutover \
-             revert` switches back (prepare is for --method dns and nginx, finish for --method dns \
+             revert` switches back (prepare is for every method, finish for --method dns \
              and, with any method, to lift apply's --freeze-old)"
         ),
     })
 }
 
 /// The nginx method's options.
-fn nginx_options(global: &GlobalArgs, args: CutoverArgs) -> Result<NginxOptions, CliError> {
+pub(super) fn nginx_options(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+) -> Result<NginxOptions, CliError> {
     let bad = |details: String| CliError::from(cmw_upgrade_core::Error::BadInput { details });
     // clap requires these with --method nginx; a missing one is a bug there.
     let endpoint = |value: Option<String>, option: &str| {
@@ -230,7 +257,10 @@ fn nginx_options(global: &GlobalArgs, args: CutoverArgs) -> Result<NginxOptions,
     })
 }
 
-fn print_nginx(global: &GlobalArgs, report: &NginxReport) -> Result<ExitStatus, CliError> {
+pub(super) fn print_nginx(
+    global: &GlobalArgs,
+    report: &NginxReport,
+) -> Result<ExitStatus, CliError> {
     let status = if report.ok {
         ExitStatus::Success
     } else {
@@ -283,7 +313,7 @@ fn print_nginx(global: &GlobalArgs, report: &NginxReport) -> Result<ExitStatus, 
 
 /// The dns method's options; the key file is read (and its secret masked
 /// from then on) when the action changes records.
-fn dns_options(args: CutoverArgs, needs_key: bool) -> Result<DnsOptions, CliError> {
+pub(super) fn dns_options(args: CutoverArgs, needs_key: bool) -> Result<DnsOptions, CliError> {
     // clap requires these with --method dns; a missing one is a bug there.
     let missing = |option: &str| {
         CliError::from(cmw_upgrade_core::Error::BadInput {
@@ -338,7 +368,7 @@ fn read_key(file: &std::path::Path) -> Result<TsigKey, CliError> {
     Ok(key)
 }
 
-fn print_dns(global: &GlobalArgs, report: &DnsReport) -> Result<ExitStatus, CliError> {
+pub(super) fn print_dns(global: &GlobalArgs, report: &DnsReport) -> Result<ExitStatus, CliError> {
     let status = if report.ok {
         ExitStatus::Success
     } else {
@@ -419,7 +449,7 @@ fn print_dns(global: &GlobalArgs, report: &DnsReport) -> Result<ExitStatus, CliE
     Ok(status)
 }
 
-fn print(global: &GlobalArgs, report: &CutoverReport) -> Result<ExitStatus, CliError> {
+pub(super) fn print(global: &GlobalArgs, report: &CutoverReport) -> Result<ExitStatus, CliError> {
     let status = if report.ok {
         ExitStatus::Success
     } else {

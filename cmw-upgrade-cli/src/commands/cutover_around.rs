@@ -361,6 +361,37 @@ impl Around {
         Ok(access(old, state, &self.instance, &self.stamp))
     }
 
+    /// The checks and the old site's edits as JSON fields (`checks`,
+    /// `old_site`) for a report printed elsewhere (the probe's), with
+    /// whether the old site changed.
+    pub fn fields(&self) -> Result<(Vec<(&'static str, serde_json::Value)>, bool), CliError> {
+        let mut fields = Vec::new();
+        if !self.checks.is_empty() {
+            fields.push((
+                "checks",
+                serde_json::to_value(&self.checks).map_err(std::io::Error::from)?,
+            ));
+        }
+        if !self.old_site_reports.is_empty() {
+            fields.push((
+                "old_site",
+                serde_json::to_value(&self.old_site_reports).map_err(std::io::Error::from)?,
+            ));
+        }
+        let changed = self.old_site_reports.iter().any(|report| report.changed);
+        Ok((fields, changed))
+    }
+
+    /// The checks and the old site's edits as text, before a report printed
+    /// elsewhere (the probe's).
+    pub fn print_text(&self) -> Result<(), CliError> {
+        print_checks(&self.checks)?;
+        for report in &self.old_site_reports {
+            print_old_site(report)?;
+        }
+        Ok(())
+    }
+
     /// Prints a method's report with the checks and the old site's edits:
     /// in JSON as its `checks` and `old_site` fields, in text before it.
     pub fn print<R: Serialize>(

@@ -64,6 +64,9 @@ pub(super) struct DemoReport {
     /// What a person must decide (the config migration's notes).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(super) to_do: Vec<cmw_upgrade_core::config::migrate::HandNote>,
+    /// The switch under the probe (`--cutover`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) cutover: Option<super::demo_cutover::CutoverDemo>,
 }
 
 /// The simulation's folder: `--keep DIR` (empty or new), or a private temp folder.
@@ -255,6 +258,24 @@ fn demo_in(
         steps.push(DemoStep::from(&rollback.rollback));
         ("rolled_back", rollback.next, ExitStatus::Failed)
     };
+    let cutover = match (args.cutover, outcome) {
+        (Some(method), "upgraded") => Some(super::demo_cutover::rehearse(
+            method,
+            folder,
+            &args.instance,
+            sim.port,
+        )?),
+        _ => None,
+    };
+    // The reload path is not zero-error by nature: its count is reported, not a failure.
+    let exit = if cutover
+        .as_ref()
+        .is_some_and(|cutover| cutover.failed > 0 && cutover.method != "nginx")
+    {
+        ExitStatus::Failed
+    } else {
+        exit
+    };
     sim.stop();
     let report = DemoReport {
         outcome,
@@ -265,6 +286,7 @@ fn demo_in(
         steps,
         next,
         to_do,
+        cutover,
     };
     print_report(global, &report)?;
     Ok(exit)
@@ -323,6 +345,32 @@ pub(super) fn print_text(report: &DemoReport) -> Result<(), CliError> {
         if let Some(error) = &step.error {
             writeln!(out, "    ! {error}")?;
         }
+    }
+    if let Some(cutover) = &report.cutover {
+        writeln!(
+            out,
+            "\ncut-over ({}) through {} under {} keep-alive clients:",
+            cutover.method, cutover.proxy, cutover.clients
+        )?;
+        for step in &cutover.steps {
+            writeln!(out, "    $ {step}")?;
+        }
+        writeln!(
+            out,
+            "  {} requests, {} failed; p50/p95 before {}/{} ms, after {}/{} ms; traffic moved {} \
+             after the switch began (answering before: {}; after: {})",
+            cutover.requests,
+            cutover.failed,
+            cutover.p50_ms_before,
+            cutover.p95_ms_before,
+            cutover.p50_ms_after,
+            cutover.p95_ms_after,
+            cutover
+                .moved_after_ms
+                .map_or("never".to_owned(), |ms| format!("{ms} ms")),
+            cutover.servers_before.join(", "),
+            cutover.servers_after.join(", ")
+        )?;
     }
     writeln!(out, "\n{}", report.next)?;
     crate::output::print_to_do(&mut out, &report.to_do)?;

@@ -295,6 +295,7 @@ pub(super) fn demo_in(
         steps,
         next,
         to_do: report.run.to_do.clone(),
+        cutover: None,
     };
     print_report(global, &report)?;
     Ok(exit)

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 /// HAProxy's section keywords: a line starting with one opens a section.
-const SECTION_KEYWORDS: &[&str] = &[
+pub(super) const SECTION_KEYWORDS: &[&str] = &[
     "global",
     "defaults",
     "frontend",
@@ -28,16 +28,16 @@ const SECTION_KEYWORDS: &[&str] = &[
 ];
 
 /// One line's words (byte spans) and where its comment starts.
-struct Line {
-    words: Vec<(usize, usize)>,
+pub(super) struct Line {
+    pub(super) words: Vec<(usize, usize)>,
     /// Where the content ends: the comment's `#`, or the line's end
     /// without its `\n` / `\r\n`.
-    content_end: usize,
+    pub(super) content_end: usize,
 }
 
 /// Splits a line the way HAProxy does: blanks separate words, quotes and
 /// backslash escapes keep them together, an unquoted `#` starts a comment.
-fn split_line(line: &[u8]) -> Line {
+pub(super) fn split_line(line: &[u8]) -> Line {
     let mut end = line.len();
     if line[..end].ends_with(b"\n") {
         end -= 1;
@@ -80,13 +80,16 @@ fn split_line(line: &[u8]) -> Line {
     Line { words, content_end }
 }
 
-fn word(line: &[u8], span: (usize, usize)) -> &[u8] {
+pub(super) fn word(line: &[u8], span: (usize, usize)) -> &[u8] {
     &line[span.0..span.1]
 }
 
 /// The `server` lines of `backend` (a `backend` or `listen` section): for
 /// each server, the index of its line in `lines`.
-fn server_lines(lines: &[&[u8]], backend: &str) -> Result<BTreeMap<String, usize>, String> {
+pub(super) fn server_lines(
+    lines: &[&[u8]],
+    backend: &str,
+) -> Result<BTreeMap<String, usize>, String> {
     let mut in_backend = false;
     let mut in_defaults = false;
     let mut found_backend = false;
@@ -135,7 +138,7 @@ fn server_lines(lines: &[&[u8]], backend: &str) -> Result<BTreeMap<String, usize
     Ok(servers)
 }
 
-fn lines_of(text: &[u8]) -> Vec<&[u8]> {
+pub(super) fn lines_of(text: &[u8]) -> Vec<&[u8]> {
     text.split_inclusive(|&byte| byte == b'\n').collect()
 }
 

@@ -30,9 +30,12 @@ pub mod dns_key;
 pub mod dns_wire;
 pub mod haproxy;
 pub mod haproxy_config;
+pub mod haproxy_prepare;
+pub mod haproxy_state;
 pub mod nginx;
 pub mod nginx_site;
 pub mod old_site;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -154,6 +157,11 @@ pub enum Step {
         /// Each server's flag.
         disabled: BTreeMap<String, bool>,
     },
+    /// Write `show servers state` into the config's server-state file ([`haproxy_state`]).
+    WriteServerState {
+        /// Server path.
+        path: String,
+    },
 }
 
 impl Step {
@@ -185,6 +193,10 @@ impl Step {
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ),
+            Step::WriteServerState { path } => format!(
+                "write `show servers state` to {path} (the config's server-state file), so a \
+                 reload starts the servers as they are now"
             ),
         }
     }
@@ -263,14 +275,24 @@ pub fn pick_servers<'a>(
             .find(|row| row.name == name)
             .ok_or_else(|| Error::BadInput {
                 details: format!(
-                "backend {} has no server {name:?}; its servers: {}; pass one of them as {option}",
-                target.backend,
-                if rows.is_empty() {
-                    "none".to_owned()
-                } else {
-                    rows.iter().map(|row| row.name.as_str()).collect::<Vec<_>>().join(", ")
-                }
-            ),
+                    "backend {} has no server {name:?}; its servers: {}; pass one of them as \
+                 {option}, or add it with `cmw-upgrade cutover prepare --method haproxy \
+                 --haproxy-config PATH --{} HOST:PORT ...` (disabled, one reload)",
+                    target.backend,
+                    if rows.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        rows.iter()
+                            .map(|row| row.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    if option == "--old-server" {
+                        "old"
+                    } else {
+                        "new"
+                    }
+                ),
             })
     };
     Ok((
@@ -525,7 +547,8 @@ pub fn plan(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutover
     let runtime = Runtime::new(executor, options.target.socket.clone());
     let rows = runtime.servers_state(&options.target.backend)?;
     let saved = read_saved_state(executor, &options.instance)?;
-    let steps = plan_apply(&rows, options, saved.is_none())?;
+    let mut steps = plan_apply(&rows, options, saved.is_none())?;
+    steps.extend(haproxy_state::state_step(executor, &options.target)?);
     let mut report = report("plan", options, two_rows(&rows, &options.target));
     report.steps = steps
         .into_iter()
@@ -566,7 +589,8 @@ pub fn apply(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutove
             });
         }
     }
-    let steps = plan_apply(&rows, options, saved.is_none())?;
+    let mut steps = plan_apply(&rows, options, saved.is_none())?;
+    steps.extend(haproxy_state::state_step(executor, &options.target)?);
     let mut report = report("apply", options, two_rows(&rows, &options.target));
     run_steps(executor, &runtime, options, &rows, steps, &mut report)?;
     report.after = two_rows(
@@ -609,7 +633,8 @@ pub fn revert(executor: &dyn Executor, options: &CutoverOptions) -> Result<Cutov
         .config
         .clone()
         .or(saved.target.config.clone());
-    let steps = plan_revert(&rows, &saved_target, options.drain)?;
+    let mut steps = plan_revert(&rows, &saved_target, options.drain)?;
+    steps.extend(haproxy_state::state_step(executor, &saved_target.target)?);
     let mut report = report("revert", options, two_rows(&rows, &options.target));
     run_steps(executor, &runtime, options, &rows, steps, &mut report)?;
     // Done: the saved state is kept beside, no longer in the way of the next apply.
@@ -745,8 +770,11 @@ fn run_steps(
                 ),
             }
         })?;
-        let changed = matches!(step, Step::SetState { .. } | Step::SaveState { .. })
-            || (matches!(step, Step::PersistConfig { .. }) && detail.as_deref() != Some(UNCHANGED));
+        let changed = matches!(
+            step,
+            Step::SetState { .. } | Step::SaveState { .. } | Step::WriteServerState { .. }
+        ) || (matches!(step, Step::PersistConfig { .. })
+            && detail.as_deref() != Some(UNCHANGED));
         report.changed |= changed && !dry;
         report.steps.push(StepReport {
             display,
@@ -884,6 +912,9 @@ fn run_step(
             },
         ),
         Step::PersistConfig { path, disabled } => persist_config(executor, options, path, disabled),
+        Step::WriteServerState { .. } => {
+            haproxy_state::write_state(executor, runtime.socket(), target).map(|_| None)
+        }
     }
 }
 

@@ -44,6 +44,7 @@ fn kinds(steps: &[Step]) -> Vec<String> {
             Step::WaitUp { server } => format!("up {server}"),
             Step::Drain { servers, .. } => format!("drain-wait {}", servers.join(",")),
             Step::PersistConfig { .. } => "config".to_owned(),
+            Step::WriteServerState { .. } => "state file".to_owned(),
         })
         .collect()
 }

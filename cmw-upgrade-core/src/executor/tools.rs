@@ -216,6 +216,9 @@ fn haproxy_command(placed: &std::path::Path, socket: &str, command: &str) -> Res
         .set_read_timeout(Some(HAPROXY_ANSWER_LIMIT))
         .and_then(|()| stream.set_write_timeout(Some(HAPROXY_ANSWER_LIMIT)))
         .and_then(|()| stream.write_all(format!("{command}\n").as_bytes()))
+        // The master CLI (`haproxy -W -S`) answers only once the sending side
+        // is closed; the admin socket does not mind.
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
         .map_err(|error| failed("could not send", error))?;
     let mut answer = String::new();
     stream

@@ -30,7 +30,9 @@ options:
     required: true
   dest:
     description:
-      - The bundle's folder on the host, as it is (not under I(root)); for a new backup it must not exist yet.
+      - The bundle's folder, a server path; for a new backup it must not exist yet.
+      - Under a I(root) other than C(/) it must be absolute and is inside that root, as the tool's C(--root) reads every
+        server path (C(dest=/mnt/backup/prod) with C(root=/mnt/copy) is C(/mnt/copy/mnt/backup/prod) on the host).
     type: path
     required: true
   method:
@@ -100,7 +102,10 @@ from ansible_collections.comindware.upgrade.plugins.module_utils.cmw import (
 def backup(cmw, params, check_mode):
     """(changed, document, existing)."""
     dest = params['dest']
-    if os.path.exists(dest):
+    # The tool reads dest inside --root; the module looks for it there too.
+    root = params.get('root') or '/'
+    on_host = dest if root.rstrip('/') == '' else os.path.join(root, dest.lstrip('/'))
+    if os.path.exists(on_host):
         # The tool never overwrites a bundle: a finished one is re-hashed.
         rc, document = cmw.run(['backup', 'verify', dest], accept=(0, 1))
         if not document.get('ok'):

@@ -25,7 +25,9 @@ extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 options:
   from:
-    description: The old server's files (its C(/), e.g. a mounted copy or a bundle's C(config) folder).
+    description:
+      - The old server's files (its C(/), e.g. a mounted copy or a bundle's C(config) folder), a server path.
+      - Under a I(root) other than C(/) it must be absolute and is inside that root, as the tool's C(--root) reads it.
     type: path
     required: true
   instance:

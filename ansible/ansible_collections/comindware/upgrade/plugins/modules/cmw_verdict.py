@@ -25,7 +25,7 @@ options:
     description: The instance whose logs to read (its log folder is read from its config). One of I(instance) or I(log_dir).
     type: str
   log_dir:
-    description: The log folder to read. One of I(instance) or I(log_dir).
+    description: The log folder to read (a server path, inside I(root) when that is not C(/)). One of I(instance) or I(log_dir).
     type: path
   wait:
     description: Wait up to this long for the upgrade to end (the tool's duration, e.g. C(30m), C(2h)).

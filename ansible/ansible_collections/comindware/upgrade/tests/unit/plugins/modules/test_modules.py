@@ -169,6 +169,16 @@ def test_backup_into_an_existing_bundle_verifies_it_and_changes_nothing(run, tmp
     assert tool.calls[0][4:] == ['backup', 'verify', str(dest)]
 
 
+def test_backup_dest_is_a_server_path_inside_root(run, tmp_path):
+    # As the tool's --root: dest=/mnt/b with root=R is R/mnt/b on the host.
+    (tmp_path / 'mnt' / 'b').mkdir(parents=True)
+    result, failed, tool = run(cmw_backup, dict(instance='prod', dest='/mnt/b', root=str(tmp_path)), [
+        (['verify'], 0, {'ok': True, 'changed': False, 'missing': [], 'changed_files': [], 'extra': []}),
+    ])
+    assert not failed and result['changed'] is False and result['existing']
+    assert tool.calls[0][-3:] == ['backup', 'verify', '/mnt/b']
+
+
 def test_backup_into_a_damaged_bundle_fails(run, tmp_path):
     dest = tmp_path / 'bundle'
     dest.mkdir()
