@@ -128,6 +128,9 @@ fn connect(spec: &ServerSpec, which: &str) -> Result<Connected, CliError> {
     })
 }
 
+/// Named JSON fields to add to a report object.
+pub type ReportFields = Vec<(&'static str, serde_json::Value)>;
+
 /// The servers and what the checks read, resolved once per command.
 pub struct Around {
     instance: InstanceName,
@@ -364,7 +367,7 @@ impl Around {
     /// The checks and the old site's edits as JSON fields (`checks`,
     /// `old_site`) for a report printed elsewhere (the probe's), with
     /// whether the old site changed.
-    pub fn fields(&self) -> Result<(Vec<(&'static str, serde_json::Value)>, bool), CliError> {
+    pub fn fields(&self) -> Result<(ReportFields, bool), CliError> {
         let mut fields = Vec::new();
         if !self.checks.is_empty() {
             fields.push((
