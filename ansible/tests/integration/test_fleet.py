@@ -254,6 +254,13 @@ class Fleet:
             proxy = Proxy(folder / (family + "-proxy"), "127.0.0.1:%d" % free_port(),
                           "127.0.0.1:%d" % variables["cmw_port"])
             variables.update(proxy.host_vars())
+            # The checks before the switch reach both simulated servers on
+            # this machine, each under its root, and the bundle on the old one.
+            variables["cmw_cutover_options"].update(
+                new_host="local", new_root=variables["cmw_new_root"],
+                old_host="local", old_root=variables["cmw_old_root"],
+                bundle=variables["cmw_bundle"],
+                health_url="http://127.0.0.1:%d/api/health" % variables["cmw_port"])
             self.proxies[name] = proxy
             self.hosts.append((name, variables))
 

@@ -119,6 +119,55 @@ options:
   verify_timeout:
     description: dns - the longest verify waits for every server to answer the new address (e.g. C(30s)).
     type: str
+  new_host:
+    description:
+      - The new server for the checks before the switch (its health, its logs), as C([user@]host[:port]) reached by ssh or C(local).
+      - Without it (and without a run driven from this host), the checks that need it fail unless skipped with I(skip_check).
+    type: str
+  old_host:
+    description: The old server, for the final drift check, I(freeze_old) and the old site (C([user@]host[:port]) or C(local)).
+    type: str
+  bundle:
+    description: The bundle on the old server that the drift check compares its live database with (a server path).
+    type: str
+  health_url:
+    description: The URL of the new server's health check (default - C(/api/health) through its site).
+    type: str
+  new_port:
+    description: dns - the port the new address must take TCP connections on.
+    type: int
+  skip_check:
+    description: Checks before the switch to skip, by name.
+    type: list
+    elements: str
+    choices: [new-health, new-reachable, old-drift]
+    default: []
+  accept_drift:
+    description: Switch even though the old server took writes after the backup (those writes are not on the new server).
+    type: bool
+    default: false
+  freeze_old:
+    description: apply - make the old site answer 503 to writes (not GET/HEAD) from the final drift check on, until C(revert) or C(finish).
+    type: bool
+    default: false
+  old_site:
+    description: The old server's nginx site file, for I(freeze_old) (a server path on the old server).
+    type: str
+  old_nginx_conf:
+    description: The old server's main nginx config, for its C(nginx -t).
+    type: str
+  identity_file:
+    description: The ssh key for I(new_host) and I(old_host).
+    type: path
+  known_hosts:
+    description: The known_hosts file for I(new_host) and I(old_host).
+    type: path
+  new_root:
+    description: The new server's C(/) for the tool there (rehearsals on simulated servers).
+    type: str
+  old_root:
+    description: The old server's C(/) for the tool there (rehearsals on simulated servers).
+    type: str
 attributes:
   platform:
     platforms: posix
@@ -177,7 +226,11 @@ from ansible_collections.comindware.upgrade.plugins.module_utils.cmw import (
 CUTOVER_OPTIONS = ['haproxy_socket', 'backend', 'old_server', 'new_server', 'haproxy_config',
                    'drain_seconds', 'up_timeout', 'zone', 'name', 'old', 'new', 'nginx_site',
                    'nginx_conf', 'reload', 'upstream_name', 'resolver_valid', 'proxy_url',
-                   'tsig_key_file', 'server', 'resolver', 'ttl', 'force', 'verify_timeout']
+                   'tsig_key_file', 'server', 'resolver', 'ttl', 'force', 'verify_timeout',
+                   # The checks before the switch and the old server (see the options).
+                   'new_host', 'old_host', 'bundle', 'health_url', 'new_port', 'skip_check',
+                   'accept_drift', 'freeze_old', 'old_site', 'old_nginx_conf', 'identity_file',
+                   'known_hosts', 'new_root', 'old_root']
 
 
 def cutover(cmw, params, check_mode):
@@ -236,6 +289,21 @@ def main():
             ttl=dict(type='int'),
             force=dict(type='bool', default=False),
             verify_timeout=dict(type='str'),
+            new_host=dict(type='str'),
+            old_host=dict(type='str'),
+            bundle=dict(type='str'),
+            health_url=dict(type='str'),
+            new_port=dict(type='int'),
+            skip_check=dict(type='list', elements='str', default=[],
+                            choices=['new-health', 'new-reachable', 'old-drift']),
+            accept_drift=dict(type='bool', default=False),
+            freeze_old=dict(type='bool', default=False),
+            old_site=dict(type='str'),
+            old_nginx_conf=dict(type='str'),
+            identity_file=dict(type='path', no_log=False),
+            known_hosts=dict(type='path'),
+            new_root=dict(type='str'),
+            old_root=dict(type='str'),
         ),
         required_if=[
             ('method', 'haproxy', ('haproxy_socket', 'backend', 'old_server', 'new_server')),
