@@ -53,6 +53,10 @@ const CUTOVER_EXAMPLES: &str = "Examples (each line ending in \\ goes on):
   cmw-upgrade cutover verify --instance prod --method haproxy \\
       --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
       --old-server old --new-server new --json
+  cmw-upgrade cutover apply --instance prod --method haproxy \\
+      --proxy-host root@proxy.example.org \\
+      --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
+      --old-server old --new-server new --haproxy-config /etc/haproxy/haproxy.cfg
   cmw-upgrade cutover revert --instance prod --method haproxy \\
       --haproxy-socket /run/haproxy/admin.sock --backend cmw \\
       --old-server old --new-server new \\
@@ -1255,6 +1259,17 @@ pub struct CutoverArgs {
     /// HAProxy's admin socket (`stats socket PATH level admin` in its config).
     #[arg(long, value_name = "PATH", required_if_eq("method", "haproxy"))]
     pub haproxy_socket: Option<String>,
+
+    /// The host HAProxy runs on, when it is not this machine: `[user@]host[:port]`,
+    /// reached by ssh as `upgrade` reaches a server (the tool there reads and writes its
+    /// config, runs `haproxy -c` and talks to the socket; --identity-file and
+    /// --known-hosts apply; the saved state stays on that host). --method haproxy only.
+    #[arg(long, value_name = "SERVER")]
+    pub proxy_host: Option<String>,
+
+    /// The proxy host's `/` for the tool there (rehearsals and tests).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub proxy_root: Option<String>,
 
     /// The backend holding the old and the new server.
     #[arg(long, value_name = "NAME", required_if_eq("method", "haproxy"))]

@@ -436,3 +436,82 @@ fn a_proxy_on_another_host_is_switched_over_ssh() {
     cutover::revert(&remote, &options).unwrap();
     assert_eq!(rig.answers(), ["old"; 4]);
 }
+
+/// The same from the command line: `--proxy-host` reaches HAProxy's host by
+/// ssh (the agent there is this build, on the sessions' PATH), and every read,
+/// write and runtime-API request goes there; the state stays on that host.
+#[test]
+fn cutover_proxy_host_switches_haproxy_on_another_host() {
+    let programs = Path::new(env!("CARGO_BIN_EXE_cmw-upgrade"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let sshd = cmw_upgrade_tests::sshd::TestSshd::start_with(&format!(
+        "SetEnv PATH={programs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ))
+    .expect("sshd starts (openssh-server is installed by .ci/run)");
+    let rig = rig();
+    // The control point: a tree of its own, nothing of the proxy's in it.
+    let control = tempfile::tempdir().unwrap();
+    let proxy_host = format!("{}:{}", sshd.destination(), sshd.port);
+    let identity = sshd.identity_file().display().to_string();
+    let known_hosts = sshd.known_hosts_file().display().to_string();
+    let over_ssh = |action: &str, method: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "cutover",
+            action,
+            "--instance",
+            "prod",
+            "--method",
+            method,
+            "--haproxy-socket",
+            &rig.haproxy.socket,
+            "--backend",
+            "cmw",
+            "--old-server",
+            "old",
+            "--new-server",
+            "new",
+            "--haproxy-config",
+            &rig.haproxy.config,
+            "--drain-seconds",
+            "1",
+            "--proxy-host",
+            &proxy_host,
+            "--proxy-root",
+            rig.root.path().to_str().unwrap(),
+            "--identity-file",
+            &identity,
+            "--known-hosts",
+            &known_hosts,
+        ];
+        args.extend_from_slice(SKIP_SERVER_CHECKS);
+        args.extend_from_slice(extra);
+        cmw_in(control.path(), &args)
+    };
+    let applied = assert_ok(&over_ssh("apply", "haproxy", &[]));
+    assert_eq!(applied["changed"], true, "{applied}");
+    // The new server was reached from the proxy's host, as the label says.
+    let checks = applied["checks"].to_string();
+    assert!(checks.contains(&proxy_host), "{checks}");
+    assert_eq!(rig.answers(), ["new"; 4]);
+    assert!(
+        rig.saved_state().exists(),
+        "the state is on the proxy's host"
+    );
+    assert!(
+        fs::read_dir(control.path()).unwrap().next().is_none(),
+        "nothing written on the control point"
+    );
+    assert_ok(&over_ssh("verify", "haproxy", &[]));
+    assert_ok(&over_ssh("revert", "haproxy", &[]));
+    assert_eq!(rig.answers(), ["old"; 4]);
+    // Only the haproxy method runs on another host: exit 2, nothing changed.
+    let site = ["--nginx-site", "/etc/nginx/sites-enabled/cmw"];
+    let endpoints = ["--old", "127.0.0.1:1", "--new", "127.0.0.1:2"];
+    let refused = over_ssh("apply", "nginx", &[&site[..], &endpoints[..]].concat());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--proxy-host is for --method haproxy"));
+}

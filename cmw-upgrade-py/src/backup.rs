@@ -99,7 +99,7 @@ pub(crate) fn backup<'py>(
         // As the CLI: a snapshot of a running instance unless a copy is asked
         // for, and a copy of a running one only with accept_crash_consistent
         // (asking systemd may take a while: the interpreter is released).
-        let service = core::backup::service_state(&runner, &instance);
+        let service = core::executor::service_state(&runner, &instance);
         let method = core::backup::choose_method(requested, service, accept_crash_consistent)?;
         let options = core::backup::BackupOptions {
             family,

@@ -134,9 +134,9 @@ pub fn run(global: &GlobalArgs, args: BackupArgs) -> Result<ExitStatus, CliError
     print_backup_report(global, &report)
 }
 
-/// Whether the instance's service runs ([`backup::service_state`]).
+/// Whether the instance's service runs ([`cmw_upgrade_core::executor::service_state`]).
 pub(super) fn service_state(runner: &LocalExecutor, instance: &InstanceName) -> ServiceState {
-    backup::service_state(runner, instance)
+    cmw_upgrade_core::executor::service_state(runner, instance)
 }
 
 fn print_backup_report(global: &GlobalArgs, report: &BackupReport) -> Result<ExitStatus, CliError> {

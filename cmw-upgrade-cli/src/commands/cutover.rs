@@ -12,6 +12,7 @@ use cmw_upgrade_core::cutover::{self, CutoverOptions, CutoverReport, HaproxyTarg
 use cmw_upgrade_core::executor::{DryRun, Executor, LocalExecutor, ToolAction};
 
 use super::cutover_around;
+use super::cutover_proxy::ProxyHost;
 use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs, HaproxyCommandArgs, ReachArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -43,47 +44,49 @@ pub(super) fn options(args: CutoverArgs) -> Result<CutoverOptions, CliError> {
 }
 
 pub fn plan(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     // haproxy with a server's address: what prepare would add, when the backend lacks it.
     if args.method == CutoverMethod::Haproxy && (args.old.is_some() || args.new.is_some()) {
-        return super::cutover_probe::plan_haproxy_prepare(global, args);
+        return super::cutover_probe::plan_haproxy_prepare(global, args, &proxy);
     }
     // The checks apply runs first, run here too: each only reads.
-    let around = cutover_around::planned(global, &args)?;
+    let around = cutover_around::planned(global, &args, &proxy)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         // A dry run on top: the plan only reads the site and the saved state.
-        let executor = DryRun::new(LocalExecutor::new(&global.root));
+        let executor = DryRun::new(proxy.executor());
         let report = nginx::plan(&executor, &options)?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
         // Only queries: the dns plan sends no update; the state file is only read.
-        let executor = DryRun::new(LocalExecutor::new(&global.root));
+        let executor = DryRun::new(proxy.executor());
         let report = dns::plan(&executor, &HickoryWire::default(), &options)?;
         return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
     // A dry run on top: whatever the core does, nothing here changes a thing.
-    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    let executor = DryRun::new(proxy.executor());
     let report = cutover::plan(&executor, &options)?;
     around.print(global, &report, || print(global, &report))
 }
 
 pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
-        let executor = LocalExecutor::new(&global.root);
+        let executor = proxy.executor();
         return print_nginx(
             global,
             &nginx::prepare(&executor, &HickoryWire::default(), &options)?,
         );
     }
     if args.method == CutoverMethod::Haproxy {
-        return super::cutover_probe::prepare_haproxy(global, args);
+        return super::cutover_probe::prepare_haproxy(global, args, &proxy);
     }
     let options = dns_options(args, true)?;
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     print_dns(
         global,
         &dns::prepare(&executor, &HickoryWire::default(), &options)?,
@@ -91,14 +94,16 @@ pub fn prepare(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, Cli
 }
 
 pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     // Every method, before anything changes: the checks, then --freeze-old.
-    let around = cutover_around::cleared_for_apply(global, &args)?;
+    let around = cutover_around::cleared_for_apply(global, &args, &proxy)?;
     if args.probe.probe.is_some() {
         return super::cutover_probe::switch(
             global,
             args,
             super::cutover_probe::Switch::Apply,
             &around,
+            &proxy,
         );
     }
     if args.method == CutoverMethod::Nginx {
@@ -107,14 +112,14 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
             // Said before the switch, not only in the report after it.
             eprintln!("Warning: {}", nginx::RESET_WARNING);
         }
-        let executor = LocalExecutor::new(&global.root);
+        let executor = proxy.executor();
         let report = around.switched(&executor, nginx::apply(&executor, &options))?;
         around.record(&executor, "nginx")?;
         return around.print(global, &report, || print_nginx(global, &report));
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, true)?;
-        let executor = LocalExecutor::new(&global.root);
+        let executor = proxy.executor();
         let report = around.switched(
             &executor,
             dns::apply(&executor, &HickoryWire::default(), &options),
@@ -123,19 +128,20 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
         return around.print(global, &report, || print_dns(global, &report));
     }
     let options = options(args)?;
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     let report = around.switched(&executor, cutover::apply(&executor, &options))?;
     around.record(&executor, "haproxy")?;
     around.print(global, &report, || print(global, &report))
 }
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     if args.probe.old_url.is_some() {
-        return super::cutover_probe::verify_compared(global, args);
+        return super::cutover_probe::verify_compared(global, args, &proxy);
     }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
-        let executor = LocalExecutor::new(&global.root);
+        let executor = proxy.executor();
         return print_nginx(global, &nginx::verify(&executor, &options)?);
     }
     if args.method == CutoverMethod::Dns {
@@ -143,14 +149,15 @@ pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
         return print_dns(global, &dns::verify(&HickoryWire::default(), &options)?);
     }
     let options = options(args)?;
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     print(global, &cutover::verify(&executor, &options)?)
 }
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     // The freeze is lifted first: the switch is done, the old server may take writes again.
     let around = cutover_around::finish_old_site(global, &args)?;
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     if args.method != CutoverMethod::Dns {
         let Some(report) = around.old_site_reports.first() else {
             return Err(nothing_to(args.method, "finish"));
@@ -163,6 +170,7 @@ pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
 }
 
 pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+    let proxy = ProxyHost::connect(global, &args)?;
     // The old site first: it must serve as before when traffic comes back.
     let around = match cutover_around::revert_old_site(global, &args)? {
         cutover_around::OldSiteReverted::Alone(status) => return Ok(status),
@@ -175,9 +183,10 @@ pub fn revert(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliE
             args,
             super::cutover_probe::Switch::Revert,
             &around,
+            &proxy,
         );
     }
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         let report = nginx::revert(&executor, &options)?;

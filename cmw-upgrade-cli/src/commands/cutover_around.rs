@@ -25,6 +25,7 @@ use cmw_upgrade_core::procedure::two_servers::{Server, ServerSpec};
 use cmw_upgrade_core::{InstanceName, OsFamily};
 use serde::Serialize;
 
+use super::cutover_proxy::ProxyHost;
 use crate::args::{
     AroundArgs, CutoverArgs, CutoverMethod, ForwardOldArgs, GlobalArgs, OldServerArgs, SkipCheck,
 };
@@ -482,18 +483,15 @@ type HostPort = (String, u16);
 /// Where traffic will go (`None`: not known, the check says what to give)
 /// and where the TCP connection is made from: the proxy's host is this
 /// machine (haproxy, nginx); dns clients are anywhere, this machine stands for them.
-fn switch_target(
-    global: &GlobalArgs,
+fn switch_target<'p>(
     args: &CutoverArgs,
-) -> Result<(&'static str, Option<HostPort>), CliError> {
+    proxy: &'p ProxyHost,
+) -> Result<(&'p str, Option<HostPort>), CliError> {
     Ok(match args.method {
         CutoverMethod::Nginx => {
             let new = args.new.as_deref().unwrap_or_default();
             let new = Endpoint::parse(new).map_err(|error| bad(format!("--new: {error}")))?;
-            (
-                "the proxy's host (this machine)",
-                Some((new.host, new.port)),
-            )
+            (proxy.label(), Some((new.host, new.port)))
         }
         CutoverMethod::Dns => {
             let new = args.new.as_deref().unwrap_or_default();
@@ -529,12 +527,12 @@ fn switch_target(
             };
             // Read (only) from the proxy: the address the backend names the new server by
             // (a name it does not have is the error the switch would give).
-            let proxy = DryRun::new(LocalExecutor::new(&global.root));
+            let reader = DryRun::new(proxy.executor());
             let rows =
-                Runtime::new(&proxy as &dyn Executor, socket.clone()).servers_state(backend)?;
+                Runtime::new(&reader as &dyn Executor, socket.clone()).servers_state(backend)?;
             let (_, new_row) = pick_servers(&rows, &target)?;
             (
-                "the proxy's host (this machine)",
+                proxy.label(),
                 new_row.port.map(|port| (new_row.address.clone(), port)),
             )
         }
@@ -542,10 +540,14 @@ fn switch_target(
 }
 
 /// `plan`'s look at what `apply` checks first (and the freeze it would make).
-pub fn planned(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliError> {
+pub fn planned(
+    global: &GlobalArgs,
+    args: &CutoverArgs,
+    proxy: &ProxyHost,
+) -> Result<Around, CliError> {
     let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
-    let (label, address) = switch_target(global, args)?;
-    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    let (label, address) = switch_target(args, proxy)?;
+    let executor = DryRun::new(proxy.executor());
     let reach_from = Reached {
         executor: &executor,
         label: label.to_owned(),
@@ -556,10 +558,14 @@ pub fn planned(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliErr
 
 /// What `apply` does first, for every method: the checks (refused: nothing
 /// changed), then --freeze-old and the final drift check.
-pub fn cleared_for_apply(global: &GlobalArgs, args: &CutoverArgs) -> Result<Around, CliError> {
+pub fn cleared_for_apply(
+    global: &GlobalArgs,
+    args: &CutoverArgs,
+    proxy: &ProxyHost,
+) -> Result<Around, CliError> {
     let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
-    let (label, address) = switch_target(global, args)?;
-    let executor = LocalExecutor::new(&global.root);
+    let (label, address) = switch_target(args, proxy)?;
+    let executor = proxy.executor();
     let reach_from = Reached {
         executor: &executor,
         label: label.to_owned(),

@@ -8,12 +8,13 @@ use cmw_upgrade_core::cutover::dns_wire::HickoryWire;
 use cmw_upgrade_core::cutover::haproxy_prepare::{self, PrepareOptions, PrepareReport, Reload};
 use cmw_upgrade_core::cutover::probe::{self, Latency, ProbeOptions, ProbeReport};
 use cmw_upgrade_core::cutover::{self, dns, nginx};
-use cmw_upgrade_core::executor::{DryRun, LocalExecutor};
+use cmw_upgrade_core::executor::{DryRun, Executor};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::cutover::{dns_options, nginx_options, options, print, print_dns, print_nginx};
 use super::cutover_around::Around;
+use super::cutover_proxy::ProxyHost;
 use crate::args::{CutoverArgs, CutoverMethod, GlobalArgs};
 use crate::error::CliError;
 use crate::exit::ExitStatus;
@@ -143,7 +144,7 @@ fn probe_value(seen: Option<&ProbeReport>) -> Vec<(&'static str, Value)> {
 fn settled<T>(
     which: Switch,
     around: &Around,
-    executor: &LocalExecutor,
+    executor: &dyn Executor,
     method: &str,
     result: cmw_upgrade_core::Result<T>,
 ) -> Result<T, CliError> {
@@ -169,9 +170,10 @@ pub fn switch(
     args: CutoverArgs,
     which: Switch,
     around: &Around,
+    proxy: &ProxyHost,
 ) -> Result<ExitStatus, CliError> {
     let probe = probe_options(&args);
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     let method = match args.method {
         CutoverMethod::Haproxy => "haproxy",
         CutoverMethod::Nginx => "nginx",
@@ -311,16 +313,21 @@ pub fn switch(
 pub fn plan_haproxy_prepare(
     global: &GlobalArgs,
     args: CutoverArgs,
+    proxy: &ProxyHost,
 ) -> Result<ExitStatus, CliError> {
     let options = prepare_options(args)?;
-    let executor = DryRun::new(LocalExecutor::new(&global.root));
+    let executor = DryRun::new(proxy.executor());
     print_prepare(global, &haproxy_prepare::prepare(&executor, &options)?)
 }
 
 /// `cutover prepare --method haproxy`.
-pub fn prepare_haproxy(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+pub fn prepare_haproxy(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+    proxy: &ProxyHost,
+) -> Result<ExitStatus, CliError> {
     let options = prepare_options(args)?;
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     print_prepare(global, &haproxy_prepare::prepare(&executor, &options)?)
 }
 
@@ -415,7 +422,11 @@ fn print_prepare(global: &GlobalArgs, report: &PrepareReport) -> Result<ExitStat
 
 /// `cutover verify` with `--old-url` and `--new-url`: the method's checks,
 /// then the two servers' response times over the same requests.
-pub fn verify_compared(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
+pub fn verify_compared(
+    global: &GlobalArgs,
+    args: CutoverArgs,
+    proxy: &ProxyHost,
+) -> Result<ExitStatus, CliError> {
     let (Some(old_url), Some(new_url)) = (args.probe.old_url.clone(), args.probe.new_url.clone())
     else {
         return Err(CliError::from(cmw_upgrade_core::Error::BadInput {
@@ -429,7 +440,7 @@ pub fn verify_compared(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitSta
             probe::measure(&new_url, requests)?,
         ))
     };
-    let executor = LocalExecutor::new(&global.root);
+    let executor = proxy.executor();
     match args.method {
         CutoverMethod::Nginx => {
             let options = nginx_options(global, args)?;

@@ -6,6 +6,7 @@ mod config;
 mod cutover;
 mod cutover_around;
 mod cutover_probe;
+mod cutover_proxy;
 mod demo;
 mod demo_cutover;
 mod demo_ssh;

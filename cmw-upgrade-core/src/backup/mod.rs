@@ -220,24 +220,6 @@ pub enum ServiceState {
     Unknown,
 }
 
-/// Whether the instance's service runs, from `systemctl is-active
-/// comindware<i>` through `runner` (0 active; 3 inactive; 4 no such unit);
-/// anything else, or no systemctl, is unknown.
-pub fn service_state(
-    runner: &dyn crate::executor::Executor,
-    instance: &InstanceName,
-) -> ServiceState {
-    use crate::executor::CommandSpec;
-    let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
-        .with_timeout(std::time::Duration::from_secs(30))
-        .read_only();
-    match runner.execute(&spec).map(|output| output.code) {
-        Ok(Some(0)) => ServiceState::Running,
-        Ok(Some(3 | 4)) => ServiceState::Stopped,
-        _ => ServiceState::Unknown,
-    }
-}
-
 /// What a backup whose method was chosen for the admin says when systemd
 /// could not be asked whether the instance runs ([`ServiceState::Unknown`]).
 pub fn unknown_service_warning(instance: &InstanceName) -> String {

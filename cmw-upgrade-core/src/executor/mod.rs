@@ -437,6 +437,24 @@ impl<E: Executor + ?Sized> CommandRunner for E {
     }
 }
 
+/// Whether the instance's service runs, from `systemctl is-active
+/// comindware<i>` through `runner` (0 active; 3 inactive; 4 no such unit);
+/// anything else, or no systemctl, is unknown.
+pub fn service_state(
+    runner: &dyn Executor,
+    instance: &crate::instance::InstanceName,
+) -> crate::backup::ServiceState {
+    use crate::backup::ServiceState;
+    let spec = CommandSpec::new(["systemctl", "is-active", &format!("comindware{instance}")])
+        .with_timeout(std::time::Duration::from_secs(30))
+        .read_only();
+    match runner.execute(&spec).map(|output| output.code) {
+        Ok(Some(0)) => ServiceState::Running,
+        Ok(Some(3 | 4)) => ServiceState::Stopped,
+        _ => ServiceState::Unknown,
+    }
+}
+
 pub use crate::paths::place_under_root;
 
 #[cfg(test)]
