@@ -300,6 +300,28 @@ fn an_unhealthy_new_server_is_refused_before_the_haproxy_switch() {
     )
     .unwrap();
     assert_eq!(recorded["checks"], applied["checks"]);
+
+    // After the switch, verify looks at the new server too: traffic is where
+    // it should be, but its log holds an error, so the verify is bad news.
+    let mut verify = haproxy_args(&haproxy, "verify");
+    verify.extend(servers.server_args());
+    let output = servers.cmw(&verify);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let verified: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(verified["ok"], false, "{verified}");
+    assert_eq!(check(&verified, "new-health")["ok"], false, "{verified}");
+    assert!(
+        check(&verified, "new-health")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Cluster node lost"),
+        "{verified}"
+    );
 }
 
 #[test]

@@ -136,21 +136,48 @@ pub fn apply(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliEr
 
 pub fn verify(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {
     let proxy = ProxyHost::connect(global, &args)?;
+    // After the switch: the new server's health and logs, when it is known here.
+    let after = cutover_around::verified(global, &args, &proxy)?;
     if args.probe.old_url.is_some() {
-        return super::cutover_probe::verify_compared(global, args, &proxy);
+        return super::cutover_probe::verify_compared(global, args, &proxy, &after);
     }
     if args.method == CutoverMethod::Nginx {
         let options = nginx_options(global, args)?;
         let executor = proxy.executor();
-        return print_nginx(global, &nginx::verify(&executor, &options)?);
+        let report = nginx::verify(&executor, &options)?;
+        return checked(
+            &after,
+            after.print(global, &report, || print_nginx(global, &report)),
+        );
     }
     if args.method == CutoverMethod::Dns {
         let options = dns_options(args, false)?;
-        return print_dns(global, &dns::verify(&HickoryWire::default(), &options)?);
+        let report = dns::verify(&HickoryWire::default(), &options)?;
+        return checked(
+            &after,
+            after.print(global, &report, || print_dns(global, &report)),
+        );
     }
     let options = options(args)?;
     let executor = proxy.executor();
-    print(global, &cutover::verify(&executor, &options)?)
+    let report = cutover::verify(&executor, &options)?;
+    checked(
+        &after,
+        after.print(global, &report, || print(global, &report)),
+    )
+}
+
+/// A verify's exit status with the look after the switch: a new server that
+/// fails its health check or logs an error is bad news (exit 1) even when
+/// traffic went where it should (the text printer's status says only that).
+fn checked(
+    after: &cutover_around::Around,
+    status: Result<ExitStatus, CliError>,
+) -> Result<ExitStatus, CliError> {
+    match status? {
+        ExitStatus::Success if !after.checks_hold() => Ok(ExitStatus::Failed),
+        status => Ok(status),
+    }
 }
 
 pub fn finish(global: &GlobalArgs, args: CutoverArgs) -> Result<ExitStatus, CliError> {

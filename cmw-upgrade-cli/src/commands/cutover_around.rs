@@ -147,6 +147,9 @@ pub struct Around {
     pub checks: Vec<PreSwitchCheck>,
     /// What was done to the old site, for the report.
     pub old_site_reports: Vec<OldSiteReport>,
+    /// The checks' outcome is part of the report's `ok` (verify's look
+    /// after the switch); before it, a plan shows them and apply refuses.
+    checks_decide_ok: bool,
 }
 
 impl Around {
@@ -157,6 +160,7 @@ impl Around {
         instance: &InstanceName,
         args: &AroundArgs,
         checks_needed: bool,
+        not_needed: &[CheckName],
     ) -> Result<Around, CliError> {
         let recorded = recorded(global, instance)?;
         let skip: BTreeSet<CheckName> = args
@@ -167,6 +171,7 @@ impl Around {
                 SkipCheck::NewReachable => CheckName::NewReachable,
                 SkipCheck::OldDrift => CheckName::OldDrift,
             })
+            .chain(not_needed.iter().copied())
             .collect();
         let old_site = args.old.old_site.as_ref().map(|site| OldSite {
             site: site.clone(),
@@ -242,6 +247,7 @@ impl Around {
             stamp: now_stamp(),
             checks: Vec::new(),
             old_site_reports: Vec::new(),
+            checks_decide_ok: false,
         })
     }
 
@@ -386,6 +392,16 @@ impl Around {
         Ok((fields, changed))
     }
 
+    /// Whether the checks let the report be good news: always, except for
+    /// verify's look after the switch, where a failed one is bad news.
+    pub fn checks_hold(&self) -> bool {
+        !self.checks_decide_ok
+            || self
+                .checks
+                .iter()
+                .all(|check| check.ok || check.skipped || check.accepted)
+    }
+
     /// The checks and the old site's edits as text, before a report printed
     /// elsewhere (the probe's).
     pub fn print_text(&self) -> Result<(), CliError> {
@@ -409,7 +425,8 @@ impl Around {
             // A report of the old site alone (revert, finish) went through when it is here.
             let ok = document
                 .get("ok")
-                .is_none_or(|ok| ok.as_bool() == Some(true));
+                .is_none_or(|ok| ok.as_bool() == Some(true))
+                && self.checks_hold();
             if let Some(object) = document.as_object_mut() {
                 object.insert("ok".to_owned(), ok.into());
                 if !self.checks.is_empty() {
@@ -545,7 +562,7 @@ pub fn planned(
     args: &CutoverArgs,
     proxy: &ProxyHost,
 ) -> Result<Around, CliError> {
-    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let mut around = Around::resolve(global, &args.instance, &args.around, true, &[])?;
     let (label, address) = switch_target(args, proxy)?;
     let executor = DryRun::new(proxy.executor());
     let reach_from = Reached {
@@ -563,7 +580,7 @@ pub fn cleared_for_apply(
     args: &CutoverArgs,
     proxy: &ProxyHost,
 ) -> Result<Around, CliError> {
-    let mut around = Around::resolve(global, &args.instance, &args.around, true)?;
+    let mut around = Around::resolve(global, &args.instance, &args.around, true, &[])?;
     let (label, address) = switch_target(args, proxy)?;
     let executor = proxy.executor();
     let reach_from = Reached {
@@ -571,6 +588,36 @@ pub fn cleared_for_apply(
         label: label.to_owned(),
     };
     around.before_apply(&executor, reach_from, address)?;
+    Ok(around)
+}
+
+/// `verify`'s look at the new server after the switch: its health through
+/// its site and its heartbeat logs (the new-health check), when the new
+/// server is known here (--new-host, or the run recorded on this machine);
+/// nothing when it is not. A failed check makes the verify bad news.
+pub fn verified(
+    global: &GlobalArgs,
+    args: &CutoverArgs,
+    proxy: &ProxyHost,
+) -> Result<Around, CliError> {
+    let mut around = Around::resolve(
+        global,
+        &args.instance,
+        &args.around,
+        true,
+        &[CheckName::NewReachable, CheckName::OldDrift],
+    )?;
+    around.checks_decide_ok = true;
+    if around.new.is_none() {
+        return Ok(around);
+    }
+    let executor = DryRun::new(proxy.executor());
+    let reach_from = Reached {
+        executor: &executor,
+        label: proxy.label().to_owned(),
+    };
+    around.checks =
+        before_switch::run_checks(&around.request(reach_from, None, around.skip.clone()));
     Ok(around)
 }
 
@@ -740,6 +787,7 @@ fn with_old_site_reports(instance: &InstanceName, reports: Vec<OldSiteReport>) -
         stamp: String::new(),
         checks: Vec::new(),
         old_site_reports: reports,
+        checks_decide_ok: false,
     }
 }
 

@@ -66,6 +66,9 @@ fn print_with<R: Serialize>(
     extra: Vec<(&str, Value)>,
     extra_text: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<ExitStatus, CliError> {
+    // The report's own verdict, the caller's (the probe, the comparison) and
+    // the checks' where they decide (verify's look after the switch).
+    let ok = ok && around.is_none_or(Around::checks_hold);
     let (around_fields, old_site_changed) = match around {
         Some(around) => around.fields()?,
         None => (Vec::new(), false),
@@ -77,7 +80,7 @@ fn print_with<R: Serialize>(
                 map.insert(key.to_owned(), more);
             }
             // The contract every report keeps: `ok` and `changed`.
-            map.entry("ok").or_insert(ok.into());
+            map.insert("ok".to_owned(), ok.into());
             if old_site_changed {
                 map.insert("changed".to_owned(), true.into());
             }
@@ -96,7 +99,10 @@ fn print_with<R: Serialize>(
     let status = text(global, report)?;
     let mut out = crate::output::stdout();
     extra_text(&mut out)?;
-    Ok(status)
+    Ok(match status {
+        ExitStatus::Success if !ok => ExitStatus::Failed,
+        status => status,
+    })
 }
 
 fn write_probe(out: &mut dyn Write, seen: &ProbeReport) -> std::io::Result<()> {
@@ -426,6 +432,7 @@ pub fn verify_compared(
     global: &GlobalArgs,
     args: CutoverArgs,
     proxy: &ProxyHost,
+    after: &Around,
 ) -> Result<ExitStatus, CliError> {
     let (Some(old_url), Some(new_url)) = (args.probe.old_url.clone(), args.probe.new_url.clone())
     else {
@@ -446,25 +453,26 @@ pub fn verify_compared(
             let options = nginx_options(global, args)?;
             let report = nginx::verify(&executor, &options)?;
             let (old, new) = compare()?;
-            print_compared(global, &report, report.ok, print_nginx, &old, &new)
+            print_compared(global, after, &report, report.ok, print_nginx, &old, &new)
         }
         CutoverMethod::Dns => {
             let options = dns_options(args, false)?;
             let report = dns::verify(&HickoryWire::default(), &options)?;
             let (old, new) = compare()?;
-            print_compared(global, &report, report.ok, print_dns, &old, &new)
+            print_compared(global, after, &report, report.ok, print_dns, &old, &new)
         }
         CutoverMethod::Haproxy => {
             let options = options(args)?;
             let report = cutover::verify(&executor, &options)?;
             let (old, new) = compare()?;
-            print_compared(global, &report, report.ok, print, &old, &new)
+            print_compared(global, after, &report, report.ok, print, &old, &new)
         }
     }
 }
 
 fn print_compared<R: Serialize>(
     global: &GlobalArgs,
+    after: &Around,
     report: &R,
     ok: bool,
     text: impl FnOnce(&GlobalArgs, &R) -> Result<ExitStatus, CliError>,
@@ -475,7 +483,7 @@ fn print_compared<R: Serialize>(
     let value = serde_json::json!({ "old": old, "new": new });
     print_with(
         global,
-        None,
+        Some(after),
         report,
         ok && answered,
         text,
