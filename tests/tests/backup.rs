@@ -825,12 +825,17 @@ fn a_file_that_keeps_changing_while_copied_is_named_not_passed_as_consistent() {
         let busy = busy.clone();
         std::thread::spawn(move || {
             let mut file = fs::OpenOptions::new().append(true).open(busy).unwrap();
+            // Without a pause: on a busy machine a writer that sleeps between
+            // writes can miss every copy attempt, and the file looks stable.
             while !stop.load(Ordering::Relaxed) {
                 file.write_all(b"x").unwrap();
-                std::thread::sleep(std::time::Duration::from_micros(100));
             }
         })
     };
+    // The writer is writing before the backup starts.
+    while fs::metadata(&busy).unwrap().len() == 16 << 20 {
+        std::thread::yield_now();
+    }
     let bundle = dir.path().join("bundle");
     let report = run_backup(&options(&old, &bundle));
     stop.store(true, Ordering::Relaxed);
