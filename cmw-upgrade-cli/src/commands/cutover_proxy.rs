@@ -24,13 +24,12 @@ impl ProxyHost {
     /// from here).
     pub fn connect(global: &GlobalArgs, args: &CutoverArgs) -> Result<Self, CliError> {
         let local = LocalExecutor::new(&global.root);
-        let this_machine = || ProxyHost {
-            remote: None,
-            local: LocalExecutor::new(&global.root),
-            label: "the proxy's host (this machine)".to_owned(),
-        };
         let Some(text) = args.proxy_host.as_deref().filter(|text| *text != "local") else {
-            return Ok(this_machine());
+            return Ok(ProxyHost {
+                remote: None,
+                local,
+                label: "the proxy's host (this machine)".to_owned(),
+            });
         };
         if args.method != CutoverMethod::Haproxy {
             return Err(CliError::from(cmw_upgrade_core::Error::BadInput {
